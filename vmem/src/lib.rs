@@ -1,1 +1,120 @@
+//! # umem-vmem — Bonwick's vmem resource arenas
+//!
+//! ## Theory statement
+//!
+//! An **arena** ([`Vmem`]) manages a set of integer ranges — addresses, IDs,
+//! device memory — in units of its **quantum**. It never touches the memory
+//! it manages; only vmem's own tree of internal arenas (below) is real
+//! memory that vmem writes into.
+//!
+//! **Segments.** Every range the arena knows is a **segment** (`vmem_seg`):
+//! a **span** marker for each span added (`add`) or imported from the
+//! **source** (`import`), followed by the allocated and free segments that
+//! tile the span exactly. All segments of an arena are on one doubly linked
+//! list in address order (span marker first), plus two marker kinds that
+//! carry no range: the **rotor** (where the next next-fit search starts) and
+//! transient **walkers** (the place of a reentrant `walk`). Span markers are
+//! also on a span list (non-imported spans sorted by address, as in
+//! libumem, so `extend_alloc` can grow the last one).
+//!
+//! **Freelists.** Each free segment is on one of 64 power-of-two
+//! **freelists**: list *n* holds sizes in `[2^n, 2^(n+1))`. A 64-bit
+//! **freemap** has bit *n* set exactly when list *n* is non-empty.
+//! **Instant fit** takes the head of the lowest non-empty list whose members
+//! are all large enough (`2^ceil(log2 size)`): O(1), one `trailing_zeros`.
+//! **Best fit** and **first fit** search from the list that may hold a fit;
+//! **next fit** scans the address list from the rotor.
+//! `xalloc` honours `align`, `phase`, `nocross`, `minaddr`, `maxaddr`.
+//!
+//! **Hash.** Allocated segments are in an open hash table keyed by start
+//! address (chained through the segment), so `free` finds its segment in
+//! O(1). The table is **rescaled** (4× grow) when the live count passes
+//! twice its size, and grown or shrunk by `update()` (`vmem_hash_rescale`);
+//! the new table is allocated with no arena lock held.
+//!
+//! **Import/release.** An arena short of space drops its lock, imports
+//! `roundup(size + phase, max(align, source quantum))` from its source, and
+//! makes it a span; a free that leaves an imported span wholly free destroys
+//! the span and releases it to the source at once (after unlocking).
+//!
+//! **Quantum caches.** An arena created with `qcache_max > 0` asks the
+//! installed [`QCacheFactory`] (umem-slab) for an object cache of each size
+//! `k * quantum <= qcache_max`; `alloc`/`free` of those sizes go to the cache
+//! (lock-free magazines), everything else — and all `xalloc`/`xfree` — to the
+//! segment layer. Without a factory every size uses the segment layer.
+//!
+//! **Self-hosting.** Segment structures, hash tables and `Vmem` structures
+//! come from arenas: `heap` (page quantum, imports from the caller's page
+//! source) → `vmem_internal` → `vmem_seg`, `vmem_hash`, `vmem_vmem`. The
+//! first arenas live in a static array, the first segments in a static
+//! array on the global segment free list. Each arena keeps a private
+//! **reserve** of segment structures, refilled by **populate** before any
+//! operation to `VMEM_MINFREE`, the worst case of one operation (import a
+//! span + allocate from its middle) plus the **populate reserve** that a
+//! populator arena (`heap`, `vmem_internal`, `vmem_seg`) may use while the
+//! populating thread (the owner of the populate lock) allocates a page of
+//! segments through them. That thread never populates again (it taps the
+//! reserves), so recursion is bounded by the depth of the tree.
+//!
+//! ## Locks and their order
+//!
+//! 1. the **arena list** lock (create, destroy, `update`, `lockup`);
+//! 2. the **populate** lock (one thread refills segment reserves at a time;
+//!    taken with no arena lock held);
+//! 3. the **arena locks**, one per arena, protecting its segment list,
+//!    freelists, freemap, hash table, reserve and kstats. At most one arena
+//!    lock is held at a time except in `lockup`, which takes them in
+//!    creation order: every call into another arena (source import/release,
+//!    internal arenas, quantum caches) is made with the lock dropped;
+//! 4. the **global segment free list** lock (leaf).
+//!
+//! Quantum-cache (slab) locks come before all of these: caches call the
+//! arena with no vmem lock held, and the arena calls caches with none held.
+//!
+//! ## Invariants (checked by [`Vmem::verify`])
+//!
+//! * The address list is sorted; each span marker is followed by segments
+//!   tiling it exactly (allocations of non-quantum sizes occupy their size
+//!   rounded up to the quantum).
+//! * No two free segments are neighbours on the list (they coalesce); only a
+//!   rotor or walker may sit between two free segments.
+//! * Each free segment is on freelist `floor(log2 size)`; freemap bit *n* is
+//!   set iff list *n* is non-empty.
+//! * The hash holds exactly the allocated segments, each in its bucket.
+//! * kstats: `mem_inuse` = sum of allocated sizes, `mem_total` = sum of span
+//!   sizes = `mem_inuse` + free sizes, `mem_import` = sum of imported spans,
+//!   `alloc - free` = number of allocated segments.
+//! * An imported span is never wholly free outside a call (it goes back to
+//!   the source).
 #![cfg_attr(not(feature = "std"), no_std)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+mod arena;
+mod error;
+mod lock;
+#[cfg(feature = "std")]
+mod mmap;
+mod seg;
+mod source;
+mod tree;
+mod types;
+
+pub use arena::Vmem;
+pub use error::VmemError;
+#[cfg(feature = "std")]
+pub use mmap::{MmapSource, MMAP_SOURCE};
+pub use source::{QCache, QCacheFactory, Source};
+pub use tree::{
+    for_each_arena, heap, init, is_initialized, lockup, release, set_qcache_factory, try_heap,
+    update, verify,
+};
+pub use types::{CreateFlags, Policy, SegType, SegTypes, VmemStats, WalkMode, XAllocRequest};
+
+/// An address or integer managed by an arena.
+pub type Addr = usize;
+
+/// The most quantum caches an arena has (`qcache_max <= 16 * quantum`).
+pub const QCACHE_MAX_CACHES: usize = 16;
+
+/// Longest arena name kept (longer names are truncated at a char boundary).
+pub const NAME_MAX: usize = 31;

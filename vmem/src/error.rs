@@ -1,0 +1,130 @@
+//! The precise error values of the vmem API.
+
+use crate::Addr;
+use core::fmt;
+
+/// Every detectable misuse or failure of a vmem operation.
+///
+/// Each variant carries the numbers that explain it, so that a caller (or a
+/// panic message built from `Display`) can say exactly what was wrong.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum VmemError {
+    /// A size of zero was passed where a positive size is required.
+    ZeroSize,
+    /// The size, rounded up to the quantum (plus phase/alignment slack), does
+    /// not fit in an address.
+    SizeOverflow { size: usize },
+    /// `Vmem::create`: the quantum is zero or not a power of two.
+    BadQuantum { quantum: usize },
+    /// `init`: the page size is zero or not a power of two.
+    BadPageSize { page_size: usize },
+    /// The alignment is not a power of two or not a multiple of the quantum.
+    BadAlign { align: usize, quantum: usize },
+    /// The phase is not a multiple of the quantum, or `phase >= align`.
+    BadPhase { phase: usize, align: usize },
+    /// `nocross` is not a power of two or not a multiple of the quantum.
+    BadNocross { nocross: usize, quantum: usize },
+    /// `nocross` is smaller than what the request needs: `align > nocross` or
+    /// `roundup(phase + size, align) > nocross`.
+    NocrossTooSmall { nocross: usize, size: usize, align: usize, phase: usize },
+    /// `[minaddr, maxaddr)` cannot hold `size` bytes (`minaddr >= maxaddr` or
+    /// the window is smaller than `size`).
+    BadAddrRange { minaddr: Addr, maxaddr: Addr, size: usize },
+    /// The arena (and its source, if any) has no segment that satisfies the
+    /// request.
+    Exhausted { size: usize },
+    /// Free of an address that is not the start of an allocated segment.
+    NotAllocated { addr: Addr, size: usize },
+    /// Free of an allocated segment with a size other than the one it was
+    /// allocated with.
+    WrongSize { addr: Addr, size: usize, allocated: usize },
+    /// `add`/`extend_alloc`/`create`: the span overlaps a span of the arena.
+    SpanOverlap { addr: Addr, size: usize, existing: Addr, existing_size: usize },
+    /// `add`/`extend_alloc`/`create`: start or size is not a multiple of the
+    /// quantum.
+    SpanMisaligned { addr: Addr, size: usize, quantum: usize },
+    /// `add`/`extend_alloc`/`create`: `addr + size` wraps around the address
+    /// space.
+    SpanOverflow { addr: Addr, size: usize },
+    /// `extend_alloc`: `alloc` is zero, larger than the span, or not a
+    /// multiple of the quantum.
+    BadExtendAlloc { size: usize, alloc: usize },
+    /// vmem could not get the segment structures, hash table or arena
+    /// structure it needs from its internal arenas (their page source is
+    /// exhausted).
+    NoMetadata,
+    /// `init` was already called with a different source or page size.
+    AlreadyInitialized,
+    /// The internal arena tree is not built (`init` was not called and the
+    /// `std` feature, which builds it lazily, is off).
+    NotInitialized,
+    /// `verify` found a broken invariant: `what` says which, at `addr`.
+    Corrupt { what: &'static str, addr: Addr },
+}
+
+impl fmt::Display for VmemError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use VmemError::*;
+        match *self {
+            ZeroSize => write!(f, "zero size"),
+            SizeOverflow { size } => write!(f, "size {size:#x} overflows when rounded"),
+            BadQuantum { quantum } => write!(f, "quantum {quantum:#x} is not a power of two"),
+            BadPageSize { page_size } => {
+                write!(f, "page size {page_size:#x} is not a power of two")
+            }
+            BadAlign { align, quantum } => write!(
+                f,
+                "alignment {align:#x} is not a power of two multiple of the quantum {quantum:#x}"
+            ),
+            BadPhase { phase, align } => write!(
+                f,
+                "phase {phase:#x} is not a quantum multiple below the alignment {align:#x}"
+            ),
+            BadNocross { nocross, quantum } => write!(
+                f,
+                "nocross {nocross:#x} is not a power of two multiple of the quantum {quantum:#x}"
+            ),
+            NocrossTooSmall { nocross, size, align, phase } => write!(
+                f,
+                "overconstrained: size {size:#x} at phase {phase:#x} of alignment {align:#x} \
+                 cannot fit below a nocross boundary of {nocross:#x}"
+            ),
+            BadAddrRange { minaddr, maxaddr, size } => write!(
+                f,
+                "overconstrained: [{minaddr:#x}, {maxaddr:#x}) cannot hold {size:#x} bytes"
+            ),
+            Exhausted { size } => write!(f, "arena exhausted: no space for {size:#x} bytes"),
+            NotAllocated { addr, size } => {
+                write!(f, "bad free: [{addr:#x}, +{size:#x}) is not an allocated segment")
+            }
+            WrongSize { addr, size, allocated } => write!(
+                f,
+                "bad free: segment at {addr:#x} freed with size {size:#x}, allocated with {allocated:#x}"
+            ),
+            SpanOverlap { addr, size, existing, existing_size } => write!(
+                f,
+                "span [{addr:#x}, +{size:#x}) overlaps span [{existing:#x}, +{existing_size:#x})"
+            ),
+            SpanMisaligned { addr, size, quantum } => write!(
+                f,
+                "span [{addr:#x}, +{size:#x}) is not aligned to the quantum {quantum:#x}"
+            ),
+            SpanOverflow { addr, size } => {
+                write!(f, "span [{addr:#x}, +{size:#x}) wraps around the address space")
+            }
+            BadExtendAlloc { size, alloc } => {
+                write!(f, "cannot allocate {alloc:#x} bytes of an extension of {size:#x}")
+            }
+            NoMetadata => write!(f, "out of memory for vmem's own segments or tables"),
+            AlreadyInitialized => {
+                write!(f, "vmem already initialised with another source or page size")
+            }
+            NotInitialized => write!(f, "vmem is not initialised"),
+            Corrupt { what, addr } => write!(f, "arena corrupt at {addr:#x}: {what}"),
+        }
+    }
+}
+
+#[cfg(feature = "std")]
+impl std::error::Error for VmemError {}

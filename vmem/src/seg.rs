@@ -1,0 +1,1 @@
+//! Segment structures and their lists.
