@@ -1,0 +1,26 @@
+//! Compiles the C-ABI workloads (`c/cwork.c`) with the system C compiler. Without one the
+//! harness still builds and says that the C section is skipped.
+use std::path::PathBuf;
+use std::process::Command;
+
+fn main() {
+    println!("cargo:rerun-if-changed=c/cwork.c");
+    println!("cargo:rerun-if-env-changed=CC");
+    let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("OUT_DIR")).join("umem-bench-cwork");
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".to_string());
+    let status = Command::new(&cc)
+        .args(["-O2", "-g", "-pthread", "-Wall", "-o"])
+        .arg(&out)
+        .arg("c/cwork.c")
+        .arg("-lm")
+        .status();
+    match status {
+        Ok(s) if s.success() => {
+            println!("cargo:rustc-env=UMEM_BENCH_CWORK={}", out.display());
+        }
+        other => {
+            println!("cargo:warning=could not compile c/cwork.c with `{cc}` ({other:?}): the C-ABI section will be skipped");
+            println!("cargo:rustc-env=UMEM_BENCH_CWORK=");
+        }
+    }
+}

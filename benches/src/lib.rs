@@ -1,0 +1,188 @@
+//! umem-bench: the workloads of the comparison harness, shared by every worker binary.
+//!
+//! # Theory
+//!
+//! The harness (`src/main.rs`, binary `umem-bench`) never measures in its own process. It
+//! spawns one *worker* process per (workload, allocator, run): the worker binaries
+//! (`umem-bench-worker-{system,umem,mimalloc,jemalloc}`) are this same library compiled with a
+//! different `#[global_allocator]`, so every allocator runs byte-for-byte the same workload
+//! code. The C-ABI side is a C program (`c/cwork.c`, compiled by `build.rs` with the system
+//! `cc`) run under `LD_PRELOAD` of each malloc; the last section runs real programs.
+//!
+//! Worker protocol: `worker WORKLOAD THREADS SCALE SEED` prints one line, either
+//! `ok NANOS CHECKSUM` (wall time of the workload itself, without process start-up) or
+//! `FAIL message`, and exits 0 or 1. The parent gets peak RSS from `wait4`'s rusage.
+//!
+//! Correctness before speed: every object a workload allocates is filled with a pattern
+//! derived from a unique tag ([`fill`]) and checked byte for byte before it is freed
+//! ([`check`]), so an allocator that hands out overlapping blocks or scribbles on live memory
+//! makes the workload report `FAIL` instead of a time. The checksum a workload returns depends
+//! only on (seed, threads, scale), never on scheduling or on the allocator, so the harness
+//! also compares checksums across allocators.
+
+pub mod workloads;
+
+use std::io::Write;
+
+/// Parameters every workload takes.
+#[derive(Clone, Copy, Debug)]
+pub struct Params {
+    /// Threads for the multi-threaded workloads (single-threaded ones ignore it).
+    pub threads: usize,
+    /// Multiplier on the operation counts (1.0 = full run, `--quick` uses less).
+    pub scale: f64,
+    /// Seed of every random choice.
+    pub seed: u64,
+}
+
+impl Params {
+    /// `base` operations scaled, at least `min`.
+    pub fn ops(&self, base: usize, min: usize) -> usize {
+        ((base as f64 * self.scale) as usize).max(min)
+    }
+}
+
+/// A workload's result: a checksum that depends only on the parameters, or what went wrong.
+pub type WResult = Result<u64, String>;
+
+/// Small, fast, reproducible generator (splitmix64).
+#[derive(Clone, Debug)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed ^ 0x6a09_e667_f3bc_c909)
+    }
+    /// A generator for stream `k` of `seed` (threads, rounds).
+    pub fn stream(seed: u64, k: u64) -> Rng {
+        let mut r = Rng::new(seed.wrapping_add(k.wrapping_mul(0x9e37_79b9_7f4a_7c15)));
+        r.next();
+        r
+    }
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    /// Uniform in `lo..=hi`.
+    pub fn range(&mut self, lo: usize, hi: usize) -> usize {
+        lo + (self.next() % ((hi - lo + 1) as u64)) as usize
+    }
+    /// Uniform in `0..n`.
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// The byte every position from 8 on holds in a block tagged `tag`.
+#[inline]
+pub fn mid_byte(tag: u64) -> u8 {
+    let m = (tag ^ (tag >> 8) ^ (tag >> 16) ^ (tag >> 24) ^ (tag >> 32)) as u8;
+    m ^ 0xa5
+}
+
+/// Fills `buf` with the pattern of `tag`: the tag's little-endian bytes, then `mid_byte(tag)`.
+#[inline]
+pub fn fill(buf: &mut [u8], tag: u64) {
+    let t = tag.to_le_bytes();
+    let h = buf.len().min(8);
+    buf[..h].copy_from_slice(&t[..h]);
+    if buf.len() > 8 {
+        buf[8..].fill(mid_byte(tag));
+    }
+}
+
+/// Checks that `buf` still holds the pattern of `tag`, every byte of it.
+#[inline]
+pub fn check(buf: &[u8], tag: u64, what: &str) -> Result<(), String> {
+    let t = tag.to_le_bytes();
+    let h = buf.len().min(8);
+    let m = mid_byte(tag);
+    if buf[..h] != t[..h] || (buf.len() > 8 && !buf[8..].iter().all(|&b| b == m)) {
+        let at = (0..buf.len())
+            .find(|&i| buf[i] != if i < 8 { t[i] } else { m })
+            .unwrap_or(0);
+        return Err(format!(
+            "content check failed in {what}: block of {} bytes at {:p} tagged {tag:#x}, byte {at} is {:#04x}",
+            buf.len(),
+            buf.as_ptr(),
+            buf[at]
+        ));
+    }
+    Ok(())
+}
+
+/// A heap block of `n` bytes holding the pattern of `tag` (one allocation of exactly `n`).
+#[inline]
+pub fn new_block(n: usize, tag: u64) -> Box<[u8]> {
+    let mut v = Vec::<u8>::with_capacity(n);
+    v.resize(n, mid_byte(tag));
+    let t = tag.to_le_bytes();
+    let h = n.min(8);
+    v[..h].copy_from_slice(&t[..h]);
+    v.into_boxed_slice()
+}
+
+/// Checks and drops a block made by [`new_block`]; returns what it adds to a checksum.
+#[inline]
+pub fn free_block(b: Box<[u8]>, tag: u64, what: &str) -> Result<u64, String> {
+    check(&b, tag, what)?;
+    let v = tag.wrapping_mul(31).wrapping_add(b.len() as u64);
+    drop(b);
+    Ok(v)
+}
+
+/// Entry point of a worker binary: parses `WORKLOAD THREADS SCALE SEED`, runs, prints one line.
+pub fn worker_main(allocator: &str) -> ! {
+    let args: Vec<String> = std::env::args().collect();
+    let out = std::io::stdout();
+    if args.len() == 2 && args[1] == "--list" {
+        let mut o = out.lock();
+        for w in workloads::ALL {
+            let _ = writeln!(o, "{}", w.name);
+        }
+        std::process::exit(0);
+    }
+    if args.len() != 5 {
+        eprintln!("usage: {} WORKLOAD THREADS SCALE SEED | --list  ({allocator})", args[0]);
+        std::process::exit(2);
+    }
+    let parsed = (
+        workloads::find(&args[1]),
+        args[2].parse::<usize>(),
+        args[3].parse::<f64>(),
+        args[4].parse::<u64>(),
+    );
+    let (w, p) = match parsed {
+        (Some(w), Ok(threads), Ok(scale), Ok(seed)) if threads > 0 && scale > 0.0 => (
+            w,
+            Params {
+                threads,
+                scale,
+                seed,
+            },
+        ),
+        _ => {
+            eprintln!("bad arguments: {:?}", &args[1..]);
+            std::process::exit(2);
+        }
+    };
+    let t0 = std::time::Instant::now();
+    let r = (w.run)(&p);
+    let ns = t0.elapsed().as_nanos();
+    let mut o = out.lock();
+    match r {
+        Ok(sum) => {
+            let _ = writeln!(o, "ok {ns} {sum}");
+            let _ = o.flush();
+            std::process::exit(0)
+        }
+        Err(e) => {
+            let _ = writeln!(o, "FAIL {}: {e}", w.name);
+            let _ = o.flush();
+            std::process::exit(1)
+        }
+    }
+}
