@@ -1,0 +1,2336 @@
+//! The object cache: slab layer, magazine layer (per-thread slots, see `thread.rs`) and
+//! depot. Raw-pointer code lives here and in `thread.rs`; each unsafe block says why it is
+//! sound.
+
+use core::cell::UnsafeCell;
+use core::mem::size_of;
+use core::ptr::{self, null_mut, NonNull};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicU8, Ordering};
+
+use umem_vmem::{Addr, CreateFlags, Policy, Vmem, XAllocRequest};
+
+use crate::sync::SpinLock;
+use crate::thread::{self, TSlot, MAX_IDS};
+use crate::types::{CacheFlags, CacheName, CacheOps, CacheStats, SlabError};
+
+pub(crate) const NAME_LEN: usize = 32;
+/// Minimum alignment of buffers the allocator may write into (`UMEM_ALIGN`).
+const ALIGN: usize = 8;
+/// Default alignment of buffers of 16 bytes and more (`UMEM_SECOND_ALIGN`).
+const SECOND_ALIGN: usize = 16;
+/// Small-slab threshold and waste bound: 1/8 (`UMEM_VOID_FRACTION`).
+const VOID_FRACTION: usize = 8;
+const HASH_INITIAL: usize = 64;
+/// Failed depot trylocks per update interval above which magazines grow.
+const DEPOT_CONTENTION: u64 = 2;
+
+// Debug buftag: after each buffer (see `CacheFlags::DEBUG`).
+const BUFTAG_SIZE: usize = 24;
+const REDZONE_PATTERN: u64 = 0xfeed_face_feed_face;
+const FREE_PATTERN: u64 = 0xdead_beef_dead_beef;
+const UNINIT_PATTERN: u64 = 0xbadd_cafe_badd_cafe;
+const BUFTAG_ALLOC: usize = 0xa110_c8ed;
+const BUFTAG_FREE: usize = 0xf4ee_f4ee;
+
+/// Magazine types {rounds, align, minbuf, maxbuf} as libumem's `umem_magtype`.
+pub(crate) struct MagType {
+    pub rounds: usize,
+    pub align: usize,
+    pub minbuf: usize,
+    pub maxbuf: usize,
+}
+
+pub(crate) const MAGTYPES: [MagType; 9] = [
+    MagType {
+        rounds: 1,
+        align: 8,
+        minbuf: 3200,
+        maxbuf: 65536,
+    },
+    MagType {
+        rounds: 3,
+        align: 16,
+        minbuf: 256,
+        maxbuf: 32768,
+    },
+    MagType {
+        rounds: 7,
+        align: 32,
+        minbuf: 64,
+        maxbuf: 16384,
+    },
+    MagType {
+        rounds: 15,
+        align: 64,
+        minbuf: 0,
+        maxbuf: 8192,
+    },
+    MagType {
+        rounds: 31,
+        align: 64,
+        minbuf: 0,
+        maxbuf: 4096,
+    },
+    MagType {
+        rounds: 47,
+        align: 64,
+        minbuf: 0,
+        maxbuf: 2048,
+    },
+    MagType {
+        rounds: 63,
+        align: 64,
+        minbuf: 0,
+        maxbuf: 1024,
+    },
+    MagType {
+        rounds: 95,
+        align: 64,
+        minbuf: 0,
+        maxbuf: 512,
+    },
+    MagType {
+        rounds: 143,
+        align: 64,
+        minbuf: 0,
+        maxbuf: 0,
+    },
+];
+
+fn magtype_index(rounds: usize) -> usize {
+    MAGTYPES
+        .iter()
+        .position(|m| m.rounds == rounds)
+        .unwrap_or_else(|| crate::fatal("umem-slab: bad magazine size\n"))
+}
+
+/// A magazine: a link word followed by `rounds` buffer addresses.
+#[repr(C)]
+pub(crate) struct Magazine {
+    next: *mut Magazine,
+}
+
+impl Magazine {
+    /// # Safety
+    /// `m` is a magazine with more than `i` rounds of capacity.
+    #[inline(always)]
+    pub(crate) unsafe fn round(m: *mut Magazine, i: usize) -> *mut usize {
+        // SAFETY: rounds follow the link word; in bounds by the caller's promise.
+        unsafe { (m as *mut usize).add(1 + i) }
+    }
+}
+
+struct MagList {
+    head: *mut Magazine,
+    total: usize,
+    min: usize,
+    reaplimit: usize,
+    alloc: u64,
+}
+
+impl MagList {
+    const fn new() -> MagList {
+        MagList {
+            head: null_mut(),
+            total: 0,
+            min: 0,
+            reaplimit: 0,
+            alloc: 0,
+        }
+    }
+    fn pop(&mut self) -> *mut Magazine {
+        let m = self.head;
+        if !m.is_null() {
+            // SAFETY: magazines on the list are live and owned by the depot.
+            self.head = unsafe { (*m).next };
+            self.total -= 1;
+            if self.total < self.min {
+                self.min = self.total;
+            }
+            self.alloc += 1;
+        }
+        m
+    }
+    fn push(&mut self, m: *mut Magazine) {
+        // SAFETY: the caller hands over a live magazine.
+        unsafe { (*m).next = self.head };
+        self.head = m;
+        self.total += 1;
+    }
+}
+
+/// The depot (cache_depot_lock protects all of it).
+struct Depot {
+    full: MagList,
+    empty: MagList,
+    /// Index into `MAGTYPES` of the magazines on both lists.
+    magtype: usize,
+    contention: u64,
+    contention_prev: u64,
+    resizes: u64,
+}
+
+/// A slab: in the last bytes of the slab for small-buffer caches, from the slab cache
+/// otherwise.
+#[repr(C)]
+struct Slab {
+    cache: *const Cache,
+    /// Start of the slab's memory (from the source arena).
+    mem: usize,
+    /// First buffer (`mem` + colour).
+    base: usize,
+    next: *mut Slab,
+    prev: *mut Slab,
+    /// Free list: small caches, address of the first free buffer; hashed caches, the
+    /// first free bufctl. 0 when the slab is fully allocated.
+    head: usize,
+    refcnt: usize,
+    chunks: usize,
+}
+const SLAB_HDR: usize = size_of::<Slab>();
+
+/// External buffer control (hashed caches).
+#[repr(C)]
+struct Bufctl {
+    next: *mut Bufctl,
+    addr: usize,
+    slab: *mut Slab,
+}
+
+struct SlabLayer {
+    /// Slabs with at least one free buffer (doubly linked, most recently used first).
+    partial: *mut Slab,
+    /// Fully allocated slabs.
+    full: *mut Slab,
+    nslabs: usize,
+    buftotal: usize,
+    bufalloc: usize,
+    color: usize,
+    hash: *mut *mut Bufctl,
+    hash_mask: usize,
+    slab_create: u64,
+    slab_destroy: u64,
+    slab_alloc: u64,
+    slab_free: u64,
+    rescale: u64,
+    lookup_depth: u64,
+}
+
+#[repr(C, align(64))]
+struct Padded<T>(T);
+
+struct Links {
+    next: *mut Cache,
+    prev: *mut Cache,
+}
+
+/// An object cache (`umem_cache_t`). Lives in memory from the `umem_cache` arena; handed
+/// out as `&'static Cache` until [`Cache::destroy`].
+#[repr(C, align(64))]
+pub struct Cache {
+    // Read by the fast path.
+    fast_index: usize,
+    id: usize,
+    flags: u32,
+    chunksize: usize,
+    bufsize: usize,
+    align: usize,
+    slabsize: usize,
+    /// Offset of the free-list link inside a free buffer (small caches).
+    link_off: usize,
+    /// Offset of the debug buftag (0 when none).
+    buftag_off: usize,
+    maxcolor: usize,
+    hash_shift: u32,
+    hashed: bool,
+    slab_xalloc: bool,
+    qcache: bool,
+    ops: CacheOps,
+    source: &'static Vmem,
+    name: CacheName,
+    slow_allocs: AtomicU64,
+    slow_frees: AtomicU64,
+    folded_allocs: AtomicU64,
+    folded_frees: AtomicU64,
+    alloc_fail: AtomicU64,
+    reaps: AtomicU64,
+    links: UnsafeCell<Links>,
+    depot: Padded<SpinLock<Depot>>,
+    slab: Padded<SpinLock<SlabLayer>>,
+}
+
+// SAFETY: all mutable state is behind the depot/slab spin locks, atomics, or the cache-list
+// lock (`links`).
+unsafe impl Sync for Cache {}
+// SAFETY: as above.
+unsafe impl Send for Cache {}
+
+// ---------------------------------------------------------------------------------------
+// Globals.
+
+struct CacheList {
+    head: *mut Cache,
+    count: usize,
+    ids: [u64; MAX_IDS / 64],
+}
+// SAFETY: pointers followed only under the lock.
+unsafe impl Send for CacheList {}
+
+static CACHE_LIST: SpinLock<CacheList> = SpinLock::new(CacheList {
+    head: null_mut(),
+    count: 0,
+    ids: [0; MAX_IDS / 64],
+});
+
+#[allow(clippy::declare_interior_mutable_const)]
+const NULL_CACHE: AtomicPtr<Cache> = AtomicPtr::new(null_mut());
+static IDS: [AtomicPtr<Cache>; MAX_IDS] = [NULL_CACHE; MAX_IDS];
+
+pub(crate) struct Globals {
+    pub internal: &'static Vmem,
+    pub cache_arena: &'static Vmem,
+    pub hash_arena: &'static Vmem,
+    pub mag_caches: [&'static Cache; 9],
+    pub slab_cache: &'static Cache,
+    pub bufctl_cache: &'static Cache,
+    pub block_cache: &'static Cache,
+}
+
+struct GlobalsCell(UnsafeCell<Option<Globals>>);
+// SAFETY: written once by the initialising thread before STATE becomes READY, read only
+// after observing READY (Acquire).
+unsafe impl Sync for GlobalsCell {}
+static GLOBALS: GlobalsCell = GlobalsCell(UnsafeCell::new(None));
+
+const UNINIT: u8 = 0;
+const INITING: u8 = 1;
+const READY: u8 = 2;
+static STATE: AtomicU8 = AtomicU8::new(UNINIT);
+static NO_MAGAZINES: AtomicBool = AtomicBool::new(false);
+
+/// Partially built globals while `init` runs (internal caches are created before the
+/// magazine caches exist).
+struct Boot {
+    page: usize,
+    internal: Option<&'static Vmem>,
+    cache_arena: Option<&'static Vmem>,
+    hash_arena: Option<&'static Vmem>,
+}
+struct BootCell(UnsafeCell<Boot>);
+// SAFETY: used only by the initialising thread.
+unsafe impl Sync for BootCell {}
+static BOOT: BootCell = BootCell(UnsafeCell::new(Boot {
+    page: 0,
+    internal: None,
+    cache_arena: None,
+    hash_arena: None,
+}));
+
+#[inline]
+pub(crate) fn globals() -> &'static Globals {
+    // SAFETY: only called after init completed (every cache exists only after init; the
+    // internal caches never need `globals()` during init, see `boot_*`).
+    unsafe {
+        match &*GLOBALS.0.get() {
+            Some(g) => g,
+            None => crate::fatal("umem-slab: used before init\n"),
+        }
+    }
+}
+
+fn page_size() -> usize {
+    // SAFETY: BOOT is complete before any cache is created; read-only afterwards.
+    unsafe { (*BOOT.0.get()).page }
+}
+
+/// Build the metadata arenas and internal caches; idempotent.
+pub(crate) fn init() {
+    loop {
+        match STATE.compare_exchange(UNINIT, INITING, Ordering::Acquire, Ordering::Acquire) {
+            Ok(_) => break,
+            Err(READY) => return,
+            Err(_) => {
+                core::hint::spin_loop();
+                // SAFETY: no preconditions.
+                unsafe { libc::sched_yield() };
+            }
+        }
+    }
+    // SAFETY: sysconf has no preconditions.
+    let page = match unsafe { libc::sysconf(libc::_SC_PAGESIZE) } {
+        p if p > 0 => p as usize,
+        _ => 4096,
+    };
+    let heap = umem_vmem::heap();
+    let mk = |name: &str, quantum: usize| -> &'static Vmem {
+        Vmem::create(name, None, quantum, Some(heap), 0, CreateFlags::NONE)
+            .unwrap_or_else(|_| crate::fatal("umem-slab: cannot create metadata arena\n"))
+    };
+    let internal = mk("umem_internal", page);
+    let cache_arena = mk("umem_cache", 64);
+    let hash_arena = mk("umem_hash", 8);
+    // SAFETY: we are the only thread in INITING.
+    unsafe {
+        let b = &mut *BOOT.0.get();
+        b.page = page;
+        b.internal = Some(internal);
+        b.cache_arena = Some(cache_arena);
+        b.hash_arena = Some(hash_arena);
+    }
+    let internal_cache = |name: &str, size: usize, align: usize, flags: CacheFlags| {
+        Cache::create_inner(name, size, align, CacheOps::NONE, internal, flags)
+            .unwrap_or_else(|_| crate::fatal("umem-slab: cannot create internal cache\n"))
+    };
+    let mut names = [[0u8; 24]; 9];
+    let mut mags: [Option<&'static Cache>; 9] = [None; 9];
+    for (i, mt) in MAGTYPES.iter().enumerate() {
+        let n = fmt_name(&mut names[i], "umem_magazine_", mt.rounds);
+        mags[i] = Some(internal_cache(
+            n,
+            (mt.rounds + 1) * size_of::<usize>(),
+            mt.align,
+            CacheFlags::NOHASH,
+        ));
+    }
+    let slab_cache = internal_cache("umem_slab_cache", SLAB_HDR, 0, CacheFlags::NOHASH);
+    let bufctl_cache = internal_cache(
+        "umem_bufctl_cache",
+        size_of::<Bufctl>(),
+        0,
+        CacheFlags::NOHASH,
+    );
+    let block_cache = internal_cache(
+        "umem_thread_block",
+        size_of::<thread::ThreadBlock>(),
+        64,
+        CacheFlags::NOHASH | CacheFlags::NOMAGAZINE,
+    );
+    let g = Globals {
+        internal,
+        cache_arena,
+        hash_arena,
+        mag_caches: mags.map(|m| m.unwrap_or_else(|| crate::fatal("umem-slab: init\n"))),
+        slab_cache,
+        bufctl_cache,
+        block_cache,
+    };
+    // SAFETY: single writer while INITING; readers wait for READY.
+    unsafe { *GLOBALS.0.get() = Some(g) };
+    thread::init_key();
+    umem_vmem::set_qcache_factory(&crate::qcache::FACTORY);
+    STATE.store(READY, Ordering::Release);
+}
+
+fn fmt_name<'a>(buf: &'a mut [u8; 24], prefix: &str, n: usize) -> &'a str {
+    let mut len = prefix.len();
+    buf[..len].copy_from_slice(prefix.as_bytes());
+    let mut digits = [0u8; 20];
+    let mut d = 0;
+    let mut v = n;
+    loop {
+        digits[d] = b'0' + (v % 10) as u8;
+        d += 1;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    while d > 0 {
+        d -= 1;
+        buf[len] = digits[d];
+        len += 1;
+    }
+    core::str::from_utf8(&buf[..len]).unwrap_or("umem_magazine")
+}
+
+pub(crate) fn is_ready() -> bool {
+    STATE.load(Ordering::Acquire) == READY
+}
+
+pub(crate) fn set_nomagazines(on: bool) {
+    NO_MAGAZINES.store(on, Ordering::Relaxed);
+}
+
+pub(crate) fn cache_by_id(id: usize) -> Option<&'static Cache> {
+    let p = IDS.get(id)?.load(Ordering::Acquire);
+    // SAFETY: ids are published after the cache is built and cleared before it is freed.
+    unsafe { p.as_ref() }
+}
+
+pub(crate) fn alloc_slot_chunk() -> *mut u8 {
+    let g = globals();
+    match arena_alloc(g.internal, size_of::<thread::SlotChunk>(), 64) {
+        Some(a) => a as *mut u8,
+        None => null_mut(),
+    }
+}
+
+pub(crate) fn free_slot_chunk(a: usize) {
+    arena_free(globals().internal, a, size_of::<thread::SlotChunk>(), 64);
+}
+
+pub(crate) fn alloc_thread_block() -> *mut u8 {
+    match globals().block_cache.alloc_addr() {
+        Some(a) => a as *mut u8,
+        None => null_mut(),
+    }
+}
+
+pub(crate) fn free_thread_block(a: usize) {
+    // SAFETY: `a` came from alloc_thread_block.
+    unsafe { globals().block_cache.free_addr(a) }
+}
+
+// ---------------------------------------------------------------------------------------
+// Arena access.
+
+fn arena_alloc(vm: &Vmem, size: usize, align: usize) -> Option<Addr> {
+    if align <= vm.quantum() {
+        vm.alloc(size, Policy::InstantFit).ok()
+    } else {
+        vm.xalloc(&XAllocRequest::new(size).align(align)).ok()
+    }
+}
+
+fn arena_free(vm: &Vmem, addr: Addr, size: usize, align: usize) {
+    let r = if align <= vm.quantum() {
+        vm.free(addr, size)
+    } else {
+        vm.xfree(addr, size)
+    };
+    if r.is_err() {
+        crate::fatal("umem-slab: source arena refused a slab free\n");
+    }
+}
+
+#[inline(always)]
+fn bump(c: &AtomicU64) {
+    // Owner-only counter: a plain load/store pair, readable (racily, atomically) elsewhere.
+    c.store(c.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+}
+
+fn highbit(x: usize) -> u32 {
+    usize::BITS - x.leading_zeros()
+}
+
+// ---------------------------------------------------------------------------------------
+// Creation and destruction.
+
+impl Cache {
+    /// Create an object cache of `size`-byte buffers aligned to `align` (0: 8, or 16 for
+    /// buffers of 16 bytes and more), whose slabs come from `source`.
+    pub fn create(
+        name: &str,
+        size: usize,
+        align: usize,
+        ops: CacheOps,
+        source: &'static Vmem,
+        flags: CacheFlags,
+    ) -> Result<&'static Cache, SlabError> {
+        if flags.0 & CacheFlags::QCACHE.0 != 0 {
+            return Err(SlabError::BadFlags { flags: flags.0 });
+        }
+        init();
+        Cache::create_inner(name, size, align, ops, source, flags)
+    }
+
+    pub(crate) fn create_qcache(
+        name: &str,
+        size: usize,
+        arena: &'static Vmem,
+    ) -> Result<&'static Cache, SlabError> {
+        init();
+        Cache::create_inner(
+            name,
+            size,
+            arena.quantum(),
+            CacheOps::NONE,
+            arena,
+            CacheFlags::NOTOUCH | CacheFlags::QCACHE,
+        )
+    }
+
+    fn create_inner(
+        name: &str,
+        size: usize,
+        align: usize,
+        ops: CacheOps,
+        source: &'static Vmem,
+        flags: CacheFlags,
+    ) -> Result<&'static Cache, SlabError> {
+        let mut flags = flags;
+        let notouch = flags.contains(CacheFlags::NOTOUCH);
+        if notouch && flags.contains(CacheFlags::NOHASH) {
+            return Err(SlabError::BadFlags { flags: flags.0 });
+        }
+        if size == 0 {
+            return Err(SlabError::ZeroSize);
+        }
+        if notouch || flags.contains(CacheFlags::NODEBUG) {
+            flags = CacheFlags(flags.0 & !CacheFlags::DEBUG.0);
+        }
+        if NO_MAGAZINES.load(Ordering::Relaxed) {
+            flags = flags | CacheFlags::NOMAGAZINE;
+        }
+        let debug = flags.contains(CacheFlags::DEBUG);
+        let page = page_size();
+        let quantum = source.quantum();
+        let max_align = quantum.max(page);
+        let align = if align == 0 {
+            if notouch {
+                1
+            } else if size.checked_next_multiple_of(ALIGN).unwrap_or(usize::MAX) >= SECOND_ALIGN {
+                SECOND_ALIGN
+            } else {
+                ALIGN
+            }
+        } else if !notouch && align < ALIGN {
+            ALIGN
+        } else {
+            align
+        };
+        if !align.is_power_of_two() || align > max_align {
+            return Err(SlabError::BadAlign {
+                align,
+                max: max_align,
+            });
+        }
+        let too_large = SlabError::TooLarge { size };
+        let mut chunksize = if notouch {
+            size
+        } else {
+            size.checked_next_multiple_of(ALIGN).ok_or(too_large)?
+        };
+        let mut buftag_off = 0;
+        if debug {
+            buftag_off = chunksize;
+            chunksize = chunksize.checked_add(BUFTAG_SIZE).ok_or(too_large)?;
+        }
+        chunksize = chunksize.checked_next_multiple_of(align).ok_or(too_large)?;
+        let link_off = if debug {
+            buftag_off + 8
+        } else {
+            chunksize.saturating_sub(size_of::<usize>())
+        };
+
+        // Slab geometry.
+        let small_slab = quantum.max(page);
+        let hashed;
+        let slabsize;
+        let maxcolor;
+        if flags.contains(CacheFlags::NOHASH)
+            || (!notouch && chunksize < small_slab / VOID_FRACTION)
+        {
+            if chunksize + SLAB_HDR > small_slab {
+                return Err(too_large);
+            }
+            hashed = false;
+            slabsize = small_slab;
+            maxcolor = (slabsize - SLAB_HDR) % chunksize;
+        } else {
+            hashed = true;
+            let q = quantum;
+            if flags.contains(CacheFlags::QCACHE) {
+                let want = 1usize
+                    .checked_shl(highbit(3 * source.qcache_max()))
+                    .ok_or(too_large)?;
+                slabsize = want.max(64).max(q).next_multiple_of(q);
+            } else {
+                // Smallest slab that wastes at most 1/8; else the least wasteful one.
+                let mut best = 0usize;
+                let mut best_waste = f64::MAX;
+                let mut pick = 0usize;
+                for n in 1..=2 * VOID_FRACTION {
+                    let s = chunksize
+                        .checked_mul(n)
+                        .and_then(|x| x.checked_next_multiple_of(q))
+                        .ok_or(too_large)?;
+                    let fit = s / chunksize;
+                    let waste = (s - fit * chunksize) as f64 / s as f64;
+                    if waste * VOID_FRACTION as f64 <= 1.0 {
+                        pick = s;
+                        break;
+                    }
+                    if waste < best_waste {
+                        best_waste = waste;
+                        best = s;
+                    }
+                }
+                slabsize = if pick != 0 { pick } else { best };
+            }
+            maxcolor = (slabsize % chunksize).min(q.saturating_sub(1));
+        }
+        let slab_align = if hashed { align } else { slabsize };
+
+        let g_cache_arena = if is_ready() {
+            globals().cache_arena
+        } else {
+            // SAFETY: BOOT is set before the first internal cache is created.
+            unsafe {
+                (*BOOT.0.get())
+                    .cache_arena
+                    .unwrap_or_else(|| crate::fatal("boot\n"))
+            }
+        };
+        let cp = arena_alloc(g_cache_arena, size_of::<Cache>(), 64).ok_or(SlabError::NoMemory)?
+            as *mut Cache;
+
+        let mut hash = null_mut();
+        if hashed {
+            let hash_arena = globals_hash_arena();
+            match arena_alloc(hash_arena, HASH_INITIAL * size_of::<usize>(), 8) {
+                Some(h) => {
+                    hash = h as *mut *mut Bufctl;
+                    // SAFETY: fresh table of HASH_INITIAL buckets.
+                    unsafe { ptr::write_bytes(hash, 0, HASH_INITIAL) };
+                }
+                None => {
+                    arena_free(g_cache_arena, cp as usize, size_of::<Cache>(), 64);
+                    return Err(SlabError::NoMemory);
+                }
+            }
+        }
+        let mut magtype = 0;
+        while chunksize <= MAGTYPES[magtype].minbuf {
+            magtype += 1;
+        }
+        let cache = Cache {
+            fast_index: 0,
+            id: 0,
+            flags: flags.0,
+            chunksize,
+            bufsize: size,
+            align,
+            slabsize,
+            link_off,
+            buftag_off,
+            maxcolor,
+            hash_shift: highbit(chunksize) - 1,
+            hashed,
+            slab_xalloc: slab_align > quantum,
+            qcache: flags.contains(CacheFlags::QCACHE),
+            ops,
+            source,
+            name: CacheName::new(name),
+            slow_allocs: AtomicU64::new(0),
+            slow_frees: AtomicU64::new(0),
+            folded_allocs: AtomicU64::new(0),
+            folded_frees: AtomicU64::new(0),
+            alloc_fail: AtomicU64::new(0),
+            reaps: AtomicU64::new(0),
+            links: UnsafeCell::new(Links {
+                next: null_mut(),
+                prev: null_mut(),
+            }),
+            depot: Padded(SpinLock::new(Depot {
+                full: MagList::new(),
+                empty: MagList::new(),
+                magtype,
+                contention: 0,
+                contention_prev: 0,
+                resizes: 0,
+            })),
+            slab: Padded(SpinLock::new(SlabLayer {
+                partial: null_mut(),
+                full: null_mut(),
+                nslabs: 0,
+                buftotal: 0,
+                bufalloc: 0,
+                color: 0,
+                hash,
+                hash_mask: if hashed { HASH_INITIAL - 1 } else { 0 },
+                slab_create: 0,
+                slab_destroy: 0,
+                slab_alloc: 0,
+                slab_free: 0,
+                rescale: 0,
+                lookup_depth: 0,
+            })),
+        };
+        // SAFETY: `cp` is fresh, 64-aligned memory of the right size.
+        unsafe { ptr::write(cp, cache) };
+
+        // Link into the cache list and give it an id (magazine caches only).
+        let mut l = CACHE_LIST.lock();
+        if !flags.contains(CacheFlags::NOMAGAZINE) {
+            let mut id = 0;
+            for (w, word) in l.ids.iter_mut().enumerate() {
+                let free = !*word & if w == 0 { !1u64 } else { !0u64 };
+                if free != 0 {
+                    let b = free.trailing_zeros() as usize;
+                    *word |= 1 << b;
+                    id = w * 64 + b;
+                    break;
+                }
+            }
+            // SAFETY: not yet visible to anyone else.
+            unsafe {
+                (*cp).id = id;
+                (*cp).fast_index = if debug { 0 } else { id };
+            }
+            if id != 0 {
+                IDS[id].store(cp, Ordering::Release);
+            }
+        }
+        // SAFETY: list manipulation under CACHE_LIST.
+        unsafe {
+            let links = &mut *(*cp).links.get();
+            links.next = l.head;
+            links.prev = null_mut();
+            if !l.head.is_null() {
+                (*(*l.head).links.get()).prev = cp;
+            }
+        }
+        l.head = cp;
+        l.count += 1;
+        drop(l);
+        // SAFETY: initialised above; lives until destroy.
+        Ok(unsafe { &*cp })
+    }
+
+    /// Destroy the cache: take back every thread's magazines for it, purge the depot, and
+    /// (when no object is still allocated) give every slab back to the source arena and
+    /// free the cache.
+    ///
+    /// Returns `NotEmpty` (and leaves the cache fully usable) when clients still hold
+    /// objects.
+    ///
+    /// # Safety
+    /// No thread may use the cache (alloc, free, reap, stats...) during or after a
+    /// successful destroy. Other threads may still *hold magazines* for it: those are taken
+    /// from their per-thread blocks under the thread registry lock, which is sound because
+    /// a thread only touches its slot for this cache while calling into this cache.
+    pub unsafe fn destroy(&'static self) -> Result<(), SlabError> {
+        // Leave the cache list first, so that update() no longer visits it.
+        self.unlink();
+        self.purge_magazines();
+        let live = self.slab.0.lock().bufalloc;
+        if live != 0 {
+            self.relink();
+            return Err(SlabError::NotEmpty {
+                live,
+                cache: self.name,
+            });
+        }
+        let (hash, mask) = {
+            let s = self.slab.0.lock();
+            (s.hash, s.hash_mask)
+        };
+        if !hash.is_null() {
+            arena_free(
+                globals().hash_arena,
+                hash as usize,
+                (mask + 1) * size_of::<usize>(),
+                8,
+            );
+        }
+        if self.id != 0 {
+            IDS[self.id].store(null_mut(), Ordering::Release);
+            let mut l = CACHE_LIST.lock();
+            l.ids[self.id / 64] &= !(1u64 << (self.id % 64));
+        }
+        arena_free(
+            globals().cache_arena,
+            self as *const Cache as usize,
+            size_of::<Cache>(),
+            64,
+        );
+        Ok(())
+    }
+
+    fn unlink(&self) {
+        let mut l = CACHE_LIST.lock();
+        let me = self as *const Cache as *mut Cache;
+        // SAFETY: list manipulation under CACHE_LIST.
+        unsafe {
+            let links = &mut *self.links.get();
+            if links.prev.is_null() {
+                l.head = links.next;
+            } else {
+                (*(*links.prev).links.get()).next = links.next;
+            }
+            if !links.next.is_null() {
+                (*(*links.next).links.get()).prev = links.prev;
+            }
+            links.next = null_mut();
+            links.prev = null_mut();
+        }
+        l.count -= 1;
+        let _ = me;
+    }
+
+    fn relink(&self) {
+        let mut l = CACHE_LIST.lock();
+        let cp = self as *const Cache as *mut Cache;
+        // SAFETY: list manipulation under CACHE_LIST.
+        unsafe {
+            let links = &mut *self.links.get();
+            links.next = l.head;
+            links.prev = null_mut();
+            if !l.head.is_null() {
+                (*(*l.head).links.get()).prev = cp;
+            }
+        }
+        l.head = cp;
+        l.count += 1;
+    }
+
+    /// Take every thread's magazines for this cache and empty the depot.
+    fn purge_magazines(&self) {
+        if self.id != 0 {
+            // Magazines are destroyed under the registry lock; with magazines off for the
+            // calling thread, the frees this does (objects to slabs, magazines to their
+            // caches) go straight to slab layers and never need the registry again.
+            thread::with_magazines_off(&mut || {
+                thread::for_each_slot(self.id, &mut |slot| {
+                    // SAFETY: the registry lock is held and (destroy contract) the owner is
+                    // not using this slot.
+                    unsafe {
+                        self.fold_counters(slot);
+                        self.drain_slot(slot);
+                        (*slot).magsize = 0;
+                    }
+                });
+            });
+        }
+        self.depot_purge();
+    }
+
+    /// Fold a slot's counters into the cache and zero them.
+    ///
+    /// # Safety
+    /// `slot` is a live slot of this cache, not concurrently used by its owner.
+    unsafe fn fold_counters(&self, slot: *mut TSlot) {
+        // SAFETY: by the caller.
+        let s = unsafe { &*slot };
+        let a = s.allocs.swap(0, Ordering::Relaxed);
+        let f = s.frees.swap(0, Ordering::Relaxed);
+        self.folded_allocs.fetch_add(a, Ordering::Relaxed);
+        self.folded_frees.fetch_add(f, Ordering::Relaxed);
+    }
+}
+
+fn globals_hash_arena() -> &'static Vmem {
+    if is_ready() {
+        globals().hash_arena
+    } else {
+        // SAFETY: BOOT is set before internal caches are created.
+        unsafe {
+            (*BOOT.0.get())
+                .hash_arena
+                .unwrap_or_else(|| crate::fatal("boot\n"))
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Allocation and free.
+
+impl Cache {
+    /// Allocate a constructed object. `None` when the source arena is exhausted or the
+    /// constructor failed.
+    #[inline(always)]
+    pub fn alloc(&self) -> Option<NonNull<u8>> {
+        match self.alloc_addr() {
+            Some(a) => match NonNull::new(a as *mut u8) {
+                Some(p) => Some(p),
+                None => {
+                    // Only an integer (NOTOUCH) cache can hand out address 0; a pointer
+                    // cannot name it, so give it back. Use `alloc_addr` for such caches.
+                    // SAFETY: just allocated from this cache.
+                    unsafe { self.free_addr(0) };
+                    None
+                }
+            },
+            None => None,
+        }
+    }
+
+    /// Allocate, returning the buffer's address as an integer (for NOTOUCH caches over
+    /// integer arenas, where 0 may be a valid buffer).
+    #[inline(always)]
+    pub fn alloc_addr(&self) -> Option<usize> {
+        // SAFETY: fast_index < MAX_IDS (it is an id or 0). The slot belongs to the calling
+        // thread; when `rounds > 0`, `loaded` is a magazine with that many rounds.
+        unsafe {
+            let slot = thread::fast_slot(self.fast_index);
+            if !slot.is_null() {
+                let r = (*slot).rounds;
+                if r != 0 {
+                    let r = r - 1;
+                    (*slot).rounds = r;
+                    let buf = *Magazine::round((*slot).loaded, r);
+                    bump(&(*slot).allocs);
+                    return Some(buf);
+                }
+            }
+        }
+        self.alloc_slow()
+    }
+
+    /// Free an object to the cache (fast path: no checks).
+    ///
+    /// # Safety
+    /// `ptr` was returned by `alloc` on this cache, is not used afterwards, and is not
+    /// already free. The object must be in its constructed state.
+    #[inline(always)]
+    pub unsafe fn free(&self, ptr: NonNull<u8>) {
+        // SAFETY: by the caller.
+        unsafe { self.free_addr(ptr.as_ptr() as usize) }
+    }
+
+    /// Free by address (see [`Cache::alloc_addr`]).
+    ///
+    /// # Safety
+    /// As [`Cache::free`].
+    #[inline(always)]
+    pub unsafe fn free_addr(&self, addr: usize) {
+        // SAFETY: as in alloc_addr; `rounds < cap` means `loaded` has room.
+        unsafe {
+            let slot = thread::fast_slot(self.fast_index);
+            if !slot.is_null() {
+                let r = (*slot).rounds;
+                if r < (*slot).cap {
+                    *Magazine::round((*slot).loaded, r) = addr;
+                    (*slot).rounds = r + 1;
+                    bump(&(*slot).frees);
+                    return;
+                }
+            }
+            self.free_slow(addr)
+        }
+    }
+
+    #[inline(never)]
+    fn alloc_slow(&self) -> Option<usize> {
+        crate::maybe_update();
+        if self.id != 0 {
+            let slot = thread::slot_for(self.id);
+            if !slot.is_null() {
+                // SAFETY: our own slot.
+                if let Some(buf) = unsafe { self.mag_alloc(slot) } {
+                    // SAFETY: our own slot.
+                    unsafe { bump(&(*slot).allocs) };
+                    if self.buftag_off != 0 {
+                        return self.debug_alloc(buf);
+                    }
+                    return Some(buf);
+                }
+            }
+        }
+        self.slow_allocs.fetch_add(1, Ordering::Relaxed);
+        let buf = match self.slab_alloc() {
+            Some(b) => b,
+            None => {
+                self.slow_allocs.fetch_sub(1, Ordering::Relaxed);
+                self.alloc_fail.fetch_add(1, Ordering::Relaxed);
+                return None;
+            }
+        };
+        if self.buftag_off != 0 {
+            return self.debug_alloc(buf);
+        }
+        if !self.construct(buf) {
+            self.slow_allocs.fetch_sub(1, Ordering::Relaxed);
+            self.alloc_fail.fetch_add(1, Ordering::Relaxed);
+            self.slab_free_trusted(buf);
+            return None;
+        }
+        Some(buf)
+    }
+
+    #[inline]
+    fn construct(&self, buf: usize) -> bool {
+        match self.ops.ctor {
+            // SAFETY: buffers of caches with callbacks are real memory (never address 0).
+            Some(c) => c(
+                unsafe { NonNull::new_unchecked(buf as *mut u8) },
+                self.ops.private,
+            ),
+            None => true,
+        }
+    }
+
+    #[inline]
+    fn destruct(&self, buf: usize) {
+        if let Some(d) = self.ops.dtor {
+            // SAFETY: as in construct.
+            d(
+                unsafe { NonNull::new_unchecked(buf as *mut u8) },
+                self.ops.private,
+            )
+        }
+    }
+
+    #[inline(never)]
+    unsafe fn free_slow(&self, addr: usize) {
+        if self.buftag_off != 0 {
+            if let Err(e) = self.debug_free(addr) {
+                crate::fatal_error(&e);
+            }
+        }
+        if self.id != 0 {
+            let slot = thread::slot_for(self.id);
+            // SAFETY: our own slot.
+            if !slot.is_null() && unsafe { self.mag_free(slot, addr) } {
+                // SAFETY: our own slot.
+                unsafe { bump(&(*slot).frees) };
+                return;
+            }
+        }
+        self.slow_frees.fetch_add(1, Ordering::Relaxed);
+        if self.buftag_off == 0 {
+            self.destruct(addr);
+        }
+        self.slab_free_trusted(addr);
+    }
+
+    /// Magazine-layer allocation for the calling thread's `slot` (loaded, previous, depot).
+    ///
+    /// # Safety
+    /// `slot` is the calling thread's slot for this cache.
+    unsafe fn mag_alloc(&self, slot: *mut TSlot) -> Option<usize> {
+        // SAFETY: the slot is ours (only we touch its magazine fields); magazines it points
+        // to are ours; depot lists are manipulated under the depot lock.
+        unsafe {
+            loop {
+                let s = &mut *slot;
+                if s.rounds > 0 {
+                    s.rounds -= 1;
+                    return Some(*Magazine::round(s.loaded, s.rounds));
+                }
+                if s.prounds > 0 {
+                    let (m, r) = (s.ploaded, s.prounds);
+                    reload(s, m, r);
+                    continue;
+                }
+                let (mut d, contended) = self.depot.0.lock_contended();
+                if contended {
+                    d.contention += 1;
+                }
+                let cur = MAGTYPES[d.magtype].rounds;
+                if s.magsize != cur {
+                    drop(d);
+                    self.drain_slot(slot);
+                    (*slot).magsize = cur;
+                    continue;
+                }
+                let full = d.full.pop();
+                if full.is_null() {
+                    return None;
+                }
+                if !s.ploaded.is_null() {
+                    d.empty.push(s.ploaded);
+                    s.ploaded = null_mut();
+                }
+                drop(d);
+                reload(s, full, cur);
+            }
+        }
+    }
+
+    /// Magazine-layer free. Returns false when the buffer must go to the slab layer.
+    ///
+    /// # Safety
+    /// `slot` is the calling thread's slot for this cache.
+    unsafe fn mag_free(&self, slot: *mut TSlot, addr: usize) -> bool {
+        // SAFETY: as in mag_alloc. The slot is re-read through the raw pointer after every
+        // call that may re-enter this cache (allocating a magazine from a magazine cache
+        // that is this cache).
+        unsafe {
+            loop {
+                let s = &mut *slot;
+                if s.rounds < s.cap {
+                    *Magazine::round(s.loaded, s.rounds) = addr;
+                    s.rounds += 1;
+                    return true;
+                }
+                if !s.ploaded.is_null() && s.prounds == 0 {
+                    let m = s.ploaded;
+                    reload(s, m, 0);
+                    continue;
+                }
+                let (mut d, contended) = self.depot.0.lock_contended();
+                if contended {
+                    d.contention += 1;
+                }
+                let mt = d.magtype;
+                let cur = MAGTYPES[mt].rounds;
+                if s.magsize != cur {
+                    drop(d);
+                    self.drain_slot(slot);
+                    (*slot).magsize = cur;
+                    continue;
+                }
+                let empty = d.empty.pop();
+                if !empty.is_null() {
+                    if !s.ploaded.is_null() {
+                        d.full.push(s.ploaded);
+                        s.ploaded = null_mut();
+                    }
+                    drop(d);
+                    reload(s, empty, 0);
+                    continue;
+                }
+                drop(d);
+                // No empty magazine: make one. This may re-enter this very cache when it
+                // is the magazine cache of its own size.
+                let mc = globals().mag_caches[mt];
+                let m = match mc.alloc_addr() {
+                    Some(m) => m as *mut Magazine,
+                    None => return false,
+                };
+                let mut d = self.depot.0.lock();
+                if d.magtype == mt {
+                    d.empty.push(m);
+                    drop(d);
+                } else {
+                    drop(d);
+                    mc.free_addr(m as usize);
+                }
+            }
+        }
+    }
+
+    /// Destroy the slot's magazines (their rounds go back to the slab layer).
+    ///
+    /// # Safety
+    /// `slot` is the calling thread's slot for this cache, or one nobody uses.
+    unsafe fn drain_slot(&self, slot: *mut TSlot) {
+        // SAFETY: by the caller.
+        unsafe {
+            let s = &mut *slot;
+            let (l, r, p, pr, ms) = (s.loaded, s.rounds, s.ploaded, s.prounds, s.magsize);
+            s.loaded = null_mut();
+            s.ploaded = null_mut();
+            s.rounds = 0;
+            s.prounds = 0;
+            s.cap = 0;
+            if ms != 0 {
+                let idx = magtype_index(ms);
+                if !l.is_null() {
+                    self.magazine_destroy(l, r, idx);
+                }
+                if !p.is_null() {
+                    self.magazine_destroy(p, pr, idx);
+                }
+            }
+        }
+    }
+
+    /// Return a slot's magazines to the depot (full and empty ones as they are; partly
+    /// filled ones are destroyed), fold its counters, and reset it.
+    ///
+    /// # Safety
+    /// `slot` is this cache's slot in a block that no thread is using concurrently for
+    /// this cache (the calling thread's own, or a retiring one under the registry lock).
+    pub(crate) unsafe fn flush_slot(&self, slot: *mut TSlot, fold: bool) {
+        // SAFETY: by the caller.
+        unsafe {
+            if fold {
+                self.fold_counters(slot);
+            }
+            let s = &mut *slot;
+            if s.magsize == 0 {
+                return;
+            }
+            let idx = magtype_index(s.magsize);
+            let mut destroy: [(*mut Magazine, usize); 2] = [(null_mut(), 0); 2];
+            {
+                let mut d = self.depot.0.lock();
+                let same = d.magtype == idx;
+                for (k, (m, r)) in [(s.loaded, s.rounds), (s.ploaded, s.prounds)]
+                    .into_iter()
+                    .enumerate()
+                {
+                    if m.is_null() {
+                        continue;
+                    }
+                    if same && r == s.magsize {
+                        d.full.push(m);
+                    } else if same && r == 0 {
+                        d.empty.push(m);
+                    } else {
+                        destroy[k] = (m, r);
+                    }
+                }
+            }
+            s.loaded = null_mut();
+            s.ploaded = null_mut();
+            s.rounds = 0;
+            s.prounds = 0;
+            s.cap = 0;
+            s.magsize = 0;
+            for (m, r) in destroy {
+                if !m.is_null() {
+                    self.magazine_destroy(m, r, idx);
+                }
+            }
+        }
+    }
+
+    /// Free the `rounds` objects of `m` to the slab layer (destructing them) and free the
+    /// magazine itself.
+    ///
+    /// # Safety
+    /// `m` is a magazine of type `idx` owned by the caller, with `rounds` valid rounds.
+    unsafe fn magazine_destroy(&self, m: *mut Magazine, rounds: usize, idx: usize) {
+        for i in 0..rounds {
+            // SAFETY: by the caller.
+            let buf = unsafe { *Magazine::round(m, i) };
+            if self.buftag_off == 0 {
+                self.destruct(buf);
+            }
+            self.slab_free_trusted(buf);
+        }
+        // SAFETY: magazines of type idx come from that magazine cache.
+        unsafe { globals().mag_caches[idx].free_addr(m as usize) };
+    }
+
+    fn depot_ws_update(&self) {
+        let mut d = self.depot.0.lock();
+        d.full.reaplimit = d.full.min;
+        d.full.min = d.full.total;
+        d.empty.reaplimit = d.empty.min;
+        d.empty.min = d.empty.total;
+    }
+
+    /// Free the magazines that stayed unused for a whole interval.
+    fn depot_ws_reap(&self) {
+        for full in [true, false] {
+            let mut n = {
+                let d = self.depot.0.lock();
+                let l = if full { &d.full } else { &d.empty };
+                l.reaplimit.min(l.min)
+            };
+            while n > 0 {
+                n -= 1;
+                let (m, idx) = {
+                    let mut d = self.depot.0.lock();
+                    let idx = d.magtype;
+                    let m = if full { d.full.pop() } else { d.empty.pop() };
+                    (m, idx)
+                };
+                if m.is_null() {
+                    break;
+                }
+                let r = if full { MAGTYPES[idx].rounds } else { 0 };
+                // SAFETY: popped from the depot, now ours.
+                unsafe { self.magazine_destroy(m, r, idx) };
+            }
+        }
+    }
+
+    fn depot_purge(&self) {
+        self.depot_ws_update();
+        self.depot_ws_update();
+        self.depot_ws_reap();
+    }
+
+    /// Grow the magazine size (on depot contention): switch the depot to the next type and
+    /// destroy every magazine of the old type it holds. Threads switch lazily: a slot whose
+    /// size differs from the depot's drains its magazines on its next depot visit.
+    fn magazine_resize(&self) {
+        let (mut fulls, mut empties, old) = {
+            let mut d = self.depot.0.lock();
+            let old = d.magtype;
+            if old + 1 >= MAGTYPES.len() || self.chunksize >= MAGTYPES[old].maxbuf {
+                return;
+            }
+            let f = core::mem::replace(&mut d.full, MagList::new());
+            let e = core::mem::replace(&mut d.empty, MagList::new());
+            d.magtype = old + 1;
+            d.resizes += 1;
+            d.contention_prev = d.contention;
+            (f, e, old)
+        };
+        loop {
+            let m = fulls.pop();
+            if m.is_null() {
+                break;
+            }
+            // SAFETY: taken off the depot.
+            unsafe { self.magazine_destroy(m, MAGTYPES[old].rounds, old) };
+        }
+        loop {
+            let m = empties.pop();
+            if m.is_null() {
+                break;
+            }
+            // SAFETY: taken off the depot.
+            unsafe { self.magazine_destroy(m, 0, old) };
+        }
+    }
+}
+
+/// Make `mag` (with `rounds` rounds) the loaded magazine; the loaded one becomes previous.
+#[inline]
+fn reload(s: &mut TSlot, mag: *mut Magazine, rounds: usize) {
+    s.ploaded = s.loaded;
+    s.prounds = s.rounds;
+    s.loaded = mag;
+    s.rounds = rounds;
+    s.cap = if mag.is_null() { 0 } else { s.magsize };
+}
+
+// ---------------------------------------------------------------------------------------
+// Slab layer.
+
+#[inline]
+fn list_remove(head: &mut *mut Slab, sp: *mut Slab) {
+    // SAFETY: sp is on the list headed by `head` (slab lock held by the caller).
+    unsafe {
+        if (*sp).prev.is_null() {
+            *head = (*sp).next;
+        } else {
+            (*(*sp).prev).next = (*sp).next;
+        }
+        if !(*sp).next.is_null() {
+            (*(*sp).next).prev = (*sp).prev;
+        }
+        (*sp).next = null_mut();
+        (*sp).prev = null_mut();
+    }
+}
+
+#[inline]
+fn list_push(head: &mut *mut Slab, sp: *mut Slab) {
+    // SAFETY: sp is a live slab on no list (slab lock held by the caller).
+    unsafe {
+        (*sp).prev = null_mut();
+        (*sp).next = *head;
+        if !head.is_null() {
+            (**head).prev = sp;
+        }
+    }
+    *head = sp;
+}
+
+impl Cache {
+    #[inline]
+    fn hash_bucket(&self, s: &SlabLayer, addr: usize) -> *mut *mut Bufctl {
+        // SAFETY: the table has hash_mask + 1 buckets.
+        unsafe { s.hash.add((addr >> self.hash_shift) & s.hash_mask) }
+    }
+
+    /// Take a raw (unconstructed) buffer from the slab layer.
+    fn slab_alloc(&self) -> Option<usize> {
+        let mut g = self.slab.0.lock();
+        g.slab_alloc += 1;
+        let mut rescale = false;
+        let mut sp = g.partial;
+        if sp.is_null() {
+            let mut color = g.color + self.align;
+            if color > self.maxcolor {
+                color = 0;
+            }
+            g.color = color;
+            drop(g);
+            sp = self.slab_create(color)?;
+            g = self.slab.0.lock();
+            g.slab_create += 1;
+            g.nslabs += 1;
+            // SAFETY: fresh slab.
+            g.buftotal += unsafe { (*sp).chunks };
+            list_push(&mut g.partial, sp);
+            rescale = self.hashed && g.buftotal > 2 * (g.hash_mask + 1);
+        }
+        // SAFETY: slab lock held; sp is on the partial list so it has a free buffer.
+        let buf = unsafe {
+            let buf;
+            if self.hashed {
+                let bc = (*sp).head as *mut Bufctl;
+                (*sp).head = (*bc).next as usize;
+                buf = (*bc).addr;
+                let b = self.hash_bucket(&g, buf);
+                (*bc).next = *b;
+                *b = bc;
+            } else {
+                buf = (*sp).head;
+                (*sp).head = *((buf + self.link_off) as *const usize);
+            }
+            (*sp).refcnt += 1;
+            if (*sp).head == 0 {
+                list_remove(&mut g.partial, sp);
+                list_push(&mut g.full, sp);
+            }
+            buf
+        };
+        g.bufalloc += 1;
+        drop(g);
+        if rescale {
+            self.hash_rescale();
+        }
+        Some(buf)
+    }
+
+    fn slab_create(&self, color: usize) -> Option<*mut Slab> {
+        let slab_align = if self.slab_xalloc {
+            if self.hashed {
+                self.align
+            } else {
+                self.slabsize
+            }
+        } else {
+            1
+        };
+        let mem = match arena_alloc(self.source, self.slabsize, slab_align) {
+            Some(m) => m,
+            None => return None,
+        };
+        if !self.hashed {
+            let sp = (mem + self.slabsize - SLAB_HDR) as *mut Slab;
+            let base = mem + color;
+            let chunks = (self.slabsize - SLAB_HDR - color) / self.chunksize;
+            // SAFETY: the slab memory is ours and writable (touchable cache); buffers and
+            // header are inside it.
+            unsafe {
+                for i in 0..chunks {
+                    let buf = base + i * self.chunksize;
+                    let next = if i + 1 < chunks {
+                        buf + self.chunksize
+                    } else {
+                        0
+                    };
+                    if self.buftag_off != 0 {
+                        fill(buf, self.buftag_off, FREE_PATTERN);
+                        let bt = (buf + self.buftag_off) as *mut usize;
+                        *(bt as *mut u64) = REDZONE_PATTERN;
+                        *bt.add(2) = buf ^ BUFTAG_FREE;
+                    }
+                    *((buf + self.link_off) as *mut usize) = next;
+                }
+                ptr::write(
+                    sp,
+                    Slab {
+                        cache: self,
+                        mem,
+                        base,
+                        next: null_mut(),
+                        prev: null_mut(),
+                        head: base,
+                        refcnt: 0,
+                        chunks,
+                    },
+                );
+            }
+            return Some(sp);
+        }
+        let g = globals();
+        let sp = match g.slab_cache.alloc_addr() {
+            Some(s) => s as *mut Slab,
+            None => {
+                arena_free(self.source, mem, self.slabsize, slab_align);
+                return None;
+            }
+        };
+        let base = mem + color;
+        let chunks = (self.slabsize - color) / self.chunksize;
+        let mut head: *mut Bufctl = null_mut();
+        for i in (0..chunks).rev() {
+            let bc = match g.bufctl_cache.alloc_addr() {
+                Some(b) => b as *mut Bufctl,
+                None => {
+                    // SAFETY: the bufctls on `head` and the slab struct are ours.
+                    unsafe {
+                        while !head.is_null() {
+                            let n = (*head).next;
+                            g.bufctl_cache.free_addr(head as usize);
+                            head = n;
+                        }
+                        g.slab_cache.free_addr(sp as usize);
+                    }
+                    arena_free(self.source, mem, self.slabsize, slab_align);
+                    return None;
+                }
+            };
+            let buf = base + i * self.chunksize;
+            // SAFETY: fresh bufctl.
+            unsafe {
+                ptr::write(
+                    bc,
+                    Bufctl {
+                        next: head,
+                        addr: buf,
+                        slab: sp,
+                    },
+                )
+            };
+            head = bc;
+            if self.buftag_off != 0 {
+                // SAFETY: touchable hashed debug cache: the buffer is ours.
+                unsafe {
+                    fill(buf, self.buftag_off, FREE_PATTERN);
+                    let bt = (buf + self.buftag_off) as *mut usize;
+                    *(bt as *mut u64) = REDZONE_PATTERN;
+                    *bt.add(2) = buf ^ BUFTAG_FREE;
+                }
+            }
+        }
+        // SAFETY: fresh slab struct.
+        unsafe {
+            ptr::write(
+                sp,
+                Slab {
+                    cache: self,
+                    mem,
+                    base,
+                    next: null_mut(),
+                    prev: null_mut(),
+                    head: head as usize,
+                    refcnt: 0,
+                    chunks,
+                },
+            )
+        };
+        Some(sp)
+    }
+
+    /// Give an empty slab (already off the lists) back to the source arena.
+    fn slab_destroy(&self, sp: *mut Slab) {
+        let slab_align = if self.slab_xalloc {
+            if self.hashed {
+                self.align
+            } else {
+                self.slabsize
+            }
+        } else {
+            1
+        };
+        // SAFETY: the slab is empty and unreachable from the cache.
+        let mem = unsafe { (*sp).mem };
+        if self.hashed {
+            let g = globals();
+            // SAFETY: every bufctl of an empty slab is on its free list.
+            unsafe {
+                let mut bc = (*sp).head as *mut Bufctl;
+                while !bc.is_null() {
+                    let n = (*bc).next;
+                    g.bufctl_cache.free_addr(bc as usize);
+                    bc = n;
+                }
+                g.slab_cache.free_addr(sp as usize);
+            }
+        }
+        arena_free(self.source, mem, self.slabsize, slab_align);
+    }
+
+    /// Free a raw buffer known to be allocated from this cache's slab layer; aborts with a
+    /// message when a hashed cache does not know the address.
+    fn slab_free_trusted(&self, buf: usize) {
+        if let Err(e) = self.slab_free(buf) {
+            crate::fatal_error(&e);
+        }
+    }
+
+    fn slab_free(&self, buf: usize) -> Result<(), SlabError> {
+        let mut g = self.slab.0.lock();
+        let sp;
+        // SAFETY: slab lock held. For small caches the buffer is trusted to be ours (the
+        // header sits at the end of its slab); hashed caches check the hash.
+        unsafe {
+            if self.hashed {
+                let mut pp = self.hash_bucket(&g, buf);
+                let mut depth = 0;
+                loop {
+                    let bc = *pp;
+                    if bc.is_null() {
+                        g.lookup_depth += depth;
+                        drop(g);
+                        return Err(SlabError::NotOwned {
+                            addr: buf,
+                            cache: self.name,
+                        });
+                    }
+                    if (*bc).addr == buf {
+                        *pp = (*bc).next;
+                        sp = (*bc).slab;
+                        if (*sp).head == 0 {
+                            list_remove(&mut g.full, sp);
+                            list_push(&mut g.partial, sp);
+                        }
+                        (*bc).next = (*sp).head as *mut Bufctl;
+                        (*sp).head = bc as usize;
+                        break;
+                    }
+                    depth += 1;
+                    pp = &mut (*bc).next;
+                }
+                g.lookup_depth += depth;
+            } else {
+                sp = ((buf & !(self.slabsize - 1)) + self.slabsize - SLAB_HDR) as *mut Slab;
+                if (*sp).cache != self as *const Cache {
+                    drop(g);
+                    return Err(SlabError::NotOwned {
+                        addr: buf,
+                        cache: self.name,
+                    });
+                }
+                if (*sp).head == 0 {
+                    list_remove(&mut g.full, sp);
+                    list_push(&mut g.partial, sp);
+                }
+                *((buf + self.link_off) as *mut usize) = (*sp).head;
+                (*sp).head = buf;
+            }
+            (*sp).refcnt -= 1;
+            g.bufalloc -= 1;
+            g.slab_free += 1;
+            if (*sp).refcnt == 0 {
+                list_remove(&mut g.partial, sp);
+                g.nslabs -= 1;
+                g.buftotal -= (*sp).chunks;
+                g.slab_destroy += 1;
+                drop(g);
+                self.slab_destroy(sp);
+            }
+        }
+        Ok(())
+    }
+
+    /// Resize the hash table to about the number of buffers.
+    fn hash_rescale(&self) {
+        let (old_size, buftotal) = {
+            let g = self.slab.0.lock();
+            if !self.hashed {
+                return;
+            }
+            (g.hash_mask + 1, g.buftotal)
+        };
+        let new_size = HASH_INITIAL.max(1usize << (highbit(3 * buftotal + 4) - 2));
+        if old_size / 2 <= new_size && new_size <= old_size * 2 {
+            return;
+        }
+        let ha = globals().hash_arena;
+        let Some(t) = arena_alloc(ha, new_size * size_of::<usize>(), 8) else {
+            return;
+        };
+        let new = t as *mut *mut Bufctl;
+        // SAFETY: fresh table.
+        unsafe { ptr::write_bytes(new, 0, new_size) };
+        let mut g = self.slab.0.lock();
+        let old = g.hash;
+        let old_size = g.hash_mask + 1;
+        g.hash = new;
+        g.hash_mask = new_size - 1;
+        g.rescale += 1;
+        // SAFETY: slab lock held; move every bufctl to its new bucket.
+        unsafe {
+            for h in 0..old_size {
+                let mut bc = *old.add(h);
+                while !bc.is_null() {
+                    let n = (*bc).next;
+                    let b = self.hash_bucket(&g, (*bc).addr);
+                    (*bc).next = *b;
+                    *b = bc;
+                    bc = n;
+                }
+            }
+        }
+        drop(g);
+        arena_free(ha, old as usize, old_size * size_of::<usize>(), 8);
+    }
+}
+
+/// # Safety
+/// `[buf, buf+len)` is writable and 8-aligned; `len` a multiple of 8.
+unsafe fn fill(buf: usize, len: usize, pat: u64) {
+    let p = buf as *mut u64;
+    for i in 0..len / 8 {
+        // SAFETY: by the caller.
+        unsafe { *p.add(i) = pat };
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Debugging (CacheFlags::DEBUG).
+
+impl Cache {
+    /// Check a buffer leaving the cache: buftag says free, fill pattern intact; then mark
+    /// it allocated and construct it.
+    fn debug_alloc(&self, buf: usize) -> Option<usize> {
+        let off = self.buftag_off;
+        // SAFETY: debug caches are touchable; the buftag follows the buffer in its chunk.
+        unsafe {
+            let bt = (buf + off) as *mut usize;
+            if *bt.add(2) != buf ^ BUFTAG_FREE {
+                crate::fatal_error(&SlabError::Corrupt {
+                    what: "buftag corrupted on allocation",
+                    addr: buf,
+                    cache: self.name,
+                });
+            }
+            let p = buf as *mut u64;
+            for i in 0..off / 8 {
+                if *p.add(i) != FREE_PATTERN {
+                    crate::fatal_error(&SlabError::ModifiedAfterFree {
+                        addr: buf,
+                        offset: i * 8,
+                        cache: self.name,
+                    });
+                }
+                *p.add(i) = UNINIT_PATTERN;
+            }
+            *bt.add(2) = buf ^ BUFTAG_ALLOC;
+            *(bt as *mut u64) = REDZONE_PATTERN;
+        }
+        if !self.construct(buf) {
+            // SAFETY: as above.
+            unsafe {
+                fill(buf, off, FREE_PATTERN);
+                *((buf + off) as *mut usize).add(2) = buf ^ BUFTAG_FREE;
+            }
+            self.alloc_fail.fetch_add(1, Ordering::Relaxed);
+            self.slab_free_trusted(buf);
+            return None;
+        }
+        Some(buf)
+    }
+
+    /// Check a buffer coming back: buftag says allocated (else double free), redzone
+    /// intact; destruct, mark free, fill with the free pattern.
+    fn debug_free(&self, buf: usize) -> Result<(), SlabError> {
+        let off = self.buftag_off;
+        // SAFETY: the caller promised `buf` is a buffer of this (touchable) cache.
+        unsafe {
+            let bt = (buf + off) as *mut usize;
+            let st = *bt.add(2);
+            if st != buf ^ BUFTAG_ALLOC {
+                if st == buf ^ BUFTAG_FREE {
+                    return Err(SlabError::DoubleFree {
+                        addr: buf,
+                        cache: self.name,
+                    });
+                }
+                return Err(SlabError::Redzone {
+                    addr: buf,
+                    cache: self.name,
+                });
+            }
+            if *(bt as *const u64) != REDZONE_PATTERN {
+                return Err(SlabError::Redzone {
+                    addr: buf,
+                    cache: self.name,
+                });
+            }
+            self.destruct(buf);
+            *bt.add(2) = buf ^ BUFTAG_FREE;
+            fill(buf, off, FREE_PATTERN);
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Checked free, reap, update, stats, verify.
+
+enum Where {
+    Allocated,
+    Free,
+    Interior(usize),
+    Nowhere,
+}
+
+impl Cache {
+    /// Find `addr` among this cache's slabs (linear walk; checked path only).
+    fn locate(&self, addr: usize) -> Where {
+        let g = self.slab.0.lock();
+        for head in [g.partial, g.full] {
+            let mut sp = head;
+            // SAFETY: slab lock held; slabs on the lists are live.
+            unsafe {
+                while !sp.is_null() {
+                    let s = &*sp;
+                    if addr >= s.mem && addr < s.mem + self.slabsize {
+                        if addr < s.base || (addr - s.base) / self.chunksize >= s.chunks {
+                            return Where::Interior(s.base);
+                        }
+                        let start = s.base + (addr - s.base) / self.chunksize * self.chunksize;
+                        if start != addr {
+                            return Where::Interior(start);
+                        }
+                        // On the slab's free list?
+                        let mut f = s.head;
+                        while f != 0 {
+                            if self.hashed {
+                                let bc = f as *const Bufctl;
+                                if (*bc).addr == addr {
+                                    return Where::Free;
+                                }
+                                f = (*bc).next as usize;
+                            } else {
+                                if f == addr {
+                                    return Where::Free;
+                                }
+                                f = *((f + self.link_off) as *const usize);
+                            }
+                        }
+                        return Where::Allocated;
+                    }
+                    sp = s.next;
+                }
+            }
+        }
+        Where::Nowhere
+    }
+
+    /// Is `addr` sitting in the calling thread's magazines or the depot's full magazines?
+    fn in_magazines(&self, addr: usize) -> bool {
+        if self.id == 0 {
+            return false;
+        }
+        let slot = thread::slot_for(self.id);
+        // SAFETY: our own slot; depot magazines are read under the depot lock.
+        unsafe {
+            if !slot.is_null() {
+                let s = &*slot;
+                for (m, r) in [(s.loaded, s.rounds), (s.ploaded, s.prounds)] {
+                    for i in 0..if m.is_null() { 0 } else { r } {
+                        if *Magazine::round(m, i) == addr {
+                            return true;
+                        }
+                    }
+                }
+            }
+            let d = self.depot.0.lock();
+            let n = MAGTYPES[d.magtype].rounds;
+            let mut m = d.full.head;
+            while !m.is_null() {
+                for i in 0..n {
+                    if *Magazine::round(m, i) == addr {
+                        return true;
+                    }
+                }
+                m = (*m).next;
+            }
+        }
+        false
+    }
+
+    /// Free with every check this allocator can make: the address must be the start of an
+    /// allocated buffer of this cache; a buffer of another cache, an address no slab owns,
+    /// an interior pointer and a detectable double free (slab free list, the calling
+    /// thread's magazines, the depot, a debug buftag) are reported instead of freed.
+    /// Cost: linear in the cache's slabs (all caches' when the address is not ours).
+    ///
+    /// # Safety
+    /// When it returns `Ok`, the object was freed: the caller must not use it again.
+    pub unsafe fn free_checked(&self, ptr: NonNull<u8>) -> Result<(), SlabError> {
+        let addr = ptr.as_ptr() as usize;
+        match self.locate(addr) {
+            Where::Allocated => {
+                if self.in_magazines(addr) {
+                    return Err(SlabError::DoubleFree {
+                        addr,
+                        cache: self.name,
+                    });
+                }
+                if self.buftag_off != 0 {
+                    self.debug_free(addr)?;
+                    // Re-mark allocated: free_addr runs the debug path again.
+                    // SAFETY: the buffer is ours (located above).
+                    unsafe {
+                        *((addr + self.buftag_off) as *mut usize).add(2) = addr ^ BUFTAG_ALLOC
+                    };
+                    // Content was already destructed and filled; a second destruct would be
+                    // wrong, so hand it to the magazine layer directly.
+                    // SAFETY: validated above.
+                    unsafe { self.free_after_debug(addr) };
+                    return Ok(());
+                }
+                // SAFETY: validated above.
+                unsafe { self.free_addr(addr) };
+                Ok(())
+            }
+            Where::Free => Err(SlabError::DoubleFree {
+                addr,
+                cache: self.name,
+            }),
+            Where::Interior(buffer) => Err(SlabError::BadAddress {
+                addr,
+                buffer,
+                cache: self.name,
+            }),
+            Where::Nowhere => {
+                let l = CACHE_LIST.lock();
+                let mut cp = l.head;
+                while !cp.is_null() {
+                    // SAFETY: caches on the list are live under CACHE_LIST.
+                    let c = unsafe { &*cp };
+                    if !core::ptr::eq(c, self) && !matches!(c.locate(addr), Where::Nowhere) {
+                        return Err(SlabError::WrongCache {
+                            addr,
+                            cache: self.name,
+                            owner: c.name,
+                        });
+                    }
+                    // SAFETY: as above.
+                    cp = unsafe { (*c.links.get()).next };
+                }
+                Err(SlabError::NotOwned {
+                    addr,
+                    cache: self.name,
+                })
+            }
+        }
+    }
+
+    /// free_checked of a debug cache after `debug_free` succeeded.
+    unsafe fn free_after_debug(&self, addr: usize) {
+        // SAFETY: the buftag is ours; mark free, then skip the debug check in free_slow by
+        // going to the magazine/slab layers directly.
+        unsafe { *((addr + self.buftag_off) as *mut usize).add(2) = addr ^ BUFTAG_FREE };
+        if self.id != 0 {
+            let slot = thread::slot_for(self.id);
+            // SAFETY: our own slot.
+            if !slot.is_null() && unsafe { self.mag_free(slot, addr) } {
+                // SAFETY: our own slot.
+                unsafe { bump(&(*slot).frees) };
+                return;
+            }
+        }
+        self.slow_frees.fetch_add(1, Ordering::Relaxed);
+        self.slab_free_trusted(addr);
+    }
+
+    /// Reclaim what this cache holds: call the reclaim callback, return the calling
+    /// thread's magazines to the depot, and free every depot magazine (objects go back
+    /// to their slabs; empty slabs go back to the source arena). Magazines loaded in other
+    /// threads stay there (they are flushed at those threads' exit).
+    pub fn reap(&self) {
+        if let Some(r) = self.ops.reclaim {
+            r(self.ops.private);
+        }
+        self.reaps.fetch_add(1, Ordering::Relaxed);
+        if self.id != 0 {
+            let t = thread::current();
+            if !t.is_null() && t != thread::dead_block() {
+                let slot = thread::slot_for(self.id);
+                if !slot.is_null() {
+                    // SAFETY: our own slot; counters stay with the slot.
+                    unsafe { self.flush_slot(slot, false) };
+                }
+            }
+        }
+        self.depot_purge();
+    }
+
+    /// Periodic maintenance (`umem_cache_update` + the update-thread work): rescale the
+    /// hash, update the depot working set and free magazines beyond it, grow magazines on
+    /// depot contention.
+    pub(crate) fn update_one(&self) {
+        if self.hashed {
+            let need = {
+                let g = self.slab.0.lock();
+                g.buftotal > 2 * (g.hash_mask + 1)
+                    || (g.buftotal < (g.hash_mask + 1) / 2 && g.hash_mask + 1 > HASH_INITIAL)
+            };
+            if need {
+                self.hash_rescale();
+            }
+        }
+        self.depot_ws_update();
+        let resize = {
+            let mut d = self.depot.0.lock();
+            let r = self.chunksize < MAGTYPES[d.magtype].maxbuf
+                && d.contention.wrapping_sub(d.contention_prev) > DEPOT_CONTENTION;
+            d.contention_prev = d.contention;
+            r
+        };
+        if resize && self.id != 0 {
+            self.magazine_resize();
+        }
+        self.depot_ws_reap();
+    }
+
+    pub fn name(&self) -> &str {
+        self.name.as_str()
+    }
+    pub fn buf_size(&self) -> usize {
+        self.bufsize
+    }
+    pub fn align(&self) -> usize {
+        self.align
+    }
+    pub fn chunk_size(&self) -> usize {
+        self.chunksize
+    }
+    pub fn slab_size(&self) -> usize {
+        self.slabsize
+    }
+    pub fn flags(&self) -> CacheFlags {
+        CacheFlags(self.flags & 0xffff)
+    }
+    pub fn source(&self) -> &'static Vmem {
+        self.source
+    }
+    /// Whether slabs use external bufctls and the hash (vs. in-slab header and free list).
+    pub fn is_hashed(&self) -> bool {
+        self.hashed
+    }
+
+    pub fn stats(&self) -> CacheStats {
+        let mut allocs =
+            self.slow_allocs.load(Ordering::Relaxed) + self.folded_allocs.load(Ordering::Relaxed);
+        let mut frees =
+            self.slow_frees.load(Ordering::Relaxed) + self.folded_frees.load(Ordering::Relaxed);
+        if self.id != 0 {
+            thread::for_each_slot(self.id, &mut |slot| {
+                // SAFETY: registry lock held; counters are atomics.
+                unsafe {
+                    allocs += (*slot).allocs.load(Ordering::Relaxed);
+                    frees += (*slot).frees.load(Ordering::Relaxed);
+                }
+            });
+        }
+        let mut st = CacheStats {
+            buf_size: self.bufsize,
+            align: self.align,
+            chunk_size: self.chunksize,
+            slab_size: self.slabsize,
+            alloc: allocs,
+            free: frees,
+            buf_inuse: allocs.saturating_sub(frees),
+            alloc_fail: self.alloc_fail.load(Ordering::Relaxed),
+            reap: self.reaps.load(Ordering::Relaxed),
+            ..CacheStats::default()
+        };
+        {
+            let d = self.depot.0.lock();
+            st.depot_full = d.full.total;
+            st.depot_empty = d.empty.total;
+            st.depot_contention = d.contention;
+            st.mag_size = if self.id == 0 {
+                0
+            } else {
+                MAGTYPES[d.magtype].rounds
+            };
+            st.mag_resize = d.resizes;
+            st.buf_depot = d.full.total * MAGTYPES[d.magtype].rounds;
+        }
+        {
+            let g = self.slab.0.lock();
+            st.buf_total = g.buftotal;
+            st.buf_slab_alloc = g.bufalloc;
+            st.slabs = g.nslabs;
+            st.slab_create = g.slab_create;
+            st.slab_destroy = g.slab_destroy;
+            st.slab_alloc = g.slab_alloc;
+            st.slab_free = g.slab_free;
+            st.hash_size = if self.hashed { g.hash_mask + 1 } else { 0 };
+            st.hash_rescale = g.rescale;
+            st.hash_lookup_depth = g.lookup_depth;
+            st.mem_total = g.nslabs * self.slabsize;
+        }
+        st
+    }
+
+    /// Walk the slab layer and the depot and check every invariant: each slab belongs to
+    /// this cache and lies in the source arena; free-list length = chunks - refcnt, free
+    /// buffers are chunk starts inside their slab, no duplicates; full/partial list
+    /// membership matches the free list; counts add up; the hash holds exactly the
+    /// allocated bufctls, each in its right bucket and slab; depot list lengths match their
+    /// totals and `min <= total`; debug buftags of free buffers say free.
+    pub fn verify(&self) -> Result<(), SlabError> {
+        let corrupt = |what: &'static str, addr: usize| SlabError::Corrupt {
+            what,
+            addr,
+            cache: self.name,
+        };
+        let g = self.slab.0.lock();
+        let mut nslabs = 0;
+        let mut buftotal = 0;
+        let mut bufalloc = 0;
+        for (is_full, head) in [(false, g.partial), (true, g.full)] {
+            let mut sp = head;
+            let mut prev: *mut Slab = null_mut();
+            // SAFETY: slab lock held; lists hold live slabs; free-list links are inside
+            // this cache's buffers (checked before being followed).
+            unsafe {
+                while !sp.is_null() {
+                    let s = &*sp;
+                    if s.cache != self as *const Cache {
+                        return Err(corrupt("slab of another cache", sp as usize));
+                    }
+                    if s.prev != prev {
+                        return Err(corrupt("slab list back link", sp as usize));
+                    }
+                    if !self.source.contains(s.mem, self.slabsize) {
+                        return Err(corrupt("slab outside the source arena", s.mem));
+                    }
+                    if s.chunks == 0 || s.refcnt > s.chunks {
+                        return Err(corrupt("slab refcnt", sp as usize));
+                    }
+                    if s.base < s.mem || s.base + s.chunks * self.chunksize > s.mem + self.slabsize
+                    {
+                        return Err(corrupt("slab buffers outside slab", sp as usize));
+                    }
+                    if (s.base - s.mem) > self.maxcolor || (s.base - s.mem) % self.align != 0 {
+                        return Err(corrupt("slab colour", sp as usize));
+                    }
+                    let mut nfree = 0;
+                    let mut f = s.head;
+                    while f != 0 {
+                        let buf = if self.hashed {
+                            let bc = f as *const Bufctl;
+                            if (*bc).slab != sp {
+                                return Err(corrupt("free bufctl of another slab", f));
+                            }
+                            (*bc).addr
+                        } else {
+                            f
+                        };
+                        if buf < s.base
+                            || buf >= s.base + s.chunks * self.chunksize
+                            || (buf - s.base) % self.chunksize != 0
+                        {
+                            return Err(corrupt("free buffer not a chunk of its slab", buf));
+                        }
+                        if self.buftag_off != 0 {
+                            let st = *((buf + self.buftag_off) as *const usize).add(2);
+                            if st != buf ^ BUFTAG_FREE {
+                                return Err(corrupt("free buffer's buftag not free", buf));
+                            }
+                        }
+                        nfree += 1;
+                        if nfree > s.chunks {
+                            return Err(corrupt("free list cycle", sp as usize));
+                        }
+                        f = if self.hashed {
+                            (*(f as *const Bufctl)).next as usize
+                        } else {
+                            *((f + self.link_off) as *const usize)
+                        };
+                    }
+                    if nfree + s.refcnt != s.chunks {
+                        return Err(corrupt("free count + refcnt != chunks", sp as usize));
+                    }
+                    if is_full != (nfree == 0) {
+                        return Err(corrupt("slab on the wrong list", sp as usize));
+                    }
+                    if s.refcnt == 0 {
+                        return Err(corrupt("empty slab kept", sp as usize));
+                    }
+                    nslabs += 1;
+                    buftotal += s.chunks;
+                    bufalloc += s.refcnt;
+                    prev = sp;
+                    sp = s.next;
+                }
+            }
+        }
+        if nslabs != g.nslabs || buftotal != g.buftotal || bufalloc != g.bufalloc {
+            return Err(corrupt("slab counts", 0));
+        }
+        if self.hashed {
+            let mut n = 0;
+            for h in 0..=g.hash_mask {
+                // SAFETY: slab lock held; hash chains hold live bufctls.
+                unsafe {
+                    let mut bc = *g.hash.add(h);
+                    while !bc.is_null() {
+                        let a = (*bc).addr;
+                        if (a >> self.hash_shift) & g.hash_mask != h {
+                            return Err(corrupt("bufctl in the wrong bucket", a));
+                        }
+                        let sp = (*bc).slab;
+                        if (*sp).cache != self as *const Cache
+                            || a < (*sp).base
+                            || a >= (*sp).base + (*sp).chunks * self.chunksize
+                        {
+                            return Err(corrupt("hashed bufctl outside its slab", a));
+                        }
+                        n += 1;
+                        if n > g.bufalloc {
+                            return Err(corrupt("hash holds more than allocated", a));
+                        }
+                        bc = (*bc).next;
+                    }
+                }
+            }
+            if n != g.bufalloc {
+                return Err(corrupt("hash count != allocated buffers", n));
+            }
+        }
+        drop(g);
+        let d = self.depot.0.lock();
+        for l in [&d.full, &d.empty] {
+            let mut n = 0;
+            let mut m = l.head;
+            while !m.is_null() {
+                n += 1;
+                if n > l.total {
+                    return Err(corrupt("depot list longer than its total", m as usize));
+                }
+                // SAFETY: depot magazines are live under the depot lock.
+                m = unsafe { (*m).next };
+            }
+            if n != l.total || l.min > l.total {
+                return Err(corrupt("depot list totals", n));
+            }
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Whole-allocator operations.
+
+/// Call `f` on every cache (cache-list lock held: `f` must not create or destroy caches).
+pub fn for_each_cache(f: &mut dyn FnMut(&'static Cache)) {
+    let l = CACHE_LIST.lock();
+    let mut cp = l.head;
+    while !cp.is_null() {
+        // SAFETY: live under CACHE_LIST.
+        let c = unsafe { &*cp };
+        f(c);
+        // SAFETY: as above.
+        cp = unsafe { (*c.links.get()).next };
+    }
+}
+
+pub(crate) fn lockup_caches() {
+    CACHE_LIST.raw().lock();
+    thread::registry_lock_raw().lock();
+    // SAFETY: CACHE_LIST held (raw).
+    let mut cp = unsafe { CACHE_LIST.data_unlocked().head };
+    while !cp.is_null() {
+        // SAFETY: live under CACHE_LIST.
+        let c = unsafe { &*cp };
+        c.depot.0.raw().lock();
+        c.slab.0.raw().lock();
+        // SAFETY: as above.
+        cp = unsafe { (*c.links.get()).next };
+    }
+}
+
+/// # Safety
+/// After `lockup_caches`, by the same or the forked child thread.
+pub(crate) unsafe fn release_caches() {
+    // SAFETY: lockup holds CACHE_LIST.
+    let mut cp = unsafe { CACHE_LIST.data_unlocked().head };
+    while !cp.is_null() {
+        // SAFETY: live under CACHE_LIST; locks taken by lockup.
+        unsafe {
+            let c = &*cp;
+            c.slab.0.raw().unlock();
+            c.depot.0.raw().unlock();
+            cp = (*c.links.get()).next;
+        }
+    }
+    // SAFETY: taken by lockup.
+    unsafe {
+        thread::registry_lock_raw().unlock();
+        CACHE_LIST.raw().unlock();
+    }
+}
+
+pub(crate) fn cache_count() -> usize {
+    CACHE_LIST.lock().count
+}
+
+/// Test hook: run `f` while holding the depot lock of `c` (forces depot contention).
+pub(crate) fn with_depot_locked(c: &Cache, f: &mut dyn FnMut()) {
+    let _g = c.depot.0.lock();
+    f();
+}

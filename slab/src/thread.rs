@@ -1,0 +1,305 @@
+//! Per-thread magazine caches (the paper's "CPU layer", mapped to threads).
+//!
+//! Every thread that allocates gets a [`ThreadBlock`]: a directory of 64 pointers to
+//! [`SlotChunk`]s of 64 [`TSlot`]s each, one slot per cache id (4096 ids). A slot holds the
+//! thread's *loaded* and *previous* magazines for that cache. Only the owning thread reads or
+//! writes a slot's magazine fields, so the fast path needs no lock and no atomic
+//! read-modify-write; the alloc/free counters are atomics written with plain relaxed
+//! load+store by the owner so that `stats()` may read them from elsewhere.
+//!
+//! The block is reached through a const-initialised `thread_local!` `Cell` holding a raw
+//! pointer (no destructor is registered for it); a `pthread_key_create` destructor flushes
+//! the thread's magazines to the depots at thread exit and points the thread-local at
+//! [`DEAD_BLOCK`], so allocations made by later TLS destructors bypass the magazine layer.
+//!
+//! All live blocks are on a registry list under `REGISTRY`. Other threads touch a block only
+//! under that lock: `Cache::destroy` takes the destroyed cache's slot from every block,
+//! `stats` sums counters, and a thread publishes a new chunk pointer under it. Thread exit
+//! holds the registry lock for its whole flush, so a destroy can never miss magazines that
+//! are in transit from an exiting thread to a depot.
+
+use core::cell::Cell;
+use core::ptr::{self, null_mut};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use crate::cache::Magazine;
+use crate::sync::SpinLock;
+
+pub(crate) const SLOTS_PER_CHUNK: usize = 64;
+pub(crate) const CHUNKS: usize = 64;
+/// Number of cache ids; id 0 is reserved and its slot never holds a magazine.
+pub(crate) const MAX_IDS: usize = SLOTS_PER_CHUNK * CHUNKS;
+
+/// One thread's magazines for one cache.
+///
+/// Invariants (owner thread): `cap` is the capacity of `loaded` (0 when `loaded` is null);
+/// `0 <= rounds <= cap`; `prounds` is the fill of `ploaded` (0 when it is null); both
+/// magazines have `magsize` rounds of capacity.
+#[repr(C, align(64))]
+pub(crate) struct TSlot {
+    pub loaded: *mut Magazine,
+    pub rounds: usize,
+    pub cap: usize,
+    pub ploaded: *mut Magazine,
+    pub prounds: usize,
+    pub magsize: usize,
+    pub allocs: AtomicU64,
+    pub frees: AtomicU64,
+}
+
+#[repr(C)]
+pub(crate) struct SlotChunk {
+    pub slots: [TSlot; SLOTS_PER_CHUNK],
+}
+
+#[repr(C)]
+pub(crate) struct ThreadBlock {
+    pub dir: [*mut SlotChunk; CHUNKS],
+    next: *mut ThreadBlock,
+    prev: *mut ThreadBlock,
+}
+
+/// The block a thread points at after its exit flush: every directory entry is null, so the
+/// fast path always misses, and the slow path recognises it and uses the slab layer.
+struct DeadBlock(ThreadBlock);
+// SAFETY: the dead block is never written.
+unsafe impl Sync for DeadBlock {}
+static DEAD_BLOCK: DeadBlock = DeadBlock(ThreadBlock {
+    dir: [null_mut(); CHUNKS],
+    next: null_mut(),
+    prev: null_mut(),
+});
+
+pub(crate) fn dead_block() -> *mut ThreadBlock {
+    &DEAD_BLOCK.0 as *const ThreadBlock as *mut ThreadBlock
+}
+
+thread_local! {
+    static TCB: Cell<*mut ThreadBlock> = const { Cell::new(null_mut()) };
+}
+
+struct Registry {
+    head: *mut ThreadBlock,
+    count: usize,
+}
+// SAFETY: the raw pointers are only followed under the lock.
+unsafe impl Send for Registry {}
+
+static REGISTRY: SpinLock<Registry> = SpinLock::new(Registry {
+    head: null_mut(),
+    count: 0,
+});
+
+static KEY: AtomicUsize = AtomicUsize::new(usize::MAX);
+
+/// The calling thread's block pointer (null before the first slow-path call).
+#[inline(always)]
+pub(crate) fn current() -> *mut ThreadBlock {
+    TCB.with(|c| c.get())
+}
+
+/// The slot for `index` in the current thread's block, or null when the thread has none yet.
+///
+/// # Safety
+/// `index < MAX_IDS`.
+#[inline(always)]
+pub(crate) unsafe fn fast_slot(index: usize) -> *mut TSlot {
+    let t = current();
+    if t.is_null() {
+        return null_mut();
+    }
+    // SAFETY: `t` is the live block of this thread (or the static dead block); index is in
+    // range so both array accesses are in bounds.
+    unsafe {
+        let chunk = *(*t).dir.get_unchecked(index / SLOTS_PER_CHUNK);
+        if chunk.is_null() {
+            return null_mut();
+        }
+        (*chunk).slots.as_mut_ptr().add(index % SLOTS_PER_CHUNK)
+    }
+}
+
+/// Create the pthread key whose destructor flushes a thread's magazines.
+pub(crate) fn init_key() {
+    let mut key: libc::pthread_key_t = 0;
+    // SAFETY: valid out-pointer and an `extern "C"` destructor.
+    let rc = unsafe { libc::pthread_key_create(&mut key, Some(key_destructor)) };
+    if rc != 0 {
+        crate::fatal("umem-slab: pthread_key_create failed\n");
+    }
+    KEY.store(key as usize, Ordering::Release);
+}
+
+extern "C" fn key_destructor(p: *mut libc::c_void) {
+    let t = p as *mut ThreadBlock;
+    if t.is_null() || t == dead_block() {
+        return;
+    }
+    TCB.with(|c| c.set(dead_block()));
+    // SAFETY: `t` was registered by this thread and is no longer reachable through TLS.
+    unsafe { retire_block(t) };
+}
+
+/// The calling thread's slot for `index`, creating the block and chunk when needed.
+/// Returns null for a dead thread (after its exit flush) or when memory is exhausted.
+pub(crate) fn slot_for(index: usize) -> *mut TSlot {
+    debug_assert!(index > 0 && index < MAX_IDS);
+    let mut t = current();
+    if t == dead_block() {
+        return null_mut();
+    }
+    if t.is_null() {
+        t = new_block();
+        if t.is_null() {
+            return null_mut();
+        }
+    }
+    // SAFETY: `t` is this thread's live block.
+    unsafe {
+        let ci = index / SLOTS_PER_CHUNK;
+        let mut chunk = (*t).dir[ci];
+        if chunk.is_null() {
+            chunk = crate::cache::alloc_slot_chunk() as *mut SlotChunk;
+            if chunk.is_null() {
+                return null_mut();
+            }
+            ptr::write_bytes(chunk as *mut u8, 0, core::mem::size_of::<SlotChunk>());
+            // Publish under the registry lock: destroy/stats read directories under it.
+            let _g = REGISTRY.lock();
+            (*t).dir[ci] = chunk;
+        }
+        (*chunk).slots.as_mut_ptr().add(index % SLOTS_PER_CHUNK)
+    }
+}
+
+fn new_block() -> *mut ThreadBlock {
+    let p = crate::cache::alloc_thread_block() as *mut ThreadBlock;
+    if p.is_null() {
+        return null_mut();
+    }
+    // SAFETY: fresh memory of the right size and alignment from the block cache.
+    unsafe {
+        ptr::write_bytes(p as *mut u8, 0, core::mem::size_of::<ThreadBlock>());
+        let mut g = REGISTRY.lock();
+        (*p).next = g.head;
+        if !g.head.is_null() {
+            (*g.head).prev = p;
+        }
+        g.head = p;
+        g.count += 1;
+    }
+    TCB.with(|c| c.set(p));
+    let key = KEY.load(Ordering::Acquire);
+    if key != usize::MAX {
+        // SAFETY: the key was created by init_key. If glibc allocates here (keys >= 32) the
+        // allocation finds the block already installed in TLS.
+        unsafe { libc::pthread_setspecific(key as libc::pthread_key_t, p as *const _) };
+    }
+    p
+}
+
+/// Flush the calling thread's magazines to the depots and release its block; the thread
+/// may keep allocating (a fresh block is made on its next slow-path call).
+pub fn thread_exit_flush() {
+    let t = current();
+    if t.is_null() || t == dead_block() {
+        return;
+    }
+    // While flushing, frees made by the flush itself (magazine structures going back to
+    // their caches) must not build a new block: point TLS at the dead block meanwhile.
+    TCB.with(|c| c.set(dead_block()));
+    let key = KEY.load(Ordering::Acquire);
+    if key != usize::MAX {
+        // SAFETY: clearing our own key value.
+        unsafe { libc::pthread_setspecific(key as libc::pthread_key_t, ptr::null()) };
+    }
+    // SAFETY: `t` was this thread's block and is no longer reachable through TLS.
+    unsafe { retire_block(t) };
+    TCB.with(|c| c.set(null_mut()));
+}
+
+/// Unlink `t`, flush every slot to its cache's depot, fold its counters, free it.
+///
+/// # Safety
+/// `t` is a registered block no thread will use again.
+unsafe fn retire_block(t: *mut ThreadBlock) {
+    // Hold the registry lock for the whole flush (see module docs). Flushing takes depot
+    // and slab locks and may free magazines to the magazine caches; the current thread's
+    // TLS no longer points at `t`, so those frees cannot re-enter `t`'s slots.
+    let mut g = REGISTRY.lock();
+    // SAFETY: registry lock held; `t` is on the list.
+    unsafe {
+        if (*t).prev.is_null() {
+            g.head = (*t).next;
+        } else {
+            (*(*t).prev).next = (*t).next;
+        }
+        if !(*t).next.is_null() {
+            (*(*t).next).prev = (*t).prev;
+        }
+        g.count -= 1;
+        for ci in 0..CHUNKS {
+            let chunk = (*t).dir[ci];
+            if chunk.is_null() {
+                continue;
+            }
+            for si in 0..SLOTS_PER_CHUNK {
+                let id = ci * SLOTS_PER_CHUNK + si;
+                let slot = (*chunk).slots.as_mut_ptr().add(si);
+                if (*slot).magsize == 0
+                    && (*slot).allocs.load(Ordering::Relaxed) == 0
+                    && (*slot).frees.load(Ordering::Relaxed) == 0
+                {
+                    continue;
+                }
+                let cp = crate::cache::cache_by_id(id);
+                if let Some(cp) = cp {
+                    cp.flush_slot(slot, true);
+                }
+            }
+        }
+        drop(g);
+        for ci in 0..CHUNKS {
+            let chunk = (*t).dir[ci];
+            if !chunk.is_null() {
+                crate::cache::free_slot_chunk(chunk as usize);
+            }
+        }
+        crate::cache::free_thread_block(t as usize);
+    }
+}
+
+/// Call `f` on the slot for `index` in every registered block (registry lock held).
+pub(crate) fn for_each_slot(index: usize, f: &mut dyn FnMut(*mut TSlot)) {
+    let g = REGISTRY.lock();
+    let mut t = g.head;
+    while !t.is_null() {
+        // SAFETY: blocks on the list are live while the registry lock is held.
+        unsafe {
+            let chunk = (*t).dir[index / SLOTS_PER_CHUNK];
+            if !chunk.is_null() {
+                f((*chunk).slots.as_mut_ptr().add(index % SLOTS_PER_CHUNK));
+            }
+            t = (*t).next;
+        }
+    }
+    drop(g);
+}
+
+/// Number of threads that currently hold a block.
+pub fn live_thread_blocks() -> usize {
+    REGISTRY.lock().count
+}
+
+pub(crate) fn registry_lock_raw() -> &'static crate::sync::RawSpin {
+    REGISTRY.raw()
+}
+
+/// Run `f` with the calling thread's magazine layer switched off (its frees and allocations
+/// go to the slab layers), then switch it back on.
+pub(crate) fn with_magazines_off(f: &mut dyn FnMut()) {
+    let saved = current();
+    TCB.with(|c| c.set(dead_block()));
+    f();
+    TCB.with(|c| c.set(saved));
+}
