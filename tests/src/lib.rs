@@ -1,1 +1,131 @@
+//! Helpers for the whole-process tests of umem: locating (or building) the
+//! release `libumem.so`, compiling the C test programs in `tests/c/` with the
+//! system `cc`, and running programs with and without `LD_PRELOAD`.
+//!
+//! The library is looked up, in order, at `$UMEM_LIB`, then
+//! `<target dir>/release/libumem.so` where the target directory is
+//! `$CARGO_TARGET_DIR` or the one this test binary was built into (its
+//! grandparent directory). When none exists it is built once with
+//! `cargo build --release -p umem-preload` into that target directory.
 
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+/// The cargo target directory this test binary lives in.
+pub fn target_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("CARGO_TARGET_DIR") {
+        let p = PathBuf::from(d);
+        if p.is_absolute() {
+            return p;
+        }
+        return Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(p);
+    }
+    // <target>/<profile>/deps/<test-binary>
+    let exe = std::env::current_exe().expect("current_exe");
+    exe.parent()
+        .and_then(Path::parent)
+        .and_then(Path::parent)
+        .expect("test binary is not inside a cargo target directory")
+        .to_path_buf()
+}
+
+/// Path to the release `libumem.so`, building it if it does not exist yet.
+pub fn libumem() -> &'static Path {
+    static LIB: OnceLock<PathBuf> = OnceLock::new();
+    LIB.get_or_init(|| {
+        if let Some(p) = std::env::var_os("UMEM_LIB") {
+            let p = PathBuf::from(p);
+            assert!(p.exists(), "UMEM_LIB={} does not exist", p.display());
+            return p;
+        }
+        let target = target_dir();
+        let lib = target.join("release").join("libumem.so");
+        if !lib.exists() {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let st = Command::new(cargo)
+                .args(["build", "--release", "-p", "umem-preload"])
+                .env("CARGO_TARGET_DIR", &target)
+                .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+                .status()
+                .expect("running cargo build for libumem.so");
+            assert!(st.success(), "cargo build --release -p umem-preload failed");
+        }
+        assert!(lib.exists(), "{} missing after build", lib.display());
+        lib
+    })
+}
+
+/// A scratch directory unique to this process and `tag`.
+pub fn scratch(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("umem-tests-{}-{}", std::process::id(), tag));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("create scratch dir");
+    d
+}
+
+/// Compiles `tests/c/<name>.c` with `cc` and returns the executable's path.
+pub fn compile_c(name: &str) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("c")
+        .join(format!("{name}.c"));
+    let dir = scratch(&format!("cc-{name}"));
+    let exe = dir.join(name);
+    let out = Command::new("cc")
+        .args([
+            "-O2",
+            "-g",
+            "-fno-builtin-malloc",
+            "-Wall",
+            "-pthread",
+            "-o",
+        ])
+        .arg(&exe)
+        .arg(&src)
+        .arg("-ldl")
+        .output()
+        .expect("running cc (install a C compiler: ci/install-deps)");
+    assert!(
+        out.status.success(),
+        "cc {} failed:\n{}",
+        src.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    exe
+}
+
+/// Runs `cmd` with `LD_PRELOAD=libumem.so` when `preload` is set.
+pub fn run(mut cmd: Command, preload: bool) -> Output {
+    if preload {
+        cmd.env("LD_PRELOAD", libumem());
+    } else {
+        cmd.env_remove("LD_PRELOAD");
+    }
+    cmd.output().expect("spawning test program")
+}
+
+/// Renders an Output for assertion messages.
+pub fn show(o: &Output) -> String {
+    format!(
+        "status: {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Whether a program is installed (tests that need it fail loudly otherwise;
+/// `ci/install-deps` installs them).
+pub fn have(prog: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {prog}")])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+/// Checks that the process really ran on umem: `UMEM_STATS=1` makes the
+/// library print its table at exit; the stderr of such a run must hold it.
+pub fn stats_seen(stderr: &[u8]) -> bool {
+    String::from_utf8_lossy(stderr).contains("umem_alloc_")
+}

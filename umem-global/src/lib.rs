@@ -1,1 +1,634 @@
+//! # umem-global — libumem's arena tree as a general-purpose allocator
+//!
+//! ## Theory statement
+//!
+//! This crate wires [`umem_vmem`] arenas and [`umem_slab`] object caches into
+//! `malloc`, the way libumem's `umem_init` and `malloc.c` do, and exposes it
+//! as [`Umem`] (a `#[global_allocator]`) and, through the `umem-preload`
+//! crate, as the C malloc family (`libumem.so`).
+//!
+//! **The arena tree** (built lazily by the first allocation, with no outside
+//! allocator):
+//!
+//! ```text
+//! PageSource (mmap/munmap)                         source.rs
+//!  ├─ heap (vmem, page quantum)                    umem-vmem's internal tree:
+//!  │   ├─ vmem_internal → vmem_seg/vmem_hash/vmem_vmem
+//!  │   ├─ umem_internal, umem_cache, umem_hash     umem-slab's metadata
+//!  │   └─ umem_default (page quantum)
+//!  │        └─ ClassSource(c) → umem_alloc_<n> arena → umem_alloc_<n> cache
+//!  ├─ umem_oversize (page quantum)  large blocks   large.rs
+//!  └─ umem_memalign (page quantum)  large blocks aligned above a page
+//! ```
+//!
+//! **Size classes** are libumem's `umem_alloc_sizes` (8 B … 128 KiB), each a
+//! slab cache created with the class's natural alignment (see
+//! [`classes`]). Larger requests are **large blocks** of whole pages.
+//!
+//! **Free without a size** uses the **page map** ([`pagemap`]), a radix tree
+//! from page to owner: each size class has its own vmem arena whose source
+//! ([`source::ClassSource`]) marks every page of every span it imports with
+//! the class (and clears them before releasing), so the slab caches' pages
+//! are always described; a large block's first page holds its page count.
+//! Small objects are headerless. `free(p)` = two loads + the cache's free;
+//! a page marked 0 (or an interior page of a large block) is not umem's and
+//! `free` aborts naming the pointer. Rust's `dealloc` gets the size, so it
+//! computes the class from the layout and touches the page map only for
+//! large blocks (and, with debug assertions, to check the layout).
+//!
+//! **Large blocks** come from `umem_oversize`/`umem_memalign`, which import
+//! from the page source directly; freed ranges are discarded
+//! (`MADV_DONTNEED`) before they go back, so free memory in those arenas is
+//! zero and `calloc` skips the memset; a bounded cache of recently freed
+//! blocks avoids mmap/munmap churn ([`large`]).
+//!
+//! **Initialisation** is a three-state machine (`UNINIT → BUSY → READY`). The
+//! thread that wins the race builds the tree; other threads wait. A call
+//! that re-enters `malloc` from the initialising thread (a libc routine that
+//! allocates) is served by the static bootstrap arena ([`boot`]), whose
+//! blocks are recognised and ignored by `free`.
+//!
+//! **Locks and their order.** umem-global's own locks: the init state (not a
+//! lock held across calls) and the large-block cache lock (a leaf: no other
+//! lock is taken while it is held). The process-wide order (DESIGN.md) is:
+//! umem-global's large-cache lock → umem-slab's locks → umem-vmem's locks
+//! (`umem_slab::lockup` takes the last two groups in order). The fork handlers ([`prefork`], [`postfork_parent`],
+//! [`postfork_child`]) take them all in that order and release them after.
+//!
+//! **Periodic work** (`umem_update`): every `reap_interval` (default 10 s)
+//! umem-slab runs [`umem_slab::update`] inline on an alloc slow path
+//! (working-set reaping, magazine resize, hash rescale of caches and arenas);
+//! no thread is created.
+//!
+//! **Invariants.** Every page of a span held by a class arena is marked with
+//! that class; every live large block's first page holds its exact page
+//! count, and no other page of it is marked; the page map never describes
+//! memory umem does not own; free memory in the large-block arenas is zero;
+//! nothing here allocates from anything but the tree, unwinds, or holds a
+//! lock while calling into another layer.
 
+#![deny(unsafe_op_in_unsafe_fn)]
+
+pub mod boot;
+pub mod classes;
+mod large;
+mod lock;
+pub mod options;
+pub mod pagemap;
+pub mod source;
+mod stats;
+pub mod sys;
+
+use core::alloc::{GlobalAlloc, Layout};
+use core::ptr::{null_mut, NonNull};
+use core::sync::atomic::{AtomicPtr, AtomicU8, AtomicUsize, Ordering};
+use pagemap::Entry;
+use sys::PAGE;
+use umem_slab::Cache;
+use umem_vmem::{CreateFlags, Source, Vmem};
+
+pub use stats::{print_stats, stats, ArenaStats, ClassStats, LargeStats, Stats};
+
+const UNINIT: u8 = 0;
+const BUSY: u8 = 1;
+const READY: u8 = 2;
+const FAILED: u8 = 3;
+
+static STATE: AtomicU8 = AtomicU8::new(UNINIT);
+static INIT_OWNER: AtomicUsize = AtomicUsize::new(0);
+
+#[allow(clippy::declare_interior_mutable_const)]
+const NO_CACHE: AtomicPtr<Cache> = AtomicPtr::new(null_mut());
+static CACHES: [AtomicPtr<Cache>; classes::COUNT] = [NO_CACHE; classes::COUNT];
+
+static CLASS_SOURCES: [source::ClassSource; classes::COUNT] = {
+    const S: source::ClassSource = source::ClassSource { class: 0 };
+    let mut t = [S; classes::COUNT];
+    let mut c = 0;
+    while c < classes::COUNT {
+        t[c] = source::ClassSource { class: c };
+        c += 1;
+    }
+    t
+};
+
+/// The arenas umem-global creates (published once at init).
+pub(crate) struct Arenas {
+    default: AtomicPtr<Vmem>,
+    oversize: AtomicPtr<Vmem>,
+    memalign: AtomicPtr<Vmem>,
+    class: [AtomicPtr<Vmem>; classes::COUNT],
+}
+
+#[allow(clippy::declare_interior_mutable_const)]
+const NO_ARENA: AtomicPtr<Vmem> = AtomicPtr::new(null_mut());
+pub(crate) static ARENAS: Arenas = Arenas {
+    default: NO_ARENA,
+    oversize: NO_ARENA,
+    memalign: NO_ARENA,
+    class: [NO_ARENA; classes::COUNT],
+};
+
+fn deref_arena(p: &AtomicPtr<Vmem>) -> &'static Vmem {
+    let v = p.load(Ordering::Acquire);
+    debug_assert!(!v.is_null());
+    // SAFETY: published once from a `&'static Vmem` before READY.
+    unsafe { &*v }
+}
+
+impl Arenas {
+    pub(crate) fn oversize(&self) -> &'static Vmem {
+        deref_arena(&self.oversize)
+    }
+    pub(crate) fn memalign(&self) -> &'static Vmem {
+        deref_arena(&self.memalign)
+    }
+    pub(crate) fn default_arena(&self) -> Option<&'static Vmem> {
+        let v = self.default.load(Ordering::Acquire);
+        // SAFETY: as in deref_arena.
+        (!v.is_null()).then(|| unsafe { &*v })
+    }
+}
+
+#[inline]
+fn cache(c: usize) -> Option<&'static Cache> {
+    let p = CACHES[c].load(Ordering::Acquire);
+    // SAFETY: published once from a `&'static Cache` and never destroyed.
+    (!p.is_null()).then(|| unsafe { &*p })
+}
+
+#[inline]
+fn self_id() -> usize {
+    // SAFETY: pthread_self has no preconditions.
+    unsafe { libc::pthread_self() as usize }
+}
+
+/// Makes sure the tree is built. `false` when the caller is the thread that
+/// is building it (a re-entrant call: use the bootstrap arena) or when
+/// initialisation failed.
+#[cold]
+#[inline(never)]
+fn ensure_init() -> bool {
+    loop {
+        match STATE.load(Ordering::Acquire) {
+            READY => return true,
+            FAILED => return false,
+            BUSY => {
+                if INIT_OWNER.load(Ordering::Relaxed) == self_id() {
+                    return false;
+                }
+                // SAFETY: no preconditions.
+                unsafe { libc::sched_yield() };
+            }
+            _ => {
+                if STATE
+                    .compare_exchange(UNINIT, BUSY, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    INIT_OWNER.store(self_id(), Ordering::Relaxed);
+                    let ok = build_tree();
+                    STATE.store(if ok { READY } else { FAILED }, Ordering::Release);
+                    if ok {
+                        after_init();
+                    }
+                    return ok;
+                }
+            }
+        }
+    }
+}
+
+fn build_tree() -> bool {
+    options::read_env();
+    // The heap's source: ours, unless someone built vmem's tree first.
+    let _ = umem_vmem::init(&source::PAGES, PAGE);
+    umem_slab::init();
+    let heap: &'static dyn Source = umem_vmem::heap();
+    let Ok(default) = Vmem::create(
+        "umem_default",
+        None,
+        PAGE,
+        Some(heap),
+        0,
+        CreateFlags::NO_QCACHE,
+    ) else {
+        return false;
+    };
+    ARENAS
+        .default
+        .store(default as *const Vmem as *mut Vmem, Ordering::Release);
+    source::DEFAULT_ARENA.store(default as *const Vmem as *mut Vmem, Ordering::Release);
+    let nomag = options::NOMAGAZINES.load(Ordering::Relaxed);
+    for c in 0..classes::COUNT {
+        let src: &'static dyn Source = &CLASS_SOURCES[c];
+        let Ok(arena) = Vmem::create(
+            classes::NAMES[c],
+            None,
+            PAGE,
+            Some(src),
+            0,
+            CreateFlags::NO_QCACHE,
+        ) else {
+            return false;
+        };
+        ARENAS.class[c].store(arena as *const Vmem as *mut Vmem, Ordering::Release);
+        let Some(cache) = slabx::create(
+            classes::NAMES[c],
+            classes::size(c),
+            classes::align(c),
+            arena,
+            nomag,
+        ) else {
+            return false;
+        };
+        CACHES[c].store(cache as *const Cache as *mut Cache, Ordering::Release);
+    }
+    let pages: &'static dyn Source = &source::PAGES;
+    for (name, slot) in [
+        ("umem_oversize", &ARENAS.oversize),
+        ("umem_memalign", &ARENAS.memalign),
+    ] {
+        let Ok(a) = Vmem::create(name, None, PAGE, Some(pages), 0, CreateFlags::NO_QCACHE) else {
+            return false;
+        };
+        slot.store(a as *const Vmem as *mut Vmem, Ordering::Release);
+    }
+    umem_slab::set_update_interval_ms(
+        options::REAP_INTERVAL_NS.load(Ordering::Relaxed) / 1_000_000,
+    );
+    true
+}
+
+/// Runs once, right after READY, on the initialising thread: things that may
+/// call back into malloc.
+fn after_init() {
+    extern "C" fn prepare() {
+        prefork();
+    }
+    extern "C" fn parent() {
+        // SAFETY: follows `prefork` in the same thread.
+        unsafe { postfork_parent() };
+    }
+    extern "C" fn child() {
+        // SAFETY: the child of a fork whose prepare handler ran `prefork`.
+        unsafe { postfork_child() };
+    }
+    // SAFETY: registering plain extern "C" functions.
+    unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) };
+}
+
+/// Whether the tree is built.
+pub fn is_initialized() -> bool {
+    STATE.load(Ordering::Acquire) == READY
+}
+
+// ---------------------------------------------------------------- fork --
+
+/// `pthread_atfork` prepare handler: takes every allocator lock in the
+/// process-wide order (umem-global, then umem-slab, then umem-vmem).
+pub fn prefork() {
+    if !is_initialized() {
+        return;
+    }
+    large::CACHE.raw_lock();
+    // umem-slab's lockup takes its own locks and then every vmem lock.
+    umem_slab::lockup();
+}
+
+/// Parent side after fork: drops every lock [`prefork`] took.
+///
+/// # Safety
+/// Must follow [`prefork`] on the same thread.
+pub unsafe fn postfork_parent() {
+    if !is_initialized() {
+        return;
+    }
+    // SAFETY: prefork took these on this thread.
+    unsafe {
+        slabx::release();
+        large::CACHE.raw_unlock();
+    }
+}
+
+/// Child side after fork: drops every lock [`prefork`] took (the child is
+/// single-threaded; other threads' caches are simply lost).
+///
+/// # Safety
+/// Must run in the child of a fork whose prepare handler ran [`prefork`].
+pub unsafe fn postfork_child() {
+    if !is_initialized() {
+        return;
+    }
+    // SAFETY: the parent's prepare handler took them before fork.
+    unsafe {
+        slabx::release_child();
+        large::CACHE.raw_unlock();
+    }
+}
+
+// ------------------------------------------------------ periodic work --
+
+// The periodic update (working-set reaping, magazine resize, hash rescale of
+// caches and arenas) runs inline on umem-slab's alloc slow paths every
+// `reap_interval`; `build_tree` hands the interval to umem-slab.
+
+/// Returns every cached object, magazine and freed large block that can go
+/// back to the system (`umem_reap`), then runs the update step.
+pub fn reap() {
+    if !is_initialized() {
+        return;
+    }
+    umem_slab::reap();
+    large::drain_cache();
+    umem_slab::update();
+}
+
+// ------------------------------------------------------- the allocator --
+
+/// Allocates `size` bytes aligned to `align` (a power of two). Null on
+/// failure. The block is zeroed when `zero`.
+#[inline]
+pub fn alloc(size: usize, align: usize, zero: bool) -> *mut u8 {
+    if let Some(c) = classes::class_for(size, align) {
+        if let Some(k) = cache(c) {
+            return match slabx::alloc(k) {
+                Some(p) => {
+                    if zero {
+                        // SAFETY: a fresh block of at least `size` bytes.
+                        unsafe { core::ptr::write_bytes(p, 0, size) };
+                    }
+                    p
+                }
+                None => null_mut(),
+            };
+        }
+    }
+    alloc_slow(size, align, zero)
+}
+
+#[cold]
+#[inline(never)]
+fn alloc_slow(size: usize, align: usize, zero: bool) -> *mut u8 {
+    if !ensure_init() {
+        if STATE.load(Ordering::Acquire) == FAILED {
+            return null_mut();
+        }
+        return boot::alloc(size, align);
+    }
+    if classes::class_for(size, align).is_some() {
+        return alloc(size, align, zero);
+    }
+    large::alloc(size, align, zero)
+}
+
+/// What kind of pointer `p` is: the page-map entry, or `Boot`/`Foreign`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Owner {
+    /// In a slab of this size class.
+    Small(usize),
+    /// The start of a large block of this many bytes.
+    Large(usize),
+    /// A bootstrap block.
+    Boot,
+    /// Not a pointer umem handed out.
+    Foreign,
+}
+
+/// Classifies `p` by the page map.
+#[inline]
+pub fn owner(p: *const u8) -> Owner {
+    let a = p as usize;
+    match pagemap::lookup(a) {
+        Entry::Small(c) if a & (classes::align(c) - 1) == 0 => Owner::Small(c),
+        Entry::Large(n) | Entry::Aligned(n) if a & (PAGE - 1) == 0 => Owner::Large(n * PAGE),
+        _ if boot::owns(a) => Owner::Boot,
+        _ => Owner::Foreign,
+    }
+}
+
+/// Why a pointer could not be freed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FreeError {
+    /// umem did not hand out this pointer (or it is not a block's start).
+    InvalidPointer(usize),
+}
+
+/// Frees a block without knowing its size (C `free`). `Err` for a pointer
+/// umem does not own; the memory is then left alone.
+#[inline]
+pub fn free(p: *mut u8) -> Result<(), FreeError> {
+    let a = p as usize;
+    let v = pagemap::raw(a);
+    if v & pagemap::TAG == pagemap::SMALL {
+        // Small: the class is in the low bits. Every buffer of class c is
+        // aligned to the class's alignment, so a misaligned pointer is
+        // certainly not a block start.
+        let c = (v & !pagemap::TAG) as usize;
+        if a & (classes::align(c) - 1) == 0 {
+            if let Some(k) = cache(c) {
+                // SAFETY: the page belongs to class c's slabs and `a` is
+                // aligned like its buffers.
+                unsafe { slabx::free(k, p) };
+                return Ok(());
+            }
+        }
+        return Err(FreeError::InvalidPointer(a));
+    }
+    free_slow(p)
+}
+
+#[cold]
+fn free_slow(p: *mut u8) -> Result<(), FreeError> {
+    let a = p as usize;
+    if p.is_null() {
+        return Ok(());
+    }
+    match pagemap::lookup(a) {
+        e @ (Entry::Large(_) | Entry::Aligned(_)) if a & (PAGE - 1) == 0 => {
+            large::free(a, e);
+            Ok(())
+        }
+        _ if boot::owns(a) => Ok(()),
+        _ => Err(FreeError::InvalidPointer(a)),
+    }
+}
+
+/// Usable size of a block umem handed out; `None` for a foreign pointer.
+pub fn usable_size(p: *const u8) -> Option<usize> {
+    match owner(p) {
+        Owner::Small(c) => Some(classes::size(c)),
+        Owner::Large(n) => Some(n),
+        // SAFETY: a bootstrap block has its header.
+        Owner::Boot => Some(unsafe { boot::size_of(p as usize) }),
+        Owner::Foreign => None,
+    }
+}
+
+/// Resizes a block (C `realloc` core; `p` non-null, `size` > 0). In place
+/// when the size class or the large block allows. `Ok(null)` when memory is
+/// exhausted (the old block is untouched); `Err` for a foreign pointer.
+pub fn realloc(p: *mut u8, size: usize, align: usize) -> Result<*mut u8, FreeError> {
+    let old = match owner(p) {
+        Owner::Small(c) => {
+            let cs = classes::size(c);
+            if size <= cs && classes::align(c) >= align {
+                match classes::class_for(size, align) {
+                    Some(nc) if nc == c || size >= cs / 2 => return Ok(p),
+                    _ => {}
+                }
+            }
+            cs
+        }
+        Owner::Large(n) => {
+            if size <= n && size > classes::MAX_SMALL && size >= n / 2 {
+                return Ok(p);
+            }
+            n
+        }
+        // SAFETY: a bootstrap block has its header.
+        Owner::Boot => unsafe { boot::size_of(p as usize) },
+        Owner::Foreign => return Err(FreeError::InvalidPointer(p as usize)),
+    };
+    let q = alloc(size, align, false);
+    if q.is_null() {
+        return Ok(q);
+    }
+    // SAFETY: both blocks are live and distinct; `min(old, size)` bytes are
+    // inside both.
+    unsafe { core::ptr::copy_nonoverlapping(p, q, old.min(size)) };
+    free(p)?;
+    Ok(q)
+}
+
+/// Frees a block whose layout is known (Rust `dealloc`).
+///
+/// # Safety
+/// `p` must have been returned by [`alloc`] (or [`Umem`]) with this size
+/// and alignment, and not freed since.
+#[inline]
+pub unsafe fn free_sized(p: *mut u8, size: usize, align: usize) {
+    if let Some(c) = classes::class_for(size, align) {
+        if let Some(k) = cache(c) {
+            debug_assert!(
+                matches!(owner(p), Owner::Small(pc) if pc == c) || boot::owns(p as usize),
+                "umem: dealloc({p:p}, size {size}, align {align}) does not match the block"
+            );
+            if !boot::owns(p as usize) {
+                // SAFETY: the caller's contract: a block of class c.
+                unsafe { slabx::free(k, p) };
+            }
+            return;
+        }
+    }
+    if let Err(FreeError::InvalidPointer(a)) = free_slow(p) {
+        sys::fatal(format_args!(
+            "umem: dealloc(): invalid pointer {a:#x} (size {size}, align {align})"
+        ));
+    }
+}
+
+/// umem as Rust's global allocator:
+/// `#[global_allocator] static A: umem_global::Umem = umem_global::Umem;`
+pub struct Umem;
+
+// SAFETY: `alloc` returns blocks of at least `layout.size()` bytes aligned
+// to `layout.align()` that no one else uses until `dealloc`; `realloc`
+// keeps the prefix; dealloc frees exactly what alloc handed out.
+unsafe impl GlobalAlloc for Umem {
+    #[inline]
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        alloc(layout.size(), layout.align(), false)
+    }
+
+    #[inline]
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        alloc(layout.size(), layout.align(), true)
+    }
+
+    #[inline]
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: GlobalAlloc's contract is free_sized's.
+        unsafe { free_sized(ptr, layout.size(), layout.align()) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let (old, align) = (layout.size(), layout.align());
+        let oc = classes::class_for(old, align);
+        let nc = classes::class_for(new_size, align);
+        if oc.is_some() && oc == nc {
+            return ptr;
+        }
+        if oc.is_none() && nc.is_none() {
+            if let Owner::Large(n) = owner(ptr) {
+                if new_size <= n && new_size >= n / 2 {
+                    return ptr;
+                }
+            }
+        }
+        let q = alloc(new_size, align, false);
+        if !q.is_null() {
+            // SAFETY: distinct live blocks, both at least min(old, new) long.
+            unsafe {
+                core::ptr::copy_nonoverlapping(ptr, q, old.min(new_size));
+                free_sized(ptr, old, align);
+            }
+        }
+        q
+    }
+}
+
+mod slabx {
+    //! The few calls into umem-slab, in one place.
+    use super::*;
+
+    pub fn create(
+        name: &'static str,
+        size: usize,
+        align: usize,
+        arena: &'static Vmem,
+        nomagazines: bool,
+    ) -> Option<&'static Cache> {
+        let flags = if nomagazines {
+            umem_slab::CacheFlags::NOMAGAZINE
+        } else {
+            umem_slab::CacheFlags::NONE
+        };
+        Cache::create(name, size, align, umem_slab::CacheOps::NONE, arena, flags).ok()
+    }
+
+    #[inline]
+    pub fn alloc(k: &'static Cache) -> Option<*mut u8> {
+        k.alloc().map(NonNull::as_ptr)
+    }
+
+    /// # Safety
+    /// `p` must be a live block of `k`.
+    #[inline]
+    pub unsafe fn free(k: &'static Cache, p: *mut u8) {
+        // SAFETY: per the caller.
+        unsafe { k.free(NonNull::new_unchecked(p)) }
+    }
+
+    /// # Safety
+    /// After `umem_slab::lockup` on this thread.
+    pub unsafe fn release() {
+        // SAFETY: per the caller.
+        unsafe { umem_slab::release() }
+    }
+
+    /// # Safety
+    /// In the child after a fork whose prepare ran `umem_slab::lockup`.
+    pub unsafe fn release_child() {
+        // SAFETY: per the caller.
+        unsafe { umem_slab::release() }
+    }
+
+    pub fn fill_stats(k: &'static Cache, c: &mut crate::ClassStats) {
+        let s = k.stats();
+        c.buf_in_use = s.buf_inuse;
+        c.buf_total = s.buf_total as u64;
+        c.mem_in_use = s.buf_inuse * s.buf_size as u64;
+        c.alloc = s.alloc;
+        c.alloc_fail = s.alloc_fail;
+    }
+}

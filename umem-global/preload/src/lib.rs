@@ -1,1 +1,227 @@
+//! # umem-preload — the C malloc family on umem (`libumem.so`)
+//!
+//! ## Theory statement
+//!
+//! This cdylib is the only place with `#[no_mangle]` malloc-family symbols.
+//! Each entry point is a thin, non-unwinding wrapper over
+//! [`umem_global`]'s core ([`umem_global::alloc`], [`umem_global::free`],
+//! [`umem_global::realloc`], …) that adds glibc's C semantics: `malloc(0)`
+//! returns a unique block, failures return NULL with `errno = ENOMEM`,
+//! `calloc`/`reallocarray` check for overflow, `posix_memalign` returns
+//! `EINVAL`/`ENOMEM` without touching `*memptr` or errno, `realloc(p, 0)`
+//! frees and returns NULL, a failed `realloc` keeps the old block, `free`
+//! keeps errno, `malloc_usable_size(NULL)` is 0. Every C block is at least
+//! 16-byte aligned (`max_align_t`), so the 8-byte size class is never used.
+//!
+//! A pointer umem does not own (by the page map) given to `free`, `realloc`
+//! or `malloc_usable_size` aborts the process with a one-line message that
+//! names the function and the pointer, written with write(2).
+//!
+//! The library's own Rust code also allocates from umem ([`Umem`] is its
+//! `#[global_allocator]`), never from libc malloc, so nothing here can
+//! re-enter the C entry points. Initialisation, the bootstrap arena for
+//! re-entrant calls during initialisation, fork handling and thread-exit
+//! flushing live in umem-global and umem-slab; the statistics table
+//! (`UMEM_STATS=1`) is printed from umem-global's `.fini_array` entry.
+//!
+//! Locks: none of its own (see umem-global for the order).
 
+#![deny(unsafe_op_in_unsafe_fn)]
+#![allow(clippy::missing_safety_doc)]
+
+use core::ffi::{c_int, c_void};
+use core::ptr::null_mut;
+use umem_global::{sys, FreeError, Umem};
+
+#[global_allocator]
+static GLOBAL: Umem = Umem;
+
+/// The C ABI's minimum alignment (glibc's MALLOC_ALIGNMENT on 64-bit).
+const MIN_ALIGN: usize = 16;
+
+#[cold]
+fn invalid(func: &str, p: *const c_void) -> ! {
+    sys::fatal(format_args!(
+        "umem: {func}(): invalid pointer {:#x} (not a block allocated by umem)",
+        p as usize
+    ))
+}
+
+#[inline]
+fn nomem() -> *mut c_void {
+    sys::set_errno(libc::ENOMEM);
+    null_mut()
+}
+
+#[inline]
+fn alloc_c(size: usize, align: usize, zero: bool) -> *mut c_void {
+    let p = umem_global::alloc(size, align, zero);
+    if p.is_null() {
+        return nomem();
+    }
+    p.cast()
+}
+
+#[no_mangle]
+pub extern "C" fn malloc(size: usize) -> *mut c_void {
+    alloc_c(size, MIN_ALIGN, false)
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn free(p: *mut c_void) {
+    if let Err(FreeError::InvalidPointer(_)) = umem_global::free(p.cast()) {
+        invalid("free", p);
+    }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn cfree(p: *mut c_void) {
+    // SAFETY: same contract as free.
+    unsafe { free(p) }
+}
+
+#[no_mangle]
+pub extern "C" fn calloc(n: usize, size: usize) -> *mut c_void {
+    match n.checked_mul(size) {
+        Some(total) => alloc_c(total, MIN_ALIGN, true),
+        None => nomem(),
+    }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
+    if p.is_null() {
+        return malloc(size);
+    }
+    if size == 0 {
+        // glibc: realloc(p, 0) frees p and returns NULL.
+        // SAFETY: p is a block the caller owns.
+        unsafe { free(p) };
+        return null_mut();
+    }
+    match umem_global::realloc(p.cast(), size, MIN_ALIGN) {
+        Ok(q) if q.is_null() => nomem(),
+        Ok(q) => q.cast(),
+        Err(_) => invalid("realloc", p),
+    }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn reallocarray(p: *mut c_void, n: usize, size: usize) -> *mut c_void {
+    match n.checked_mul(size) {
+        // SAFETY: same contract as realloc.
+        Some(total) => unsafe { realloc(p, total) },
+        None => nomem(),
+    }
+}
+
+/// glibc's memalign: alignments up to 16 are plain malloc, others are
+/// rounded up to a power of two; absurd ones are EINVAL.
+#[no_mangle]
+pub extern "C" fn memalign(align: usize, size: usize) -> *mut c_void {
+    if align <= MIN_ALIGN {
+        return malloc(size);
+    }
+    if align > usize::MAX / 2 + 1 {
+        sys::set_errno(libc::EINVAL);
+        return null_mut();
+    }
+    alloc_c(size, align.next_power_of_two(), false)
+}
+
+#[no_mangle]
+pub extern "C" fn aligned_alloc(align: usize, size: usize) -> *mut c_void {
+    if align == 0 || !align.is_power_of_two() {
+        sys::set_errno(libc::EINVAL);
+        return null_mut();
+    }
+    memalign(align, size)
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, size: usize) -> c_int {
+    if align == 0 || !align.is_power_of_two() || align % core::mem::size_of::<*mut c_void>() != 0 {
+        return libc::EINVAL;
+    }
+    let saved = sys::errno();
+    let p = umem_global::alloc(size, align.max(MIN_ALIGN), false);
+    sys::set_errno(saved);
+    if p.is_null() {
+        return libc::ENOMEM;
+    }
+    // SAFETY: the caller passes a valid out-pointer.
+    unsafe { *out = p.cast() };
+    0
+}
+
+#[no_mangle]
+pub extern "C" fn valloc(size: usize) -> *mut c_void {
+    alloc_c(size, sys::PAGE, false)
+}
+
+#[no_mangle]
+pub extern "C" fn pvalloc(size: usize) -> *mut c_void {
+    match size.checked_add(sys::PAGE - 1) {
+        Some(s) => alloc_c((s & !(sys::PAGE - 1)).max(sys::PAGE), sys::PAGE, false),
+        None => nomem(),
+    }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn malloc_usable_size(p: *mut c_void) -> usize {
+    if p.is_null() {
+        return 0;
+    }
+    match umem_global::usable_size(p.cast()) {
+        Some(n) => n,
+        None => invalid("malloc_usable_size", p),
+    }
+}
+
+#[no_mangle]
+pub extern "C" fn malloc_trim(_pad: usize) -> c_int {
+    umem_global::reap();
+    1
+}
+
+// glibc-internal names (used by some programs and by older glibc internals).
+
+#[no_mangle]
+pub extern "C" fn __libc_malloc(size: usize) -> *mut c_void {
+    malloc(size)
+}
+#[no_mangle]
+pub unsafe extern "C" fn __libc_free(p: *mut c_void) {
+    // SAFETY: same contract.
+    unsafe { free(p) }
+}
+#[no_mangle]
+pub extern "C" fn __libc_calloc(n: usize, size: usize) -> *mut c_void {
+    calloc(n, size)
+}
+#[no_mangle]
+pub unsafe extern "C" fn __libc_realloc(p: *mut c_void, size: usize) -> *mut c_void {
+    // SAFETY: same contract.
+    unsafe { realloc(p, size) }
+}
+#[no_mangle]
+pub extern "C" fn __libc_memalign(align: usize, size: usize) -> *mut c_void {
+    memalign(align, size)
+}
+#[no_mangle]
+pub extern "C" fn __libc_valloc(size: usize) -> *mut c_void {
+    valloc(size)
+}
+#[no_mangle]
+pub extern "C" fn __libc_pvalloc(size: usize) -> *mut c_void {
+    pvalloc(size)
+}
+#[no_mangle]
+pub unsafe extern "C" fn __posix_memalign(
+    out: *mut *mut c_void,
+    align: usize,
+    size: usize,
+) -> c_int {
+    // SAFETY: same contract.
+    unsafe { posix_memalign(out, align, size) }
+}

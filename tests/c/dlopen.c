@@ -1,0 +1,57 @@
+/* Loads libumem.so with dlopen (no LD_PRELOAD) and uses its malloc family from
+ * the main thread and from threads created afterwards (their TLS for the
+ * library is set up lazily by __tls_get_addr). Usage: dlopen /path/libumem.so */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void *(*u_malloc)(size_t);
+static void (*u_free)(void *);
+static void *(*u_calloc)(size_t, size_t);
+static void *(*u_realloc)(void *, size_t);
+static size_t (*u_usable)(void *);
+static volatile int failed;
+
+static void *work(void *arg) {
+    unsigned id = (unsigned)(uintptr_t)arg;
+    unsigned char *p[300];
+    for (int r = 0; r < 50; r++) {
+        for (int i = 0; i < 300; i++) {
+            size_t n = (size_t)((i * 53 + r) % (i % 10 == 0 ? 200000 : 900)) + 1;
+            p[i] = i % 3 ? u_malloc(n) : u_calloc(n, 1);
+            if (!p[i] || u_usable(p[i]) < n) { failed = 1; return NULL; }
+            if (i % 3 == 0 && p[i][n - 1] != 0) failed = 1;
+            memset(p[i], (int)(id + (unsigned)i), n);
+            if (i % 7 == 0) {
+                p[i] = u_realloc(p[i], n * 2);
+                if (!p[i] || p[i][n - 1] != (unsigned char)(id + (unsigned)i)) { failed = 1; return NULL; }
+            }
+        }
+        for (int i = 0; i < 300; i++) u_free(p[i]);
+    }
+    return NULL;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) return 2;
+    void *h = dlopen(argv[1], RTLD_NOW | RTLD_LOCAL);
+    if (!h) { printf("dlopen: %s\n", dlerror()); return 1; }
+    u_malloc = (void *(*)(size_t))dlsym(h, "malloc");
+    u_free = (void (*)(void *))dlsym(h, "free");
+    u_calloc = (void *(*)(size_t, size_t))dlsym(h, "calloc");
+    u_realloc = (void *(*)(void *, size_t))dlsym(h, "realloc");
+    u_usable = (size_t (*)(void *))dlsym(h, "malloc_usable_size");
+    if (!u_malloc || !u_free || !u_calloc || !u_realloc || !u_usable) { printf("dlsym failed\n"); return 1; }
+    work((void *)0);
+    pthread_t t[4];
+    for (int k = 0; k < 3; k++) {
+        for (int i = 0; i < 4; i++) pthread_create(&t[i], NULL, work, (void *)(uintptr_t)(i + 1));
+        for (int i = 0; i < 4; i++) pthread_join(t[i], NULL);
+    }
+    printf("dlopen: %s\n", failed ? "FAILED" : "OK");
+    return failed;
+}

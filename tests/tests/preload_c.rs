@@ -1,0 +1,161 @@
+//! C programs in tests/c, run first against glibc (so the programs themselves
+//! are known right) and then with LD_PRELOAD=libumem.so.
+
+use std::os::unix::process::ExitStatusExt;
+use std::process::Command;
+use umem_tests::{compile_c, libumem, run, show, stats_seen};
+
+fn both(name: &str, args: &[&str], expect: &str) {
+    let exe = compile_c(name);
+    let base = run(
+        {
+            let mut c = Command::new(&exe);
+            c.args(args);
+            c
+        },
+        false,
+    );
+    assert!(
+        base.status.success(),
+        "{name} fails under glibc:\n{}",
+        show(&base)
+    );
+    let mut c = Command::new(&exe);
+    c.args(args).env("UMEM_STATS", "1");
+    let o = run(c, true);
+    assert!(o.status.success(), "{name} under libumem:\n{}", show(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains(expect),
+        "{name}: expected {expect:?}\n{}",
+        show(&o)
+    );
+    assert!(
+        stats_seen(&o.stderr),
+        "{name}: umem was not in use (no UMEM_STATS table)\n{}",
+        show(&o)
+    );
+}
+
+#[test]
+fn edges() {
+    both("edges", &[], "edges: OK");
+}
+
+#[test]
+fn threads_cross_free() {
+    both("threads", &["4", "100000"], "threads: OK");
+}
+
+#[test]
+fn many_short_lived_threads() {
+    both("manythreads", &[], "manythreads: OK");
+}
+
+#[test]
+fn forks_while_threads_allocate() {
+    both("forks", &[], "forks: OK");
+}
+
+#[test]
+fn invalid_free_aborts_naming_the_pointer() {
+    let exe = compile_c("badfree");
+    for mode in [
+        "stack",
+        "global",
+        "foreign",
+        "misaligned",
+        "interior",
+        "realloc",
+    ] {
+        let o = run(
+            {
+                let mut c = Command::new(&exe);
+                c.arg(mode);
+                c
+            },
+            true,
+        );
+        assert_eq!(
+            o.status.signal(),
+            Some(libc::SIGABRT),
+            "{mode}: must abort\n{}",
+            show(&o)
+        );
+        let out = String::from_utf8_lossy(&o.stdout);
+        let ptr = out
+            .lines()
+            .find_map(|l| l.strip_prefix("PTR "))
+            .unwrap_or_else(|| panic!("{mode}: no PTR line\n{}", show(&o)))
+            .trim()
+            .to_string();
+        let err = String::from_utf8_lossy(&o.stderr);
+        let line = err
+            .lines()
+            .find(|l| l.contains("invalid pointer"))
+            .unwrap_or_else(|| panic!("{mode}: no 'invalid pointer' message\n{}", show(&o)));
+        assert!(
+            line.contains(&ptr),
+            "{mode}: message does not name {ptr}: {line}"
+        );
+        let func = if mode == "realloc" { "realloc" } else { "free" };
+        assert!(
+            line.contains(func),
+            "{mode}: message does not name {func}(): {line}"
+        );
+    }
+}
+
+#[test]
+fn dlopen_library() {
+    let exe = compile_c("dlopen");
+    let mut c = Command::new(&exe);
+    c.arg(libumem());
+    let o = run(c, false);
+    assert!(o.status.success(), "dlopen test:\n{}", show(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("dlopen: OK"),
+        "{}",
+        show(&o)
+    );
+}
+
+#[test]
+fn unknown_option_warns_and_runs() {
+    let exe = compile_c("edges");
+    let mut c = Command::new(&exe);
+    c.env("UMEM_OPTIONS", "nomagazines,bogus_option=3,reap_interval=1");
+    let o = run(c, true);
+    assert!(o.status.success(), "{}", show(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("bogus_option"),
+        "no warning naming the unknown option\n{}",
+        show(&o)
+    );
+    assert!(
+        !err.contains("reap_interval"),
+        "a known option was warned about\n{}",
+        show(&o)
+    );
+}
+
+#[test]
+fn stats_table_lists_caches_and_arenas() {
+    let exe = compile_c("edges");
+    let mut c = Command::new(&exe);
+    c.env("UMEM_STATS", "1");
+    let o = run(c, true);
+    assert!(o.status.success(), "{}", show(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    for needle in [
+        "cache",
+        "buf size",
+        "umem_alloc_64",
+        "umem_oversize",
+        "heap",
+        "arena",
+    ] {
+        assert!(err.contains(needle), "stats table lacks {needle:?}\n{err}");
+    }
+}

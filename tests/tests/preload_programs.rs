@@ -1,0 +1,268 @@
+//! Real programs under LD_PRELOAD=libumem.so: their stdout must equal a run
+//! without the preload, and stderr of the preloaded run must carry umem's
+//! UMEM_STATS table (proof that umem served the process).
+
+use std::path::Path;
+use std::process::Command;
+use umem_tests::{have, run, scratch, show, stats_seen};
+
+/// Runs `make()` with and without the preload and compares stdout.
+fn compare(what: &str, make: impl Fn(bool) -> Command) {
+    let base = run(make(false), false);
+    assert!(
+        base.status.success(),
+        "{what} without preload:\n{}",
+        show(&base)
+    );
+    let mut c = make(true);
+    c.env("UMEM_STATS", "1");
+    let o = run(c, true);
+    assert!(o.status.success(), "{what} with preload:\n{}", show(&o));
+    assert!(
+        stats_seen(&o.stderr),
+        "{what}: umem not in use\n{}",
+        show(&o)
+    );
+    assert!(
+        base.stdout == o.stdout,
+        "{what}: output differs\n--- glibc ---\n{}\n--- umem ---\n{}",
+        String::from_utf8_lossy(&base.stdout),
+        String::from_utf8_lossy(&o.stdout)
+    );
+    assert!(!o.stdout.is_empty(), "{what}: no output");
+}
+
+fn require(prog: &str) {
+    assert!(have(prog), "{prog} is not installed (run ci/install-deps)");
+}
+
+const PY_DICT_JSON_SORT: &str = r#"
+import json, hashlib, random
+random.seed(42)
+d = {f"k{i}": [i, str(i) * 3, {"x": i * 1.5, "y": [i] * (i % 7)}] for i in range(60000)}
+s = json.dumps(d, sort_keys=True)
+d2 = json.loads(s)
+assert d2 == json.loads(json.dumps(d))
+keys = sorted(d2, key=lambda k: (len(k), k[::-1]))
+words = ["".join(random.choice("abcdefgh") for _ in range(random.randint(1, 20))) for _ in range(60000)]
+words.sort()
+big = [bytes(range(256)) * (i % 40) for i in range(3000)]
+print(len(s), hashlib.sha256(s.encode()).hexdigest(), keys[:3], keys[-3:])
+print(hashlib.md5("".join(words).encode()).hexdigest(), sum(map(len, big)))
+"#;
+
+const PY_THREADS: &str = r#"
+import threading, queue
+q = queue.Queue(maxsize=500)
+res = []
+lock = threading.Lock()
+def prod(n, base):
+    for i in range(n):
+        q.put({"i": i + base, "s": "x" * (i % 700), "l": list(range(i % 60))})
+    q.put(None)
+def cons():
+    tot = 0
+    while True:
+        o = q.get()
+        if o is None:
+            break
+        tot += o["i"] + len(o["s"]) + sum(o["l"])
+    with lock:
+        res.append(tot)
+def local(n):
+    d = {}
+    for i in range(n):
+        d[str(i)] = [i] * (i % 30)
+        if i % 3 == 0:
+            del d[str(i // 2)]
+    with lock:
+        res.append(len(d))
+ts = [threading.Thread(target=prod, args=(15000, k * 100000)) for k in range(2)]
+ts += [threading.Thread(target=cons) for _ in range(2)]
+ts += [threading.Thread(target=local, args=(40000,)) for _ in range(2)]
+for t in ts: t.start()
+for t in ts: t.join()
+print(sum(res), len(res))
+"#;
+
+#[test]
+fn python_dict_json_sort() {
+    require("python3");
+    compare("python3 dict/json/sort", |_| {
+        let mut c = Command::new("python3");
+        c.args(["-c", PY_DICT_JSON_SORT]);
+        c
+    });
+}
+
+#[test]
+fn python_threads() {
+    require("python3");
+    compare("python3 threads", |_| {
+        let mut c = Command::new("python3");
+        c.args(["-c", PY_THREADS]);
+        c
+    });
+}
+
+#[test]
+fn perl_hash_sort_strings() {
+    require("perl");
+    let prog = r#"
+my %h;
+for my $i (1..120000) { $h{"key$i"} = join(",", $i, $i * 2, "v" x ($i % 50)); }
+my @k = sort { $h{$a} cmp $h{$b} or $a cmp $b } keys %h;
+my $s = 0; $s += length($h{$_}) for @k;
+delete $h{"key$_"} for grep { $_ % 3 } 1..120000;
+print scalar(@k), " $s $k[0] $k[-1] ", scalar(keys %h), "\n";
+my $str = ""; $str .= chr(65 + $_ % 26) x ($_ % 5) for 1..300000;
+my @parts = split /ABC/, $str;
+print length($str), " ", substr($str, 50000, 12), " ", scalar(@parts), "\n";
+"#;
+    compare("perl", |_| {
+        let mut c = Command::new("perl");
+        c.args(["-e", prog]);
+        c
+    });
+}
+
+#[test]
+fn sqlite3_queries() {
+    require("sqlite3");
+    let sql = "
+CREATE TABLE t(a INTEGER PRIMARY KEY, b TEXT, c REAL);
+WITH RECURSIVE cnt(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM cnt WHERE x < 60000)
+  INSERT INTO t SELECT x, printf('%08d-%s', x * 7919 % 100003, substr('abcdefghij', x % 10, 5)), x * 0.5 FROM cnt;
+CREATE INDEX tb ON t(b);
+SELECT count(*), sum(c), min(b), max(b) FROM t;
+SELECT substr(b, 1, 2) AS g, count(*), avg(c) FROM t GROUP BY g ORDER BY g LIMIT 12;
+SELECT group_concat(a) FROM (SELECT a FROM t WHERE b LIKE '%cdefg' ORDER BY b LIMIT 20);
+DELETE FROM t WHERE a % 3 = 0;
+VACUUM;
+SELECT count(*), total(length(b)) FROM t;
+";
+    let dir = scratch("sqlite");
+    compare("sqlite3", |pre| {
+        let db = dir.join(if pre { "umem.db" } else { "glibc.db" });
+        let _ = std::fs::remove_file(&db);
+        let mut c = Command::new("sqlite3");
+        c.arg(db).arg(sql);
+        c
+    });
+}
+
+fn write_c_file(path: &Path) {
+    let mut s = String::from("#include <stdio.h>\n#include <string.h>\n");
+    for i in 0..150 {
+        s += &format!(
+            "struct s{i} {{ int a[{n}]; double d; }};\n\
+             static int f{i}(int x) {{ struct s{i} v; memset(&v, 0, sizeof v); \
+             for (int k = 0; k < {n}; k++) v.a[k] = x * k + {i}; \
+             int t = 0; for (int k = 0; k < {n}; k++) t ^= v.a[k] << (k % 7); \
+             return t + (x > {i} ? f{j}(x - 1) : 0); }}\n",
+            n = i % 13 + 1,
+            j = if i == 0 { 0 } else { i - 1 }
+        );
+    }
+    s += "int main(void) { long t = 0;\n";
+    for i in 0..150 {
+        s += &format!("  t += f{i}({});\n", i % 5);
+    }
+    s += "  printf(\"%ld\\n\", t); return 0; }\n";
+    std::fs::write(path, s).unwrap();
+}
+
+#[test]
+fn gcc_compiles_a_file() {
+    require("gcc");
+    let dir = scratch("gcc");
+    let src = dir.join("prog.c");
+    write_c_file(&src);
+    compare("gcc -S", |_| {
+        let mut c = Command::new("gcc");
+        c.args(["-O2", "-S", "-o", "-"]).arg(&src);
+        c
+    });
+    // Compile and link under the preload, then run the result.
+    let exe = dir.join("prog");
+    let mut c = Command::new("gcc");
+    c.args(["-O2", "-o"]).arg(&exe).arg(&src);
+    let o = run(c, true);
+    assert!(o.status.success(), "gcc link under preload:\n{}", show(&o));
+    let r = run(Command::new(&exe), false);
+    assert!(r.status.success() && !r.stdout.is_empty(), "{}", show(&r));
+}
+
+const GIT_SCRIPT: &str = r#"
+set -e
+cd "$1"
+rm -rf repo
+git init -q repo
+cd repo
+for c in $(seq 1 12); do
+  for f in $(seq 1 40); do
+    awk -v c=$c -v f=$f 'BEGIN { for (i = 0; i < 300; i++) printf "line %d of file %d, commit %d\n", i, f, (i % 17 == 0 ? c : 0) }' > file$f.txt
+  done
+  mkdir -p dir$((c % 3))
+  seq $c 3 $((c * 500)) > dir$((c % 3))/numbers$c
+  git add -A
+  git commit -q -m "commit $c"
+done
+git repack -a -d -f --threads=2 --window=20 -q
+git fsck --strict --no-progress 2>&1
+git log --format='%H %s' | head -20
+git rev-list --objects --all | sort | git hash-object --stdin
+git ls-tree -r HEAD | wc -l
+git diff --stat HEAD~5 HEAD | tail -1
+git count-objects -v | grep -E '^(count|in-pack|packs)'
+"#;
+
+#[test]
+fn git_commits_and_threaded_repack() {
+    require("git");
+    let dir = scratch("git");
+    compare("git", |pre| {
+        let d = dir.join(if pre { "umem" } else { "glibc" });
+        std::fs::create_dir_all(&d).unwrap();
+        let mut c = Command::new("sh");
+        c.args(["-c", GIT_SCRIPT, "sh"])
+            .arg(&d)
+            .env("HOME", &d)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_AUTHOR_NAME", "umem")
+            .env("GIT_AUTHOR_EMAIL", "umem@example.com")
+            .env("GIT_COMMITTER_NAME", "umem")
+            .env("GIT_COMMITTER_EMAIL", "umem@example.com")
+            .env("GIT_AUTHOR_DATE", "1700000000 +0000")
+            .env("GIT_COMMITTER_DATE", "1700000000 +0000");
+        c
+    });
+}
+
+#[test]
+fn sort_large_input() {
+    require("sort");
+    let dir = scratch("sort");
+    let input = dir.join("input.txt");
+    let mut s = String::new();
+    let mut x: u64 = 0x2545F4914F6CDD1D;
+    for _ in 0..200_000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        s += &format!(
+            "{:x} {}\n",
+            x % 1_000_003,
+            "y".repeat((x >> 40) as usize % 30)
+        );
+    }
+    std::fs::write(&input, s).unwrap();
+    compare("sort", |_| {
+        let mut c = Command::new("sort");
+        c.args(["--parallel=2", "-S", "2M", "-T"])
+            .arg(&dir)
+            .arg(&input)
+            .env("LC_ALL", "C");
+        c
+    });
+}

@@ -1,0 +1,169 @@
+//! Size classes (libumem's `umem_alloc_sizes` for 64-bit) and the lookup
+//! tables from a request size to its class.
+//!
+//! Each class's cache is created with the class's *natural* alignment: the
+//! largest power of two dividing its size, capped at a page. So a 64-byte
+//! class is 64-aligned and a 4096-byte class page-aligned, and aligned
+//! requests (`posix_memalign`, Rust layouts with `align > 16`) are served
+//! headerless from the smallest class that is both big and aligned enough.
+//! Every class except the 8-byte one is at least 16-aligned, which the C
+//! ABI needs (`malloc` never uses the 8-byte class).
+
+use crate::sys::PAGE;
+
+macro_rules! classes {
+    ($($n:literal),* $(,)?) => {
+        /// Class sizes in bytes, ascending.
+        pub const SIZES: &[usize] = &[$($n),*];
+        /// Cache names, as in libumem (`umem_alloc_<size>`).
+        pub const NAMES: &[&str] = &[$(concat!("umem_alloc_", stringify!($n))),*];
+    };
+}
+
+classes!(
+    8, 16, 32, 48, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384, 448, 512, 640, 768, 896,
+    1152, 1344, 1600, 2048, 2304, 2688, 4096, 4544, 8192, 9216, 12288, 16384, 24576, 32768, 40960,
+    49152, 57344, 65536, 73728, 81920, 90112, 98304, 106496, 114688, 122880, 131072,
+);
+
+/// Number of classes.
+pub const COUNT: usize = SIZES.len();
+/// The largest size served by a class; larger requests are large blocks.
+pub const MAX_SMALL: usize = SIZES[COUNT - 1];
+/// Class index of the 16-byte class (the C ABI's smallest).
+pub const C_MIN_CLASS: usize = 1;
+
+/// Natural alignment of class `c`.
+pub const fn align_of(c: usize) -> usize {
+    let s = SIZES[c];
+    let a = 1usize << s.trailing_zeros();
+    if a > PAGE {
+        PAGE
+    } else {
+        a
+    }
+}
+
+const fn first_class_at_least(n: usize) -> u8 {
+    let mut c = 0;
+    while SIZES[c] < n {
+        c += 1;
+    }
+    c as u8
+}
+
+// Three tables: by 8 bytes up to 1 KiB, by 64 bytes up to 16 KiB, by 1 KiB
+// up to 128 KiB (every class boundary in a range is a multiple of its step).
+const T8_LEN: usize = 1024 / 8 + 1;
+const T64_LEN: usize = 16384 / 64 + 1;
+const T1K_LEN: usize = 131072 / 1024 + 1;
+
+const fn build<const N: usize>(step: usize) -> [u8; N] {
+    let mut t = [0u8; N];
+    let mut i = 0;
+    while i < N {
+        let n = if i == 0 { 1 } else { i * step };
+        t[i] = first_class_at_least(n);
+        i += 1;
+    }
+    t
+}
+
+static T8: [u8; T8_LEN] = build::<T8_LEN>(8);
+static T64: [u8; T64_LEN] = build::<T64_LEN>(64);
+static T1K: [u8; T1K_LEN] = build::<T1K_LEN>(1024);
+
+/// The smallest class holding `size` bytes (`size <= MAX_SMALL`).
+#[inline]
+pub fn class_of(size: usize) -> usize {
+    debug_assert!(size <= MAX_SMALL);
+    if size <= 1024 {
+        T8[(size + 7) >> 3] as usize
+    } else if size <= 16384 {
+        T64[(size + 63) >> 6] as usize
+    } else {
+        T1K[(size + 1023) >> 10] as usize
+    }
+}
+
+/// Alignment table, by class.
+static ALIGNS: [usize; COUNT] = {
+    let mut t = [0; COUNT];
+    let mut c = 0;
+    while c < COUNT {
+        t[c] = align_of(c);
+        c += 1;
+    }
+    t
+};
+
+/// The smallest class holding `size` bytes aligned to `align` (a power of
+/// two), or `None` when a large block must serve it.
+#[inline]
+pub fn class_for(size: usize, align: usize) -> Option<usize> {
+    if size > MAX_SMALL {
+        return None;
+    }
+    let mut c = class_of(size);
+    if align <= 8 {
+        return Some(c);
+    }
+    while ALIGNS[c] < align {
+        c += 1;
+        if c == COUNT {
+            return None;
+        }
+    }
+    Some(c)
+}
+
+/// Alignment of class `c` (from the table).
+#[inline]
+pub fn align(c: usize) -> usize {
+    ALIGNS[c]
+}
+
+/// Size of class `c`.
+#[inline]
+pub fn size(c: usize) -> usize {
+    SIZES[c]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_agree_with_a_linear_search() {
+        for n in 0..=MAX_SMALL {
+            let want = SIZES.iter().position(|&s| s >= n.max(1)).unwrap();
+            assert_eq!(class_of(n), want, "size {n}");
+        }
+    }
+
+    #[test]
+    fn aligned_lookup_is_smallest_fit() {
+        for shift in 0..=13 {
+            let a = 1usize << shift;
+            for n in (0..=MAX_SMALL).step_by(7) {
+                let want = (0..COUNT).find(|&c| SIZES[c] >= n.max(1) && align_of(c) >= a.max(8));
+                let want = if a <= 8 { Some(class_of(n)) } else { want };
+                assert_eq!(class_for(n, a), want, "size {n} align {a}");
+            }
+        }
+    }
+
+    #[test]
+    fn classes_are_sorted_and_aligned() {
+        assert!(SIZES.windows(2).all(|w| w[0] < w[1]));
+        for c in 1..COUNT {
+            assert!(
+                align_of(c) >= 16,
+                "class {} must be 16-aligned for C",
+                SIZES[c]
+            );
+            assert_eq!(SIZES[c] % align_of(c), 0);
+        }
+        assert_eq!(NAMES[4], "umem_alloc_64");
+    }
+}

@@ -1,0 +1,233 @@
+//! Large blocks (above the largest size class): whole pages from the
+//! `umem_oversize` arena, or from `umem_memalign` when the alignment exceeds
+//! a page. Each block's first page carries its page count in the page map.
+//!
+//! Both arenas import straight from the mmap page source, and every range
+//! that goes back to them is first discarded (`MADV_DONTNEED`), so *all free
+//! memory in these arenas reads as zero*: `calloc` of a block fresh from an
+//! arena skips the memset. Wholly free spans go back to the kernel at once
+//! (vmem releases imported spans when they become free).
+//!
+//! Between a free and the arena sits a small cache of recently freed
+//! oversize blocks (at most [`SLOTS`] blocks and `large_cache` bytes,
+//! oldest evicted first), so workloads that free and reallocate big buffers
+//! do not pay an munmap/mmap and page faults each time. `reap()` empties it.
+
+use crate::lock::Spin;
+use crate::pagemap::{self, Entry, MAX_PAGES};
+use crate::sys::{self, PAGE, PAGE_SHIFT};
+use crate::{options, ARENAS};
+use core::sync::atomic::{AtomicU64, Ordering};
+use umem_vmem::{Policy, XAllocRequest};
+
+pub const SLOTS: usize = 32;
+/// Blocks larger than this are never cached.
+const MAX_CACHED_BLOCK: usize = 16 << 20;
+
+#[derive(Clone, Copy)]
+struct Slot {
+    addr: usize,
+    pages: usize,
+    stamp: u64,
+}
+
+struct Cache {
+    slots: [Slot; SLOTS],
+    len: usize,
+    bytes: usize,
+    clock: u64,
+}
+
+pub static CACHE: Spin<CacheBox> = Spin::new(CacheBox(Cache {
+    slots: [Slot {
+        addr: 0,
+        pages: 0,
+        stamp: 0,
+    }; SLOTS],
+    len: 0,
+    bytes: 0,
+    clock: 0,
+}));
+
+pub struct CacheBox(Cache);
+
+pub static ALLOCS: AtomicU64 = AtomicU64::new(0);
+pub static FREES: AtomicU64 = AtomicU64::new(0);
+pub static FAILS: AtomicU64 = AtomicU64::new(0);
+pub static CACHE_HITS: AtomicU64 = AtomicU64::new(0);
+pub static IN_USE: AtomicU64 = AtomicU64::new(0);
+
+/// Pages needed for `size` bytes, or `None` when no block can be that big.
+#[inline]
+pub fn pages_for(size: usize) -> Option<usize> {
+    let pages = size.checked_add(PAGE - 1)? >> PAGE_SHIFT;
+    if pages == 0 || pages > MAX_PAGES || size > isize::MAX as usize {
+        None
+    } else {
+        Some(pages)
+    }
+}
+
+fn take_cached(pages: usize) -> Option<(usize, usize)> {
+    let mut g = CACHE.lock();
+    let c = &mut g.0;
+    let mut best: Option<usize> = None;
+    for i in 0..c.len {
+        let s = c.slots[i];
+        if s.pages >= pages
+            && s.pages - pages <= pages / 4
+            && best.is_none_or(|b| c.slots[b].pages > s.pages)
+        {
+            best = Some(i);
+        }
+    }
+    let i = best?;
+    let s = c.slots[i];
+    c.len -= 1;
+    c.slots[i] = c.slots[c.len];
+    c.bytes -= s.pages << PAGE_SHIFT;
+    Some((s.addr, s.pages))
+}
+
+/// Allocates a block of at least `size` bytes aligned to `align`; zeroed if
+/// `zero`. Null on failure (errno is the caller's business).
+pub fn alloc(size: usize, align: usize, zero: bool) -> *mut u8 {
+    let Some(pages) = pages_for(size) else {
+        FAILS.fetch_add(1, Ordering::Relaxed);
+        return core::ptr::null_mut();
+    };
+    let (addr, pages, tag) = if align <= PAGE {
+        if let Some((a, p)) = take_cached(pages) {
+            CACHE_HITS.fetch_add(1, Ordering::Relaxed);
+            if zero {
+                // SAFETY: the cached block is ours and at least `size` long.
+                unsafe { core::ptr::write_bytes(a as *mut u8, 0, size) };
+            }
+            (a, p, pagemap::LARGE)
+        } else {
+            match ARENAS
+                .oversize()
+                .alloc(pages << PAGE_SHIFT, Policy::InstantFit)
+            {
+                Ok(a) => (a, pages, pagemap::LARGE),
+                Err(_) => {
+                    FAILS.fetch_add(1, Ordering::Relaxed);
+                    return core::ptr::null_mut();
+                }
+            }
+        }
+    } else {
+        let req = XAllocRequest::new(pages << PAGE_SHIFT).align(align);
+        match ARENAS.memalign().xalloc(&req) {
+            Ok(a) => (a, pages, pagemap::ALIGNED),
+            Err(_) => {
+                FAILS.fetch_add(1, Ordering::Relaxed);
+                return core::ptr::null_mut();
+            }
+        }
+    };
+    if !pagemap::set(addr, tag | pages as u32) {
+        give_back(addr, pages, tag);
+        FAILS.fetch_add(1, Ordering::Relaxed);
+        return core::ptr::null_mut();
+    }
+    ALLOCS.fetch_add(1, Ordering::Relaxed);
+    IN_USE.fetch_add((pages << PAGE_SHIFT) as u64, Ordering::Relaxed);
+    addr as *mut u8
+}
+
+/// Discards the contents and returns the block to its arena.
+fn give_back(addr: usize, pages: usize, tag: u32) {
+    let len = pages << PAGE_SHIFT;
+    // SAFETY: the block is ours and nobody uses it any more.
+    unsafe { sys::discard(addr, len) };
+    let r = if tag == pagemap::LARGE {
+        ARENAS.oversize().free(addr, len)
+    } else {
+        ARENAS.memalign().xfree(addr, len)
+    };
+    if let Err(e) = r {
+        sys::fatal(format_args!(
+            "umem: arena refused large block {addr:#x} ({len} bytes): {e:?}"
+        ));
+    }
+}
+
+/// Frees the large block starting at `addr` described by `e`
+/// (`Entry::Large` or `Entry::Aligned`).
+pub fn free(addr: usize, e: Entry) {
+    let saved = sys::errno();
+    let (pages, tag) = match e {
+        Entry::Large(p) => (p, pagemap::LARGE),
+        Entry::Aligned(p) => (p, pagemap::ALIGNED),
+        _ => unreachable!(),
+    };
+    pagemap::set(addr, 0);
+    FREES.fetch_add(1, Ordering::Relaxed);
+    IN_USE.fetch_sub((pages << PAGE_SHIFT) as u64, Ordering::Relaxed);
+    let bytes = pages << PAGE_SHIFT;
+    let limit = options::LARGE_CACHE_BYTES.load(Ordering::Relaxed);
+    if tag == pagemap::LARGE && bytes <= MAX_CACHED_BLOCK && bytes <= limit {
+        let mut evicted = [(0usize, 0usize); 5];
+        let mut n = 0;
+        {
+            let mut g = CACHE.lock();
+            let c = &mut g.0;
+            c.clock += 1;
+            // Evict the oldest until the new block fits.
+            while c.len > 0 && (c.len == SLOTS || c.bytes + bytes > limit) && n < 4 {
+                let mut o = 0;
+                for i in 1..c.len {
+                    if c.slots[i].stamp < c.slots[o].stamp {
+                        o = i;
+                    }
+                }
+                let s = c.slots[o];
+                c.len -= 1;
+                c.slots[o] = c.slots[c.len];
+                c.bytes -= s.pages << PAGE_SHIFT;
+                evicted[n] = (s.addr, s.pages);
+                n += 1;
+            }
+            if c.len < SLOTS && c.bytes + bytes <= limit {
+                let stamp = c.clock;
+                c.slots[c.len] = Slot { addr, pages, stamp };
+                c.len += 1;
+                c.bytes += bytes;
+            } else {
+                evicted[n] = (addr, pages);
+                n += 1;
+            }
+        }
+        for &(a, p) in &evicted[..n] {
+            give_back(a, p, pagemap::LARGE);
+        }
+    } else {
+        give_back(addr, pages, tag);
+    }
+    sys::set_errno(saved);
+}
+
+/// Empties the cache of freed blocks (for `reap`).
+pub fn drain_cache() {
+    loop {
+        let s = {
+            let mut g = CACHE.lock();
+            let c = &mut g.0;
+            if c.len == 0 {
+                return;
+            }
+            c.len -= 1;
+            let s = c.slots[c.len];
+            c.bytes -= s.pages << PAGE_SHIFT;
+            s
+        };
+        give_back(s.addr, s.pages, pagemap::LARGE);
+    }
+}
+
+/// (blocks, bytes) currently held by the cache.
+pub fn cached() -> (usize, usize) {
+    let g = CACHE.lock();
+    (g.0.len, g.0.bytes)
+}

@@ -1,0 +1,157 @@
+//! `UMEM_OPTIONS`, `UMEM_DEBUG`, `UMEM_LOGGING` and `UMEM_STATS`, read once
+//! at initialisation with `getenv` (which does not allocate) and parsed
+//! without allocating. Unknown or malformed options get a one-line warning
+//! on stderr and are otherwise ignored.
+//!
+//! `UMEM_OPTIONS` is a comma-separated list, as in libumem:
+//! * `nomagazines` — caches run without the magazine (per-thread) layer;
+//! * `reap_interval=N` — seconds between periodic update/reap steps
+//!   (default 10; 0 disables the periodic step);
+//! * `large_cache=N` — bytes of recently freed large blocks kept for reuse
+//!   (default 32 MiB; suffixes k, m, g);
+//! * `backend=mmap` — accepted (the only backend); `backend=sbrk` warns;
+//! * `concurrency=N`, `max_contention=N`, `perthread_cache=N` — accepted
+//!   for compatibility, no effect (magazines are per thread and resize on
+//!   contention by themselves).
+//! `UMEM_STATS=1` prints the statistics table at exit. `UMEM_DEBUG` and
+//! `UMEM_LOGGING` are not supported yet: a warning says so.
+
+use core::ffi::CStr;
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+pub static NOMAGAZINES: AtomicBool = AtomicBool::new(false);
+pub static STATS_AT_EXIT: AtomicBool = AtomicBool::new(false);
+/// Nanoseconds between update steps; 0 = never.
+pub static REAP_INTERVAL_NS: AtomicU64 = AtomicU64::new(10_000_000_000);
+pub static LARGE_CACHE_BYTES: AtomicUsize = AtomicUsize::new(32 << 20);
+
+fn getenv(name: &CStr) -> Option<&'static [u8]> {
+    // SAFETY: name is NUL-terminated; getenv returns a pointer into the
+    // environment (valid while nobody calls setenv on it; we copy nothing
+    // out and use it only during parsing).
+    let p = unsafe { libc::getenv(name.as_ptr()) };
+    if p.is_null() {
+        None
+    } else {
+        // SAFETY: a non-null getenv result is a NUL-terminated string.
+        Some(unsafe { CStr::from_ptr(p) }.to_bytes())
+    }
+}
+
+fn parse_num(v: &[u8]) -> Option<u64> {
+    let (digits, mul) = match v.last()? {
+        b'k' | b'K' => (&v[..v.len() - 1], 1u64 << 10),
+        b'm' | b'M' => (&v[..v.len() - 1], 1 << 20),
+        b'g' | b'G' => (&v[..v.len() - 1], 1 << 30),
+        _ => (v, 1),
+    };
+    if digits.is_empty() {
+        return None;
+    }
+    let mut n: u64 = 0;
+    for &d in digits {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        n = n.checked_mul(10)?.checked_add((d - b'0') as u64)?;
+    }
+    n.checked_mul(mul)
+}
+
+fn show(b: &[u8]) -> &str {
+    core::str::from_utf8(b).unwrap_or("<non-utf8>")
+}
+
+/// Applies one `name[=value]` item; returns false if it is not understood.
+pub fn apply(item: &[u8]) -> bool {
+    let (name, value) = match item.iter().position(|&c| c == b'=') {
+        Some(i) => (&item[..i], Some(&item[i + 1..])),
+        None => (item, None),
+    };
+    let num = value.and_then(parse_num);
+    match (name, value) {
+        (b"nomagazines", None) => NOMAGAZINES.store(true, Ordering::Relaxed),
+        (b"reap_interval", Some(_)) => match num {
+            Some(s) => REAP_INTERVAL_NS.store(s.saturating_mul(1_000_000_000), Ordering::Relaxed),
+            None => return false,
+        },
+        (b"large_cache", Some(_)) => match num {
+            Some(n) => LARGE_CACHE_BYTES.store(n as usize, Ordering::Relaxed),
+            None => return false,
+        },
+        (b"backend", Some(b"mmap")) => {}
+        (b"backend", Some(b"sbrk")) => {
+            crate::sys::warn(format_args!(
+                "umem: UMEM_OPTIONS: backend=sbrk is not supported, using mmap\n"
+            ));
+        }
+        (b"concurrency" | b"max_contention" | b"perthread_cache", Some(_)) if num.is_some() => {}
+        _ => return false,
+    }
+    true
+}
+
+/// Reads and applies the environment. Called once during initialisation.
+pub fn read_env() {
+    if let Some(v) = getenv(c"UMEM_OPTIONS") {
+        for item in v.split(|&c| c == b',') {
+            if item.is_empty() {
+                continue;
+            }
+            if !apply(item) {
+                crate::sys::warn(format_args!(
+                    "umem: UMEM_OPTIONS: unknown or malformed option '{}' ignored\n",
+                    show(item)
+                ));
+            }
+        }
+    }
+    if let Some(v) = getenv(c"UMEM_STATS") {
+        if !v.is_empty() && v != b"0" {
+            STATS_AT_EXIT.store(true, Ordering::Relaxed);
+        }
+    }
+    for var in [c"UMEM_DEBUG", c"UMEM_LOGGING"] {
+        if let Some(v) = getenv(var) {
+            if !v.is_empty() {
+                crate::sys::warn(format_args!(
+                    "umem: {}={} is not supported yet; ignored\n",
+                    show(var.to_bytes()),
+                    show(v)
+                ));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers() {
+        assert_eq!(parse_num(b"10"), Some(10));
+        assert_eq!(parse_num(b"4k"), Some(4096));
+        assert_eq!(parse_num(b"2M"), Some(2 << 20));
+        assert_eq!(parse_num(b""), None);
+        assert_eq!(parse_num(b"k"), None);
+        assert_eq!(parse_num(b"1x"), None);
+        assert_eq!(parse_num(b"99999999999999999999999"), None);
+    }
+
+    #[test]
+    fn items() {
+        assert!(apply(b"reap_interval=3"));
+        assert_eq!(REAP_INTERVAL_NS.load(Ordering::Relaxed), 3_000_000_000);
+        assert!(apply(b"large_cache=1m"));
+        assert_eq!(LARGE_CACHE_BYTES.load(Ordering::Relaxed), 1 << 20);
+        assert!(apply(b"large_cache=32m"));
+        assert!(apply(b"backend=mmap"));
+        assert!(apply(b"concurrency=4"));
+        assert!(!apply(b"reap_interval"));
+        assert!(!apply(b"reap_interval=abc"));
+        assert!(!apply(b"bogus"));
+        assert!(!apply(b"nomagazines=1"));
+        assert!(apply(b"reap_interval=10"));
+    }
+}

@@ -1,0 +1,160 @@
+//! The page map: a two-level radix tree from 4 KiB page number to what umem
+//! put there, so that `free(ptr)` finds a block's size class or size with
+//! no header in front of the block.
+//!
+//! User addresses on x86-64/aarch64 Linux fit in 48 bits, so a page number
+//! has 36 bits: the top 18 index [`ROOT`] (a static array of leaf pointers,
+//! 2 MiB of zero-filled bss of which only the touched entries cost memory),
+//! the low 18 index a leaf of 2^18 `u32` entries (1 MiB of lazily touched
+//! anonymous memory covering 1 GiB of address space). Leaves are created on
+//! first use with a compare-and-swap and never freed.
+//!
+//! Entry values (see [`Entry`]): 0 = not umem's; `SMALL | class` on every
+//! page of a span owned by a size-class arena; `LARGE | pages` /
+//! `ALIGNED | pages` on the first page of a large block only (its other
+//! pages stay 0, so an interior pointer is recognised as invalid).
+//!
+//! Writers store an entry before the memory is handed out and clear it
+//! before the memory goes back; a reader only looks up pointers it was
+//! handed, so relaxed atomics suffice (the hand-over itself orders them).
+
+use crate::sys;
+use core::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
+
+const ADDR_BITS: u32 = 48;
+const LEAF_BITS: u32 = 18;
+const ROOT_BITS: u32 = ADDR_BITS - sys::PAGE_SHIFT - LEAF_BITS;
+const LEAF_LEN: usize = 1 << LEAF_BITS;
+const ROOT_LEN: usize = 1 << ROOT_BITS;
+
+type Leaf = [AtomicU32; LEAF_LEN];
+
+#[allow(clippy::declare_interior_mutable_const)]
+const NULL_LEAF: AtomicPtr<Leaf> = AtomicPtr::new(core::ptr::null_mut());
+static ROOT: [AtomicPtr<Leaf>; ROOT_LEN] = [NULL_LEAF; ROOT_LEN];
+
+pub const SMALL: u32 = 0x4000_0000;
+pub const LARGE: u32 = 0x8000_0000;
+pub const ALIGNED: u32 = 0xC000_0000;
+pub const TAG: u32 = 0xC000_0000;
+/// Largest page count a large-block entry can hold.
+pub const MAX_PAGES: usize = (1 << 30) - 1;
+
+/// A decoded page-map entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Entry {
+    /// Not memory umem handed out (or not the start of a large block).
+    None,
+    /// Inside a slab of size class `class`.
+    Small(usize),
+    /// Start of a large block of `pages` pages from `umem_oversize`.
+    Large(usize),
+    /// Start of a block of `pages` pages from `umem_memalign`.
+    Aligned(usize),
+}
+
+#[inline]
+fn split(addr: usize) -> Option<(usize, usize)> {
+    if addr >> ADDR_BITS != 0 {
+        return None;
+    }
+    let pn = addr >> sys::PAGE_SHIFT;
+    Some((pn >> LEAF_BITS, pn & (LEAF_LEN - 1)))
+}
+
+/// Whether the map can describe `[addr, addr + len)` (below 2^48).
+pub fn in_range(addr: usize, len: usize) -> bool {
+    addr.checked_add(len).is_some_and(|e| e <= 1 << ADDR_BITS)
+}
+
+/// The raw entry for the page holding `addr`.
+#[inline]
+pub fn raw(addr: usize) -> u32 {
+    let Some((r, l)) = split(addr) else { return 0 };
+    let leaf = ROOT[r].load(Ordering::Acquire);
+    if leaf.is_null() {
+        return 0;
+    }
+    // SAFETY: leaves are never freed and `l < LEAF_LEN`.
+    unsafe { (*leaf)[l].load(Ordering::Relaxed) }
+}
+
+/// The decoded entry for the page holding `addr`.
+#[inline]
+pub fn lookup(addr: usize) -> Entry {
+    decode(raw(addr))
+}
+
+#[inline]
+pub fn decode(v: u32) -> Entry {
+    match v & TAG {
+        0 => Entry::None,
+        SMALL => Entry::Small((v & !TAG) as usize),
+        LARGE => Entry::Large((v & !TAG) as usize),
+        _ => Entry::Aligned((v & !TAG) as usize),
+    }
+}
+
+fn leaf_for(r: usize) -> Option<&'static Leaf> {
+    let mut leaf = ROOT[r].load(Ordering::Acquire);
+    if leaf.is_null() {
+        let fresh = sys::map(core::mem::size_of::<Leaf>())? as *mut Leaf;
+        match ROOT[r].compare_exchange(
+            core::ptr::null_mut(),
+            fresh,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            Ok(_) => leaf = fresh,
+            Err(other) => {
+                // SAFETY: `fresh` was never published.
+                unsafe { sys::unmap(fresh as usize, core::mem::size_of::<Leaf>()) };
+                leaf = other;
+            }
+        }
+    }
+    // SAFETY: non-null leaves point to live, never-freed, zero-initialised
+    // memory, a valid `[AtomicU32; LEAF_LEN]`.
+    Some(unsafe { &*leaf })
+}
+
+/// Stores `value` for the page holding `addr`. `false` if the map could not
+/// get memory for a leaf or the address is out of range.
+pub fn set(addr: usize, value: u32) -> bool {
+    let Some((r, l)) = split(addr) else {
+        return false;
+    };
+    match leaf_for(r) {
+        Some(leaf) => {
+            leaf[l].store(value, Ordering::Relaxed);
+            true
+        }
+        None => false,
+    }
+}
+
+/// Stores `value` for every page of `[addr, addr + len)` (page aligned).
+pub fn set_range(addr: usize, len: usize, value: u32) -> bool {
+    if !in_range(addr, len) {
+        return false;
+    }
+    let mut a = addr;
+    let end = addr + len;
+    while a < end {
+        let (r, mut l) = split(a).unwrap();
+        let Some(leaf) = leaf_for(r) else {
+            return false;
+        };
+        while l < LEAF_LEN && a < end {
+            leaf[l].store(value, Ordering::Relaxed);
+            l += 1;
+            a += sys::PAGE;
+        }
+    }
+    true
+}
+
+/// Encodes a small-class entry.
+pub const fn small(class: usize) -> u32 {
+    SMALL | class as u32
+}

@@ -1,0 +1,126 @@
+//! Span sources: the mmap page source at the root of umem's arena tree, and
+//! the recording source between `umem_default` and each size class's arena
+//! that keeps the page map in step with the slabs.
+
+use crate::pagemap;
+use crate::sys::{self, PAGE};
+use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+use umem_vmem::{Addr, Source, Vmem};
+
+/// Anonymous-mmap page source. `import` maps fresh zeroed pages (over-mapping
+/// and trimming for alignments above a page), `release` unmaps them at once.
+/// Addresses the page map cannot describe (above 2^48) are refused.
+pub struct PageSource {
+    pub mapped: AtomicU64,
+    pub maps: AtomicU64,
+    pub unmaps: AtomicU64,
+    pub fails: AtomicU64,
+}
+
+pub static PAGES: PageSource = PageSource {
+    mapped: AtomicU64::new(0),
+    maps: AtomicU64::new(0),
+    unmaps: AtomicU64::new(0),
+    fails: AtomicU64::new(0),
+};
+
+impl Source for PageSource {
+    fn import(&self, size: usize, align: usize) -> Option<Addr> {
+        let align = align.max(PAGE);
+        let size = size.checked_add(PAGE - 1)? & !(PAGE - 1);
+        let got = if align == PAGE {
+            sys::map(size)
+        } else {
+            let over = size.checked_add(align - PAGE)?;
+            sys::map(over).map(|base| {
+                let start = (base + align - 1) & !(align - 1);
+                // SAFETY: trimming the parts of our own fresh mapping that
+                // fall outside the aligned range.
+                unsafe {
+                    if start > base {
+                        sys::unmap(base, start - base);
+                    }
+                    let end = start + size;
+                    if base + over > end {
+                        sys::unmap(end, base + over - end);
+                    }
+                }
+                start
+            })
+        };
+        match got {
+            Some(a) if pagemap::in_range(a, size) => {
+                self.maps.fetch_add(1, Ordering::Relaxed);
+                self.mapped.fetch_add(size as u64, Ordering::Relaxed);
+                Some(a)
+            }
+            Some(a) => {
+                // SAFETY: our own fresh mapping, never handed out.
+                unsafe { sys::unmap(a, size) };
+                self.fails.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+            None => {
+                self.fails.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+        }
+    }
+
+    fn release(&self, addr: Addr, size: usize) {
+        let e = sys::errno();
+        // SAFETY: the importing arena gives back a span it imported whole
+        // and no longer uses.
+        unsafe { sys::unmap(addr, size) };
+        sys::set_errno(e);
+        self.unmaps.fetch_add(1, Ordering::Relaxed);
+        self.mapped.fetch_sub(size as u64, Ordering::Relaxed);
+    }
+
+    fn quantum(&self) -> usize {
+        PAGE
+    }
+}
+
+/// The parent of every recording source (`umem_default`), set once at init.
+pub static DEFAULT_ARENA: AtomicPtr<Vmem> = AtomicPtr::new(core::ptr::null_mut());
+
+/// A size class's source: imports spans from `umem_default` and marks all
+/// their pages with the class in the page map; clears them before releasing.
+pub struct ClassSource {
+    pub class: usize,
+}
+
+/// Span granularity of the size-class arenas (several slabs per import).
+pub const CLASS_SPAN: usize = 16 * PAGE;
+
+fn default_arena() -> &'static Vmem {
+    let p = DEFAULT_ARENA.load(Ordering::Acquire);
+    assert!(
+        !p.is_null(),
+        "umem: class arena used before umem_default exists"
+    );
+    // SAFETY: set once from a `&'static Vmem` and never changed.
+    unsafe { &*p }
+}
+
+impl Source for ClassSource {
+    fn import(&self, size: usize, align: usize) -> Option<Addr> {
+        let parent = default_arena();
+        let a = Source::import(parent, size, align)?;
+        if !pagemap::set_range(a, size, pagemap::small(self.class)) {
+            Source::release(parent, a, size);
+            return None;
+        }
+        Some(a)
+    }
+
+    fn release(&self, addr: Addr, size: usize) {
+        pagemap::set_range(addr, size, 0);
+        Source::release(default_arena(), addr, size);
+    }
+
+    fn quantum(&self) -> usize {
+        CLASS_SPAN
+    }
+}

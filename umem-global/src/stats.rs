@@ -1,0 +1,243 @@
+//! Statistics (`umem_global::stats()`) and the umastat-like table printed at
+//! exit with `UMEM_STATS=1`. Nothing here allocates: the snapshot is a
+//! fixed-size value and the table is formatted into a stack buffer and
+//! written with write(2).
+
+use crate::sys::StackBuf;
+use crate::{cache, classes, large, slabx, source, ARENAS};
+use core::fmt::Write;
+use core::sync::atomic::Ordering;
+
+/// One size class's cache (the `::umastat` cache columns).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ClassStats {
+    pub name: &'static str,
+    pub buf_size: usize,
+    pub buf_in_use: u64,
+    pub buf_total: u64,
+    pub mem_in_use: u64,
+    pub alloc: u64,
+    pub alloc_fail: u64,
+}
+
+/// One arena (the `::umastat` vmem columns).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ArenaStats {
+    name: [u8; 32],
+    name_len: usize,
+    pub in_use: u64,
+    pub total: u64,
+    pub import: u64,
+    pub alloc: u64,
+    pub fail: u64,
+}
+
+impl ArenaStats {
+    pub fn name(&self) -> &str {
+        core::str::from_utf8(&self.name[..self.name_len]).unwrap_or("?")
+    }
+}
+
+/// Large blocks.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LargeStats {
+    pub in_use: u64,
+    pub alloc: u64,
+    pub free: u64,
+    pub fail: u64,
+    pub cache_hits: u64,
+    pub cached_blocks: usize,
+    pub cached_bytes: usize,
+}
+
+pub const MAX_ARENAS: usize = 96;
+
+/// A snapshot of every cache and arena.
+#[derive(Clone, Copy, Debug)]
+pub struct Stats {
+    pub classes: [ClassStats; classes::COUNT],
+    pub arenas: [ArenaStats; MAX_ARENAS],
+    pub narenas: usize,
+    pub large: LargeStats,
+    /// Bytes currently mapped from the kernel by umem's page source.
+    pub mapped: u64,
+    pub maps: u64,
+    pub unmaps: u64,
+}
+
+impl Stats {
+    /// Bytes of live blocks (size-class buffers in use plus large blocks).
+    pub fn bytes_in_use(&self) -> u64 {
+        self.classes.iter().map(|c| c.mem_in_use).sum::<u64>() + self.large.in_use
+    }
+    /// The arenas in the snapshot.
+    pub fn arenas(&self) -> &[ArenaStats] {
+        &self.arenas[..self.narenas]
+    }
+    /// The arena called `name`, if any.
+    pub fn arena(&self, name: &str) -> Option<&ArenaStats> {
+        self.arenas().iter().find(|a| a.name() == name)
+    }
+}
+
+/// A snapshot of umem's statistics (all zero before the first allocation).
+pub fn stats() -> Stats {
+    let mut s = Stats {
+        classes: [ClassStats::default(); classes::COUNT],
+        arenas: [ArenaStats::default(); MAX_ARENAS],
+        narenas: 0,
+        large: LargeStats::default(),
+        mapped: source::PAGES.mapped.load(Ordering::Relaxed),
+        maps: source::PAGES.maps.load(Ordering::Relaxed),
+        unmaps: source::PAGES.unmaps.load(Ordering::Relaxed),
+    };
+    for c in 0..classes::COUNT {
+        let mut cs = ClassStats {
+            name: classes::NAMES[c],
+            buf_size: classes::size(c),
+            ..Default::default()
+        };
+        if let Some(k) = cache(c) {
+            slabx::fill_stats(k, &mut cs);
+        }
+        s.classes[c] = cs;
+    }
+    let (cached_blocks, cached_bytes) = if crate::is_initialized() {
+        large::cached()
+    } else {
+        (0, 0)
+    };
+    s.large = LargeStats {
+        in_use: large::IN_USE.load(Ordering::Relaxed),
+        alloc: large::ALLOCS.load(Ordering::Relaxed),
+        free: large::FREES.load(Ordering::Relaxed),
+        fail: large::FAILS.load(Ordering::Relaxed),
+        cache_hits: large::CACHE_HITS.load(Ordering::Relaxed),
+        cached_blocks,
+        cached_bytes,
+    };
+    if crate::is_initialized() {
+        let mut n = 0;
+        umem_vmem::for_each_arena(&mut |v| {
+            if n == MAX_ARENAS {
+                return;
+            }
+            let vs = v.stats();
+            let mut a = ArenaStats {
+                in_use: vs.mem_inuse,
+                total: vs.mem_total,
+                import: vs.mem_import,
+                alloc: vs.alloc,
+                fail: vs.fail,
+                ..Default::default()
+            };
+            let nb = v.name().as_bytes();
+            let l = nb.len().min(32);
+            a.name[..l].copy_from_slice(&nb[..l]);
+            a.name_len = l;
+            s.arenas[n] = a;
+            n += 1;
+        });
+        s.narenas = n;
+    }
+    let _ = ARENAS.default_arena();
+    s
+}
+
+/// Prints the umastat-like table to `fd`.
+pub fn print_stats(fd: i32) {
+    let s = stats();
+    let mut b = StackBuf::<4096>::new();
+    let _ = writeln!(
+        b,
+        "{:<24} {:>7} {:>9} {:>9} {:>11} {:>11} {:>6}",
+        "cache", "buf", "buf", "buf", "memory", "alloc", "alloc"
+    );
+    let _ = writeln!(
+        b,
+        "{:<24} {:>7} {:>9} {:>9} {:>11} {:>11} {:>6}",
+        "name", "size", "in use", "total", "in use", "succeed", "fail"
+    );
+    let _ = writeln!(
+        b,
+        "{:-<24} {:->7} {:->9} {:->9} {:->11} {:->11} {:->6}",
+        "", "", "", "", "", "", ""
+    );
+    b.flush_to(fd);
+    for c in &s.classes {
+        let _ = writeln!(
+            b,
+            "{:<24} {:>7} {:>9} {:>9} {:>11} {:>11} {:>6}",
+            c.name, c.buf_size, c.buf_in_use, c.buf_total, c.mem_in_use, c.alloc, c.alloc_fail
+        );
+        if b.len() > 3500 {
+            b.flush_to(fd);
+        }
+    }
+    let l = s.large;
+    let _ = writeln!(
+        b,
+        "{:<24} {:>7} {:>9} {:>9} {:>11} {:>11} {:>6}",
+        "(large blocks)",
+        "-",
+        l.alloc - l.free,
+        l.alloc - l.free + l.cached_blocks as u64,
+        l.in_use,
+        l.alloc,
+        l.fail
+    );
+    let _ = writeln!(
+        b,
+        "large-block cache: {} blocks, {} bytes, {} hits\n",
+        l.cached_blocks, l.cached_bytes, l.cache_hits
+    );
+    let _ = writeln!(
+        b,
+        "{:<24} {:>12} {:>12} {:>12} {:>11} {:>6}",
+        "vmem arena", "memory", "memory", "memory", "alloc", "alloc"
+    );
+    let _ = writeln!(
+        b,
+        "{:<24} {:>12} {:>12} {:>12} {:>11} {:>6}",
+        "name", "in use", "total", "import", "succeed", "fail"
+    );
+    let _ = writeln!(
+        b,
+        "{:-<24} {:->12} {:->12} {:->12} {:->11} {:->6}",
+        "", "", "", "", "", ""
+    );
+    b.flush_to(fd);
+    for a in s.arenas() {
+        let _ = writeln!(
+            b,
+            "{:<24} {:>12} {:>12} {:>12} {:>11} {:>6}",
+            a.name(),
+            a.in_use,
+            a.total,
+            a.import,
+            a.alloc,
+            a.fail
+        );
+        if b.len() > 3500 {
+            b.flush_to(fd);
+        }
+    }
+    let _ = writeln!(
+        b,
+        "page source: {} bytes mapped now, {} mmaps, {} munmaps",
+        s.mapped, s.maps, s.unmaps
+    );
+    b.flush_to(fd);
+}
+
+/// Runs at process exit (from `.fini_array`): prints the table when
+/// `UMEM_STATS` asked for it.
+extern "C" fn at_exit() {
+    if crate::is_initialized() && crate::options::STATS_AT_EXIT.load(Ordering::Relaxed) {
+        print_stats(2);
+    }
+}
+
+#[used]
+#[link_section = ".fini_array"]
+static AT_EXIT: extern "C" fn() = at_exit;

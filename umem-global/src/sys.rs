@@ -1,0 +1,167 @@
+//! Thin wrappers over the system calls umem-global uses (mmap, munmap,
+//! madvise, write) and a formatter that writes into a stack buffer, so that
+//! messages and the statistics table never allocate.
+//!
+//! Every function here is safe to call at any time, from any thread,
+//! including inside `malloc` before initialisation.
+
+use core::fmt;
+
+/// Granule of the page map and quantum of umem's page-level arenas.
+pub const PAGE: usize = 4096;
+pub const PAGE_SHIFT: u32 = 12;
+
+/// Maps `len` bytes of fresh, zeroed, private anonymous memory.
+pub fn map(len: usize) -> Option<usize> {
+    // SAFETY: an anonymous private mapping at an address of the kernel's
+    // choosing touches no existing memory.
+    let p = unsafe {
+        libc::mmap(
+            core::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        None
+    } else {
+        Some(p as usize)
+    }
+}
+
+/// Unmaps a range previously mapped by [`map`] (or part of one).
+///
+/// # Safety
+/// Nothing may use `[addr, addr + len)` afterwards.
+pub unsafe fn unmap(addr: usize, len: usize) {
+    // SAFETY: per the caller's contract the range is ours and unused.
+    unsafe { libc::munmap(addr as *mut libc::c_void, len) };
+}
+
+/// Tells the kernel the contents of `[addr, addr + len)` are not needed:
+/// the pages are freed now and read back as zeros.
+///
+/// # Safety
+/// The range must be mapped private anonymous memory that nobody uses.
+pub unsafe fn discard(addr: usize, len: usize) {
+    // SAFETY: per the caller's contract.
+    unsafe { libc::madvise(addr as *mut libc::c_void, len, libc::MADV_DONTNEED) };
+}
+
+/// Writes all of `bytes` to file descriptor `fd`, ignoring errors.
+pub fn write_fd(fd: i32, mut bytes: &[u8]) {
+    while !bytes.is_empty() {
+        // SAFETY: the pointer and length describe a live slice.
+        let n = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
+        if n <= 0 {
+            // SAFETY: reading errno of this thread.
+            if n < 0 && unsafe { *libc::__errno_location() } == libc::EINTR {
+                continue;
+            }
+            return;
+        }
+        bytes = &bytes[n as usize..];
+    }
+}
+
+/// A `fmt::Write` sink over a fixed byte array; output beyond its capacity
+/// is dropped (and marked with a trailing "...").
+pub struct StackBuf<const N: usize> {
+    buf: [u8; N],
+    len: usize,
+    truncated: bool,
+}
+
+impl<const N: usize> StackBuf<N> {
+    pub const fn new() -> Self {
+        StackBuf {
+            buf: [0; N],
+            len: 0,
+            truncated: false,
+        }
+    }
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn clear(&mut self) {
+        self.len = 0;
+        self.truncated = false;
+    }
+    /// Writes the contents to `fd` and empties the buffer.
+    pub fn flush_to(&mut self, fd: i32) {
+        write_fd(fd, self.as_bytes());
+        if self.truncated {
+            write_fd(fd, b"...\n");
+        }
+        self.clear();
+    }
+}
+
+impl<const N: usize> Default for StackBuf<N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const N: usize> fmt::Write for StackBuf<N> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let room = N - self.len;
+        let n = s.len().min(room);
+        self.buf[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
+        self.len += n;
+        if n < s.len() {
+            self.truncated = true;
+        }
+        Ok(())
+    }
+}
+
+/// Writes a one-line message to stderr and aborts the process. Never
+/// allocates and never unwinds.
+#[cold]
+pub fn fatal(args: fmt::Arguments<'_>) -> ! {
+    let mut b = StackBuf::<512>::new();
+    let _ = fmt::Write::write_fmt(&mut b, args);
+    let _ = fmt::Write::write_str(&mut b, "\n");
+    b.flush_to(2);
+    // SAFETY: abort has no preconditions.
+    unsafe { libc::abort() }
+}
+
+/// Writes a message to stderr (no allocation).
+pub fn warn(args: fmt::Arguments<'_>) {
+    let mut b = StackBuf::<512>::new();
+    let _ = fmt::Write::write_fmt(&mut b, args);
+    b.flush_to(2);
+}
+
+/// errno of the calling thread.
+#[inline]
+pub fn errno() -> i32 {
+    // SAFETY: __errno_location always returns this thread's errno slot.
+    unsafe { *libc::__errno_location() }
+}
+
+/// Sets errno of the calling thread.
+#[inline]
+pub fn set_errno(e: i32) {
+    // SAFETY: as in `errno`.
+    unsafe { *libc::__errno_location() = e };
+}
+
+/// Monotonic time in nanoseconds (vDSO, no allocation).
+pub fn now_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: ts is a valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
