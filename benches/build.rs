@@ -4,6 +4,11 @@ use std::path::PathBuf;
 use std::process::Command;
 
 fn main() {
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".to_string());
+    if let Ok(o) = Command::new(rustc).arg("--version").output() {
+        let v = String::from_utf8_lossy(&o.stdout).trim().to_string();
+        println!("cargo:rustc-env=UMEM_BENCH_RUSTC={v}");
+    }
     println!("cargo:rerun-if-changed=c/cwork.c");
     println!("cargo:rerun-if-env-changed=CC");
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("OUT_DIR")).join("umem-bench-cwork");

@@ -1,1 +1,580 @@
-fn main() {}
+//! `umem-bench`: runs every workload under every allocator in separate processes and reports
+//! median wall time and peak RSS, ratios to glibc and to the best peer, and geometric means,
+//! as a terminal table, `results.csv`, `results.svg` and `results.txt` under
+//! `<target dir>/umem-bench/`. See the library's theory statement for the worker protocol.
+
+mod report;
+mod runner;
+
+use report::{Cell, Outcome, Row, Section};
+use runner::{run_job, Job};
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use umem_bench::workloads;
+
+const USAGE: &str = "\
+umem-bench: umem against glibc malloc, mimalloc, jemalloc and tcmalloc
+
+usage: cargo run --release -p umem-bench -- [options]
+
+  --quick           small inputs, 3 runs: for CI (a minute or two)
+  --runs N          runs per workload and allocator; the median is reported (default 5)
+  --threads N       threads of the multi-threaded workloads (default: CPU count, at least 2)
+  --filter P[,P]    only workloads whose `section/name` contains one of the patterns,
+                    e.g. `larson`, `c/`, `programs/`, `rust/glibc`
+  --alloc A[,A]     only these allocators (glibc, the baseline, always runs)
+  --sections S[,S]  rust, c, programs (default: all three)
+  --seed N          seed of every workload (default 42)
+  --scale X         multiply every workload's operation count by X
+  --out DIR         where results go (default: <target dir>/umem-bench)
+  --no-build        do not try to build target/release/libumem.so when it is missing
+  --list            list workloads and allocators and exit
+";
+
+struct Opts {
+    quick: bool,
+    runs: usize,
+    threads: usize,
+    filters: Vec<String>,
+    allocs: Vec<String>,
+    sections: Vec<String>,
+    seed: u64,
+    scale: f64,
+    out: Option<PathBuf>,
+    build: bool,
+    list: bool,
+}
+
+fn parse_args() -> Result<Opts, String> {
+    let ncpu = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let mut o = Opts {
+        quick: false,
+        runs: 0,
+        threads: ncpu.max(2),
+        filters: Vec::new(),
+        allocs: Vec::new(),
+        sections: Vec::new(),
+        seed: 42,
+        scale: 0.0,
+        out: None,
+        build: true,
+        list: false,
+    };
+    let mut args = std::env::args().skip(1);
+    let list = |s: String| -> Vec<String> {
+        s.split(',').filter(|x| !x.is_empty()).map(str::to_string).collect()
+    };
+    while let Some(a) = args.next() {
+        let mut val = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
+        match a.as_str() {
+            "--quick" => o.quick = true,
+            "--runs" => o.runs = val("--runs")?.parse().map_err(|e| format!("--runs: {e}"))?,
+            "--threads" => {
+                o.threads = val("--threads")?.parse().map_err(|e| format!("--threads: {e}"))?
+            }
+            "--filter" => o.filters.extend(list(val("--filter")?)),
+            "--alloc" => o.allocs.extend(list(val("--alloc")?)),
+            "--sections" => o.sections.extend(list(val("--sections")?)),
+            "--seed" => o.seed = val("--seed")?.parse().map_err(|e| format!("--seed: {e}"))?,
+            "--scale" => o.scale = val("--scale")?.parse().map_err(|e| format!("--scale: {e}"))?,
+            "--out" => o.out = Some(PathBuf::from(val("--out")?)),
+            "--no-build" => o.build = false,
+            "--list" => o.list = true,
+            "-h" | "--help" => {
+                print!("{USAGE}");
+                std::process::exit(0);
+            }
+            other => return Err(format!("unknown argument {other:?}\n\n{USAGE}")),
+        }
+    }
+    if o.threads == 0 {
+        return Err("--threads must be at least 1".into());
+    }
+    if o.runs == 0 {
+        o.runs = if o.quick { 3 } else { 5 };
+    }
+    if o.scale <= 0.0 {
+        o.scale = if o.quick { 0.1 } else { 1.0 };
+    }
+    for s in &o.sections {
+        if !["rust", "c", "programs"].contains(&s.as_str()) {
+            return Err(format!("unknown section {s:?} (rust, c, programs)"));
+        }
+    }
+    Ok(o)
+}
+
+/// An allocator of one section: how to run a job under it, or why it is skipped.
+#[derive(Clone)]
+struct Alloc {
+    name: &'static str,
+    /// Rust side: the worker binary. C side and programs: the LD_PRELOAD library (None = glibc).
+    path: Option<PathBuf>,
+    skip: Option<String>,
+}
+
+/// One thing to measure.
+struct Bench {
+    section: Section,
+    name: String,
+    threads: usize,
+    about: String,
+    /// Builds the job for an allocator.
+    job: Box<dyn Fn(&Alloc) -> Job>,
+}
+
+pub fn machine_info() -> Vec<(String, String)> {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into());
+    // SAFETY: gnu_get_libc_version returns a static NUL-terminated string.
+    let glibc = unsafe { std::ffi::CStr::from_ptr(libc::gnu_get_libc_version()) }
+        .to_string_lossy()
+        .into_owned();
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("MemTotal"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|k| k.parse::<u64>().ok())
+        })
+        .map_or("unknown".into(), |k| format!("{:.1} GiB", k as f64 / 1048576.0));
+    let load = std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default();
+    vec![
+        ("cpu".into(), cpu),
+        ("cores".into(), cores.to_string()),
+        ("memory".into(), mem),
+        ("kernel".into(), kernel),
+        ("glibc".into(), glibc),
+        ("rustc".into(), option_env!("UMEM_BENCH_RUSTC").unwrap_or("unknown").to_string()),
+        ("load average at start".into(), load),
+    ]
+}
+
+fn find_lib(candidates: &[&str]) -> Option<PathBuf> {
+    let dirs = [
+        "/usr/lib/x86_64-linux-gnu",
+        "/usr/lib/aarch64-linux-gnu",
+        "/usr/lib64",
+        "/usr/lib",
+        "/usr/local/lib",
+    ];
+    for c in candidates {
+        for d in dirs {
+            let p = Path::new(d).join(c);
+            if p.exists() {
+                return Some(p);
+            }
+        }
+    }
+    None
+}
+
+fn which(cmd: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(cmd))
+            .find(|p| p.is_file())
+    })
+}
+
+/// `target/release/libumem.so` next to the harness; builds it with cargo when missing.
+fn libumem(bin_dir: &Path, build: bool, notes: &mut Vec<String>) -> Result<PathBuf, String> {
+    let so = bin_dir.join("libumem.so");
+    if so.exists() {
+        return Ok(so);
+    }
+    let how = "cargo build --release -p umem-preload";
+    if !build {
+        return Err(format!("{} is missing (run `{how}`)", so.display()));
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf);
+    let target = bin_dir.parent().map(Path::to_path_buf);
+    match (root, target, which("cargo")) {
+        (Some(root), Some(target), Some(cargo)) if root.join("Cargo.toml").exists() => {
+            eprintln!("umem-bench: {} is missing; running `{how}` ...", so.display());
+            let st = std::process::Command::new(cargo)
+                .args(["build", "--release", "-p", "umem-preload"])
+                .current_dir(&root)
+                .env("CARGO_TARGET_DIR", &target)
+                .status();
+            match st {
+                Ok(s) if s.success() && so.exists() => {
+                    notes.push(format!("built {} with `{how}`", so.display()));
+                    Ok(so)
+                }
+                _ => Err(format!("`{how}` failed, so {} is missing", so.display())),
+            }
+        }
+        _ => Err(format!("{} is missing (run `{how}`)", so.display())),
+    }
+}
+
+fn main() {
+    let o = match parse_args() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("umem-bench: {e}");
+            std::process::exit(2);
+        }
+    };
+    let exe = std::env::current_exe().expect("current_exe");
+    let bin_dir = exe.parent().expect("bin dir").to_path_buf();
+    // <target>/release/umem-bench: results go to <target>/umem-bench (CARGO_TARGET_DIR respected).
+    let target_dir = bin_dir.parent().map_or_else(|| bin_dir.clone(), Path::to_path_buf);
+    let out_dir = o.out.clone().unwrap_or_else(|| target_dir.join("umem-bench"));
+    let mut notes: Vec<String> = Vec::new();
+
+    // ---------------------------------------------------------------- allocators
+    let worker = |name: &str| {
+        let p = bin_dir.join(format!("umem-bench-worker-{name}"));
+        if p.exists() {
+            (Some(p), None)
+        } else {
+            let why = if name == "umem" {
+                format!("{} is missing: build with the `umem` feature (the default)", p.display())
+            } else {
+                format!("{} is missing: run `cargo build --release -p umem-bench`", p.display())
+            };
+            (None, Some(why))
+        }
+    };
+    let mk = |name: &'static str, (path, skip): (Option<PathBuf>, Option<String>)| Alloc {
+        name,
+        path,
+        skip,
+    };
+    let rust_allocs = vec![
+        mk("glibc", worker("system")),
+        mk("umem", worker("umem")),
+        mk("mimalloc", worker("mimalloc")),
+        mk("jemalloc", worker("jemalloc")),
+    ];
+    let want_c = o.sections.is_empty() || o.sections.iter().any(|s| s == "c" || s == "programs");
+    let want_umem = o.allocs.is_empty() || o.allocs.iter().any(|a| a == "umem");
+    let umem_so = if want_c && want_umem {
+        libumem(&bin_dir, o.build, &mut notes)
+    } else {
+        Err("not requested".into())
+    };
+    let lib = |name: &'static str, c: &[&str], pkg: &str| match find_lib(c) {
+        Some(p) => Alloc {
+            name,
+            path: Some(p),
+            skip: None,
+        },
+        None => Alloc {
+            name,
+            path: None,
+            skip: Some(format!("{} not installed (apt-get install {pkg}, or ci/install-deps)", c[0])),
+        },
+    };
+    let preload_allocs = vec![
+        Alloc {
+            name: "glibc",
+            path: None,
+            skip: None,
+        },
+        match &umem_so {
+            Ok(p) => Alloc {
+                name: "umem",
+                path: Some(p.clone()),
+                skip: None,
+            },
+            Err(e) => Alloc {
+                name: "umem",
+                path: None,
+                skip: Some(e.clone()),
+            },
+        },
+        lib("mimalloc", &["libmimalloc.so.2", "libmimalloc.so"], "libmimalloc2.0"),
+        lib("jemalloc", &["libjemalloc.so.2", "libjemalloc.so"], "libjemalloc2"),
+        lib(
+            "tcmalloc",
+            &["libtcmalloc_minimal.so.4", "libtcmalloc.so.4"],
+            "libgoogle-perftools4",
+        ),
+    ];
+    let keep_alloc = |a: &Alloc| a.name == "glibc" || o.allocs.is_empty() || o.allocs.iter().any(|x| x == a.name);
+    let rust_allocs: Vec<Alloc> = rust_allocs.into_iter().filter(keep_alloc).collect();
+    let preload_allocs: Vec<Alloc> = preload_allocs.into_iter().filter(keep_alloc).collect();
+
+    // ---------------------------------------------------------------- benches
+    let threads = o.threads;
+    let scale = o.scale;
+    let seed = o.seed;
+    let threads_of = |w: &workloads::Workload| {
+        if !w.threads {
+            1
+        } else if w.name == "xmalloc" || w.name == "channel" {
+            threads.max(2)
+        } else {
+            threads
+        }
+    };
+    let mut benches: Vec<Bench> = Vec::new();
+    for w in workloads::ALL {
+        let name = w.name;
+        benches.push(Bench {
+            section: Section::Rust,
+            name: name.to_string(),
+            threads: threads_of(w),
+            about: w.about.to_string(),
+            job: Box::new(move |a: &Alloc| {
+                Job::internal(
+                    a.path.clone().expect("worker path"),
+                    vec![name.into(), threads.to_string(), scale.to_string(), seed.to_string()],
+                )
+            }),
+        });
+    }
+    let cwork = option_env!("UMEM_BENCH_CWORK").unwrap_or("");
+    let c_names = [
+        "larson",
+        "xmalloc",
+        "cache-scratch",
+        "cache-thrash",
+        "mstress",
+        "sh6bench",
+        "glibc-simple",
+        "glibc-thread",
+        "large",
+        "realloc",
+    ];
+    if cwork.is_empty() || !Path::new(cwork).exists() {
+        notes.push("C-ABI section skipped: c/cwork.c was not compiled (no `cc` at build time?)".into());
+    } else {
+        for name in c_names {
+            let w = workloads::find(name).expect("C workload has a Rust twin");
+            benches.push(Bench {
+                section: Section::C,
+                name: name.to_string(),
+                threads: threads_of(w),
+                about: w.about.to_string(),
+                job: Box::new(move |a: &Alloc| {
+                    let mut j = Job::internal(
+                        PathBuf::from(cwork),
+                        vec![name.into(), threads.to_string(), scale.to_string(), seed.to_string()],
+                    );
+                    j.preload = a.path.clone();
+                    j
+                }),
+            });
+        }
+    }
+    let work = out_dir.join("work");
+    for p in runner::programs(&work, scale, threads) {
+        match p {
+            Ok(p) => {
+                let cmd = p.cmd.clone();
+                let dir = p.dir.clone();
+                benches.push(Bench {
+                    section: Section::Programs,
+                    name: p.name.to_string(),
+                    threads: p.threads,
+                    about: p.about,
+                    job: Box::new(move |a: &Alloc| {
+                        let mut j = Job::external(PathBuf::from("/bin/sh"), vec!["-c".into(), cmd.clone()]);
+                        j.cwd = Some(dir.clone());
+                        j.preload = a.path.clone();
+                        j
+                    }),
+                });
+            }
+            Err(note) => notes.push(note),
+        }
+    }
+    benches.retain(|b| {
+        let id = format!("{}/{}", b.section.key(), b.name);
+        (o.sections.is_empty() || o.sections.iter().any(|s| s == b.section.key()))
+            && (o.filters.is_empty() || o.filters.iter().any(|f| id.contains(f.as_str())))
+    });
+
+    if o.list {
+        for b in &benches {
+            println!("{:<28} {:>2} threads  {}", format!("{}/{}", b.section.key(), b.name), b.threads, b.about);
+        }
+        for (s, al) in [("rust", &rust_allocs), ("c/programs", &preload_allocs)] {
+            for a in al.iter() {
+                match (&a.skip, &a.path) {
+                    (Some(why), _) => println!("{s:<10} {:<9} skipped: {why}", a.name),
+                    (None, Some(p)) => println!("{s:<10} {:<9} {}", a.name, p.display()),
+                    (None, None) => println!("{s:<10} {:<9} (no LD_PRELOAD)", a.name),
+                }
+            }
+        }
+        return;
+    }
+    if benches.is_empty() {
+        eprintln!("umem-bench: no workload matches {:?}", o.filters);
+        std::process::exit(2);
+    }
+
+    // ---------------------------------------------------------------- header
+    let info = machine_info();
+    let started = Instant::now();
+    let mut header = String::new();
+    header.push_str("umem-bench");
+    header.push_str(if o.quick { " --quick" } else { "" });
+    header.push('\n');
+    for (k, v) in &info {
+        header.push_str(&format!("  {k:<22} {v}\n"));
+    }
+    header.push_str(&format!(
+        "  {:<22} {} runs per cell (median), seed {}, scale {}, {} threads for multi-threaded workloads\n",
+        "method", o.runs, o.seed, o.scale, o.threads
+    ));
+    header.push_str(
+        "  rust section: the same workload code as one worker binary per #[global_allocator] (glibc = std::alloc::System)\n  c section and programs: the C malloc family under LD_PRELOAD (glibc = no preload)\n  time: the workload's own wall time (programs: whole process); rss: peak resident set of the process\n",
+    );
+    eprint!("{header}");
+    for n in &notes {
+        eprintln!("  note: {n}");
+    }
+    let mut said = Vec::new();
+    for a in rust_allocs.iter().chain(preload_allocs.iter()) {
+        if let Some(why) = &a.skip {
+            if !said.contains(why) {
+                eprintln!("  note: {} skipped: {why}", a.name);
+                said.push(why.clone());
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- run
+    let tty = std::io::stderr().is_terminal();
+    let timeout = Duration::from_secs(if o.quick { 30 } else { 120 });
+    let total: usize = benches
+        .iter()
+        .map(|b| o.runs * if b.section == Section::Rust { rust_allocs.len() } else { preload_allocs.len() })
+        .sum();
+    let mut done = 0usize;
+    let mut rows: Vec<Row> = Vec::new();
+    // Allocators that hang twice in a section are not run again in it.
+    let mut timeouts: BTreeMap<(Section, &'static str), usize> = BTreeMap::new();
+    for b in &benches {
+        let allocs = if b.section == Section::Rust { &rust_allocs } else { &preload_allocs };
+        let mut cells: Vec<Cell> = allocs
+            .iter()
+            .map(|a| Cell::new(a.name, a.skip.clone()))
+            .collect();
+        for run in 0..o.runs {
+            // Rotate the order each run so no allocator always runs first (or after a hog).
+            for k in 0..allocs.len() {
+                let ai = (k + run) % allocs.len();
+                let a = &allocs[ai];
+                done += 1;
+                let cell = &mut cells[ai];
+                if !matches!(cell.outcome, Outcome::Pending) {
+                    continue;
+                }
+                if timeouts.get(&(b.section, a.name)).copied().unwrap_or(0) >= 2 {
+                    cell.outcome = Outcome::Skipped(format!("hung twice before in the {} section", b.section.key()));
+                    continue;
+                }
+                if tty {
+                    eprint!(
+                        "\r\x1b[K[{done:>4}/{total}] {:<26} {:<9} run {}/{} ",
+                        format!("{}/{}", b.section.key(), b.name),
+                        a.name,
+                        run + 1,
+                        o.runs
+                    );
+                    let _ = std::io::stderr().flush();
+                }
+                let r = run_job(&(b.job)(a), timeout);
+                match r {
+                    Ok(m) => cell.add(m),
+                    Err(e) => {
+                        if e.contains("timed out") {
+                            *timeouts.entry((b.section, a.name)).or_default() += 1;
+                        }
+                        cell.outcome = Outcome::Failed(e);
+                    }
+                }
+            }
+        }
+        for c in cells.iter_mut() {
+            if matches!(c.outcome, Outcome::Pending) {
+                c.outcome = if c.times.is_empty() { Outcome::Skipped("no runs".into()) } else { Outcome::Ok };
+            }
+        }
+        report::cross_check(&mut cells);
+        let row = Row {
+            section: b.section,
+            name: b.name.clone(),
+            threads: b.threads,
+            about: b.about.clone(),
+            cells,
+        };
+        if tty {
+            eprint!("\r\x1b[K");
+        }
+        eprintln!("[{done:>4}/{total}] {}", report::progress_line(&row));
+        rows.push(row);
+    }
+    let elapsed = started.elapsed();
+    let table = report::text_tables(&rows);
+    let mut failures = report::failures(&rows);
+    failures.extend(notes.iter().map(|n| format!("note: {n}")));
+    let mut text = String::new();
+    text.push_str(&header);
+    text.push_str(&format!("  {:<22} {:.0} s\n\n", "harness wall time", elapsed.as_secs_f64()));
+    text.push_str(&table);
+    text.push_str("Workloads:\n");
+    for r in &rows {
+        let line = format!("  {:<18} {}\n", r.name, r.about);
+        if !text.contains(&line) {
+            text.push_str(&line);
+        }
+    }
+    if !failures.is_empty() {
+        text.push_str("\nFailures and skips:\n");
+        for f in &failures {
+            text.push_str(&format!("  {f}\n"));
+        }
+    }
+    println!("\n{text}");
+    if let Err(e) = std::fs::create_dir_all(&out_dir) {
+        eprintln!("umem-bench: cannot create {}: {e}", out_dir.display());
+        std::process::exit(1);
+    }
+    let title = format!(
+        "umem-bench{}: {} · {} cores · glibc {} · {} runs, {} threads",
+        if o.quick { " --quick" } else { "" },
+        info[0].1,
+        info[1].1,
+        info[4].1,
+        o.runs,
+        o.threads
+    );
+    let files = [
+        ("results.csv", report::csv(&rows)),
+        ("results.svg", report::svg(&rows, &title)),
+        ("results.txt", text.clone()),
+    ];
+    for (f, body) in files {
+        let p = out_dir.join(f);
+        if let Err(e) = std::fs::write(&p, body) {
+            eprintln!("umem-bench: cannot write {}: {e}", p.display());
+            std::process::exit(1);
+        }
+        eprintln!("wrote {}", p.display());
+    }
+    let _ = std::fs::remove_dir_all(&work);
+}

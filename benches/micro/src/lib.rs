@@ -1,1 +1,208 @@
-//! Shared helpers for the criterion benches in `benches/`.
+//! Shared fixtures for the criterion benches in `benches/`.
+//!
+//! The vmem benches compare several range allocators (umem-vmem, the `vmem`
+//! crate, `offset-allocator`, `range-alloc`) on the same access patterns. Each
+//! allocator is wrapped in a [`RangeArena`] adapter whose unit is one
+//! *quantum*; the fixtures below only speak in quanta, so every allocator sees
+//! exactly the same sequence of requests.
+//!
+//! * [`Churn`] — `live` segments of random sizes (1..=8 quanta) are live; one
+//!   step frees a victim (victims are visited in a fixed random permutation, so
+//!   the lookup is a cache-cold random access, not the last allocation) and
+//!   allocates a segment of the same size in its place. The number of live
+//!   segments stays exactly `live`.
+//! * [`Fragmented`] — `live` one-quantum segments each preceded by a free
+//!   five-quantum hole (all holes sit on the `[4, 8)` power-of-two freelist),
+//!   then a large free tail. One step allocates seven quanta and frees them:
+//!   no hole fits, so a policy that searches the `[4, 8)` list pays for every
+//!   hole while instant fit goes straight to the `[8, 16)`+ lists.
+//!
+//! Fixture setup is linear in `live` for every allocator here: frees during
+//! setup go in reverse allocation order, which keeps the `vmem` crate's
+//! 64-bucket allocation table (newest first) and `range-alloc`'s sorted free
+//! list on their cheap paths.
+//!
+//! The umem-vmem adapter ([`UmemArena`]) lives here too; the peers' adapters
+//! are in the bench file, since the peers are dev-dependencies.
+
+/// A small deterministic generator (SplitMix64) so the fixtures need no
+/// `rand` and every allocator sees the same sequence.
+#[derive(Clone, Debug)]
+pub struct SplitMix64(u64);
+
+impl SplitMix64 {
+    /// A generator started from `seed`.
+    pub fn new(seed: u64) -> Self {
+        SplitMix64(seed)
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// A value in `0..n` (n > 0); the tiny modulo bias does not matter here.
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+
+    /// Shuffles `v` in place (Fisher–Yates).
+    pub fn shuffle<T>(&mut self, v: &mut [T]) {
+        for i in (1..v.len()).rev() {
+            let j = self.below(i + 1);
+            v.swap(i, j);
+        }
+    }
+}
+
+/// A range allocator seen through the fixtures: sizes are in quanta.
+pub trait RangeArena {
+    /// What `alloc` hands back and `free` takes (an address, an index, ...).
+    type Handle: Copy;
+    /// Allocates `quanta` units; `None` when the allocator is exhausted.
+    fn alloc(&mut self, quanta: usize) -> Option<Self::Handle>;
+    /// Frees a handle returned by `alloc(quanta)`.
+    fn free(&mut self, handle: Self::Handle, quanta: usize);
+}
+
+/// Largest segment [`Churn`] allocates, in quanta.
+pub const CHURN_MAX_QUANTA: usize = 8;
+
+/// Quanta an arena needs for [`Churn::new(live)`](Churn::new): room for the
+/// live set plus what instant/next fit leave behind as holes.
+pub fn churn_span_quanta(live: usize) -> usize {
+    live * CHURN_MAX_QUANTA * 4 + (1 << 20)
+}
+
+/// `live` segments of random sizes kept live; see the crate docs.
+pub struct Churn<A: RangeArena> {
+    /// The allocator under test.
+    pub arena: A,
+    slots: Vec<(A::Handle, u32)>,
+    order: Vec<u32>,
+    pos: usize,
+}
+
+impl<A: RangeArena> Churn<A> {
+    /// Allocates `live` segments (sizes 1..=8 quanta from `seed`) in `arena`.
+    ///
+    /// # Panics
+    /// If the arena runs out during setup (a fixture bug: size it with
+    /// [`churn_span_quanta`]).
+    pub fn new(mut arena: A, live: usize, seed: u64) -> Self {
+        assert!(live > 0 && live < u32::MAX as usize);
+        let mut rng = SplitMix64::new(seed);
+        let mut slots = Vec::with_capacity(live);
+        for _ in 0..live {
+            let q = 1 + rng.below(CHURN_MAX_QUANTA);
+            let h = arena.alloc(q).expect("Churn::new: arena exhausted during setup");
+            slots.push((h, q as u32));
+        }
+        let mut order: Vec<u32> = (0..live as u32).collect();
+        rng.shuffle(&mut order);
+        Churn {
+            arena,
+            slots,
+            order,
+            pos: 0,
+        }
+    }
+
+    /// Number of live segments (constant).
+    pub fn live(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// One free+alloc pair: frees the next victim, allocates its size again.
+    #[inline]
+    pub fn step(&mut self) {
+        let i = self.order[self.pos] as usize;
+        self.pos += 1;
+        if self.pos == self.order.len() {
+            self.pos = 0;
+        }
+        let (h, q) = self.slots[i];
+        self.arena.free(h, q as usize);
+        self.slots[i].0 = self
+            .arena
+            .alloc(q as usize)
+            .expect("Churn::step: arena exhausted");
+    }
+
+    /// Frees every live segment and hands the (empty) arena back.
+    pub fn into_empty(mut self) -> A {
+        for &(h, q) in self.slots.iter().rev() {
+            self.arena.free(h, q as usize);
+        }
+        self.arena
+    }
+}
+
+/// Size of the holes in [`Fragmented`], in quanta (on the `[4, 8)` list).
+pub const FRAG_HOLE_QUANTA: usize = 5;
+/// Size [`Fragmented::step`] asks for, in quanta (no hole fits it).
+pub const FRAG_REQUEST_QUANTA: usize = 7;
+
+/// Quanta an arena needs for [`Fragmented::new(live)`](Fragmented::new).
+pub fn frag_span_quanta(live: usize) -> usize {
+    live * (FRAG_HOLE_QUANTA + 1) + (1 << 20)
+}
+
+/// `live` one-quantum segments separated by five-quantum holes; see the
+/// crate docs.
+pub struct Fragmented<A: RangeArena> {
+    /// The allocator under test.
+    pub arena: A,
+    live: Vec<A::Handle>,
+}
+
+impl<A: RangeArena> Fragmented<A> {
+    /// Lays out `live` (hole, live) pairs from the start of `arena`, then
+    /// frees the holes in reverse order.
+    ///
+    /// # Panics
+    /// If the arena runs out during setup or does not allocate in address
+    /// order from an empty span (then it would not leave the holes this
+    /// fixture promises; callers check with [`Fragmented::step`]'s result).
+    pub fn new(mut arena: A, live: usize) -> Self {
+        let mut holes = Vec::with_capacity(live);
+        let mut segs = Vec::with_capacity(live);
+        for _ in 0..live {
+            holes.push(arena.alloc(FRAG_HOLE_QUANTA).expect("Fragmented::new: hole"));
+            segs.push(arena.alloc(1).expect("Fragmented::new: live segment"));
+        }
+        for &h in holes.iter().rev() {
+            arena.free(h, FRAG_HOLE_QUANTA);
+        }
+        Fragmented { arena, live: segs }
+    }
+
+    /// Number of live segments (and of holes).
+    pub fn live(&self) -> usize {
+        self.live.len()
+    }
+
+    /// One alloc+free pair of [`FRAG_REQUEST_QUANTA`]; returns the handle it
+    /// got (already freed) so callers can check where it landed.
+    #[inline]
+    pub fn step(&mut self) -> A::Handle {
+        let h = self
+            .arena
+            .alloc(FRAG_REQUEST_QUANTA)
+            .expect("Fragmented::step: arena exhausted");
+        self.arena.free(h, FRAG_REQUEST_QUANTA);
+        h
+    }
+
+    /// Frees every live segment and hands the arena back.
+    pub fn into_empty(mut self) -> A {
+        for &h in self.live.iter().rev() {
+            self.arena.free(h, 1);
+        }
+        self.arena
+    }
+}

@@ -1,0 +1,538 @@
+//! Results: medians, ratios, geometric means, and the table / CSV / SVG that show them.
+
+use crate::runner::Measure;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Section {
+    Rust,
+    C,
+    Programs,
+}
+
+impl Section {
+    pub fn key(self) -> &'static str {
+        match self {
+            Section::Rust => "rust",
+            Section::C => "c",
+            Section::Programs => "programs",
+        }
+    }
+    pub fn title(self) -> &'static str {
+        match self {
+            Section::Rust => "Rust workloads, #[global_allocator]",
+            Section::C => "C workloads, LD_PRELOAD",
+            Section::Programs => "Real programs, LD_PRELOAD",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub enum Outcome {
+    Pending,
+    Ok,
+    Failed(String),
+    Skipped(String),
+}
+
+/// One allocator's runs of one workload.
+pub struct Cell {
+    pub alloc: &'static str,
+    pub times: Vec<f64>,
+    pub rss: Vec<u64>,
+    pub checksum: Option<u64>,
+    pub outcome: Outcome,
+}
+
+impl Cell {
+    pub fn new(alloc: &'static str, skip: Option<String>) -> Cell {
+        Cell {
+            alloc,
+            times: Vec::new(),
+            rss: Vec::new(),
+            checksum: None,
+            outcome: skip.map_or(Outcome::Pending, Outcome::Skipped),
+        }
+    }
+    pub fn add(&mut self, m: Measure) {
+        match self.checksum {
+            Some(c) if c != m.checksum => {
+                self.outcome = Outcome::Failed(format!(
+                    "checksum {:#x} differs from its earlier run's {c:#x}",
+                    m.checksum
+                ));
+            }
+            _ => {
+                self.checksum = Some(m.checksum);
+                self.times.push(m.secs);
+                self.rss.push(m.rss_kib);
+            }
+        }
+    }
+    pub fn ok(&self) -> bool {
+        matches!(self.outcome, Outcome::Ok) && !self.times.is_empty()
+    }
+    pub fn time(&self) -> Option<f64> {
+        self.ok().then(|| median_f(&self.times))
+    }
+    pub fn rss(&self) -> Option<f64> {
+        self.ok().then(|| median_f(&self.rss.iter().map(|&k| k as f64).collect::<Vec<_>>()))
+    }
+}
+
+pub fn median_f(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.total_cmp(b));
+    let n = s.len();
+    if n == 0 {
+        f64::NAN
+    } else if n % 2 == 1 {
+        s[n / 2]
+    } else {
+        (s[n / 2 - 1] + s[n / 2]) / 2.0
+    }
+}
+
+pub struct Row {
+    pub section: Section,
+    pub name: String,
+    pub threads: usize,
+    pub about: String,
+    pub cells: Vec<Cell>,
+}
+
+impl Row {
+    fn cell(&self, alloc: &str) -> Option<&Cell> {
+        self.cells.iter().find(|c| c.alloc == alloc)
+    }
+    /// `metric` of `alloc` over glibc's.
+    pub fn ratio_glibc(&self, alloc: &str, metric: fn(&Cell) -> Option<f64>) -> Option<f64> {
+        let a = metric(self.cell(alloc)?)?;
+        let g = metric(self.cell("glibc")?)?;
+        (g > 0.0).then(|| a / g)
+    }
+    /// The best (lowest) `metric` among the other allocators, and who.
+    pub fn best_peer(&self, alloc: &str, metric: fn(&Cell) -> Option<f64>) -> Option<(f64, &'static str)> {
+        self.cells
+            .iter()
+            .filter(|c| c.alloc != alloc)
+            .filter_map(|c| metric(c).map(|v| (v, c.alloc)))
+            .min_by(|a, b| a.0.total_cmp(&b.0))
+    }
+    pub fn ratio_best(&self, alloc: &str, metric: fn(&Cell) -> Option<f64>) -> Option<f64> {
+        let a = metric(self.cell(alloc)?)?;
+        let (b, _) = self.best_peer(alloc, metric)?;
+        (b > 0.0).then(|| a / b)
+    }
+}
+
+/// A checksum that differs from glibc's means the workload computed something else: a failure.
+pub fn cross_check(cells: &mut [Cell]) {
+    let want = cells
+        .iter()
+        .find(|c| c.alloc == "glibc" && c.ok())
+        .and_then(|c| c.checksum);
+    if let Some(w) = want {
+        for c in cells.iter_mut() {
+            if c.ok() && c.checksum != Some(w) {
+                c.outcome = Outcome::Failed(format!(
+                    "result checksum {:#x} differs from glibc's {w:#x}",
+                    c.checksum.unwrap_or(0)
+                ));
+            }
+        }
+    }
+}
+
+fn fmt_time(s: f64) -> String {
+    if s >= 10.0 {
+        format!("{s:.1}s")
+    } else if s >= 1.0 {
+        format!("{s:.2}s")
+    } else {
+        format!("{:.0}ms", s * 1000.0)
+    }
+}
+
+fn fmt_rss(kib: f64) -> String {
+    let m = kib / 1024.0;
+    if m >= 100.0 {
+        format!("{m:.0}M")
+    } else {
+        format!("{m:.1}M")
+    }
+}
+
+fn status_word(c: &Cell) -> &'static str {
+    match c.outcome {
+        Outcome::Failed(_) => "FAIL",
+        Outcome::Skipped(_) => "skip",
+        _ => "-",
+    }
+}
+
+pub fn progress_line(r: &Row) -> String {
+    let mut s = format!("{:<26} {:>2}t ", format!("{}/{}", r.section.key(), r.name), r.threads);
+    for c in &r.cells {
+        let v = match c.time() {
+            Some(t) => format!("{} {}", fmt_time(t), fmt_rss(c.rss().unwrap_or(0.0))),
+            None => status_word(c).to_string(),
+        };
+        s.push_str(&format!(" {}={v}", c.alloc));
+    }
+    s
+}
+
+pub fn geomean(v: &[f64]) -> Option<f64> {
+    if v.is_empty() {
+        None
+    } else {
+        Some((v.iter().map(|x| x.ln()).sum::<f64>() / v.len() as f64).exp())
+    }
+}
+
+fn sections(rows: &[Row]) -> Vec<(Section, Vec<&Row>)> {
+    let mut out: Vec<(Section, Vec<&Row>)> = Vec::new();
+    for r in rows {
+        match out.iter_mut().find(|(s, _)| *s == r.section) {
+            Some((_, v)) => v.push(r),
+            None => out.push((r.section, vec![r])),
+        }
+    }
+    out
+}
+
+fn allocs_of(rows: &[&Row]) -> Vec<&'static str> {
+    let mut v: Vec<&'static str> = Vec::new();
+    for r in rows {
+        for c in &r.cells {
+            if !v.contains(&c.alloc) {
+                v.push(c.alloc);
+            }
+        }
+    }
+    v
+}
+
+/// Geometric mean over the rows where both `alloc` and glibc succeeded.
+fn geo_ratio(rows: &[&Row], alloc: &str, metric: fn(&Cell) -> Option<f64>) -> Option<f64> {
+    geomean(&rows.iter().filter_map(|r| r.ratio_glibc(alloc, metric)).collect::<Vec<_>>())
+}
+
+fn geo_best(rows: &[&Row], alloc: &str, metric: fn(&Cell) -> Option<f64>) -> Option<f64> {
+    geomean(&rows.iter().filter_map(|r| r.ratio_best(alloc, metric)).collect::<Vec<_>>())
+}
+
+fn table(out: &mut String, title: &str, rows: &[&Row], metric: fn(&Cell) -> Option<f64>, fmt: fn(f64) -> String) {
+    let allocs = allocs_of(rows);
+    let w0 = rows.iter().map(|r| r.name.len()).max().unwrap_or(8).max(8);
+    out.push_str(&format!("{title}\n"));
+    let mut h = format!("| {:<w0$} | thr |", "workload");
+    for a in &allocs {
+        h.push_str(&format!(" {a:>15} |"));
+    }
+    h.push_str(" umem/glibc | umem/best peer |\n");
+    out.push_str(&h);
+    let mut sep = format!("|{}|----:|", "-".repeat(w0 + 2));
+    for _ in &allocs {
+        sep.push_str(&format!("{}:|", "-".repeat(16)));
+    }
+    sep.push_str("-----------:|---------------:|\n");
+    out.push_str(&sep);
+    for r in rows {
+        let mut l = format!("| {:<w0$} | {:>3} |", r.name, r.threads);
+        for a in &allocs {
+            let c = r.cell(a);
+            let v = match c.and_then(metric) {
+                Some(v) => {
+                    let ratio = r.ratio_glibc(a, metric);
+                    match ratio {
+                        Some(x) if *a != "glibc" => format!("{} {:>5}", fmt(v), format!("{x:.2}x")),
+                        _ => fmt(v),
+                    }
+                }
+                None => c.map_or("-", status_word).to_string(),
+            };
+            l.push_str(&format!(" {v:>15} |"));
+        }
+        let rg = r.ratio_glibc("umem", metric).map_or("-".into(), |x| format!("{x:.2}x"));
+        let rb = match (r.ratio_best("umem", metric), r.best_peer("umem", metric)) {
+            (Some(x), Some((_, who))) => format!("{x:.2}x {who}"),
+            _ => "-".into(),
+        };
+        l.push_str(&format!(" {rg:>10} | {rb:>14} |\n"));
+        out.push_str(&l);
+    }
+    let mut g = format!("| {:<w0$} |     |", "geomean");
+    for a in &allocs {
+        let v = if *a == "glibc" {
+            "1.00x".to_string()
+        } else {
+            geo_ratio(rows, a, metric).map_or("-".into(), |x| format!("{x:.2}x"))
+        };
+        g.push_str(&format!(" {v:>15} |"));
+    }
+    let rg = geo_ratio(rows, "umem", metric).map_or("-".into(), |x| format!("{x:.2}x"));
+    let rb = geo_best(rows, "umem", metric).map_or("-".into(), |x| format!("{x:.2}x"));
+    g.push_str(&format!(" {rg:>10} | {rb:>14} |\n"));
+    out.push_str(&g);
+    out.push('\n');
+}
+
+/// The terminal / README tables: per section, time then peak RSS.
+pub fn text_tables(rows: &[Row]) -> String {
+    let mut out = String::new();
+    for (s, rs) in sections(rows) {
+        table(
+            &mut out,
+            &format!("{}: median wall time (ratio to glibc; lower is better)", s.title()),
+            &rs,
+            Cell::time,
+            fmt_time,
+        );
+        table(
+            &mut out,
+            &format!("{}: median peak RSS (ratio to glibc; lower is better)", s.title()),
+            &rs,
+            Cell::rss,
+            fmt_rss,
+        );
+    }
+    out
+}
+
+pub fn failures(rows: &[Row]) -> Vec<String> {
+    let mut v = Vec::new();
+    for r in rows {
+        for c in &r.cells {
+            match &c.outcome {
+                Outcome::Failed(e) => v.push(format!("{}/{} {}: FAILED: {e}", r.section.key(), r.name, c.alloc)),
+                Outcome::Skipped(e) => {
+                    let line = format!("{} {}: skipped: {e}", r.section.key(), c.alloc);
+                    if !v.contains(&line) {
+                        v.push(line);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    v
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+fn opt(v: Option<f64>, prec: usize) -> String {
+    v.map_or(String::new(), |x| format!("{x:.prec$}"))
+}
+
+pub const CSV_HEADER: &str = "section,workload,threads,allocator,status,runs,median_s,min_s,max_s,median_peak_rss_kib,time_vs_glibc,time_vs_best_peer,best_peer,rss_vs_glibc,rss_vs_best_peer,note";
+
+/// One line per (section, workload, allocator), then one `geomean` line per (section, allocator).
+pub fn csv(rows: &[Row]) -> String {
+    let mut out = String::from(CSV_HEADER);
+    out.push('\n');
+    for r in rows {
+        for c in &r.cells {
+            let (status, note) = match &c.outcome {
+                Outcome::Ok | Outcome::Pending => ("ok", String::new()),
+                Outcome::Failed(e) => ("failed", e.clone()),
+                Outcome::Skipped(e) => ("skipped", e.clone()),
+            };
+            let ok = c.ok();
+            let min = c.times.iter().copied().fold(f64::INFINITY, f64::min);
+            let max = c.times.iter().copied().fold(0.0, f64::max);
+            out.push_str(&format!(
+                "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+                r.section.key(),
+                csv_field(&r.name),
+                r.threads,
+                c.alloc,
+                status,
+                c.times.len(),
+                opt(c.time(), 6),
+                opt(ok.then_some(min), 6),
+                opt(ok.then_some(max), 6),
+                opt(c.rss(), 0),
+                opt(r.ratio_glibc(c.alloc, Cell::time), 4),
+                opt(r.ratio_best(c.alloc, Cell::time), 4),
+                r.best_peer(c.alloc, Cell::time).map_or("", |b| b.1),
+                opt(r.ratio_glibc(c.alloc, Cell::rss), 4),
+                opt(r.ratio_best(c.alloc, Cell::rss), 4),
+                csv_field(&note)
+            ));
+        }
+    }
+    for (s, rs) in sections(rows) {
+        for a in allocs_of(&rs) {
+            out.push_str(&format!(
+                "{},geomean,,{a},ok,,,,,,{},{},,{},{},geometric mean of the ratios over the workloads where both ran\n",
+                s.key(),
+                opt(geo_ratio(&rs, a, Cell::time), 4),
+                opt(geo_best(&rs, a, Cell::time), 4),
+                opt(geo_ratio(&rs, a, Cell::rss), 4),
+                opt(geo_best(&rs, a, Cell::rss), 4),
+            ));
+        }
+    }
+    out
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+fn color(alloc: &str) -> &'static str {
+    match alloc {
+        "glibc" => "#8c8c8c",
+        "umem" => "#d62728",
+        "mimalloc" => "#1f77b4",
+        "jemalloc" => "#2ca02c",
+        "tcmalloc" => "#ff7f0e",
+        _ => "#9467bd",
+    }
+}
+
+/// Grouped bar charts: per section, time and peak RSS as ratios to glibc (1.0 = glibc), one
+/// group of bars per workload (plus the geometric mean), one bar per allocator.
+pub fn svg(rows: &[Row], title: &str) -> String {
+    const BAR: f64 = 11.0;
+    const GAP: f64 = 14.0;
+    const LEFT: f64 = 60.0;
+    const PLOT_H: f64 = 200.0;
+    const PANEL_H: f64 = PLOT_H + 110.0;
+    let secs = sections(rows);
+    let mut panels: Vec<(String, Vec<&Row>, fn(&Cell) -> Option<f64>)> = Vec::new();
+    for (s, rs) in &secs {
+        panels.push((format!("{}: wall time vs glibc", s.title()), rs.clone(), Cell::time));
+        panels.push((format!("{}: peak RSS vs glibc", s.title()), rs.clone(), Cell::rss));
+    }
+    let width = panels
+        .iter()
+        .map(|(_, rs, _)| {
+            let n = allocs_of(rs).len() as f64;
+            LEFT + (rs.len() as f64 + 1.0) * (n * BAR + GAP) + 150.0
+        })
+        .fold(600.0, f64::max);
+    let height = 40.0 + panels.len() as f64 * PANEL_H;
+    let mut o = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width:.0}\" height=\"{height:.0}\" viewBox=\"0 0 {width:.0} {height:.0}\" font-family=\"sans-serif\" font-size=\"11\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n<text x=\"10\" y=\"22\" font-size=\"14\" font-weight=\"bold\">{}</text>\n",
+        esc(title)
+    );
+    for (pi, (ptitle, rs, metric)) in panels.iter().enumerate() {
+        let top = 40.0 + pi as f64 * PANEL_H;
+        let base = top + 25.0 + PLOT_H;
+        let allocs = allocs_of(rs);
+        let mut groups: Vec<(String, Vec<(&str, Option<f64>, bool)>)> = rs
+            .iter()
+            .map(|r| {
+                let bars = allocs
+                    .iter()
+                    .map(|a| {
+                        let failed = r.cell(a).is_some_and(|c| matches!(c.outcome, Outcome::Failed(_)));
+                        (*a, r.ratio_glibc(a, *metric), failed)
+                    })
+                    .collect();
+                (r.name.clone(), bars)
+            })
+            .collect();
+        groups.push((
+            "geomean".into(),
+            allocs
+                .iter()
+                .map(|a| (*a, if *a == "glibc" { Some(1.0) } else { geo_ratio(rs, a, *metric) }, false))
+                .collect(),
+        ));
+        let maxv = groups
+            .iter()
+            .flat_map(|g| g.1.iter().filter_map(|b| b.1))
+            .fold(1.0f64, f64::max)
+            .min(4.0);
+        let ymax = (maxv * 2.0).ceil() / 2.0 + 0.25;
+        let y = |v: f64| base - (v.min(ymax) / ymax) * PLOT_H;
+        o.push_str(&format!(
+            "<text x=\"10\" y=\"{:.1}\" font-size=\"13\" font-weight=\"bold\">{}</text>\n",
+            top + 15.0,
+            esc(ptitle)
+        ));
+        let right = LEFT + groups.len() as f64 * (allocs.len() as f64 * BAR + GAP);
+        let mut t = 0.0;
+        while t <= ymax + 1e-9 {
+            let yy = y(t);
+            let strong = (t - 1.0).abs() < 1e-9;
+            o.push_str(&format!(
+                "<line x1=\"{LEFT}\" y1=\"{yy:.1}\" x2=\"{right:.1}\" y2=\"{yy:.1}\" stroke=\"{}\" stroke-width=\"{}\"/>\n<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{t:.1}x</text>\n",
+                if strong { "#444" } else { "#ddd" },
+                if strong { 1.5 } else { 1.0 },
+                LEFT - 4.0,
+                yy + 4.0
+            ));
+            t += 0.5;
+        }
+        for (gi, (name, bars)) in groups.iter().enumerate() {
+            let gx = LEFT + GAP / 2.0 + gi as f64 * (allocs.len() as f64 * BAR + GAP);
+            for (bi, (a, v, failed)) in bars.iter().enumerate() {
+                let x = gx + bi as f64 * BAR;
+                match v {
+                    Some(v) => {
+                        let yy = y(*v);
+                        o.push_str(&format!(
+                            "<rect x=\"{x:.1}\" y=\"{yy:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"{}\"><title>{} {}: {v:.3}x glibc</title></rect>\n",
+                            BAR - 1.0,
+                            base - yy,
+                            color(a),
+                            esc(name),
+                            a
+                        ));
+                        if *v > ymax {
+                            o.push_str(&format!(
+                                "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"8\" text-anchor=\"middle\">{v:.1}</text>\n",
+                                x + BAR / 2.0,
+                                yy - 2.0
+                            ));
+                        }
+                    }
+                    None => {
+                        o.push_str(&format!(
+                            "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"9\" text-anchor=\"middle\" fill=\"{}\">{}</text>\n",
+                            x + BAR / 2.0,
+                            base - 3.0,
+                            color(a),
+                            if *failed { "✗" } else { "·" }
+                        ));
+                    }
+                }
+            }
+            let cx = gx + allocs.len() as f64 * BAR / 2.0;
+            o.push_str(&format!(
+                "<text x=\"{cx:.1}\" y=\"{:.1}\" text-anchor=\"end\" transform=\"rotate(-35 {cx:.1} {:.1})\">{}</text>\n",
+                base + 14.0,
+                base + 14.0,
+                esc(name)
+            ));
+        }
+        for (i, a) in allocs.iter().enumerate() {
+            let ly = top + 35.0 + i as f64 * 16.0;
+            o.push_str(&format!(
+                "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"10\" height=\"10\" fill=\"{}\"/><text x=\"{:.1}\" y=\"{:.1}\">{a}</text>\n",
+                right + 15.0,
+                ly - 9.0,
+                color(a),
+                right + 30.0,
+                ly
+            ));
+        }
+        o.push_str(&format!(
+            "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"9\" fill=\"#666\">✗ failed · skipped</text>\n",
+            right + 15.0,
+            top + 35.0 + allocs.len() as f64 * 16.0 + 6.0
+        ));
+    }
+    o.push_str("</svg>\n");
+    o
+}
