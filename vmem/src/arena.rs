@@ -1,26 +1,691 @@
-//! The arena: `Vmem` and its public operations.
+//! The arena: `Vmem`, its segment layer and its public operations.
+//!
+//! Raw-pointer work on segments happens under the arena lock through
+//! `Inner` (see `seg.rs` for the list primitives). A `&mut Inner` is only
+//! ever formed while the lock is held and never kept across a point where
+//! the lock is dropped (populate, import, release, reentrant walk).
 
 use crate::error::VmemError;
+use crate::lock::{thread_id, SpinLock};
+use crate::seg::{
+    a_insert_after, a_remove, crosses, flist_of, k_insert_after, k_remove, phase_up, round_up,
+    same_highbit, Seg, SEG_SIZE, T_ALLOC, T_FREE, T_HEAD, T_MARKER, T_ROTOR, T_SPAN, T_WALKER,
+};
 use crate::source::{QCache, Source};
+use crate::tree;
 use crate::types::{CreateFlags, Policy, SegType, SegTypes, VmemStats, WalkMode, XAllocRequest};
-use crate::Addr;
+use crate::{Addr, NAME_MAX, QCACHE_MAX_CACHES};
+use core::cell::UnsafeCell;
+use core::ptr;
+use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
+
+/// Number of power-of-two freelists.
+const FREELISTS: usize = usize::BITS as usize;
+/// Buckets of the hash table embedded in the arena.
+pub(crate) const HASH_INITIAL: usize = 16;
+
+/// Segment structures needed to create a span (marker + free segment).
+const SEGS_PER_SPAN_CREATE: usize = 2;
+/// Worst case for allocating from the middle of a segment.
+const SEGS_PER_MIDDLE_ALLOC: usize = 2;
+/// Worst case of one operation: import a span and allocate from its middle.
+const SEGS_PER_ALLOC_MAX: usize = SEGS_PER_SPAN_CREATE + SEGS_PER_MIDDLE_ALLOC;
+/// What a populator arena may use while the populating thread allocates a
+/// page of segments through it (one allocation per arena on the way down).
+pub(crate) const POPULATE_RESERVE: usize = 4;
+/// Segment structures every arena holds before any operation.
+pub(crate) const MINFREE: usize = POPULATE_RESERVE + SEGS_PER_ALLOC_MAX;
+
+const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
+
+#[derive(Clone, Copy, Default)]
+struct Kstat {
+    mem_inuse: u64,
+    mem_total: u64,
+    mem_import: u64,
+    alloc: u64,
+    free: u64,
+    fail: u64,
+    import: u64,
+    import_fail: u64,
+    release: u64,
+    search: u64,
+    lookup: u64,
+    populate: u64,
+    populate_fail: u64,
+    contains: u64,
+    contains_search: u64,
+    hash_rescale: u64,
+}
+
+/// Everything the arena lock protects.
+pub(crate) struct Inner {
+    freemap: u64,
+    qshift: u32,
+    hash_shift: u32,
+    hash_table: *mut *mut Seg,
+    hash_mask: usize,
+    /// Live allocated segments above which the hash asks to grow.
+    grow_at: usize,
+    segfree: *mut Seg,
+    nsegfree: usize,
+    nalloc: usize,
+    nfree: usize,
+    nspans: usize,
+    has_source: bool,
+    quantum: usize,
+    ks: Kstat,
+    freelist: [*mut Seg; FREELISTS],
+    /// Sentinel of the address list and of the span list.
+    seg0: Seg,
+    rotor: Seg,
+    hash0: [*mut Seg; HASH_INITIAL],
+}
 
 /// A vmem arena. Always used through a `&'static Vmem` handed out by
 /// [`Vmem::create`]; the structure itself lives in memory from the
 /// `vmem_vmem` internal arena.
+#[repr(C, align(64))]
 pub struct Vmem {
-    _todo: (),
+    lock: SpinLock,
+    qcache_max: AtomicUsize,
+    quantum: usize,
+    qshift: u32,
+    id: u32,
+    inner: UnsafeCell<Inner>,
+    source: Option<&'static dyn Source>,
+    source_quantum: usize,
+    import_min: usize,
+    cflags: CreateFlags,
+    qcache: UnsafeCell<[Option<&'static dyn QCache>; QCACHE_MAX_CACHES]>,
+    /// Next arena on the arena list (protected by the list lock).
+    pub(crate) next: AtomicPtr<Vmem>,
+    name: [u8; NAME_MAX + 1],
+    name_len: u8,
 }
 
-// SAFETY: all mutable state is behind the arena lock or atomics.
+// SAFETY: all mutable state is behind the arena lock (`inner`), written
+// once before publication (`qcache`, published by the `qcache_max`
+// release store), or atomic.
 unsafe impl Sync for Vmem {}
 // SAFETY: as above; a Vmem is never moved once created.
 unsafe impl Send for Vmem {}
 
+/// Arguments of the internal create.
+pub(crate) struct CreateArgs<'a> {
+    pub name: &'a str,
+    pub span: Option<(Addr, usize)>,
+    pub quantum: usize,
+    pub source: Option<&'static dyn Source>,
+    pub qcache_max: usize,
+    pub flags: CreateFlags,
+    /// Where to build the structure (the static early arenas), else from
+    /// `vmem_vmem`.
+    pub mem: Option<*mut Vmem>,
+    /// Smallest import (internal arenas import in chunks).
+    pub import_min: usize,
+}
+
+#[inline(always)]
+fn hash_index(addr: Addr, qshift: u32, hash_shift: u32) -> usize {
+    (((addr >> qshift) as u64).wrapping_mul(GOLDEN) >> hash_shift) as usize
+}
+
+impl Inner {
+    #[inline(always)]
+    unsafe fn getseg(&mut self) -> *mut Seg {
+        let s = self.segfree;
+        if s.is_null() {
+            tree::fatal(format_args!("segment reserve empty (populate invariant broken)"));
+        }
+        // SAFETY: `s` is a reserve structure owned by this arena.
+        self.segfree = unsafe { (*s).knext };
+        self.nsegfree = self.nsegfree.wrapping_sub(1);
+        s
+    }
+
+    #[inline(always)]
+    pub(crate) unsafe fn putseg(&mut self, s: *mut Seg) {
+        // SAFETY: caller hands over an unused segment structure.
+        unsafe { (*s).knext = self.segfree };
+        self.segfree = s;
+        self.nsegfree += 1;
+    }
+
+    /// A new segment `[start, end)` after `prev` on the address list.
+    #[inline(always)]
+    unsafe fn seg_create(&mut self, prev: *mut Seg, start: Addr, end: Addr) -> *mut Seg {
+        // SAFETY: getseg returns an owned structure; prev is on the list.
+        unsafe {
+            let s = self.getseg();
+            (*s).start = start;
+            (*s).end = end;
+            (*s).typ = 0;
+            (*s).import = false;
+            (*s).mark = 0;
+            a_insert_after(prev, s);
+            s
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn seg_destroy(&mut self, s: *mut Seg) {
+        // SAFETY: s is on the address list and no other list.
+        unsafe {
+            debug_assert!((*s).typ & T_MARKER == 0);
+            a_remove(s);
+            self.putseg(s);
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn freelist_insert(&mut self, s: *mut Seg) {
+        // SAFETY: s is a valid segment not on any k-list.
+        unsafe {
+            let idx = flist_of((*s).end - (*s).start) as usize;
+            let head = *self.freelist.get_unchecked(idx);
+            (*s).typ = T_FREE;
+            (*s).kprev = ptr::null_mut();
+            (*s).knext = head;
+            if !head.is_null() {
+                (*head).kprev = s;
+            }
+            *self.freelist.get_unchecked_mut(idx) = s;
+            self.freemap |= 1u64 << idx;
+            self.nfree += 1;
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn freelist_delete(&mut self, s: *mut Seg) {
+        // SAFETY: s is on the freelist of its current size.
+        unsafe {
+            debug_assert!((*s).typ == T_FREE);
+            let idx = flist_of((*s).end - (*s).start) as usize;
+            let prev = (*s).kprev;
+            let next = (*s).knext;
+            if prev.is_null() {
+                *self.freelist.get_unchecked_mut(idx) = next;
+                if next.is_null() {
+                    self.freemap &= !(1u64 << idx);
+                }
+            } else {
+                (*prev).knext = next;
+            }
+            if !next.is_null() {
+                (*next).kprev = prev;
+            }
+            self.nfree -= 1;
+        }
+    }
+
+    #[inline(always)]
+    fn bucket(&self, addr: Addr) -> *mut *mut Seg {
+        // SAFETY: the index is masked to the table size.
+        unsafe { self.hash_table.add(hash_index(addr, self.qshift, self.hash_shift)) }
+    }
+
+    #[inline(always)]
+    unsafe fn hash_insert(&mut self, s: *mut Seg, realsize: usize) {
+        // SAFETY: s is a valid segment leaving every k-list.
+        unsafe {
+            (*s).typ = T_ALLOC;
+            let b = self.bucket((*s).start);
+            (*s).knext = *b;
+            *b = s;
+        }
+        self.ks.alloc += 1;
+        self.ks.mem_inuse += realsize as u64;
+        self.nalloc += 1;
+    }
+
+    #[inline(always)]
+    unsafe fn hash_delete(&mut self, addr: Addr, size: usize) -> Result<*mut Seg, VmemError> {
+        let mut pp = self.bucket(addr);
+        // SAFETY: every chain holds valid allocated segments.
+        unsafe {
+            loop {
+                let s = *pp;
+                if s.is_null() {
+                    return Err(VmemError::NotAllocated { addr, size });
+                }
+                if (*s).start == addr {
+                    let allocated = (*s).end - addr;
+                    if allocated != size {
+                        return Err(VmemError::WrongSize { addr, size, allocated });
+                    }
+                    *pp = (*s).knext;
+                    self.ks.free += 1;
+                    self.ks.mem_inuse -= ((size + self.quantum - 1) & !(self.quantum - 1)) as u64;
+                    self.nalloc -= 1;
+                    return Ok(s);
+                }
+                self.ks.lookup += 1;
+                pp = &mut (*s).knext;
+            }
+        }
+    }
+
+    /// Allocate `[addr, addr + size)` (occupying `realsize`) from the free
+    /// segment `vsp`; leftovers go back on the freelists.
+    #[inline(always)]
+    unsafe fn seg_alloc(&mut self, vsp: *mut Seg, addr: Addr, size: usize, realsize: usize) -> *mut Seg {
+        // SAFETY: vsp is a free segment containing the range; lock held.
+        unsafe {
+            let vs_start = (*vsp).start;
+            let vs_end = (*vsp).end;
+            let vs_size = vs_end - vs_start;
+            let addr_end = addr + realsize;
+            debug_assert!((*vsp).typ == T_FREE);
+            debug_assert!(addr >= vs_start && addr_end <= vs_end);
+            if addr == vs_start && vs_size != realsize && same_highbit(vs_size, vs_size - realsize) {
+                // The remainder stays on the same freelist: just trim it.
+                (*vsp).start = addr_end;
+                let s = self.seg_create((*vsp).aprev, addr, addr + size);
+                self.hash_insert(s, realsize);
+                return s;
+            }
+            self.freelist_delete(vsp);
+            if vs_end != addr_end {
+                let r = self.seg_create(vsp, addr_end, vs_end);
+                self.freelist_insert(r);
+            }
+            if vs_start != addr {
+                let l = self.seg_create((*vsp).aprev, vs_start, addr);
+                self.freelist_insert(l);
+            }
+            (*vsp).start = addr;
+            (*vsp).end = addr + size;
+            self.hash_insert(vsp, realsize);
+            vsp
+        }
+    }
+
+    /// Make the freed segment `s` (already out of the hash) free,
+    /// coalescing with free neighbours. Returns the range of an imported
+    /// span that became wholly free and was destroyed (to release).
+    #[inline(always)]
+    unsafe fn free_seg(&mut self, s: *mut Seg) -> Option<(Addr, usize)> {
+        // SAFETY: s is a valid segment on the address list; lock held.
+        unsafe {
+            let q = self.quantum;
+            (*s).end = ((*s).end + q - 1) & !(q - 1);
+            let next = (*s).anext;
+            let prev = (*s).aprev;
+            let target;
+            if (*next).typ == T_FREE {
+                if (*prev).typ == T_FREE {
+                    self.freelist_delete(next);
+                    let old = (*prev).end - (*prev).start;
+                    let new = (*next).end - (*prev).start;
+                    if flist_of(old) != flist_of(new) {
+                        self.freelist_delete(prev);
+                        (*prev).end = (*next).end;
+                        self.freelist_insert(prev);
+                    } else {
+                        (*prev).end = (*next).end;
+                    }
+                    self.seg_destroy(next);
+                    self.seg_destroy(s);
+                    target = prev;
+                } else {
+                    let old = (*next).end - (*next).start;
+                    let new = (*next).end - (*s).start;
+                    if flist_of(old) != flist_of(new) {
+                        self.freelist_delete(next);
+                        (*next).start = (*s).start;
+                        self.freelist_insert(next);
+                    } else {
+                        (*next).start = (*s).start;
+                    }
+                    self.seg_destroy(s);
+                    target = next;
+                }
+            } else if (*prev).typ == T_FREE {
+                let old = (*prev).end - (*prev).start;
+                let new = (*s).end - (*prev).start;
+                if flist_of(old) != flist_of(new) {
+                    self.freelist_delete(prev);
+                    (*prev).end = (*s).end;
+                    self.freelist_insert(prev);
+                } else {
+                    (*prev).end = (*s).end;
+                }
+                self.seg_destroy(s);
+                target = prev;
+            } else {
+                self.freelist_insert(s);
+                target = s;
+            }
+            if self.has_source {
+                return self.maybe_release(target);
+            }
+            None
+        }
+    }
+
+    /// If the free segment `vsp` is a whole imported span, destroy the span
+    /// and return its range for release to the source.
+    #[inline]
+    unsafe fn maybe_release(&mut self, vsp: *mut Seg) -> Option<(Addr, usize)> {
+        // SAFETY: vsp is a free segment on the list; lock held.
+        unsafe {
+            let span = (*vsp).aprev;
+            if (*span).typ == T_SPAN && (*span).import && (*(*vsp).anext).typ & (T_SPAN | T_HEAD) != 0
+            {
+                let a = (*vsp).start;
+                let n = (*vsp).end - a;
+                debug_assert!((*span).start == a && (*span).end == a + n);
+                self.freelist_delete(vsp);
+                self.span_destroy(vsp);
+                self.ks.release += 1;
+                return Some((a, n));
+            }
+            None
+        }
+    }
+
+    /// Add the span `[start, start + size)`; returns its free segment.
+    unsafe fn span_create(&mut self, start: Addr, size: usize, import: bool) -> *mut Seg {
+        // SAFETY: lock held, MINFREE segments available.
+        unsafe {
+            let end = start + size;
+            let seg0: *mut Seg = &mut self.seg0;
+            let mut knext = seg0;
+            if !import && !self.has_source {
+                // Non-imported spans are kept sorted (search from the top:
+                // new spans are usually higher).
+                let mut kprev = (*seg0).kprev;
+                while kprev != seg0 {
+                    if (*kprev).end <= start {
+                        break;
+                    }
+                    kprev = (*kprev).kprev;
+                }
+                knext = (*kprev).knext;
+            }
+            let span = self.seg_create((*knext).aprev, start, end);
+            (*span).typ = T_SPAN;
+            (*span).import = import;
+            k_insert_after((*knext).kprev, span);
+            let f = self.seg_create(span, start, end);
+            self.freelist_insert(f);
+            self.ks.mem_total += size as u64;
+            if import {
+                self.ks.mem_import += size as u64;
+            }
+            self.nspans += 1;
+            f
+        }
+    }
+
+    /// Destroy the span whose whole free segment is `vsp` (off the freelist).
+    unsafe fn span_destroy(&mut self, vsp: *mut Seg) {
+        // SAFETY: vsp follows its span marker; lock held.
+        unsafe {
+            let span = (*vsp).aprev;
+            debug_assert!((*span).typ == T_SPAN);
+            let size = ((*vsp).end - (*vsp).start) as u64;
+            if (*span).import {
+                self.ks.mem_import -= size;
+            }
+            self.ks.mem_total -= size;
+            k_remove(span);
+            self.seg_destroy(vsp);
+            self.seg_destroy(span);
+            self.nspans -= 1;
+        }
+    }
+
+    /// The first span overlapping `[start, end)`.
+    fn find_overlap(&self, start: Addr, end: Addr) -> Option<(Addr, usize)> {
+        let seg0: *const Seg = &self.seg0;
+        // SAFETY: the span list is well formed under the lock.
+        unsafe {
+            let mut s = self.seg0.knext as *const Seg;
+            while s != seg0 {
+                if (*s).start < end && start < (*s).end {
+                    return Some(((*s).start, (*s).end - (*s).start));
+                }
+                s = (*s).knext;
+            }
+        }
+        None
+    }
+
+    /// `vmem_extend_unlocked`: add `[addr, endaddr)` to an arena without a
+    /// source, joining or growing adjacent spans. Returns the free segment
+    /// holding the new range.
+    unsafe fn extend(&mut self, addr: Addr, endaddr: Addr) -> *mut Seg {
+        // SAFETY: lock held, MINFREE segments, spans sorted (no source).
+        unsafe {
+            let end: *mut Seg = &mut self.seg0;
+            let mut span = (*end).kprev;
+            while span != end {
+                if (*span).end == addr || (*span).start == endaddr {
+                    break;
+                }
+                span = (*span).kprev;
+            }
+            if span == end {
+                return self.span_create(addr, endaddr - addr, false);
+            }
+            let vsp;
+            let prevspan = (*span).kprev;
+            if prevspan != end && (*prevspan).end == addr && (*span).start == endaddr {
+                // Join [x, addr) and [endaddr, y) into [x, y).
+                let nextseg = (*span).anext;
+                let prevseg = (*span).aprev;
+                (*prevspan).end = (*span).end;
+                k_remove(span);
+                self.nspans -= 1;
+                if (*prevseg).typ == T_FREE && (*nextseg).typ == T_FREE {
+                    self.freelist_delete(prevseg);
+                    self.freelist_delete(nextseg);
+                    (*prevseg).end = (*nextseg).end;
+                    self.seg_destroy(nextseg);
+                    self.seg_destroy(span);
+                    vsp = prevseg;
+                } else if (*prevseg).typ == T_FREE {
+                    self.freelist_delete(prevseg);
+                    (*prevseg).end = endaddr;
+                    self.seg_destroy(span);
+                    vsp = prevseg;
+                } else if (*nextseg).typ == T_FREE {
+                    self.freelist_delete(nextseg);
+                    (*nextseg).start = addr;
+                    self.seg_destroy(span);
+                    vsp = nextseg;
+                } else {
+                    // The old marker becomes the free segment [addr, endaddr).
+                    (*span).start = addr;
+                    (*span).end = endaddr;
+                    (*span).import = false;
+                    vsp = span;
+                }
+            } else if (*span).end == addr {
+                // Grow [x, addr) to [x, endaddr).
+                let oldseg = (*(*span).knext).aprev;
+                (*span).end = endaddr;
+                if (*oldseg).typ == T_FREE {
+                    self.freelist_delete(oldseg);
+                    (*oldseg).end = endaddr;
+                    vsp = oldseg;
+                } else {
+                    vsp = self.seg_create(oldseg, addr, endaddr);
+                }
+            } else {
+                // Grow [endaddr, y) down to [addr, y).
+                let oldseg = (*span).anext;
+                (*span).start = addr;
+                if (*oldseg).typ == T_FREE {
+                    self.freelist_delete(oldseg);
+                    (*oldseg).start = addr;
+                    vsp = oldseg;
+                } else {
+                    vsp = self.seg_create(span, addr, endaddr);
+                }
+            }
+            self.freelist_insert(vsp);
+            self.ks.mem_total += (endaddr - addr) as u64;
+            vsp
+        }
+    }
+
+    /// Search the freelists for a segment satisfying the constraints.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    unsafe fn find(
+        &mut self,
+        size: usize,
+        align: usize,
+        phase: usize,
+        nocross: usize,
+        minaddr: Addr,
+        maxaddr: Option<Addr>,
+        policy: Policy,
+    ) -> Option<(*mut Seg, Addr)> {
+        let hb = flist_of(size);
+        let start_list = if size.is_power_of_two()
+            || matches!(policy, Policy::BestFit | Policy::FirstFit | Policy::NextFit)
+            || hb + 1 >= FREELISTS as u32
+            || (self.freemap >> (hb + 1)) == 0
+        {
+            hb
+        } else {
+            hb + 1
+        };
+        let hi_last = match maxaddr {
+            Some(m) => m - 1,
+            None => usize::MAX,
+        };
+        let mut map = self.freemap & (!0u64 << start_list);
+        let mut best: *mut Seg = ptr::null_mut();
+        let mut best_addr = 0;
+        let mut best_size = usize::MAX;
+        // SAFETY: freelists are well formed under the lock.
+        unsafe {
+            'lists: while map != 0 {
+                if !best.is_null() {
+                    break;
+                }
+                let fl = map.trailing_zeros() as usize;
+                map &= map - 1;
+                let mut s = self.freelist[fl];
+                while !s.is_null() {
+                    self.ks.search += 1;
+                    let s_size = (*s).end - (*s).start;
+                    if s_size < best_size {
+                        if let Some(a) = fit(s, size, align, phase, nocross, minaddr, hi_last) {
+                            best = s;
+                            best_addr = a;
+                            best_size = s_size;
+                            if policy != Policy::BestFit || s_size == round_up(size, self.quantum).unwrap_or(0) {
+                                break 'lists;
+                            }
+                        }
+                    }
+                    s = (*s).knext;
+                }
+            }
+        }
+        if best.is_null() {
+            None
+        } else {
+            Some((best, best_addr))
+        }
+    }
+}
+
+/// Where in the free segment `s` a request fits, if it does.
+#[inline]
+unsafe fn fit(
+    s: *const Seg,
+    size: usize,
+    align: usize,
+    phase: usize,
+    nocross: usize,
+    minaddr: Addr,
+    hi_last: Addr,
+) -> Option<Addr> {
+    // SAFETY: s is a valid segment.
+    let (s_start, s_last) = unsafe { ((*s).start, (*s).end - 1) };
+    if s_last < minaddr || s_start > hi_last {
+        return None;
+    }
+    let start = s_start.max(minaddr);
+    let last = s_last.min(hi_last);
+    let mut a = phase_up(start, align, phase)?;
+    if crosses(a, a.checked_add(size - 1)?, nocross) {
+        let to_boundary = a.wrapping_neg() & (nocross - 1);
+        a = a.checked_add(round_up(to_boundary, align)?)?;
+    }
+    if a.checked_add(size - 1)? <= last {
+        debug_assert!(a >= start);
+        Some(a)
+    } else {
+        None
+    }
+}
+
+/// Validated `xalloc` parameters.
+#[derive(Clone, Copy)]
+struct XReq {
+    size: usize,
+    realsize: usize,
+    align: usize,
+    phase: usize,
+    nocross: usize,
+    minaddr: Addr,
+    maxaddr: Option<Addr>,
+    policy: Policy,
+}
+
+/// Resets the walker / unlocks if a walk callback unwinds.
+struct WalkGuard<'a> {
+    vm: &'a Vmem,
+    walker: *mut Seg,
+    locked: bool,
+}
+
+impl Drop for WalkGuard<'_> {
+    fn drop(&mut self) {
+        if !self.locked {
+            self.vm.lock.lock();
+        }
+        if !self.walker.is_null() {
+            // SAFETY: the walker is linked on this arena's list; lock held.
+            unsafe { self.vm.advance(self.walker, ptr::null_mut()) };
+        }
+        self.vm.lock.unlock();
+    }
+}
+
 impl Vmem {
+    #[inline(always)]
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) unsafe fn inner(&self) -> &mut Inner {
+        // SAFETY: caller holds the arena lock and keeps the borrow short.
+        unsafe { &mut *self.inner.get() }
+    }
+
+    #[inline(always)]
+    pub(crate) fn lock(&self) {
+        self.lock.lock();
+    }
+
+    #[inline(always)]
+    pub(crate) fn unlock(&self) {
+        self.lock.unlock();
+    }
+
+    pub(crate) fn is_populator(&self) -> bool {
+        self.cflags.contains(CreateFlags::POPULATOR)
+    }
+
     /// Create an arena (`vmem_create`).
     ///
-    /// * `name`: for kstats and messages (truncated to [`NAME_MAX`](crate::NAME_MAX) bytes).
+    /// * `name`: for kstats and messages (truncated to [`NAME_MAX`] bytes).
     /// * `span`: an initial span `(base, size)` added as by [`add`](Vmem::add).
     /// * `quantum`: the unit (a power of two); every allocation is a multiple
     ///   of it in placement and alignment.
@@ -40,63 +705,687 @@ impl Vmem {
         qcache_max: usize,
         flags: CreateFlags,
     ) -> Result<&'static Vmem, VmemError> {
-        let _ = (name, span, quantum, source, qcache_max, flags);
-        todo!()
+        tree::ensure_init()?;
+        let flags = CreateFlags::from_bits(flags.bits() & !CreateFlags::POPULATOR.bits());
+        Self::create_common(CreateArgs {
+            name,
+            span,
+            quantum,
+            source,
+            qcache_max,
+            flags,
+            mem: None,
+            import_min: 0,
+        })
+    }
+
+    pub(crate) fn create_common(a: CreateArgs<'_>) -> Result<&'static Vmem, VmemError> {
+        let q = a.quantum;
+        if q == 0 || !q.is_power_of_two() {
+            return Err(VmemError::BadQuantum { quantum: q });
+        }
+        if let Some((base, size)) = a.span {
+            check_span(base, size, q)?;
+        }
+        let p = match a.mem {
+            Some(p) => p,
+            None => tree::alloc_vmem_struct()?,
+        };
+        let mut name = [0u8; NAME_MAX + 1];
+        let mut n = a.name.len().min(NAME_MAX);
+        while !a.name.is_char_boundary(n) {
+            n -= 1;
+        }
+        name[..n].copy_from_slice(&a.name.as_bytes()[..n]);
+        let source_quantum = a.source.map_or(1, |s| s.quantum().max(1));
+        let qshift = q.trailing_zeros();
+        let vm = Vmem {
+            lock: SpinLock::new(),
+            qcache_max: AtomicUsize::new(0),
+            quantum: q,
+            qshift,
+            id: tree::next_id(),
+            inner: UnsafeCell::new(Inner {
+                freemap: 0,
+                qshift,
+                hash_shift: 64 - HASH_INITIAL.trailing_zeros(),
+                hash_table: ptr::null_mut(),
+                hash_mask: HASH_INITIAL - 1,
+                grow_at: 2 * HASH_INITIAL,
+                segfree: ptr::null_mut(),
+                nsegfree: 0,
+                nalloc: 0,
+                nfree: 0,
+                nspans: 0,
+                has_source: a.source.is_some(),
+                quantum: q,
+                ks: Kstat::default(),
+                freelist: [ptr::null_mut(); FREELISTS],
+                seg0: Seg::empty(T_HEAD),
+                rotor: Seg::empty(T_ROTOR),
+                hash0: [ptr::null_mut(); HASH_INITIAL],
+            }),
+            source: a.source,
+            source_quantum,
+            import_min: a.import_min,
+            cflags: a.flags,
+            qcache: UnsafeCell::new([None; QCACHE_MAX_CACHES]),
+            next: AtomicPtr::new(ptr::null_mut()),
+            name,
+            name_len: n as u8,
+        };
+        // SAFETY: p is fresh, suitably aligned memory for a Vmem (static
+        // early slot or from vmem_vmem, which is 64-aligned); we link the
+        // self-referential sentinels once it is in place.
+        let vm: &'static Vmem = unsafe {
+            ptr::write(p, vm);
+            let inner = &mut *(*p).inner.get();
+            let seg0: *mut Seg = &mut inner.seg0;
+            (*seg0).anext = seg0;
+            (*seg0).aprev = seg0;
+            (*seg0).knext = seg0;
+            (*seg0).kprev = seg0;
+            let rotor: *mut Seg = &mut inner.rotor;
+            a_insert_after(seg0, rotor);
+            inner.hash_table = inner.hash0.as_mut_ptr();
+            &*p
+        };
+        if vm.is_populator() {
+            tree::register_populator(vm);
+            vm.lock();
+            let ok = vm.populate();
+            vm.unlock();
+            if !ok {
+                tree::fatal(format_args!("cannot populate populator arena {}", vm.name()));
+            }
+        }
+        if let Some((base, size)) = a.span {
+            if let Err(e) = vm.add(base, size) {
+                // SAFETY: nobody else has seen the arena yet.
+                unsafe { vm.teardown(false) };
+                return Err(e);
+            }
+        }
+        tree::list_append(vm);
+        if a.qcache_max >= q && !a.flags.contains(CreateFlags::NO_QCACHE) {
+            vm.make_qcaches(a.qcache_max);
+        }
+        Ok(vm)
+    }
+
+    fn make_qcaches(&'static self, qcache_max: usize) {
+        let Some(factory) = tree::qcache_factory() else {
+            return;
+        };
+        let n = (qcache_max >> self.qshift).min(QCACHE_MAX_CACHES);
+        let mut made = 0;
+        for i in 0..n {
+            let objsize = (i + 1) * self.quantum;
+            let mut buf = tree::StackStr::<64>::new();
+            let _ = core::fmt::write(&mut buf, format_args!("{}_{}", self.name(), objsize));
+            match factory.create(self, objsize, buf.as_str()) {
+                Some(c) => {
+                    // SAFETY: the qcache array is written only here, before
+                    // qcache_max publishes it; readers only read entries
+                    // below qcache_max.
+                    unsafe { (*self.qcache.get())[i] = Some(c) };
+                    made = i + 1;
+                }
+                None => break,
+            }
+        }
+        self.qcache_max.store(made * self.quantum, Ordering::Release);
     }
 
     /// Destroy the arena (`vmem_destroy`): destroys its quantum caches,
-    /// releases imported spans to the source, returns all its segment
+    /// releases its imported spans to the source (whatever is still
+    /// allocated in them is leaked with them), returns all its segment
     /// structures and its hash table to vmem, and frees the `Vmem`.
     /// Returns the number of units still allocated (leaked).
     ///
     /// # Safety
     /// No other thread may be using the arena, no arena may still import
-    /// from it, and the `&'static Vmem` must not be used afterwards.
+    /// from it, it must not be one of vmem's internal arenas (`heap`,
+    /// `vmem_*`), and the `&'static Vmem` must not be used afterwards.
     pub unsafe fn destroy(&'static self) -> usize {
-        todo!()
+        tree::list_remove(self);
+        let nq = self.qcache_max.swap(0, Ordering::AcqRel) >> self.qshift;
+        for i in 0..nq {
+            // SAFETY: entries below the old qcache_max were set at create.
+            if let Some(c) = unsafe { (*self.qcache.get())[i] } {
+                // SAFETY: caller guarantees nobody uses the arena any more.
+                unsafe { c.destroy() };
+            }
+        }
+        // SAFETY: as above.
+        unsafe { self.teardown(true) }
+    }
+
+    /// Release everything the arena holds and free the structure.
+    unsafe fn teardown(&'static self, release_imports: bool) -> usize {
+        self.lock();
+        // SAFETY: lock held.
+        let leaked = unsafe { self.inner().ks.mem_inuse } as usize;
+        // Release imported spans whole.
+        if release_imports {
+            loop {
+                // SAFETY: lock held; span list well formed.
+                let found = unsafe {
+                    let inner = self.inner();
+                    let seg0: *mut Seg = &mut inner.seg0;
+                    let mut s = (*seg0).knext;
+                    while s != seg0 && !(*s).import {
+                        s = (*s).knext;
+                    }
+                    if s == seg0 {
+                        None
+                    } else {
+                        let (a, n) = ((*s).start, (*s).end - (*s).start);
+                        inner.drop_span_segments(s);
+                        Some((a, n))
+                    }
+                };
+                match found {
+                    Some((a, n)) => {
+                        self.unlock();
+                        if let Some(src) = self.source {
+                            src.release(a, n);
+                        }
+                        self.lock();
+                    }
+                    None => break,
+                }
+            }
+        }
+        // SAFETY: lock held; nobody else uses the arena.
+        let (table, tsize) = unsafe {
+            let inner = self.inner();
+            let seg0: *mut Seg = &mut inner.seg0;
+            let rotor: *mut Seg = &mut inner.rotor;
+            a_remove(rotor);
+            let mut s = (*seg0).anext;
+            while s != seg0 {
+                let next = (*s).anext;
+                debug_assert!((*s).typ & T_WALKER == 0);
+                tree::putseg_global(s);
+                s = next;
+            }
+            while !inner.segfree.is_null() {
+                let s = inner.getseg();
+                tree::putseg_global(s);
+            }
+            let t = if inner.hash_table != inner.hash0.as_mut_ptr() {
+                Some(inner.hash_table)
+            } else {
+                None
+            };
+            (t, inner.hash_mask + 1)
+        };
+        self.unlock();
+        if let Some(t) = table {
+            tree::free_hash_table(t, tsize);
+        }
+        tree::free_vmem_struct(self as *const Vmem as *mut Vmem);
+        leaked
     }
 
     /// Allocate `size` units with `policy` (`vmem_alloc`). Sizes up to
     /// `qcache_max` go to the quantum caches when the arena has them
     /// (whatever the policy). Free with [`free`](Vmem::free).
+    ///
+    /// Errors: `ZeroSize`, `SizeOverflow`, `Exhausted`, `NoMetadata`.
     #[inline]
     pub fn alloc(&self, size: usize, policy: Policy) -> Result<Addr, VmemError> {
-        let _ = (size, policy);
-        todo!()
+        if size.wrapping_sub(1) < self.qcache_max.load(Ordering::Acquire) {
+            return self.qcache_alloc(size);
+        }
+        match policy {
+            Policy::InstantFit => self.alloc_instant(size),
+            Policy::NextFit => self.alloc_nextfit(size),
+            Policy::BestFit | Policy::FirstFit => {
+                let realsize = self.realsize(size)?;
+                self.xalloc_impl(XReq {
+                    size,
+                    realsize,
+                    align: self.quantum,
+                    phase: 0,
+                    nocross: 0,
+                    minaddr: 0,
+                    maxaddr: None,
+                    policy,
+                })
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn realsize(&self, size: usize) -> Result<usize, VmemError> {
+        if size == 0 {
+            return Err(VmemError::ZeroSize);
+        }
+        round_up(size, self.quantum).ok_or(VmemError::SizeOverflow { size })
+    }
+
+    #[cold]
+    fn qcache_alloc(&self, size: usize) -> Result<Addr, VmemError> {
+        let i = (size - 1) >> self.qshift;
+        // SAFETY: i < qcache_max / quantum, so the entry was published.
+        let c = unsafe { (*self.qcache.get())[i] };
+        let Some(c) = c else {
+            return Err(VmemError::Exhausted { size });
+        };
+        if let Some(a) = c.alloc() {
+            return Ok(a);
+        }
+        self.reap();
+        c.alloc().ok_or(VmemError::Exhausted { size })
+    }
+
+    /// Instant fit, unconstrained: the hot path.
+    #[inline]
+    fn alloc_instant(&self, size: usize) -> Result<Addr, VmemError> {
+        let realsize = self.realsize(size)?;
+        self.lock();
+        // SAFETY: lock held.
+        if unsafe { self.inner().nsegfree } < MINFREE && !self.populate() {
+            self.unlock();
+            return self.fail_nometa();
+        }
+        // SAFETY: lock held (re-derived after populate).
+        let inner = unsafe { self.inner() };
+        let first = if realsize.is_power_of_two() {
+            flist_of(realsize)
+        } else {
+            flist_of(realsize) + 1
+        };
+        let map = if first < 64 { inner.freemap & (!0u64 << first) } else { 0 };
+        if map == 0 {
+            self.unlock();
+            return self.xalloc_impl(XReq {
+                size,
+                realsize,
+                align: self.quantum,
+                phase: 0,
+                nocross: 0,
+                minaddr: 0,
+                maxaddr: None,
+                policy: Policy::InstantFit,
+            });
+        }
+        let fl = map.trailing_zeros() as usize;
+        // SAFETY: freemap bit set => list non-empty; lock held.
+        let addr = unsafe {
+            let vsp = *inner.freelist.get_unchecked(fl);
+            let addr = (*vsp).start;
+            inner.seg_alloc(vsp, addr, size, realsize);
+            addr
+        };
+        inner.ks.search += 1;
+        let grow = inner.nalloc > inner.grow_at;
+        self.unlock();
+        if grow {
+            self.grow_hash();
+        }
+        Ok(addr)
+    }
+
+    #[cold]
+    fn fail_nometa<T>(&self) -> Result<T, VmemError> {
+        self.lock();
+        // SAFETY: lock held.
+        unsafe { self.inner().ks.fail += 1 };
+        self.unlock();
+        Err(VmemError::NoMetadata)
+    }
+
+    /// Next fit (`vmem_nextfit_alloc`).
+    fn alloc_nextfit(&self, size: usize) -> Result<Addr, VmemError> {
+        let realsize = self.realsize(size)?;
+        self.lock();
+        // SAFETY: lock held.
+        if unsafe { self.inner().nsegfree } < MINFREE && !self.populate() {
+            self.unlock();
+            return self.fail_nometa();
+        }
+        // SAFETY: lock held throughout; `advance` may drop and retake it,
+        // after which we only follow pointers from the rotor again.
+        unsafe {
+            let inner = self.inner();
+            let rotor: *mut Seg = &mut inner.rotor;
+            let mut vsp = (*rotor).anext;
+            inner.ks.search += 1;
+            if (*vsp).typ == T_FREE {
+                let vs_size = (*vsp).end - (*vsp).start;
+                if vs_size > realsize && same_highbit(vs_size, vs_size - realsize) {
+                    // Common case: carve from the segment after the rotor
+                    // and put the new segment behind the rotor.
+                    let addr = (*vsp).start;
+                    (*vsp).start = addr + realsize;
+                    let s = inner.seg_create((*rotor).aprev, addr, addr + size);
+                    inner.hash_insert(s, realsize);
+                    let grow = inner.nalloc > inner.grow_at;
+                    self.unlock();
+                    if grow {
+                        self.grow_hash();
+                    }
+                    return Ok(addr);
+                }
+            }
+            loop {
+                if (*vsp).typ == T_FREE && (*vsp).end - (*vsp).start >= realsize {
+                    break;
+                }
+                vsp = (*vsp).anext;
+                self.inner().ks.search += 1;
+                if vsp == rotor {
+                    // Full circle: the rotor may be splitting the only fit.
+                    self.advance(rotor, (*rotor).anext);
+                    vsp = (*rotor).aprev;
+                    if (*vsp).typ == T_FREE && (*vsp).end - (*vsp).start >= realsize {
+                        break;
+                    }
+                    self.unlock();
+                    return self.xalloc_impl(XReq {
+                        size,
+                        realsize,
+                        align: self.quantum,
+                        phase: 0,
+                        nocross: 0,
+                        minaddr: 0,
+                        maxaddr: None,
+                        policy: Policy::FirstFit,
+                    });
+                }
+            }
+            let inner = self.inner();
+            let addr = (*vsp).start;
+            let s = inner.seg_alloc(vsp, addr, size, realsize);
+            self.advance(rotor, s);
+            let inner = self.inner();
+            let grow = inner.nalloc > inner.grow_at;
+            self.unlock();
+            if grow {
+                self.grow_hash();
+            }
+            Ok(addr)
+        }
+    }
+
+    /// Move the marker `walker` (rotor or walker) after `afterme` (or take it
+    /// off the list if null), coalescing the neighbours it separated and
+    /// releasing an imported span that became wholly free
+    /// (`vmem_advance`). May drop and retake the lock.
+    ///
+    /// # Safety
+    /// Lock held; `walker` is a marker on this arena's list; `afterme` is
+    /// null or a segment on it.
+    pub(crate) unsafe fn advance(&self, walker: *mut Seg, afterme: *mut Seg) {
+        // SAFETY: per the contract.
+        unsafe {
+            let inner = self.inner();
+            let vprev = (*walker).aprev;
+            let vnext = (*walker).anext;
+            a_remove(walker);
+            if !afterme.is_null() {
+                a_insert_after(afterme, walker);
+            }
+            let mut vsp = ptr::null_mut();
+            if (*vprev).typ == T_FREE {
+                if (*vnext).typ == T_FREE {
+                    debug_assert!((*vprev).end == (*vnext).start);
+                    inner.freelist_delete(vnext);
+                    inner.freelist_delete(vprev);
+                    (*vprev).end = (*vnext).end;
+                    inner.freelist_insert(vprev);
+                    inner.seg_destroy(vnext);
+                }
+                vsp = vprev;
+            } else if (*vnext).typ == T_FREE {
+                vsp = vnext;
+            }
+            if !vsp.is_null() && inner.has_source {
+                if let Some((a, n)) = inner.maybe_release(vsp) {
+                    self.unlock();
+                    if let Some(src) = self.source {
+                        src.release(a, n);
+                    }
+                    self.lock();
+                }
+            }
+        }
     }
 
     /// Free `[addr, addr + size)` allocated by [`alloc`](Vmem::alloc)
     /// (`vmem_free`). `size` must be the size allocated.
     ///
     /// Errors: `ZeroSize`, `NotAllocated`, `WrongSize`. Frees of sizes
-    /// served by a quantum cache are checked by the cache, not here.
+    /// served by a quantum cache go to the cache and are checked by it.
     #[inline]
     pub fn free(&self, addr: Addr, size: usize) -> Result<(), VmemError> {
-        let _ = (addr, size);
-        todo!()
+        if size.wrapping_sub(1) < self.qcache_max.load(Ordering::Acquire) {
+            let i = (size - 1) >> self.qshift;
+            // SAFETY: i < qcache_max / quantum, so the entry was published.
+            if let Some(c) = unsafe { (*self.qcache.get())[i] } {
+                c.free(addr);
+                return Ok(());
+            }
+        }
+        self.xfree(addr, size)
     }
 
     /// Constrained allocation (`vmem_xalloc`); never uses quantum caches.
     /// Free with [`xfree`](Vmem::xfree). Imports from the source only when
     /// the request has no `nocross`/`minaddr`/`maxaddr` constraint.
+    ///
+    /// Errors: `ZeroSize`, `SizeOverflow`, `BadAlign`, `BadPhase`,
+    /// `BadNocross`, `NocrossTooSmall`, `BadAddrRange`, `Exhausted`,
+    /// `NoMetadata`.
     pub fn xalloc(&self, req: &XAllocRequest) -> Result<Addr, VmemError> {
-        let _ = req;
-        todo!()
+        let r = self.check_xreq(req)?;
+        if r.align == self.quantum
+            && r.phase == 0
+            && r.nocross == 0
+            && r.minaddr == 0
+            && r.maxaddr.is_none()
+            && r.policy == Policy::InstantFit
+        {
+            return self.alloc_instant(r.size);
+        }
+        self.xalloc_impl(r)
+    }
+
+    fn check_xreq(&self, req: &XAllocRequest) -> Result<XReq, VmemError> {
+        let q = self.quantum;
+        let size = req.size;
+        let realsize = self.realsize(size)?;
+        let align = if req.align == 0 { q } else { req.align };
+        if !align.is_power_of_two() || align & (q - 1) != 0 {
+            return Err(VmemError::BadAlign { align, quantum: q });
+        }
+        let phase = req.phase;
+        if phase & (q - 1) != 0 || phase >= align {
+            return Err(VmemError::BadPhase { phase, align });
+        }
+        let nocross = req.nocross;
+        if nocross != 0 {
+            if !nocross.is_power_of_two() || nocross & (q - 1) != 0 {
+                return Err(VmemError::BadNocross { nocross, quantum: q });
+            }
+            let need = phase.checked_add(size).and_then(|v| round_up(v, align));
+            if align > nocross || need.is_none_or(|v| v > nocross) {
+                return Err(VmemError::NocrossTooSmall { nocross, size, align, phase });
+            }
+        }
+        let minaddr = req.minaddr.unwrap_or(0);
+        if let Some(maxaddr) = req.maxaddr {
+            if minaddr >= maxaddr || maxaddr - minaddr < size {
+                return Err(VmemError::BadAddrRange { minaddr, maxaddr, size });
+            }
+        }
+        let policy = if req.policy == Policy::NextFit { Policy::FirstFit } else { req.policy };
+        Ok(XReq { size, realsize, align, phase, nocross, minaddr, maxaddr: req.maxaddr, policy })
+    }
+
+    /// The general search, with import from the source and quantum-cache
+    /// reaping when short.
+    fn xalloc_impl(&self, r: XReq) -> Result<Addr, VmemError> {
+        let mut reaped = false;
+        self.lock();
+        loop {
+            // SAFETY: lock held.
+            if unsafe { self.inner().nsegfree } < MINFREE && !self.populate() {
+                self.unlock();
+                return self.fail_nometa();
+            }
+            // SAFETY: lock held.
+            let inner = unsafe { self.inner() };
+            // SAFETY: lock held.
+            let found = unsafe {
+                inner.find(r.size, r.align, r.phase, r.nocross, r.minaddr, r.maxaddr, r.policy)
+            };
+            if let Some((seg, addr)) = found {
+                // SAFETY: seg is a free segment containing the fit.
+                unsafe { inner.seg_alloc(seg, addr, r.size, r.realsize) };
+                let grow = inner.nalloc > inner.grow_at;
+                self.unlock();
+                if grow {
+                    self.grow_hash();
+                }
+                debug_assert!(addr % r.align == r.phase);
+                debug_assert!(!crosses(addr, addr + r.size - 1, r.nocross));
+                debug_assert!(addr >= r.minaddr);
+                debug_assert!(r.maxaddr.is_none_or(|m| addr + r.size <= m));
+                return Ok(addr);
+            }
+            if let Some(src) = self.source {
+                if r.nocross == 0 && r.minaddr == 0 && r.maxaddr.is_none() {
+                    match self.import_span(src, &r) {
+                        Ok(addr) => return Ok(addr),
+                        Err(VmemError::SizeOverflow { size }) => {
+                            self.unlock();
+                            return Err(VmemError::SizeOverflow { size });
+                        }
+                        Err(_) => {}
+                    }
+                }
+            }
+            if !reaped && self.qcache_max.load(Ordering::Relaxed) != 0 {
+                reaped = true;
+                self.unlock();
+                self.reap();
+                self.lock();
+                continue;
+            }
+            // SAFETY: lock held.
+            unsafe { self.inner().ks.fail += 1 };
+            self.unlock();
+            return Err(VmemError::Exhausted { size: r.size });
+        }
+    }
+
+    /// Import a span big enough for `r` and allocate from it. Called and
+    /// returns with the lock held on failure; on success the lock is
+    /// dropped.
+    fn import_span(&self, src: &'static dyn Source, r: &XReq) -> Result<Addr, VmemError> {
+        let imp_align = r.align.max(self.source_quantum).max(self.quantum);
+        let asize = r
+            .size
+            .checked_add(r.phase)
+            .and_then(|v| round_up(v.max(self.import_min), imp_align))
+            .ok_or(VmemError::SizeOverflow { size: r.size })?;
+        let resv = if asize == r.realsize && r.phase == 0 {
+            SEGS_PER_SPAN_CREATE
+        } else {
+            SEGS_PER_ALLOC_MAX
+        };
+        // SAFETY: lock held.
+        unsafe { self.inner().nsegfree -= resv };
+        self.unlock();
+        let got = src.import(asize, imp_align);
+        self.lock();
+        // SAFETY: lock held.
+        let inner = unsafe { self.inner() };
+        inner.nsegfree += resv;
+        let Some(va) = got else {
+            inner.ks.import_fail += 1;
+            return Err(VmemError::Exhausted { size: r.size });
+        };
+        if va & (imp_align - 1) != 0 || va.checked_add(asize).is_none() {
+            tree::fatal(format_args!(
+                "arena {}: source returned misaligned or wrapping span {:#x}+{:#x} (align {:#x})",
+                self.name(),
+                va,
+                asize,
+                imp_align
+            ));
+        }
+        inner.ks.import += 1;
+        // SAFETY: lock held, reservation claimed back.
+        unsafe {
+            let seg = inner.span_create(va, asize, true);
+            let addr = va + r.phase;
+            inner.seg_alloc(seg, addr, r.size, r.realsize);
+            let grow = inner.nalloc > inner.grow_at;
+            self.unlock();
+            if grow {
+                self.grow_hash();
+            }
+            Ok(addr)
+        }
     }
 
     /// Free a segment from [`xalloc`](Vmem::xalloc) (`vmem_xfree`);
-    /// bypasses quantum caches.
+    /// bypasses quantum caches. Releases an imported span to the source as
+    /// soon as it is wholly free.
+    ///
+    /// Errors: `ZeroSize`, `NotAllocated`, `WrongSize`.
+    #[inline]
     pub fn xfree(&self, addr: Addr, size: usize) -> Result<(), VmemError> {
-        let _ = (addr, size);
-        todo!()
+        if size == 0 {
+            return Err(VmemError::ZeroSize);
+        }
+        self.lock();
+        // SAFETY: lock held.
+        let inner = unsafe { self.inner() };
+        // SAFETY: lock held.
+        let rel = match unsafe { inner.hash_delete(addr, size) } {
+            // SAFETY: s was an allocated segment, now out of the hash.
+            Ok(s) => unsafe { inner.free_seg(s) },
+            Err(e) => {
+                self.unlock();
+                return Err(e);
+            }
+        };
+        self.unlock();
+        if let Some((a, n)) = rel {
+            if let Some(src) = self.source {
+                src.release(a, n);
+            }
+        }
+        Ok(())
     }
 
     /// Add the span `[addr, addr + size)` to the arena (`vmem_add`).
     /// Returns `addr`. Errors: `ZeroSize`, `SpanMisaligned`, `SpanOverflow`,
     /// `SpanOverlap`, `NoMetadata`.
     pub fn add(&self, addr: Addr, size: usize) -> Result<Addr, VmemError> {
-        let _ = (addr, size);
-        todo!()
+        check_span(addr, size, self.quantum)?;
+        self.lock();
+        // SAFETY: lock held.
+        if unsafe { self.inner().nsegfree } < MINFREE && !self.populate() {
+            self.unlock();
+            return Err(VmemError::NoMetadata);
+        }
+        // SAFETY: lock held.
+        let inner = unsafe { self.inner() };
+        if let Some((existing, existing_size)) = inner.find_overlap(addr, addr + size) {
+            self.unlock();
+            return Err(VmemError::SpanOverlap { addr, size, existing, existing_size });
+        }
+        // SAFETY: lock held, segments available.
+        unsafe { inner.span_create(addr, size, false) };
+        self.unlock();
+        Ok(addr)
     }
 
     /// Add `[addr, addr + size)`, merging it with an adjacent span of an
@@ -104,106 +1393,701 @@ impl Vmem {
     /// allocate `alloc` units at the start of the resulting free segment
     /// (`_vmem_extend_alloc`; the free tail of the previous span is used
     /// first, so the result may be below `addr`). Free the result with
-    /// `free`/`xfree` and size `alloc`.
+    /// [`xfree`](Vmem::xfree) and size `alloc`.
+    ///
+    /// Errors: as [`add`](Vmem::add), and `BadExtendAlloc`.
     pub fn extend_alloc(&self, addr: Addr, size: usize, alloc: usize) -> Result<Addr, VmemError> {
-        let _ = (addr, size, alloc);
-        todo!()
+        check_span(addr, size, self.quantum)?;
+        if alloc == 0 || alloc > size || alloc & (self.quantum - 1) != 0 {
+            return Err(VmemError::BadExtendAlloc { size, alloc });
+        }
+        self.lock();
+        // SAFETY: lock held.
+        if unsafe { self.inner().nsegfree } < MINFREE && !self.populate() {
+            self.unlock();
+            return Err(VmemError::NoMetadata);
+        }
+        // SAFETY: lock held.
+        let inner = unsafe { self.inner() };
+        if let Some((existing, existing_size)) = inner.find_overlap(addr, addr + size) {
+            self.unlock();
+            return Err(VmemError::SpanOverlap { addr, size, existing, existing_size });
+        }
+        // SAFETY: lock held, segments available.
+        let a = unsafe {
+            let vsp = if inner.has_source {
+                inner.span_create(addr, size, false)
+            } else {
+                inner.extend(addr, addr + size)
+            };
+            let a = (*vsp).start;
+            inner.seg_alloc(vsp, a, alloc, alloc);
+            a
+        };
+        let grow = inner.nalloc > inner.grow_at;
+        self.unlock();
+        if grow {
+            self.grow_hash();
+        }
+        Ok(a)
     }
 
     /// Whether `[addr, addr + size)` lies inside one span of the arena
-    /// (`vmem_contains`).
+    /// (`vmem_contains`). False for `size == 0` or a wrapping range.
     pub fn contains(&self, addr: Addr, size: usize) -> bool {
-        let _ = (addr, size);
-        todo!()
+        let Some(end) = addr.checked_add(size) else {
+            return false;
+        };
+        if size == 0 {
+            return false;
+        }
+        self.lock();
+        // SAFETY: lock held.
+        let inner = unsafe { self.inner() };
+        inner.ks.contains += 1;
+        let seg0: *const Seg = &inner.seg0;
+        let mut found = false;
+        // SAFETY: span list well formed under the lock.
+        unsafe {
+            let mut s = inner.seg0.knext as *const Seg;
+            while s != seg0 {
+                inner.ks.contains_search += 1;
+                if addr >= (*s).start && end <= (*s).end {
+                    found = true;
+                    break;
+                }
+                s = (*s).knext;
+            }
+        }
+        self.unlock();
+        found
     }
 
     /// Call `f(type, start, size)` for every segment whose type is in
-    /// `types`, in address order (`vmem_walk`). See [`WalkMode`] for the
-    /// locking.
+    /// `types`, in address order within each span (`vmem_walk`). Allocated
+    /// segments report the size they were allocated with. See [`WalkMode`]
+    /// for the locking.
     pub fn walk(&self, types: SegTypes, mode: WalkMode, f: &mut dyn FnMut(SegType, Addr, usize)) {
-        let _ = (types, mode, f);
-        todo!()
+        let seg_type = |t: u8| match t {
+            T_ALLOC => Some(SegType::Alloc),
+            T_FREE => Some(SegType::Free),
+            T_SPAN => Some(SegType::Span),
+            _ => None,
+        };
+        self.lock();
+        let mut guard = WalkGuard { vm: self, walker: ptr::null_mut(), locked: true };
+        // SAFETY: lock held whenever we touch the list; the walker marker
+        // lives on this stack frame and is unlinked (by the guard if `f`
+        // unwinds) before the frame goes.
+        unsafe {
+            let seg0: *mut Seg = &mut self.inner().seg0;
+            match mode {
+                WalkMode::Locked => {
+                    let mut s = (*seg0).anext;
+                    while s != seg0 {
+                        if let Some(t) = seg_type((*s).typ) {
+                            if types.has(t) {
+                                f(t, (*s).start, (*s).end - (*s).start);
+                            }
+                        }
+                        s = (*s).anext;
+                    }
+                }
+                WalkMode::Reentrant => {
+                    let mut walker = Seg::empty(T_WALKER);
+                    let w: *mut Seg = &mut walker;
+                    a_insert_after(seg0, w);
+                    guard.walker = w;
+                    let mut s = (*w).anext;
+                    while s != seg0 {
+                        match seg_type((*s).typ) {
+                            Some(t) if types.has(t) => {
+                                let (a, n) = ((*s).start, (*s).end - (*s).start);
+                                self.advance(w, s);
+                                self.unlock();
+                                guard.locked = false;
+                                f(t, a, n);
+                                self.lock();
+                                guard.locked = true;
+                                s = (*w).anext;
+                            }
+                            _ => s = (*s).anext,
+                        }
+                    }
+                }
+            }
+        }
+        drop(guard);
     }
 
     /// Units in segments of the given types (`vmem_size`): `ALLOC` = in use,
-    /// `FREE` = available, `ALLOC_FREE` = total, `SPAN` counts spans'
-    /// sizes (same as total).
+    /// `FREE` = available, `ALLOC_FREE` = total; `SPAN` adds the total of
+    /// all spans (so `SPAN` alone is the total too).
     pub fn size(&self, types: SegTypes) -> usize {
-        let _ = types;
-        todo!()
+        self.lock();
+        // SAFETY: lock held.
+        let ks = unsafe { self.inner().ks };
+        self.unlock();
+        let mut n = 0u64;
+        if types.has(SegType::Alloc) {
+            n += ks.mem_inuse;
+        }
+        if types.has(SegType::Free) {
+            n += ks.mem_total - ks.mem_inuse;
+        }
+        if types.has(SegType::Span) {
+            n += ks.mem_total;
+        }
+        n as usize
     }
 
     /// A snapshot of the kstats.
     pub fn stats(&self) -> VmemStats {
-        todo!()
+        self.lock();
+        // SAFETY: lock held.
+        let inner = unsafe { self.inner() };
+        let ks = inner.ks;
+        let s = VmemStats {
+            mem_inuse: ks.mem_inuse,
+            mem_total: ks.mem_total,
+            mem_import: ks.mem_import,
+            alloc: ks.alloc,
+            free: ks.free,
+            fail: ks.fail,
+            import: ks.import,
+            import_fail: ks.import_fail,
+            release: ks.release,
+            search: ks.search,
+            lookup: ks.lookup,
+            populate: ks.populate,
+            populate_fail: ks.populate_fail,
+            contains: ks.contains,
+            contains_search: ks.contains_search,
+            hash_rescale: ks.hash_rescale,
+            hash_size: inner.hash_mask + 1,
+            spans: inner.nspans,
+            alloc_segs: inner.nalloc,
+            free_segs: inner.nfree,
+            reserve_segs: inner.nsegfree,
+            id: self.id,
+            source_id: self.source.map_or(0, |s| s.source_id()),
+        };
+        self.unlock();
+        s
     }
 
     /// Walk every structure of the arena under its lock and check the
-    /// invariants listed in the crate's theory statement.
+    /// invariants listed in the crate's theory statement. Returns the first
+    /// violation as `VmemError::Corrupt`.
     pub fn verify(&self) -> Result<(), VmemError> {
-        todo!()
+        self.lock();
+        // SAFETY: lock held for the whole check.
+        let r = unsafe { self.inner().verify() };
+        self.unlock();
+        r
     }
 
     /// The arena's name.
     pub fn name(&self) -> &str {
-        todo!()
+        let b = &self.name[..self.name_len as usize];
+        core::str::from_utf8(b).unwrap_or("?")
     }
 
     /// The quantum.
+    #[inline]
     pub fn quantum(&self) -> usize {
-        todo!()
+        self.quantum
     }
 
     /// The largest size served by quantum caches (0 if none).
+    #[inline]
     pub fn qcache_max(&self) -> usize {
-        todo!()
+        self.qcache_max.load(Ordering::Acquire)
     }
 
     /// The quantum cache serving `size`, if any.
     pub fn qcache_for(&self, size: usize) -> Option<&'static dyn QCache> {
-        let _ = size;
-        todo!()
+        if size.wrapping_sub(1) < self.qcache_max() {
+            // SAFETY: index below qcache_max: published entry.
+            unsafe { (*self.qcache.get())[(size - 1) >> self.qshift] }
+        } else {
+            None
+        }
     }
 
     /// The arena's id (creation order, from 1).
+    #[inline]
     pub fn id(&self) -> u32 {
-        todo!()
+        self.id
     }
 
     /// The source, if any.
     pub fn source(&self) -> Option<&'static dyn Source> {
-        todo!()
+        self.source
     }
 
     /// Return quantum caches' cached objects to the arena.
     pub fn reap(&self) {
-        todo!()
+        let n = self.qcache_max() >> self.qshift;
+        for i in 0..n {
+            // SAFETY: published entries.
+            if let Some(c) = unsafe { (*self.qcache.get())[i] } {
+                c.reap();
+            }
+        }
     }
 
     /// Resize the hash table to keep chains near length 1
     /// (`vmem_hash_rescale`); `update()` does it for every arena.
     pub fn rescale(&self) {
-        todo!()
+        tree::with_list_lock(|| self.rescale_list_held(false));
     }
+
+    /// Grow the hash after an allocation pushed it past `grow_at`.
+    #[cold]
+    #[inline(never)]
+    fn grow_hash(&self) {
+        if tree::populating_thread() == thread_id() {
+            return;
+        }
+        if tree::try_with_list_lock(|| self.rescale_list_held(true)).is_none() {
+            // Someone holds the list lock (update, create, another rescale);
+            // we will ask again on a later allocation.
+        }
+    }
+
+    /// The rescale itself; the caller holds the arena-list lock.
+    pub(crate) fn rescale_list_held(&self, grow_only: bool) {
+        self.lock();
+        // SAFETY: lock held.
+        let (n, old) = unsafe {
+            let i = self.inner();
+            (i.nalloc, i.hash_mask + 1)
+        };
+        self.unlock();
+        let target = n.max(1).next_power_of_two().max(HASH_INITIAL);
+        let want = if grow_only {
+            target > old
+        } else {
+            target > old || target.saturating_mul(4) < old
+        };
+        if !want {
+            if grow_only {
+                self.lock();
+                // SAFETY: lock held.
+                unsafe { self.inner().grow_at = 2 * old };
+                self.unlock();
+            }
+            return;
+        }
+        let Some(table) = tree::alloc_hash_table(target) else {
+            self.lock();
+            // SAFETY: lock held. Back off so we do not retry on every alloc.
+            unsafe {
+                let i = self.inner();
+                i.grow_at = i.grow_at.saturating_mul(2);
+            }
+            self.unlock();
+            return;
+        };
+        self.lock();
+        // SAFETY: lock held; `table` holds `target` null buckets.
+        let (old_table, old_size, was_embedded) = unsafe {
+            let i = self.inner();
+            let old_table = i.hash_table;
+            let old_size = i.hash_mask + 1;
+            let was_embedded = old_table == i.hash0.as_mut_ptr();
+            i.hash_table = table;
+            i.hash_mask = target - 1;
+            i.hash_shift = 64 - target.trailing_zeros();
+            i.grow_at = 2 * target;
+            for h in 0..old_size {
+                let mut s = *old_table.add(h);
+                while !s.is_null() {
+                    let next = (*s).knext;
+                    let b = i.bucket((*s).start);
+                    (*s).knext = *b;
+                    *b = s;
+                    s = next;
+                }
+                *old_table.add(h) = ptr::null_mut();
+            }
+            i.ks.hash_rescale += 1;
+            (old_table, old_size, was_embedded)
+        };
+        self.unlock();
+        if !was_embedded {
+            tree::free_hash_table(old_table, old_size);
+        }
+    }
+
+    /// Refill the reserve of segment structures to MINFREE
+    /// (`vmem_populate`). Called and returns with the lock held; may drop it.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn populate(&self) -> bool {
+        // SAFETY: lock held on entry.
+        unsafe {
+            let inner = self.inner();
+            while inner.nsegfree < MINFREE {
+                match tree::getseg_global() {
+                    Some(s) => inner.putseg(s),
+                    None => break,
+                }
+            }
+            if inner.nsegfree >= MINFREE {
+                return true;
+            }
+        }
+        let me = thread_id();
+        if tree::populating_thread() == me {
+            // We are the populating thread, deep in the tree: tap the
+            // reserve (populator arenas only).
+            debug_assert!(self.is_populator());
+            return true;
+        }
+        let Some(seg_arena) = tree::seg_arena() else {
+            // SAFETY: lock held.
+            unsafe { self.inner().ks.populate_fail += 1 };
+            return false;
+        };
+        self.unlock();
+        tree::populate_lock(me);
+        self.lock();
+        // SAFETY: lock held. Another thread may have refilled the global
+        // list while we waited.
+        unsafe {
+            let inner = self.inner();
+            while inner.nsegfree < MINFREE {
+                match tree::getseg_global() {
+                    Some(s) => inner.putseg(s),
+                    None => break,
+                }
+            }
+            if inner.nsegfree >= MINFREE {
+                tree::populate_unlock();
+                return true;
+            }
+        }
+        self.unlock();
+        let npop = tree::npopulators();
+        let want = MINFREE + npop * POPULATE_RESERVE;
+        let size = round_up(want * SEG_SIZE, seg_arena.quantum).unwrap_or(usize::MAX);
+        let mut nseg = size / SEG_SIZE;
+        let p = match seg_arena.alloc_instant(size) {
+            Ok(p) => p,
+            Err(_) => {
+                tree::populate_unlock();
+                self.lock();
+                // SAFETY: lock held.
+                unsafe { self.inner().ks.populate_fail += 1 };
+                return false;
+            }
+        };
+        let seg_at = |i: usize| (p + i * SEG_SIZE) as *mut Seg;
+        // Restock the populators that may have tapped their reserves.
+        for i in 0..npop {
+            let pa = tree::populator(i);
+            pa.lock();
+            // SAFETY: pa's lock held; the structures are fresh memory from
+            // vmem_seg, each used once.
+            unsafe {
+                let pi = pa.inner();
+                while pi.nsegfree < POPULATE_RESERVE && nseg > 0 {
+                    nseg -= 1;
+                    pi.putseg(seg_at(nseg));
+                }
+            }
+            pa.unlock();
+        }
+        self.lock();
+        // SAFETY: lock held; fresh structures.
+        unsafe {
+            let inner = self.inner();
+            while inner.nsegfree < MINFREE && nseg > 0 {
+                nseg -= 1;
+                inner.putseg(seg_at(nseg));
+            }
+            inner.ks.populate += 1;
+        }
+        tree::populate_unlock();
+        while nseg > 0 {
+            nseg -= 1;
+            tree::putseg_global(seg_at(nseg));
+        }
+        // SAFETY: lock held.
+        unsafe { self.inner().nsegfree >= MINFREE }
+    }
+}
+
+impl Inner {
+    /// Remove every segment of the span `span` (used by destroy).
+    unsafe fn drop_span_segments(&mut self, span: *mut Seg) {
+        // SAFETY: lock held; span is a marker on the list.
+        unsafe {
+            let mut s = (*span).anext;
+            while (*s).typ & (T_SPAN | T_HEAD) == 0 {
+                let next = (*s).anext;
+                match (*s).typ {
+                    T_FREE => {
+                        self.freelist_delete(s);
+                        self.seg_destroy(s);
+                    }
+                    T_ALLOC => {
+                        // Unhash the leaked segment.
+                        let mut pp = self.bucket((*s).start);
+                        while *pp != s {
+                            pp = &mut (**pp).knext;
+                        }
+                        *pp = (*s).knext;
+                        let real = round_up((*s).end - (*s).start, self.quantum).unwrap_or(0);
+                        self.ks.mem_inuse -= real as u64;
+                        self.nalloc -= 1;
+                        self.seg_destroy(s);
+                    }
+                    _ => {}
+                }
+                s = next;
+            }
+            let size = ((*span).end - (*span).start) as u64;
+            if (*span).import {
+                self.ks.mem_import -= size;
+            }
+            self.ks.mem_total -= size;
+            k_remove(span);
+            self.seg_destroy(span);
+            self.nspans -= 1;
+        }
+    }
+
+    /// The invariant checker (lock held).
+    unsafe fn verify(&mut self) -> Result<(), VmemError> {
+        macro_rules! check {
+            ($c:expr, $what:expr, $addr:expr) => {
+                if !$c {
+                    return Err(VmemError::Corrupt { what: $what, addr: $addr });
+                }
+            };
+        }
+        let q = self.quantum;
+        let seg0: *mut Seg = &mut self.seg0;
+        let rotor: *mut Seg = &mut self.rotor;
+        // SAFETY: lock held; we bound every traversal by counts we derive
+        // from a first bounded pass, so a corrupt cycle cannot hang us
+        // beyond `LIMIT` steps.
+        unsafe {
+            const LIMIT: usize = 1 << 40;
+            // Pass 1: address list.
+            let mut n_alloc = 0usize;
+            let mut n_free = 0usize;
+            let mut n_spans = 0usize;
+            let mut n_rotor = 0usize;
+            let mut inuse = 0u64;
+            let mut free_sum = 0u64;
+            let mut total = 0u64;
+            let mut import = 0u64;
+            let mut span: *mut Seg = ptr::null_mut();
+            let mut cursor = 0usize;
+            let mut prev_typ = T_HEAD;
+            let mut steps = 0usize;
+            let mut s = (*seg0).anext;
+            check!((*seg0).aprev != ptr::null_mut(), "seg0 unlinked", 0);
+            let mut last_span_end: Option<usize> = None;
+            loop {
+                steps += 1;
+                check!(steps < LIMIT, "address list does not close", 0);
+                check!((*(*s).aprev).anext == s, "address list links broken", (*s).start);
+                let t = (*s).typ;
+                if t == T_SPAN || s == seg0 {
+                    if !span.is_null() {
+                        check!(cursor == (*span).end, "segments do not tile their span", (*span).start);
+                        // An imported span must not be wholly free unless a
+                        // marker kept it from being released.
+                        let first = (*span).anext;
+                        if (*span).import
+                            && (*first).typ == T_FREE
+                            && (*first).start == (*span).start
+                            && (*first).end == (*span).end
+                            && (*(*first).anext).typ & (T_SPAN | T_HEAD) != 0
+                        {
+                            return Err(VmemError::Corrupt {
+                                what: "imported span wholly free but not released",
+                                addr: (*span).start,
+                            });
+                        }
+                    }
+                    if s == seg0 {
+                        break;
+                    }
+                    check!((*s).start < (*s).end, "empty span", (*s).start);
+                    check!(((*s).start | (*s).end) & (q - 1) == 0, "misaligned span", (*s).start);
+                    if !self.has_source {
+                        if let Some(e) = last_span_end {
+                            check!((*s).start >= e, "spans out of address order", (*s).start);
+                        }
+                        last_span_end = Some((*s).end);
+                    }
+                    n_spans += 1;
+                    total += ((*s).end - (*s).start) as u64;
+                    if (*s).import {
+                        import += ((*s).end - (*s).start) as u64;
+                    }
+                    (*s).mark = 1;
+                    span = s;
+                    cursor = (*s).start;
+                } else if t & T_MARKER != 0 {
+                    if s == rotor {
+                        n_rotor += 1;
+                    } else {
+                        check!(t == T_WALKER, "unknown marker", (*s).start);
+                    }
+                } else {
+                    check!(!span.is_null(), "segment before any span", (*s).start);
+                    check!(t == T_ALLOC || t == T_FREE, "bad segment type", (*s).start);
+                    check!((*s).start == cursor, "segment out of address order or gap", (*s).start);
+                    check!((*s).end > (*s).start, "empty segment", (*s).start);
+                    let end = if t == T_ALLOC {
+                        round_up((*s).end, q).unwrap_or(0)
+                    } else {
+                        (*s).end
+                    };
+                    check!((*s).start & (q - 1) == 0 && end & (q - 1) == 0, "misaligned segment", (*s).start);
+                    check!(end <= (*span).end, "segment past its span", (*s).start);
+                    if t == T_FREE {
+                        check!(prev_typ != T_FREE, "two adjacent free segments", (*s).start);
+                        n_free += 1;
+                        free_sum += (end - (*s).start) as u64;
+                    } else {
+                        n_alloc += 1;
+                        inuse += (end - (*s).start) as u64;
+                    }
+                    (*s).mark = 1;
+                    cursor = end;
+                }
+                prev_typ = t;
+                s = (*s).anext;
+            }
+            check!(n_rotor == 1, "rotor missing or duplicated", 0);
+            // Pass 2: freelists and freemap.
+            let mut listed = 0usize;
+            for (i, &head) in self.freelist.iter().enumerate() {
+                check!(
+                    (self.freemap >> i) & 1 == (!head.is_null()) as u64,
+                    "freemap does not match non-empty freelists",
+                    i
+                );
+                let mut prev: *mut Seg = ptr::null_mut();
+                let mut f = head;
+                while !f.is_null() {
+                    listed += 1;
+                    check!(listed <= n_free, "freelist holds more than the free segments", (*f).start);
+                    check!((*f).typ == T_FREE, "non-free segment on a freelist", (*f).start);
+                    check!((*f).mark == 1, "freelist segment not on the address list once", (*f).start);
+                    check!(flist_of((*f).end - (*f).start) as usize == i, "free segment on the wrong freelist", (*f).start);
+                    check!((*f).kprev == prev, "freelist back link broken", (*f).start);
+                    (*f).mark = 2;
+                    prev = f;
+                    f = (*f).knext;
+                }
+            }
+            check!(listed == n_free, "free segment missing from the freelists", 0);
+            // Pass 3: hash table.
+            let mut hashed = 0usize;
+            let nb = self.hash_mask + 1;
+            check!(nb.is_power_of_two() && 64 - nb.trailing_zeros() == self.hash_shift, "hash geometry", nb);
+            for h in 0..nb {
+                let mut a = *self.hash_table.add(h);
+                while !a.is_null() {
+                    hashed += 1;
+                    check!(hashed <= n_alloc, "hash holds more than the allocated segments", (*a).start);
+                    check!((*a).typ == T_ALLOC, "non-allocated segment in the hash", (*a).start);
+                    check!((*a).mark == 1, "hashed segment not on the address list once", (*a).start);
+                    check!(hash_index((*a).start, self.qshift, self.hash_shift) == h, "segment in the wrong bucket", (*a).start);
+                    (*a).mark = 2;
+                    a = (*a).knext;
+                }
+            }
+            check!(hashed == n_alloc, "allocated segment missing from the hash", 0);
+            // Pass 4: span list.
+            let mut nsp = 0usize;
+            let mut k = (*seg0).knext;
+            while k != seg0 {
+                nsp += 1;
+                check!(nsp <= n_spans, "span list longer than the spans", (*k).start);
+                check!((*k).typ == T_SPAN && (*k).mark == 1, "span list holds a non-span", (*k).start);
+                check!((*(*k).kprev).knext == k, "span list links broken", (*k).start);
+                (*k).mark = 2;
+                k = (*k).knext;
+            }
+            check!(nsp == n_spans, "span missing from the span list", 0);
+            // Pass 5: every mark must be 2; reset them.
+            let mut s = (*seg0).anext;
+            while s != seg0 {
+                if (*s).typ & (T_ALLOC | T_FREE | T_SPAN) != 0 {
+                    check!((*s).mark == 2, "segment not on its list", (*s).start);
+                }
+                (*s).mark = 0;
+                s = (*s).anext;
+            }
+            // Reserve.
+            let mut r = 0usize;
+            let mut f = self.segfree;
+            while !f.is_null() {
+                r += 1;
+                check!(r <= LIMIT, "reserve list does not end", 0);
+                f = (*f).knext;
+            }
+            check!(r == self.nsegfree, "reserve count wrong", r);
+            // Counters and kstats.
+            check!(n_alloc == self.nalloc, "allocated segment count wrong", n_alloc);
+            check!(n_free == self.nfree, "free segment count wrong", n_free);
+            check!(n_spans == self.nspans, "span count wrong", n_spans);
+            check!(inuse == self.ks.mem_inuse, "kstat mem_inuse wrong", inuse as usize);
+            check!(total == self.ks.mem_total, "kstat mem_total wrong", total as usize);
+            check!(inuse + free_sum == total, "in use + free != total", total as usize);
+            check!(import == self.ks.mem_import, "kstat mem_import wrong", import as usize);
+            check!(
+                self.ks.alloc.wrapping_sub(self.ks.free) == self.nalloc as u64,
+                "kstat alloc - free != allocated segments",
+                self.nalloc
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Validate a span for `add`/`extend_alloc`/`create`.
+fn check_span(addr: Addr, size: usize, q: usize) -> Result<(), VmemError> {
+    if size == 0 {
+        return Err(VmemError::ZeroSize);
+    }
+    if (addr | size) & (q - 1) != 0 {
+        return Err(VmemError::SpanMisaligned { addr, size, quantum: q });
+    }
+    if addr.checked_add(size).is_none() {
+        return Err(VmemError::SpanOverflow { addr, size });
+    }
+    Ok(())
 }
 
 impl Source for Vmem {
     /// `xalloc(size, align = max(align, quantum))`.
     fn import(&self, size: usize, align: usize) -> Option<Addr> {
-        let _ = (size, align);
-        todo!()
+        let align = align.max(self.quantum);
+        self.xalloc(&XAllocRequest::new(size).align(align)).ok()
     }
-    /// `xfree(addr, size)`; panics (aborting message) if the range was not
-    /// imported whole, as vmem.c does.
+    /// `xfree(addr, size)`; aborts with a message if the range was not
+    /// imported whole, as vmem.c panics on a bad free.
     fn release(&self, addr: Addr, size: usize) {
-        let _ = (addr, size);
-        todo!()
+        if let Err(e) = self.xfree(addr, size) {
+            tree::fatal(format_args!("release to arena {}: {}", self.name(), e));
+        }
     }
     fn quantum(&self) -> usize {
-        Vmem::quantum(self)
+        self.quantum
     }
     fn source_id(&self) -> u32 {
-        self.id()
+        self.id
     }
 }
 

@@ -105,8 +105,8 @@ pub use error::VmemError;
 pub use mmap::{MmapSource, MMAP_SOURCE};
 pub use source::{QCache, QCacheFactory, Source};
 pub use tree::{
-    for_each_arena, heap, init, is_initialized, lockup, release, set_qcache_factory, try_heap,
-    update, verify,
+    arena_count, for_each_arena, global_free_segs, heap, init, is_initialized, lockup, release,
+    set_qcache_factory, try_heap, update, verify,
 };
 pub use types::{CreateFlags, Policy, SegType, SegTypes, VmemStats, WalkMode, XAllocRequest};
 

@@ -1,6 +1,7 @@
 //! The built-in page source (feature `std`): anonymous private mmap.
 
 use crate::{Addr, Source};
+use core::sync::atomic::{AtomicUsize, Ordering};
 
 /// Anonymous-mmap page source: `import` maps fresh zeroed pages, `release`
 /// unmaps them. Alignments above the page size are met by over-mapping and
@@ -12,16 +13,66 @@ pub struct MmapSource {
 /// The one `MmapSource`, the heap's source when vmem initialises itself.
 pub static MMAP_SOURCE: MmapSource = MmapSource { _private: () };
 
+static PAGE: AtomicUsize = AtomicUsize::new(0);
+
+/// The system page size.
+pub(crate) fn page_size() -> usize {
+    let p = PAGE.load(Ordering::Relaxed);
+    if p != 0 {
+        return p;
+    }
+    // SAFETY: sysconf has no preconditions.
+    let v = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    let v = if v > 0 { v as usize } else { 4096 };
+    PAGE.store(v, Ordering::Relaxed);
+    v
+}
+
+fn map(len: usize) -> Option<Addr> {
+    // SAFETY: anonymous private mapping; no existing memory is touched.
+    let p = unsafe {
+        libc::mmap(
+            core::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        None
+    } else {
+        Some(p as Addr)
+    }
+}
+
+fn unmap(addr: Addr, len: usize) {
+    if len != 0 {
+        // SAFETY: the range was mapped by `map` and is given back whole by
+        // its importer.
+        unsafe { libc::munmap(addr as *mut libc::c_void, len) };
+    }
+}
+
 impl Source for MmapSource {
     fn import(&self, size: usize, align: usize) -> Option<Addr> {
-        let _ = (size, align);
-        todo!()
+        let page = page_size();
+        let size = size.checked_add(page - 1)? & !(page - 1);
+        if align <= page {
+            return map(size);
+        }
+        let len = size.checked_add(align - page)?;
+        let p = map(len)?;
+        let a = (p + align - 1) & !(align - 1);
+        unmap(p, a - p);
+        unmap(a + size, p + len - (a + size));
+        Some(a)
     }
     fn release(&self, addr: Addr, size: usize) {
-        let _ = (addr, size);
-        todo!()
+        unmap(addr, size);
     }
     fn quantum(&self) -> usize {
-        todo!()
+        page_size()
     }
 }

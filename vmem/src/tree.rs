@@ -1,9 +1,356 @@
 //! The internal arena tree (heap → vmem_internal → vmem_seg / vmem_hash /
-//! vmem_vmem), bootstrap, the arena list, populate, lockup/release, update.
+//! vmem_vmem), its bootstrap from static reserves, the arena list, the
+//! global segment free list, the populate lock, lockup/release and update.
 
+use crate::arena::{CreateArgs, HASH_INITIAL};
 use crate::error::VmemError;
+use crate::lock::SpinLock;
+use crate::seg::Seg;
 use crate::source::{QCacheFactory, Source};
-use crate::Vmem;
+use crate::types::{CreateFlags, Policy, XAllocRequest};
+use crate::{Addr, Vmem};
+use core::cell::UnsafeCell;
+use core::fmt;
+use core::mem::{size_of, MaybeUninit};
+use core::ptr;
+use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU8, AtomicUsize, Ordering};
+
+/// Statically allocated segment structures that bootstrap the tree.
+const SEG_INITIAL: usize = 128;
+/// Statically allocated arenas: heap, vmem_internal, vmem_seg, vmem_hash,
+/// vmem_vmem.
+const VMEM_INITIAL: usize = 5;
+/// Most populator arenas (heap, vmem_internal, vmem_seg).
+const MAX_POPULATORS: usize = 4;
+/// vmem_internal imports at least this many pages at a time.
+const INTERNAL_IMPORT_PAGES: usize = 16;
+
+/// A static whose contents are protected by a lock or by init ordering.
+struct Racy<T>(UnsafeCell<T>);
+// SAFETY: every access goes through a lock or the init state machine
+// documented at each use.
+unsafe impl<T> Sync for Racy<T> {}
+
+#[repr(C, align(64))]
+struct Vmem0([MaybeUninit<Vmem>; VMEM_INITIAL]);
+
+static SEG0: Racy<[MaybeUninit<Seg>; SEG_INITIAL]> =
+    Racy(UnsafeCell::new([const { MaybeUninit::uninit() }; SEG_INITIAL]));
+static VMEM0: Racy<Vmem0> =
+    Racy(UnsafeCell::new(Vmem0([const { MaybeUninit::uninit() }; VMEM_INITIAL])));
+
+/// 0: not built, 1: being built, 2: ready.
+static INIT_STATE: AtomicU8 = AtomicU8::new(0);
+static INIT_SOURCE: Racy<Option<&'static dyn Source>> = Racy(UnsafeCell::new(None));
+static INIT_PAGE: AtomicUsize = AtomicUsize::new(0);
+
+static HEAP: AtomicPtr<Vmem> = AtomicPtr::new(ptr::null_mut());
+static INTERNAL: AtomicPtr<Vmem> = AtomicPtr::new(ptr::null_mut());
+static SEG_ARENA: AtomicPtr<Vmem> = AtomicPtr::new(ptr::null_mut());
+static HASH_ARENA: AtomicPtr<Vmem> = AtomicPtr::new(ptr::null_mut());
+static VMEM_ARENA: AtomicPtr<Vmem> = AtomicPtr::new(ptr::null_mut());
+
+static NEXT_ID: AtomicU32 = AtomicU32::new(1);
+
+/// The arena list (creation order) and its lock.
+static LIST_LOCK: SpinLock = SpinLock::new();
+static LIST_HEAD: AtomicPtr<Vmem> = AtomicPtr::new(ptr::null_mut());
+
+/// The populate lock and its owner (a thread id, 0 when free).
+static POP_LOCK: SpinLock = SpinLock::new();
+static POP_OWNER: AtomicUsize = AtomicUsize::new(0);
+static POPULATORS: [AtomicPtr<Vmem>; MAX_POPULATORS] =
+    [const { AtomicPtr::new(ptr::null_mut()) }; MAX_POPULATORS];
+static NPOPULATORS: AtomicUsize = AtomicUsize::new(0);
+
+/// The global segment free list (leaf lock).
+static SEGFREE_LOCK: SpinLock = SpinLock::new();
+static SEGFREE: Racy<*mut Seg> = Racy(UnsafeCell::new(ptr::null_mut()));
+
+static FACTORY_LOCK: SpinLock = SpinLock::new();
+static FACTORY: Racy<Option<&'static dyn QCacheFactory>> = Racy(UnsafeCell::new(None));
+
+/// Write a message to stderr with write(2) and abort: vmem's answer to a
+/// broken invariant or a source that breaks its contract. Never allocates.
+#[cold]
+pub(crate) fn fatal(args: fmt::Arguments<'_>) -> ! {
+    let mut buf = StackStr::<512>::new();
+    let _ = fmt::write(&mut buf, format_args!("umem-vmem: fatal: {args}\n"));
+    let b = buf.as_str().as_bytes();
+    // SAFETY: writing a valid buffer to fd 2, then aborting.
+    unsafe {
+        libc::write(2, b.as_ptr().cast(), b.len());
+        libc::abort();
+    }
+}
+
+/// A fixed-capacity string for messages and names (truncates).
+pub(crate) struct StackStr<const N: usize> {
+    buf: [u8; N],
+    len: usize,
+}
+
+impl<const N: usize> StackStr<N> {
+    pub(crate) const fn new() -> Self {
+        StackStr { buf: [0; N], len: 0 }
+    }
+    pub(crate) fn as_str(&self) -> &str {
+        // Only whole chars are ever copied in.
+        core::str::from_utf8(&self.buf[..self.len]).unwrap_or("")
+    }
+}
+
+impl<const N: usize> fmt::Write for StackStr<N> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        for c in s.chars() {
+            let mut tmp = [0u8; 4];
+            let e = c.encode_utf8(&mut tmp).as_bytes();
+            if self.len + e.len() > N {
+                return Err(fmt::Error);
+            }
+            self.buf[self.len..self.len + e.len()].copy_from_slice(e);
+            self.len += e.len();
+        }
+        Ok(())
+    }
+}
+
+pub(crate) fn next_id() -> u32 {
+    NEXT_ID.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Take a structure from the global segment free list.
+pub(crate) fn getseg_global() -> Option<*mut Seg> {
+    SEGFREE_LOCK.lock();
+    // SAFETY: SEGFREE is protected by SEGFREE_LOCK; listed structures are
+    // unused and valid.
+    let r = unsafe {
+        let head = *SEGFREE.0.get();
+        if head.is_null() {
+            None
+        } else {
+            *SEGFREE.0.get() = (*head).knext;
+            Some(head)
+        }
+    };
+    SEGFREE_LOCK.unlock();
+    r
+}
+
+/// Give a structure to the global segment free list.
+pub(crate) fn putseg_global(s: *mut Seg) {
+    SEGFREE_LOCK.lock();
+    // SAFETY: as above; the caller hands over an unused structure.
+    unsafe {
+        (*s).knext = *SEGFREE.0.get();
+        *SEGFREE.0.get() = s;
+    }
+    SEGFREE_LOCK.unlock();
+}
+
+/// Structures on the global free list (for tests and stats).
+pub fn global_free_segs() -> usize {
+    SEGFREE_LOCK.lock();
+    let mut n = 0;
+    // SAFETY: protected by SEGFREE_LOCK.
+    unsafe {
+        let mut s = *SEGFREE.0.get();
+        while !s.is_null() {
+            n += 1;
+            s = (*s).knext;
+        }
+    }
+    SEGFREE_LOCK.unlock();
+    n
+}
+
+pub(crate) fn populating_thread() -> usize {
+    POP_OWNER.load(Ordering::Relaxed)
+}
+
+pub(crate) fn populate_lock(me: usize) {
+    POP_LOCK.lock();
+    POP_OWNER.store(me, Ordering::Relaxed);
+}
+
+pub(crate) fn populate_unlock() {
+    POP_OWNER.store(0, Ordering::Relaxed);
+    POP_LOCK.unlock();
+}
+
+pub(crate) fn npopulators() -> usize {
+    NPOPULATORS.load(Ordering::Acquire)
+}
+
+pub(crate) fn populator(i: usize) -> &'static Vmem {
+    // SAFETY: registered populators are live for the life of the process.
+    unsafe { &*POPULATORS[i].load(Ordering::Acquire) }
+}
+
+pub(crate) fn register_populator(vm: &'static Vmem) {
+    let i = NPOPULATORS.load(Ordering::Relaxed);
+    if i >= MAX_POPULATORS {
+        fatal(format_args!("too many populator arenas"));
+    }
+    POPULATORS[i].store(vm as *const Vmem as *mut Vmem, Ordering::Release);
+    NPOPULATORS.store(i + 1, Ordering::Release);
+}
+
+pub(crate) fn seg_arena() -> Option<&'static Vmem> {
+    let p = SEG_ARENA.load(Ordering::Acquire);
+    // SAFETY: internal arenas live forever once published.
+    if p.is_null() {
+        None
+    } else {
+        Some(unsafe { &*p })
+    }
+}
+
+fn arena(p: &AtomicPtr<Vmem>) -> Option<&'static Vmem> {
+    let p = p.load(Ordering::Acquire);
+    if p.is_null() {
+        None
+    } else {
+        // SAFETY: internal arenas live forever once published.
+        Some(unsafe { &*p })
+    }
+}
+
+/// Memory for a new `Vmem` from vmem_vmem.
+pub(crate) fn alloc_vmem_struct() -> Result<*mut Vmem, VmemError> {
+    let va = arena(&VMEM_ARENA).ok_or(VmemError::NotInitialized)?;
+    va.xalloc(&XAllocRequest::new(size_of::<Vmem>()).align(64))
+        .map(|a| a as *mut Vmem)
+        .map_err(|_| VmemError::NoMetadata)
+}
+
+pub(crate) fn free_vmem_struct(p: *mut Vmem) {
+    if let Some(va) = arena(&VMEM_ARENA) {
+        if let Err(e) = va.xfree(p as Addr, size_of::<Vmem>()) {
+            fatal(format_args!("freeing an arena structure: {e}"));
+        }
+    }
+}
+
+/// A zeroed hash table of `n` buckets from vmem_hash.
+pub(crate) fn alloc_hash_table(n: usize) -> Option<*mut *mut Seg> {
+    let ha = arena(&HASH_ARENA)?;
+    let bytes = n.checked_mul(size_of::<*mut Seg>())?;
+    let a = ha.xalloc(&XAllocRequest::new(bytes)).ok()?;
+    let t = a as *mut *mut Seg;
+    // SAFETY: vmem_hash hands out `bytes` of writable memory (the tree's
+    // page source contract).
+    unsafe { ptr::write_bytes(t, 0, n) };
+    Some(t)
+}
+
+pub(crate) fn free_hash_table(t: *mut *mut Seg, n: usize) {
+    if let Some(ha) = arena(&HASH_ARENA) {
+        if let Err(e) = ha.xfree(t as Addr, n * size_of::<*mut Seg>()) {
+            fatal(format_args!("freeing a hash table: {e}"));
+        }
+    }
+}
+
+pub(crate) fn list_append(vm: &'static Vmem) {
+    LIST_LOCK.lock();
+    let p = vm as *const Vmem as *mut Vmem;
+    let mut cur = LIST_HEAD.load(Ordering::Relaxed);
+    if cur.is_null() {
+        LIST_HEAD.store(p, Ordering::Relaxed);
+    } else {
+        // SAFETY: arenas on the list are live; list lock held.
+        unsafe {
+            while !(*cur).next.load(Ordering::Relaxed).is_null() {
+                cur = (*cur).next.load(Ordering::Relaxed);
+            }
+            (*cur).next.store(p, Ordering::Relaxed);
+        }
+    }
+    LIST_LOCK.unlock();
+}
+
+pub(crate) fn list_remove(vm: &'static Vmem) {
+    LIST_LOCK.lock();
+    let p = vm as *const Vmem as *mut Vmem;
+    let mut cur = LIST_HEAD.load(Ordering::Relaxed);
+    if cur == p {
+        LIST_HEAD.store(vm.next.load(Ordering::Relaxed), Ordering::Relaxed);
+    } else {
+        // SAFETY: arenas on the list are live; list lock held.
+        unsafe {
+            while !cur.is_null() {
+                let next = (*cur).next.load(Ordering::Relaxed);
+                if next == p {
+                    (*cur).next.store(vm.next.load(Ordering::Relaxed), Ordering::Relaxed);
+                    break;
+                }
+                cur = next;
+            }
+        }
+    }
+    LIST_LOCK.unlock();
+}
+
+fn each_listed(f: &mut dyn FnMut(&'static Vmem)) {
+    let mut cur = LIST_HEAD.load(Ordering::Relaxed);
+    while !cur.is_null() {
+        // SAFETY: list lock held by the caller; listed arenas are live.
+        let vm: &'static Vmem = unsafe { &*cur };
+        f(vm);
+        cur = vm.next.load(Ordering::Relaxed);
+    }
+}
+
+pub(crate) fn with_list_lock<R>(f: impl FnOnce() -> R) -> R {
+    LIST_LOCK.lock();
+    let r = f();
+    LIST_LOCK.unlock();
+    r
+}
+
+pub(crate) fn try_with_list_lock<R>(f: impl FnOnce() -> R) -> Option<R> {
+    if !LIST_LOCK.try_lock() {
+        return None;
+    }
+    let r = f();
+    LIST_LOCK.unlock();
+    Some(r)
+}
+
+pub(crate) fn qcache_factory() -> Option<&'static dyn QCacheFactory> {
+    FACTORY_LOCK.lock();
+    // SAFETY: FACTORY is protected by FACTORY_LOCK.
+    let f = unsafe { *FACTORY.0.get() };
+    FACTORY_LOCK.unlock();
+    f
+}
+
+/// Build the tree if the `std` feature allows it, else report.
+pub(crate) fn ensure_init() -> Result<(), VmemError> {
+    if INIT_STATE.load(Ordering::Acquire) == 2 {
+        return Ok(());
+    }
+    #[cfg(feature = "std")]
+    {
+        init(&crate::mmap::MMAP_SOURCE, crate::mmap::page_size())
+            .or_else(|e| if e == VmemError::AlreadyInitialized { Ok(()) } else { Err(e) })
+    }
+    #[cfg(not(feature = "std"))]
+    {
+        if INIT_STATE.load(Ordering::Acquire) == 1 {
+            wait_ready();
+            return Ok(());
+        }
+        Err(VmemError::NotInitialized)
+    }
+}
+
+fn wait_ready() {
+    while INIT_STATE.load(Ordering::Acquire) != 2 {
+        core::hint::spin_loop();
+    }
+}
 
 /// Build the internal arena tree on `heap_source` (which must hand out
 /// readable, writable memory aligned to `page_size`).
@@ -11,40 +358,150 @@ use crate::Vmem;
 /// Idempotent: a second call with the same source and page size returns
 /// `Ok`; with another, `Err(AlreadyInitialized)`.
 pub fn init(heap_source: &'static dyn Source, page_size: usize) -> Result<(), VmemError> {
-    let _ = (heap_source, page_size);
-    todo!()
+    if page_size == 0 || !page_size.is_power_of_two() {
+        return Err(VmemError::BadPageSize { page_size });
+    }
+    match INIT_STATE.compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire) {
+        Ok(_) => {
+            // SAFETY: state 1 gives this thread exclusive use of the
+            // bootstrap statics until it stores 2.
+            unsafe { build(heap_source, page_size) };
+            INIT_STATE.store(2, Ordering::Release);
+            Ok(())
+        }
+        Err(_) => {
+            wait_ready();
+            // SAFETY: written once before state 2 was published.
+            let src = unsafe { *INIT_SOURCE.0.get() };
+            let same = src.is_some_and(|s| ptr::addr_eq(s as *const dyn Source, heap_source));
+            if same && INIT_PAGE.load(Ordering::Relaxed) == page_size {
+                Ok(())
+            } else {
+                Err(VmemError::AlreadyInitialized)
+            }
+        }
+    }
+}
+
+unsafe fn build(src: &'static dyn Source, page: usize) {
+    // SAFETY: exclusive during init (state 1).
+    unsafe {
+        *INIT_SOURCE.0.get() = Some(src);
+        INIT_PAGE.store(page, Ordering::Relaxed);
+        let segs = &mut *SEG0.0.get();
+        for s in segs.iter_mut().rev() {
+            let p = s.as_mut_ptr();
+            ptr::write(p, Seg::empty(0));
+            putseg_global(p);
+        }
+    }
+    let slot = |i: usize| -> *mut Vmem {
+        // SAFETY: VMEM0 slots are used once each, here.
+        unsafe { (*VMEM0.0.get()).0[i].as_mut_ptr() }
+    };
+    let mk = |name: &str, q: usize, source: Option<&'static dyn Source>, flags, i, import_min| {
+        match Vmem::create_common(CreateArgs {
+            name,
+            span: None,
+            quantum: q,
+            source,
+            qcache_max: 0,
+            flags,
+            mem: Some(slot(i)),
+            import_min,
+        }) {
+            Ok(v) => v,
+            Err(e) => fatal(format_args!("cannot create internal arena {name}: {e}")),
+        }
+    };
+    let heap = mk("heap", page, Some(src), CreateFlags::POPULATOR, 0, 0);
+    HEAP.store(heap as *const Vmem as *mut Vmem, Ordering::Release);
+    let internal = mk(
+        "vmem_internal",
+        page,
+        Some(heap),
+        CreateFlags::POPULATOR,
+        1,
+        INTERNAL_IMPORT_PAGES * page,
+    );
+    INTERNAL.store(internal as *const Vmem as *mut Vmem, Ordering::Release);
+    let seg = mk("vmem_seg", page, Some(internal), CreateFlags::POPULATOR, 2, 0);
+    SEG_ARENA.store(seg as *const Vmem as *mut Vmem, Ordering::Release);
+    let hash = mk("vmem_hash", 8, Some(internal), CreateFlags::NONE, 3, 0);
+    HASH_ARENA.store(hash as *const Vmem as *mut Vmem, Ordering::Release);
+    let vmem = mk("vmem_vmem", 64, Some(internal), CreateFlags::NONE, 4, 0);
+    // The static arenas become allocations of vmem_vmem, as in vmem.c.
+    let base = slot(0) as Addr;
+    let sz = size_of::<Vmem>();
+    if let Err(e) = vmem.add(base, sz * VMEM_INITIAL) {
+        fatal(format_args!("vmem_vmem bootstrap span: {e}"));
+    }
+    for i in 0..VMEM_INITIAL {
+        let want = base + i * sz;
+        let r = vmem.xalloc(
+            &XAllocRequest::new(sz)
+                .align(64)
+                .minaddr(want)
+                .maxaddr(want + sz)
+                .policy(Policy::BestFit),
+        );
+        if r != Ok(want) {
+            fatal(format_args!("vmem_vmem bootstrap slot {i}: {r:?}"));
+        }
+    }
+    VMEM_ARENA.store(vmem as *const Vmem as *mut Vmem, Ordering::Release);
 }
 
 /// Whether the internal tree is built.
 pub fn is_initialized() -> bool {
-    todo!()
+    INIT_STATE.load(Ordering::Acquire) == 2
 }
 
 /// The page-quantum `heap` arena other arenas import from.
 ///
 /// With feature `std`, builds the tree on the built-in mmap source if
-/// nobody called [`init`]. Without `std`, panics if [`init`] was not called.
+/// nobody called [`init`].
+///
+/// # Panics
+/// Without `std`, if [`init`] was not called; with `std`, if building the
+/// tree fails (the message says why).
 pub fn heap() -> &'static Vmem {
-    todo!()
+    if let Err(e) = ensure_init() {
+        panic!("umem_vmem::heap(): {e}");
+    }
+    match arena(&HEAP) {
+        Some(h) => h,
+        None => panic!("umem_vmem::heap(): not initialised"),
+    }
 }
 
 /// The `heap` arena, or `None` if the tree is not built (never builds it).
 pub fn try_heap() -> Option<&'static Vmem> {
-    todo!()
+    if is_initialized() {
+        arena(&HEAP)
+    } else {
+        None
+    }
 }
 
 /// Install the quantum-cache factory used by arenas created afterwards with
 /// `qcache_max > 0`. The last call wins.
 pub fn set_qcache_factory(factory: &'static dyn QCacheFactory) {
-    let _ = factory;
-    todo!()
+    FACTORY_LOCK.lock();
+    // SAFETY: protected by FACTORY_LOCK.
+    unsafe { *FACTORY.0.get() = Some(factory) };
+    FACTORY_LOCK.unlock();
 }
 
 /// Take every vmem lock in the fixed order (arena list, populate lock, each
-/// arena in creation order, global segment list) — `vmem_lockup`, for the
-/// `pthread_atfork` prepare handler.
+/// arena in creation order, global segment list, factory) — `vmem_lockup`,
+/// for the `pthread_atfork` prepare handler.
 pub fn lockup() {
-    todo!()
+    LIST_LOCK.lock();
+    POP_LOCK.lock();
+    each_listed(&mut |vm| vm.lock());
+    SEGFREE_LOCK.lock();
+    FACTORY_LOCK.lock();
 }
 
 /// Drop every lock [`lockup`] took (`vmem_release`), in the parent and in the
@@ -53,22 +510,50 @@ pub fn lockup() {
 /// # Safety
 /// Must follow a [`lockup`] by the same thread (or be its forked child).
 pub unsafe fn release() {
-    todo!()
+    FACTORY_LOCK.unlock();
+    SEGFREE_LOCK.unlock();
+    each_listed(&mut |vm| vm.unlock());
+    POP_OWNER.store(0, Ordering::Relaxed);
+    POP_LOCK.unlock();
+    LIST_LOCK.unlock();
 }
 
-/// Periodic maintenance (`vmem_update`): rescale every arena's hash table.
+/// Periodic maintenance (`vmem_update`): rescale every arena's hash table
+/// (grow or shrink toward one segment per bucket).
 pub fn update() {
-    todo!()
+    with_list_lock(|| each_listed(&mut |vm| vm.rescale_list_held(false)));
 }
 
 /// [`Vmem::verify`] every arena; the first error found.
 pub fn verify() -> Result<(), VmemError> {
-    todo!()
+    let mut r = Ok(());
+    with_list_lock(|| {
+        each_listed(&mut |vm| {
+            if r.is_ok() {
+                r = vm.verify();
+            }
+        })
+    });
+    r
 }
 
 /// Call `f` for every arena, in creation order, holding the arena-list lock
 /// (so `f` must not create or destroy arenas).
 pub fn for_each_arena(f: &mut dyn FnMut(&'static Vmem)) {
-    let _ = f;
-    todo!()
+    with_list_lock(|| each_listed(f));
 }
+
+/// Testing aid: the number of arenas on the list.
+pub fn arena_count() -> usize {
+    let mut n = 0;
+    for_each_arena(&mut |_| n += 1);
+    n
+}
+
+#[allow(dead_code)]
+pub(crate) fn internal_arena() -> Option<&'static Vmem> {
+    arena(&INTERNAL)
+}
+
+#[allow(dead_code)]
+const _: () = assert!(HASH_INITIAL.is_power_of_two());

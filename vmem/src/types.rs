@@ -40,6 +40,9 @@ impl CreateFlags {
     pub const fn contains(self, other: CreateFlags) -> bool {
         self.0 & other.0 == other.0
     }
+    pub(crate) const fn from_bits(bits: u32) -> CreateFlags {
+        CreateFlags(bits)
+    }
     /// The raw bits.
     #[inline]
     pub const fn bits(self) -> u32 {
