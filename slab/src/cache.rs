@@ -576,6 +576,12 @@ impl Cache {
         let page = page_size();
         let quantum = source.quantum();
         let max_align = quantum.max(page);
+        if align != 0 && !align.is_power_of_two() {
+            return Err(SlabError::BadAlign {
+                align,
+                max: max_align,
+            });
+        }
         let align = if align == 0 {
             if notouch {
                 1
@@ -2063,6 +2069,14 @@ impl Cache {
     }
     pub fn source(&self) -> &'static Vmem {
         self.source
+    }
+    /// Buffers in a slab of minimum colour.
+    pub fn buffers_per_slab(&self) -> usize {
+        if self.hashed {
+            self.slabsize / self.chunksize
+        } else {
+            (self.slabsize - SLAB_HDR) / self.chunksize
+        }
     }
     /// Whether slabs use external bufctls and the hash (vs. in-slab header and free list).
     pub fn is_hashed(&self) -> bool {

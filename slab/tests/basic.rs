@@ -1,0 +1,411 @@
+//! Basic behaviour, ctor/dtor accounting, reap, checked free, destroy, layout.
+
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Mutex};
+
+use umem_slab::{Cache, CacheFlags, CacheOps, SlabError};
+use umem_vmem::{CreateFlags, Vmem};
+
+/// Tests in this binary that measure arena usage or global counters run one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn arena(name: &str) -> &'static Vmem {
+    let page = 4096;
+    Vmem::create(name, None, page, Some(umem_vmem::heap()), 0, CreateFlags::NONE).unwrap()
+}
+
+fn inuse(a: &Vmem) -> u64 {
+    a.stats().mem_inuse
+}
+
+#[test]
+fn alloc_free_verify_small_and_hashed() {
+    let a = arena("t_basic");
+    for &size in &[8usize, 24, 64, 100, 500, 512, 1000, 4096, 5000, 20000] {
+        let c = Cache::create("basic", size, 0, CacheOps::NONE, a, CacheFlags::NONE).unwrap();
+        assert_eq!(c.is_hashed(), c.chunk_size() >= 4096 / 8, "size {size}");
+        let mut v = Vec::new();
+        for i in 0..300 {
+            let p = c.alloc().unwrap();
+            assert_eq!(p.as_ptr() as usize % c.align(), 0);
+            unsafe { std::ptr::write_bytes(p.as_ptr(), i as u8, size) };
+            v.push((p, i as u8));
+        }
+        c.verify().unwrap();
+        for &(p, b) in &v {
+            let s = unsafe { std::slice::from_raw_parts(p.as_ptr(), size) };
+            assert!(s.iter().all(|&x| x == b), "content of size {size}");
+        }
+        for (p, _) in v.drain(..) {
+            unsafe { c.free(p) };
+        }
+        c.verify().unwrap();
+        let st = c.stats();
+        assert_eq!(st.buf_inuse, 0);
+        assert_eq!(st.alloc, 300);
+        assert_eq!(st.free, 300);
+        c.reap();
+        c.verify().unwrap();
+        let st = c.stats();
+        assert_eq!(st.slabs, 0, "size {size}: {st:?}");
+        unsafe { c.destroy().unwrap() };
+    }
+}
+
+#[test]
+fn waste_at_most_one_eighth_for_size_classes() {
+    let a = arena("t_waste");
+    let mut sizes = vec![
+        8, 16, 32, 48, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384, 448, 512, 640, 768,
+        896, 1152, 1344, 1600, 2048, 2304, 2688, 4096, 4544, 8192, 9216, 12288, 16384,
+    ];
+    sizes.extend((3..=16).map(|k| k * 8192));
+    sizes.extend((1..200).map(|k| k * 97 + 1));
+    for size in sizes {
+        let align = if size % 64 == 0 { 64 } else { 0 };
+        let c = Cache::create("waste", size, align, CacheOps::NONE, a, CacheFlags::NONE).unwrap();
+        let per = c.buffers_per_slab();
+        let used = per * c.chunk_size();
+        let waste = c.slab_size() - used;
+        assert!(
+            waste * 8 <= c.slab_size(),
+            "size {size}: slab {} chunk {} per {per} waste {waste}",
+            c.slab_size(),
+            c.chunk_size()
+        );
+        unsafe { c.destroy().unwrap() };
+    }
+}
+
+static CTORS: AtomicUsize = AtomicUsize::new(0);
+static DTORS: AtomicUsize = AtomicUsize::new(0);
+const LIVE: u64 = 0x11fe_0b1e_c7ed_0001;
+const DEAD: u64 = 0xdead_0b1e_c7ed_0002;
+
+fn ctor(p: NonNull<u8>, private: *mut ()) -> bool {
+    assert_eq!(private as usize, 0x1234);
+    let w = p.as_ptr() as *mut u64;
+    unsafe {
+        assert_ne!(*w, LIVE, "object constructed twice");
+        *w = LIVE;
+        *w.add(1) = 0; // use count
+    }
+    CTORS.fetch_add(1, Ordering::SeqCst);
+    true
+}
+
+fn dtor(p: NonNull<u8>, _private: *mut ()) {
+    let w = p.as_ptr() as *mut u64;
+    unsafe {
+        assert_eq!(*w, LIVE, "destructing an unconstructed object");
+        *w = DEAD;
+    }
+    DTORS.fetch_add(1, Ordering::SeqCst);
+}
+
+#[test]
+fn ctor_dtor_accounting() {
+    let _s = SERIAL.lock().unwrap();
+    let a = arena("t_ctor");
+    let ops = CacheOps {
+        ctor: Some(ctor),
+        dtor: Some(dtor),
+        reclaim: None,
+        private: 0x1234 as *mut (),
+    };
+    for &size in &[32usize, 3000] {
+        CTORS.store(0, Ordering::SeqCst);
+        DTORS.store(0, Ordering::SeqCst);
+        let c = Cache::create("ctor", size, 0, ops, a, CacheFlags::NONE).unwrap();
+        // Churn: constructed objects come back constructed and are never re-constructed
+        // while cached.
+        let mut v = Vec::new();
+        for round in 0..50 {
+            for _ in 0..100 {
+                let p = c.alloc().unwrap();
+                let w = p.as_ptr() as *mut u64;
+                unsafe {
+                    assert_eq!(*w, LIVE, "allocated object not constructed");
+                    *w.add(1) += 1;
+                }
+                v.push(p);
+            }
+            for p in v.drain(..) {
+                unsafe { c.free(p) };
+            }
+            if round == 0 {
+                assert_eq!(CTORS.load(Ordering::SeqCst), 100);
+            }
+        }
+        // 100 objects fit in magazines + depot: no more constructions after the first round.
+        assert_eq!(CTORS.load(Ordering::SeqCst), 100, "size {size}");
+        assert_eq!(DTORS.load(Ordering::SeqCst), 0, "size {size}");
+        // Another thread churns too, then exits (its magazines go to the depot).
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let mut v = Vec::new();
+                for _ in 0..300 {
+                    v.push(c.alloc().unwrap());
+                }
+                for p in v {
+                    unsafe { c.free(p) };
+                }
+            });
+        });
+        c.verify().unwrap();
+        unsafe { c.destroy().unwrap() };
+        assert_eq!(
+            CTORS.load(Ordering::SeqCst),
+            DTORS.load(Ordering::SeqCst),
+            "size {size}"
+        );
+        assert!(CTORS.load(Ordering::SeqCst) >= 300);
+    }
+    assert_eq!(inuse(a), 0, "all slabs returned after destroy");
+}
+
+#[test]
+fn reap_returns_memory_to_arena() {
+    let a = arena("t_reap");
+    for &size in &[64usize, 2000] {
+        let c = Cache::create("reap", size, 0, CacheOps::NONE, a, CacheFlags::NONE).unwrap();
+        let mut v: Vec<NonNull<u8>> = (0..20000).map(|_| c.alloc().unwrap()).collect();
+        let big = inuse(a);
+        // Keep every 1000th object.
+        let mut keep = Vec::new();
+        for (i, p) in v.drain(..).enumerate() {
+            if i % 1000 == 0 {
+                keep.push(p);
+            } else {
+                unsafe { c.free(p) };
+            }
+        }
+        c.reap();
+        c.verify().unwrap();
+        let st = c.stats();
+        assert!(st.slabs <= keep.len(), "{st:?}");
+        // The arena holds exactly the slabs live objects need.
+        assert_eq!(inuse(a), (st.slabs * c.slab_size()) as u64);
+        assert!(inuse(a) * 10 < big);
+        for p in keep {
+            unsafe { c.free(p) };
+        }
+        c.reap();
+        assert_eq!(inuse(a), 0);
+        assert_eq!(c.stats().slabs, 0);
+        unsafe { c.destroy().unwrap() };
+    }
+}
+
+#[test]
+fn checked_free_reports_misuse() {
+    let a = arena("t_checked");
+    for &size in &[48usize, 1500] {
+        let c = Cache::create("chk_a", size, 0, CacheOps::NONE, a, CacheFlags::NONE).unwrap();
+        let d = Cache::create("chk_b", size, 0, CacheOps::NONE, a, CacheFlags::NONE).unwrap();
+        let p = c.alloc().unwrap();
+        let q = d.alloc().unwrap();
+        let mut local = 0u64;
+        let stack = NonNull::new(&mut local as *mut u64 as *mut u8).unwrap();
+        unsafe {
+            assert!(matches!(c.free_checked(stack), Err(SlabError::NotOwned { .. })));
+            match c.free_checked(q) {
+                Err(SlabError::WrongCache { owner, .. }) => assert_eq!(owner.as_str(), "chk_b"),
+                r => panic!("expected WrongCache, got {r:?}"),
+            }
+            let inner = NonNull::new(p.as_ptr().add(8)).unwrap();
+            match c.free_checked(inner) {
+                Err(SlabError::BadAddress { buffer, .. }) => assert_eq!(buffer, p.as_ptr() as usize),
+                r => panic!("expected BadAddress, got {r:?}"),
+            }
+            c.free_checked(p).unwrap();
+            // Now in this thread's magazine.
+            assert!(matches!(c.free_checked(p), Err(SlabError::DoubleFree { .. })));
+            c.reap();
+            // Now on its slab's free list (or the slab is gone: then nobody owns it).
+            assert!(matches!(
+                c.free_checked(p),
+                Err(SlabError::DoubleFree { .. }) | Err(SlabError::NotOwned { .. })
+            ));
+            d.free_checked(q).unwrap();
+        }
+        let keep = c.alloc().unwrap();
+        let p2 = c.alloc().unwrap();
+        unsafe {
+            c.free(p2);
+            c.reap();
+            // keep's slab is alive, p2 is on its free list (same slab when small).
+            if !c.is_hashed() {
+                assert!(matches!(c.free_checked(p2), Err(SlabError::DoubleFree { .. })));
+            }
+            c.free_checked(keep).unwrap();
+        }
+        c.reap();
+        unsafe {
+            c.destroy().unwrap();
+            d.reap();
+            d.destroy().unwrap();
+        }
+    }
+}
+
+#[test]
+fn destroy_with_live_objects_is_refused_and_cache_stays_usable() {
+    let a = arena("t_destroy_live");
+    let c = Cache::create("live", 128, 0, CacheOps::NONE, a, CacheFlags::NONE).unwrap();
+    let p = c.alloc().unwrap();
+    let q = c.alloc().unwrap();
+    unsafe { c.free(q) };
+    match unsafe { c.destroy() } {
+        Err(SlabError::NotEmpty { live, .. }) => assert_eq!(live, 1),
+        r => panic!("expected NotEmpty, got {r:?}"),
+    }
+    c.verify().unwrap();
+    let r = c.alloc().unwrap();
+    unsafe {
+        c.free(r);
+        c.free(p);
+        c.destroy().unwrap();
+    }
+    assert_eq!(inuse(a), 0);
+}
+
+static DT2: AtomicUsize = AtomicUsize::new(0);
+static CT2: AtomicUsize = AtomicUsize::new(0);
+
+#[test]
+fn destroy_takes_magazines_from_live_threads() {
+    let a = arena("t_destroy_threads");
+    let ops = CacheOps {
+        ctor: Some(|_, _| {
+            CT2.fetch_add(1, Ordering::SeqCst);
+            true
+        }),
+        dtor: Some(|_, _| {
+            DT2.fetch_add(1, Ordering::SeqCst);
+        }),
+        reclaim: None,
+        private: std::ptr::null_mut(),
+    };
+    let c = Cache::create("thr", 256, 0, ops, a, CacheFlags::NONE).unwrap();
+    let (tx, rx) = mpsc::channel::<()>();
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    let h = std::thread::spawn(move || {
+        let v: Vec<_> = (0..50).map(|_| c.alloc().unwrap()).collect();
+        for p in v {
+            unsafe { c.free(p) };
+        }
+        done_tx.send(()).unwrap();
+        rx.recv().unwrap(); // stay alive (holding magazines) until destroy is done
+    });
+    done_rx.recv().unwrap();
+    assert!(umem_slab::live_thread_blocks() >= 1);
+    unsafe { c.destroy().unwrap() };
+    assert_eq!(CT2.load(Ordering::SeqCst), DT2.load(Ordering::SeqCst));
+    assert_eq!(CT2.load(Ordering::SeqCst), 50);
+    assert_eq!(inuse(a), 0);
+    tx.send(()).unwrap();
+    h.join().unwrap();
+}
+
+#[test]
+fn thread_exit_flush_returns_cached_objects() {
+    let a = arena("t_exit");
+    let c = Cache::create("exit", 96, 0, CacheOps::NONE, a, CacheFlags::NONE).unwrap();
+    std::thread::spawn(move || {
+        let v: Vec<_> = (0..1000).map(|_| c.alloc().unwrap()).collect();
+        for p in v {
+            unsafe { c.free(p) };
+        }
+        // Freed objects sit in this thread's magazines and the depot.
+        assert!(c.stats().slabs > 0);
+    })
+    .join()
+    .unwrap();
+    let st = c.stats();
+    assert_eq!(st.buf_inuse, 0);
+    assert_eq!(st.alloc, 1000);
+    // Everything the thread cached is now reachable from the depot: a reap from another
+    // thread frees every slab.
+    c.reap();
+    assert_eq!(c.stats().slabs, 0);
+    assert_eq!(inuse(a), 0);
+    // The explicit flush works too and the thread can go on allocating.
+    let p = c.alloc().unwrap();
+    unsafe { c.free(p) };
+    umem_slab::thread_exit_flush();
+    assert!(c.stats().depot_full + c.stats().depot_empty > 0 || c.stats().slabs == 0);
+    let p = c.alloc().unwrap();
+    unsafe { c.free(p) };
+    umem_slab::thread_exit_flush();
+    c.reap();
+    assert_eq!(c.stats().slabs, 0);
+    unsafe { c.destroy().unwrap() };
+}
+
+#[test]
+fn nomagazine_cache_goes_to_slabs() {
+    let a = arena("t_nomag");
+    let c = Cache::create("nomag", 40, 0, CacheOps::NONE, a, CacheFlags::NOMAGAZINE).unwrap();
+    let p = c.alloc().unwrap();
+    let q = c.alloc().unwrap();
+    unsafe {
+        c.free(p);
+        c.free(q);
+    }
+    let st = c.stats();
+    assert_eq!(st.mag_size, 0);
+    assert_eq!(st.slabs, 0, "no magazine holds them: slab freed at once");
+    assert_eq!(st.alloc, 2);
+    assert_eq!(st.free, 2);
+    unsafe { c.destroy().unwrap() };
+}
+
+#[test]
+fn bad_arguments() {
+    let a = arena("t_args");
+    let e = |r: Result<&'static Cache, SlabError>| match r {
+        Err(e) => e,
+        Ok(c) => panic!("created: size {} align {}", c.buf_size(), c.align()),
+    };
+    assert_eq!(e(Cache::create("z", 0, 0, CacheOps::NONE, a, CacheFlags::NONE)), SlabError::ZeroSize);
+    assert!(matches!(
+        e(Cache::create("z", 8, 3, CacheOps::NONE, a, CacheFlags::NONE)),
+        SlabError::BadAlign { .. }
+    ));
+    assert!(matches!(
+        e(Cache::create("z", 8, 1 << 20, CacheOps::NONE, a, CacheFlags::NONE)),
+        SlabError::BadAlign { .. }
+    ));
+    assert!(matches!(
+        e(Cache::create("z", 8, 0, CacheOps::NONE, a, CacheFlags::NOTOUCH | CacheFlags::NOHASH)),
+        SlabError::BadFlags { .. }
+    ));
+    assert!(matches!(
+        e(Cache::create("z", usize::MAX - 3, 0, CacheOps::NONE, a, CacheFlags::NONE)),
+        SlabError::TooLarge { .. }
+    ));
+}
+
+#[test]
+fn verify_detects_corrupt_free_list() {
+    let a = arena("t_verify");
+    let c = Cache::create("corrupt", 64, 0, CacheOps::NONE, a, CacheFlags::NOMAGAZINE).unwrap();
+    let p = c.alloc().unwrap();
+    let q = c.alloc().unwrap();
+    unsafe { c.free(q) };
+    c.verify().unwrap();
+    // q is free: its link word (end of chunk) points to the next free buffer. Point it
+    // at p's interior instead.
+    let link = unsafe { q.as_ptr().add(c.chunk_size() - 8) as *mut usize };
+    let saved = unsafe { *link };
+    unsafe { *link = p.as_ptr() as usize + 8 };
+    assert!(matches!(c.verify(), Err(SlabError::Corrupt { .. })));
+    unsafe { *link = saved };
+    c.verify().unwrap();
+    unsafe {
+        c.free(p);
+        c.destroy().unwrap();
+    }
+}
