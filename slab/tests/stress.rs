@@ -1,0 +1,193 @@
+//! Multi-threaded stress with cross-thread frees and content checks, and a randomized
+//! model test of alloc/free/reap/update against a reference model.
+
+use std::collections::HashMap;
+use std::ptr::NonNull;
+use std::sync::mpsc;
+
+use umem_slab::{Cache, CacheFlags, CacheOps};
+use umem_vmem::{CreateFlags, Vmem};
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        // xorshift64*
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+fn arena(name: &str) -> &'static Vmem {
+    Vmem::create(name, None, 4096, Some(umem_vmem::heap()), 0, CreateFlags::NONE).unwrap()
+}
+
+#[derive(Clone, Copy)]
+struct Obj(NonNull<u8>, usize, u64);
+unsafe impl Send for Obj {}
+
+fn fill(p: NonNull<u8>, len: usize, tag: u64) {
+    let w = p.as_ptr() as *mut u64;
+    for i in 0..len / 8 {
+        unsafe { *w.add(i) = tag ^ i as u64 };
+    }
+}
+
+fn check(p: NonNull<u8>, len: usize, tag: u64) {
+    let w = p.as_ptr() as *const u64;
+    for i in 0..len / 8 {
+        let v = unsafe { *w.add(i) };
+        assert_eq!(v, tag ^ i as u64, "object {:p} word {i} corrupted", p.as_ptr());
+    }
+}
+
+#[test]
+fn four_threads_cross_thread_frees_with_content_checks() {
+    const THREADS: usize = 4;
+    const OPS: usize = 150_000;
+    let a = arena("s_stress");
+    let sizes = [16usize, 64, 200, 1024, 3000];
+    let caches: Vec<&'static Cache> = sizes
+        .iter()
+        .map(|&s| Cache::create("stress", s, 0, CacheOps::NONE, a, CacheFlags::NONE).unwrap())
+        .collect();
+    let (txs, rxs): (Vec<_>, Vec<_>) = (0..THREADS).map(|_| mpsc::channel::<Obj>()).unzip();
+    std::thread::scope(|s| {
+        for (t, rx) in rxs.into_iter().enumerate() {
+            let txs = txs.clone();
+            let caches = caches.clone();
+            s.spawn(move || {
+                let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (t as u64 + 1) * 0x1234_5678);
+                let mut mine: Vec<Obj> = Vec::new();
+                for op in 0..OPS {
+                    // Objects sent to us by other threads: check and free.
+                    while let Ok(Obj(p, ci, tag)) = rx.try_recv() {
+                        check(p, sizes[ci], tag);
+                        unsafe { caches[ci].free(p) };
+                    }
+                    let r = rng.below(100);
+                    if r < 50 || mine.is_empty() {
+                        let ci = rng.below(sizes.len() as u64) as usize;
+                        let p = caches[ci].alloc().unwrap();
+                        let tag = rng.next();
+                        fill(p, sizes[ci], tag);
+                        mine.push(Obj(p, ci, tag));
+                    } else {
+                        let i = rng.below(mine.len() as u64) as usize;
+                        let o = mine.swap_remove(i);
+                        check(o.0, sizes[o.1], o.2);
+                        if r < 75 {
+                            unsafe { caches[o.1].free(o.0) };
+                        } else {
+                            let to = (t + 1 + rng.below(THREADS as u64 - 1) as usize) % THREADS;
+                            let _ = txs[to].send(o);
+                        }
+                    }
+                    if op % 50_000 == 0 {
+                        for c in &caches {
+                            c.verify().unwrap();
+                        }
+                    }
+                }
+                for o in mine {
+                    check(o.0, sizes[o.1], o.2);
+                    unsafe { caches[o.1].free(o.0) };
+                }
+                drop(txs);
+                // Drain what the others still send until they are all done.
+                while let Ok(Obj(p, ci, tag)) = rx.recv() {
+                    check(p, sizes[ci], tag);
+                    unsafe { caches[ci].free(p) };
+                }
+            });
+        }
+        drop(txs);
+    });
+    for c in &caches {
+        c.verify().unwrap();
+        let st = c.stats();
+        assert_eq!(st.buf_inuse, 0, "{st:?}");
+        assert_eq!(st.alloc, st.free);
+        c.reap();
+        assert_eq!(c.stats().slabs, 0);
+        unsafe { c.destroy().unwrap() };
+    }
+    assert_eq!(a.stats().mem_inuse, 0);
+}
+
+#[test]
+fn randomized_model_alloc_free_reap() {
+    let a = arena("s_model");
+    for (seed, &(size, flags)) in [
+        (24usize, CacheFlags::NONE),
+        (136, CacheFlags::NONE),
+        (700, CacheFlags::NONE),
+        (5000, CacheFlags::NONE),
+        (40, CacheFlags::NOMAGAZINE),
+        (2048, CacheFlags::NOMAGAZINE),
+        (100, CacheFlags::DEBUG),
+        (1000, CacheFlags::DEBUG),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let c = Cache::create("model", size, 0, CacheOps::NONE, a, flags).unwrap();
+        let mut rng = Rng(seed as u64 * 7919 + 17);
+        // Model: live address -> tag.
+        let mut live: HashMap<usize, u64> = HashMap::new();
+        let mut order: Vec<usize> = Vec::new();
+        let mut allocs = 0u64;
+        for step in 0..40_000 {
+            let r = rng.below(1000);
+            if r < 520 || order.is_empty() {
+                let p = c.alloc().unwrap();
+                let addr = p.as_ptr() as usize;
+                assert_eq!(addr % c.align(), 0);
+                assert!(!live.contains_key(&addr), "address handed out twice");
+                let tag = rng.next();
+                fill(p, size.min(64), tag);
+                live.insert(addr, tag);
+                order.push(addr);
+                allocs += 1;
+            } else if r < 995 {
+                let i = rng.below(order.len() as u64) as usize;
+                let addr = order.swap_remove(i);
+                let tag = live.remove(&addr).unwrap();
+                let p = NonNull::new(addr as *mut u8).unwrap();
+                check(p, size.min(64), tag);
+                if rng.below(10) == 0 {
+                    unsafe { c.free_checked(p).unwrap() };
+                } else {
+                    unsafe { c.free(p) };
+                }
+            } else if r < 998 {
+                c.reap();
+            } else {
+                umem_slab::update();
+            }
+            if step % 4000 == 0 {
+                c.verify().unwrap();
+                let st = c.stats();
+                assert_eq!(st.buf_inuse, live.len() as u64);
+                assert!(st.buf_slab_alloc >= live.len());
+                assert!(st.buf_total >= st.buf_slab_alloc);
+                assert_eq!(st.alloc, allocs);
+            }
+        }
+        for addr in order {
+            let tag = live.remove(&addr).unwrap();
+            let p = NonNull::new(addr as *mut u8).unwrap();
+            check(p, size.min(64), tag);
+            unsafe { c.free(p) };
+        }
+        c.reap();
+        c.verify().unwrap();
+        assert_eq!(c.stats().slabs, 0);
+        unsafe { c.destroy().unwrap() };
+    }
+    assert_eq!(a.stats().mem_inuse, 0);
+}
