@@ -124,8 +124,24 @@ pub fn have(prog: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// Checks that the process really ran on umem: `UMEM_STATS=1` makes the
-/// library print its table at exit; the stderr of such a run must hold it.
+/// A fresh path for `UMEM_STATS=<path>`: umem appends its statistics table
+/// to it at the exit of every process that used it (programs that close
+/// stderr at exit, like coreutils, still leave it).
+pub fn stats_file(tag: &str) -> PathBuf {
+    let p = std::env::temp_dir().join(format!("umem-tests-{}-{}.stats", std::process::id(), tag));
+    let _ = std::fs::remove_file(&p);
+    p
+}
+
+/// Whether a statistics table shows that umem served allocations.
+pub fn stats_seen_in(path: &Path) -> bool {
+    match std::fs::read_to_string(path) {
+        Ok(s) => s.contains("umem_alloc_") && s.contains("vmem arena"),
+        Err(_) => false,
+    }
+}
+
+/// Whether stderr carries umem's statistics table (`UMEM_STATS=1`).
 pub fn stats_seen(stderr: &[u8]) -> bool {
     String::from_utf8_lossy(stderr).contains("umem_alloc_")
 }

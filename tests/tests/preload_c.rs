@@ -150,11 +150,13 @@ fn stats_table_lists_caches_and_arenas() {
     let err = String::from_utf8_lossy(&o.stderr);
     for needle in [
         "cache",
-        "buf size",
+        "buf",
+        "in use",
+        "alloc",
         "umem_alloc_64",
         "umem_oversize",
         "heap",
-        "arena",
+        "vmem arena",
     ] {
         assert!(err.contains(needle), "stats table lacks {needle:?}\n{err}");
     }

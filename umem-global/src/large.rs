@@ -60,8 +60,8 @@ pub static IN_USE: AtomicU64 = AtomicU64::new(0);
 /// Pages needed for `size` bytes, or `None` when no block can be that big.
 #[inline]
 pub fn pages_for(size: usize) -> Option<usize> {
-    let pages = size.checked_add(PAGE - 1)? >> PAGE_SHIFT;
-    if pages == 0 || pages > MAX_PAGES || size > isize::MAX as usize {
+    let pages = (size.checked_add(PAGE - 1)? >> PAGE_SHIFT).max(1);
+    if pages > MAX_PAGES || size > isize::MAX as usize {
         None
     } else {
         Some(pages)

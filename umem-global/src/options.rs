@@ -13,7 +13,8 @@
 //! * `concurrency=N`, `max_contention=N`, `perthread_cache=N` — accepted
 //!   for compatibility, no effect (magazines are per thread and resize on
 //!   contention by themselves).
-//! `UMEM_STATS=1` prints the statistics table at exit. `UMEM_DEBUG` and
+//! `UMEM_STATS=1` prints the statistics table to stderr at exit;
+//! `UMEM_STATS=/path` appends it to that file instead. `UMEM_DEBUG` and
 //! `UMEM_LOGGING` are not supported yet: a warning says so.
 
 use core::ffi::CStr;
@@ -24,6 +25,23 @@ pub static STATS_AT_EXIT: AtomicBool = AtomicBool::new(false);
 /// Nanoseconds between update steps; 0 = never.
 pub static REAP_INTERVAL_NS: AtomicU64 = AtomicU64::new(10_000_000_000);
 pub static LARGE_CACHE_BYTES: AtomicUsize = AtomicUsize::new(32 << 20);
+
+/// `UMEM_STATS=/path`: append the table to this file instead of stderr
+/// (NUL-terminated; empty = stderr).
+pub struct StatsPath(core::cell::UnsafeCell<[u8; 256]>);
+// SAFETY: written once by the initialising thread before READY, read only
+// at exit.
+unsafe impl Sync for StatsPath {}
+pub static STATS_PATH: StatsPath = StatsPath(core::cell::UnsafeCell::new([0; 256]));
+
+impl StatsPath {
+    /// The path as a C string pointer, or `None` for stderr.
+    pub fn get(&self) -> Option<*const libc::c_char> {
+        // SAFETY: see the Sync impl.
+        let b = unsafe { &*self.0.get() };
+        (b[0] != 0).then_some(b.as_ptr().cast())
+    }
+}
 
 fn getenv(name: &CStr) -> Option<&'static [u8]> {
     // SAFETY: name is NUL-terminated; getenv returns a pointer into the
@@ -109,6 +127,12 @@ pub fn read_env() {
     if let Some(v) = getenv(c"UMEM_STATS") {
         if !v.is_empty() && v != b"0" {
             STATS_AT_EXIT.store(true, Ordering::Relaxed);
+            if v[0] == b'/' && v.len() < 256 {
+                // SAFETY: only the initialising thread writes, before READY.
+                let b = unsafe { &mut *STATS_PATH.0.get() };
+                b[..v.len()].copy_from_slice(v);
+                b[v.len()] = 0;
+            }
         }
     }
     for var in [c"UMEM_DEBUG", c"UMEM_LOGGING"] {

@@ -234,7 +234,23 @@ pub fn print_stats(fd: i32) {
 /// `UMEM_STATS` asked for it.
 extern "C" fn at_exit() {
     if crate::is_initialized() && crate::options::STATS_AT_EXIT.load(Ordering::Relaxed) {
-        print_stats(2);
+        match crate::options::STATS_PATH.get() {
+            None => print_stats(2),
+            Some(path) => {
+                // SAFETY: a NUL-terminated path; open/close do not allocate.
+                unsafe {
+                    let fd = libc::open(
+                        path,
+                        libc::O_WRONLY | libc::O_CREAT | libc::O_APPEND | libc::O_CLOEXEC,
+                        0o644,
+                    );
+                    if fd >= 0 {
+                        print_stats(fd);
+                        libc::close(fd);
+                    }
+                }
+            }
+        }
     }
 }
 
