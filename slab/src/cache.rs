@@ -2344,7 +2344,8 @@ pub(crate) fn cache_count() -> usize {
 }
 
 /// Test hook: run `f` while holding the depot lock of `c` (forces depot contention).
-pub(crate) fn with_depot_locked(c: &Cache, f: &mut dyn FnMut()) {
+pub(crate) fn with_depot_locked(c: &Cache, f: &mut dyn FnMut(&dyn Fn() -> u32)) {
     let _g = c.depot.0.lock();
-    f();
+    let waiters = || c.depot.0.raw().waiters();
+    f(&waiters);
 }

@@ -242,9 +242,10 @@ pub fn cache_count() -> usize {
 }
 
 /// Test/diagnostic hook: run `f` while holding `cache`'s depot lock, so that other threads'
-/// depot visits fail their trylock (forced contention).
+/// depot visits fail their trylock (forced contention). `f` gets a function returning the
+/// number of threads currently spinning on that lock.
 #[doc(hidden)]
-pub fn __with_depot_locked(cache: &Cache, f: &mut dyn FnMut()) {
+pub fn __with_depot_locked(cache: &Cache, f: &mut dyn FnMut(&dyn Fn() -> u32)) {
     cache::with_depot_locked(cache, f)
 }
 

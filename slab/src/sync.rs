@@ -7,18 +7,21 @@
 
 use core::cell::UnsafeCell;
 use core::ops::{Deref, DerefMut};
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 /// A raw spin lock with no data: for the fork `lockup`/`release` protocol the lock has to be
 /// held across function calls, which a guard cannot express.
 pub struct RawSpin {
     locked: AtomicBool,
+    /// Threads spinning in `lock_slow` (diagnostics and tests).
+    waiters: AtomicU32,
 }
 
 impl RawSpin {
     pub const fn new() -> Self {
         RawSpin {
             locked: AtomicBool::new(false),
+            waiters: AtomicU32::new(0),
         }
     }
 
@@ -39,8 +42,18 @@ impl RawSpin {
         self.lock_slow();
     }
 
+    pub fn waiters(&self) -> u32 {
+        self.waiters.load(Ordering::Relaxed)
+    }
+
     #[cold]
     fn lock_slow(&self) {
+        self.waiters.fetch_add(1, Ordering::Relaxed);
+        self.lock_spin();
+        self.waiters.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    fn lock_spin(&self) {
         let mut spins = 0u32;
         loop {
             while self.locked.load(Ordering::Relaxed) {

@@ -56,11 +56,13 @@ fn four_threads_cross_thread_frees_with_content_checks() {
         .map(|&s| Cache::create("stress", s, 0, CacheOps::NONE, a, CacheFlags::NONE).unwrap())
         .collect();
     let (txs, rxs): (Vec<_>, Vec<_>) = (0..THREADS).map(|_| mpsc::channel::<Obj>()).unzip();
-    std::thread::scope(|s| {
+    // Plain std threads, joined: a join returns after the thread's exit flush.
+    let mut handles = Vec::new();
+    {
         for (t, rx) in rxs.into_iter().enumerate() {
             let txs = txs.clone();
             let caches = caches.clone();
-            s.spawn(move || {
+            handles.push(std::thread::spawn(move || {
                 let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (t as u64 + 1) * 0x1234_5678);
                 let mut mine: Vec<Obj> = Vec::new();
                 for op in 0..OPS {
@@ -103,10 +105,13 @@ fn four_threads_cross_thread_frees_with_content_checks() {
                     check(p, sizes[ci], tag);
                     unsafe { caches[ci].free(p) };
                 }
-            });
+            }));
         }
         drop(txs);
-    });
+    }
+    for h in handles {
+        h.join().unwrap();
+    }
     for c in &caches {
         c.verify().unwrap();
         let st = c.stats();

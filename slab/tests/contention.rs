@@ -1,0 +1,111 @@
+//! Magazine resize under forced depot contention (its own test binary: it depends on the
+//! global update step).
+
+use std::sync::{mpsc, Mutex};
+use std::time::Duration;
+
+/// Both tests call the global update step: run them one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+use umem_slab::{Cache, CacheFlags, CacheOps};
+use umem_vmem::{CreateFlags, Vmem};
+
+#[test]
+fn magazines_grow_under_forced_depot_contention() {
+    let _s = SERIAL.lock().unwrap();
+    umem_slab::set_update_interval_ms(0);
+    let a = Vmem::create("c_arena", None, 4096, Some(umem_vmem::heap()), 0, CreateFlags::NONE)
+        .unwrap();
+    let c = Cache::create("contend", 64, 0, CacheOps::NONE, a, CacheFlags::NONE).unwrap();
+    // Prime the depot with a full magazine so that a fresh thread's first alloc goes there.
+    let v: Vec<_> = (0..100).map(|_| c.alloc().unwrap()).collect();
+    for p in v {
+        unsafe { c.free(p) };
+    }
+    umem_slab::thread_exit_flush();
+    let m0 = c.stats().mag_size;
+    assert_eq!(m0, 15, "64-byte buffers start with 15-round magazines");
+    umem_slab::update(); // start a fresh interval
+    let before = c.stats().depot_contention;
+    for _ in 0..4 {
+        let (tx, rx) = mpsc::channel::<()>();
+        let h = std::thread::spawn(move || {
+            rx.recv().unwrap();
+            // First alloc of a fresh thread visits the depot while it is held.
+            let p = c.alloc().unwrap();
+            unsafe { c.free(p) };
+        });
+        umem_slab::__with_depot_locked(c, &mut |waiters| {
+            tx.send(()).unwrap();
+            while waiters() == 0 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        });
+        h.join().unwrap();
+    }
+    let st = c.stats();
+    assert!(st.depot_contention - before >= 4, "{st:?}");
+    umem_slab::update();
+    let st = c.stats();
+    assert_eq!(st.mag_size, 31, "{st:?}");
+    assert_eq!(st.mag_resize, 1);
+    // Threads pick up the new size; everything still adds up.
+    let hs: Vec<_> = (0..2)
+        .map(|_| {
+            std::thread::spawn(move || {
+                for _ in 0..50 {
+                    let v: Vec<_> = (0..100).map(|_| c.alloc().unwrap()).collect();
+                    for p in v {
+                        unsafe { c.free(p) };
+                    }
+                }
+            })
+        })
+        .collect();
+    for h in hs {
+        h.join().unwrap();
+    }
+    let v: Vec<_> = (0..100).map(|_| c.alloc().unwrap()).collect();
+    for p in v {
+        unsafe { c.free(p) };
+    }
+    c.verify().unwrap();
+    let st = c.stats();
+    assert_eq!(st.buf_inuse, 0);
+    // Without contention in an interval, the size stays.
+    umem_slab::update();
+    assert_eq!(c.stats().mag_size, 31);
+    c.reap();
+    umem_slab::thread_exit_flush();
+    c.reap();
+    assert_eq!(c.stats().slabs, 0);
+    unsafe { c.destroy().unwrap() };
+}
+
+#[test]
+fn working_set_reaping_frees_idle_magazines() {
+    let _s = SERIAL.lock().unwrap();
+    let a = Vmem::create("ws_arena", None, 4096, Some(umem_vmem::heap()), 0, CreateFlags::NONE)
+        .unwrap();
+    let c = Cache::create("ws", 128, 0, CacheOps::NONE, a, CacheFlags::NONE).unwrap();
+    // A burst puts many full magazines in the depot.
+    // (A joined std thread: its exit flush has run when join returns.)
+    std::thread::spawn(move || {
+        let v: Vec<_> = (0..3000).map(|_| c.alloc().unwrap()).collect();
+        for p in v {
+            unsafe { c.free(p) };
+        }
+    })
+    .join()
+    .unwrap();
+    let full0 = c.stats().depot_full;
+    assert!(full0 > 10);
+    // Two idle intervals: the first sets the reap limit, the second reaps down to it.
+    umem_slab::update();
+    umem_slab::update();
+    let st = c.stats();
+    assert_eq!(st.depot_full, 0, "idle magazines reaped: {st:?}");
+    c.reap();
+    assert_eq!(c.stats().slabs, 0);
+    unsafe { c.destroy().unwrap() };
+}
