@@ -5,7 +5,7 @@
 use core::cell::UnsafeCell;
 use core::mem::size_of;
 use core::ptr::{self, null_mut, NonNull};
-use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
 use umem_vmem::{Addr, CreateFlags, Policy, Vmem, XAllocRequest};
 
@@ -235,12 +235,14 @@ pub struct Cache {
     chunksize: usize,
     bufsize: usize,
     align: usize,
-    slabsize: usize,
+    /// Slab size; for a quantum cache set at its first slab (the arena publishes
+    /// `qcache_max` only after its qcaches are made).
+    slabsize_: AtomicUsize,
     /// Offset of the free-list link inside a free buffer (small caches).
     link_off: usize,
     /// Offset of the debug buftag (0 when none).
     buftag_off: usize,
-    maxcolor: usize,
+    maxcolor_: AtomicUsize,
     hash_shift: u32,
     hashed: bool,
     slab_xalloc: bool,
@@ -637,10 +639,8 @@ impl Cache {
             hashed = true;
             let q = quantum;
             if flags.contains(CacheFlags::QCACHE) {
-                let want = 1usize
-                    .checked_shl(highbit(3 * source.qcache_max()))
-                    .ok_or(too_large)?;
-                slabsize = want.max(64).max(q).next_multiple_of(q);
+                // Decided at the first slab (see `qcache_geometry`).
+                slabsize = 0;
             } else {
                 // Smallest slab that wastes at most 1/8; else the least wasteful one.
                 let mut best = 0usize;
@@ -664,7 +664,11 @@ impl Cache {
                 }
                 slabsize = if pick != 0 { pick } else { best };
             }
-            maxcolor = (slabsize % chunksize).min(q.saturating_sub(1));
+            maxcolor = if slabsize == 0 {
+                0
+            } else {
+                (slabsize % chunksize).min(q.saturating_sub(1))
+            };
         }
         let slab_align = if hashed { align } else { slabsize };
 
@@ -707,10 +711,10 @@ impl Cache {
             chunksize,
             bufsize: size,
             align,
-            slabsize,
+            slabsize_: AtomicUsize::new(slabsize),
             link_off,
             buftag_off,
-            maxcolor,
+            maxcolor_: AtomicUsize::new(maxcolor),
             hash_shift: highbit(chunksize) - 1,
             hashed,
             slab_xalloc: slab_align > quantum,
@@ -1413,6 +1417,31 @@ fn list_push(head: &mut *mut Slab, sp: *mut Slab) {
 }
 
 impl Cache {
+    #[inline(always)]
+    fn slabsize(&self) -> usize {
+        self.slabsize_.load(Ordering::Relaxed)
+    }
+
+    #[inline(always)]
+    fn maxcolor(&self) -> usize {
+        self.maxcolor_.load(Ordering::Relaxed)
+    }
+
+    /// Quantum caches: slab size = next power of two above 3 × the arena's `qcache_max`
+    /// (so slab allocations bypass the qcaches), at least 64 and a quantum multiple.
+    /// Called under the slab lock before the first slab is made.
+    fn qcache_geometry(&self) {
+        let q = self.source.quantum();
+        let qmax = self.source.qcache_max().max(self.bufsize);
+        let want = 1usize.checked_shl(highbit(3 * qmax)).unwrap_or(usize::MAX / 2 + 1);
+        let slabsize = want.max(64).max(q).next_multiple_of(q);
+        self.maxcolor_.store(
+            (slabsize % self.chunksize).min(q.saturating_sub(1)),
+            Ordering::Relaxed,
+        );
+        self.slabsize_.store(slabsize, Ordering::Relaxed);
+    }
+
     #[inline]
     fn hash_bucket(&self, s: &SlabLayer, addr: usize) -> *mut *mut Bufctl {
         // SAFETY: the table has hash_mask + 1 buckets.
@@ -1426,8 +1455,11 @@ impl Cache {
         let mut rescale = false;
         let mut sp = g.partial;
         if sp.is_null() {
+            if self.slabsize() == 0 {
+                self.qcache_geometry();
+            }
             let mut color = g.color + self.align;
-            if color > self.maxcolor {
+            if color > self.maxcolor() {
                 color = 0;
             }
             g.color = color;
@@ -1475,19 +1507,19 @@ impl Cache {
             if self.hashed {
                 self.align
             } else {
-                self.slabsize
+                self.slabsize()
             }
         } else {
             1
         };
-        let mem = match arena_alloc(self.source, self.slabsize, slab_align) {
+        let mem = match arena_alloc(self.source, self.slabsize(), slab_align) {
             Some(m) => m,
             None => return None,
         };
         if !self.hashed {
-            let sp = (mem + self.slabsize - SLAB_HDR) as *mut Slab;
+            let sp = (mem + self.slabsize() - SLAB_HDR) as *mut Slab;
             let base = mem + color;
-            let chunks = (self.slabsize - SLAB_HDR - color) / self.chunksize;
+            let chunks = (self.slabsize() - SLAB_HDR - color) / self.chunksize;
             // SAFETY: the slab memory is ours and writable (touchable cache); buffers and
             // header are inside it.
             unsafe {
@@ -1526,12 +1558,12 @@ impl Cache {
         let sp = match g.slab_cache.alloc_addr() {
             Some(s) => s as *mut Slab,
             None => {
-                arena_free(self.source, mem, self.slabsize, slab_align);
+                arena_free(self.source, mem, self.slabsize(), slab_align);
                 return None;
             }
         };
         let base = mem + color;
-        let chunks = (self.slabsize - color) / self.chunksize;
+        let chunks = (self.slabsize() - color) / self.chunksize;
         let mut head: *mut Bufctl = null_mut();
         for i in (0..chunks).rev() {
             let bc = match g.bufctl_cache.alloc_addr() {
@@ -1546,7 +1578,7 @@ impl Cache {
                         }
                         g.slab_cache.free_addr(sp as usize);
                     }
-                    arena_free(self.source, mem, self.slabsize, slab_align);
+                    arena_free(self.source, mem, self.slabsize(), slab_align);
                     return None;
                 }
             };
@@ -1598,7 +1630,7 @@ impl Cache {
             if self.hashed {
                 self.align
             } else {
-                self.slabsize
+                self.slabsize()
             }
         } else {
             1
@@ -1618,7 +1650,7 @@ impl Cache {
                 g.slab_cache.free_addr(sp as usize);
             }
         }
-        arena_free(self.source, mem, self.slabsize, slab_align);
+        arena_free(self.source, mem, self.slabsize(), slab_align);
     }
 
     /// Free a raw buffer known to be allocated from this cache's slab layer; aborts with a
@@ -1664,7 +1696,7 @@ impl Cache {
                 }
                 g.lookup_depth += depth;
             } else {
-                sp = ((buf & !(self.slabsize - 1)) + self.slabsize - SLAB_HDR) as *mut Slab;
+                sp = ((buf & !(self.slabsize() - 1)) + self.slabsize() - SLAB_HDR) as *mut Slab;
                 if (*sp).cache != self as *const Cache {
                     drop(g);
                     return Err(SlabError::NotOwned {
@@ -1847,7 +1879,7 @@ impl Cache {
             unsafe {
                 while !sp.is_null() {
                     let s = &*sp;
-                    if addr >= s.mem && addr < s.mem + self.slabsize {
+                    if addr >= s.mem && addr < s.mem + self.slabsize() {
                         if addr < s.base || (addr - s.base) / self.chunksize >= s.chunks {
                             return Where::Interior(s.base);
                         }
@@ -2062,7 +2094,7 @@ impl Cache {
         self.chunksize
     }
     pub fn slab_size(&self) -> usize {
-        self.slabsize
+        self.slabsize()
     }
     pub fn flags(&self) -> CacheFlags {
         CacheFlags(self.flags & 0xffff)
@@ -2073,9 +2105,9 @@ impl Cache {
     /// Buffers in a slab of minimum colour.
     pub fn buffers_per_slab(&self) -> usize {
         if self.hashed {
-            self.slabsize / self.chunksize
+            self.slabsize() / self.chunksize
         } else {
-            (self.slabsize - SLAB_HDR) / self.chunksize
+            (self.slabsize() - SLAB_HDR) / self.chunksize
         }
     }
     /// Whether slabs use external bufctls and the hash (vs. in-slab header and free list).
@@ -2101,7 +2133,7 @@ impl Cache {
             buf_size: self.bufsize,
             align: self.align,
             chunk_size: self.chunksize,
-            slab_size: self.slabsize,
+            slab_size: self.slabsize(),
             alloc: allocs,
             free: frees,
             buf_inuse: allocs.saturating_sub(frees),
@@ -2134,7 +2166,7 @@ impl Cache {
             st.hash_size = if self.hashed { g.hash_mask + 1 } else { 0 };
             st.hash_rescale = g.rescale;
             st.hash_lookup_depth = g.lookup_depth;
-            st.mem_total = g.nslabs * self.slabsize;
+            st.mem_total = g.nslabs * self.slabsize();
         }
         st
     }
@@ -2169,17 +2201,17 @@ impl Cache {
                     if s.prev != prev {
                         return Err(corrupt("slab list back link", sp as usize));
                     }
-                    if !self.source.contains(s.mem, self.slabsize) {
+                    if !self.source.contains(s.mem, self.slabsize()) {
                         return Err(corrupt("slab outside the source arena", s.mem));
                     }
                     if s.chunks == 0 || s.refcnt > s.chunks {
                         return Err(corrupt("slab refcnt", sp as usize));
                     }
-                    if s.base < s.mem || s.base + s.chunks * self.chunksize > s.mem + self.slabsize
+                    if s.base < s.mem || s.base + s.chunks * self.chunksize > s.mem + self.slabsize()
                     {
                         return Err(corrupt("slab buffers outside slab", sp as usize));
                     }
-                    if (s.base - s.mem) > self.maxcolor || (s.base - s.mem) % self.align != 0 {
+                    if (s.base - s.mem) > self.maxcolor() || (s.base - s.mem) % self.align != 0 {
                         return Err(corrupt("slab colour", sp as usize));
                     }
                     let mut nfree = 0;

@@ -24,7 +24,8 @@ const SPAN: usize = 1 << 26;
 
 fn model_run(a: &'static Vmem, seed: u64, ops: usize, quantum: usize) {
     let mut rng = Rng(seed);
-    let mut live: BTreeMap<usize, usize> = BTreeMap::new();
+    // addr -> (rounded size, requested size)
+    let mut live: BTreeMap<usize, (usize, usize)> = BTreeMap::new();
     for step in 0..ops {
         if rng.below(100) < 55 || live.is_empty() {
             // Mostly qcache sizes, some larger.
@@ -37,16 +38,16 @@ fn model_run(a: &'static Vmem, seed: u64, ops: usize, quantum: usize) {
             let rsize = size.next_multiple_of(quantum);
             assert_eq!(addr % quantum, 0, "alignment");
             assert!(addr >= BASE && addr + rsize <= BASE + SPAN, "outside the span");
-            if let Some((&pa, &ps)) = live.range(..=addr).next_back() {
+            if let Some((&pa, &(ps, _))) = live.range(..=addr).next_back() {
                 assert!(pa + ps <= addr, "overlaps previous: {pa:#x}+{ps:#x} vs {addr:#x}");
             }
             if let Some((&na, _)) = live.range(addr..).next() {
                 assert!(addr + rsize <= na, "overlaps next");
             }
-            live.insert(addr, rsize);
+            live.insert(addr, (rsize, size));
         } else {
             let k = rng.below(live.len() as u64) as usize;
-            let (&addr, &size) = live.iter().nth(k).unwrap();
+            let (&addr, &(_, size)) = live.iter().nth(k).unwrap();
             live.remove(&addr);
             a.free(addr, size).unwrap();
         }
@@ -54,7 +55,7 @@ fn model_run(a: &'static Vmem, seed: u64, ops: usize, quantum: usize) {
             umem_slab::reap();
         }
     }
-    for (addr, size) in live {
+    for (addr, (_, size)) in live {
         a.free(addr, size).unwrap();
     }
 }
@@ -88,5 +89,6 @@ fn qcache_backed_arena_passes_model_test() {
     // ... and after a reap everything is back in the arena.
     umem_slab::reap();
     assert_eq!(a.stats().mem_inuse, 0);
-    unsafe { a.destroy() };
+    a.verify().unwrap();
+    assert_eq!(unsafe { a.destroy() }, 0, "no leaked bytes");
 }
