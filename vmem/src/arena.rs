@@ -371,8 +371,11 @@ impl Inner {
         // SAFETY: vsp is a free segment on the list; lock held.
         unsafe {
             let span = (*vsp).aprev;
-            if (*span).typ == T_SPAN && (*span).import && (*(*vsp).anext).typ & (T_SPAN | T_HEAD) != 0
-            {
+            let next = (*vsp).anext;
+            if (*span).typ == T_SPAN && (*next).typ & (T_SPAN | T_HEAD) != 0 {
+                if !(*span).import {
+                    return None;
+                }
                 let a = (*vsp).start;
                 let n = (*vsp).end - a;
                 debug_assert!((*span).start == a && (*span).end == a + n);
@@ -381,7 +384,64 @@ impl Inner {
                 self.ks.release += 1;
                 return Some((a, n));
             }
+            if ((*span).typ | (*next).typ) & T_MARKER != 0 {
+                return self.release_past_markers(vsp);
+            }
             None
+        }
+    }
+
+    /// The rotor or a walker sits inside the span of the free segment `vsp`
+    /// and may be all that keeps the span from being wholly free: if so,
+    /// move the markers in front of the span marker, coalesce, and destroy
+    /// the span (vmem.c would keep the span until the marker moves on).
+    #[cold]
+    unsafe fn release_past_markers(&mut self, vsp: *mut Seg) -> Option<(Addr, usize)> {
+        // SAFETY: lock held; all pointers are on the address list.
+        unsafe {
+            let mut span = (*vsp).aprev;
+            while (*span).typ & (T_MARKER | T_FREE) != 0 {
+                span = (*span).aprev;
+            }
+            if (*span).typ != T_SPAN || !(*span).import {
+                return None;
+            }
+            let mut s = (*span).anext;
+            while (*s).typ & (T_SPAN | T_HEAD) == 0 {
+                if (*s).typ == T_ALLOC {
+                    return None;
+                }
+                s = (*s).anext;
+            }
+            let mut s = (*span).anext;
+            while (*s).typ & (T_SPAN | T_HEAD) == 0 {
+                let n = (*s).anext;
+                if (*s).typ & T_MARKER != 0 {
+                    a_remove(s);
+                    a_insert_after((*span).aprev, s);
+                }
+                s = n;
+            }
+            let first = (*span).anext;
+            debug_assert!((*first).typ == T_FREE);
+            loop {
+                let n = (*first).anext;
+                if (*n).typ != T_FREE {
+                    break;
+                }
+                self.freelist_delete(n);
+                self.freelist_delete(first);
+                (*first).end = (*n).end;
+                self.seg_destroy(n);
+                self.freelist_insert(first);
+            }
+            let a = (*first).start;
+            let n = (*first).end - a;
+            debug_assert!((*span).start == a && (*span).end == a + n);
+            self.freelist_delete(first);
+            self.span_destroy(first);
+            self.ks.release += 1;
+            Some((a, n))
         }
     }
 
@@ -584,6 +644,21 @@ impl Inner {
                                 break 'lists;
                             }
                         }
+                    }
+                    s = (*s).knext;
+                }
+            }
+        }
+        if best.is_null() && start_list == hb + 1 && (self.freemap >> hb) & 1 != 0 {
+            // Instant fit only looked where every segment is big enough;
+            // before giving up, try the list that may hold a fit.
+            let mut s = self.freelist[hb as usize];
+            // SAFETY: freelists are well formed under the lock.
+            unsafe {
+                while !s.is_null() {
+                    self.ks.search += 1;
+                    if let Some(a) = fit(s, size, align, phase, nocross, minaddr, hi_last) {
+                        return Some((s, a));
                     }
                     s = (*s).knext;
                 }
@@ -1212,7 +1287,7 @@ impl Vmem {
                 return Err(VmemError::BadNocross { nocross, quantum: q });
             }
             let need = phase.checked_add(size).and_then(|v| round_up(v, align));
-            if align > nocross || need.is_none_or(|v| v > nocross) {
+            if align > nocross || need.map_or(true, |v| v > nocross) {
                 return Err(VmemError::NocrossTooSmall { nocross, size, align, phase });
             }
         }
@@ -1254,7 +1329,7 @@ impl Vmem {
                 debug_assert!(addr % r.align == r.phase);
                 debug_assert!(!crosses(addr, addr + r.size - 1, r.nocross));
                 debug_assert!(addr >= r.minaddr);
-                debug_assert!(r.maxaddr.is_none_or(|m| addr + r.size <= m));
+                debug_assert!(r.maxaddr.map_or(true, |m| addr + r.size <= m));
                 return Ok(addr);
             }
             if let Some(src) = self.source {
@@ -1887,6 +1962,7 @@ impl Inner {
             let mut total = 0u64;
             let mut import = 0u64;
             let mut span: *mut Seg = ptr::null_mut();
+            let mut span_has_alloc = false;
             let mut cursor = 0usize;
             let mut prev_typ = T_HEAD;
             let mut steps = 0usize;
@@ -1901,15 +1977,9 @@ impl Inner {
                 if t == T_SPAN || s == seg0 {
                     if !span.is_null() {
                         check!(cursor == (*span).end, "segments do not tile their span", (*span).start);
-                        // An imported span must not be wholly free unless a
-                        // marker kept it from being released.
-                        let first = (*span).anext;
-                        if (*span).import
-                            && (*first).typ == T_FREE
-                            && (*first).start == (*span).start
-                            && (*first).end == (*span).end
-                            && (*(*first).anext).typ & (T_SPAN | T_HEAD) != 0
-                        {
+                        // An imported span is never wholly free at rest: it
+                        // goes back to the source (markers do not hold it).
+                        if (*span).import && !span_has_alloc {
                             return Err(VmemError::Corrupt {
                                 what: "imported span wholly free but not released",
                                 addr: (*span).start,
@@ -1934,6 +2004,7 @@ impl Inner {
                     }
                     (*s).mark = 1;
                     span = s;
+                    span_has_alloc = false;
                     cursor = (*s).start;
                 } else if t & T_MARKER != 0 {
                     if s == rotor {
@@ -1959,6 +2030,7 @@ impl Inner {
                         free_sum += (end - (*s).start) as u64;
                     } else {
                         n_alloc += 1;
+                        span_has_alloc = true;
                         inuse += (end - (*s).start) as u64;
                     }
                     (*s).mark = 1;
