@@ -1433,7 +1433,9 @@ impl Cache {
     fn qcache_geometry(&self) {
         let q = self.source.quantum();
         let qmax = self.source.qcache_max().max(self.bufsize);
-        let want = 1usize.checked_shl(highbit(3 * qmax)).unwrap_or(usize::MAX / 2 + 1);
+        let want = 1usize
+            .checked_shl(highbit(3 * qmax))
+            .unwrap_or(usize::MAX / 2 + 1);
         let slabsize = want.max(64).max(q).next_multiple_of(q);
         self.maxcolor_.store(
             (slabsize % self.chunksize).min(q.saturating_sub(1)),
@@ -1512,10 +1514,7 @@ impl Cache {
         } else {
             1
         };
-        let mem = match arena_alloc(self.source, self.slabsize(), slab_align) {
-            Some(m) => m,
-            None => return None,
-        };
+        let mem = arena_alloc(self.source, self.slabsize(), slab_align)?;
         if !self.hashed {
             let sp = (mem + self.slabsize() - SLAB_HDR) as *mut Slab;
             let base = mem + color;
@@ -1697,7 +1696,7 @@ impl Cache {
                 g.lookup_depth += depth;
             } else {
                 sp = ((buf & !(self.slabsize() - 1)) + self.slabsize() - SLAB_HDR) as *mut Slab;
-                if (*sp).cache != self as *const Cache {
+                if !ptr::eq((*sp).cache, self) {
                     drop(g);
                     return Err(SlabError::NotOwned {
                         addr: buf,
@@ -2061,7 +2060,7 @@ impl Cache {
             let need = {
                 let g = self.slab.0.lock();
                 g.buftotal > 2 * (g.hash_mask + 1)
-                    || (g.buftotal < (g.hash_mask + 1) / 2 && g.hash_mask + 1 > HASH_INITIAL)
+                    || (g.buftotal < g.hash_mask.div_ceil(2) && g.hash_mask + 1 > HASH_INITIAL)
             };
             if need {
                 self.hash_rescale();
@@ -2195,7 +2194,7 @@ impl Cache {
             unsafe {
                 while !sp.is_null() {
                     let s = &*sp;
-                    if s.cache != self as *const Cache {
+                    if !ptr::eq(s.cache, self) {
                         return Err(corrupt("slab of another cache", sp as usize));
                     }
                     if s.prev != prev {
@@ -2207,7 +2206,8 @@ impl Cache {
                     if s.chunks == 0 || s.refcnt > s.chunks {
                         return Err(corrupt("slab refcnt", sp as usize));
                     }
-                    if s.base < s.mem || s.base + s.chunks * self.chunksize > s.mem + self.slabsize()
+                    if s.base < s.mem
+                        || s.base + s.chunks * self.chunksize > s.mem + self.slabsize()
                     {
                         return Err(corrupt("slab buffers outside slab", sp as usize));
                     }
@@ -2280,7 +2280,7 @@ impl Cache {
                             return Err(corrupt("bufctl in the wrong bucket", a));
                         }
                         let sp = (*bc).slab;
-                        if (*sp).cache != self as *const Cache
+                        if !ptr::eq((*sp).cache, self)
                             || a < (*sp).base
                             || a >= (*sp).base + (*sp).chunks * self.chunksize
                         {

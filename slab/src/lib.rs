@@ -274,6 +274,6 @@ pub(crate) fn fatal_error(e: &SlabError) -> ! {
         }
     }
     let mut b = Buf { b: [0; 256], n: 0 };
-    let _ = write!(b, "umem-slab: {e}\n");
+    let _ = writeln!(b, "umem-slab: {e}");
     fatal(core::str::from_utf8(&b.b[..b.n]).unwrap_or("umem-slab: fatal error\n"))
 }

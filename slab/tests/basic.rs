@@ -12,7 +12,15 @@ static SERIAL: Mutex<()> = Mutex::new(());
 
 fn arena(name: &str) -> &'static Vmem {
     let page = 4096;
-    Vmem::create(name, None, page, Some(umem_vmem::heap()), 0, CreateFlags::NONE).unwrap()
+    Vmem::create(
+        name,
+        None,
+        page,
+        Some(umem_vmem::heap()),
+        0,
+        CreateFlags::NONE,
+    )
+    .unwrap()
 }
 
 fn inuse(a: &Vmem) -> u64 {
@@ -57,8 +65,8 @@ fn alloc_free_verify_small_and_hashed() {
 fn waste_at_most_one_eighth_for_size_classes() {
     let a = arena("t_waste");
     let mut sizes = vec![
-        8, 16, 32, 48, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384, 448, 512, 640, 768,
-        896, 1152, 1344, 1600, 2048, 2304, 2688, 4096, 4544, 8192, 9216, 12288, 16384,
+        8, 16, 32, 48, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384, 448, 512, 640, 768, 896,
+        1152, 1344, 1600, 2048, 2304, 2688, 4096, 4544, 8192, 9216, 12288, 16384,
     ];
     sizes.extend((3..=16).map(|k| k * 8192));
     sizes.extend((1..200).map(|k| k * 97 + 1));
@@ -209,19 +217,27 @@ fn checked_free_reports_misuse() {
         let mut local = 0u64;
         let stack = NonNull::new(&mut local as *mut u64 as *mut u8).unwrap();
         unsafe {
-            assert!(matches!(c.free_checked(stack), Err(SlabError::NotOwned { .. })));
+            assert!(matches!(
+                c.free_checked(stack),
+                Err(SlabError::NotOwned { .. })
+            ));
             match c.free_checked(q) {
                 Err(SlabError::WrongCache { owner, .. }) => assert_eq!(owner.as_str(), "chk_b"),
                 r => panic!("expected WrongCache, got {r:?}"),
             }
             let inner = NonNull::new(p.as_ptr().add(8)).unwrap();
             match c.free_checked(inner) {
-                Err(SlabError::BadAddress { buffer, .. }) => assert_eq!(buffer, p.as_ptr() as usize),
+                Err(SlabError::BadAddress { buffer, .. }) => {
+                    assert_eq!(buffer, p.as_ptr() as usize)
+                }
                 r => panic!("expected BadAddress, got {r:?}"),
             }
             c.free_checked(p).unwrap();
             // Now in this thread's magazine.
-            assert!(matches!(c.free_checked(p), Err(SlabError::DoubleFree { .. })));
+            assert!(matches!(
+                c.free_checked(p),
+                Err(SlabError::DoubleFree { .. })
+            ));
             c.reap();
             // Now on its slab's free list (or the slab is gone: then nobody owns it).
             assert!(matches!(
@@ -237,7 +253,10 @@ fn checked_free_reports_misuse() {
             c.reap();
             // keep's slab is alive, p2 is on its free list (same slab when small).
             if !c.is_hashed() {
-                assert!(matches!(c.free_checked(p2), Err(SlabError::DoubleFree { .. })));
+                assert!(matches!(
+                    c.free_checked(p2),
+                    Err(SlabError::DoubleFree { .. })
+                ));
             }
             c.free_checked(keep).unwrap();
         }
@@ -369,21 +388,59 @@ fn bad_arguments() {
         Err(e) => e,
         Ok(c) => panic!("created: size {} align {}", c.buf_size(), c.align()),
     };
-    assert_eq!(e(Cache::create("z", 0, 0, CacheOps::NONE, a, CacheFlags::NONE)), SlabError::ZeroSize);
+    assert_eq!(
+        e(Cache::create(
+            "z",
+            0,
+            0,
+            CacheOps::NONE,
+            a,
+            CacheFlags::NONE
+        )),
+        SlabError::ZeroSize
+    );
     assert!(matches!(
-        e(Cache::create("z", 8, 3, CacheOps::NONE, a, CacheFlags::NONE)),
+        e(Cache::create(
+            "z",
+            8,
+            3,
+            CacheOps::NONE,
+            a,
+            CacheFlags::NONE
+        )),
         SlabError::BadAlign { .. }
     ));
     assert!(matches!(
-        e(Cache::create("z", 8, 1 << 20, CacheOps::NONE, a, CacheFlags::NONE)),
+        e(Cache::create(
+            "z",
+            8,
+            1 << 20,
+            CacheOps::NONE,
+            a,
+            CacheFlags::NONE
+        )),
         SlabError::BadAlign { .. }
     ));
     assert!(matches!(
-        e(Cache::create("z", 8, 0, CacheOps::NONE, a, CacheFlags::NOTOUCH | CacheFlags::NOHASH)),
+        e(Cache::create(
+            "z",
+            8,
+            0,
+            CacheOps::NONE,
+            a,
+            CacheFlags::NOTOUCH | CacheFlags::NOHASH
+        )),
         SlabError::BadFlags { .. }
     ));
     assert!(matches!(
-        e(Cache::create("z", usize::MAX - 3, 0, CacheOps::NONE, a, CacheFlags::NONE)),
+        e(Cache::create(
+            "z",
+            usize::MAX - 3,
+            0,
+            CacheOps::NONE,
+            a,
+            CacheFlags::NONE
+        )),
         SlabError::TooLarge { .. }
     ));
 }

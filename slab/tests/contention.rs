@@ -14,8 +14,15 @@ use umem_vmem::{CreateFlags, Vmem};
 fn magazines_grow_under_forced_depot_contention() {
     let _s = SERIAL.lock().unwrap();
     umem_slab::set_update_interval_ms(0);
-    let a = Vmem::create("c_arena", None, 4096, Some(umem_vmem::heap()), 0, CreateFlags::NONE)
-        .unwrap();
+    let a = Vmem::create(
+        "c_arena",
+        None,
+        4096,
+        Some(umem_vmem::heap()),
+        0,
+        CreateFlags::NONE,
+    )
+    .unwrap();
     let c = Cache::create("contend", 64, 0, CacheOps::NONE, a, CacheFlags::NONE).unwrap();
     // Prime the depot with a full magazine so that a fresh thread's first alloc goes there.
     let v: Vec<_> = (0..100).map(|_| c.alloc().unwrap()).collect();
@@ -85,8 +92,15 @@ fn magazines_grow_under_forced_depot_contention() {
 #[test]
 fn working_set_reaping_frees_idle_magazines() {
     let _s = SERIAL.lock().unwrap();
-    let a = Vmem::create("ws_arena", None, 4096, Some(umem_vmem::heap()), 0, CreateFlags::NONE)
-        .unwrap();
+    let a = Vmem::create(
+        "ws_arena",
+        None,
+        4096,
+        Some(umem_vmem::heap()),
+        0,
+        CreateFlags::NONE,
+    )
+    .unwrap();
     let c = Cache::create("ws", 128, 0, CacheOps::NONE, a, CacheFlags::NONE).unwrap();
     // A burst puts many full magazines in the depot.
     // (A joined std thread: its exit flush has run when join returns.)

@@ -37,9 +37,15 @@ fn model_run(a: &'static Vmem, seed: u64, ops: usize, quantum: usize) {
             let addr = a.alloc(size, Policy::InstantFit).unwrap();
             let rsize = size.next_multiple_of(quantum);
             assert_eq!(addr % quantum, 0, "alignment");
-            assert!(addr >= BASE && addr + rsize <= BASE + SPAN, "outside the span");
+            assert!(
+                addr >= BASE && addr + rsize <= BASE + SPAN,
+                "outside the span"
+            );
             if let Some((&pa, &(ps, _))) = live.range(..=addr).next_back() {
-                assert!(pa + ps <= addr, "overlaps previous: {pa:#x}+{ps:#x} vs {addr:#x}");
+                assert!(
+                    pa + ps <= addr,
+                    "overlaps previous: {pa:#x}+{ps:#x} vs {addr:#x}"
+                );
             }
             if let Some((&na, _)) = live.range(addr..).next() {
                 assert!(addr + rsize <= na, "overlaps next");
@@ -64,8 +70,15 @@ fn model_run(a: &'static Vmem, seed: u64, ops: usize, quantum: usize) {
 fn qcache_backed_arena_passes_model_test() {
     umem_slab::init();
     let quantum = 16;
-    let a = Vmem::create("qc_model", Some((BASE, SPAN)), quantum, None, 8 * quantum, CreateFlags::NONE)
-        .unwrap();
+    let a = Vmem::create(
+        "qc_model",
+        Some((BASE, SPAN)),
+        quantum,
+        None,
+        8 * quantum,
+        CreateFlags::NONE,
+    )
+    .unwrap();
     model_run(a, 42, 30_000, quantum);
     // Two threads on the same arena.
     let hs: Vec<_> = (0..2)

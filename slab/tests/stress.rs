@@ -23,7 +23,15 @@ impl Rng {
 }
 
 fn arena(name: &str) -> &'static Vmem {
-    Vmem::create(name, None, 4096, Some(umem_vmem::heap()), 0, CreateFlags::NONE).unwrap()
+    Vmem::create(
+        name,
+        None,
+        4096,
+        Some(umem_vmem::heap()),
+        0,
+        CreateFlags::NONE,
+    )
+    .unwrap()
 }
 
 #[derive(Clone, Copy)]
@@ -41,7 +49,12 @@ fn check(p: NonNull<u8>, len: usize, tag: u64) {
     let w = p.as_ptr() as *const u64;
     for i in 0..len / 8 {
         let v = unsafe { *w.add(i) };
-        assert_eq!(v, tag ^ i as u64, "object {:p} word {i} corrupted", p.as_ptr());
+        assert_eq!(
+            v,
+            tag ^ i as u64,
+            "object {:p} word {i} corrupted",
+            p.as_ptr()
+        );
     }
 }
 
@@ -63,7 +76,7 @@ fn four_threads_cross_thread_frees_with_content_checks() {
             let txs = txs.clone();
             let caches = caches.clone();
             handles.push(std::thread::spawn(move || {
-                let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (t as u64 + 1) * 0x1234_5678);
+                let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ ((t as u64 + 1) * 0x1234_5678));
                 let mut mine: Vec<Obj> = Vec::new();
                 for op in 0..OPS {
                     // Objects sent to us by other threads: check and free.
