@@ -18,10 +18,10 @@ use std::ptr::NonNull;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion};
 use criterion::measurement::WallTime;
+use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion};
 use umem_microbench::{
-    churn_span_quanta, frag_span_quanta, Churn, Fragmented, RangeArena,
+    churn_span_quanta, frag_span_quanta, Churn, Fragmented, RangeArena, FRAG_HOLE_QUANTA,
 };
 
 /// Live-segment counts every pattern is run at.
@@ -57,13 +57,49 @@ mod vmem_crate {
     pub struct VmemCrate {
         arena: Arena<'static, 'static, BtAlloc, Mutex<()>>,
         policy: AllocPolicy,
+        quantum: usize,
     }
 
     impl VmemCrate {
+        /// An arena with one span of `span_quanta` quanta at [`BASE`].
         pub fn new(span_quanta: usize, policy: AllocPolicy) -> Self {
+            let v = Self::empty(policy);
+            v.arena
+                .add_span(BASE, span_quanta * QUANTUM)
+                .expect("add_span");
+            v
+        }
+
+        /// An arena for [`Fragmented`]: the chunks are added by
+        /// `lay_out_fragmented`, the tail span here, above them.
+        pub fn for_frag(live: usize, policy: AllocPolicy) -> Self {
+            let v = Self::empty(policy);
+            let tail = BASE + live * (FRAG_HOLE_QUANTA + 1) * QUANTUM;
+            v.arena
+                .add_span(tail, (1 << 20) * QUANTUM)
+                .expect("add_span");
+            v
+        }
+
+        /// Like [`new`](Self::new) with quantum 1 (integers 0..span): the
+        /// crate's hash spreads these over its 64 buckets.
+        pub fn unit_quantum(span_quanta: usize, policy: AllocPolicy) -> Self {
+            let arena = Arena::create("vmem-crate", 1, None, BtAlloc).expect("create");
+            arena.add_span(0, span_quanta).expect("add_span");
+            VmemCrate {
+                arena,
+                policy,
+                quantum: 1,
+            }
+        }
+
+        fn empty(policy: AllocPolicy) -> Self {
             let arena = Arena::create("vmem-crate", QUANTUM, None, BtAlloc).expect("create");
-            arena.add_span(BASE, span_quanta * QUANTUM).expect("add_span");
-            VmemCrate { arena, policy }
+            VmemCrate {
+                arena,
+                policy,
+                quantum: QUANTUM,
+            }
         }
     }
 
@@ -71,11 +107,34 @@ mod vmem_crate {
         type Handle = usize;
         #[inline]
         fn alloc(&mut self, quanta: usize) -> Option<usize> {
-            self.arena.alloc(quanta * QUANTUM, self.policy).ok()
+            self.arena.alloc(quanta * self.quantum, self.policy).ok()
         }
         #[inline]
         fn free(&mut self, h: usize, _quanta: usize) {
             self.arena.free(h).expect("vmem crate free");
+        }
+
+        /// The default layout is quadratic here: this crate hashes
+        /// allocated segments into 64 buckets by `FxHash(addr) % 64`, and
+        /// page-aligned addresses all land in bucket 0, so every free scans
+        /// the live list. Instead each (live, hole) chunk is added as its own
+        /// span (in decreasing address order: `add_span` walks the address
+        /// list from the front) and its live quantum is allocated at once (it
+        /// is the newest entry on the `[4, 8)` list).
+        fn lay_out_fragmented(&mut self, live: usize) -> Vec<usize> {
+            let chunk = (FRAG_HOLE_QUANTA + 1) * QUANTUM;
+            let mut segs = Vec::with_capacity(live);
+            for i in (0..live).rev() {
+                let base = BASE + i * chunk;
+                self.arena.add_span(base, chunk).expect("add_span");
+                let h = self
+                    .arena
+                    .alloc(QUANTUM, AllocPolicy::InstantFit)
+                    .expect("alloc");
+                assert_eq!(h, base, "vmem crate did not allocate from the new chunk");
+                segs.push(h);
+            }
+            segs
         }
     }
 
@@ -184,13 +243,18 @@ fn bench_pair(c: &mut Criterion) {
     for live in LIVE {
         let span = churn_span_quanta(live);
         let mut g = group(c, "vmem_pair", live);
-        umem_side::pair(&mut g, live, span);
+        umem_side::pair_benches(&mut g, live, span);
         for (pname, policy) in vmem_crate::POLICIES {
             churn(&mut g, &format!("vmem-crate/{pname}"), live, || {
                 vmem_crate::VmemCrate::new(span, policy)
             });
         }
-        churn(&mut g, "offset-allocator", live, || offset::Offset::new(span, live));
+        churn(&mut g, "vmem-crate/instant,q=1", live, || {
+            vmem_crate::VmemCrate::unit_quantum(span, vmem::AllocPolicy::InstantFit)
+        });
+        churn(&mut g, "offset-allocator", live, || {
+            offset::Offset::new(span, live)
+        });
         churn(&mut g, "range-alloc/best", live, || range::Range::new(span));
         g.finish();
     }
@@ -200,13 +264,15 @@ fn bench_frag(c: &mut Criterion) {
     for live in LIVE {
         let span = frag_span_quanta(live);
         let mut g = group(c, "vmem_frag", live);
-        umem_side::frag(&mut g, live, span);
+        umem_side::frag_benches(&mut g, live, span);
         for (pname, policy) in vmem_crate::POLICIES {
             frag(&mut g, &format!("vmem-crate/{pname}"), live, || {
-                vmem_crate::VmemCrate::new(span, policy)
+                vmem_crate::VmemCrate::for_frag(live, policy)
             });
         }
-        frag(&mut g, "offset-allocator", live, || offset::Offset::new(span, live));
+        frag(&mut g, "offset-allocator", live, || {
+            offset::Offset::new(span, live)
+        });
         if live <= 10_000 {
             // range-alloc frees are O(free ranges) with a Vec insert: laying
             // out 10^6 holes would take minutes.
@@ -216,12 +282,26 @@ fn bench_frag(c: &mut Criterion) {
     }
 }
 
-/// umem-vmem's side (filled in once its API has landed).
+/// umem-vmem's side: one bench per policy.
 mod umem_side {
     use super::*;
+    use umem_microbench::{UmemArena, UMEM_POLICIES};
 
-    pub fn pair(_g: &mut BenchmarkGroup<'_, WallTime>, _live: usize, _span: usize) {}
-    pub fn frag(_g: &mut BenchmarkGroup<'_, WallTime>, _live: usize, _span: usize) {}
+    pub fn pair_benches(g: &mut BenchmarkGroup<'_, WallTime>, live: usize, span: usize) {
+        for (pname, policy) in UMEM_POLICIES {
+            churn(g, &format!("umem/{pname}"), live, || {
+                UmemArena::new(span, QUANTUM, policy, 0)
+            });
+        }
+    }
+
+    pub fn frag_benches(g: &mut BenchmarkGroup<'_, WallTime>, live: usize, span: usize) {
+        for (pname, policy) in UMEM_POLICIES {
+            frag(g, &format!("umem/{pname}"), live, || {
+                UmemArena::new(span, QUANTUM, policy, 0)
+            });
+        }
+    }
 }
 
 fn config() -> Criterion {

@@ -25,6 +25,10 @@
 //! The umem-vmem adapter ([`UmemArena`]) lives here too; the peers' adapters
 //! are in the bench file, since the peers are dev-dependencies.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use umem_vmem::{Addr, CreateFlags, Policy, Vmem};
+
 /// A small deterministic generator (SplitMix64) so the fixtures need no
 /// `rand` and every allocator sees the same sequence.
 #[derive(Clone, Debug)]
@@ -67,6 +71,33 @@ pub trait RangeArena {
     fn alloc(&mut self, quanta: usize) -> Option<Self::Handle>;
     /// Frees a handle returned by `alloc(quanta)`.
     fn free(&mut self, handle: Self::Handle, quanta: usize);
+
+    /// Lays out the [`Fragmented`] pattern in an empty arena: `live`
+    /// one-quantum segments, each beside a free [`FRAG_HOLE_QUANTA`] hole that
+    /// cannot coalesce with another hole, and a free tail. Returns the live
+    /// handles, newest last.
+    ///
+    /// The default allocates (hole, live) pairs from the start of the arena
+    /// and frees the holes in reverse order; an adapter overrides it when
+    /// that would be quadratic for its allocator.
+    fn lay_out_fragmented(&mut self, live: usize) -> Vec<Self::Handle>
+    where
+        Self: Sized,
+    {
+        let mut holes = Vec::with_capacity(live);
+        let mut segs = Vec::with_capacity(live);
+        for _ in 0..live {
+            holes.push(
+                self.alloc(FRAG_HOLE_QUANTA)
+                    .expect("lay_out_fragmented: hole"),
+            );
+            segs.push(self.alloc(1).expect("lay_out_fragmented: live segment"));
+        }
+        for &h in holes.iter().rev() {
+            self.free(h, FRAG_HOLE_QUANTA);
+        }
+        segs
+    }
 }
 
 /// Largest segment [`Churn`] allocates, in quanta.
@@ -99,7 +130,9 @@ impl<A: RangeArena> Churn<A> {
         let mut slots = Vec::with_capacity(live);
         for _ in 0..live {
             let q = 1 + rng.below(CHURN_MAX_QUANTA);
-            let h = arena.alloc(q).expect("Churn::new: arena exhausted during setup");
+            let h = arena
+                .alloc(q)
+                .expect("Churn::new: arena exhausted during setup");
             slots.push((h, q as u32));
         }
         let mut order: Vec<u32> = (0..live as u32).collect();
@@ -161,24 +194,10 @@ pub struct Fragmented<A: RangeArena> {
 }
 
 impl<A: RangeArena> Fragmented<A> {
-    /// Lays out `live` (hole, live) pairs from the start of `arena`, then
-    /// frees the holes in reverse order.
-    ///
-    /// # Panics
-    /// If the arena runs out during setup or does not allocate in address
-    /// order from an empty span (then it would not leave the holes this
-    /// fixture promises; callers check with [`Fragmented::step`]'s result).
+    /// Lays out the pattern with [`RangeArena::lay_out_fragmented`].
     pub fn new(mut arena: A, live: usize) -> Self {
-        let mut holes = Vec::with_capacity(live);
-        let mut segs = Vec::with_capacity(live);
-        for _ in 0..live {
-            holes.push(arena.alloc(FRAG_HOLE_QUANTA).expect("Fragmented::new: hole"));
-            segs.push(arena.alloc(1).expect("Fragmented::new: live segment"));
-        }
-        for &h in holes.iter().rev() {
-            arena.free(h, FRAG_HOLE_QUANTA);
-        }
-        Fragmented { arena, live: segs }
+        let live = arena.lay_out_fragmented(live);
+        Fragmented { arena, live }
     }
 
     /// Number of live segments (and of holes).
@@ -206,3 +225,76 @@ impl<A: RangeArena> Fragmented<A> {
         self.arena
     }
 }
+
+/// Base address of the spans the benches give umem-vmem arenas (non-zero so
+/// that no segment starts at address 0).
+pub const UMEM_SPAN_BASE: Addr = 1 << 32;
+
+static ARENA_SEQ: AtomicUsize = AtomicUsize::new(0);
+
+/// A umem-vmem arena over a plain integer span, with one allocation policy.
+/// Destroyed on drop.
+pub struct UmemArena {
+    /// The arena.
+    pub vmem: &'static Vmem,
+    /// Its quantum in bytes.
+    pub quantum: usize,
+    /// The policy every `alloc` uses.
+    pub policy: Policy,
+}
+
+impl UmemArena {
+    /// An arena with an initial span of `span_quanta` quanta at
+    /// [`UMEM_SPAN_BASE`], no source and the given `qcache_max` (0: none).
+    pub fn new(span_quanta: usize, quantum: usize, policy: Policy, qcache_max: usize) -> Self {
+        let name = format!("bench{}", ARENA_SEQ.fetch_add(1, Ordering::Relaxed));
+        let vmem = Vmem::create(
+            &name,
+            Some((UMEM_SPAN_BASE, span_quanta * quantum)),
+            quantum,
+            None,
+            qcache_max,
+            CreateFlags::NONE,
+        )
+        .expect("Vmem::create");
+        UmemArena {
+            vmem,
+            quantum,
+            policy,
+        }
+    }
+}
+
+impl Drop for UmemArena {
+    fn drop(&mut self) {
+        // SAFETY: the arena was created by `new` for this adapter alone; no
+        // other reference to it outlives the adapter.
+        unsafe {
+            let _ = self.vmem.destroy();
+        }
+    }
+}
+
+impl RangeArena for UmemArena {
+    type Handle = Addr;
+
+    #[inline]
+    fn alloc(&mut self, quanta: usize) -> Option<Addr> {
+        self.vmem.alloc(quanta * self.quantum, self.policy).ok()
+    }
+
+    #[inline]
+    fn free(&mut self, addr: Addr, quanta: usize) {
+        self.vmem
+            .free(addr, quanta * self.quantum)
+            .expect("umem-vmem free");
+    }
+}
+
+/// Every umem-vmem policy, with the name the benches print.
+pub const UMEM_POLICIES: [(&str, Policy); 4] = [
+    ("instant", Policy::InstantFit),
+    ("best", Policy::BestFit),
+    ("first", Policy::FirstFit),
+    ("next", Policy::NextFit),
+];
