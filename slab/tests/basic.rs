@@ -212,7 +212,13 @@ fn checked_free_reports_misuse() {
     for &size in &[48usize, 1500] {
         let c = Cache::create("chk_a", size, 0, CacheOps::NONE, a, CacheFlags::NONE).unwrap();
         let d = Cache::create("chk_b", size, 0, CacheOps::NONE, a, CacheFlags::NONE).unwrap();
+        let anchor = c.alloc().unwrap();
         let p = c.alloc().unwrap();
+        assert_eq!(
+            c.stats().slabs,
+            1,
+            "anchor and p share the cache's only slab"
+        );
         let q = d.alloc().unwrap();
         let mut local = 0u64;
         let stack = NonNull::new(&mut local as *mut u64 as *mut u8).unwrap();
@@ -239,10 +245,10 @@ fn checked_free_reports_misuse() {
                 Err(SlabError::DoubleFree { .. })
             ));
             c.reap();
-            // Now on its slab's free list (or the slab is gone: then nobody owns it).
+            // Now on its slab's free list (the slab stays: `anchor` lives in it).
             assert!(matches!(
                 c.free_checked(p),
-                Err(SlabError::DoubleFree { .. }) | Err(SlabError::NotOwned { .. })
+                Err(SlabError::DoubleFree { .. })
             ));
             d.free_checked(q).unwrap();
         }
@@ -259,6 +265,7 @@ fn checked_free_reports_misuse() {
                 ));
             }
             c.free_checked(keep).unwrap();
+            c.free_checked(anchor).unwrap();
         }
         c.reap();
         unsafe {
