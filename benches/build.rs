@@ -19,6 +19,17 @@ fn main() {
         .arg("c/cwork.c")
         .arg("-lm")
         .status();
+    let broken = out.with_file_name("libumem-bench-broken.so");
+    println!("cargo:rerun-if-changed=c/broken_malloc.c");
+    let st = Command::new(&cc)
+        .args(["-O2", "-shared", "-fPIC", "-Wall", "-o"])
+        .arg(&broken)
+        .arg("c/broken_malloc.c")
+        .status();
+    match st {
+        Ok(s) if s.success() => println!("cargo:rustc-env=UMEM_BENCH_BROKEN_SO={}", broken.display()),
+        _ => println!("cargo:rustc-env=UMEM_BENCH_BROKEN_SO="),
+    }
     match status {
         Ok(s) if s.success() => {
             println!("cargo:rustc-env=UMEM_BENCH_CWORK={}", out.display());

@@ -251,21 +251,34 @@ static uint64_t xmalloc_w(const params *p) {
 /* ------------------------------------------------------------------ cache-scratch / thrash */
 static size_t cache_iters;
 #define CACHE_REPS 12000
+static int cache_check(volatile unsigned char *b, uint64_t tag) {
+    /* starts as the tag's bytes; byte k gets k+1 added CACHE_REPS times */
+    for (int k = 0; k < 8; k++)
+        if (b[k] != (unsigned char)((unsigned char)(tag >> (8 * k)) + CACHE_REPS * (k + 1))) {
+            fail("cache", (void *)b, 8, tag, k);
+            return 0;
+        }
+    return 1;
+}
 static void *cache_thread(void *a) {
     targ *t = a;
     slot *first = t->arg;
     if (first) t->sum += free_block(first->b, first->n, first->tag, "cache-scratch");
+    /* each object is freed one iteration late and checked again then */
+    volatile unsigned char *held = NULL;
+    uint64_t held_tag = 0;
     for (size_t it = 0; it < cache_iters; it++) {
-        volatile unsigned char *b = malloc(8);
-        memset((void *)b, 0, 8);
+        uint64_t tag = ((uint64_t)(t->id + 1) << 32) | it;
+        volatile unsigned char *b = new_block(8, tag);
         for (int r = 0; r < CACHE_REPS; r++)
             for (int k = 0; k < 8; k++) b[k] = (unsigned char)(b[k] + k + 1);
-        for (int k = 0; k < 8; k++) {
-            if (b[k] != (unsigned char)(CACHE_REPS * (k + 1))) { fail("cache", (void *)b, 8, 0, k); break; }
-            t->sum += b[k];
-        }
-        free((void *)b);
+        if (cache_check(b, tag))
+            for (int k = 0; k < 8; k++) t->sum += b[k];
+        if (held) { cache_check(held, held_tag); free((void *)held); }
+        held = b;
+        held_tag = tag;
     }
+    if (held) { cache_check(held, held_tag); free((void *)held); }
     return NULL;
 }
 static uint64_t cache_common(const params *p, int scratch) {

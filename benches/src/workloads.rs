@@ -255,30 +255,44 @@ fn xmalloc(p: &Params) -> WResult {
 
 // ---------------------------------------------------------------- cache-scratch / thrash
 
-fn cache_work(first: Option<(Box<[u8]>, u64)>, iters: usize, reps: usize) -> WResult {
+fn cache_check(b: &[u8], reps: usize, tag: u64) -> Result<u64, String> {
+    // new_block(8, tag) starts as the tag's bytes; byte k gets k+1 added `reps` times.
+    for (k, &x) in b.iter().enumerate() {
+        let want = (tag.to_le_bytes()[k] as usize).wrapping_add(reps.wrapping_mul(k + 1)) as u8;
+        if x != want {
+            return Err(format!(
+                "content check failed in cache: object {tag:#x}, byte {k} of {:p} is {x:#04x}, want {want:#04x}",
+                b.as_ptr()
+            ));
+        }
+    }
+    Ok(b.iter().map(|&x| x as u64).sum::<u64>())
+}
+
+fn cache_work(id: u64, first: Option<(Box<[u8]>, u64)>, iters: usize, reps: usize) -> WResult {
     let mut sum = 0u64;
     if let Some((b, tag)) = first {
         sum = free_block(b, tag, "cache-scratch")?;
     }
+    // Each object is freed one iteration late (and checked again then), so a block the
+    // allocator hands out twice is caught while both owners hold it.
+    let mut held: Option<(Box<[u8]>, u64)> = None;
     for it in 0..iters {
-        let mut b = new_block(8, 0);
+        let tag = (id << 32) | it as u64;
+        let mut b = new_block(8, tag);
         for _ in 0..reps {
             let bb = black_box(&mut b[..]);
             for (k, x) in bb.iter_mut().enumerate() {
                 *x = x.wrapping_add(k as u8 + 1);
             }
         }
-        for (k, &x) in b.iter().enumerate() {
-            // new_block(8, 0) starts all zero.
-            let want = reps.wrapping_mul(k + 1) as u8;
-            if x != want {
-                return Err(format!(
-                    "content check failed in cache: iteration {it}, byte {k} of {:p} is {x:#04x}, want {want:#04x}",
-                    b.as_ptr()
-                ));
-            }
+        sum = sum.wrapping_add(cache_check(&b, reps, tag)?);
+        if let Some((old, old_tag)) = held.replace((b, tag)) {
+            cache_check(&old, reps, old_tag)?;
         }
-        sum = sum.wrapping_add(b.iter().map(|&x| x as u64).sum::<u64>());
+    }
+    if let Some((old, old_tag)) = held {
+        cache_check(&old, reps, old_tag)?;
     }
     Ok(sum)
 }
@@ -294,7 +308,8 @@ fn cache_common(p: &Params, scratch: bool) -> WResult {
     thread::scope(|s| {
         let hs = firsts
             .drain(..)
-            .map(|f| s.spawn(move || cache_work(f, iters, reps)))
+            .enumerate()
+            .map(|(i, f)| s.spawn(move || cache_work(i as u64 + 1, f, iters, reps)))
             .collect();
         join_sum(hs)
     })

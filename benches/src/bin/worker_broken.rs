@@ -2,8 +2,8 @@
 //! notices a fast-but-wrong allocator. `UMEM_BENCH_BREAK` picks the fault:
 //!
 //! * `none`: a correct bump allocator (never reuses memory) — the control;
-//! * `overlap`: every K-th allocation returns the previous block again (two live objects
-//!   share memory);
+//! * `overlap`: every K-th allocation returns a block that starts inside the previous
+//!   block's last 16 bytes (two live objects share memory);
 //! * `corrupt`: every K-th allocation flips the last byte of the previous block, the way an
 //!   allocator writing a boundary tag one byte too low would.
 //!
@@ -95,9 +95,14 @@ unsafe impl GlobalAlloc for Broken {
         let size = l.size().max(1);
         let fault = s.mode != 0 && s.count > 64 && s.count % s.every == 0 && s.prev.0 != 0;
         let mut ret = 0usize;
-        if fault && s.mode == 1 && s.prev.0 % l.align() == 0 {
-            ret = s.prev.0;
-            s.next = s.next.max(ret + size);
+        if fault && s.mode == 1 {
+            // Start inside the previous block's last 16 bytes (or at it, if smaller).
+            let a = l.align().max(16);
+            let start = (s.prev.0 + s.prev.1 - s.prev.1.min(16)) & !(a - 1);
+            if start >= s.prev.0 {
+                ret = start;
+                s.next = s.next.max(ret + size);
+            }
         } else if fault && s.mode == 2 {
             // SAFETY: prev lies inside the mapped region, prev.1 > 0.
             unsafe { *((s.prev.0 + s.prev.1 - 1) as *mut u8) ^= 0x40 };
