@@ -123,3 +123,106 @@ fn working_set_reaping_frees_idle_magazines() {
     assert_eq!(c.stats().slabs, 0);
     unsafe { c.destroy().unwrap() };
 }
+
+#[test]
+fn inline_update_runs_from_slow_paths_when_due() {
+    let _s = SERIAL.lock().unwrap();
+    let a = Vmem::create(
+        "iu_arena",
+        None,
+        4096,
+        Some(umem_vmem::heap()),
+        0,
+        CreateFlags::NONE,
+    )
+    .unwrap();
+    let c = Cache::create("inline_upd", 256, 0, CacheOps::NONE, a, CacheFlags::NONE).unwrap();
+    std::thread::spawn(move || {
+        let v: Vec<_> = (0..2000).map(|_| c.alloc().unwrap()).collect();
+        for p in v {
+            unsafe { c.free(p) };
+        }
+    })
+    .join()
+    .unwrap();
+    assert!(c.stats().depot_full > 5);
+    umem_slab::set_update_interval_ms(5);
+    // Nobody calls update(): slow-path allocations (another cache's, from fresh threads)
+    // run it inline once the interval passes; two idle intervals reap the idle depot.
+    let other = Cache::create("inline_upd2", 32, 0, CacheOps::NONE, a, CacheFlags::NONE).unwrap();
+    let t0 = std::time::Instant::now();
+    while c.stats().depot_full != 0 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "inline update never ran"
+        );
+        std::thread::sleep(Duration::from_millis(6));
+        std::thread::spawn(move || {
+            let p = other.alloc().unwrap();
+            unsafe { other.free(p) };
+        })
+        .join()
+        .unwrap();
+    }
+    umem_slab::set_update_interval_ms(0);
+    c.reap();
+    other.reap();
+    assert_eq!(a.stats().mem_inuse, 0);
+    unsafe {
+        c.destroy().unwrap();
+        other.destroy().unwrap();
+    }
+}
+
+#[test]
+fn thousand_short_lived_threads_do_not_grow_memory() {
+    let _s = SERIAL.lock().unwrap();
+    let a = Vmem::create(
+        "st_arena",
+        None,
+        4096,
+        Some(umem_vmem::heap()),
+        0,
+        CreateFlags::NONE,
+    )
+    .unwrap();
+    let c = Cache::create("short", 48, 0, CacheOps::NONE, a, CacheFlags::NONE).unwrap();
+    let run = |n: usize| {
+        for _ in 0..n {
+            std::thread::spawn(move || {
+                let v: Vec<_> = (0..40).map(|_| c.alloc().unwrap()).collect();
+                for p in v {
+                    unsafe { c.free(p) };
+                }
+            })
+            .join()
+            .unwrap();
+        }
+    };
+    run(100);
+    let blocks = umem_slab::live_thread_blocks();
+    let heap0 = umem_vmem::heap().stats().mem_inuse;
+    let arena0 = a.stats().mem_inuse;
+    run(1000);
+    assert_eq!(
+        umem_slab::live_thread_blocks(),
+        blocks,
+        "every exiting thread retired its block"
+    );
+    // Objects and magazines are recycled through the depot: no growth.
+    assert!(
+        a.stats().mem_inuse <= arena0 + 4096,
+        "{} vs {arena0}",
+        a.stats().mem_inuse
+    );
+    let heap1 = umem_vmem::heap().stats().mem_inuse;
+    assert!(
+        heap1 <= heap0 + 64 * 4096,
+        "heap grew from {heap0} to {heap1}"
+    );
+    assert_eq!(c.stats().buf_inuse, 0);
+    c.verify().unwrap();
+    c.reap();
+    assert_eq!(c.stats().slabs, 0);
+    unsafe { c.destroy().unwrap() };
+}
