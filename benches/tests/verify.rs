@@ -91,10 +91,10 @@ fn c_workloads_pass_and_agree_under_correct_allocators() {
     }
 }
 
-/// The workload must not report a time; it must say it found wrong content. Only where
-/// overlapping blocks can hit the standard library's own pointer-holding nodes (BTreeMap and
-/// HashMap nodes in rust-collections; boxed messages and mpsc blocks in channel) may the
-/// process die of a signal before a check runs — still no time.
+/// The workload must not report a time; it must say it found wrong content. Only
+/// rust-collections under overlapping blocks may die first (of a signal, or an abort from
+/// std): there the shared bytes are mostly BTreeMap/HashMap nodes, whose broken links std
+/// trips over before the workload's own checks run — still no time.
 fn assert_caught(what: &str, w: &str, o: &Out, may_crash: bool) {
     assert!(o.ok.is_none(), "{what} {w}: a wrong allocator got a time: {}", o.line);
     let reported = o.line.starts_with("FAIL") && o.line.contains("content check");
@@ -110,7 +110,7 @@ fn assert_caught(what: &str, w: &str, o: &Out, may_crash: bool) {
 fn rust_workloads_catch_overlapping_blocks() {
     for w in rust_workloads() {
         let o = run(BROKEN, w, Some("overlap"), None);
-        assert_caught("overlap", w, &o, w == "rust-collections" || w == "channel");
+        assert_caught("overlap", w, &o, w == "rust-collections");
     }
 }
 

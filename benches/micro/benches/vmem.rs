@@ -7,8 +7,9 @@
 //!   sizes, victims in random order ([`Churn`]).
 //! * `vmem_frag/live=N` — an alloc+free pair of 7 quanta in an arena holding
 //!   N one-quantum segments separated by N five-quantum holes ([`Fragmented`]).
-//! * `vmem_qcache` — small allocations from an arena with and without quantum
-//!   caches.
+//! * `vmem_qcache/live=N` — the `vmem_pair` pattern (sizes 1..=8 quanta) on
+//!   an instant-fit arena without and with quantum caches (`qcache_max` = 8
+//!   quanta, caches from umem-slab's factory).
 //!
 //! Run: `cargo bench -p umem-microbench --bench vmem` (add a filter such as
 //! `vmem_pair` to run one group; `-- --warm-up-time 1 --measurement-time 2`
@@ -32,6 +33,9 @@ const SEED: u64 = 0x5eed_0f_b0b;
 const QUANTUM: usize = 4096;
 /// Base of their spans.
 const BASE: usize = 1 << 32;
+/// `qcache_max` of the quantum-cached arena: every [`Churn`] size (1..=8
+/// quanta) goes to a quantum cache.
+const QCACHE_MAX: usize = umem_microbench::CHURN_MAX_QUANTA * QUANTUM;
 
 /// The `vmem` crate 1.x: boundary tags from the system allocator, a std mutex.
 mod vmem_crate {
@@ -304,6 +308,29 @@ mod umem_side {
     }
 }
 
+fn bench_qcache(c: &mut Criterion) {
+    use umem_microbench::UmemArena;
+    use umem_vmem::Policy;
+    // Installs umem-slab's quantum-cache factory in umem-vmem.
+    umem_slab::init();
+    for live in LIVE {
+        let span = churn_span_quanta(live);
+        let mut g = group(c, "vmem_qcache", live);
+        churn(&mut g, "umem/instant", live, || {
+            UmemArena::new(span, QUANTUM, Policy::InstantFit, 0)
+        });
+        churn(&mut g, "umem/instant+qcache", live, || {
+            let a = UmemArena::new(span, QUANTUM, Policy::InstantFit, QCACHE_MAX);
+            assert!(
+                a.vmem.qcache_for(QUANTUM).is_some(),
+                "no quantum cache: is umem-slab's factory installed?"
+            );
+            a
+        });
+        g.finish();
+    }
+}
+
 fn config() -> Criterion {
     // Short times: the machine has 2 cores shared with compilers. Override
     // with `-- --warm-up-time S --measurement-time S`.
@@ -315,6 +342,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = bench_pair, bench_frag
+    targets = bench_pair, bench_frag, bench_qcache
 }
 criterion_main!(benches);

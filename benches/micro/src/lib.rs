@@ -298,3 +298,142 @@ pub const UMEM_POLICIES: [(&str, Policy); 4] = [
     ("first", Policy::FirstFit),
     ("next", Policy::NextFit),
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An obviously-correct first-fit allocator over a bitmap of quanta,
+    /// which also checks every free against its live set.
+    struct Model {
+        used: Vec<bool>,
+        live: std::collections::HashMap<usize, usize>,
+    }
+
+    impl Model {
+        fn new(span: usize) -> Self {
+            Model {
+                used: vec![false; span],
+                live: Default::default(),
+            }
+        }
+        fn free_runs(&self) -> Vec<(usize, usize)> {
+            let mut runs = Vec::new();
+            let mut i = 0;
+            while i < self.used.len() {
+                if !self.used[i] {
+                    let s = i;
+                    while i < self.used.len() && !self.used[i] {
+                        i += 1;
+                    }
+                    runs.push((s, i - s));
+                } else {
+                    i += 1;
+                }
+            }
+            runs
+        }
+    }
+
+    impl RangeArena for Model {
+        type Handle = usize;
+        fn alloc(&mut self, q: usize) -> Option<usize> {
+            let start =
+                (0..=self.used.len() - q).find(|&s| self.used[s..s + q].iter().all(|u| !u))?;
+            self.used[start..start + q]
+                .iter_mut()
+                .for_each(|u| *u = true);
+            self.live.insert(start, q);
+            Some(start)
+        }
+        fn free(&mut self, h: usize, q: usize) {
+            assert_eq!(self.live.remove(&h), Some(q), "bad free {h}/{q}");
+            self.used[h..h + q].iter_mut().for_each(|u| *u = false);
+        }
+    }
+
+    #[test]
+    fn churn_keeps_the_live_set() {
+        let live = 300;
+        let mut fx = Churn::new(
+            Model::new(churn_span_quanta(live) - (1 << 20) + 64),
+            live,
+            7,
+        );
+        let total: usize = fx.arena.live.values().sum();
+        for _ in 0..5 * live {
+            fx.step();
+        }
+        assert_eq!(fx.live(), live);
+        assert_eq!(fx.arena.live.len(), live);
+        assert_eq!(fx.arena.live.values().sum::<usize>(), total);
+        assert!(fx
+            .arena
+            .live
+            .values()
+            .all(|&q| (1..=CHURN_MAX_QUANTA).contains(&q)));
+        let m = fx.into_empty();
+        assert!(m.live.is_empty());
+    }
+
+    #[test]
+    fn fragmented_layout_has_the_promised_holes() {
+        let live = 200;
+        let mut fx = Fragmented::new(Model::new(live * 6 + 64), live);
+        let runs = fx.arena.free_runs();
+        assert_eq!(runs.len(), live + 1);
+        assert!(runs[..live].iter().all(|&(_, len)| len == FRAG_HOLE_QUANTA));
+        assert_eq!(runs[live], (live * 6, 64));
+        // No hole fits the request: first fit lands in the tail.
+        assert_eq!(fx.step(), live * 6);
+        assert_eq!(fx.arena.live.len(), live);
+        assert!(fx.into_empty().live.is_empty());
+    }
+
+    #[test]
+    fn shuffle_is_a_permutation() {
+        let mut v: Vec<u32> = (0..1000).collect();
+        SplitMix64::new(1).shuffle(&mut v);
+        assert_ne!(v, (0..1000).collect::<Vec<_>>());
+        v.sort_unstable();
+        assert_eq!(v, (0..1000).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn umem_fixtures_hold_for_every_policy() {
+        let live = 2000;
+        for (name, policy) in UMEM_POLICIES {
+            let mut fx = Churn::new(
+                UmemArena::new(churn_span_quanta(live), 4096, policy, 0),
+                live,
+                3,
+            );
+            for _ in 0..3 * live {
+                fx.step();
+            }
+            let v = fx.arena.vmem;
+            v.verify().unwrap_or_else(|e| panic!("{name}: {e:?}"));
+            assert_eq!(v.stats().alloc_segs, live, "{name}");
+            let a = fx.into_empty();
+            assert_eq!(a.vmem.stats().mem_inuse, 0, "{name}");
+
+            let mut fx = Fragmented::new(
+                UmemArena::new(frag_span_quanta(live), 4096, policy, 0),
+                live,
+            );
+            let tail = UMEM_SPAN_BASE + live * (FRAG_HOLE_QUANTA + 1) * 4096;
+            let got = fx.step();
+            assert!(
+                got >= tail,
+                "{name}: 7 quanta at {got:#x}, below the tail {tail:#x}"
+            );
+            let st = fx.arena.vmem.stats();
+            assert_eq!(st.alloc_segs, live, "{name}");
+            assert_eq!(st.free_segs, live + 1, "{name}: holes + tail");
+            fx.arena
+                .vmem
+                .verify()
+                .unwrap_or_else(|e| panic!("{name}: {e:?}"));
+        }
+    }
+}

@@ -121,6 +121,17 @@ unsafe impl GlobalAlloc for Broken {
         ret as *mut u8
     }
 
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: the caller's layout with a new non-zero size is valid (GlobalAlloc contract).
+        let q = unsafe { self.alloc(Layout::from_size_align_unchecked(new_size, l.align())) };
+        if !q.is_null() {
+            // The new block may overlap the old one (that is the fault): copy as memmove does.
+            // SAFETY: both ranges lie in the mapped region and are at least that long.
+            unsafe { std::ptr::copy(p, q, l.size().min(new_size)) };
+        }
+        q
+    }
+
     unsafe fn dealloc(&self, _p: *mut u8, _l: Layout) {
         // Memory is never reused: a fault stays visible to the workload's checks.
     }
