@@ -387,10 +387,12 @@ pub(crate) fn init() {
     let mut mags: [Option<&'static Cache>; 9] = [None; 9];
     for (i, mt) in MAGTYPES.iter().enumerate() {
         let n = fmt_name(&mut names[i], "umem_magazine_", mt.rounds);
+        // Cache-line aligned (libumem uses 8..64): a loaded magazine is written on every
+        // hit by its thread, so two threads' magazines must never share a line.
         mags[i] = Some(internal_cache(
             n,
             (mt.rounds + 1) * size_of::<usize>(),
-            mt.align,
+            mt.align.max(64),
             CacheFlags::NOHASH,
         ));
     }
