@@ -1,6 +1,8 @@
 //! Large blocks (above the largest size class): whole pages from the
 //! `umem_oversize` arena, or from `umem_memalign` when the alignment exceeds
-//! a page. Each block's first page carries its page count in the page map.
+//! a page. A block's page count is rounded up to a power of two (address
+//! space only, see [`pages_for`]). Each block's first page carries its page
+//! count in the page map.
 //!
 //! Both arenas import straight from the mmap page source, and every range
 //! that goes back to them is first discarded (`MADV_DONTNEED`), so *all free
@@ -9,8 +11,8 @@
 //! (vmem releases imported spans when they become free).
 //!
 //! Between a free and the arena sits a small cache of recently freed
-//! oversize blocks (at most [`SLOTS`] blocks and `large_cache` bytes,
-//! oldest evicted first), so workloads that free and reallocate big buffers
+//! oversize blocks (at most [`SLOTS`] blocks and `large_cache` bytes of
+//! their last requested sizes, oldest evicted first), so workloads that free and reallocate big buffers
 //! do not pay an munmap/mmap and page faults each time. `reap()` empties it.
 
 use crate::lock::Spin;
@@ -20,7 +22,7 @@ use crate::{options, ARENAS};
 use core::sync::atomic::{AtomicU64, Ordering};
 use umem_vmem::{Policy, XAllocRequest};
 
-pub const SLOTS: usize = 32;
+pub const SLOTS: usize = 64;
 /// Blocks larger than this are never cached.
 const MAX_CACHED_BLOCK: usize = 16 << 20;
 
@@ -28,6 +30,9 @@ const MAX_CACHED_BLOCK: usize = 16 << 20;
 struct Slot {
     addr: usize,
     pages: usize,
+    /// Bytes charged to the cache: the block's last requested size (what
+    /// the program may have touched), not its reserved capacity.
+    charge: usize,
     stamp: u64,
 }
 
@@ -42,6 +47,7 @@ pub static CACHE: Spin<CacheBox> = Spin::new(CacheBox(Cache {
     slots: [Slot {
         addr: 0,
         pages: 0,
+        charge: 0,
         stamp: 0,
     }; SLOTS],
     len: 0,
@@ -57,14 +63,47 @@ pub static FAILS: AtomicU64 = AtomicU64::new(0);
 pub static CACHE_HITS: AtomicU64 = AtomicU64::new(0);
 pub static IN_USE: AtomicU64 = AtomicU64::new(0);
 
-/// Pages needed for `size` bytes, or `None` when no block can be that big.
+/// Pages of the block that serves `size` bytes — the page count rounded up
+/// to a power of two — or `None` when no block can be that big.
+///
+/// The rounding reserves address space, not memory (the page source maps
+/// with `MAP_NORESERVE` and untouched pages cost nothing): it lets `realloc`
+/// grow a large block in place up to the next power of two, and makes freed
+/// blocks fit later requests of similar size, so the cache of freed blocks
+/// hits often.
 #[inline]
 pub fn pages_for(size: usize) -> Option<usize> {
-    let pages = (size.checked_add(PAGE - 1)? >> PAGE_SHIFT).max(1);
+    let pages = (size.checked_add(PAGE - 1)? >> PAGE_SHIFT)
+        .max(1)
+        .checked_next_power_of_two()?;
     if pages > MAX_PAGES || size > isize::MAX as usize {
         None
     } else {
         Some(pages)
+    }
+}
+
+/// Records the size last requested for the large block at `addr` (kept in
+/// the page map entry of its second page with tag 0, which `lookup` reads as
+/// "not a block start").
+/// One-page blocks have no second page and record nothing.
+#[inline]
+pub fn note_len(addr: usize, block_bytes: usize, size: usize) {
+    if block_bytes >= 2 * PAGE {
+        let pages = (size.div_ceil(PAGE)).clamp(1, MAX_PAGES) as u32;
+        pagemap::set(addr + PAGE, pages);
+    }
+}
+
+fn noted_len(addr: usize, pages: usize) -> usize {
+    if pages < 2 {
+        return pages << PAGE_SHIFT;
+    }
+    let v = (pagemap::raw(addr + PAGE) & !pagemap::TAG) as usize;
+    if v == 0 || v > pages {
+        pages << PAGE_SHIFT
+    } else {
+        v << PAGE_SHIFT
     }
 }
 
@@ -74,10 +113,8 @@ fn take_cached(pages: usize) -> Option<(usize, usize)> {
     let mut best: Option<usize> = None;
     for i in 0..c.len {
         let s = c.slots[i];
-        if s.pages >= pages
-            && s.pages - pages <= pages / 4
-            && best.is_none_or(|b| c.slots[b].pages > s.pages)
-        {
+        // Capacities are powers of two: the newest block of the same size.
+        if s.pages == pages && best.is_none_or(|b| c.slots[b].stamp < s.stamp) {
             best = Some(i);
         }
     }
@@ -85,7 +122,7 @@ fn take_cached(pages: usize) -> Option<(usize, usize)> {
     let s = c.slots[i];
     c.len -= 1;
     c.slots[i] = c.slots[c.len];
-    c.bytes -= s.pages << PAGE_SHIFT;
+    c.bytes -= s.charge;
     Some((s.addr, s.pages))
 }
 
@@ -131,6 +168,7 @@ pub fn alloc(size: usize, align: usize, zero: bool) -> *mut u8 {
         FAILS.fetch_add(1, Ordering::Relaxed);
         return core::ptr::null_mut();
     }
+    note_len(addr, pages << PAGE_SHIFT, size);
     ALLOCS.fetch_add(1, Ordering::Relaxed);
     IN_USE.fetch_add((pages << PAGE_SHIFT) as u64, Ordering::Relaxed);
     addr as *mut u8
@@ -162,12 +200,15 @@ pub fn free(addr: usize, e: Entry) {
         Entry::Aligned(p) => (p, pagemap::ALIGNED),
         _ => unreachable!(),
     };
+    let bytes = noted_len(addr, pages);
     pagemap::set(addr, 0);
+    if pages >= 2 {
+        pagemap::set(addr + PAGE, 0);
+    }
     FREES.fetch_add(1, Ordering::Relaxed);
     IN_USE.fetch_sub((pages << PAGE_SHIFT) as u64, Ordering::Relaxed);
-    let bytes = pages << PAGE_SHIFT;
     let limit = options::LARGE_CACHE_BYTES.load(Ordering::Relaxed);
-    if tag == pagemap::LARGE && bytes <= MAX_CACHED_BLOCK && bytes <= limit {
+    if tag == pagemap::LARGE && pages << PAGE_SHIFT <= MAX_CACHED_BLOCK && bytes <= limit {
         let mut evicted = [(0usize, 0usize); 5];
         let mut n = 0;
         {
@@ -185,13 +226,18 @@ pub fn free(addr: usize, e: Entry) {
                 let s = c.slots[o];
                 c.len -= 1;
                 c.slots[o] = c.slots[c.len];
-                c.bytes -= s.pages << PAGE_SHIFT;
+                c.bytes -= s.charge;
                 evicted[n] = (s.addr, s.pages);
                 n += 1;
             }
             if c.len < SLOTS && c.bytes + bytes <= limit {
                 let stamp = c.clock;
-                c.slots[c.len] = Slot { addr, pages, stamp };
+                c.slots[c.len] = Slot {
+                    addr,
+                    pages,
+                    charge: bytes,
+                    stamp,
+                };
                 c.len += 1;
                 c.bytes += bytes;
             } else {
@@ -219,7 +265,7 @@ pub fn drain_cache() {
             }
             c.len -= 1;
             let s = c.slots[c.len];
-            c.bytes -= s.pages << PAGE_SHIFT;
+            c.bytes -= s.charge;
             s
         };
         give_back(s.addr, s.pages, pagemap::LARGE);

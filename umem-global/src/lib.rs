@@ -480,7 +480,8 @@ pub fn realloc(p: *mut u8, size: usize, align: usize) -> Result<*mut u8, FreeErr
             cs
         }
         Owner::Large(n) => {
-            if size <= n && size > classes::MAX_SMALL && size >= n / 2 {
+            if size <= n && size > classes::MAX_SMALL && size >= n / 4 {
+                large::note_len(p as usize, n, size);
                 return Ok(p);
             }
             n
@@ -560,7 +561,8 @@ unsafe impl GlobalAlloc for Umem {
         }
         if oc.is_none() && nc.is_none() {
             if let Owner::Large(n) = owner(ptr) {
-                if new_size <= n && new_size >= n / 2 {
+                if new_size <= n && new_size >= n / 4 {
+                    large::note_len(ptr as usize, n, new_size);
                     return ptr;
                 }
             }

@@ -8,7 +8,7 @@
 //! * `reap_interval=N` — seconds between periodic update/reap steps
 //!   (default 10; 0 disables the periodic step);
 //! * `large_cache=N` — bytes of recently freed large blocks kept for reuse
-//!   (default 32 MiB; suffixes k, m, g);
+//!   (default 64 MiB; suffixes k, m, g);
 //! * `backend=mmap` — accepted (the only backend); `backend=sbrk` warns;
 //! * `concurrency=N`, `max_contention=N`, `perthread_cache=N` — accepted
 //!   for compatibility, no effect (magazines are per thread and resize on
@@ -24,7 +24,7 @@ pub static NOMAGAZINES: AtomicBool = AtomicBool::new(false);
 pub static STATS_AT_EXIT: AtomicBool = AtomicBool::new(false);
 /// Nanoseconds between update steps; 0 = never.
 pub static REAP_INTERVAL_NS: AtomicU64 = AtomicU64::new(10_000_000_000);
-pub static LARGE_CACHE_BYTES: AtomicUsize = AtomicUsize::new(32 << 20);
+pub static LARGE_CACHE_BYTES: AtomicUsize = AtomicUsize::new(64 << 20);
 
 /// `UMEM_STATS=/path`: append the table to this file instead of stderr
 /// (NUL-terminated; empty = stderr).
@@ -169,7 +169,7 @@ mod tests {
         assert_eq!(REAP_INTERVAL_NS.load(Ordering::Relaxed), 3_000_000_000);
         assert!(apply(b"large_cache=1m"));
         assert_eq!(LARGE_CACHE_BYTES.load(Ordering::Relaxed), 1 << 20);
-        assert!(apply(b"large_cache=32m"));
+        assert!(apply(b"large_cache=64m"));
         assert!(apply(b"backend=mmap"));
         assert!(apply(b"concurrency=4"));
         assert!(!apply(b"reap_interval"));
