@@ -2317,7 +2317,68 @@ impl Cache {
                 return Err(corrupt("depot list totals", n));
             }
         }
+        // Every round of a full depot magazine is a buffer the slab layer counts as
+        // allocated (depot lock, then slab lock: the documented order).
+        let rounds = MAGTYPES[d.magtype].rounds;
+        let g = self.slab.0.lock();
+        let mut m = d.full.head;
+        while !m.is_null() {
+            for i in 0..rounds {
+                // SAFETY: depot magazines are live under the depot lock; slabs under the
+                // slab lock. A small cache's round is looked up through its slab header
+                // only after checking the header belongs to a slab on our lists.
+                let buf = unsafe { *Magazine::round(m, i) };
+                if !self.slab_holds_allocated(&g, buf) {
+                    return Err(corrupt("depot round is not an allocated buffer", buf));
+                }
+            }
+            // SAFETY: as above.
+            m = unsafe { (*m).next };
+        }
         Ok(())
+    }
+
+    /// Is `buf` a buffer the slab layer has handed out (slab lock held)?
+    fn slab_holds_allocated(&self, g: &SlabLayer, buf: usize) -> bool {
+        // SAFETY: slab lock held by the caller; we only follow pointers of slabs found on
+        // our own lists / in our own hash.
+        unsafe {
+            if self.hashed {
+                let mut bc = *self.hash_bucket(g, buf);
+                while !bc.is_null() {
+                    if (*bc).addr == buf {
+                        return true;
+                    }
+                    bc = (*bc).next;
+                }
+                return false;
+            }
+            let want = ((buf & !(self.slabsize() - 1)) + self.slabsize() - SLAB_HDR) as *mut Slab;
+            for head in [g.partial, g.full] {
+                let mut sp = head;
+                while !sp.is_null() {
+                    if sp == want {
+                        let s = &*sp;
+                        if buf < s.base
+                            || buf >= s.base + s.chunks * self.chunksize
+                            || (buf - s.base) % self.chunksize != 0
+                        {
+                            return false;
+                        }
+                        let mut f = s.head;
+                        while f != 0 {
+                            if f == buf {
+                                return false;
+                            }
+                            f = *((f + self.link_off) as *const usize);
+                        }
+                        return true;
+                    }
+                    sp = (*sp).next;
+                }
+            }
+            false
+        }
     }
 }
 
