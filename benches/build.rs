@@ -27,7 +27,9 @@ fn main() {
         .arg("c/broken_malloc.c")
         .status();
     match st {
-        Ok(s) if s.success() => println!("cargo:rustc-env=UMEM_BENCH_BROKEN_SO={}", broken.display()),
+        Ok(s) if s.success() => {
+            println!("cargo:rustc-env=UMEM_BENCH_BROKEN_SO={}", broken.display())
+        }
         _ => println!("cargo:rustc-env=UMEM_BENCH_BROKEN_SO="),
     }
     match status {

@@ -20,6 +20,9 @@
 //! only on (seed, threads, scale), never on scheduling or on the allocator, so the harness
 //! also compares checksums across allocators.
 
+// `is_multiple_of` is newer than the workspace's rust-version (1.80).
+#![allow(clippy::manual_is_multiple_of)]
+
 pub mod workloads;
 
 use std::io::Write;
@@ -56,10 +59,10 @@ impl Rng {
     /// A generator for stream `k` of `seed` (threads, rounds).
     pub fn stream(seed: u64, k: u64) -> Rng {
         let mut r = Rng::new(seed.wrapping_add(k.wrapping_mul(0x9e37_79b9_7f4a_7c15)));
-        r.next();
+        r.next_u64();
         r
     }
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -68,11 +71,11 @@ impl Rng {
     }
     /// Uniform in `lo..=hi`.
     pub fn range(&mut self, lo: usize, hi: usize) -> usize {
-        lo + (self.next() % ((hi - lo + 1) as u64)) as usize
+        lo + (self.next_u64() % ((hi - lo + 1) as u64)) as usize
     }
     /// Uniform in `0..n`.
     pub fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
+        (self.next_u64() % n as u64) as usize
     }
 }
 
@@ -146,7 +149,10 @@ pub fn worker_main(allocator: &str) -> ! {
         std::process::exit(0);
     }
     if args.len() != 5 {
-        eprintln!("usage: {} WORKLOAD THREADS SCALE SEED | --list  ({allocator})", args[0]);
+        eprintln!(
+            "usage: {} WORKLOAD THREADS SCALE SEED | --list  ({allocator})",
+            args[0]
+        );
         std::process::exit(2);
     }
     let parsed = (

@@ -64,7 +64,10 @@ fn parse_args() -> Result<Opts, String> {
     };
     let mut args = std::env::args().skip(1);
     let list = |s: String| -> Vec<String> {
-        s.split(',').filter(|x| !x.is_empty()).map(str::to_string).collect()
+        s.split(',')
+            .filter(|x| !x.is_empty())
+            .map(str::to_string)
+            .collect()
     };
     while let Some(a) = args.next() {
         let mut val = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
@@ -72,13 +75,19 @@ fn parse_args() -> Result<Opts, String> {
             "--quick" => o.quick = true,
             "--runs" => o.runs = val("--runs")?.parse().map_err(|e| format!("--runs: {e}"))?,
             "--threads" => {
-                o.threads = val("--threads")?.parse().map_err(|e| format!("--threads: {e}"))?
+                o.threads = val("--threads")?
+                    .parse()
+                    .map_err(|e| format!("--threads: {e}"))?
             }
             "--filter" => o.filters.extend(list(val("--filter")?)),
             "--alloc" => o.allocs.extend(list(val("--alloc")?)),
             "--sections" => o.sections.extend(list(val("--sections")?)),
             "--seed" => o.seed = val("--seed")?.parse().map_err(|e| format!("--seed: {e}"))?,
-            "--scale" => o.scale = val("--scale")?.parse().map_err(|e| format!("--scale: {e}"))?,
+            "--scale" => {
+                o.scale = val("--scale")?
+                    .parse()
+                    .map_err(|e| format!("--scale: {e}"))?
+            }
             "--out" => o.out = Some(PathBuf::from(val("--out")?)),
             "--no-build" => o.build = false,
             "--list" => o.list = true,
@@ -151,7 +160,9 @@ pub fn machine_info() -> Vec<(String, String)> {
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|k| k.parse::<u64>().ok())
         })
-        .map_or("unknown".into(), |k| format!("{:.1} GiB", k as f64 / 1048576.0));
+        .map_or("unknown".into(), |k| {
+            format!("{:.1} GiB", k as f64 / 1048576.0)
+        });
     let load = std::fs::read_to_string("/proc/loadavg")
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_default();
@@ -161,7 +172,12 @@ pub fn machine_info() -> Vec<(String, String)> {
         ("memory".into(), mem),
         ("kernel".into(), kernel),
         ("glibc".into(), glibc),
-        ("rustc".into(), option_env!("UMEM_BENCH_RUSTC").unwrap_or("unknown").to_string()),
+        (
+            "rustc".into(),
+            option_env!("UMEM_BENCH_RUSTC")
+                .unwrap_or("unknown")
+                .to_string(),
+        ),
         ("load average at start".into(), load),
     ]
 }
@@ -203,11 +219,16 @@ fn libumem(bin_dir: &Path, build: bool, notes: &mut Vec<String>) -> Result<PathB
     if !build {
         return Err(format!("{} is missing (run `{how}`)", so.display()));
     }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf);
     let target = bin_dir.parent().map(Path::to_path_buf);
     match (root, target, which("cargo")) {
         (Some(root), Some(target), Some(cargo)) if root.join("Cargo.toml").exists() => {
-            eprintln!("umem-bench: {} is missing; running `{how}` ...", so.display());
+            eprintln!(
+                "umem-bench: {} is missing; running `{how}` ...",
+                so.display()
+            );
             let st = std::process::Command::new(cargo)
                 .args(["build", "--release", "-p", "umem-preload"])
                 .current_dir(&root)
@@ -236,8 +257,13 @@ fn main() {
     let exe = std::env::current_exe().expect("current_exe");
     let bin_dir = exe.parent().expect("bin dir").to_path_buf();
     // <target>/release/umem-bench: results go to <target>/umem-bench (CARGO_TARGET_DIR respected).
-    let target_dir = bin_dir.parent().map_or_else(|| bin_dir.clone(), Path::to_path_buf);
-    let out_dir = o.out.clone().unwrap_or_else(|| target_dir.join("umem-bench"));
+    let target_dir = bin_dir
+        .parent()
+        .map_or_else(|| bin_dir.clone(), Path::to_path_buf);
+    let out_dir = o
+        .out
+        .clone()
+        .unwrap_or_else(|| target_dir.join("umem-bench"));
     let mut notes: Vec<String> = Vec::new();
 
     // ---------------------------------------------------------------- allocators
@@ -247,9 +273,15 @@ fn main() {
             (Some(p), None)
         } else {
             let why = if name == "umem" {
-                format!("{} is missing: build with the `umem` feature (the default)", p.display())
+                format!(
+                    "{} is missing: build with the `umem` feature (the default)",
+                    p.display()
+                )
             } else {
-                format!("{} is missing: run `cargo build --release -p umem-bench`", p.display())
+                format!(
+                    "{} is missing: run `cargo build --release -p umem-bench`",
+                    p.display()
+                )
             };
             (None, Some(why))
         }
@@ -281,7 +313,10 @@ fn main() {
         None => Alloc {
             name,
             path: None,
-            skip: Some(format!("{} not installed (apt-get install {pkg}, or ci/install-deps)", c[0])),
+            skip: Some(format!(
+                "{} not installed (apt-get install {pkg}, or ci/install-deps)",
+                c[0]
+            )),
         },
     };
     let preload_allocs = vec![
@@ -302,15 +337,25 @@ fn main() {
                 skip: Some(e.clone()),
             },
         },
-        lib("mimalloc", &["libmimalloc.so.2", "libmimalloc.so"], "libmimalloc2.0"),
-        lib("jemalloc", &["libjemalloc.so.2", "libjemalloc.so"], "libjemalloc2"),
+        lib(
+            "mimalloc",
+            &["libmimalloc.so.2", "libmimalloc.so"],
+            "libmimalloc2.0",
+        ),
+        lib(
+            "jemalloc",
+            &["libjemalloc.so.2", "libjemalloc.so"],
+            "libjemalloc2",
+        ),
         lib(
             "tcmalloc",
             &["libtcmalloc_minimal.so.4", "libtcmalloc.so.4"],
             "libgoogle-perftools4",
         ),
     ];
-    let keep_alloc = |a: &Alloc| a.name == "glibc" || o.allocs.is_empty() || o.allocs.iter().any(|x| x == a.name);
+    let keep_alloc = |a: &Alloc| {
+        a.name == "glibc" || o.allocs.is_empty() || o.allocs.iter().any(|x| x == a.name)
+    };
     let rust_allocs: Vec<Alloc> = rust_allocs.into_iter().filter(keep_alloc).collect();
     let preload_allocs: Vec<Alloc> = preload_allocs.into_iter().filter(keep_alloc).collect();
 
@@ -338,7 +383,12 @@ fn main() {
             job: Box::new(move |a: &Alloc| {
                 Job::internal(
                     a.path.clone().expect("worker path"),
-                    vec![name.into(), threads.to_string(), scale.to_string(), seed.to_string()],
+                    vec![
+                        name.into(),
+                        threads.to_string(),
+                        scale.to_string(),
+                        seed.to_string(),
+                    ],
                 )
             }),
         });
@@ -357,7 +407,9 @@ fn main() {
         "realloc",
     ];
     if cwork.is_empty() || !Path::new(cwork).exists() {
-        notes.push("C-ABI section skipped: c/cwork.c was not compiled (no `cc` at build time?)".into());
+        notes.push(
+            "C-ABI section skipped: c/cwork.c was not compiled (no `cc` at build time?)".into(),
+        );
     } else {
         for name in c_names {
             let w = workloads::find(name).expect("C workload has a Rust twin");
@@ -369,7 +421,12 @@ fn main() {
                 job: Box::new(move |a: &Alloc| {
                     let mut j = Job::internal(
                         PathBuf::from(cwork),
-                        vec![name.into(), threads.to_string(), scale.to_string(), seed.to_string()],
+                        vec![
+                            name.into(),
+                            threads.to_string(),
+                            scale.to_string(),
+                            seed.to_string(),
+                        ],
                     );
                     j.preload = a.path.clone();
                     j
@@ -389,7 +446,8 @@ fn main() {
                     threads: p.threads,
                     about: p.about,
                     job: Box::new(move |a: &Alloc| {
-                        let mut j = Job::external(PathBuf::from("/bin/sh"), vec!["-c".into(), cmd.clone()]);
+                        let mut j =
+                            Job::external(PathBuf::from("/bin/sh"), vec!["-c".into(), cmd.clone()]);
                         j.cwd = Some(dir.clone());
                         j.preload = a.path.clone();
                         j
@@ -407,7 +465,12 @@ fn main() {
 
     if o.list {
         for b in &benches {
-            println!("{:<28} {:>2} threads  {}", format!("{}/{}", b.section.key(), b.name), b.threads, b.about);
+            println!(
+                "{:<28} {:>2} threads  {}",
+                format!("{}/{}", b.section.key(), b.name),
+                b.threads,
+                b.about
+            );
         }
         for (s, al) in [("rust", &rust_allocs), ("c/programs", &preload_allocs)] {
             for a in al.iter() {
@@ -461,14 +524,25 @@ fn main() {
     let timeout = Duration::from_secs(if o.quick { 30 } else { 120 });
     let total: usize = benches
         .iter()
-        .map(|b| o.runs * if b.section == Section::Rust { rust_allocs.len() } else { preload_allocs.len() })
+        .map(|b| {
+            o.runs
+                * if b.section == Section::Rust {
+                    rust_allocs.len()
+                } else {
+                    preload_allocs.len()
+                }
+        })
         .sum();
     let mut done = 0usize;
     let mut rows: Vec<Row> = Vec::new();
     // Allocators that hang twice in a section are not run again in it.
     let mut timeouts: BTreeMap<(Section, &'static str), usize> = BTreeMap::new();
     for b in &benches {
-        let allocs = if b.section == Section::Rust { &rust_allocs } else { &preload_allocs };
+        let allocs = if b.section == Section::Rust {
+            &rust_allocs
+        } else {
+            &preload_allocs
+        };
         let mut cells: Vec<Cell> = allocs
             .iter()
             .map(|a| Cell::new(a.name, a.skip.clone()))
@@ -484,7 +558,10 @@ fn main() {
                     continue;
                 }
                 if timeouts.get(&(b.section, a.name)).copied().unwrap_or(0) >= 2 {
-                    cell.outcome = Outcome::Skipped(format!("hung twice before in the {} section", b.section.key()));
+                    cell.outcome = Outcome::Skipped(format!(
+                        "hung twice before in the {} section",
+                        b.section.key()
+                    ));
                     continue;
                 }
                 if tty {
@@ -511,7 +588,11 @@ fn main() {
         }
         for c in cells.iter_mut() {
             if matches!(c.outcome, Outcome::Pending) {
-                c.outcome = if c.times.is_empty() { Outcome::Skipped("no runs".into()) } else { Outcome::Ok };
+                c.outcome = if c.times.is_empty() {
+                    Outcome::Skipped("no runs".into())
+                } else {
+                    Outcome::Ok
+                };
             }
         }
         report::cross_check(&mut cells);
@@ -534,7 +615,11 @@ fn main() {
     failures.extend(notes.iter().map(|n| format!("note: {n}")));
     let mut text = String::new();
     text.push_str(&header);
-    text.push_str(&format!("  {:<22} {:.0} s\n\n", "harness wall time", elapsed.as_secs_f64()));
+    text.push_str(&format!(
+        "  {:<22} {:.0} s\n\n",
+        "harness wall time",
+        elapsed.as_secs_f64()
+    ));
     text.push_str(&table);
     text.push_str("Workloads:\n");
     for r in &rows {

@@ -75,7 +75,8 @@ impl Cell {
         self.ok().then(|| median_f(&self.times))
     }
     pub fn rss(&self) -> Option<f64> {
-        self.ok().then(|| median_f(&self.rss.iter().map(|&k| k as f64).collect::<Vec<_>>()))
+        self.ok()
+            .then(|| median_f(&self.rss.iter().map(|&k| k as f64).collect::<Vec<_>>()))
     }
 }
 
@@ -111,7 +112,11 @@ impl Row {
         (g > 0.0).then(|| a / g)
     }
     /// The best (lowest) `metric` among the other allocators, and who.
-    pub fn best_peer(&self, alloc: &str, metric: fn(&Cell) -> Option<f64>) -> Option<(f64, &'static str)> {
+    pub fn best_peer(
+        &self,
+        alloc: &str,
+        metric: fn(&Cell) -> Option<f64>,
+    ) -> Option<(f64, &'static str)> {
         self.cells
             .iter()
             .filter(|c| c.alloc != alloc)
@@ -171,7 +176,11 @@ fn status_word(c: &Cell) -> &'static str {
 }
 
 pub fn progress_line(r: &Row) -> String {
-    let mut s = format!("{:<26} {:>2}t ", format!("{}/{}", r.section.key(), r.name), r.threads);
+    let mut s = format!(
+        "{:<26} {:>2}t ",
+        format!("{}/{}", r.section.key(), r.name),
+        r.threads
+    );
     for c in &r.cells {
         let v = match c.time() {
             Some(t) => format!("{} {}", fmt_time(t), fmt_rss(c.rss().unwrap_or(0.0))),
@@ -215,14 +224,30 @@ fn allocs_of(rows: &[&Row]) -> Vec<&'static str> {
 
 /// Geometric mean over the rows where both `alloc` and glibc succeeded.
 fn geo_ratio(rows: &[&Row], alloc: &str, metric: fn(&Cell) -> Option<f64>) -> Option<f64> {
-    geomean(&rows.iter().filter_map(|r| r.ratio_glibc(alloc, metric)).collect::<Vec<_>>())
+    geomean(
+        &rows
+            .iter()
+            .filter_map(|r| r.ratio_glibc(alloc, metric))
+            .collect::<Vec<_>>(),
+    )
 }
 
 fn geo_best(rows: &[&Row], alloc: &str, metric: fn(&Cell) -> Option<f64>) -> Option<f64> {
-    geomean(&rows.iter().filter_map(|r| r.ratio_best(alloc, metric)).collect::<Vec<_>>())
+    geomean(
+        &rows
+            .iter()
+            .filter_map(|r| r.ratio_best(alloc, metric))
+            .collect::<Vec<_>>(),
+    )
 }
 
-fn table(out: &mut String, title: &str, rows: &[&Row], metric: fn(&Cell) -> Option<f64>, fmt: fn(f64) -> String) {
+fn table(
+    out: &mut String,
+    title: &str,
+    rows: &[&Row],
+    metric: fn(&Cell) -> Option<f64>,
+    fmt: fn(f64) -> String,
+) {
     let allocs = allocs_of(rows);
     let w0 = rows.iter().map(|r| r.name.len()).max().unwrap_or(8).max(8);
     out.push_str(&format!("{title}\n"));
@@ -254,7 +279,9 @@ fn table(out: &mut String, title: &str, rows: &[&Row], metric: fn(&Cell) -> Opti
             };
             l.push_str(&format!(" {v:>15} |"));
         }
-        let rg = r.ratio_glibc("umem", metric).map_or("-".into(), |x| format!("{x:.2}x"));
+        let rg = r
+            .ratio_glibc("umem", metric)
+            .map_or("-".into(), |x| format!("{x:.2}x"));
         let rb = match (r.ratio_best("umem", metric), r.best_peer("umem", metric)) {
             (Some(x), Some((_, who))) => format!("{x:.2}x {who}"),
             _ => "-".into(),
@@ -284,14 +311,20 @@ pub fn text_tables(rows: &[Row]) -> String {
     for (s, rs) in sections(rows) {
         table(
             &mut out,
-            &format!("{}: median wall time (ratio to glibc; lower is better)", s.title()),
+            &format!(
+                "{}: median wall time (ratio to glibc; lower is better)",
+                s.title()
+            ),
             &rs,
             Cell::time,
             fmt_time,
         );
         table(
             &mut out,
-            &format!("{}: median peak RSS (ratio to glibc; lower is better)", s.title()),
+            &format!(
+                "{}: median peak RSS (ratio to glibc; lower is better)",
+                s.title()
+            ),
             &rs,
             Cell::rss,
             fmt_rss,
@@ -305,7 +338,12 @@ pub fn failures(rows: &[Row]) -> Vec<String> {
     for r in rows {
         for c in &r.cells {
             match &c.outcome {
-                Outcome::Failed(e) => v.push(format!("{}/{} {}: FAILED: {e}", r.section.key(), r.name, c.alloc)),
+                Outcome::Failed(e) => v.push(format!(
+                    "{}/{} {}: FAILED: {e}",
+                    r.section.key(),
+                    r.name,
+                    c.alloc
+                )),
                 Outcome::Skipped(e) => {
                     let line = format!("{} {}: skipped: {e}", r.section.key(), c.alloc);
                     if !v.contains(&line) {
@@ -383,8 +421,16 @@ pub fn csv(rows: &[Row]) -> String {
     out
 }
 
+/// How a cell is measured: its median time or its median peak RSS.
+type Metric = fn(&Cell) -> Option<f64>;
+/// One bar of the chart: allocator, ratio to glibc (None: no result), whether it failed.
+type Bar<'a> = (&'a str, Option<f64>, bool);
+
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 fn color(alloc: &str) -> &'static str {
@@ -407,10 +453,18 @@ pub fn svg(rows: &[Row], title: &str) -> String {
     const PLOT_H: f64 = 200.0;
     const PANEL_H: f64 = PLOT_H + 110.0;
     let secs = sections(rows);
-    let mut panels: Vec<(String, Vec<&Row>, fn(&Cell) -> Option<f64>)> = Vec::new();
+    let mut panels: Vec<(String, Vec<&Row>, Metric)> = Vec::new();
     for (s, rs) in &secs {
-        panels.push((format!("{}: wall time vs glibc", s.title()), rs.clone(), Cell::time));
-        panels.push((format!("{}: peak RSS vs glibc", s.title()), rs.clone(), Cell::rss));
+        panels.push((
+            format!("{}: wall time vs glibc", s.title()),
+            rs.clone(),
+            Cell::time,
+        ));
+        panels.push((
+            format!("{}: peak RSS vs glibc", s.title()),
+            rs.clone(),
+            Cell::rss,
+        ));
     }
     let width = panels
         .iter()
@@ -428,13 +482,15 @@ pub fn svg(rows: &[Row], title: &str) -> String {
         let top = 40.0 + pi as f64 * PANEL_H;
         let base = top + 25.0 + PLOT_H;
         let allocs = allocs_of(rs);
-        let mut groups: Vec<(String, Vec<(&str, Option<f64>, bool)>)> = rs
+        let mut groups: Vec<(String, Vec<Bar>)> = rs
             .iter()
             .map(|r| {
                 let bars = allocs
                     .iter()
                     .map(|a| {
-                        let failed = r.cell(a).is_some_and(|c| matches!(c.outcome, Outcome::Failed(_)));
+                        let failed = r
+                            .cell(a)
+                            .is_some_and(|c| matches!(c.outcome, Outcome::Failed(_)));
                         (*a, r.ratio_glibc(a, *metric), failed)
                     })
                     .collect();
@@ -445,7 +501,17 @@ pub fn svg(rows: &[Row], title: &str) -> String {
             "geomean".into(),
             allocs
                 .iter()
-                .map(|a| (*a, if *a == "glibc" { Some(1.0) } else { geo_ratio(rs, a, *metric) }, false))
+                .map(|a| {
+                    (
+                        *a,
+                        if *a == "glibc" {
+                            Some(1.0)
+                        } else {
+                            geo_ratio(rs, a, *metric)
+                        },
+                        false,
+                    )
+                })
                 .collect(),
         ));
         let maxv = groups

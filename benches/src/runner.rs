@@ -156,8 +156,14 @@ pub fn run_job(job: &Job, timeout: Duration) -> Result<Measure, String> {
         let line = line.lines().last().unwrap_or("").to_string();
         let mut f = line.split_whitespace();
         if code == 0 && f.next() == Some("ok") {
-            let ns: u128 = f.next().and_then(|x| x.parse().ok()).ok_or("bad worker output")?;
-            let sum: u64 = f.next().and_then(|x| x.parse().ok()).ok_or("bad worker output")?;
+            let ns: u128 = f
+                .next()
+                .and_then(|x| x.parse().ok())
+                .ok_or("bad worker output")?;
+            let sum: u64 = f
+                .next()
+                .and_then(|x| x.parse().ok())
+                .ok_or("bad worker output")?;
             return Ok(Measure {
                 secs: ns as f64 / 1e9,
                 rss_kib,
@@ -167,7 +173,11 @@ pub fn run_job(job: &Job, timeout: Duration) -> Result<Measure, String> {
         if line.starts_with("FAIL") {
             return Err(line);
         }
-        return Err(format!("exit status {code}: {} {}", tail(&stdout, 200), tail(&stderr, 200)));
+        return Err(format!(
+            "exit status {code}: {} {}",
+            tail(&stdout, 200),
+            tail(&stderr, 200)
+        ));
     }
     if code != 0 {
         return Err(format!("exit status {code}: {}", tail(&stderr, 300)));
@@ -230,7 +240,8 @@ pub fn programs(work: &Path, scale: f64, threads: usize) -> Vec<Result<Program, 
     let n = |base: f64| ((base * scale) as usize).max(1000);
     let have = |c: &str| crate::which(c).is_some();
     let write = |name: &str, body: &str| -> Result<(), String> {
-        std::fs::write(work.join(name), body).map_err(|e| format!("cannot write {}: {e}", work.display()))
+        std::fs::write(work.join(name), body)
+            .map_err(|e| format!("cannot write {}: {e}", work.display()))
     };
     let prog = |name: &'static str, threads: usize, about: String, cmd: String| Program {
         name,
@@ -312,7 +323,7 @@ pub fn programs(work: &Path, scale: f64, threads: usize) -> Vec<Result<Program, 
         let mut r = umem_bench::Rng::new(7);
         let mut s = String::with_capacity(lines * 24);
         for _ in 0..lines {
-            s.push_str(&format!("{:016x} {}\n", r.next(), r.below(1000)));
+            s.push_str(&format!("{:016x} {}\n", r.next_u64(), r.below(1000)));
         }
         v.push(write("sort.in", &s).map(|_| {
             prog(

@@ -116,7 +116,11 @@ fn join_sum(hs: Vec<thread::ScopedJoinHandle<'_, WResult>>) -> WResult {
             Ok(Err(e)) => e,
             Err(_) => "a thread panicked".to_string(),
         };
-        if err.as_ref().map_or(true, |old| !old.starts_with("content") && e.starts_with("content")) {
+        let replace = match &err {
+            None => true,
+            Some(old) => !old.starts_with("content") && e.starts_with("content"),
+        };
+        if replace {
             err = Some(e);
         }
     }
@@ -138,7 +142,7 @@ fn free_slots(slots: &mut [Slot], what: &str) -> WResult {
 
 /// Log-uniform size in `lo..=hi` (both powers of two or not).
 fn log_size(rng: &mut Rng, lo: usize, hi: usize) -> usize {
-    let u = (rng.next() >> 11) as f64 / (1u64 << 53) as f64;
+    let u = (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
     let s = (lo as f64) * ((hi as f64) / (lo as f64)).powf(u);
     (s as usize).clamp(lo, hi)
 }
@@ -151,9 +155,7 @@ fn larson(p: &Params) -> WResult {
     const SLOTS: usize = 2000;
     const ROUNDS: usize = 8;
     let ops = p.ops(1_500_000, 4000) / (t * ROUNDS);
-    let mut arrays: Vec<Vec<Slot>> = (0..t)
-        .map(|_| (0..SLOTS).map(|_| None).collect())
-        .collect();
+    let mut arrays: Vec<Vec<Slot>> = (0..t).map(|_| (0..SLOTS).map(|_| None).collect()).collect();
     let mut sum = 0u64;
     for round in 0..ROUNDS {
         let mut results: Vec<(Vec<Slot>, WResult)> = thread::scope(|s| {
@@ -169,7 +171,10 @@ fn larson(p: &Params) -> WResult {
                 })
                 .collect();
             hs.into_iter()
-                .map(|h| h.join().unwrap_or_else(|_| (Vec::new(), Err("panic".into()))))
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| (Vec::new(), Err("panic".into())))
+                })
                 .collect()
         });
         for (arr, r) in results.drain(..) {
@@ -347,7 +352,10 @@ fn mstress(p: &Params) -> WResult {
                 })
                 .collect();
             hs.into_iter()
-                .map(|h| h.join().unwrap_or_else(|_| (Vec::new(), Err("panic".into()))))
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| (Vec::new(), Err("panic".into())))
+                })
                 .collect()
         });
         for (long, r) in results.drain(..) {
@@ -653,23 +661,27 @@ fn rust_collections(p: &Params) -> WResult {
                     let mut sum = 0u64;
                     const N: usize = 4000;
                     let bad = |what: &str, key: u64| {
-                        Err(format!("content check failed in rust-collections: {what} for key {key:#x}"))
+                        Err(format!(
+                            "content check failed in rust-collections: {what} for key {key:#x}"
+                        ))
                     };
                     for round in 0..rounds {
                         for _ in 0..N {
-                            let key = rng.next() % (N as u64 * 4);
+                            let key = rng.next_u64() % (N as u64 * 4);
                             bt.insert(key, key_string(key));
                             hm.insert(key_string(key), key_vec(key));
                             boxes.push(Box::new([key, !key, key ^ 0x55, round as u64]));
                         }
                         for _ in 0..N / 2 {
-                            let key = rng.next() % (N as u64 * 4);
+                            let key = rng.next_u64() % (N as u64 * 4);
                             if let Some(sv) = bt.remove(&key) {
                                 if sv != key_string(key) {
                                     return bad("btree value", key);
                                 }
                                 match hm.remove(&sv) {
-                                    Some(v) if v == key_vec(key) => sum = sum.wrapping_add(v.len() as u64 + key),
+                                    Some(v) if v == key_vec(key) => {
+                                        sum = sum.wrapping_add(v.len() as u64 + key)
+                                    }
                                     _ => return bad("hash value", key),
                                 }
                             }
@@ -680,7 +692,9 @@ fn rust_collections(p: &Params) -> WResult {
                             }
                         }
                         for (&k, sv) in bt.iter() {
-                            if *sv != key_string(k) || hm.get(sv).map(|v| v[..] != key_vec(k)[..]) != Some(false) {
+                            if *sv != key_string(k)
+                                || hm.get(sv).map(|v| v[..] != key_vec(k)[..]) != Some(false)
+                            {
                                 return bad("entry", k);
                             }
                         }
@@ -750,7 +764,10 @@ fn channel(p: &Params) -> WResult {
                             let m = rx.recv().map_err(|_| "sender gone".to_string())?;
                             check(&m.data, m.id, "channel")?;
                             if m.name != format!("m{}", m.id) {
-                                return Err(format!("content check failed in channel: name of message {:#x}", m.id));
+                                return Err(format!(
+                                    "content check failed in channel: name of message {:#x}",
+                                    m.id
+                                ));
                             }
                             sum = sum.wrapping_add(m.id ^ m.data.len() as u64);
                         }

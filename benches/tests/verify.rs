@@ -21,7 +21,10 @@ fn args_for(w: &str) -> (Vec<String>, Option<&'static str>) {
         "cache-scratch" | "cache-thrash" => ("0.2", None),
         _ => ("0.02", None),
     };
-    (vec![w.to_string(), "2".into(), scale.into(), "42".into()], every)
+    (
+        vec![w.to_string(), "2".into(), scale.into(), "42".into()],
+        every,
+    )
 }
 
 struct Out {
@@ -44,7 +47,11 @@ fn run(program: &str, w: &str, mode: Option<&str>, preload: Option<&str>) -> Out
         c.env("LD_PRELOAD", p);
     }
     let o = c.output().expect("run worker");
-    let line = String::from_utf8_lossy(&o.stdout).lines().last().unwrap_or("").to_string();
+    let line = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .last()
+        .unwrap_or("")
+        .to_string();
     let ok = line
         .strip_prefix("ok ")
         .filter(|_| o.status.success())
@@ -63,8 +70,14 @@ fn rust_workloads() -> Vec<&'static str> {
 
 fn c_workloads() -> Vec<String> {
     assert!(!CWORK.is_empty(), "c/cwork.c was not compiled (no cc?)");
-    let o = Command::new(CWORK).arg("--list").output().expect("cwork --list");
-    let v: Vec<String> = String::from_utf8_lossy(&o.stdout).lines().map(str::to_string).collect();
+    let o = Command::new(CWORK)
+        .arg("--list")
+        .output()
+        .expect("cwork --list");
+    let v: Vec<String> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
     assert!(v.len() >= 8, "cwork lists {v:?}");
     v
 }
@@ -75,8 +88,15 @@ fn rust_workloads_pass_and_agree_under_correct_allocators() {
         let a = run(SYSTEM, w, None, None);
         let b = run(BROKEN, w, Some("none"), None);
         assert!(a.ok.is_some(), "{w} under the system allocator: {}", a.line);
-        assert!(b.ok.is_some(), "{w} under the fault-free bump allocator: {}", b.line);
-        assert_eq!(a.ok, b.ok, "{w}: checksums differ between two correct allocators");
+        assert!(
+            b.ok.is_some(),
+            "{w} under the fault-free bump allocator: {}",
+            b.line
+        );
+        assert_eq!(
+            a.ok, b.ok,
+            "{w}: checksums differ between two correct allocators"
+        );
     }
 }
 
@@ -86,8 +106,15 @@ fn c_workloads_pass_and_agree_under_correct_allocators() {
         let a = run(CWORK, &w, None, None);
         let b = run(CWORK, &w, Some("none"), Some(BROKEN_SO));
         assert!(a.ok.is_some(), "C {w} under glibc: {}", a.line);
-        assert!(b.ok.is_some(), "C {w} under the fault-free bump malloc: {}", b.line);
-        assert_eq!(a.ok, b.ok, "C {w}: checksums differ between two correct mallocs");
+        assert!(
+            b.ok.is_some(),
+            "C {w} under the fault-free bump malloc: {}",
+            b.line
+        );
+        assert_eq!(
+            a.ok, b.ok,
+            "C {w}: checksums differ between two correct mallocs"
+        );
     }
 }
 
@@ -96,7 +123,11 @@ fn c_workloads_pass_and_agree_under_correct_allocators() {
 /// std): there the shared bytes are mostly BTreeMap/HashMap nodes, whose broken links std
 /// trips over before the workload's own checks run — still no time.
 fn assert_caught(what: &str, w: &str, o: &Out, may_crash: bool) {
-    assert!(o.ok.is_none(), "{what} {w}: a wrong allocator got a time: {}", o.line);
+    assert!(
+        o.ok.is_none(),
+        "{what} {w}: a wrong allocator got a time: {}",
+        o.line
+    );
     let reported = o.line.starts_with("FAIL") && o.line.contains("content check");
     assert!(
         reported || (may_crash && o.signal),
@@ -144,12 +175,24 @@ fn c_workloads_catch_corrupted_bytes() {
 fn harness_writes_csv_and_svg() {
     let out = std::env::temp_dir().join(format!("umem-bench-test-{}", std::process::id()));
     let st = Command::new(HARNESS)
-        .args(["--filter", "glibc-simple,rust/large", "--runs", "1", "--scale", "0.01", "--no-build"])
+        .args([
+            "--filter",
+            "glibc-simple,rust/large",
+            "--runs",
+            "1",
+            "--scale",
+            "0.01",
+            "--no-build",
+        ])
         .args(["--sections", "rust,c", "--out"])
         .arg(&out)
         .output()
         .expect("run harness");
-    assert!(st.status.success(), "harness: {}", String::from_utf8_lossy(&st.stderr));
+    assert!(
+        st.status.success(),
+        "harness: {}",
+        String::from_utf8_lossy(&st.stderr)
+    );
     let csv = std::fs::read_to_string(out.join("results.csv")).expect("results.csv");
     let mut lines = csv.lines();
     let header = lines.next().expect("header");
@@ -168,13 +211,20 @@ fn harness_writes_csv_and_svg() {
             assert_eq!(f[10], "1.0000", "{r}");
         }
     }
-    for (s, w) in [("rust", "glibc-simple"), ("rust", "large"), ("c", "glibc-simple")] {
+    for (s, w) in [
+        ("rust", "glibc-simple"),
+        ("rust", "large"),
+        ("c", "glibc-simple"),
+    ] {
         assert!(
             rows.iter().any(|r| r.starts_with(&format!("{s},{w},"))),
             "no {s}/{w} row in\n{csv}"
         );
     }
-    assert!(!rows.iter().any(|r| r.starts_with("c,large,")), "filter ignored");
+    assert!(
+        !rows.iter().any(|r| r.starts_with("c,large,")),
+        "filter ignored"
+    );
     let svg = std::fs::read_to_string(out.join("results.svg")).expect("results.svg");
     assert!(svg.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""));
     assert!(svg.trim_end().ends_with("</svg>"));
