@@ -111,6 +111,8 @@
 //! when it has no update thread. No thread is created (creating one inside malloc is unsafe).
 
 #![deny(unsafe_op_in_unsafe_fn)]
+// `is_multiple_of` is newer than the workspace MSRV (1.80).
+#![allow(clippy::manual_is_multiple_of)]
 
 mod cache;
 mod qcache;
