@@ -208,8 +208,9 @@ fn over_aligned_types() {
         assert_eq!(b.0[63], i as u8);
     }
     let p: Vec<Box<A4k>> = (0..50).map(|i| Box::new(A4k([i as u8; 100]))).collect();
-    for b in &p {
+    for (i, b) in p.iter().enumerate() {
         assert_eq!(&**b as *const A4k as usize % 4096, 0);
+        assert_eq!(b.0[99], i as u8);
     }
     let q: Vec<Box<A64k>> = (0..8).map(|i| Box::new(A64k(i as u8))).collect();
     for (i, b) in q.iter().enumerate() {

@@ -156,13 +156,9 @@ mod tests {
     #[test]
     fn classes_are_sorted_and_aligned() {
         assert!(SIZES.windows(2).all(|w| w[0] < w[1]));
-        for c in 1..COUNT {
-            assert!(
-                align_of(c) >= 16,
-                "class {} must be 16-aligned for C",
-                SIZES[c]
-            );
-            assert_eq!(SIZES[c] % align_of(c), 0);
+        for (c, &s) in SIZES.iter().enumerate().skip(1) {
+            assert!(align_of(c) >= 16, "class {s} must be 16-aligned for C");
+            assert_eq!(s % align_of(c), 0);
         }
         assert_eq!(NAMES[4], "umem_alloc_64");
     }

@@ -415,8 +415,12 @@ pub enum FreeError {
 
 /// Frees a block without knowing its size (C `free`). `Err` for a pointer
 /// umem does not own; the memory is then left alone.
+///
+/// # Safety
+/// `p` is null, or a block umem handed out and not freed since, or any
+/// other pointer umem never handed out (that is detected and refused).
 #[inline]
-pub fn free(p: *mut u8) -> Result<(), FreeError> {
+pub unsafe fn free(p: *mut u8) -> Result<(), FreeError> {
     let a = p as usize;
     let v = pagemap::raw(a);
     if v & pagemap::TAG == pagemap::SMALL {
@@ -464,10 +468,17 @@ pub fn usable_size(p: *const u8) -> Option<usize> {
     }
 }
 
+/// Growing reallocs at or above this size get a large block (C ABI only:
+/// Rust's `dealloc` derives the class from the layout).
+pub const REALLOC_GROW_LARGE: usize = 16 * 1024;
+
 /// Resizes a block (C `realloc` core; `p` non-null, `size` > 0). In place
 /// when the size class or the large block allows. `Ok(null)` when memory is
 /// exhausted (the old block is untouched); `Err` for a foreign pointer.
-pub fn realloc(p: *mut u8, size: usize, align: usize) -> Result<*mut u8, FreeError> {
+///
+/// # Safety
+/// As for [`free`]; on success the old block must no longer be used.
+pub unsafe fn realloc(p: *mut u8, size: usize, align: usize) -> Result<*mut u8, FreeError> {
     let old = match owner(p) {
         Owner::Small(c) => {
             let cs = classes::size(c);
@@ -480,7 +491,7 @@ pub fn realloc(p: *mut u8, size: usize, align: usize) -> Result<*mut u8, FreeErr
             cs
         }
         Owner::Large(n) => {
-            if size <= n && size > classes::MAX_SMALL && size >= n / 4 {
+            if size <= n && size >= n / 4 {
                 large::note_len(p as usize, n, size);
                 return Ok(p);
             }
@@ -490,14 +501,24 @@ pub fn realloc(p: *mut u8, size: usize, align: usize) -> Result<*mut u8, FreeErr
         Owner::Boot => unsafe { boot::size_of(p as usize) },
         Owner::Foreign => return Err(FreeError::InvalidPointer(p as usize)),
     };
-    let q = alloc(size, align, false);
+    // A block that grows by realloc past REALLOC_GROW_LARGE becomes a large
+    // block (power-of-two pages), so further growth is in place and the
+    // bytes copied stay proportional to the final size instead of stepping
+    // through every size class.
+    let q = if size > old && size >= REALLOC_GROW_LARGE && align <= PAGE {
+        large::alloc(size, align, false)
+    } else {
+        alloc(size, align, false)
+    };
     if q.is_null() {
         return Ok(q);
     }
     // SAFETY: both blocks are live and distinct; `min(old, size)` bytes are
     // inside both.
-    unsafe { core::ptr::copy_nonoverlapping(p, q, old.min(size)) };
-    free(p)?;
+    unsafe {
+        core::ptr::copy_nonoverlapping(p, q, old.min(size));
+        free(p)?;
+    }
     Ok(q)
 }
 

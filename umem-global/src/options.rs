@@ -13,6 +13,7 @@
 //! * `concurrency=N`, `max_contention=N`, `perthread_cache=N` — accepted
 //!   for compatibility, no effect (magazines are per thread and resize on
 //!   contention by themselves).
+//!
 //! `UMEM_STATS=1` prints the statistics table to stderr at exit;
 //! `UMEM_STATS=/path` appends it to that file instead. `UMEM_DEBUG` and
 //! `UMEM_LOGGING` are not supported yet: a warning says so.

@@ -89,6 +89,9 @@ impl<const N: usize> StackBuf<N> {
     pub fn len(&self) -> usize {
         self.len
     }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
     pub fn clear(&mut self) {
         self.len = 0;
         self.truncated = false;

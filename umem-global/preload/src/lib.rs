@@ -69,7 +69,9 @@ pub extern "C" fn malloc(size: usize) -> *mut c_void {
 
 #[no_mangle]
 pub unsafe extern "C" fn free(p: *mut c_void) {
-    if let Err(FreeError::InvalidPointer(_)) = umem_global::free(p.cast()) {
+    // SAFETY: the caller passes a block it owns (or a foreign pointer,
+    // which is refused).
+    if let Err(FreeError::InvalidPointer(_)) = unsafe { umem_global::free(p.cast()) } {
         invalid("free", p);
     }
 }
@@ -99,7 +101,8 @@ pub unsafe extern "C" fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
         unsafe { free(p) };
         return null_mut();
     }
-    match umem_global::realloc(p.cast(), size, MIN_ALIGN) {
+    // SAFETY: as in free.
+    match unsafe { umem_global::realloc(p.cast(), size, MIN_ALIGN) } {
         Ok(q) if q.is_null() => nomem(),
         Ok(q) => q.cast(),
         Err(_) => invalid("realloc", p),
@@ -140,7 +143,8 @@ pub extern "C" fn aligned_alloc(align: usize, size: usize) -> *mut c_void {
 
 #[no_mangle]
 pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, size: usize) -> c_int {
-    if align == 0 || !align.is_power_of_two() || align % core::mem::size_of::<*mut c_void>() != 0 {
+    // A power of two is a multiple of sizeof(void *) iff it is at least that.
+    if !align.is_power_of_two() || align < core::mem::size_of::<*mut c_void>() {
         return libc::EINVAL;
     }
     let saved = sys::errno();
