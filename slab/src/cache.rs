@@ -11,7 +11,7 @@ use umem_vmem::{Addr, CreateFlags, Policy, Vmem, XAllocRequest};
 
 use crate::sync::SpinLock;
 use crate::thread::{self, TSlot, MAX_IDS};
-use crate::types::{CacheFlags, CacheName, CacheOps, CacheStats, SlabError};
+use crate::types::{AuditRecord, CacheFlags, CacheName, CacheOps, CacheStats, SlabError};
 
 pub(crate) const NAME_LEN: usize = 32;
 /// Minimum alignment of buffers the allocator may write into (`UMEM_ALIGN`).
@@ -197,6 +197,18 @@ struct Bufctl {
     slab: *mut Slab,
 }
 
+/// The bufctl of an `AUDIT` cache: a `Bufctl` followed by the audit record (libumem's
+/// `umem_bufctl_audit_t`, without the stack yet).
+#[repr(C)]
+struct BufctlAudit {
+    bc: Bufctl,
+    cache: *const Cache,
+    thread: usize,
+    timestamp: u64,
+    txn: u64,
+    allocated: bool,
+}
+
 struct SlabLayer {
     /// Slabs with at least one free buffer (doubly linked, most recently used first).
     partial: *mut Slab,
@@ -245,6 +257,7 @@ pub struct Cache {
     maxcolor_: AtomicUsize,
     hash_shift: u32,
     hashed: bool,
+    audit: bool,
     slab_xalloc: bool,
     qcache: bool,
     ops: CacheOps,
@@ -295,6 +308,7 @@ pub(crate) struct Globals {
     pub mag_caches: [&'static Cache; 9],
     pub slab_cache: &'static Cache,
     pub bufctl_cache: &'static Cache,
+    pub bufctl_audit_cache: &'static Cache,
     pub block_cache: &'static Cache,
 }
 
@@ -403,6 +417,12 @@ pub(crate) fn init() {
         0,
         CacheFlags::NOHASH,
     );
+    let bufctl_audit_cache = internal_cache(
+        "umem_bufctl_audit_cache",
+        size_of::<BufctlAudit>(),
+        0,
+        CacheFlags::NOHASH,
+    );
     let block_cache = internal_cache(
         "umem_thread_block",
         size_of::<thread::ThreadBlock>(),
@@ -416,6 +436,7 @@ pub(crate) fn init() {
         mag_caches: mags.map(|m| m.unwrap_or_else(|| crate::fatal("umem-slab: init\n"))),
         slab_cache,
         bufctl_cache,
+        bufctl_audit_cache,
         block_cache,
     };
     // SAFETY: single writer while INITING; readers wait for READY.
@@ -576,6 +597,13 @@ impl Cache {
         if NO_MAGAZINES.load(Ordering::Relaxed) {
             flags = flags | CacheFlags::NOMAGAZINE;
         }
+        if notouch || flags.contains(CacheFlags::NODEBUG) || flags.contains(CacheFlags::NOHASH) {
+            flags = CacheFlags(flags.0 & !CacheFlags::AUDIT.0);
+        }
+        let audit = flags.contains(CacheFlags::AUDIT);
+        if audit {
+            flags = flags | CacheFlags::DEBUG;
+        }
         let debug = flags.contains(CacheFlags::DEBUG);
         let page = page_size();
         let quantum = source.quantum();
@@ -629,7 +657,7 @@ impl Cache {
         let slabsize;
         let maxcolor;
         if flags.contains(CacheFlags::NOHASH)
-            || (!notouch && chunksize < small_slab / VOID_FRACTION)
+            || (!notouch && !audit && chunksize < small_slab / VOID_FRACTION)
         {
             if chunksize + SLAB_HDR > small_slab {
                 return Err(too_large);
@@ -719,6 +747,7 @@ impl Cache {
             maxcolor_: AtomicUsize::new(maxcolor),
             hash_shift: highbit(chunksize) - 1,
             hashed,
+            audit,
             slab_xalloc: slab_align > quantum,
             qcache: flags.contains(CacheFlags::QCACHE),
             ops,
@@ -1565,16 +1594,21 @@ impl Cache {
         };
         let base = mem + color;
         let chunks = (self.slabsize() - color) / self.chunksize;
+        let bcc = if self.audit {
+            g.bufctl_audit_cache
+        } else {
+            g.bufctl_cache
+        };
         let mut head: *mut Bufctl = null_mut();
         for i in (0..chunks).rev() {
-            let bc = match g.bufctl_cache.alloc_addr() {
+            let bc = match bcc.alloc_addr() {
                 Some(b) => b as *mut Bufctl,
                 None => {
                     // SAFETY: the bufctls on `head` and the slab struct are ours.
                     unsafe {
                         while !head.is_null() {
                             let n = (*head).next;
-                            g.bufctl_cache.free_addr(head as usize);
+                            bcc.free_addr(head as usize);
                             head = n;
                         }
                         g.slab_cache.free_addr(sp as usize);
@@ -1596,12 +1630,25 @@ impl Cache {
                 )
             };
             head = bc;
+            if self.audit {
+                // SAFETY: audit bufctls come from the audit bufctl cache (BufctlAudit-sized).
+                unsafe {
+                    let ba = bc as *mut BufctlAudit;
+                    ptr::addr_of_mut!((*ba).cache).write(self);
+                    ptr::addr_of_mut!((*ba).thread).write(0);
+                    ptr::addr_of_mut!((*ba).timestamp).write(0);
+                    ptr::addr_of_mut!((*ba).txn).write(0);
+                    ptr::addr_of_mut!((*ba).allocated).write(false);
+                }
+            }
             if self.buftag_off != 0 {
-                // SAFETY: touchable hashed debug cache: the buffer is ours.
+                // SAFETY: touchable hashed debug cache: the buffer is ours. The buftag's
+                // middle word holds the bufctl (the free list is external here).
                 unsafe {
                     fill(buf, self.buftag_off, FREE_PATTERN);
                     let bt = (buf + self.buftag_off) as *mut usize;
                     *(bt as *mut u64) = REDZONE_PATTERN;
+                    *bt.add(1) = bc as usize;
                     *bt.add(2) = buf ^ BUFTAG_FREE;
                 }
             }
@@ -1642,10 +1689,15 @@ impl Cache {
             let g = globals();
             // SAFETY: every bufctl of an empty slab is on its free list.
             unsafe {
+                let bcc = if self.audit {
+                    g.bufctl_audit_cache
+                } else {
+                    g.bufctl_cache
+                };
                 let mut bc = (*sp).head as *mut Bufctl;
                 while !bc.is_null() {
                     let n = (*bc).next;
-                    g.bufctl_cache.free_addr(bc as usize);
+                    bcc.free_addr(bc as usize);
                     bc = n;
                 }
                 g.slab_cache.free_addr(sp as usize);
@@ -1813,6 +1865,11 @@ impl Cache {
             *bt.add(2) = buf ^ BUFTAG_ALLOC;
             *(bt as *mut u64) = REDZONE_PATTERN;
         }
+        if self.audit {
+            if let Err(e) = self.audit_record(buf, true) {
+                crate::fatal_error(&e);
+            }
+        }
         if !self.construct(buf) {
             // SAFETY: as above.
             unsafe {
@@ -1852,11 +1909,75 @@ impl Cache {
                     cache: self.name,
                 });
             }
+            if self.audit {
+                self.audit_record(buf, false)?;
+            }
             self.destruct(buf);
             *bt.add(2) = buf ^ BUFTAG_FREE;
             fill(buf, off, FREE_PATTERN);
         }
         Ok(())
+    }
+
+    /// The audit bufctl of `buf` (from its buftag), checked against the buffer.
+    fn audit_bufctl(&self, buf: usize) -> Result<*mut BufctlAudit, SlabError> {
+        // SAFETY: `buf` is a buffer of this audit cache (caller); its buftag's middle word
+        // names its bufctl, which we check before trusting.
+        unsafe {
+            let ba = *((buf + self.buftag_off) as *const usize).add(1) as *mut BufctlAudit;
+            if ba.is_null()
+                || (ba as usize) % 8 != 0
+                || (*ba).bc.addr != buf
+                || !ptr::eq((*ba).cache, self)
+            {
+                return Err(SlabError::Corrupt {
+                    what: "bufctl corrupted",
+                    addr: buf,
+                    cache: self.name,
+                });
+            }
+            Ok(ba)
+        }
+    }
+
+    fn audit_record(&self, buf: usize, allocated: bool) -> Result<(), SlabError> {
+        let ba = self.audit_bufctl(buf)?;
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: valid out-pointer; `ba` checked above and owned by this transaction.
+        unsafe {
+            libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts);
+            (*ba).thread = libc::pthread_self() as usize;
+            (*ba).timestamp = ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64;
+            (*ba).txn += 1;
+            (*ba).allocated = allocated;
+        }
+        Ok(())
+    }
+
+    /// The last recorded transaction of a buffer of an `AUDIT` cache (`None` for other
+    /// caches or addresses that are not buffers of this cache).
+    pub fn audit(&self, ptr: NonNull<u8>) -> Option<AuditRecord> {
+        if !self.audit {
+            return None;
+        }
+        let addr = ptr.as_ptr() as usize;
+        match self.locate(addr) {
+            Where::Allocated | Where::Free => {}
+            _ => return None,
+        }
+        let ba = self.audit_bufctl(addr).ok()?;
+        // SAFETY: checked bufctl of a live slab.
+        unsafe {
+            Some(AuditRecord {
+                allocated: (*ba).allocated,
+                thread: (*ba).thread,
+                timestamp_ns: (*ba).timestamp,
+                transactions: (*ba).txn,
+            })
+        }
     }
 }
 

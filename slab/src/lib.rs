@@ -94,13 +94,20 @@
 //!
 //! ## Debugging layout
 //!
-//! With [`CacheFlags::DEBUG`] each chunk is `[buffer][buftag: redzone u64, free link,
-//! bxstat = addr ^ 0xa110c8ed (allocated) | addr ^ 0xf4eef4ee (free)]`; free buffers are
+//! With [`CacheFlags::DEBUG`] each chunk is `[buffer][buftag: redzone u64, link word,
+//! bxstat = addr ^ 0xa110c8ed (allocated) | addr ^ 0xf4eef4ee (free)]`; the link word is the
+//! free-list link of in-slab caches and the bufctl pointer of hashed ones. Free buffers are
 //! filled with `0xdeadbeef…` (verified when they leave the cache, replaced by
-//! `0xbaddcafe…`), frees check the buftag (double free) and the redzone word. Such a cache
-//! skips the inline hit path (its fast index is 0) so non-debug caches pay nothing.
-//! Not yet written: the audit bufctl (thread, timestamp, stack), transaction/content logs,
-//! firewall arenas, the per-byte redzone after the requested size (`umem_alloc`'s).
+//! `0xbaddcafe…`); frees check the buftag (double free) and the redzone word; objects are
+//! destructed on every free so the fill can be checked. [`CacheFlags::AUDIT`] (implies
+//! DEBUG, forces the hashed layout) gives each buffer a `BufctlAudit` from
+//! `umem_bufctl_audit_cache` recording the last transaction (alloc/free, thread,
+//! timestamp, count), read with [`Cache::audit`]. Debug caches skip the inline hit path
+//! (their fast index is 0), so non-debug caches pay nothing: the check is the same
+//! `rounds != 0` test the hit path makes anyway.
+//! Not yet written: stack traces in audit records (capturing one without allocating needs
+//! frame pointers), the transaction/content logs, firewall arenas, `mtbf`, and the
+//! per-byte redzone after the requested size (that is `umem_alloc`'s, in umem-global).
 //!
 //! ## Update
 //!
@@ -125,7 +132,8 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 pub use cache::{for_each_cache, Cache};
 pub use thread::{live_thread_blocks, thread_exit_flush};
 pub use types::{
-    CacheFlags, CacheName, CacheOps, CacheStats, CtorFn, DtorFn, ObjectOps, ReclaimFn, SlabError,
+    AuditRecord, CacheFlags, CacheName, CacheOps, CacheStats, CtorFn, DtorFn, ObjectOps, ReclaimFn,
+    SlabError,
 };
 pub use umem_vmem::Vmem;
 

@@ -26,6 +26,11 @@ impl CacheFlags {
     /// `UMEM_DEBUG=guards,contents` subset). Objects are destroyed on every free in such a
     /// cache, as in libumem, so that the fill can be verified.
     pub const DEBUG: CacheFlags = CacheFlags(16);
+    /// Auditing (implies `DEBUG`; libumem's `UMF_AUDIT` without stack traces yet): every
+    /// buffer gets an external audit bufctl recording the last transaction (allocated or
+    /// freed, thread, timestamp, transaction count), readable with `Cache::audit`. Forces
+    /// the hashed slab layout, as in libumem.
+    pub const AUDIT: CacheFlags = CacheFlags(32);
     /// Internal: a vmem quantum cache (slab size from the arena's `qcache_max`).
     pub(crate) const QCACHE: CacheFlags = CacheFlags(1 << 16);
 
@@ -292,4 +297,17 @@ pub struct CacheStats {
     /// Bytes of slabs taken from the source arena.
     pub mem_total: usize,
     pub reap: u64,
+}
+
+/// The last transaction recorded for a buffer of an `AUDIT` cache.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AuditRecord {
+    /// `true` when the last transaction was an allocation.
+    pub allocated: bool,
+    /// `pthread_self()` of the thread that made it.
+    pub thread: usize,
+    /// CLOCK_MONOTONIC nanoseconds.
+    pub timestamp_ns: u64,
+    /// Number of allocations and frees of this buffer since its slab was made.
+    pub transactions: u64,
 }

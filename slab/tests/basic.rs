@@ -536,3 +536,47 @@ fn object_ops_trait_and_reclaim_callback() {
     );
     unsafe { c.destroy().unwrap() };
 }
+
+#[test]
+fn audit_records_last_transaction() {
+    let a = arena("t_audit");
+    let c = Cache::create("audited", 100, 0, CacheOps::NONE, a, CacheFlags::AUDIT).unwrap();
+    assert!(c.is_hashed(), "auditing uses external bufctls");
+    assert!(c.flags().contains(CacheFlags::DEBUG));
+    let me = unsafe { libc::pthread_self() } as usize;
+    let p = std::thread::spawn(move || {
+        let p = c.alloc().unwrap();
+        (p.as_ptr() as usize, unsafe { libc::pthread_self() }
+            as usize)
+    })
+    .join()
+    .unwrap();
+    let (addr, other) = p;
+    let p = NonNull::new(addr as *mut u8).unwrap();
+    let r1 = c.audit(p).unwrap();
+    assert!(r1.allocated);
+    assert_eq!(r1.thread, other);
+    assert_eq!(r1.transactions, 1);
+    unsafe { c.free(p) };
+    let r2 = c.audit(p).unwrap();
+    assert!(!r2.allocated);
+    assert_eq!(r2.thread, me);
+    assert_eq!(r2.transactions, 2);
+    assert!(r2.timestamp_ns >= r1.timestamp_ns);
+    // A double free is reported, naming nothing else.
+    assert!(matches!(
+        unsafe { c.free_checked(p) },
+        Err(SlabError::DoubleFree { .. })
+    ));
+    let mut x = 0u64;
+    assert_eq!(
+        c.audit(NonNull::new(&mut x as *mut u64 as *mut u8).unwrap()),
+        None
+    );
+    c.verify().unwrap();
+    c.reap();
+    umem_slab::thread_exit_flush();
+    c.reap();
+    assert_eq!(c.stats().slabs, 0);
+    unsafe { c.destroy().unwrap() };
+}

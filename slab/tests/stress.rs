@@ -149,6 +149,7 @@ fn randomized_model_alloc_free_reap() {
         (2048, CacheFlags::NOMAGAZINE),
         (100, CacheFlags::DEBUG),
         (1000, CacheFlags::DEBUG),
+        (300, CacheFlags::AUDIT),
     ]
     .iter()
     .enumerate()
