@@ -580,3 +580,102 @@ fn audit_records_last_transaction() {
     assert_eq!(c.stats().slabs, 0);
     unsafe { c.destroy().unwrap() };
 }
+
+#[test]
+fn exhausted_arena_and_failing_constructor() {
+    // An arena over a fixed 64 KiB of real memory and no source: allocation must fail
+    // cleanly when it is full and work again after frees.
+    let heap = umem_vmem::heap();
+    let mem = heap.alloc(65536, umem_vmem::Policy::InstantFit).unwrap();
+    let a = Vmem::create(
+        "t_oom",
+        Some((mem, 65536)),
+        4096,
+        None,
+        0,
+        CreateFlags::NONE,
+    )
+    .unwrap();
+    for &size in &[64usize, 1000, 9000] {
+        let c = Cache::create("oom", size, 0, CacheOps::NONE, a, CacheFlags::NONE).unwrap();
+        let mut v = Vec::new();
+        while let Some(p) = c.alloc() {
+            v.push(p);
+            assert!(v.len() < 100_000);
+        }
+        let st = c.stats();
+        assert!(st.alloc_fail >= 1);
+        assert!(st.mem_total <= 65536);
+        assert_eq!(st.buf_inuse as usize, v.len());
+        c.verify().unwrap();
+        for p in v.drain(..) {
+            unsafe { c.free(p) };
+        }
+        assert!(c.alloc().map(|p| unsafe { c.free(p) }).is_some());
+        c.reap();
+        assert_eq!(a.stats().mem_inuse, 0);
+        unsafe { c.destroy().unwrap() };
+    }
+    // Constructor failure: the allocation fails, the buffer goes back, nothing leaks.
+    let ops = CacheOps {
+        ctor: Some(|p, _| (p.as_ptr() as usize / 64) % 3 != 0),
+        dtor: None,
+        reclaim: None,
+        private: std::ptr::null_mut(),
+    };
+    let c = Cache::create("ctorfail", 64, 64, ops, a, CacheFlags::NONE).unwrap();
+    let mut got = Vec::new();
+    let mut fails = 0;
+    for _ in 0..300 {
+        match c.alloc() {
+            Some(p) => got.push(p),
+            None => fails += 1,
+        }
+    }
+    assert!(fails > 0);
+    let st = c.stats();
+    assert_eq!(st.alloc_fail, fails);
+    assert_eq!(st.buf_slab_alloc, got.len());
+    c.verify().unwrap();
+    for p in got {
+        unsafe { c.free(p) };
+    }
+    c.reap();
+    assert_eq!(a.stats().mem_inuse, 0);
+    unsafe {
+        c.destroy().unwrap();
+        a.destroy();
+    }
+    heap.free(mem, 65536).unwrap();
+}
+
+#[test]
+fn caches_on_a_small_quantum_arena() {
+    // Quantum 16 over page-quantum memory: in-slab caches still get page-aligned one-page
+    // slabs (constrained allocation); hashed caches get quantum-rounded slabs.
+    let a = Vmem::create(
+        "t_q16",
+        None,
+        16,
+        Some(umem_vmem::heap()),
+        0,
+        CreateFlags::NONE,
+    )
+    .unwrap();
+    for &(size, align) in &[(32usize, 0usize), (200, 64), (1000, 0), (3000, 1024)] {
+        let c = Cache::create("q16", size, align, CacheOps::NONE, a, CacheFlags::NONE).unwrap();
+        let v: Vec<_> = (0..500).map(|_| c.alloc().unwrap()).collect();
+        for p in &v {
+            assert_eq!(p.as_ptr() as usize % c.align(), 0);
+            unsafe { std::ptr::write_bytes(p.as_ptr(), 0x5a, size) };
+        }
+        c.verify().unwrap();
+        for p in v {
+            unsafe { c.free(p) };
+        }
+        c.reap();
+        assert_eq!(c.stats().slabs, 0);
+        unsafe { c.destroy().unwrap() };
+    }
+    assert_eq!(a.stats().mem_inuse, 0);
+}
