@@ -1,5 +1,7 @@
 //! Basic behaviour, ctor/dtor accounting, reap, checked free, destroy, layout.
 
+#![allow(clippy::manual_is_multiple_of)] // keep the workspace MSRV (1.80)
+
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Mutex};
