@@ -222,11 +222,15 @@ fn update_all() {
 }
 
 /// Reap every cache (`umem_reap`): reclaim callbacks, the calling thread's magazines, and
-/// every depot magazine go back to the slab layer; empty slabs to their arenas.
+/// every depot magazine go back to the slab layer; empty slabs to their arenas. Other
+/// threads are asked to flush their magazines to the depots on their next slow path, so a
+/// later reap (or update) can free those too; a thread that never allocates again keeps
+/// its (at most two per cache) magazines until it exits.
 pub fn reap() {
     if !cache::is_ready() {
         return;
     }
+    thread::request_flush();
     for_each_cache(&mut |c| c.reap());
 }
 

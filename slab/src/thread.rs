@@ -57,6 +57,16 @@ pub(crate) struct ThreadBlock {
     pub dir: [*mut SlotChunk; CHUNKS],
     next: *mut ThreadBlock,
     prev: *mut ThreadBlock,
+    /// The global reap generation this thread has flushed up to.
+    gen: u64,
+}
+
+/// Bumped by `umem_slab::reap()`: a thread that sees a newer generation on its next
+/// slow path flushes all its magazines to the depots (so a later reap can free them).
+static REAP_GEN: AtomicU64 = AtomicU64::new(0);
+
+pub(crate) fn request_flush() {
+    REAP_GEN.fetch_add(1, Ordering::Relaxed);
 }
 
 /// The block a thread points at after its exit flush: every directory entry is null, so the
@@ -68,6 +78,7 @@ static DEAD_BLOCK: DeadBlock = DeadBlock(ThreadBlock {
     dir: [null_mut(); CHUNKS],
     next: null_mut(),
     prev: null_mut(),
+    gen: 0,
 });
 
 pub(crate) fn dead_block() -> *mut ThreadBlock {
@@ -156,6 +167,11 @@ pub(crate) fn slot_for(index: usize) -> *mut TSlot {
     }
     // SAFETY: `t` is this thread's live block.
     unsafe {
+        let gen = REAP_GEN.load(Ordering::Relaxed);
+        if (*t).gen != gen {
+            (*t).gen = gen;
+            flush_requested(t);
+        }
         let ci = index / SLOTS_PER_CHUNK;
         let mut chunk = (*t).dir[ci];
         if chunk.is_null() {
@@ -180,6 +196,7 @@ fn new_block() -> *mut ThreadBlock {
     // SAFETY: fresh memory of the right size and alignment from the block cache.
     unsafe {
         ptr::write_bytes(p as *mut u8, 0, core::mem::size_of::<ThreadBlock>());
+        (*p).gen = REAP_GEN.load(Ordering::Relaxed);
         let mut g = REGISTRY.lock();
         (*p).next = g.head;
         if !g.head.is_null() {
@@ -238,6 +255,26 @@ unsafe fn retire_block(t: *mut ThreadBlock) {
             (*(*t).next).prev = (*t).prev;
         }
         g.count -= 1;
+        flush_slots(t);
+        drop(g);
+        for ci in 0..CHUNKS {
+            let chunk = (*t).dir[ci];
+            if !chunk.is_null() {
+                crate::cache::free_slot_chunk(chunk as usize);
+            }
+        }
+        crate::cache::free_thread_block(t as usize);
+    }
+}
+
+/// Flush every slot of block `t` to its cache's depot.
+///
+/// # Safety
+/// Registry lock held; `t` is not used by any thread for the duration; the calling
+/// thread's TLS points at the dead block (so the frees this does bypass magazines).
+unsafe fn flush_slots(t: *mut ThreadBlock) {
+    // SAFETY: by the caller.
+    unsafe {
         for ci in 0..CHUNKS {
             let chunk = (*t).dir[ci];
             if chunk.is_null() {
@@ -258,15 +295,20 @@ unsafe fn retire_block(t: *mut ThreadBlock) {
                 }
             }
         }
-        drop(g);
-        for ci in 0..CHUNKS {
-            let chunk = (*t).dir[ci];
-            if !chunk.is_null() {
-                crate::cache::free_slot_chunk(chunk as usize);
-            }
-        }
-        crate::cache::free_thread_block(t as usize);
     }
+}
+
+/// A reap asked threads to give back their magazines: flush this thread's block.
+///
+/// # Safety
+/// `t` is the calling thread's live block.
+unsafe fn flush_requested(t: *mut ThreadBlock) {
+    TCB.with(|c| c.set(dead_block()));
+    let g = REGISTRY.lock();
+    // SAFETY: registry lock held, our own block, TLS on the dead block.
+    unsafe { flush_slots(t) };
+    drop(g);
+    TCB.with(|c| c.set(t));
 }
 
 /// Call `f` on the slot for `index` in every registered block (registry lock held).

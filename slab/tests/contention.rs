@@ -1,6 +1,8 @@
 //! Magazine resize under forced depot contention (its own test binary: it depends on the
 //! global update step).
 
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Mutex};
 use std::time::Duration;
 
@@ -224,5 +226,124 @@ fn thousand_short_lived_threads_do_not_grow_memory() {
     c.verify().unwrap();
     c.reap();
     assert_eq!(c.stats().slabs, 0);
+    unsafe { c.destroy().unwrap() };
+}
+
+#[test]
+fn reap_asks_live_threads_to_flush_on_their_next_slow_path() {
+    let _s = SERIAL.lock().unwrap();
+    let a = Vmem::create(
+        "rf_arena",
+        None,
+        4096,
+        Some(umem_vmem::heap()),
+        0,
+        CreateFlags::NONE,
+    )
+    .unwrap();
+    let c = Cache::create("reapflush", 512, 0, CacheOps::NONE, a, CacheFlags::NONE).unwrap();
+    let other = Cache::create("reapflush2", 16, 0, CacheOps::NONE, a, CacheFlags::NONE).unwrap();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    let h = std::thread::spawn(move || {
+        let v: Vec<_> = (0..5).map(|_| c.alloc().unwrap()).collect();
+        for p in v {
+            unsafe { c.free(p) };
+        }
+        done_tx.send(()).unwrap();
+        go_rx.recv().unwrap();
+        // Any slow path (here: another cache's first allocation) honours the request.
+        let p = other.alloc().unwrap();
+        unsafe { other.free(p) };
+        done_tx.send(()).unwrap();
+        go_rx.recv().unwrap();
+    });
+    done_rx.recv().unwrap();
+    umem_slab::reap();
+    assert!(
+        c.stats().slabs > 0,
+        "the live thread still holds its magazines"
+    );
+    go_tx.send(()).unwrap();
+    done_rx.recv().unwrap();
+    umem_slab::reap();
+    assert_eq!(c.stats().slabs, 0, "flushed on request, then reaped");
+    go_tx.send(()).unwrap();
+    h.join().unwrap();
+    other.reap();
+    unsafe {
+        c.destroy().unwrap();
+        other.destroy().unwrap();
+    }
+}
+
+static RECLAIMS: AtomicUsize = AtomicUsize::new(0);
+
+struct Tracker {
+    ctors: AtomicUsize,
+    dtors: AtomicUsize,
+}
+
+impl umem_slab::ObjectOps for Tracker {
+    const HAS_RECLAIM: bool = true;
+    fn construct(&self, buf: NonNull<u8>) -> bool {
+        unsafe { *(buf.as_ptr() as *mut u32) = 0xc0ffee };
+        self.ctors.fetch_add(1, Ordering::SeqCst);
+        true
+    }
+    fn destruct(&self, buf: NonNull<u8>) {
+        assert_eq!(unsafe { *(buf.as_ptr() as *const u32) }, 0xc0ffee);
+        self.dtors.fetch_add(1, Ordering::SeqCst);
+    }
+    fn reclaim(&self) {
+        RECLAIMS.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+static TRACKER: Tracker = Tracker {
+    ctors: AtomicUsize::new(0),
+    dtors: AtomicUsize::new(0),
+};
+
+#[test]
+fn object_ops_trait_and_reclaim_callback() {
+    // umem_slab::reap() below reaps every cache: serialised with this binary's other tests.
+    let _s = SERIAL.lock().unwrap();
+    let a = Vmem::create(
+        "t_objops",
+        None,
+        4096,
+        Some(umem_vmem::heap()),
+        0,
+        CreateFlags::NONE,
+    )
+    .unwrap();
+    let c = Cache::create(
+        "objops",
+        24,
+        0,
+        CacheOps::from_object(&TRACKER),
+        a,
+        CacheFlags::NONE,
+    )
+    .unwrap();
+    let v: Vec<_> = (0..10).map(|_| c.alloc().unwrap()).collect();
+    for p in &v {
+        assert_eq!(unsafe { *(p.as_ptr() as *const u32) }, 0xc0ffee);
+    }
+    for p in v {
+        unsafe { c.free(p) };
+    }
+    assert_eq!(TRACKER.ctors.load(Ordering::SeqCst), 10);
+    let r0 = RECLAIMS.load(Ordering::SeqCst);
+    c.reap();
+    assert_eq!(RECLAIMS.load(Ordering::SeqCst), r0 + 1);
+    umem_slab::reap();
+    assert_eq!(RECLAIMS.load(Ordering::SeqCst), r0 + 2);
+    assert_eq!(
+        TRACKER.dtors.load(Ordering::SeqCst),
+        10,
+        "reap destructed every cached object"
+    );
     unsafe { c.destroy().unwrap() };
 }
