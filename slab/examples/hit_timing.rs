@@ -13,6 +13,27 @@ use umem_slab::{Cache, CacheFlags, CacheOps};
 
 const N: u64 = 20_000_000;
 
+fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// CPU time (not wall time) per pair: unaffected by other processes on a loaded machine,
+/// but it does include any slowdown from sharing cache lines with the other thread.
+fn pair_loop_cpu(c: &Cache, n: u64) -> f64 {
+    let t = thread_cpu_ns();
+    for _ in 0..n {
+        let p = c.alloc().unwrap();
+        black_box(p);
+        unsafe { c.free(p) };
+    }
+    (thread_cpu_ns() - t) as f64 / n as f64
+}
+
 fn pair_loop(c: &Cache, n: u64) -> f64 {
     let t = Instant::now();
     for _ in 0..n {
@@ -94,6 +115,17 @@ fn main() {
         "umem-slab magazine hit, 2 threads: {:.2} ns per pair per thread, aggregate {:.2}x one thread",
         el / N as f64,
         (2.0 * N as f64 / el) / (1.0 / one)
+    );
+
+    let solo = pair_loop_cpu(c, N);
+    let both: Vec<f64> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..2).map(|_| s.spawn(|| pair_loop_cpu(c, N))).collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    println!(
+        "thread CPU time per pair: 1 thread {solo:.2} ns; 2 concurrent threads {:.2} / {:.2} ns \
+         (equal = no shared-line interference)",
+        both[0], both[1]
     );
 
     let ncpu = std::thread::available_parallelism()
