@@ -29,7 +29,7 @@ usage: cargo run --release -p umem-bench -- [options]
   --seed N          seed of every workload (default 42)
   --scale X         multiply every workload's operation count by X
   --out DIR         where results go (default: <target dir>/umem-bench)
-  --no-build        do not try to build target/release/libumem.so when it is missing
+  --no-build        do not run cargo to build missing worker binaries or libumem.so
   --list            list workloads and allocators and exit
 ";
 
@@ -209,40 +209,85 @@ fn which(cmd: &str) -> Option<PathBuf> {
     })
 }
 
-/// `target/release/libumem.so` next to the harness; builds it with cargo when missing.
-fn libumem(bin_dir: &Path, build: bool, notes: &mut Vec<String>) -> Result<PathBuf, String> {
-    let so = bin_dir.join("libumem.so");
-    if so.exists() {
-        return Ok(so);
+/// The cargo flags that select the profile whose output directory is `bin_dir`.
+fn profile_flags(bin_dir: &Path) -> Vec<String> {
+    match bin_dir.file_name().and_then(|n| n.to_str()) {
+        Some("release") | None => vec!["--release".into()],
+        Some("debug") => vec![],
+        Some(p) => vec!["--profile".into(), p.into()],
     }
-    let how = "cargo build --release -p umem-preload";
-    if !build {
-        return Err(format!("{} is missing (run `{how}`)", so.display()));
-    }
+}
+
+/// Runs `cargo build <profile of bin_dir> ARGS` in the workspace, into the target directory
+/// this harness lives in (so CARGO_TARGET_DIR is respected).
+fn cargo_build(bin_dir: &Path, args: &[&str]) -> Result<String, String> {
+    let mut flags = profile_flags(bin_dir);
+    flags.extend(args.iter().map(|a| a.to_string()));
+    let how = format!("cargo build {}", flags.join(" "));
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .map(Path::to_path_buf);
     let target = bin_dir.parent().map(Path::to_path_buf);
     match (root, target, which("cargo")) {
         (Some(root), Some(target), Some(cargo)) if root.join("Cargo.toml").exists() => {
-            eprintln!(
-                "umem-bench: {} is missing; running `{how}` ...",
-                so.display()
-            );
+            eprintln!("umem-bench: running `{how}` ...");
             let st = std::process::Command::new(cargo)
-                .args(["build", "--release", "-p", "umem-preload"])
+                .arg("build")
+                .args(&flags)
                 .current_dir(&root)
                 .env("CARGO_TARGET_DIR", &target)
                 .status();
             match st {
-                Ok(s) if s.success() && so.exists() => {
-                    notes.push(format!("built {} with `{how}`", so.display()));
-                    Ok(so)
-                }
-                _ => Err(format!("`{how}` failed, so {} is missing", so.display())),
+                Ok(s) if s.success() => Ok(how),
+                _ => Err(format!("`{how}` failed")),
             }
         }
-        _ => Err(format!("{} is missing (run `{how}`)", so.display())),
+        _ => Err(format!("cannot run `{how}` (no cargo or no workspace)")),
+    }
+}
+
+/// The worker binaries beside the harness: `cargo run -p umem-bench` builds only the harness,
+/// so the first run builds the other bins of the package.
+fn ensure_workers(bin_dir: &Path, build: bool, notes: &mut Vec<String>) {
+    let names = ["system", "umem", "mimalloc", "jemalloc"];
+    let missing = |n: &&str| !bin_dir.join(format!("umem-bench-worker-{n}")).exists();
+    if !build || !names.iter().any(missing) {
+        return;
+    }
+    match cargo_build(bin_dir, &["-p", "umem-bench", "--bins"]) {
+        Ok(how) => notes.push(format!("built the worker binaries with `{how}`")),
+        Err(e) => {
+            notes.push(format!("{e}; trying without umem"));
+            if let Ok(how) = cargo_build(
+                bin_dir,
+                &["-p", "umem-bench", "--bins", "--no-default-features"],
+            ) {
+                notes.push(format!("built the peer workers with `{how}`"));
+            }
+        }
+    }
+}
+
+/// `libumem.so` next to the harness (`target/release/libumem.so`); builds it when missing.
+fn libumem(bin_dir: &Path, build: bool, notes: &mut Vec<String>) -> Result<PathBuf, String> {
+    let so = bin_dir.join("libumem.so");
+    if so.exists() {
+        return Ok(so);
+    }
+    let how = format!(
+        "cargo build {} -p umem-preload",
+        profile_flags(bin_dir).join(" ")
+    );
+    if !build {
+        return Err(format!("{} is missing (run `{how}`)", so.display()));
+    }
+    match cargo_build(bin_dir, &["-p", "umem-preload"]) {
+        Ok(how) if so.exists() => {
+            notes.push(format!("built {} with `{how}`", so.display()));
+            Ok(so)
+        }
+        Ok(_) => Err(format!("`{how}` did not leave {}", so.display())),
+        Err(e) => Err(format!("{e}, so {} is missing", so.display())),
     }
 }
 
@@ -267,6 +312,10 @@ fn main() {
     let mut notes: Vec<String> = Vec::new();
 
     // ---------------------------------------------------------------- allocators
+    let want_rust = o.sections.is_empty() || o.sections.iter().any(|s| s == "rust");
+    if want_rust && !o.list {
+        ensure_workers(&bin_dir, o.build, &mut notes);
+    }
     let worker = |name: &str| {
         let p = bin_dir.join(format!("umem-bench-worker-{name}"));
         if p.exists() {

@@ -28,7 +28,7 @@ use umem_microbench::{
 /// Live-segment counts every pattern is run at.
 const LIVE: [usize; 3] = [100, 10_000, 1_000_000];
 /// Seed of the size/victim sequence (the same for every allocator).
-const SEED: u64 = 0x5eed_0f_b0b;
+const SEED: u64 = 0x05ee_d0fb;
 /// Quantum of the address-based arenas (umem-vmem, the `vmem` crate).
 const QUANTUM: usize = 4096;
 /// Base of their spans.

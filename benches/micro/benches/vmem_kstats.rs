@@ -19,7 +19,7 @@ use umem_microbench::{
 use umem_vmem::VmemStats;
 
 const QUANTUM: usize = 4096;
-const SEED: u64 = 0x5eed_0f_b0b;
+const SEED: u64 = 0x05ee_d0fb;
 /// Steps per row at most, and the time after which a row stops early.
 const MAX_STEPS: u64 = 200_000;
 const MAX_TIME: Duration = Duration::from_millis(300);
