@@ -107,6 +107,35 @@ fn invalid_free_aborts_naming_the_pointer() {
 }
 
 #[test]
+fn double_free_caught_with_umem_debug() {
+    let exe = compile_c("badfree");
+    let mut c = Command::new(&exe);
+    c.arg("double").env("UMEM_DEBUG", "default");
+    let o = run(c, true);
+    assert_eq!(
+        o.status.signal(),
+        Some(libc::SIGABRT),
+        "double free must abort\n{}",
+        show(&o)
+    );
+    let err = String::from_utf8_lossy(&o.stderr).to_lowercase();
+    assert!(
+        err.contains("free"),
+        "no message about the free\n{}",
+        show(&o)
+    );
+    // And the debug layout does not break a normal run.
+    let mut c = Command::new(compile_c("edges"));
+    c.env("UMEM_DEBUG", "default");
+    let o = run(c, true);
+    assert!(
+        o.status.success(),
+        "edges under UMEM_DEBUG=default\n{}",
+        show(&o)
+    );
+}
+
+#[test]
 fn dlopen_library() {
     let exe = compile_c("dlopen");
     let mut c = Command::new(&exe);

@@ -36,32 +36,52 @@ static void churn(void) {
     printf("small-churn      %7.1f ns per malloc+free\n", dt * 1e9 / OPS);
 }
 
-#define Q 4096
-static void *volatile ring[Q];
-static volatile long head, tail;
-enum { XOPS = 4000000 };
+/* Cross-thread frees: thread A allocates batches of 1000 objects and hands
+ * each batch to thread B through a mutex/condvar queue; B frees them. */
+enum { XOPS = 4000000, BATCH = 1000, QB = 8 };
+static void *batches[QB][BATCH];
+static int qhead, qtail, qdone;
+static pthread_mutex_t qmu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t qcv = PTHREAD_COND_INITIALIZER;
 static void *consumer(void *a) {
     (void)a;
-    long got = 0;
-    while (got < XOPS) {
-        long h = head;
-        while (tail < h) { free(ring[tail % Q]); __atomic_store_n(&tail, tail + 1, __ATOMIC_RELEASE); got++; }
+    for (;;) {
+        pthread_mutex_lock(&qmu);
+        while (qhead == qtail && !qdone) pthread_cond_wait(&qcv, &qmu);
+        if (qhead == qtail && qdone) { pthread_mutex_unlock(&qmu); return NULL; }
+        int b = qhead % QB;
+        pthread_mutex_unlock(&qmu);
+        for (int i = 0; i < BATCH; i++) free(batches[b][i]);
+        pthread_mutex_lock(&qmu);
+        qhead++;
+        pthread_cond_broadcast(&qcv);
+        pthread_mutex_unlock(&qmu);
     }
-    return NULL;
 }
 static void cross(void) {
     pthread_t c;
     double t = now();
     pthread_create(&c, NULL, consumer, NULL);
     uint64_t s = 7;
-    for (long i = 0; i < XOPS; i++) {
-        while (head - __atomic_load_n(&tail, __ATOMIC_ACQUIRE) >= Q) ;
-        size_t n = 16 + rng(&s) % 240;
-        void *p = malloc(n);
-        *(char *)p = 1;
-        ring[head % Q] = p;
-        __atomic_store_n(&head, head + 1, __ATOMIC_RELEASE);
+    for (long n = 0; n < XOPS / BATCH; n++) {
+        pthread_mutex_lock(&qmu);
+        while (qtail - qhead == QB) pthread_cond_wait(&qcv, &qmu);
+        int b = qtail % QB;
+        pthread_mutex_unlock(&qmu);
+        for (int i = 0; i < BATCH; i++) {
+            size_t sz = 16 + rng(&s) % 240;
+            batches[b][i] = malloc(sz);
+            *(char *)batches[b][i] = 1;
+        }
+        pthread_mutex_lock(&qmu);
+        qtail++;
+        pthread_cond_broadcast(&qcv);
+        pthread_mutex_unlock(&qmu);
     }
+    pthread_mutex_lock(&qmu);
+    qdone = 1;
+    pthread_cond_broadcast(&qcv);
+    pthread_mutex_unlock(&qmu);
     pthread_join(c, NULL);
     double dt = now() - t;
     printf("cross-thread     %7.1f ns per object (malloc in A, free in B)\n", dt * 1e9 / XOPS);

@@ -611,11 +611,14 @@ mod slabx {
         arena: &'static Vmem,
         nomagazines: bool,
     ) -> Option<&'static Cache> {
-        let flags = if nomagazines {
+        let mut flags = if nomagazines {
             umem_slab::CacheFlags::NOMAGAZINE
         } else {
             umem_slab::CacheFlags::NONE
         };
+        if options::DEBUG.load(Ordering::Relaxed) {
+            flags = flags | umem_slab::CacheFlags::DEBUG;
+        }
         Cache::create(name, size, align, umem_slab::CacheOps::NONE, arena, flags).ok()
     }
 

@@ -15,13 +15,20 @@
 //!   contention by themselves).
 //!
 //! `UMEM_STATS=1` prints the statistics table to stderr at exit;
-//! `UMEM_STATS=/path` appends it to that file instead. `UMEM_DEBUG` and
+//! `UMEM_STATS=/path` appends it to that file instead. `UMEM_DEBUG=default`
+//! (or `guards`, `contents`) turns on umem-slab's debug layout in the
+//! size-class caches; its other words (`audit`, `firewall=`, …) and
 //! `UMEM_LOGGING` are not supported yet: a warning says so.
 
 use core::ffi::CStr;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 pub static NOMAGAZINES: AtomicBool = AtomicBool::new(false);
+/// `UMEM_DEBUG=default|guards|contents`: size-class caches get umem-slab's
+/// debug layout (redzone + buftag after each buffer, 0xdeadbeef fill
+/// checked on reuse, double-free and redzone checks on free, abort with a
+/// message naming the buffer).
+pub static DEBUG: AtomicBool = AtomicBool::new(false);
 pub static STATS_AT_EXIT: AtomicBool = AtomicBool::new(false);
 /// Nanoseconds between update steps; 0 = never.
 pub static REAP_INTERVAL_NS: AtomicU64 = AtomicU64::new(10_000_000_000);
@@ -136,15 +143,30 @@ pub fn read_env() {
             }
         }
     }
-    for var in [c"UMEM_DEBUG", c"UMEM_LOGGING"] {
-        if let Some(v) = getenv(var) {
-            if !v.is_empty() {
-                crate::sys::warn(format_args!(
-                    "umem: {}={} is not supported yet; ignored\n",
-                    show(var.to_bytes()),
-                    show(v)
-                ));
+    if let Some(v) = getenv(c"UMEM_DEBUG") {
+        for item in v.split(|&c| c == b',') {
+            let name = item.split(|&c| c == b'=').next().unwrap_or(b"");
+            match name {
+                b"" => {}
+                b"default" | b"guards" | b"contents" => DEBUG.store(true, Ordering::Relaxed),
+                b"audit" | b"verbose" | b"nosignal" | b"firewall" | b"lite" | b"maxverify"
+                | b"noabort" | b"mtbf" | b"checknull" => crate::sys::warn(format_args!(
+                    "umem: UMEM_DEBUG: '{}' is not supported yet; ignored\n",
+                    show(item)
+                )),
+                _ => crate::sys::warn(format_args!(
+                    "umem: UMEM_DEBUG: unknown option '{}' ignored\n",
+                    show(item)
+                )),
             }
+        }
+    }
+    if let Some(v) = getenv(c"UMEM_LOGGING") {
+        if !v.is_empty() {
+            crate::sys::warn(format_args!(
+                "umem: UMEM_LOGGING={} is not supported yet; ignored\n",
+                show(v)
+            ));
         }
     }
 }
