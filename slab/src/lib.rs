@@ -40,7 +40,11 @@
 //! a const-initialised `thread_local!` `Cell<*mut ThreadBlock>` (no TLS destructor); a
 //! `pthread_key_create` destructor flushes the magazines to the depots at thread exit and
 //! points the thread at a static dead block, so allocations from later TLS destructors go
-//! straight to the slab layer. Measured with `examples/hit_timing.rs` (release build, this
+//! straight to the slab layer. Other threads' magazines cannot be taken while they run
+//! (no lock guards them), so `umem_slab::reap()` bumps a reap generation: a thread that
+//! sees it on its next slow path flushes all its magazines to the depots, where the next
+//! reap or update frees them; idle threads keep theirs (at most two per cache) until they
+//! exit. Measured with `examples/hit_timing.rs` (release build, this
 //! shared and heavily loaded 2-core machine, 64-byte cache, magazine hit, alloc+free pair):
 //! **2.5–4.7 ns** wall time per pair (2.4 ns of thread CPU time) for the per-thread design,
 //! against **9.5–17.8 ns** for a `sched_getcpu()` + per-CPU spin-lock magazine (vDSO
@@ -68,9 +72,11 @@
 //! magazines are freed to other caches only after dropping the current cache's locks.
 //! `lockup()` takes them all in this order (update flag, cache list, registry, then each
 //! cache's depot and slab lock in list order, then `umem_vmem::lockup`); `release()` drops
-//! them. Callbacks: constructors run with no allocator lock held; destructors and reclaim
-//! callbacks may run inside `update()`/`reap()` with the cache-list lock held, so they may
-//! allocate and free but must not create or destroy caches (as in libumem).
+//! them. Callbacks: constructors run with no allocator lock held. Destructors and reclaim
+//! callbacks may run inside `update()`/`reap()` (cache-list lock held), thread-exit
+//! flushes and `destroy` (registry lock held, the calling thread's magazines switched off):
+//! they may allocate and free, but must not create, destroy or reap caches, call
+//! `stats()` or `update()` (as in libumem, whose callbacks have similar limits).
 //! All locks are spin locks (`sync.rs`) that yield after a short spin.
 //!
 //! ## Invariants (checked by [`Cache::verify`])
