@@ -69,6 +69,9 @@ pub(crate) struct Inner {
     grow_at: usize,
     segfree: *mut Seg,
     nsegfree: usize,
+    /// Structures promised to imports in flight (lock dropped); the reserve
+    /// must cover MINFREE beyond them.
+    nsegresv: usize,
     nalloc: usize,
     nfree: usize,
     nspans: usize,
@@ -110,6 +113,11 @@ pub struct Vmem {
 unsafe impl Sync for Vmem {}
 // SAFETY: as above; a Vmem is never moved once created.
 unsafe impl Send for Vmem {}
+// Every operation is atomic with respect to unwinding: nothing panics while
+// the arena lock is held (broken invariants abort), so an arena seen across
+// a caught panic is consistent.
+impl core::panic::RefUnwindSafe for Vmem {}
+impl core::panic::UnwindSafe for Vmem {}
 
 /// Arguments of the internal create.
 pub(crate) struct CreateArgs<'a> {
@@ -132,6 +140,12 @@ fn hash_index(addr: Addr, qshift: u32, hash_shift: u32) -> usize {
 }
 
 impl Inner {
+    /// Whether the reserve is below what one operation may need.
+    #[inline(always)]
+    fn short(&self) -> bool {
+        self.nsegfree < MINFREE + self.nsegresv
+    }
+
     #[inline(always)]
     unsafe fn getseg(&mut self) -> *mut Seg {
         let s = self.segfree;
@@ -140,7 +154,7 @@ impl Inner {
         }
         // SAFETY: `s` is a reserve structure owned by this arena.
         self.segfree = unsafe { (*s).knext };
-        self.nsegfree = self.nsegfree.wrapping_sub(1);
+        self.nsegfree -= 1;
         s
     }
 
@@ -829,6 +843,7 @@ impl Vmem {
                 grow_at: 2 * HASH_INITIAL,
                 segfree: ptr::null_mut(),
                 nsegfree: 0,
+                nsegresv: 0,
                 nalloc: 0,
                 nfree: 0,
                 nspans: 0,
@@ -1062,7 +1077,7 @@ impl Vmem {
         let realsize = self.realsize(size)?;
         self.lock();
         // SAFETY: lock held.
-        if unsafe { self.inner().nsegfree } < MINFREE && !self.populate() {
+        if unsafe { self.inner().short() } && !self.populate() {
             self.unlock();
             return self.fail_nometa();
         }
@@ -1118,7 +1133,7 @@ impl Vmem {
         let realsize = self.realsize(size)?;
         self.lock();
         // SAFETY: lock held.
-        if unsafe { self.inner().nsegfree } < MINFREE && !self.populate() {
+        if unsafe { self.inner().short() } && !self.populate() {
             self.unlock();
             return self.fail_nometa();
         }
@@ -1308,7 +1323,7 @@ impl Vmem {
         self.lock();
         loop {
             // SAFETY: lock held.
-            if unsafe { self.inner().nsegfree } < MINFREE && !self.populate() {
+            if unsafe { self.inner().short() } && !self.populate() {
                 self.unlock();
                 return self.fail_nometa();
             }
@@ -1374,13 +1389,13 @@ impl Vmem {
             SEGS_PER_ALLOC_MAX
         };
         // SAFETY: lock held.
-        unsafe { self.inner().nsegfree -= resv };
+        unsafe { self.inner().nsegresv += resv };
         self.unlock();
         let got = src.import(asize, imp_align);
         self.lock();
         // SAFETY: lock held.
         let inner = unsafe { self.inner() };
-        inner.nsegfree += resv;
+        inner.nsegresv -= resv;
         let Some(va) = got else {
             inner.ks.import_fail += 1;
             return Err(VmemError::Exhausted { size: r.size });
@@ -1447,7 +1462,7 @@ impl Vmem {
         check_span(addr, size, self.quantum)?;
         self.lock();
         // SAFETY: lock held.
-        if unsafe { self.inner().nsegfree } < MINFREE && !self.populate() {
+        if unsafe { self.inner().short() } && !self.populate() {
             self.unlock();
             return Err(VmemError::NoMetadata);
         }
@@ -1478,7 +1493,7 @@ impl Vmem {
         }
         self.lock();
         // SAFETY: lock held.
-        if unsafe { self.inner().nsegfree } < MINFREE && !self.populate() {
+        if unsafe { self.inner().short() } && !self.populate() {
             self.unlock();
             return Err(VmemError::NoMetadata);
         }
@@ -1804,13 +1819,13 @@ impl Vmem {
         // SAFETY: lock held on entry.
         unsafe {
             let inner = self.inner();
-            while inner.nsegfree < MINFREE {
+            while inner.short() {
                 match tree::getseg_global() {
                     Some(s) => inner.putseg(s),
                     None => break,
                 }
             }
-            if inner.nsegfree >= MINFREE {
+            if !inner.short() {
                 return true;
             }
         }
@@ -1833,13 +1848,13 @@ impl Vmem {
         // list while we waited.
         unsafe {
             let inner = self.inner();
-            while inner.nsegfree < MINFREE {
+            while inner.short() {
                 match tree::getseg_global() {
                     Some(s) => inner.putseg(s),
                     None => break,
                 }
             }
-            if inner.nsegfree >= MINFREE {
+            if !inner.short() {
                 tree::populate_unlock();
                 return true;
             }
@@ -1868,7 +1883,7 @@ impl Vmem {
             // vmem_seg, each used once.
             unsafe {
                 let pi = pa.inner();
-                while pi.nsegfree < POPULATE_RESERVE && nseg > 0 {
+                while pi.nsegfree < POPULATE_RESERVE + pi.nsegresv && nseg > 0 {
                     nseg -= 1;
                     pi.putseg(seg_at(nseg));
                 }
@@ -1879,7 +1894,7 @@ impl Vmem {
         // SAFETY: lock held; fresh structures.
         unsafe {
             let inner = self.inner();
-            while inner.nsegfree < MINFREE && nseg > 0 {
+            while inner.short() && nseg > 0 {
                 nseg -= 1;
                 inner.putseg(seg_at(nseg));
             }
@@ -1891,7 +1906,7 @@ impl Vmem {
             tree::putseg_global(seg_at(nseg));
         }
         // SAFETY: lock held.
-        unsafe { self.inner().nsegfree >= MINFREE }
+        unsafe { !self.inner().short() }
     }
 }
 

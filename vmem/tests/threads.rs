@@ -1,0 +1,240 @@
+//! Multi-threaded stress with content checks: one arena shared by several
+//! threads, an arena importing from another, arenas created and destroyed
+//! concurrently, and lockup/release around fork.
+
+mod common;
+
+use common::Rng;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Barrier;
+use umem_vmem::{CreateFlags, Policy, SegTypes, Vmem, XAllocRequest};
+
+const POLICIES: [Policy; 4] = [Policy::InstantFit, Policy::BestFit, Policy::FirstFit, Policy::NextFit];
+
+fn fill(p: usize, n: usize, tag: u8) {
+    // SAFETY: the block [p, p+n) is ours (allocated from a heap-backed
+    // arena) until we free it.
+    unsafe { std::ptr::write_bytes(p as *mut u8, tag, n) };
+}
+
+fn check(p: usize, n: usize, tag: u8) {
+    // SAFETY: as above.
+    let b = unsafe { std::slice::from_raw_parts(p as *const u8, n) };
+    if let Some(i) = b.iter().position(|&x| x != tag) {
+        panic!("block {p:#x}+{n:#x} overwritten at +{i:#x}: {:#x} != {tag:#x}", b[i]);
+    }
+}
+
+/// Random alloc/free on `a` from one thread, with content checks.
+fn churn(a: &'static Vmem, seed: u64, ops: usize, max_units: usize, tag: u8) {
+    let mut rng = Rng::new(seed);
+    let q = a.quantum();
+    let mut live: Vec<(usize, usize, bool)> = Vec::new();
+    for i in 0..ops {
+        if live.len() < 8 || (live.len() < 400 && rng.chance(52)) {
+            let n = q * rng.range(1, max_units) - if rng.chance(20) { rng.range(0, q - 1) } else { 0 };
+            let (p, x) = if rng.chance(20) {
+                let align = q * rng.pow2(1, 16);
+                let p = a.xalloc(&XAllocRequest::new(n).align(align)).unwrap();
+                assert_eq!(p % align, 0);
+                (p, true)
+            } else {
+                (a.alloc(n, POLICIES[rng.below(4) as usize]).unwrap(), false)
+            };
+            fill(p, n, tag);
+            live.push((p, n, x));
+        } else {
+            let (p, n, x) = live.swap_remove(rng.below(live.len() as u64) as usize);
+            check(p, n, tag);
+            if x {
+                a.xfree(p, n).unwrap();
+            } else {
+                a.free(p, n).unwrap();
+            }
+        }
+        if i % 5000 == 0 {
+            a.verify().unwrap();
+        }
+    }
+    for (p, n, x) in live {
+        check(p, n, tag);
+        if x {
+            a.xfree(p, n).unwrap();
+        } else {
+            a.free(p, n).unwrap();
+        }
+    }
+}
+
+#[test]
+fn one_arena_many_threads() {
+    let a = Vmem::create("mt", None, 64, Some(umem_vmem::heap()), 0, CreateFlags::NONE).unwrap();
+    let threads = 4;
+    let bar = Barrier::new(threads);
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            let bar = &bar;
+            s.spawn(move || {
+                bar.wait();
+                churn(a, 100 + t as u64, 40_000, 64, 0x10 + t as u8);
+            });
+        }
+    });
+    a.verify().unwrap();
+    let st = a.stats();
+    assert_eq!(st.mem_inuse, 0);
+    assert_eq!(st.mem_total, 0, "every imported span went back");
+    assert_eq!(st.alloc, st.free);
+    assert_eq!(st.import, st.release);
+    unsafe { assert_eq!(a.destroy(), 0) };
+    umem_vmem::verify().unwrap();
+}
+
+#[test]
+fn arena_importing_from_arena_many_threads() {
+    let parent = Vmem::create("mtparent", None, 4096, Some(umem_vmem::heap()), 0, CreateFlags::NONE).unwrap();
+    let child = Vmem::create("mtchild", None, 16, Some(parent), 0, CreateFlags::NONE).unwrap();
+    let bar = Barrier::new(4);
+    std::thread::scope(|s| {
+        for t in 0..3 {
+            let bar = &bar;
+            s.spawn(move || {
+                bar.wait();
+                churn(child, 200 + t, 30_000, 300, 0x40 + t as u8);
+            });
+        }
+        // One thread uses the parent directly, beside the child's imports.
+        let bar = &bar;
+        s.spawn(move || {
+            bar.wait();
+            churn(parent, 299, 20_000, 4, 0x7f);
+        });
+    });
+    child.verify().unwrap();
+    parent.verify().unwrap();
+    assert_eq!(child.stats().mem_total, 0);
+    assert_eq!(parent.stats().mem_inuse, 0);
+    assert_eq!(parent.stats().mem_total, 0);
+    unsafe {
+        assert_eq!(child.destroy(), 0);
+        assert_eq!(parent.destroy(), 0);
+    }
+    umem_vmem::verify().unwrap();
+}
+
+#[test]
+fn create_destroy_while_others_allocate() {
+    let shared = Vmem::create("cd_shared", Some((0x1_0000_0000, 1 << 30)), 8, None, 0, CreateFlags::NONE).unwrap();
+    let done = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        let done = &done;
+        s.spawn(move || {
+            let mut rng = Rng::new(9);
+            let mut live = Vec::new();
+            while done.load(Ordering::Relaxed) < 2 {
+                if live.len() < 1000 && rng.chance(55) {
+                    let n = 8 * rng.range(1, 32);
+                    live.push((shared.alloc(n, Policy::InstantFit).unwrap(), n));
+                } else if let Some((p, n)) = live.pop() {
+                    shared.free(p, n).unwrap();
+                }
+            }
+            for (p, n) in live {
+                shared.free(p, n).unwrap();
+            }
+        });
+        for t in 0..2u64 {
+            s.spawn(move || {
+                let mut rng = Rng::new(50 + t);
+                for i in 0..300 {
+                    let base = 0x10_0000 * (1 + rng.below(1000) as usize);
+                    let a = Vmem::create("short", Some((base, 0x10_0000)), 16, None, 0, CreateFlags::NONE).unwrap();
+                    let c = Vmem::create("shortchild", None, 16, Some(a), 0, CreateFlags::NONE).unwrap();
+                    let v: Vec<usize> = (0..20).map(|_| c.alloc(64, Policy::InstantFit).unwrap()).collect();
+                    if i % 50 == 0 {
+                        umem_vmem::verify().unwrap();
+                    }
+                    for p in v {
+                        c.free(p, 64).unwrap();
+                    }
+                    unsafe {
+                        assert_eq!(c.destroy(), 0);
+                        assert_eq!(a.destroy(), 0);
+                    }
+                }
+                done.fetch_add(1, Ordering::Relaxed);
+            });
+        }
+    });
+    shared.verify().unwrap();
+    assert_eq!(shared.size(SegTypes::ALLOC), 0);
+    unsafe { shared.destroy() };
+    umem_vmem::verify().unwrap();
+}
+
+#[test]
+fn lockup_release_around_fork() {
+    let a = Vmem::create("fork", None, 64, Some(umem_vmem::heap()), 0, CreateFlags::NONE).unwrap();
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let stop = &stop;
+        for t in 0..2u64 {
+            s.spawn(move || {
+                let mut rng = Rng::new(700 + t);
+                let mut live = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    if live.len() < 200 && rng.chance(55) {
+                        let n = 64 * rng.range(1, 100);
+                        live.push((a.alloc(n, Policy::InstantFit).unwrap(), n));
+                    } else if let Some((p, n)) = live.pop() {
+                        a.free(p, n).unwrap();
+                    }
+                }
+                for (p, n) in live {
+                    a.free(p, n).unwrap();
+                }
+            });
+        }
+        let r = std::panic::catch_unwind(|| {
+            for _ in 0..20 {
+                std::thread::sleep(std::time::Duration::from_millis(2));
+                umem_vmem::lockup();
+                // SAFETY: plain fork; the child only uses vmem (which is
+                // consistent: we hold every vmem lock) and then _exits.
+                let pid = unsafe { libc::fork() };
+                assert!(pid >= 0);
+                // SAFETY: we (or our forked copy) did the lockup.
+                unsafe { umem_vmem::release() };
+                if pid == 0 {
+                    let code = (|| {
+                        a.verify().map_err(|_| 2)?;
+                        let p = a.alloc(4096, Policy::InstantFit).map_err(|_| 3)?;
+                        a.free(p, 4096).map_err(|_| 4)?;
+                        let b = Vmem::create("forkchild", None, 64, Some(umem_vmem::heap()), 0, CreateFlags::NONE)
+                            .map_err(|_| 5)?;
+                        let x = b.alloc(100_000, Policy::BestFit).map_err(|_| 6)?;
+                        b.free(x, 100_000).map_err(|_| 7)?;
+                        umem_vmem::verify().map_err(|_| 8)?;
+                        Ok::<i32, i32>(0)
+                    })()
+                    .unwrap_or_else(|c| c);
+                    unsafe { libc::_exit(code) };
+                }
+                let mut status = 0;
+                // SAFETY: waiting for our own child.
+                unsafe { libc::waitpid(pid, &mut status, 0) };
+                assert!(
+                    libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+                    "child failed: exit {} (status {status:#x})",
+                    libc::WEXITSTATUS(status)
+                );
+            }
+        });
+        stop.store(true, Ordering::Relaxed);
+        if let Err(e) = r {
+            std::panic::resume_unwind(e);
+        }
+    });
+    a.verify().unwrap();
+    unsafe { assert_eq!(a.destroy(), 0) };
+}
