@@ -1564,7 +1564,7 @@ impl Cache {
                         fill(buf, self.buftag_off, FREE_PATTERN);
                         let bt = (buf + self.buftag_off) as *mut usize;
                         *(bt as *mut u64) = REDZONE_PATTERN;
-                        *bt.add(2) = buf ^ BUFTAG_FREE;
+                        *bt.add(2) = self.bx(buf, BUFTAG_FREE);
                     }
                     *((buf + self.link_off) as *mut usize) = next;
                 }
@@ -1649,7 +1649,7 @@ impl Cache {
                     let bt = (buf + self.buftag_off) as *mut usize;
                     *(bt as *mut u64) = REDZONE_PATTERN;
                     *bt.add(1) = bc as usize;
-                    *bt.add(2) = buf ^ BUFTAG_FREE;
+                    *bt.add(2) = self.bx(buf, BUFTAG_FREE);
                 }
             }
         }
@@ -1837,6 +1837,13 @@ unsafe fn fill(buf: usize, len: usize, pat: u64) {
 // Debugging (CacheFlags::DEBUG).
 
 impl Cache {
+    /// The buftag status word: the buffer address, this cache and the state, XORed, so
+    /// that a buffer of another cache (or a stray pointer) does not pass for ours.
+    #[inline]
+    fn bx(&self, buf: usize, state: usize) -> usize {
+        buf ^ (self as *const Cache as usize) ^ state
+    }
+
     /// Check a buffer leaving the cache: buftag says free, fill pattern intact; then mark
     /// it allocated and construct it.
     fn debug_alloc(&self, buf: usize) -> Option<usize> {
@@ -1844,7 +1851,7 @@ impl Cache {
         // SAFETY: debug caches are touchable; the buftag follows the buffer in its chunk.
         unsafe {
             let bt = (buf + off) as *mut usize;
-            if *bt.add(2) != buf ^ BUFTAG_FREE {
+            if *bt.add(2) != self.bx(buf, BUFTAG_FREE) {
                 crate::fatal_error(&SlabError::Corrupt {
                     what: "buftag corrupted on allocation",
                     addr: buf,
@@ -1862,7 +1869,7 @@ impl Cache {
                 }
                 *p.add(i) = UNINIT_PATTERN;
             }
-            *bt.add(2) = buf ^ BUFTAG_ALLOC;
+            *bt.add(2) = self.bx(buf, BUFTAG_ALLOC);
             *(bt as *mut u64) = REDZONE_PATTERN;
         }
         if self.audit {
@@ -1874,7 +1881,7 @@ impl Cache {
             // SAFETY: as above.
             unsafe {
                 fill(buf, off, FREE_PATTERN);
-                *((buf + off) as *mut usize).add(2) = buf ^ BUFTAG_FREE;
+                *((buf + off) as *mut usize).add(2) = self.bx(buf, BUFTAG_FREE);
             }
             self.alloc_fail.fetch_add(1, Ordering::Relaxed);
             self.slab_free_trusted(buf);
@@ -1891,16 +1898,20 @@ impl Cache {
         unsafe {
             let bt = (buf + off) as *mut usize;
             let st = *bt.add(2);
-            if st != buf ^ BUFTAG_ALLOC {
-                if st == buf ^ BUFTAG_FREE {
+            if st != self.bx(buf, BUFTAG_ALLOC) {
+                if st == self.bx(buf, BUFTAG_FREE) {
                     return Err(SlabError::DoubleFree {
                         addr: buf,
                         cache: self.name,
                     });
                 }
-                return Err(SlabError::Redzone {
-                    addr: buf,
-                    cache: self.name,
+                // Not our allocated buffer: find out whose it is (slow, error path only).
+                return Err(match self.diagnose(buf) {
+                    Some(e) => e,
+                    None => SlabError::Redzone {
+                        addr: buf,
+                        cache: self.name,
+                    },
                 });
             }
             if *(bt as *const u64) != REDZONE_PATTERN {
@@ -1913,7 +1924,7 @@ impl Cache {
                 self.audit_record(buf, false)?;
             }
             self.destruct(buf);
-            *bt.add(2) = buf ^ BUFTAG_FREE;
+            *bt.add(2) = self.bx(buf, BUFTAG_FREE);
             fill(buf, off, FREE_PATTERN);
         }
         Ok(())
@@ -2090,7 +2101,8 @@ impl Cache {
                     // Re-mark allocated: free_addr runs the debug path again.
                     // SAFETY: the buffer is ours (located above).
                     unsafe {
-                        *((addr + self.buftag_off) as *mut usize).add(2) = addr ^ BUFTAG_ALLOC
+                        *((addr + self.buftag_off) as *mut usize).add(2) =
+                            self.bx(addr, BUFTAG_ALLOC)
                     };
                     // Content was already destructed and filled; a second destruct would be
                     // wrong, so hand it to the magazine layer directly.
@@ -2135,11 +2147,45 @@ impl Cache {
         }
     }
 
+    /// Why is `addr` not a buffer of ours? `None` when it is one (its buftag is then what
+    /// is broken).
+    fn diagnose(&self, addr: usize) -> Option<SlabError> {
+        match self.locate(addr) {
+            Where::Allocated | Where::Free => None,
+            Where::Interior(buffer) => Some(SlabError::BadAddress {
+                addr,
+                buffer,
+                cache: self.name,
+            }),
+            Where::Nowhere => {
+                let l = CACHE_LIST.lock();
+                let mut cp = l.head;
+                while !cp.is_null() {
+                    // SAFETY: caches on the list are live under CACHE_LIST.
+                    let c = unsafe { &*cp };
+                    if !core::ptr::eq(c, self) && !matches!(c.locate(addr), Where::Nowhere) {
+                        return Some(SlabError::WrongCache {
+                            addr,
+                            cache: self.name,
+                            owner: c.name,
+                        });
+                    }
+                    // SAFETY: as above.
+                    cp = unsafe { (*c.links.get()).next };
+                }
+                Some(SlabError::NotOwned {
+                    addr,
+                    cache: self.name,
+                })
+            }
+        }
+    }
+
     /// free_checked of a debug cache after `debug_free` succeeded.
     unsafe fn free_after_debug(&self, addr: usize) {
         // SAFETY: the buftag is ours; mark free, then skip the debug check in free_slow by
         // going to the magazine/slab layers directly.
-        unsafe { *((addr + self.buftag_off) as *mut usize).add(2) = addr ^ BUFTAG_FREE };
+        unsafe { *((addr + self.buftag_off) as *mut usize).add(2) = self.bx(addr, BUFTAG_FREE) };
         if self.id != 0 {
             let slot = thread::slot_for(self.id);
             // SAFETY: our own slot.
@@ -2357,7 +2403,7 @@ impl Cache {
                         }
                         if self.buftag_off != 0 {
                             let st = *((buf + self.buftag_off) as *const usize).add(2);
-                            if st != buf ^ BUFTAG_FREE {
+                            if st != self.bx(buf, BUFTAG_FREE) {
                                 return Err(corrupt("free buffer's buftag not free", buf));
                             }
                         }

@@ -11,6 +11,39 @@ use umem_vmem::{CreateFlags, Vmem};
 
 const REDZONE: u64 = 0xfeed_face_feed_face;
 
+/// Run `f` in a child; return whether it died of SIGABRT and what it wrote to stderr.
+fn child_abort_message(f: impl FnOnce()) -> (bool, String) {
+    let mut fds = [0i32; 2];
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0);
+    if pid == 0 {
+        unsafe {
+            libc::close(fds[0]);
+            libc::dup2(fds[1], 2);
+        }
+        f();
+        unsafe { libc::_exit(0) };
+    }
+    unsafe { libc::close(fds[1]) };
+    let mut out = Vec::new();
+    let mut buf = [0u8; 512];
+    loop {
+        let n = unsafe { libc::read(fds[0], buf.as_mut_ptr() as *mut _, buf.len()) };
+        if n <= 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n as usize]);
+    }
+    unsafe { libc::close(fds[0]) };
+    let mut status = 0;
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    (
+        libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGABRT,
+        String::from_utf8_lossy(&out).into_owned(),
+    )
+}
+
 fn child_aborts(f: impl FnOnce()) -> bool {
     // SAFETY: the child runs `f` and exits without returning into the test harness.
     let pid = unsafe { libc::fork() };
@@ -79,6 +112,17 @@ fn debug_caches_and_fork() {
                 c.free(q);
             }
         }));
+        // Freeing another debug cache's buffer through the unchecked path aborts, naming
+        // the owner.
+        let other =
+            Cache::create("dbg_other", size, 0, CacheOps::NONE, a, CacheFlags::DEBUG).unwrap();
+        let (aborted, msg) = child_abort_message(|| {
+            let q = other.alloc().unwrap();
+            unsafe { c.free(q) };
+        });
+        assert!(aborted, "{msg}");
+        assert!(msg.contains("belongs to cache dbg_other"), "{msg}");
+        unsafe { other.destroy().unwrap() };
         // The parent is unaffected.
         let q = c.alloc().unwrap();
         unsafe { c.free(q) };
