@@ -429,7 +429,14 @@ mod tests {
             );
             let st = fx.arena.vmem.stats();
             assert_eq!(st.alloc_segs, live, "{name}");
-            assert_eq!(st.free_segs, live + 1, "{name}: holes + tail");
+            // Holes + tail; next fit's rotor may split the tail in two (a
+            // rotor may sit between free segments).
+            let extra = if policy == Policy::NextFit { 2 } else { 1 };
+            assert!(
+                (live + 1..=live + extra).contains(&st.free_segs),
+                "{name}: {} free segments",
+                st.free_segs
+            );
             fx.arena
                 .vmem
                 .verify()
