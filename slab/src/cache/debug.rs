@@ -1,0 +1,163 @@
+//! Debug caches: buftag checks, fill patterns, audit records.
+
+use super::slab::fill;
+use super::*;
+
+// ---------------------------------------------------------------------------------------
+// Debugging (CacheFlags::DEBUG).
+
+impl Cache {
+    /// The buftag status word: the buffer address, this cache and the state, XORed, so
+    /// that a buffer of another cache (or a stray pointer) does not pass for ours.
+    #[inline]
+    pub(super) fn bx(&self, buf: usize, state: usize) -> usize {
+        buf ^ (self as *const Cache as usize) ^ state
+    }
+
+    /// Check a buffer leaving the cache: buftag says free, fill pattern intact; then mark
+    /// it allocated and construct it.
+    pub(super) fn debug_alloc(&self, buf: usize) -> Option<usize> {
+        let off = self.buftag_off;
+        // SAFETY: debug caches are touchable; the buftag follows the buffer in its chunk.
+        unsafe {
+            let bt = (buf + off) as *mut usize;
+            if *bt.add(2) != self.bx(buf, BUFTAG_FREE) {
+                crate::fatal_error(&SlabError::Corrupt {
+                    what: "buftag corrupted on allocation",
+                    addr: buf,
+                    cache: self.name,
+                });
+            }
+            let p = buf as *mut u64;
+            for i in 0..off / 8 {
+                if *p.add(i) != FREE_PATTERN {
+                    crate::fatal_error(&SlabError::ModifiedAfterFree {
+                        addr: buf,
+                        offset: i * 8,
+                        cache: self.name,
+                    });
+                }
+                *p.add(i) = UNINIT_PATTERN;
+            }
+            *bt.add(2) = self.bx(buf, BUFTAG_ALLOC);
+            *(bt as *mut u64) = REDZONE_PATTERN;
+        }
+        if self.audit {
+            if let Err(e) = self.audit_record(buf, true) {
+                crate::fatal_error(&e);
+            }
+        }
+        if !self.construct(buf) {
+            // SAFETY: as above.
+            unsafe {
+                fill(buf, off, FREE_PATTERN);
+                *((buf + off) as *mut usize).add(2) = self.bx(buf, BUFTAG_FREE);
+            }
+            self.alloc_fail.fetch_add(1, Ordering::Relaxed);
+            self.slab_free_trusted(buf);
+            return None;
+        }
+        Some(buf)
+    }
+
+    /// Check a buffer coming back: buftag says allocated (else double free), redzone
+    /// intact; destruct, mark free, fill with the free pattern.
+    pub(super) fn debug_free(&self, buf: usize) -> Result<(), SlabError> {
+        let off = self.buftag_off;
+        // SAFETY: the caller promised `buf` is a buffer of this (touchable) cache.
+        unsafe {
+            let bt = (buf + off) as *mut usize;
+            let st = *bt.add(2);
+            if st != self.bx(buf, BUFTAG_ALLOC) {
+                if st == self.bx(buf, BUFTAG_FREE) {
+                    return Err(SlabError::DoubleFree {
+                        addr: buf,
+                        cache: self.name,
+                    });
+                }
+                // Not our allocated buffer: find out whose it is (slow, error path only).
+                return Err(match self.diagnose(buf) {
+                    Some(e) => e,
+                    None => SlabError::Redzone {
+                        addr: buf,
+                        cache: self.name,
+                    },
+                });
+            }
+            if *(bt as *const u64) != REDZONE_PATTERN {
+                return Err(SlabError::Redzone {
+                    addr: buf,
+                    cache: self.name,
+                });
+            }
+            if self.audit {
+                self.audit_record(buf, false)?;
+            }
+            self.destruct(buf);
+            *bt.add(2) = self.bx(buf, BUFTAG_FREE);
+            fill(buf, off, FREE_PATTERN);
+        }
+        Ok(())
+    }
+
+    /// The audit bufctl of `buf` (from its buftag), checked against the buffer.
+    pub(super) fn audit_bufctl(&self, buf: usize) -> Result<*mut BufctlAudit, SlabError> {
+        // SAFETY: `buf` is a buffer of this audit cache (caller); its buftag's middle word
+        // names its bufctl, which we check before trusting.
+        unsafe {
+            let ba = *((buf + self.buftag_off) as *const usize).add(1) as *mut BufctlAudit;
+            if ba.is_null()
+                || (ba as usize) % 8 != 0
+                || (*ba).bc.addr != buf
+                || !ptr::eq((*ba).cache, self)
+            {
+                return Err(SlabError::Corrupt {
+                    what: "bufctl corrupted",
+                    addr: buf,
+                    cache: self.name,
+                });
+            }
+            Ok(ba)
+        }
+    }
+
+    pub(super) fn audit_record(&self, buf: usize, allocated: bool) -> Result<(), SlabError> {
+        let ba = self.audit_bufctl(buf)?;
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: valid out-pointer; `ba` checked above and owned by this transaction.
+        unsafe {
+            libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts);
+            (*ba).thread = libc::pthread_self() as usize;
+            (*ba).timestamp = ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64;
+            (*ba).txn += 1;
+            (*ba).allocated = allocated;
+        }
+        Ok(())
+    }
+
+    /// The last recorded transaction of a buffer of an `AUDIT` cache (`None` for other
+    /// caches or addresses that are not buffers of this cache).
+    pub fn audit(&self, ptr: NonNull<u8>) -> Option<AuditRecord> {
+        if !self.audit {
+            return None;
+        }
+        let addr = ptr.as_ptr() as usize;
+        match self.locate(addr) {
+            Where::Allocated | Where::Free => {}
+            _ => return None,
+        }
+        let ba = self.audit_bufctl(addr).ok()?;
+        // SAFETY: checked bufctl of a live slab.
+        unsafe {
+            Some(AuditRecord {
+                allocated: (*ba).allocated,
+                thread: (*ba).thread,
+                timestamp_ns: (*ba).timestamp,
+                transactions: (*ba).txn,
+            })
+        }
+    }
+}

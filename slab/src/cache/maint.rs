@@ -1,0 +1,560 @@
+//! Checked free, reap, the periodic update, statistics and the invariant walker.
+
+use super::*;
+
+// ---------------------------------------------------------------------------------------
+// Checked free, reap, update, stats, verify.
+
+pub(super) enum Where {
+    Allocated,
+    Free,
+    Interior(usize),
+    Nowhere,
+}
+
+impl Cache {
+    /// Find `addr` among this cache's slabs (linear walk; checked path only).
+    pub(super) fn locate(&self, addr: usize) -> Where {
+        let g = self.slab.0.lock();
+        for head in [g.partial, g.full] {
+            let mut sp = head;
+            // SAFETY: slab lock held; slabs on the lists are live.
+            unsafe {
+                while !sp.is_null() {
+                    let s = &*sp;
+                    if addr >= s.mem && addr < s.mem + self.slabsize() {
+                        if addr < s.base || (addr - s.base) / self.chunksize >= s.chunks {
+                            return Where::Interior(s.base);
+                        }
+                        let start = s.base + (addr - s.base) / self.chunksize * self.chunksize;
+                        if start != addr {
+                            return Where::Interior(start);
+                        }
+                        // On the slab's free list?
+                        let mut f = s.head;
+                        while f != 0 {
+                            if self.hashed {
+                                let bc = f as *const Bufctl;
+                                if (*bc).addr == addr {
+                                    return Where::Free;
+                                }
+                                f = (*bc).next as usize;
+                            } else {
+                                if f == addr {
+                                    return Where::Free;
+                                }
+                                f = *((f + self.link_off) as *const usize);
+                            }
+                        }
+                        return Where::Allocated;
+                    }
+                    sp = s.next;
+                }
+            }
+        }
+        Where::Nowhere
+    }
+
+    /// Is `addr` sitting in the calling thread's magazines or the depot's full magazines?
+    pub(super) fn in_magazines(&self, addr: usize) -> bool {
+        if self.id == 0 {
+            return false;
+        }
+        let slot = thread::slot_for(self.id);
+        // SAFETY: our own slot; depot magazines are read under the depot lock.
+        unsafe {
+            if !slot.is_null() {
+                let s = &*slot;
+                for (m, r) in [(s.loaded, s.rounds), (s.ploaded, s.prounds)] {
+                    for i in 0..if m.is_null() { 0 } else { r } {
+                        if *Magazine::round(m, i) == addr {
+                            return true;
+                        }
+                    }
+                }
+            }
+            let d = self.depot.0.lock();
+            let n = MAGTYPES[d.magtype].rounds;
+            let mut m = d.full.head;
+            while !m.is_null() {
+                for i in 0..n {
+                    if *Magazine::round(m, i) == addr {
+                        return true;
+                    }
+                }
+                m = (*m).next;
+            }
+        }
+        false
+    }
+
+    /// Free with every check this allocator can make: the address must be the start of an
+    /// allocated buffer of this cache; a buffer of another cache, an address no slab owns,
+    /// an interior pointer and a detectable double free (slab free list, the calling
+    /// thread's magazines, the depot, a debug buftag) are reported instead of freed.
+    /// Cost: linear in the cache's slabs (all caches' when the address is not ours).
+    ///
+    /// # Safety
+    /// When it returns `Ok`, the object was freed: the caller must not use it again.
+    pub unsafe fn free_checked(&self, ptr: NonNull<u8>) -> Result<(), SlabError> {
+        let addr = ptr.as_ptr() as usize;
+        match self.locate(addr) {
+            Where::Allocated => {
+                if self.in_magazines(addr) {
+                    return Err(SlabError::DoubleFree {
+                        addr,
+                        cache: self.name,
+                    });
+                }
+                if self.buftag_off != 0 {
+                    self.debug_free(addr)?;
+                    // Re-mark allocated: free_addr runs the debug path again.
+                    // SAFETY: the buffer is ours (located above).
+                    unsafe {
+                        *((addr + self.buftag_off) as *mut usize).add(2) =
+                            self.bx(addr, BUFTAG_ALLOC)
+                    };
+                    // Content was already destructed and filled; a second destruct would be
+                    // wrong, so hand it to the magazine layer directly.
+                    // SAFETY: validated above.
+                    unsafe { self.free_after_debug(addr) };
+                    return Ok(());
+                }
+                // SAFETY: validated above.
+                unsafe { self.free_addr(addr) };
+                Ok(())
+            }
+            Where::Free => Err(SlabError::DoubleFree {
+                addr,
+                cache: self.name,
+            }),
+            Where::Interior(buffer) => Err(SlabError::BadAddress {
+                addr,
+                buffer,
+                cache: self.name,
+            }),
+            Where::Nowhere => {
+                let l = CACHE_LIST.lock();
+                let mut cp = l.head;
+                while !cp.is_null() {
+                    // SAFETY: caches on the list are live under CACHE_LIST.
+                    let c = unsafe { &*cp };
+                    if !core::ptr::eq(c, self) && !matches!(c.locate(addr), Where::Nowhere) {
+                        return Err(SlabError::WrongCache {
+                            addr,
+                            cache: self.name,
+                            owner: c.name,
+                        });
+                    }
+                    // SAFETY: as above.
+                    cp = unsafe { (*c.links.get()).next };
+                }
+                Err(SlabError::NotOwned {
+                    addr,
+                    cache: self.name,
+                })
+            }
+        }
+    }
+
+    /// Why is `addr` not a buffer of ours? `None` when it is one (its buftag is then what
+    /// is broken).
+    pub(super) fn diagnose(&self, addr: usize) -> Option<SlabError> {
+        match self.locate(addr) {
+            Where::Allocated | Where::Free => None,
+            Where::Interior(buffer) => Some(SlabError::BadAddress {
+                addr,
+                buffer,
+                cache: self.name,
+            }),
+            Where::Nowhere => {
+                let l = CACHE_LIST.lock();
+                let mut cp = l.head;
+                while !cp.is_null() {
+                    // SAFETY: caches on the list are live under CACHE_LIST.
+                    let c = unsafe { &*cp };
+                    if !core::ptr::eq(c, self) && !matches!(c.locate(addr), Where::Nowhere) {
+                        return Some(SlabError::WrongCache {
+                            addr,
+                            cache: self.name,
+                            owner: c.name,
+                        });
+                    }
+                    // SAFETY: as above.
+                    cp = unsafe { (*c.links.get()).next };
+                }
+                Some(SlabError::NotOwned {
+                    addr,
+                    cache: self.name,
+                })
+            }
+        }
+    }
+
+    /// free_checked of a debug cache after `debug_free` succeeded.
+    pub(super) unsafe fn free_after_debug(&self, addr: usize) {
+        // SAFETY: the buftag is ours; mark free, then skip the debug check in free_slow by
+        // going to the magazine/slab layers directly.
+        unsafe { *((addr + self.buftag_off) as *mut usize).add(2) = self.bx(addr, BUFTAG_FREE) };
+        if self.id != 0 {
+            let slot = thread::slot_for(self.id);
+            // SAFETY: our own slot.
+            if !slot.is_null() && unsafe { self.mag_free(slot, addr) } {
+                // SAFETY: our own slot.
+                unsafe { bump(&(*slot).frees) };
+                return;
+            }
+        }
+        self.slow_frees.fetch_add(1, Ordering::Relaxed);
+        self.slab_free_trusted(addr);
+    }
+
+    /// Reclaim what this cache holds: call the reclaim callback, return the calling
+    /// thread's magazines to the depot, and free every depot magazine (objects go back
+    /// to their slabs; empty slabs go back to the source arena). Magazines loaded in other
+    /// threads stay there (they are flushed at those threads' exit).
+    pub fn reap(&self) {
+        if let Some(r) = self.ops.reclaim {
+            r(self.ops.private);
+        }
+        self.reaps.fetch_add(1, Ordering::Relaxed);
+        if self.id != 0 {
+            let t = thread::current();
+            if !t.is_null() && t != thread::dead_block() {
+                let slot = thread::slot_for(self.id);
+                if !slot.is_null() {
+                    // SAFETY: our own slot; counters stay with the slot.
+                    unsafe { self.flush_slot(slot, false) };
+                }
+            }
+        }
+        self.depot_purge();
+    }
+
+    /// Periodic maintenance (`umem_cache_update` + the update-thread work): rescale the
+    /// hash, update the depot working set and free magazines beyond it, grow magazines on
+    /// depot contention.
+    pub(crate) fn update_one(&self) {
+        if self.hashed {
+            let need = {
+                let g = self.slab.0.lock();
+                g.buftotal > 2 * (g.hash_mask + 1)
+                    || (g.buftotal < g.hash_mask.div_ceil(2) && g.hash_mask + 1 > HASH_INITIAL)
+            };
+            if need {
+                self.hash_rescale();
+            }
+        }
+        self.depot_ws_update();
+        let resize = {
+            let mut d = self.depot.0.lock();
+            let r = self.chunksize < MAGTYPES[d.magtype].maxbuf
+                && d.contention.wrapping_sub(d.contention_prev) > DEPOT_CONTENTION;
+            d.contention_prev = d.contention;
+            r
+        };
+        if resize && self.id != 0 {
+            self.magazine_resize();
+        }
+        self.depot_ws_reap();
+    }
+
+    pub fn name(&self) -> &str {
+        self.name.as_str()
+    }
+    pub fn buf_size(&self) -> usize {
+        self.bufsize
+    }
+    pub fn align(&self) -> usize {
+        self.align
+    }
+    pub fn chunk_size(&self) -> usize {
+        self.chunksize
+    }
+    pub fn slab_size(&self) -> usize {
+        self.slabsize()
+    }
+    pub fn flags(&self) -> CacheFlags {
+        CacheFlags(self.flags & 0xffff)
+    }
+    pub fn source(&self) -> &'static Vmem {
+        self.source
+    }
+    /// Buffers in a slab of minimum colour.
+    pub fn buffers_per_slab(&self) -> usize {
+        if self.hashed {
+            self.slabsize() / self.chunksize
+        } else {
+            (self.slabsize() - SLAB_HDR) / self.chunksize
+        }
+    }
+    /// Whether slabs use external bufctls and the hash (vs. in-slab header and free list).
+    pub fn is_hashed(&self) -> bool {
+        self.hashed
+    }
+
+    pub fn stats(&self) -> CacheStats {
+        let mut allocs =
+            self.slow_allocs.load(Ordering::Relaxed) + self.folded_allocs.load(Ordering::Relaxed);
+        let mut frees =
+            self.slow_frees.load(Ordering::Relaxed) + self.folded_frees.load(Ordering::Relaxed);
+        if self.id != 0 {
+            thread::for_each_slot(self.id, &mut |slot| {
+                // SAFETY: registry lock held; counters are atomics.
+                unsafe {
+                    allocs += (*slot).allocs.load(Ordering::Relaxed);
+                    frees += (*slot).frees.load(Ordering::Relaxed);
+                }
+            });
+        }
+        let mut st = CacheStats {
+            buf_size: self.bufsize,
+            align: self.align,
+            chunk_size: self.chunksize,
+            slab_size: self.slabsize(),
+            alloc: allocs,
+            free: frees,
+            buf_inuse: allocs.saturating_sub(frees),
+            alloc_fail: self.alloc_fail.load(Ordering::Relaxed),
+            reap: self.reaps.load(Ordering::Relaxed),
+            ..CacheStats::default()
+        };
+        {
+            let d = self.depot.0.lock();
+            st.depot_full = d.full.total;
+            st.depot_empty = d.empty.total;
+            st.depot_contention = d.contention;
+            st.mag_size = if self.id == 0 {
+                0
+            } else {
+                MAGTYPES[d.magtype].rounds
+            };
+            st.mag_resize = d.resizes;
+            st.buf_depot = d.full.total * MAGTYPES[d.magtype].rounds;
+        }
+        {
+            let g = self.slab.0.lock();
+            st.buf_total = g.buftotal;
+            st.buf_slab_alloc = g.bufalloc;
+            st.slabs = g.nslabs;
+            st.slab_create = g.slab_create;
+            st.slab_destroy = g.slab_destroy;
+            st.slab_alloc = g.slab_alloc;
+            st.slab_free = g.slab_free;
+            st.hash_size = if self.hashed { g.hash_mask + 1 } else { 0 };
+            st.hash_rescale = g.rescale;
+            st.hash_lookup_depth = g.lookup_depth;
+            st.mem_total = g.nslabs * self.slabsize();
+        }
+        st
+    }
+
+    /// Walk the slab layer and the depot and check every invariant: each slab belongs to
+    /// this cache and lies in the source arena; free-list length = chunks - refcnt, free
+    /// buffers are chunk starts inside their slab, no duplicates; full/partial list
+    /// membership matches the free list; counts add up; the hash holds exactly the
+    /// allocated bufctls, each in its right bucket and slab; depot list lengths match their
+    /// totals and `min <= total`; debug buftags of free buffers say free.
+    pub fn verify(&self) -> Result<(), SlabError> {
+        let corrupt = |what: &'static str, addr: usize| SlabError::Corrupt {
+            what,
+            addr,
+            cache: self.name,
+        };
+        let g = self.slab.0.lock();
+        let mut nslabs = 0;
+        let mut buftotal = 0;
+        let mut bufalloc = 0;
+        for (is_full, head) in [(false, g.partial), (true, g.full)] {
+            let mut sp = head;
+            let mut prev: *mut Slab = null_mut();
+            // SAFETY: slab lock held; lists hold live slabs; free-list links are inside
+            // this cache's buffers (checked before being followed).
+            unsafe {
+                while !sp.is_null() {
+                    let s = &*sp;
+                    if !ptr::eq(s.cache, self) {
+                        return Err(corrupt("slab of another cache", sp as usize));
+                    }
+                    if s.prev != prev {
+                        return Err(corrupt("slab list back link", sp as usize));
+                    }
+                    if !self.source.contains(s.mem, self.slabsize()) {
+                        return Err(corrupt("slab outside the source arena", s.mem));
+                    }
+                    if s.chunks == 0 || s.refcnt > s.chunks {
+                        return Err(corrupt("slab refcnt", sp as usize));
+                    }
+                    if s.base < s.mem
+                        || s.base + s.chunks * self.chunksize > s.mem + self.slabsize()
+                    {
+                        return Err(corrupt("slab buffers outside slab", sp as usize));
+                    }
+                    if (s.base - s.mem) > self.maxcolor() || (s.base - s.mem) % self.align != 0 {
+                        return Err(corrupt("slab colour", sp as usize));
+                    }
+                    let mut nfree = 0;
+                    let mut f = s.head;
+                    while f != 0 {
+                        let buf = if self.hashed {
+                            let bc = f as *const Bufctl;
+                            if (*bc).slab != sp {
+                                return Err(corrupt("free bufctl of another slab", f));
+                            }
+                            (*bc).addr
+                        } else {
+                            f
+                        };
+                        if buf < s.base
+                            || buf >= s.base + s.chunks * self.chunksize
+                            || (buf - s.base) % self.chunksize != 0
+                        {
+                            return Err(corrupt("free buffer not a chunk of its slab", buf));
+                        }
+                        if self.buftag_off != 0 {
+                            let st = *((buf + self.buftag_off) as *const usize).add(2);
+                            if st != self.bx(buf, BUFTAG_FREE) {
+                                return Err(corrupt("free buffer's buftag not free", buf));
+                            }
+                        }
+                        nfree += 1;
+                        if nfree > s.chunks {
+                            return Err(corrupt("free list cycle", sp as usize));
+                        }
+                        f = if self.hashed {
+                            (*(f as *const Bufctl)).next as usize
+                        } else {
+                            *((f + self.link_off) as *const usize)
+                        };
+                    }
+                    if nfree + s.refcnt != s.chunks {
+                        return Err(corrupt("free count + refcnt != chunks", sp as usize));
+                    }
+                    if is_full != (nfree == 0) {
+                        return Err(corrupt("slab on the wrong list", sp as usize));
+                    }
+                    if s.refcnt == 0 {
+                        return Err(corrupt("empty slab kept", sp as usize));
+                    }
+                    nslabs += 1;
+                    buftotal += s.chunks;
+                    bufalloc += s.refcnt;
+                    prev = sp;
+                    sp = s.next;
+                }
+            }
+        }
+        if nslabs != g.nslabs || buftotal != g.buftotal || bufalloc != g.bufalloc {
+            return Err(corrupt("slab counts", 0));
+        }
+        if self.hashed {
+            let mut n = 0;
+            for h in 0..=g.hash_mask {
+                // SAFETY: slab lock held; hash chains hold live bufctls.
+                unsafe {
+                    let mut bc = *g.hash.add(h);
+                    while !bc.is_null() {
+                        let a = (*bc).addr;
+                        if (a >> self.hash_shift) & g.hash_mask != h {
+                            return Err(corrupt("bufctl in the wrong bucket", a));
+                        }
+                        let sp = (*bc).slab;
+                        if !ptr::eq((*sp).cache, self)
+                            || a < (*sp).base
+                            || a >= (*sp).base + (*sp).chunks * self.chunksize
+                        {
+                            return Err(corrupt("hashed bufctl outside its slab", a));
+                        }
+                        n += 1;
+                        if n > g.bufalloc {
+                            return Err(corrupt("hash holds more than allocated", a));
+                        }
+                        bc = (*bc).next;
+                    }
+                }
+            }
+            if n != g.bufalloc {
+                return Err(corrupt("hash count != allocated buffers", n));
+            }
+        }
+        drop(g);
+        let d = self.depot.0.lock();
+        for l in [&d.full, &d.empty] {
+            let mut n = 0;
+            let mut m = l.head;
+            while !m.is_null() {
+                n += 1;
+                if n > l.total {
+                    return Err(corrupt("depot list longer than its total", m as usize));
+                }
+                // SAFETY: depot magazines are live under the depot lock.
+                m = unsafe { (*m).next };
+            }
+            if n != l.total || l.min > l.total {
+                return Err(corrupt("depot list totals", n));
+            }
+        }
+        // Every round of a full depot magazine is a buffer the slab layer counts as
+        // allocated (depot lock, then slab lock: the documented order).
+        let rounds = MAGTYPES[d.magtype].rounds;
+        let g = self.slab.0.lock();
+        let mut m = d.full.head;
+        while !m.is_null() {
+            for i in 0..rounds {
+                // SAFETY: depot magazines are live under the depot lock; slabs under the
+                // slab lock. A small cache's round is looked up through its slab header
+                // only after checking the header belongs to a slab on our lists.
+                let buf = unsafe { *Magazine::round(m, i) };
+                if !self.slab_holds_allocated(&g, buf) {
+                    return Err(corrupt("depot round is not an allocated buffer", buf));
+                }
+            }
+            // SAFETY: as above.
+            m = unsafe { (*m).next };
+        }
+        Ok(())
+    }
+
+    /// Is `buf` a buffer the slab layer has handed out (slab lock held)?
+    pub(super) fn slab_holds_allocated(&self, g: &SlabLayer, buf: usize) -> bool {
+        // SAFETY: slab lock held by the caller; we only follow pointers of slabs found on
+        // our own lists / in our own hash.
+        unsafe {
+            if self.hashed {
+                let mut bc = *self.hash_bucket(g, buf);
+                while !bc.is_null() {
+                    if (*bc).addr == buf {
+                        return true;
+                    }
+                    bc = (*bc).next;
+                }
+                return false;
+            }
+            let want = ((buf & !(self.slabsize() - 1)) + self.slabsize() - SLAB_HDR) as *mut Slab;
+            for head in [g.partial, g.full] {
+                let mut sp = head;
+                while !sp.is_null() {
+                    if sp == want {
+                        let s = &*sp;
+                        if buf < s.base
+                            || buf >= s.base + s.chunks * self.chunksize
+                            || (buf - s.base) % self.chunksize != 0
+                        {
+                            return false;
+                        }
+                        let mut f = s.head;
+                        while f != 0 {
+                            if f == buf {
+                                return false;
+                            }
+                            f = *((f + self.link_off) as *const usize);
+                        }
+                        return true;
+                    }
+                    sp = (*sp).next;
+                }
+            }
+            false
+        }
+    }
+}
