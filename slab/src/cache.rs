@@ -1,7 +1,7 @@
 //! The object cache: creation and destruction, the magazine layer (per-thread slots, see
 //! `thread.rs`) and the depot; the slab layer is in `cache/slab.rs`, debugging in
-//! `cache/debug.rs`, checked free / reap / update / stats / verify in `cache/maint.rs`. Raw-pointer code lives here and in `thread.rs`; each unsafe block says why it is
-//! sound.
+//! //! `cache/debug.rs`, checked free / reap / update / stats / verify in `cache/maint.rs`.
+//! Every unsafe block says why it is sound.
 
 use core::cell::UnsafeCell;
 use core::mem::size_of;
