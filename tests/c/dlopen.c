@@ -1,6 +1,7 @@
 /* Loads libumem.so with dlopen (no LD_PRELOAD) and uses its malloc family from
  * the main thread and from threads created afterwards (their TLS for the
- * library is set up lazily by __tls_get_addr). Usage: dlopen /path/libumem.so */
+ * library is set up lazily by __tls_get_addr), then after dlclose (the
+ * library is NODELETE). Usage: dlopen /path/libumem.so */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <pthread.h>
@@ -8,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 static void *(*u_malloc)(size_t);
 static void (*u_free)(void *);
@@ -52,6 +55,18 @@ int main(int argc, char **argv) {
         for (int i = 0; i < 4; i++) pthread_create(&t[i], NULL, work, (void *)(uintptr_t)(i + 1));
         for (int i = 0; i < 4; i++) pthread_join(t[i], NULL);
     }
+    /* The library is NODELETE: after dlclose its fork handlers and thread-key
+     * destructor must still work (a thread exiting, then a fork). */
+    void *keep = u_malloc(1000);
+    dlclose(h);
+    pthread_create(&t[0], NULL, work, (void *)(uintptr_t)9);
+    pthread_join(t[0], NULL);
+    pid_t pid = fork();
+    if (pid == 0) { void *c = u_malloc(77); u_free(c); _exit(0); }
+    int st = 1;
+    waitpid(pid, &st, 0);
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) { printf("child after dlclose failed\n"); failed = 1; }
+    u_free(keep);
     printf("dlopen: %s\n", failed ? "FAILED" : "OK");
     return failed;
 }

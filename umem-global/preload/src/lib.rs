@@ -24,6 +24,9 @@
 //! flushing live in umem-global and umem-slab; the statistics table
 //! (`UMEM_STATS=1`) is printed from umem-global's `.fini_array` entry.
 //!
+//! The library is linked `-z nodelete` (build.rs): its fork handlers and
+//! the thread-key destructor point into it, so a `dlclose` must not unload it.
+//!
 //! Locks: none of its own (see umem-global for the order).
 
 #![deny(unsafe_op_in_unsafe_fn)]
