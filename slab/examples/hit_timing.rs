@@ -128,6 +128,26 @@ fn main() {
         both[0], both[1]
     );
 
+    // Depot traffic: batches larger than two magazines force a depot exchange about every
+    // magazine-size operations.
+    let mut batch = Vec::with_capacity(256);
+    let rounds = 200_000u64;
+    let t = Instant::now();
+    for _ in 0..rounds {
+        for _ in 0..256 {
+            batch.push(c.alloc().unwrap());
+        }
+        for p in batch.drain(..) {
+            unsafe { c.free(p) };
+        }
+    }
+    let st = c.stats();
+    println!(
+        "batches of 256 (depot exchanges, {}-round magazines): {:.2} ns per alloc+free pair",
+        st.mag_size,
+        t.elapsed().as_nanos() as f64 / (rounds * 256) as f64
+    );
+
     let ncpu = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
