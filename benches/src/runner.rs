@@ -256,7 +256,7 @@ pub fn programs(work: &Path, scale: f64, threads: usize) -> Vec<Result<Program, 
                 "python3",
                 threads,
                 "python3: dict build, json dump/load, sort, string churn in threads".into(),
-                format!("python3 work.py {} {threads}", n(300_000.0)),
+                format!("python3 work.py {} {threads}", n(100_000.0)),
             )
         }));
     } else {
@@ -268,7 +268,7 @@ pub fn programs(work: &Path, scale: f64, threads: usize) -> Vec<Result<Program, 
                 "perl",
                 1,
                 "perl: hash build, sort by value length, deletes".into(),
-                format!("perl work.pl {}", n(400_000.0)),
+                format!("perl work.pl {}", n(150_000.0)),
             )
         }));
     } else {
@@ -297,7 +297,7 @@ pub fn programs(work: &Path, scale: f64, threads: usize) -> Vec<Result<Program, 
         v.push(Err("programs/sqlite3 skipped: sqlite3 not installed".into()));
     }
     if have("git") {
-        let files = n(4000.0) / 4;
+        let files = n(2000.0) / 4;
         let cmd = format!(
             "set -e; rm -rf repo; mkdir repo; cd repo; export GIT_AUTHOR_NAME=b GIT_AUTHOR_EMAIL=b@b \
              GIT_COMMITTER_NAME=b GIT_COMMITTER_EMAIL=b@b GIT_AUTHOR_DATE='2000-01-01T00:00:00Z' \

@@ -12,7 +12,8 @@
 //!   Reported per alloc+free pair (criterion's time is already divided by B).
 //! * `slab_threads` — aggregate throughput of 1 and 2 threads each doing hit
 //!   pairs on the same cache (criterion's "thrpt" is pairs/s over all
-//!   threads; time is wall time per round of one pair in each thread).
+//!   threads; time is wall time per round of one pair in each thread), with
+//!   a no-allocation compute loop as the machine's own scaling baseline.
 //!
 //! Run: `cargo bench -p umem-microbench --bench slab`.
 
@@ -138,6 +139,16 @@ fn bench_depot(c: &mut Criterion) {
     g.finish();
 }
 
+/// A few nanoseconds of register-only work (the scaling baseline).
+#[inline(always)]
+fn compute_unit() {
+    let mut x = black_box(0x9e37_79b9_u64);
+    for _ in 0..8 {
+        x = x.wrapping_mul(0x2545_f491_4f6c_dd1d).rotate_left(7);
+    }
+    black_box(x);
+}
+
 /// Runs `pair` `iters` times on each of `threads` threads (started together)
 /// and returns the longest thread's time.
 fn parallel(
@@ -180,6 +191,12 @@ fn bench_threads(c: &mut Criterion) {
         });
         g.bench_function(format!("system-alloc/threads={threads}"), |b| {
             b.iter_custom(|iters| parallel(threads, iters, move || system_pair(l)))
+        });
+        // No allocation at all: how well this machine runs 2 threads at once
+        // (on a loaded 2-core box, far from 2x; read the allocators' ratios
+        // against this one).
+        g.bench_function(format!("no-alloc-baseline/threads={threads}"), |b| {
+            b.iter_custom(|iters| parallel(threads, iters, compute_unit))
         });
     }
     g.finish();
