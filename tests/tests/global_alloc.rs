@@ -322,3 +322,21 @@ fn stats_and_reap() {
         c.buf_in_use
     );
 }
+
+#[test]
+fn freed_small_objects_go_back_to_the_system() {
+    // 96 MiB in 1000-byte objects, freed and reaped: the page source must
+    // unmap most of it (empty slabs go to their arenas, wholly free spans
+    // to the kernel). Other tests run concurrently, so compare with the
+    // peak and allow generous slack.
+    let v: Vec<Box<[u8; 1000]>> = (0..96 * 1024).map(|i| Box::new([i as u8; 1000])).collect();
+    let peak = umem_global::stats().mapped;
+    assert!(v.iter().enumerate().all(|(i, b)| b[999] == i as u8));
+    drop(v);
+    umem_global::reap();
+    let after = umem_global::stats().mapped;
+    assert!(
+        after + (64 << 20) < peak,
+        "mapped {peak} at the peak, {after} after free + reap"
+    );
+}
