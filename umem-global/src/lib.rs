@@ -52,7 +52,7 @@
 //! discarded (`MADV_DONTNEED`) before they go back, so free memory in those
 //! arenas is zero and `calloc` skips the memset; a bounded cache of
 //! recently freed blocks (64 blocks, 64 MiB of requested bytes by default)
-//! sits in front and avoids mmap/munmap and page-fault churn ([`large`]).
+//! sits in front and avoids mmap/munmap and page-fault churn (`large.rs`).
 //! A C `realloc` that grows a block to 16 KiB or more makes it a large
 //! block, so repeated growth copies about the final size in total instead
 //! of stepping through every size class.

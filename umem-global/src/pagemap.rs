@@ -3,7 +3,7 @@
 //! no header in front of the block.
 //!
 //! User addresses on x86-64/aarch64 Linux fit in 48 bits, so a page number
-//! has 36 bits: the top 18 index [`ROOT`] (a static array of leaf pointers,
+//! has 36 bits: the top 18 index `ROOT` (a static array of leaf pointers,
 //! 2 MiB of zero-filled bss of which only the touched entries cost memory),
 //! the low 18 index a leaf of 2^18 `u32` entries (1 MiB of lazily touched
 //! anonymous memory covering 1 GiB of address space). Leaves are created on
