@@ -34,7 +34,10 @@ fn churn<A: GlobalAlloc>(a: &A, name: &str) {
         // SAFETY: as above.
         unsafe { a.dealloc(p, l) };
     }
-    println!("{name:8} small-churn {:6.1} ns per alloc+dealloc", dt.as_nanos() as f64 / OPS as f64);
+    println!(
+        "{name:8} small-churn {:6.1} ns per alloc+dealloc",
+        dt.as_nanos() as f64 / OPS as f64
+    );
 }
 
 fn hit<A: GlobalAlloc>(a: &A, name: &str) {
@@ -53,7 +56,10 @@ fn hit<A: GlobalAlloc>(a: &A, name: &str) {
         }
     }
     let dt = t.elapsed();
-    println!("{name:8} hit         {:6.1} ns per alloc+dealloc", dt.as_nanos() as f64 / (N * 16) as f64);
+    println!(
+        "{name:8} hit         {:6.1} ns per alloc+dealloc",
+        dt.as_nanos() as f64 / (N * 16) as f64
+    );
 }
 
 fn main() {

@@ -381,6 +381,30 @@ pub fn alloc(size: usize, align: usize, zero: bool) -> *mut u8 {
     alloc_slow(size, align, zero)
 }
 
+/// [`alloc`] for the C ABI's default 16-byte alignment (`malloc`,
+/// `calloc`): every class from 16 bytes up is 16-aligned, so the class
+/// comes straight from the size table.
+#[inline]
+pub fn alloc16(size: usize, zero: bool) -> *mut u8 {
+    if size <= classes::MAX_SMALL {
+        // Sizes 0..=8 would map to the 8-byte class; 9 maps to 16.
+        let c = classes::class_of(size.max(9));
+        if let Some(k) = cache(c) {
+            return match slabx::alloc(k) {
+                Some(p) => {
+                    if zero {
+                        // SAFETY: a fresh block of at least `size` bytes.
+                        unsafe { core::ptr::write_bytes(p, 0, size) };
+                    }
+                    p
+                }
+                None => null_mut(),
+            };
+        }
+    }
+    alloc_slow(size, 16, zero)
+}
+
 #[cold]
 #[inline(never)]
 fn alloc_slow(size: usize, align: usize, zero: bool) -> *mut u8 {

@@ -67,7 +67,11 @@ fn alloc_c(size: usize, align: usize, zero: bool) -> *mut c_void {
 
 #[no_mangle]
 pub extern "C" fn malloc(size: usize) -> *mut c_void {
-    alloc_c(size, MIN_ALIGN, false)
+    let p = umem_global::alloc16(size, false);
+    if p.is_null() {
+        return nomem();
+    }
+    p.cast()
 }
 
 #[no_mangle]
@@ -88,7 +92,13 @@ pub unsafe extern "C" fn cfree(p: *mut c_void) {
 #[no_mangle]
 pub extern "C" fn calloc(n: usize, size: usize) -> *mut c_void {
     match n.checked_mul(size) {
-        Some(total) => alloc_c(total, MIN_ALIGN, true),
+        Some(total) => {
+            let p = umem_global::alloc16(total, true);
+            if p.is_null() {
+                return nomem();
+            }
+            p.cast()
+        }
         None => nomem(),
     }
 }
