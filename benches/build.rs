@@ -32,6 +32,17 @@ fn main() {
         }
         _ => println!("cargo:rustc-env=UMEM_BENCH_BROKEN_SO="),
     }
+    let launch = out.with_file_name("umem-bench-launch");
+    println!("cargo:rerun-if-changed=c/launch.c");
+    let st = Command::new(&cc)
+        .args(["-O2", "-Wall", "-o"])
+        .arg(&launch)
+        .arg("c/launch.c")
+        .status();
+    match st {
+        Ok(s) if s.success() => println!("cargo:rustc-env=UMEM_BENCH_LAUNCH={}", launch.display()),
+        _ => println!("cargo:rustc-env=UMEM_BENCH_LAUNCH="),
+    }
     match status {
         Ok(s) if s.success() => {
             println!("cargo:rustc-env=UMEM_BENCH_CWORK={}", out.display());

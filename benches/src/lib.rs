@@ -97,13 +97,24 @@ pub fn fill(buf: &mut [u8], tag: u64) {
     }
 }
 
+/// Whether every byte of `b` is `m`, eight at a time.
+#[inline]
+fn all_bytes(b: &[u8], m: u8) -> bool {
+    let w = u64::from_ne_bytes([m; 8]);
+    let mut it = b.chunks_exact(8);
+    let words = it.by_ref().fold(0u64, |acc, c| {
+        acc | (u64::from_ne_bytes(c.try_into().expect("8 bytes")) ^ w)
+    });
+    words == 0 && it.remainder().iter().all(|&x| x == m)
+}
+
 /// Checks that `buf` still holds the pattern of `tag`, every byte of it.
 #[inline]
 pub fn check(buf: &[u8], tag: u64, what: &str) -> Result<(), String> {
     let t = tag.to_le_bytes();
     let h = buf.len().min(8);
     let m = mid_byte(tag);
-    if buf[..h] != t[..h] || (buf.len() > 8 && !buf[8..].iter().all(|&b| b == m)) {
+    if buf[..h] != t[..h] || (buf.len() > 8 && !all_bytes(&buf[8..], m)) {
         let at = (0..buf.len())
             .find(|&i| buf[i] != if i < 8 { t[i] } else { m })
             .unwrap_or(0);

@@ -2,6 +2,7 @@
 //! real-program jobs of the last section.
 
 use std::io::Read;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -81,14 +82,40 @@ fn signal_name(sig: i32) -> String {
 
 /// Runs `job` to the end (or kills it after `timeout`); `Err` says what went wrong in one line.
 pub fn run_job(job: &Job, timeout: Duration) -> Result<Measure, String> {
-    let mut cmd = Command::new(&job.program);
+    // Through the launcher (see c/launch.c) when there is one: it measures the peak RSS
+    // without the harness's own address space in it, and sets LD_PRELOAD for the job only.
+    static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let launch =
+        option_env!("UMEM_BENCH_LAUNCH").filter(|l| !l.is_empty() && Path::new(l).exists());
+    let report = std::env::temp_dir().join(format!(
+        "umem-bench-{}-{}.report",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_file(&report);
+    let mut cmd = match launch {
+        Some(l) => {
+            let mut c = Command::new(l);
+            c.arg(&report)
+                .arg(job.preload.as_deref().unwrap_or(Path::new("-")))
+                .arg(&job.program);
+            c
+        }
+        None => {
+            let mut c = Command::new(&job.program);
+            if let Some(p) = &job.preload {
+                c.env("LD_PRELOAD", p);
+            }
+            c
+        }
+    };
     cmd.args(&job.args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .env_remove("LD_PRELOAD");
-    if let Some(p) = &job.preload {
-        cmd.env("LD_PRELOAD", p);
+        .process_group(0);
+    if launch.is_some() || job.preload.is_none() {
+        cmd.env_remove("LD_PRELOAD");
     }
     if let Some(d) = &job.cwd {
         cmd.current_dir(d);
@@ -110,9 +137,10 @@ pub fn run_job(job: &Job, timeout: Duration) -> Result<Measure, String> {
             while !finished.load(Ordering::Acquire) {
                 if start.elapsed() > timeout {
                     killed.store(true, Ordering::Release);
-                    // SAFETY: plain syscall on the child's pid, which is not reaped yet while
-                    // `finished` is false (the reaper sets it right after wait4 returns).
-                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                    // SAFETY: plain syscall on the child's process group (the launcher and
+                    // the job), which lives while `finished` is false (the reaper sets it
+                    // right after wait4 returns).
+                    unsafe { libc::kill(-pid, libc::SIGKILL) };
                     break;
                 }
                 std::thread::sleep(Duration::from_millis(20));
@@ -139,9 +167,36 @@ pub fn run_job(job: &Job, timeout: Duration) -> Result<Measure, String> {
     drop(child); // already reaped; std does not wait on drop
     let stdout = out.join().unwrap_or_default();
     let stderr = err.join().unwrap_or_default();
-    let rss_kib = ru.ru_maxrss as u64;
+    let mut rss_kib = ru.ru_maxrss as u64;
+    let mut wall = wall;
     if killed.load(Ordering::Acquire) {
+        let _ = std::fs::remove_file(&report);
         return Err(format!("timed out after {} s", timeout.as_secs()));
+    }
+    if launch.is_some() {
+        // "rss_kib wall_ns exit_code signal"
+        let r = std::fs::read_to_string(&report).unwrap_or_default();
+        let _ = std::fs::remove_file(&report);
+        let f: Vec<i64> = r
+            .split_whitespace()
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        if f.len() == 4 {
+            rss_kib = f[0] as u64;
+            wall = f[1] as f64 / 1e9;
+            if f[3] != 0 {
+                return Err(format!(
+                    "killed by {} {}",
+                    signal_name(f[3] as i32),
+                    tail(&stderr, 200)
+                ));
+            }
+        } else {
+            return Err(format!(
+                "the launcher wrote no report: {}",
+                tail(&stderr, 300)
+            ));
+        }
     }
     if libc::WIFSIGNALED(status) {
         return Err(format!(

@@ -92,6 +92,17 @@ fn main() {
             print_row("frag", pname, live, &r);
         }
     }
+    print_memory();
+}
+
+fn print_memory() {
+    let heap = umem_vmem::heap().stats();
+    println!(
+        "after destroying every bench arena: {} segment structures on vmem's global free list; heap arena: {} KiB in use, {} KiB total",
+        umem_vmem::global_free_segs(),
+        heap.mem_inuse / 1024,
+        heap.mem_total / 1024
+    );
 }
 
 fn print_row(patt: &str, policy: &str, live: usize, r: &Row) {
