@@ -37,6 +37,8 @@ pub(crate) const POPULATE_RESERVE: usize = 4;
 pub(crate) const MINFREE: usize = POPULATE_RESERVE + SEGS_PER_ALLOC_MAX;
 
 const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
+/// Internal arenas' import chunks from this size on are aligned to it.
+const HUGE_CHUNK: usize = 2 << 20;
 
 #[derive(Clone, Copy, Default)]
 struct Kstat {
@@ -993,17 +995,20 @@ impl Vmem {
             let seg0: *mut Seg = &mut inner.seg0;
             let rotor: *mut Seg = &mut inner.rotor;
             a_remove(rotor);
+            // Chain every structure (segments, then the reserve) and give
+            // the chain to the global list in one go.
+            let mut head = inner.segfree;
             let mut s = (*seg0).anext;
             while s != seg0 {
                 let next = (*s).anext;
                 debug_assert!((*s).typ & T_WALKER == 0);
-                tree::putseg_global(s);
+                (*s).knext = head;
+                head = s;
                 s = next;
             }
-            while !inner.segfree.is_null() {
-                let s = inner.getseg();
-                tree::putseg_global(s);
-            }
+            inner.segfree = ptr::null_mut();
+            inner.nsegfree = 0;
+            tree::putsegs_global(head);
             let t = if inner.hash_table != inner.hash0.as_mut_ptr() {
                 Some(inner.hash_table)
             } else {
@@ -1377,11 +1382,25 @@ impl Vmem {
     /// returns with the lock held on failure; on success the lock is
     /// dropped.
     fn import_span(&self, src: &'static dyn Source, r: &XReq) -> Result<Addr, VmemError> {
-        let imp_align = r.align.max(self.source_quantum).max(self.quantum);
+        let mut imp_align = r.align.max(self.source_quantum).max(self.quantum);
+        let mut min = self.import_min;
+        if min != 0 {
+            // Internal arenas import in chunks that grow with them (a
+            // quarter of what they hold, up to 64 MiB); chunks of 2 MiB or
+            // more are 2 MiB aligned so the page source can back them with
+            // huge pages (fewer TLB misses on segments and hash tables).
+            // SAFETY: lock held.
+            let total = unsafe { self.inner().ks.mem_total } as usize;
+            min = min.max((total / 4).min(64 << 20));
+            if r.size.max(min) >= HUGE_CHUNK {
+                min = round_up(min, HUGE_CHUNK).unwrap_or(min);
+                imp_align = imp_align.max(HUGE_CHUNK);
+            }
+        }
         let asize = r
             .size
             .checked_add(r.phase)
-            .and_then(|v| round_up(v.max(self.import_min), imp_align))
+            .and_then(|v| round_up(v.max(min), imp_align))
             .ok_or(VmemError::SizeOverflow { size: r.size })?;
         let resv = if asize == r.realsize && r.phase == 0 {
             SEGS_PER_SPAN_CREATE
@@ -1861,7 +1880,16 @@ impl Vmem {
         }
         self.unlock();
         let npop = tree::npopulators();
-        let want = MINFREE + npop * POPULATE_RESERVE;
+        // Big arenas take segments a few pages at a time (the surplus goes
+        // to the global list for everybody).
+        let scale = {
+            self.lock();
+            // SAFETY: lock held.
+            let n = unsafe { self.inner().nalloc + self.inner().nfree };
+            self.unlock();
+            (n / 2048).clamp(1, 16)
+        };
+        let want = (MINFREE + npop * POPULATE_RESERVE) * scale;
         let size = round_up(want * SEG_SIZE, seg_arena.quantum).unwrap_or(usize::MAX);
         let mut nseg = size / SEG_SIZE;
         let p = match seg_arena.alloc_instant(size) {

@@ -14,6 +14,7 @@ pub struct MmapSource {
 pub static MMAP_SOURCE: MmapSource = MmapSource { _private: () };
 
 static PAGE: AtomicUsize = AtomicUsize::new(0);
+const HUGE: usize = 2 << 20;
 
 /// The system page size.
 pub(crate) fn page_size() -> usize {
@@ -59,14 +60,22 @@ impl Source for MmapSource {
     fn import(&self, size: usize, align: usize) -> Option<Addr> {
         let page = page_size();
         let size = size.checked_add(page - 1)? & !(page - 1);
-        if align <= page {
-            return map(size);
+        let a = if align <= page {
+            map(size)?
+        } else {
+            let len = size.checked_add(align - page)?;
+            let p = map(len)?;
+            let a = (p + align - 1) & !(align - 1);
+            unmap(p, a - p);
+            unmap(a + size, p + len - (a + size));
+            a
+        };
+        if size >= HUGE && a % HUGE == 0 {
+            // Large aligned imports may use transparent huge pages (a hint;
+            // failure is harmless).
+            // SAFETY: advising our own fresh mapping.
+            unsafe { libc::madvise(a as *mut libc::c_void, size, libc::MADV_HUGEPAGE) };
         }
-        let len = size.checked_add(align - page)?;
-        let p = map(len)?;
-        let a = (p + align - 1) & !(align - 1);
-        unmap(p, a - p);
-        unmap(a + size, p + len - (a + size));
         Some(a)
     }
     fn release(&self, addr: Addr, size: usize) {

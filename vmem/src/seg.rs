@@ -23,7 +23,8 @@ pub(crate) const T_HEAD: u8 = 32;
 /// Rotor or walker: markers that occupy no range.
 pub(crate) const T_MARKER: u8 = T_ROTOR | T_WALKER;
 
-#[repr(C)]
+/// One cache line each: a segment never straddles two lines.
+#[repr(C, align(64))]
 pub(crate) struct Seg {
     pub(crate) start: Addr,
     /// Exclusive end. For allocated segments the exact end of the request

@@ -148,6 +148,27 @@ pub(crate) fn putseg_global(s: *mut Seg) {
     SEGFREE_LOCK.unlock();
 }
 
+/// Give a NULL-terminated chain (through `knext`) to the global list.
+pub(crate) fn putsegs_global(head: *mut Seg) {
+    if head.is_null() {
+        return;
+    }
+    let mut tail = head;
+    // SAFETY: the caller hands over a well-formed chain of unused structures.
+    unsafe {
+        while !(*tail).knext.is_null() {
+            tail = (*tail).knext;
+        }
+    }
+    SEGFREE_LOCK.lock();
+    // SAFETY: protected by SEGFREE_LOCK.
+    unsafe {
+        (*tail).knext = *SEGFREE.0.get();
+        *SEGFREE.0.get() = head;
+    }
+    SEGFREE_LOCK.unlock();
+}
+
 /// Structures on the global free list (for tests and stats).
 pub fn global_free_segs() -> usize {
     SEGFREE_LOCK.lock();
