@@ -20,17 +20,30 @@ impl Rng {
 }
 
 fn per_op(a: &VmemStats, b: &VmemStats, ops: u64) -> (f64, f64) {
-    ((b.search - a.search) as f64 / ops as f64, (b.lookup - a.lookup) as f64 / ops as f64)
+    (
+        (b.search - a.search) as f64 / ops as f64,
+        (b.lookup - a.lookup) as f64 / ops as f64,
+    )
 }
 
 fn arena() -> &'static Vmem {
-    Vmem::create("pairs", Some((1 << 32, 1 << 44)), 16, None, 0, CreateFlags::NONE).unwrap()
+    Vmem::create(
+        "pairs",
+        Some((1 << 32, 1 << 44)),
+        16,
+        None,
+        0,
+        CreateFlags::NONE,
+    )
+    .unwrap()
 }
 
 /// L live segments of 64, then pairs of alloc(64)+free at the same spot.
 fn steady(live: usize, pairs: usize, policy: Policy) -> (f64, f64, f64) {
     let a = arena();
-    let held: Vec<usize> = (0..live).map(|_| a.alloc(64, Policy::InstantFit).unwrap()).collect();
+    let held: Vec<usize> = (0..live)
+        .map(|_| a.alloc(64, Policy::InstantFit).unwrap())
+        .collect();
     umem_vmem::update();
     let s0 = a.stats();
     let t = Instant::now();
@@ -91,13 +104,24 @@ fn main() {
     let want = |scenario: &str, live: usize| {
         (args.is_empty() || args[0] == scenario) && (args.len() < 2 || args[1] == live.to_string())
     };
-    let policies = [Policy::InstantFit, Policy::BestFit, Policy::FirstFit, Policy::NextFit];
-    println!("{:<12} {:>9} {:>12} {:>10} {:>10}", "scenario", "live", "ns/pair", "search/op", "lookup/op");
+    let policies = [
+        Policy::InstantFit,
+        Policy::BestFit,
+        Policy::FirstFit,
+        Policy::NextFit,
+    ];
+    println!(
+        "{:<12} {:>9} {:>12} {:>10} {:>10}",
+        "scenario", "live", "ns/pair", "search/op", "lookup/op"
+    );
     for &live in &[100usize, 10_000, 1_000_000] {
         for &pol in &policies {
             if want("steady", live) {
                 let (ns, s, l) = steady(live, 2_000_000, pol);
-                println!("{:<12} {:>9} {:>12.1} {:>10.2} {:>10.2}  {:?}", "steady", live, ns, s, l, pol);
+                println!(
+                    "{:<12} {:>9} {:>12.1} {:>10.2} {:>10.2}  {:?}",
+                    "steady", live, ns, s, l, pol
+                );
             }
         }
     }
@@ -106,9 +130,16 @@ fn main() {
             if want("fragmented", live) {
                 // Best/first/next fit search long freelists when
                 // fragmented: fewer pairs keep the run short.
-                let pairs = if pol == Policy::InstantFit { 1_000_000 } else { 1_000_000 / (live / 100).max(1) + 1000 };
+                let pairs = if pol == Policy::InstantFit {
+                    1_000_000
+                } else {
+                    1_000_000 / (live / 100).max(1) + 1000
+                };
                 let (ns, s, l) = fragmented(live, pairs, pol);
-                println!("{:<12} {:>9} {:>12.1} {:>10.2} {:>10.2}  {:?}", "fragmented", live, ns, s, l, pol);
+                println!(
+                    "{:<12} {:>9} {:>12.1} {:>10.2} {:>10.2}  {:?}",
+                    "fragmented", live, ns, s, l, pol
+                );
             }
         }
     }

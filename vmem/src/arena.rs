@@ -152,7 +152,9 @@ impl Inner {
     unsafe fn getseg(&mut self) -> *mut Seg {
         let s = self.segfree;
         if s.is_null() {
-            tree::fatal(format_args!("segment reserve empty (populate invariant broken)"));
+            tree::fatal(format_args!(
+                "segment reserve empty (populate invariant broken)"
+            ));
         }
         // SAFETY: `s` is a reserve structure owned by this arena.
         self.segfree = unsafe { (*s).knext };
@@ -238,7 +240,10 @@ impl Inner {
     #[inline(always)]
     fn bucket(&self, addr: Addr) -> *mut *mut Seg {
         // SAFETY: the index is masked to the table size.
-        unsafe { self.hash_table.add(hash_index(addr, self.qshift, self.hash_shift)) }
+        unsafe {
+            self.hash_table
+                .add(hash_index(addr, self.qshift, self.hash_shift))
+        }
     }
 
     #[inline(always)]
@@ -268,7 +273,11 @@ impl Inner {
                 if (*s).start == addr {
                     let allocated = (*s).end - addr;
                     if allocated != size {
-                        return Err(VmemError::WrongSize { addr, size, allocated });
+                        return Err(VmemError::WrongSize {
+                            addr,
+                            size,
+                            allocated,
+                        });
                     }
                     *pp = (*s).knext;
                     self.ks.free += 1;
@@ -285,7 +294,13 @@ impl Inner {
     /// Allocate `[addr, addr + size)` (occupying `realsize`) from the free
     /// segment `vsp`; leftovers go back on the freelists.
     #[inline(always)]
-    unsafe fn seg_alloc(&mut self, vsp: *mut Seg, addr: Addr, size: usize, realsize: usize) -> *mut Seg {
+    unsafe fn seg_alloc(
+        &mut self,
+        vsp: *mut Seg,
+        addr: Addr,
+        size: usize,
+        realsize: usize,
+    ) -> *mut Seg {
         // SAFETY: vsp is a free segment containing the range; lock held.
         unsafe {
             let vs_start = (*vsp).start;
@@ -294,7 +309,8 @@ impl Inner {
             let addr_end = addr + realsize;
             debug_assert!((*vsp).typ == T_FREE);
             debug_assert!(addr >= vs_start && addr_end <= vs_end);
-            if addr == vs_start && vs_size != realsize && same_highbit(vs_size, vs_size - realsize) {
+            if addr == vs_start && vs_size != realsize && same_highbit(vs_size, vs_size - realsize)
+            {
                 // The remainder stays on the same freelist: just trim it.
                 (*vsp).start = addr_end;
                 let s = self.seg_create((*vsp).aprev, addr, addr + size);
@@ -656,7 +672,9 @@ impl Inner {
                             best = s;
                             best_addr = a;
                             best_size = s_size;
-                            if policy != Policy::BestFit || s_size == round_up(size, self.quantum).unwrap_or(0) {
+                            if policy != Policy::BestFit
+                                || s_size == round_up(size, self.quantum).unwrap_or(0)
+                            {
                                 break 'lists;
                             }
                         }
@@ -888,7 +906,10 @@ impl Vmem {
             let ok = vm.populate();
             vm.unlock();
             if !ok {
-                tree::fatal(format_args!("cannot populate populator arena {}", vm.name()));
+                tree::fatal(format_args!(
+                    "cannot populate populator arena {}",
+                    vm.name()
+                ));
             }
         }
         if let Some((base, size)) = a.span {
@@ -926,7 +947,8 @@ impl Vmem {
                 None => break,
             }
         }
-        self.qcache_max.store(made * self.quantum, Ordering::Release);
+        self.qcache_max
+            .store(made * self.quantum, Ordering::Release);
     }
 
     /// Destroy the arena (`vmem_destroy`): destroys its quantum caches,
@@ -1093,7 +1115,11 @@ impl Vmem {
         } else {
             flist_of(realsize) + 1
         };
-        let map = if first < 64 { inner.freemap & (!0u64 << first) } else { 0 };
+        let map = if first < 64 {
+            inner.freemap & (!0u64 << first)
+        } else {
+            0
+        };
         if map == 0 {
             self.unlock();
             return self.xalloc_impl(XReq {
@@ -1304,21 +1330,46 @@ impl Vmem {
         let nocross = req.nocross;
         if nocross != 0 {
             if !nocross.is_power_of_two() || nocross & (q - 1) != 0 {
-                return Err(VmemError::BadNocross { nocross, quantum: q });
+                return Err(VmemError::BadNocross {
+                    nocross,
+                    quantum: q,
+                });
             }
             let need = phase.checked_add(size).and_then(|v| round_up(v, align));
-            if align > nocross || need.map_or(true, |v| v > nocross) {
-                return Err(VmemError::NocrossTooSmall { nocross, size, align, phase });
+            if align > nocross || need.is_none_or(|v| v > nocross) {
+                return Err(VmemError::NocrossTooSmall {
+                    nocross,
+                    size,
+                    align,
+                    phase,
+                });
             }
         }
         let minaddr = req.minaddr.unwrap_or(0);
         if let Some(maxaddr) = req.maxaddr {
             if minaddr >= maxaddr || maxaddr - minaddr < size {
-                return Err(VmemError::BadAddrRange { minaddr, maxaddr, size });
+                return Err(VmemError::BadAddrRange {
+                    minaddr,
+                    maxaddr,
+                    size,
+                });
             }
         }
-        let policy = if req.policy == Policy::NextFit { Policy::FirstFit } else { req.policy };
-        Ok(XReq { size, realsize, align, phase, nocross, minaddr, maxaddr: req.maxaddr, policy })
+        let policy = if req.policy == Policy::NextFit {
+            Policy::FirstFit
+        } else {
+            req.policy
+        };
+        Ok(XReq {
+            size,
+            realsize,
+            align,
+            phase,
+            nocross,
+            minaddr,
+            maxaddr: req.maxaddr,
+            policy,
+        })
     }
 
     /// The general search, with import from the source and quantum-cache
@@ -1336,7 +1387,9 @@ impl Vmem {
             let inner = unsafe { self.inner() };
             // SAFETY: lock held.
             let found = unsafe {
-                inner.find(r.size, r.align, r.phase, r.nocross, r.minaddr, r.maxaddr, r.policy)
+                inner.find(
+                    r.size, r.align, r.phase, r.nocross, r.minaddr, r.maxaddr, r.policy,
+                )
             };
             if let Some((seg, addr)) = found {
                 // SAFETY: seg is a free segment containing the fit.
@@ -1349,7 +1402,7 @@ impl Vmem {
                 debug_assert!(addr % r.align == r.phase);
                 debug_assert!(!crosses(addr, addr + r.size - 1, r.nocross));
                 debug_assert!(addr >= r.minaddr);
-                debug_assert!(r.maxaddr.map_or(true, |m| addr + r.size <= m));
+                debug_assert!(r.maxaddr.is_none_or(|m| addr + r.size <= m));
                 return Ok(addr);
             }
             if let Some(src) = self.source {
@@ -1489,7 +1542,12 @@ impl Vmem {
         let inner = unsafe { self.inner() };
         if let Some((existing, existing_size)) = inner.find_overlap(addr, addr + size) {
             self.unlock();
-            return Err(VmemError::SpanOverlap { addr, size, existing, existing_size });
+            return Err(VmemError::SpanOverlap {
+                addr,
+                size,
+                existing,
+                existing_size,
+            });
         }
         // SAFETY: lock held, segments available.
         unsafe { inner.span_create(addr, size, false) };
@@ -1520,7 +1578,12 @@ impl Vmem {
         let inner = unsafe { self.inner() };
         if let Some((existing, existing_size)) = inner.find_overlap(addr, addr + size) {
             self.unlock();
-            return Err(VmemError::SpanOverlap { addr, size, existing, existing_size });
+            return Err(VmemError::SpanOverlap {
+                addr,
+                size,
+                existing,
+                existing_size,
+            });
         }
         // SAFETY: lock held, segments available.
         let a = unsafe {
@@ -1584,7 +1647,11 @@ impl Vmem {
             _ => None,
         };
         self.lock();
-        let mut guard = WalkGuard { vm: self, walker: ptr::null_mut(), locked: true };
+        let mut guard = WalkGuard {
+            vm: self,
+            walker: ptr::null_mut(),
+            locked: true,
+        };
         // SAFETY: lock held whenever we touch the list; the walker marker
         // lives on this stack frame and is unlinked (by the guard if `f`
         // unwinds) before the frame goes.
@@ -1983,7 +2050,10 @@ impl Inner {
         macro_rules! check {
             ($c:expr, $what:expr, $addr:expr) => {
                 if !$c {
-                    return Err(VmemError::Corrupt { what: $what, addr: $addr });
+                    return Err(VmemError::Corrupt {
+                        what: $what,
+                        addr: $addr,
+                    });
                 }
             };
         }
@@ -2010,16 +2080,24 @@ impl Inner {
             let mut prev_typ = T_HEAD;
             let mut steps = 0usize;
             let mut s = (*seg0).anext;
-            check!((*seg0).aprev != ptr::null_mut(), "seg0 unlinked", 0);
+            check!(!(*seg0).aprev.is_null(), "seg0 unlinked", 0);
             let mut last_span_end: Option<usize> = None;
             loop {
                 steps += 1;
                 check!(steps < LIMIT, "address list does not close", 0);
-                check!((*(*s).aprev).anext == s, "address list links broken", (*s).start);
+                check!(
+                    (*(*s).aprev).anext == s,
+                    "address list links broken",
+                    (*s).start
+                );
                 let t = (*s).typ;
                 if t == T_SPAN || s == seg0 {
                     if !span.is_null() {
-                        check!(cursor == (*span).end, "segments do not tile their span", (*span).start);
+                        check!(
+                            cursor == (*span).end,
+                            "segments do not tile their span",
+                            (*span).start
+                        );
                         // An imported span is never wholly free at rest: it
                         // goes back to the source (markers do not hold it).
                         if (*span).import && !span_has_alloc {
@@ -2033,7 +2111,11 @@ impl Inner {
                         break;
                     }
                     check!((*s).start < (*s).end, "empty span", (*s).start);
-                    check!(((*s).start | (*s).end) & (q - 1) == 0, "misaligned span", (*s).start);
+                    check!(
+                        ((*s).start | (*s).end) & (q - 1) == 0,
+                        "misaligned span",
+                        (*s).start
+                    );
                     if !self.has_source {
                         if let Some(e) = last_span_end {
                             check!((*s).start >= e, "spans out of address order", (*s).start);
@@ -2058,14 +2140,22 @@ impl Inner {
                 } else {
                     check!(!span.is_null(), "segment before any span", (*s).start);
                     check!(t == T_ALLOC || t == T_FREE, "bad segment type", (*s).start);
-                    check!((*s).start == cursor, "segment out of address order or gap", (*s).start);
+                    check!(
+                        (*s).start == cursor,
+                        "segment out of address order or gap",
+                        (*s).start
+                    );
                     check!((*s).end > (*s).start, "empty segment", (*s).start);
                     let end = if t == T_ALLOC {
                         round_up((*s).end, q).unwrap_or(0)
                     } else {
                         (*s).end
                     };
-                    check!((*s).start & (q - 1) == 0 && end & (q - 1) == 0, "misaligned segment", (*s).start);
+                    check!(
+                        (*s).start & (q - 1) == 0 && end & (q - 1) == 0,
+                        "misaligned segment",
+                        (*s).start
+                    );
                     check!(end <= (*span).end, "segment past its span", (*s).start);
                     if t == T_FREE {
                         check!(prev_typ != T_FREE, "two adjacent free segments", (*s).start);
@@ -2095,42 +2185,98 @@ impl Inner {
                 let mut f = head;
                 while !f.is_null() {
                     listed += 1;
-                    check!(listed <= n_free, "freelist holds more than the free segments", (*f).start);
-                    check!((*f).typ == T_FREE, "non-free segment on a freelist", (*f).start);
-                    check!((*f).mark == 1, "freelist segment not on the address list once", (*f).start);
-                    check!(flist_of((*f).end - (*f).start) as usize == i, "free segment on the wrong freelist", (*f).start);
+                    check!(
+                        listed <= n_free,
+                        "freelist holds more than the free segments",
+                        (*f).start
+                    );
+                    check!(
+                        (*f).typ == T_FREE,
+                        "non-free segment on a freelist",
+                        (*f).start
+                    );
+                    check!(
+                        (*f).mark == 1,
+                        "freelist segment not on the address list once",
+                        (*f).start
+                    );
+                    check!(
+                        flist_of((*f).end - (*f).start) as usize == i,
+                        "free segment on the wrong freelist",
+                        (*f).start
+                    );
                     check!((*f).kprev == prev, "freelist back link broken", (*f).start);
                     (*f).mark = 2;
                     prev = f;
                     f = (*f).knext;
                 }
             }
-            check!(listed == n_free, "free segment missing from the freelists", 0);
+            check!(
+                listed == n_free,
+                "free segment missing from the freelists",
+                0
+            );
             // Pass 3: hash table.
             let mut hashed = 0usize;
             let nb = self.hash_mask + 1;
-            check!(nb.is_power_of_two() && 64 - nb.trailing_zeros() == self.hash_shift, "hash geometry", nb);
+            check!(
+                nb.is_power_of_two() && 64 - nb.trailing_zeros() == self.hash_shift,
+                "hash geometry",
+                nb
+            );
             for h in 0..nb {
                 let mut a = *self.hash_table.add(h);
                 while !a.is_null() {
                     hashed += 1;
-                    check!(hashed <= n_alloc, "hash holds more than the allocated segments", (*a).start);
-                    check!((*a).typ == T_ALLOC, "non-allocated segment in the hash", (*a).start);
-                    check!((*a).mark == 1, "hashed segment not on the address list once", (*a).start);
-                    check!(hash_index((*a).start, self.qshift, self.hash_shift) == h, "segment in the wrong bucket", (*a).start);
+                    check!(
+                        hashed <= n_alloc,
+                        "hash holds more than the allocated segments",
+                        (*a).start
+                    );
+                    check!(
+                        (*a).typ == T_ALLOC,
+                        "non-allocated segment in the hash",
+                        (*a).start
+                    );
+                    check!(
+                        (*a).mark == 1,
+                        "hashed segment not on the address list once",
+                        (*a).start
+                    );
+                    check!(
+                        hash_index((*a).start, self.qshift, self.hash_shift) == h,
+                        "segment in the wrong bucket",
+                        (*a).start
+                    );
                     (*a).mark = 2;
                     a = (*a).knext;
                 }
             }
-            check!(hashed == n_alloc, "allocated segment missing from the hash", 0);
+            check!(
+                hashed == n_alloc,
+                "allocated segment missing from the hash",
+                0
+            );
             // Pass 4: span list.
             let mut nsp = 0usize;
             let mut k = (*seg0).knext;
             while k != seg0 {
                 nsp += 1;
-                check!(nsp <= n_spans, "span list longer than the spans", (*k).start);
-                check!((*k).typ == T_SPAN && (*k).mark == 1, "span list holds a non-span", (*k).start);
-                check!((*(*k).kprev).knext == k, "span list links broken", (*k).start);
+                check!(
+                    nsp <= n_spans,
+                    "span list longer than the spans",
+                    (*k).start
+                );
+                check!(
+                    (*k).typ == T_SPAN && (*k).mark == 1,
+                    "span list holds a non-span",
+                    (*k).start
+                );
+                check!(
+                    (*(*k).kprev).knext == k,
+                    "span list links broken",
+                    (*k).start
+                );
                 (*k).mark = 2;
                 k = (*k).knext;
             }
@@ -2154,13 +2300,33 @@ impl Inner {
             }
             check!(r == self.nsegfree, "reserve count wrong", r);
             // Counters and kstats.
-            check!(n_alloc == self.nalloc, "allocated segment count wrong", n_alloc);
+            check!(
+                n_alloc == self.nalloc,
+                "allocated segment count wrong",
+                n_alloc
+            );
             check!(n_free == self.nfree, "free segment count wrong", n_free);
             check!(n_spans == self.nspans, "span count wrong", n_spans);
-            check!(inuse == self.ks.mem_inuse, "kstat mem_inuse wrong", inuse as usize);
-            check!(total == self.ks.mem_total, "kstat mem_total wrong", total as usize);
-            check!(inuse + free_sum == total, "in use + free != total", total as usize);
-            check!(import == self.ks.mem_import, "kstat mem_import wrong", import as usize);
+            check!(
+                inuse == self.ks.mem_inuse,
+                "kstat mem_inuse wrong",
+                inuse as usize
+            );
+            check!(
+                total == self.ks.mem_total,
+                "kstat mem_total wrong",
+                total as usize
+            );
+            check!(
+                inuse + free_sum == total,
+                "in use + free != total",
+                total as usize
+            );
+            check!(
+                import == self.ks.mem_import,
+                "kstat mem_import wrong",
+                import as usize
+            );
             check!(
                 self.ks.alloc.wrapping_sub(self.ks.free) == self.nalloc as u64,
                 "kstat alloc - free != allocated segments",
@@ -2177,7 +2343,11 @@ fn check_span(addr: Addr, size: usize, q: usize) -> Result<(), VmemError> {
         return Err(VmemError::ZeroSize);
     }
     if (addr | size) & (q - 1) != 0 {
-        return Err(VmemError::SpanMisaligned { addr, size, quantum: q });
+        return Err(VmemError::SpanMisaligned {
+            addr,
+            size,
+            quantum: q,
+        });
     }
     if addr.checked_add(size).is_none() {
         return Err(VmemError::SpanOverflow { addr, size });
@@ -2208,6 +2378,9 @@ impl Source for Vmem {
 
 impl core::fmt::Debug for Vmem {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Vmem").field("name", &self.name()).field("id", &self.id()).finish()
+        f.debug_struct("Vmem")
+            .field("name", &self.name())
+            .field("id", &self.id())
+            .finish()
     }
 }

@@ -27,10 +27,19 @@ pub enum VmemError {
     BadNocross { nocross: usize, quantum: usize },
     /// `nocross` is smaller than what the request needs: `align > nocross` or
     /// `roundup(phase + size, align) > nocross`.
-    NocrossTooSmall { nocross: usize, size: usize, align: usize, phase: usize },
+    NocrossTooSmall {
+        nocross: usize,
+        size: usize,
+        align: usize,
+        phase: usize,
+    },
     /// `[minaddr, maxaddr)` cannot hold `size` bytes (`minaddr >= maxaddr` or
     /// the window is smaller than `size`).
-    BadAddrRange { minaddr: Addr, maxaddr: Addr, size: usize },
+    BadAddrRange {
+        minaddr: Addr,
+        maxaddr: Addr,
+        size: usize,
+    },
     /// The arena (and its source, if any) has no segment that satisfies the
     /// request.
     Exhausted { size: usize },
@@ -38,12 +47,25 @@ pub enum VmemError {
     NotAllocated { addr: Addr, size: usize },
     /// Free of an allocated segment with a size other than the one it was
     /// allocated with.
-    WrongSize { addr: Addr, size: usize, allocated: usize },
+    WrongSize {
+        addr: Addr,
+        size: usize,
+        allocated: usize,
+    },
     /// `add`/`extend_alloc`/`create`: the span overlaps a span of the arena.
-    SpanOverlap { addr: Addr, size: usize, existing: Addr, existing_size: usize },
+    SpanOverlap {
+        addr: Addr,
+        size: usize,
+        existing: Addr,
+        existing_size: usize,
+    },
     /// `add`/`extend_alloc`/`create`: start or size is not a multiple of the
     /// quantum.
-    SpanMisaligned { addr: Addr, size: usize, quantum: usize },
+    SpanMisaligned {
+        addr: Addr,
+        size: usize,
+        quantum: usize,
+    },
     /// `add`/`extend_alloc`/`create`: `addr + size` wraps around the address
     /// space.
     SpanOverflow { addr: Addr, size: usize },

@@ -11,7 +11,9 @@ pub(crate) struct SpinLock {
 
 impl SpinLock {
     pub(crate) const fn new() -> Self {
-        SpinLock { locked: AtomicBool::new(false) }
+        SpinLock {
+            locked: AtomicBool::new(false),
+        }
     }
 
     #[inline]

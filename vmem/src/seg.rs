@@ -138,10 +138,7 @@ pub(crate) fn same_highbit(a: usize, b: usize) -> bool {
 /// Round `x` up to a multiple of the power of two `q`; `None` on overflow.
 #[inline(always)]
 pub(crate) fn round_up(x: usize, q: usize) -> Option<usize> {
-    match x.checked_add(q - 1) {
-        Some(v) => Some(v & !(q - 1)),
-        None => None,
-    }
+    x.checked_add(q - 1).map(|v| v & !(q - 1))
 }
 
 /// The smallest `a >= x` with `a % align == phase` (P2PHASEUP), `None` on

@@ -57,6 +57,10 @@ pub trait QCacheFactory: Sync {
     /// drawing slabs from `arena`, or `None` (then sizes from this one up go
     /// through the arena's segment path). `name` is `"<arena>_<objsize>"`.
     /// Called from `Vmem::create` with no vmem lock held.
-    fn create(&self, arena: &'static Vmem, objsize: usize, name: &str)
-        -> Option<&'static dyn QCache>;
+    fn create(
+        &self,
+        arena: &'static Vmem,
+        objsize: usize,
+        name: &str,
+    ) -> Option<&'static dyn QCache>;
 }

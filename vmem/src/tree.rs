@@ -34,10 +34,12 @@ unsafe impl<T> Sync for Racy<T> {}
 #[repr(C, align(64))]
 struct Vmem0([MaybeUninit<Vmem>; VMEM_INITIAL]);
 
-static SEG0: Racy<[MaybeUninit<Seg>; SEG_INITIAL]> =
-    Racy(UnsafeCell::new([const { MaybeUninit::uninit() }; SEG_INITIAL]));
-static VMEM0: Racy<Vmem0> =
-    Racy(UnsafeCell::new(Vmem0([const { MaybeUninit::uninit() }; VMEM_INITIAL])));
+static SEG0: Racy<[MaybeUninit<Seg>; SEG_INITIAL]> = Racy(UnsafeCell::new(
+    [const { MaybeUninit::uninit() }; SEG_INITIAL],
+));
+static VMEM0: Racy<Vmem0> = Racy(UnsafeCell::new(Vmem0(
+    [const { MaybeUninit::uninit() }; VMEM_INITIAL],
+)));
 
 /// 0: not built, 1: being built, 2: ready.
 static INIT_STATE: AtomicU8 = AtomicU8::new(0);
@@ -92,7 +94,10 @@ pub(crate) struct StackStr<const N: usize> {
 
 impl<const N: usize> StackStr<N> {
     pub(crate) const fn new() -> Self {
-        StackStr { buf: [0; N], len: 0 }
+        StackStr {
+            buf: [0; N],
+            len: 0,
+        }
     }
     pub(crate) fn as_str(&self) -> &str {
         // Only whole chars are ever copied in.
@@ -303,7 +308,9 @@ pub(crate) fn list_remove(vm: &'static Vmem) {
             while !cur.is_null() {
                 let next = (*cur).next.load(Ordering::Relaxed);
                 if next == p {
-                    (*cur).next.store(vm.next.load(Ordering::Relaxed), Ordering::Relaxed);
+                    (*cur)
+                        .next
+                        .store(vm.next.load(Ordering::Relaxed), Ordering::Relaxed);
                     break;
                 }
                 cur = next;
@@ -354,8 +361,13 @@ pub(crate) fn ensure_init() -> Result<(), VmemError> {
     }
     #[cfg(feature = "std")]
     {
-        init(&crate::mmap::MMAP_SOURCE, crate::mmap::page_size())
-            .or_else(|e| if e == VmemError::AlreadyInitialized { Ok(()) } else { Err(e) })
+        init(&crate::mmap::MMAP_SOURCE, crate::mmap::page_size()).or_else(|e| {
+            if e == VmemError::AlreadyInitialized {
+                Ok(())
+            } else {
+                Err(e)
+            }
+        })
     }
     #[cfg(not(feature = "std"))]
     {
@@ -446,7 +458,14 @@ unsafe fn build(src: &'static dyn Source, page: usize) {
         INTERNAL_IMPORT_PAGES * page,
     );
     INTERNAL.store(internal as *const Vmem as *mut Vmem, Ordering::Release);
-    let seg = mk("vmem_seg", page, Some(internal), CreateFlags::POPULATOR, 2, 0);
+    let seg = mk(
+        "vmem_seg",
+        page,
+        Some(internal),
+        CreateFlags::POPULATOR,
+        2,
+        0,
+    );
     SEG_ARENA.store(seg as *const Vmem as *mut Vmem, Ordering::Release);
     let hash = mk("vmem_hash", 8, Some(internal), CreateFlags::NONE, 3, 0);
     HASH_ARENA.store(hash as *const Vmem as *mut Vmem, Ordering::Release);

@@ -1,4 +1,6 @@
 //! Error cases, policies' defining behaviours, walk, destroy, hash rescale.
+// These tests rely on the lazily built tree (feature `std`).
+#![cfg(feature = "std")]
 
 mod common;
 
@@ -22,17 +24,39 @@ fn create_errors() {
         VmemError::BadQuantum { quantum: 3 }
     );
     assert_eq!(
-        Vmem::create("mis", Some((0x1008, 0x1000)), 16, None, 0, CreateFlags::NONE).unwrap_err(),
-        VmemError::SpanMisaligned { addr: 0x1008, size: 0x1000, quantum: 16 }
+        Vmem::create(
+            "mis",
+            Some((0x1008, 0x1000)),
+            16,
+            None,
+            0,
+            CreateFlags::NONE
+        )
+        .unwrap_err(),
+        VmemError::SpanMisaligned {
+            addr: 0x1008,
+            size: 0x1000,
+            quantum: 16
+        }
     );
     assert_eq!(
         Vmem::create("zero", Some((0x1000, 0)), 16, None, 0, CreateFlags::NONE).unwrap_err(),
         VmemError::ZeroSize
     );
     assert_eq!(
-        Vmem::create("wrap", Some((usize::MAX - 0xfff, 0x2000)), 16, None, 0, CreateFlags::NONE)
-            .unwrap_err(),
-        VmemError::SpanOverflow { addr: usize::MAX - 0xfff, size: 0x2000 }
+        Vmem::create(
+            "wrap",
+            Some((usize::MAX - 0xfff, 0x2000)),
+            16,
+            None,
+            0,
+            CreateFlags::NONE
+        )
+        .unwrap_err(),
+        VmemError::SpanOverflow {
+            addr: usize::MAX - 0xfff,
+            size: 0x2000
+        }
     );
     // A name longer than NAME_MAX is truncated, not refused.
     let long = "x".repeat(100);
@@ -45,21 +69,58 @@ fn create_errors() {
 fn alloc_and_free_errors() {
     let a = arena("errs", 0x10000, 0x10000, 16);
     assert_eq!(a.alloc(0, Policy::InstantFit), Err(VmemError::ZeroSize));
-    assert_eq!(a.alloc(usize::MAX, Policy::InstantFit), Err(VmemError::SizeOverflow { size: usize::MAX }));
-    assert_eq!(a.alloc(0x20000, Policy::InstantFit), Err(VmemError::Exhausted { size: 0x20000 }));
-    assert_eq!(a.alloc(0x20000, Policy::BestFit), Err(VmemError::Exhausted { size: 0x20000 }));
-    assert_eq!(a.alloc(0x20000, Policy::FirstFit), Err(VmemError::Exhausted { size: 0x20000 }));
-    assert_eq!(a.alloc(0x20000, Policy::NextFit), Err(VmemError::Exhausted { size: 0x20000 }));
+    assert_eq!(
+        a.alloc(usize::MAX, Policy::InstantFit),
+        Err(VmemError::SizeOverflow { size: usize::MAX })
+    );
+    assert_eq!(
+        a.alloc(0x20000, Policy::InstantFit),
+        Err(VmemError::Exhausted { size: 0x20000 })
+    );
+    assert_eq!(
+        a.alloc(0x20000, Policy::BestFit),
+        Err(VmemError::Exhausted { size: 0x20000 })
+    );
+    assert_eq!(
+        a.alloc(0x20000, Policy::FirstFit),
+        Err(VmemError::Exhausted { size: 0x20000 })
+    );
+    assert_eq!(
+        a.alloc(0x20000, Policy::NextFit),
+        Err(VmemError::Exhausted { size: 0x20000 })
+    );
     assert_eq!(a.stats().fail, 4);
     let x = a.alloc(40, Policy::InstantFit).unwrap();
-    assert_eq!(a.free(x, 48), Err(VmemError::WrongSize { addr: x, size: 48, allocated: 40 }));
-    assert_eq!(a.free(x + 16, 40), Err(VmemError::NotAllocated { addr: x + 16, size: 40 }));
-    assert_eq!(a.free(0x5, 40), Err(VmemError::NotAllocated { addr: 0x5, size: 40 }));
+    assert_eq!(
+        a.free(x, 48),
+        Err(VmemError::WrongSize {
+            addr: x,
+            size: 48,
+            allocated: 40
+        })
+    );
+    assert_eq!(
+        a.free(x + 16, 40),
+        Err(VmemError::NotAllocated {
+            addr: x + 16,
+            size: 40
+        })
+    );
+    assert_eq!(
+        a.free(0x5, 40),
+        Err(VmemError::NotAllocated {
+            addr: 0x5,
+            size: 40
+        })
+    );
     assert_eq!(a.free(x, 0), Err(VmemError::ZeroSize));
     a.verify().unwrap();
     a.free(x, 40).unwrap();
     // Double free.
-    assert_eq!(a.free(x, 40), Err(VmemError::NotAllocated { addr: x, size: 40 }));
+    assert_eq!(
+        a.free(x, 40),
+        Err(VmemError::NotAllocated { addr: x, size: 40 })
+    );
     a.verify().unwrap();
     assert_eq!(a.stats().mem_inuse, 0);
     unsafe { assert_eq!(a.destroy(), 0) };
@@ -70,34 +131,105 @@ fn xalloc_parameter_errors() {
     let a = arena("xerrs", 0x100000, 0x100000, 16);
     let r = |req: XAllocRequest| a.xalloc(&req);
     assert_eq!(r(XAllocRequest::new(0)), Err(VmemError::ZeroSize));
-    assert_eq!(r(XAllocRequest::new(16).align(24)), Err(VmemError::BadAlign { align: 24, quantum: 16 }));
-    assert_eq!(r(XAllocRequest::new(16).align(8)), Err(VmemError::BadAlign { align: 8, quantum: 16 }));
-    assert_eq!(r(XAllocRequest::new(16).align(64).phase(64)), Err(VmemError::BadPhase { phase: 64, align: 64 }));
-    assert_eq!(r(XAllocRequest::new(16).align(64).phase(80)), Err(VmemError::BadPhase { phase: 80, align: 64 }));
-    assert_eq!(r(XAllocRequest::new(16).align(64).phase(8)), Err(VmemError::BadPhase { phase: 8, align: 64 }));
+    assert_eq!(
+        r(XAllocRequest::new(16).align(24)),
+        Err(VmemError::BadAlign {
+            align: 24,
+            quantum: 16
+        })
+    );
+    assert_eq!(
+        r(XAllocRequest::new(16).align(8)),
+        Err(VmemError::BadAlign {
+            align: 8,
+            quantum: 16
+        })
+    );
+    assert_eq!(
+        r(XAllocRequest::new(16).align(64).phase(64)),
+        Err(VmemError::BadPhase {
+            phase: 64,
+            align: 64
+        })
+    );
+    assert_eq!(
+        r(XAllocRequest::new(16).align(64).phase(80)),
+        Err(VmemError::BadPhase {
+            phase: 80,
+            align: 64
+        })
+    );
+    assert_eq!(
+        r(XAllocRequest::new(16).align(64).phase(8)),
+        Err(VmemError::BadPhase {
+            phase: 8,
+            align: 64
+        })
+    );
     // Phase with the default alignment (= quantum) must be 0.
-    assert_eq!(r(XAllocRequest::new(16).phase(16)), Err(VmemError::BadPhase { phase: 16, align: 16 }));
-    assert_eq!(r(XAllocRequest::new(16).nocross(48)), Err(VmemError::BadNocross { nocross: 48, quantum: 16 }));
-    assert_eq!(r(XAllocRequest::new(16).nocross(8)), Err(VmemError::BadNocross { nocross: 8, quantum: 16 }));
+    assert_eq!(
+        r(XAllocRequest::new(16).phase(16)),
+        Err(VmemError::BadPhase {
+            phase: 16,
+            align: 16
+        })
+    );
+    assert_eq!(
+        r(XAllocRequest::new(16).nocross(48)),
+        Err(VmemError::BadNocross {
+            nocross: 48,
+            quantum: 16
+        })
+    );
+    assert_eq!(
+        r(XAllocRequest::new(16).nocross(8)),
+        Err(VmemError::BadNocross {
+            nocross: 8,
+            quantum: 16
+        })
+    );
     assert_eq!(
         r(XAllocRequest::new(100).nocross(64)),
-        Err(VmemError::NocrossTooSmall { nocross: 64, size: 100, align: 16, phase: 0 })
+        Err(VmemError::NocrossTooSmall {
+            nocross: 64,
+            size: 100,
+            align: 16,
+            phase: 0
+        })
     );
     assert_eq!(
         r(XAllocRequest::new(16).align(128).nocross(64)),
-        Err(VmemError::NocrossTooSmall { nocross: 64, size: 16, align: 128, phase: 0 })
+        Err(VmemError::NocrossTooSmall {
+            nocross: 64,
+            size: 16,
+            align: 128,
+            phase: 0
+        })
     );
     assert_eq!(
         r(XAllocRequest::new(32).align(64).phase(48).nocross(64)),
-        Err(VmemError::NocrossTooSmall { nocross: 64, size: 32, align: 64, phase: 48 })
+        Err(VmemError::NocrossTooSmall {
+            nocross: 64,
+            size: 32,
+            align: 64,
+            phase: 48
+        })
     );
     assert_eq!(
         r(XAllocRequest::new(16).minaddr(0x2000).maxaddr(0x2000)),
-        Err(VmemError::BadAddrRange { minaddr: 0x2000, maxaddr: 0x2000, size: 16 })
+        Err(VmemError::BadAddrRange {
+            minaddr: 0x2000,
+            maxaddr: 0x2000,
+            size: 16
+        })
     );
     assert_eq!(
         r(XAllocRequest::new(64).minaddr(0x2000).maxaddr(0x2030)),
-        Err(VmemError::BadAddrRange { minaddr: 0x2000, maxaddr: 0x2030, size: 64 })
+        Err(VmemError::BadAddrRange {
+            minaddr: 0x2000,
+            maxaddr: 0x2030,
+            size: 64
+        })
     );
     // A window outside the arena: exhausted, not an error of parameters.
     assert_eq!(
@@ -121,13 +253,57 @@ fn xalloc_parameter_errors() {
 #[test]
 fn add_errors_and_contains() {
     let a = arena("adds", 0x10000, 0x10000, 0x100);
-    assert_eq!(a.add(0x10000, 0x100), Err(VmemError::SpanOverlap { addr: 0x10000, size: 0x100, existing: 0x10000, existing_size: 0x10000 }));
-    assert_eq!(a.add(0xff00, 0x200), Err(VmemError::SpanOverlap { addr: 0xff00, size: 0x200, existing: 0x10000, existing_size: 0x10000 }));
-    assert_eq!(a.add(0x1ff00, 0x200), Err(VmemError::SpanOverlap { addr: 0x1ff00, size: 0x200, existing: 0x10000, existing_size: 0x10000 }));
-    assert_eq!(a.add(0x30080, 0x100), Err(VmemError::SpanMisaligned { addr: 0x30080, size: 0x100, quantum: 0x100 }));
-    assert_eq!(a.add(0x30000, 0x180), Err(VmemError::SpanMisaligned { addr: 0x30000, size: 0x180, quantum: 0x100 }));
+    assert_eq!(
+        a.add(0x10000, 0x100),
+        Err(VmemError::SpanOverlap {
+            addr: 0x10000,
+            size: 0x100,
+            existing: 0x10000,
+            existing_size: 0x10000
+        })
+    );
+    assert_eq!(
+        a.add(0xff00, 0x200),
+        Err(VmemError::SpanOverlap {
+            addr: 0xff00,
+            size: 0x200,
+            existing: 0x10000,
+            existing_size: 0x10000
+        })
+    );
+    assert_eq!(
+        a.add(0x1ff00, 0x200),
+        Err(VmemError::SpanOverlap {
+            addr: 0x1ff00,
+            size: 0x200,
+            existing: 0x10000,
+            existing_size: 0x10000
+        })
+    );
+    assert_eq!(
+        a.add(0x30080, 0x100),
+        Err(VmemError::SpanMisaligned {
+            addr: 0x30080,
+            size: 0x100,
+            quantum: 0x100
+        })
+    );
+    assert_eq!(
+        a.add(0x30000, 0x180),
+        Err(VmemError::SpanMisaligned {
+            addr: 0x30000,
+            size: 0x180,
+            quantum: 0x100
+        })
+    );
     assert_eq!(a.add(0x30000, 0), Err(VmemError::ZeroSize));
-    assert_eq!(a.add(usize::MAX & !0xff, 0x200), Err(VmemError::SpanOverflow { addr: usize::MAX & !0xff, size: 0x200 }));
+    assert_eq!(
+        a.add(usize::MAX & !0xff, 0x200),
+        Err(VmemError::SpanOverflow {
+            addr: usize::MAX & !0xff,
+            size: 0x200
+        })
+    );
     // Adjacent is fine (a separate span), as is below.
     assert_eq!(a.add(0x20000, 0x1000), Ok(0x20000));
     assert_eq!(a.add(0x0, 0x1000), Ok(0));
@@ -139,11 +315,20 @@ fn add_errors_and_contains() {
     assert!(!a.contains(0x1000, 0x100));
     assert!(!a.contains(0x10000, 0));
     assert!(!a.contains(usize::MAX, 2));
-    assert_eq!(a.stats().contains, 5, "empty and wrapping ranges are answered without a search");
+    assert_eq!(
+        a.stats().contains,
+        5,
+        "empty and wrapping ranges are answered without a search"
+    );
     // Non-imported spans of a source-less arena are kept in address order.
     let mut spans = Vec::new();
-    a.walk(SegTypes::SPAN, WalkMode::Locked, &mut |_, s, n| spans.push((s, n)));
-    assert_eq!(spans, vec![(0, 0x1000), (0x10000, 0x10000), (0x20000, 0x1000)]);
+    a.walk(SegTypes::SPAN, WalkMode::Locked, &mut |_, s, n| {
+        spans.push((s, n))
+    });
+    assert_eq!(
+        spans,
+        vec![(0, 0x1000), (0x10000, 0x10000), (0x20000, 0x1000)]
+    );
     a.verify().unwrap();
     unsafe { assert_eq!(a.destroy(), 0) };
 }
@@ -174,13 +359,33 @@ fn extend_alloc_cases() {
     a.verify().unwrap();
     assert_eq!(a.stats().spans, 1);
     let mut spans = Vec::new();
-    a.walk(SegTypes::SPAN, WalkMode::Locked, &mut |_, s, n| spans.push((s, n)));
+    a.walk(SegTypes::SPAN, WalkMode::Locked, &mut |_, s, n| {
+        spans.push((s, n))
+    });
     assert_eq!(spans, vec![(0xfe000, 0x204000 - 0xfe000)]);
     // Errors.
-    assert_eq!(a.extend_alloc(0x300000, q, 2 * q), Err(VmemError::BadExtendAlloc { size: q, alloc: 2 * q }));
-    assert_eq!(a.extend_alloc(0x300000, q, 0), Err(VmemError::BadExtendAlloc { size: q, alloc: 0 }));
-    assert_eq!(a.extend_alloc(0x300000, 2 * q, q + 1), Err(VmemError::BadExtendAlloc { size: 2 * q, alloc: q + 1 }));
-    assert!(matches!(a.extend_alloc(0x100000, q, q), Err(VmemError::SpanOverlap { .. })));
+    assert_eq!(
+        a.extend_alloc(0x300000, q, 2 * q),
+        Err(VmemError::BadExtendAlloc {
+            size: q,
+            alloc: 2 * q
+        })
+    );
+    assert_eq!(
+        a.extend_alloc(0x300000, q, 0),
+        Err(VmemError::BadExtendAlloc { size: q, alloc: 0 })
+    );
+    assert_eq!(
+        a.extend_alloc(0x300000, 2 * q, q + 1),
+        Err(VmemError::BadExtendAlloc {
+            size: 2 * q,
+            alloc: q + 1
+        })
+    );
+    assert!(matches!(
+        a.extend_alloc(0x100000, q, q),
+        Err(VmemError::SpanOverlap { .. })
+    ));
     for (p, n) in [(x, q), (y, 2 * q), (z, q), (w, q)] {
         a.xfree(p, n).unwrap();
     }
@@ -206,7 +411,9 @@ fn nextfit_cycles_through_all_ids() {
     }
     a.verify().unwrap();
     // With some IDs held, next fit skips them and still cycles.
-    let held: Vec<usize> = (0..10).map(|_| a.alloc(1, Policy::NextFit).unwrap()).collect();
+    let held: Vec<usize> = (0..10)
+        .map(|_| a.alloc(1, Policy::NextFit).unwrap())
+        .collect();
     let mut prev = *held.last().unwrap();
     for _ in 0..3000 {
         let id = a.alloc(1, Policy::NextFit).unwrap();
@@ -234,8 +441,13 @@ fn nextfit_cycles_through_all_ids() {
 #[test]
 fn nextfit_exhaustion_and_rotor_between_free_segments() {
     let a = arena("nf", 0x1000, 64, 1);
-    let v: Vec<usize> = (0..64).map(|_| a.alloc(1, Policy::NextFit).unwrap()).collect();
-    assert_eq!(a.alloc(1, Policy::NextFit), Err(VmemError::Exhausted { size: 1 }));
+    let v: Vec<usize> = (0..64)
+        .map(|_| a.alloc(1, Policy::NextFit).unwrap())
+        .collect();
+    assert_eq!(
+        a.alloc(1, Policy::NextFit),
+        Err(VmemError::Exhausted { size: 1 })
+    );
     // Free two neighbours on each side of the rotor's spot; a 2-unit next
     // fit must still succeed (the rotor is moved out of the way).
     a.free(v[63], 1).unwrap();
@@ -256,9 +468,21 @@ fn best_first_and_instant_fit_choices() {
     let mut holes = Vec::new();
     let mut at = 0;
     for hole in [300usize, 100, 200] {
-        let h = a.xalloc(&XAllocRequest::new(hole).minaddr(at).policy(Policy::FirstFit)).unwrap();
+        let h = a
+            .xalloc(
+                &XAllocRequest::new(hole)
+                    .minaddr(at)
+                    .policy(Policy::FirstFit),
+            )
+            .unwrap();
         assert_eq!(h, at);
-        let k = a.xalloc(&XAllocRequest::new(10).minaddr(at + hole).policy(Policy::FirstFit)).unwrap();
+        let k = a
+            .xalloc(
+                &XAllocRequest::new(10)
+                    .minaddr(at + hole)
+                    .policy(Policy::FirstFit),
+            )
+            .unwrap();
         keep.push(k);
         holes.push((h, hole));
         at += hole + 10;
@@ -294,7 +518,9 @@ fn walk_types_and_reentrant_walk() {
     let x = a.alloc(32, Policy::InstantFit).unwrap();
     let y = a.alloc(48, Policy::InstantFit).unwrap();
     let mut all = Vec::new();
-    a.walk(SegTypes::ALL, WalkMode::Locked, &mut |t, s, n| all.push((t, s, n)));
+    a.walk(SegTypes::ALL, WalkMode::Locked, &mut |t, s, n| {
+        all.push((t, s, n))
+    });
     assert_eq!(all.iter().filter(|e| e.0 == SegType::Span).count(), 2);
     assert_eq!(all.iter().filter(|e| e.0 == SegType::Alloc).count(), 2);
     assert!(all.contains(&(SegType::Alloc, x, 32)));
@@ -321,12 +547,16 @@ fn walk_types_and_reentrant_walk() {
     // A reentrant walk that unwinds leaves no walker behind.
     let b = a.alloc(16, Policy::InstantFit).unwrap();
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        a.walk(SegTypes::ALL, WalkMode::Reentrant, &mut |_, _, _| panic!("boom"));
+        a.walk(SegTypes::ALL, WalkMode::Reentrant, &mut |_, _, _| {
+            panic!("boom")
+        });
     }));
     assert!(r.is_err());
     a.verify().unwrap();
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        a.walk(SegTypes::ALL, WalkMode::Locked, &mut |_, _, _| panic!("boom"));
+        a.walk(SegTypes::ALL, WalkMode::Locked, &mut |_, _, _| {
+            panic!("boom")
+        });
     }));
     assert!(r.is_err());
     a.verify().unwrap();
@@ -338,13 +568,19 @@ fn walk_types_and_reentrant_walk() {
 fn reentrant_walk_on_sourced_arena_releases_spans() {
     let parent = arena("wparent", 0x100000, 0x100000, 4096);
     let child = Vmem::create("wchild", None, 64, Some(parent), 0, CreateFlags::NONE).unwrap();
-    let v: Vec<usize> = (0..20).map(|_| child.alloc(4096, Policy::InstantFit).unwrap()).collect();
+    let v: Vec<usize> = (0..20)
+        .map(|_| child.alloc(4096, Policy::InstantFit).unwrap())
+        .collect();
     assert_eq!(child.stats().spans, 20);
     child.walk(SegTypes::ALLOC, WalkMode::Reentrant, &mut |_, s, n| {
         child.free(s, n).unwrap();
     });
     child.verify().unwrap();
-    assert_eq!(child.stats().mem_total, 0, "wholly free spans went back to the parent");
+    assert_eq!(
+        child.stats().mem_total,
+        0,
+        "wholly free spans went back to the parent"
+    );
     assert_eq!(parent.stats().mem_inuse, 0);
     let _ = v;
     unsafe {
@@ -360,14 +596,23 @@ fn destroy_reports_leaks_and_releases_imports() {
     let _leak1 = child.alloc(100, Policy::InstantFit).unwrap();
     let _leak2 = child.alloc(5000, Policy::InstantFit).unwrap();
     child.add(0x900000, 0x1000).unwrap();
-    let _leak3 = child.xalloc(&XAllocRequest::new(32).minaddr(0x900000)).unwrap();
+    let _leak3 = child
+        .xalloc(&XAllocRequest::new(32).minaddr(0x900000))
+        .unwrap();
     child.verify().unwrap();
     assert!(parent.stats().mem_inuse > 0);
     let segs_before = umem_vmem::global_free_segs();
     let leaked = unsafe { child.destroy() };
     assert_eq!(leaked, 112 + 5008 + 32);
-    assert_eq!(parent.stats().mem_inuse, 0, "imported spans released on destroy");
-    assert!(umem_vmem::global_free_segs() > segs_before, "segments returned");
+    assert_eq!(
+        parent.stats().mem_inuse,
+        0,
+        "imported spans released on destroy"
+    );
+    assert!(
+        umem_vmem::global_free_segs() > segs_before,
+        "segments returned"
+    );
     parent.verify().unwrap();
     umem_vmem::verify().unwrap();
     unsafe { assert_eq!(parent.destroy(), 0) };
@@ -382,10 +627,16 @@ fn import_rounding_and_alignment() {
     let st = child.stats();
     assert_eq!(st.mem_import, 0x10000, "rounded to the source quantum");
     assert_eq!(x % 0x10000, 0);
-    let y = child.xalloc(&XAllocRequest::new(0x100).align(0x40000).phase(0x30)).unwrap();
+    let y = child
+        .xalloc(&XAllocRequest::new(0x100).align(0x40000).phase(0x30))
+        .unwrap();
     assert_eq!(y % 0x40000, 0x30);
     assert_eq!(child.stats().import, 2);
-    assert_eq!(child.stats().mem_import, 0x10000 + 0x40000, "roundup(size + phase, align)");
+    assert_eq!(
+        child.stats().mem_import,
+        0x10000 + 0x40000,
+        "roundup(size + phase, align)"
+    );
     child.xfree(y, 0x100).unwrap();
     child.free(x, 100).unwrap();
     assert_eq!(child.stats().mem_total, 0);
@@ -411,7 +662,9 @@ fn import_rounding_and_alignment() {
 fn hash_grows_on_demand_and_update_shrinks() {
     let a = arena("hash", 0, 1 << 30, 1);
     let n = 200_000;
-    let v: Vec<usize> = (0..n).map(|_| a.alloc(1, Policy::InstantFit).unwrap()).collect();
+    let v: Vec<usize> = (0..n)
+        .map(|_| a.alloc(1, Policy::InstantFit).unwrap())
+        .collect();
     let st = a.stats();
     assert!(st.hash_size >= n / 2, "hash did not grow: {}", st.hash_size);
     assert!(st.hash_rescale >= 3);
@@ -421,12 +674,20 @@ fn hash_grows_on_demand_and_update_shrinks() {
         a.free(x, 1).unwrap();
     }
     let per_free = (a.stats().lookup - lookups) as f64 / n as f64;
-    assert!(per_free < 2.0, "hash chains too long: {per_free} extra steps per free");
+    assert!(
+        per_free < 2.0,
+        "hash chains too long: {per_free} extra steps per free"
+    );
     umem_vmem::update();
     assert_eq!(a.stats().hash_size, 16, "update() shrinks the idle hash");
     a.verify().unwrap();
     let mut rng = Rng::new(5);
-    let w: Vec<usize> = (0..50_000).map(|_| a.alloc(1 + rng.below(3) as usize, Policy::InstantFit).unwrap()).collect();
+    let w: Vec<usize> = (0..50_000)
+        .map(|_| {
+            a.alloc(1 + rng.below(3) as usize, Policy::InstantFit)
+                .unwrap()
+        })
+        .collect();
     a.rescale();
     assert!(a.stats().hash_size >= 32_768);
     let _ = w;
@@ -440,13 +701,47 @@ fn init_is_idempotent() {
     #[cfg(feature = "std")]
     {
         assert_eq!(umem_vmem::init(&umem_vmem::MMAP_SOURCE, 4096), Ok(()));
-        assert_eq!(umem_vmem::init(&umem_vmem::MMAP_SOURCE, 8192), Err(VmemError::AlreadyInitialized));
+        assert_eq!(
+            umem_vmem::init(&umem_vmem::MMAP_SOURCE, 8192),
+            Err(VmemError::AlreadyInitialized)
+        );
     }
-    assert_eq!(umem_vmem::init(&umem_vmem::MMAP_SOURCE, 3), Err(VmemError::BadPageSize { page_size: 3 }));
+    assert_eq!(
+        umem_vmem::init(&umem_vmem::MMAP_SOURCE, 3),
+        Err(VmemError::BadPageSize { page_size: 3 })
+    );
     let mut names = Vec::new();
     umem_vmem::for_each_arena(&mut |v| names.push(v.name().to_string()));
-    for n in ["heap", "vmem_internal", "vmem_seg", "vmem_hash", "vmem_vmem"] {
+    for n in [
+        "heap",
+        "vmem_internal",
+        "vmem_seg",
+        "vmem_hash",
+        "vmem_vmem",
+    ] {
         assert!(names.iter().any(|m| m == n), "{n} missing from {names:?}");
     }
     umem_vmem::verify().unwrap();
+}
+
+#[test]
+fn errors_explain_themselves() {
+    let e = VmemError::WrongSize {
+        addr: 0x1000,
+        size: 16,
+        allocated: 32,
+    };
+    assert_eq!(
+        e.to_string(),
+        "bad free: segment at 0x1000 freed with size 0x10, allocated with 0x20"
+    );
+    let e = VmemError::NocrossTooSmall {
+        nocross: 64,
+        size: 100,
+        align: 16,
+        phase: 0,
+    };
+    assert!(e.to_string().contains("0x40") && e.to_string().contains("0x64"));
+    let e: Box<dyn std::error::Error> = Box::new(VmemError::ZeroSize);
+    assert_eq!(e.to_string(), "zero size");
 }

@@ -2,6 +2,8 @@
 //! umem-slab: routing of small sizes, cache naming and sizes, the
 //! `qcache_max` cap, a factory that declines, NO_QCACHE, reap on
 //! exhaustion, and destroy. (Own test binary: the factory is global.)
+// These tests rely on the lazily built tree (feature `std`).
+#![cfg(feature = "std")]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -48,7 +50,10 @@ impl QCache for MockCache {
         let mut slabs = self.slabs.lock().unwrap();
         let mut free = self.free.lock().unwrap();
         slabs.retain(|&s| {
-            let n = free.iter().filter(|&&a| a >= s && a < s + self.slab).count();
+            let n = free
+                .iter()
+                .filter(|&&a| a >= s && a < s + self.slab)
+                .count();
             if n == per {
                 free.retain(|&a| !(a >= s && a < s + self.slab));
                 self.arena.free(s, self.slab).unwrap();
@@ -74,7 +79,12 @@ struct MockFactory {
 }
 
 impl QCacheFactory for MockFactory {
-    fn create(&self, arena: &'static Vmem, objsize: usize, name: &str) -> Option<&'static dyn QCache> {
+    fn create(
+        &self,
+        arena: &'static Vmem,
+        objsize: usize,
+        name: &str,
+    ) -> Option<&'static dyn QCache> {
         if objsize > self.limit.load(Ordering::Relaxed) {
             return None;
         }
@@ -96,17 +106,35 @@ impl QCacheFactory for MockFactory {
     }
 }
 
-static FACTORY: MockFactory = MockFactory { made: Mutex::new(Vec::new()), limit: AtomicUsize::new(usize::MAX) };
+static FACTORY: MockFactory = MockFactory {
+    made: Mutex::new(Vec::new()),
+    limit: AtomicUsize::new(usize::MAX),
+};
 
 fn caches_of(arena: &Vmem) -> Vec<&'static MockCache> {
-    FACTORY.made.lock().unwrap().iter().copied().filter(|c| std::ptr::eq(c.arena, arena)).collect()
+    FACTORY
+        .made
+        .lock()
+        .unwrap()
+        .iter()
+        .copied()
+        .filter(|c| std::ptr::eq(c.arena, arena))
+        .collect()
 }
 
 #[test]
 fn qcache_hook() {
     // Without a factory: qcache_max is asked for but everything works
     // through the segment path.
-    let plain = Vmem::create("plain", Some((0x10000, 0x100000)), 16, None, 64, CreateFlags::NONE).unwrap();
+    let plain = Vmem::create(
+        "plain",
+        Some((0x10000, 0x100000)),
+        16,
+        None,
+        64,
+        CreateFlags::NONE,
+    )
+    .unwrap();
     assert_eq!(plain.qcache_max(), 0);
     let p = plain.alloc(32, Policy::InstantFit).unwrap();
     assert_eq!(plain.stats().alloc, 1);
@@ -115,12 +143,29 @@ fn qcache_hook() {
     set_qcache_factory(&FACTORY);
 
     // qcache_max = 4 quanta: caches of 16, 32, 48, 64 named arena_size.
-    let a = Vmem::create("qa", Some((0x1000_0000, 0x100_0000)), 16, None, 64, CreateFlags::NONE).unwrap();
+    let a = Vmem::create(
+        "qa",
+        Some((0x1000_0000, 0x100_0000)),
+        16,
+        None,
+        64,
+        CreateFlags::NONE,
+    )
+    .unwrap();
     assert_eq!(a.qcache_max(), 64);
     let cs = caches_of(a);
-    assert_eq!(cs.iter().map(|c| c.objsize).collect::<Vec<_>>(), vec![16, 32, 48, 64]);
-    assert_eq!(cs.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), vec!["qa_16", "qa_32", "qa_48", "qa_64"]);
-    assert!(std::ptr::addr_eq(a.qcache_for(40).unwrap() as *const dyn QCache, cs[2] as *const MockCache));
+    assert_eq!(
+        cs.iter().map(|c| c.objsize).collect::<Vec<_>>(),
+        vec![16, 32, 48, 64]
+    );
+    assert_eq!(
+        cs.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
+        vec!["qa_16", "qa_32", "qa_48", "qa_64"]
+    );
+    assert!(std::ptr::addr_eq(
+        a.qcache_for(40).unwrap() as *const dyn QCache,
+        cs[2] as *const MockCache
+    ));
     assert!(a.qcache_for(65).is_none());
     assert!(a.qcache_for(0).is_none());
 
@@ -147,7 +192,12 @@ fn qcache_hook() {
     for (p, n) in small {
         a.free(p, n).unwrap();
     }
-    assert_eq!(cs.iter().map(|c| c.frees.load(Ordering::Relaxed)).sum::<usize>(), 6);
+    assert_eq!(
+        cs.iter()
+            .map(|c| c.frees.load(Ordering::Relaxed))
+            .sum::<usize>(),
+        6
+    );
     a.verify().unwrap();
 
     // Exhaustion reaps the caches and retries.
@@ -155,21 +205,50 @@ fn qcache_hook() {
     assert!(slabs_inuse > 0);
     let rest = a.size(umem_vmem::SegTypes::FREE);
     let r = a.alloc(rest + 16 * 1024, Policy::InstantFit);
-    assert_eq!(r, Err(VmemError::Exhausted { size: rest + 16 * 1024 }));
+    assert_eq!(
+        r,
+        Err(VmemError::Exhausted {
+            size: rest + 16 * 1024
+        })
+    );
     assert!(cs.iter().all(|c| c.reaps.load(Ordering::Relaxed) >= 1));
     assert_eq!(a.stats().mem_inuse, 0, "reap gave every idle slab back");
 
     // The cap: at most 16 caches.
-    let b = Vmem::create("qb", Some((0x2000_0000, 0x100_0000)), 8, None, 1 << 20, CreateFlags::NONE).unwrap();
+    let b = Vmem::create(
+        "qb",
+        Some((0x2000_0000, 0x100_0000)),
+        8,
+        None,
+        1 << 20,
+        CreateFlags::NONE,
+    )
+    .unwrap();
     assert_eq!(b.qcache_max(), 16 * 8);
     assert_eq!(caches_of(b).len(), 16);
     // A factory that declines from some size on: qcache_max stops below it.
     FACTORY.limit.store(2 * 8, Ordering::Relaxed);
-    let c = Vmem::create("qc", Some((0x3000_0000, 0x100_0000)), 8, None, 64, CreateFlags::NONE).unwrap();
+    let c = Vmem::create(
+        "qc",
+        Some((0x3000_0000, 0x100_0000)),
+        8,
+        None,
+        64,
+        CreateFlags::NONE,
+    )
+    .unwrap();
     assert_eq!(c.qcache_max(), 16);
     FACTORY.limit.store(usize::MAX, Ordering::Relaxed);
     // NO_QCACHE.
-    let d = Vmem::create("qd", Some((0x4000_0000, 0x100_0000)), 8, None, 64, CreateFlags::NO_QCACHE).unwrap();
+    let d = Vmem::create(
+        "qd",
+        Some((0x4000_0000, 0x100_0000)),
+        8,
+        None,
+        64,
+        CreateFlags::NO_QCACHE,
+    )
+    .unwrap();
     assert_eq!(d.qcache_max(), 0);
     assert!(caches_of(d).is_empty());
 
@@ -188,4 +267,9 @@ fn qcache_hook() {
     umem_vmem::verify().unwrap();
 }
 
-const POLICIES: [Policy; 4] = [Policy::InstantFit, Policy::BestFit, Policy::FirstFit, Policy::NextFit];
+const POLICIES: [Policy; 4] = [
+    Policy::InstantFit,
+    Policy::BestFit,
+    Policy::FirstFit,
+    Policy::NextFit,
+];

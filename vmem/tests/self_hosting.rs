@@ -77,7 +77,10 @@ impl Source for StaticSource {
         {
             let mut f = self.freed.lock().unwrap();
             let n = f.1;
-            if let Some(i) = f.0[..n].iter().position(|&(a, s)| s == size && a % align == 0) {
+            if let Some(i) = f.0[..n]
+                .iter()
+                .position(|&(a, s)| s == size && a % align == 0)
+            {
                 let a = f.0[i].0;
                 f.0[i] = f.0[n - 1];
                 f.1 -= 1;
@@ -115,7 +118,12 @@ impl Source for StaticSource {
     }
 }
 
-const POLICIES: [Policy; 4] = [Policy::InstantFit, Policy::BestFit, Policy::FirstFit, Policy::NextFit];
+const POLICIES: [Policy; 4] = [
+    Policy::InstantFit,
+    Policy::BestFit,
+    Policy::FirstFit,
+    Policy::NextFit,
+];
 
 #[test]
 fn million_ops_with_zero_outside_allocation() {
@@ -140,7 +148,15 @@ fn million_ops_with_zero_outside_allocation() {
     let mut ops = 0usize;
 
     // An integer arena (IDs/addresses) with 2*10^5 live segments at peak.
-    let ids = Vmem::create("ids", Some((0x1000_0000, 1 << 34)), 16, None, 0, CreateFlags::NONE).unwrap();
+    let ids = Vmem::create(
+        "ids",
+        Some((0x1000_0000, 1 << 34)),
+        16,
+        None,
+        0,
+        CreateFlags::NONE,
+    )
+    .unwrap();
     // A memory arena importing real pages through heap from the static source.
     let memory = Vmem::create("memory", None, 64, Some(heap), 0, CreateFlags::NONE).unwrap();
 
@@ -155,7 +171,13 @@ fn million_ops_with_zero_outside_allocation() {
             if rng.chance(15) {
                 let align = 16 * rng.pow2(1, 64);
                 let n = 16 * rng.range(1, 8);
-                let p = ids.xalloc(&XAllocRequest::new(n).align(align).phase(16 * rng.range(0, align / 16 - 1))).unwrap();
+                let p = ids
+                    .xalloc(
+                        &XAllocRequest::new(n)
+                            .align(align)
+                            .phase(16 * rng.range(0, align / 16 - 1)),
+                    )
+                    .unwrap();
                 live.push((p, n, true));
             } else {
                 let n = 16 * rng.range(1, 8);
@@ -192,7 +214,8 @@ fn million_ops_with_zero_outside_allocation() {
         }
         // Arenas come and go (their structures come from vmem_vmem).
         if i % 5_000 == 0 {
-            let t = Vmem::create("temp", Some((0, 1 << 20)), 1, None, 0, CreateFlags::NONE).unwrap();
+            let t =
+                Vmem::create("temp", Some((0, 1 << 20)), 1, None, 0, CreateFlags::NONE).unwrap();
             let c = Vmem::create("tempchild", None, 1, Some(t), 0, CreateFlags::NONE).unwrap();
             for _ in 0..10 {
                 let p = c.alloc(100, Policy::BestFit).unwrap();
@@ -230,7 +253,12 @@ fn million_ops_with_zero_outside_allocation() {
     let after = allocs();
 
     assert!(ops >= 1_000_000, "only {ops} operations");
-    assert_eq!(after - before, 0, "vmem used the outside allocator {} times", after - before);
+    assert_eq!(
+        after - before,
+        0,
+        "vmem used the outside allocator {} times",
+        after - before
+    );
     // The tree really worked: hashes grew, segments were populated from
     // vmem_seg, and memory came from the static source.
     assert!(st.hash_rescale >= 5, "hash never rescaled: {st:?}");
@@ -244,5 +272,8 @@ fn million_ops_with_zero_outside_allocation() {
             internal_total = v.stats().mem_total;
         }
     });
-    assert!(internal_total > 10 << 20, "10^5+ segments came from vmem_seg: {internal_total}");
+    assert!(
+        internal_total > 10 << 20,
+        "10^5+ segments came from vmem_seg: {internal_total}"
+    );
 }

@@ -1,6 +1,8 @@
 //! Multi-threaded stress with content checks: one arena shared by several
 //! threads, an arena importing from another, arenas created and destroyed
 //! concurrently, and lockup/release around fork.
+// These tests rely on the lazily built tree (feature `std`).
+#![cfg(feature = "std")]
 
 mod common;
 
@@ -9,7 +11,12 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Barrier;
 use umem_vmem::{CreateFlags, Policy, SegTypes, Vmem, XAllocRequest};
 
-const POLICIES: [Policy; 4] = [Policy::InstantFit, Policy::BestFit, Policy::FirstFit, Policy::NextFit];
+const POLICIES: [Policy; 4] = [
+    Policy::InstantFit,
+    Policy::BestFit,
+    Policy::FirstFit,
+    Policy::NextFit,
+];
 
 fn fill(p: usize, n: usize, tag: u8) {
     // SAFETY: the block [p, p+n) is ours (allocated from a heap-backed
@@ -21,7 +28,10 @@ fn check(p: usize, n: usize, tag: u8) {
     // SAFETY: as above.
     let b = unsafe { std::slice::from_raw_parts(p as *const u8, n) };
     if let Some(i) = b.iter().position(|&x| x != tag) {
-        panic!("block {p:#x}+{n:#x} overwritten at +{i:#x}: {:#x} != {tag:#x}", b[i]);
+        panic!(
+            "block {p:#x}+{n:#x} overwritten at +{i:#x}: {:#x} != {tag:#x}",
+            b[i]
+        );
     }
 }
 
@@ -32,7 +42,12 @@ fn churn(a: &'static Vmem, seed: u64, ops: usize, max_units: usize, tag: u8) {
     let mut live: Vec<(usize, usize, bool)> = Vec::new();
     for i in 0..ops {
         if live.len() < 8 || (live.len() < 400 && rng.chance(52)) {
-            let n = q * rng.range(1, max_units) - if rng.chance(20) { rng.range(0, q - 1) } else { 0 };
+            let n = q * rng.range(1, max_units)
+                - if rng.chance(20) {
+                    rng.range(0, q - 1)
+                } else {
+                    0
+                };
             let (p, x) = if rng.chance(20) {
                 let align = q * rng.pow2(1, 16);
                 let p = a.xalloc(&XAllocRequest::new(n).align(align)).unwrap();
@@ -68,7 +83,15 @@ fn churn(a: &'static Vmem, seed: u64, ops: usize, max_units: usize, tag: u8) {
 
 #[test]
 fn one_arena_many_threads() {
-    let a = Vmem::create("mt", None, 64, Some(umem_vmem::heap()), 0, CreateFlags::NONE).unwrap();
+    let a = Vmem::create(
+        "mt",
+        None,
+        64,
+        Some(umem_vmem::heap()),
+        0,
+        CreateFlags::NONE,
+    )
+    .unwrap();
     let threads = 4;
     let bar = Barrier::new(threads);
     std::thread::scope(|s| {
@@ -92,7 +115,15 @@ fn one_arena_many_threads() {
 
 #[test]
 fn arena_importing_from_arena_many_threads() {
-    let parent = Vmem::create("mtparent", None, 4096, Some(umem_vmem::heap()), 0, CreateFlags::NONE).unwrap();
+    let parent = Vmem::create(
+        "mtparent",
+        None,
+        4096,
+        Some(umem_vmem::heap()),
+        0,
+        CreateFlags::NONE,
+    )
+    .unwrap();
     let child = Vmem::create("mtchild", None, 16, Some(parent), 0, CreateFlags::NONE).unwrap();
     let bar = Barrier::new(4);
     std::thread::scope(|s| {
@@ -124,7 +155,15 @@ fn arena_importing_from_arena_many_threads() {
 
 #[test]
 fn create_destroy_while_others_allocate() {
-    let shared = Vmem::create("cd_shared", Some((0x1_0000_0000, 1 << 30)), 8, None, 0, CreateFlags::NONE).unwrap();
+    let shared = Vmem::create(
+        "cd_shared",
+        Some((0x1_0000_0000, 1 << 30)),
+        8,
+        None,
+        0,
+        CreateFlags::NONE,
+    )
+    .unwrap();
     let done = AtomicUsize::new(0);
     std::thread::scope(|s| {
         let done = &done;
@@ -148,9 +187,20 @@ fn create_destroy_while_others_allocate() {
                 let mut rng = Rng::new(50 + t);
                 for i in 0..300 {
                     let base = 0x10_0000 * (1 + rng.below(1000) as usize);
-                    let a = Vmem::create("short", Some((base, 0x10_0000)), 16, None, 0, CreateFlags::NONE).unwrap();
-                    let c = Vmem::create("shortchild", None, 16, Some(a), 0, CreateFlags::NONE).unwrap();
-                    let v: Vec<usize> = (0..20).map(|_| c.alloc(64, Policy::InstantFit).unwrap()).collect();
+                    let a = Vmem::create(
+                        "short",
+                        Some((base, 0x10_0000)),
+                        16,
+                        None,
+                        0,
+                        CreateFlags::NONE,
+                    )
+                    .unwrap();
+                    let c = Vmem::create("shortchild", None, 16, Some(a), 0, CreateFlags::NONE)
+                        .unwrap();
+                    let v: Vec<usize> = (0..20)
+                        .map(|_| c.alloc(64, Policy::InstantFit).unwrap())
+                        .collect();
                     if i % 50 == 0 {
                         umem_vmem::verify().unwrap();
                     }
@@ -174,7 +224,15 @@ fn create_destroy_while_others_allocate() {
 
 #[test]
 fn lockup_release_around_fork() {
-    let a = Vmem::create("fork", None, 64, Some(umem_vmem::heap()), 0, CreateFlags::NONE).unwrap();
+    let a = Vmem::create(
+        "fork",
+        None,
+        64,
+        Some(umem_vmem::heap()),
+        0,
+        CreateFlags::NONE,
+    )
+    .unwrap();
     let stop = AtomicBool::new(false);
     std::thread::scope(|s| {
         let stop = &stop;
@@ -210,8 +268,15 @@ fn lockup_release_around_fork() {
                         a.verify().map_err(|_| 2)?;
                         let p = a.alloc(4096, Policy::InstantFit).map_err(|_| 3)?;
                         a.free(p, 4096).map_err(|_| 4)?;
-                        let b = Vmem::create("forkchild", None, 64, Some(umem_vmem::heap()), 0, CreateFlags::NONE)
-                            .map_err(|_| 5)?;
+                        let b = Vmem::create(
+                            "forkchild",
+                            None,
+                            64,
+                            Some(umem_vmem::heap()),
+                            0,
+                            CreateFlags::NONE,
+                        )
+                        .map_err(|_| 5)?;
                         let x = b.alloc(100_000, Policy::BestFit).map_err(|_| 6)?;
                         b.free(x, 100_000).map_err(|_| 7)?;
                         umem_vmem::verify().map_err(|_| 8)?;

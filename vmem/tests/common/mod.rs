@@ -60,7 +60,8 @@ pub fn bf_fits(
         Some(m) => (hi as u128).min(m as u128),
         None => hi as u128,
     };
-    let (size, align, phase, nocross) = (size as u128, align as u128, phase as u128, nocross as u128);
+    let (size, align, phase, nocross) =
+        (size as u128, align as u128, phase as u128, nocross as u128);
     let first_at_or_after = |x: u128| -> u128 {
         // smallest a >= x with a % align == phase
         let base = x - x % align + phase;
