@@ -27,34 +27,45 @@
 //! `xalloc` honours `align`, `phase`, `nocross`, `minaddr`, `maxaddr`.
 //!
 //! **Hash.** Allocated segments are in an open hash table keyed by start
-//! address (chained through the segment), so `free` finds its segment in
-//! O(1). The table is **rescaled** (4× grow) when the live count passes
-//! twice its size, and grown or shrunk by `update()` (`vmem_hash_rescale`);
-//! the new table is allocated with no arena lock held.
+//! address (multiplicative hash of `addr >> log2(quantum)`, chained through
+//! the segment), so `free` finds its segment in O(1). When the live count
+//! passes twice the table size, the allocating thread **rescales** it
+//! (to the next power of two above the live count: about 4× larger) after
+//! dropping the arena lock; `update()` grows or shrinks every table
+//! (`vmem_hash_rescale`). New tables come from `vmem_hash`.
 //!
 //! **Import/release.** An arena short of space drops its lock, imports
-//! `roundup(size + phase, max(align, source quantum))` from its source, and
-//! makes it a span; a free that leaves an imported span wholly free destroys
-//! the span and releases it to the source at once (after unlocking).
+//! `roundup(size + phase, max(align, source quantum))` from its source
+//! (aligned to that), and makes it a span; a free that leaves an imported
+//! span wholly free destroys the span and releases it to the source at once
+//! (after unlocking). Unlike vmem.c, a rotor or walker sitting inside such
+//! a span does not keep it: the markers are moved out first. Only
+//! unconstrained requests (no `nocross`, `minaddr`, `maxaddr`) import.
 //!
 //! **Quantum caches.** An arena created with `qcache_max > 0` asks the
 //! installed [`QCacheFactory`] (umem-slab) for an object cache of each size
-//! `k * quantum <= qcache_max`; `alloc`/`free` of those sizes go to the cache
-//! (lock-free magazines), everything else — and all `xalloc`/`xfree` — to the
-//! segment layer. Without a factory every size uses the segment layer.
+//! `k * quantum <= qcache_max` (at most 16); `alloc`/`free` of those sizes
+//! go to the cache (whatever the policy), everything else — and all
+//! `xalloc`/`xfree` — to the segment layer. When an allocation fails, the
+//! caches are reaped and it is retried once. Without a factory every size
+//! uses the segment layer.
 //!
-//! **Self-hosting.** Segment structures, hash tables and `Vmem` structures
-//! come from arenas: `heap` (page quantum, imports from the caller's page
-//! source) → `vmem_internal` → `vmem_seg`, `vmem_hash`, `vmem_vmem`. The
-//! first arenas live in a static array, the first segments in a static
-//! array on the global segment free list. Each arena keeps a private
-//! **reserve** of segment structures, refilled by **populate** before any
-//! operation to `VMEM_MINFREE`, the worst case of one operation (import a
-//! span + allocate from its middle) plus the **populate reserve** that a
-//! populator arena (`heap`, `vmem_internal`, `vmem_seg`) may use while the
-//! populating thread (the owner of the populate lock) allocates a page of
-//! segments through them. That thread never populates again (it taps the
-//! reserves), so recursion is bounded by the depth of the tree.
+//! **Self-hosting.** Segment structures (one cache line each), hash tables
+//! and `Vmem` structures come from arenas: `heap` (page quantum, imports
+//! from the caller's page source) → `vmem_internal` (imports chunks that
+//! grow with it, 2 MiB aligned from 2 MiB on) → `vmem_seg`, `vmem_hash`,
+//! `vmem_vmem`. The first five arenas live in a static array (later made
+//! allocations of `vmem_vmem`), the first 128 segments in a static array on
+//! the global segment free list. Each arena keeps a private **reserve** of
+//! segment structures, refilled by **populate** before any operation to
+//! `MINFREE` (8) beyond those promised to imports in flight: the worst case
+//! of one operation (import a span + allocate from its middle: 4) plus the
+//! **populate reserve** (4) that a populator arena (`heap`,
+//! `vmem_internal`, `vmem_seg`) may use while the populating thread (the
+//! owner of the populate lock) allocates pages of segments through them.
+//! That thread never populates again (it taps the reserves, which it
+//! restocks afterwards), so recursion is bounded by the depth of the tree.
+//! Destroyed arenas give their segments back to the global list.
 //!
 //! ## Locks and their order
 //!
@@ -86,6 +97,15 @@
 //!   `alloc - free` = number of allocated segments.
 //! * An imported span is never wholly free outside a call (it goes back to
 //!   the source).
+//! * The reserve list holds exactly `nsegfree` structures.
+//!
+//! ## Kstats
+//!
+//! `search` counts freelist segments examined (1 per instant-fit
+//! allocation), `lookup` counts hash-chain steps beyond the first, so both
+//! per operation stay flat as the arena grows. `fail` counts allocations
+//! that found no space or no metadata. Misuse (bad free, bad parameters)
+//! leaves the arena's segments unchanged.
 #![cfg_attr(not(feature = "std"), no_std)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
