@@ -98,6 +98,51 @@ fn fragmented(live: usize, pairs: usize, policy: Policy) -> (f64, f64, f64) {
     (ns, s, l)
 }
 
+/// Churn (like benches/micro's "pair"): L live segments of 1..8 quanta of
+/// 4096; each pair frees a slot (in a shuffled order) and allocates the
+/// same size again.
+fn churn(live: usize, pairs: usize, policy: Policy) -> (f64, f64, f64) {
+    let q = 4096;
+    let a = Vmem::create(
+        "churn",
+        Some((1 << 32, (live * 32 + (1 << 20)) * q)),
+        q,
+        None,
+        0,
+        CreateFlags::NONE,
+    )
+    .unwrap();
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut slots: Vec<(usize, usize)> = (0..live)
+        .map(|_| {
+            let n = q * (1 + (rng.next() % 8) as usize);
+            (a.alloc(n, policy).unwrap(), n)
+        })
+        .collect();
+    let mut order: Vec<usize> = (0..live).collect();
+    for i in (1..live).rev() {
+        order.swap(i, (rng.next() % (i as u64 + 1)) as usize);
+    }
+    umem_vmem::update();
+    let s0 = a.stats();
+    let t = Instant::now();
+    let mut pos = 0;
+    for _ in 0..pairs {
+        let i = order[pos];
+        pos = if pos + 1 == live { 0 } else { pos + 1 };
+        let (p, n) = slots[i];
+        a.free(p, n).unwrap();
+        slots[i].0 = a.alloc(n, policy).unwrap();
+    }
+    let ns = t.elapsed().as_nanos() as f64 / pairs as f64;
+    let (s, l) = per_op(&s0, &a.stats(), 2 * pairs as u64);
+    for (p, n) in slots {
+        a.free(p, n).unwrap();
+    }
+    unsafe { a.destroy() };
+    (ns, s, l)
+}
+
 fn main() {
     // Optional filters: scenario (steady|fragmented) and live count.
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -121,6 +166,17 @@ fn main() {
                 println!(
                     "{:<12} {:>9} {:>12.1} {:>10.2} {:>10.2}  {:?}",
                     "steady", live, ns, s, l, pol
+                );
+            }
+        }
+    }
+    for &live in &[100usize, 10_000, 1_000_000] {
+        for &pol in &policies {
+            if want("churn", live) {
+                let (ns, s, l) = churn(live, 1_000_000, pol);
+                println!(
+                    "{:<12} {:>9} {:>12.1} {:>10.2} {:>10.2}  {:?}",
+                    "churn", live, ns, s, l, pol
                 );
             }
         }

@@ -29,10 +29,11 @@
 //! **Hash.** Allocated segments are in an open hash table keyed by start
 //! address (multiplicative hash of `addr >> log2(quantum)`, chained through
 //! the segment), so `free` finds its segment in O(1). When the live count
-//! passes twice the table size, the allocating thread **rescales** it
-//! (to the next power of two above the live count: about 4× larger) after
-//! dropping the arena lock; `update()` grows or shrinks every table
-//! (`vmem_hash_rescale`). New tables come from `vmem_hash`.
+//! passes the table size, the allocating thread **rescales** it (to the
+//! next power of two at or above twice the live count) after dropping the
+//! arena lock; `update()` grows or shrinks every table the same way
+//! (`vmem_hash_rescale`), so the load stays between 1/8 and 1. New tables
+//! come from `vmem_hash`.
 //!
 //! **Import/release.** An arena short of space drops its lock, imports
 //! `roundup(size + phase, max(align, source quantum))` from its source
