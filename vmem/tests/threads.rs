@@ -9,7 +9,7 @@ mod common;
 use common::Rng;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Barrier;
-use umem_vmem::{CreateFlags, Policy, SegTypes, Vmem, XAllocRequest};
+use umem_vmem::{CreateFlags, Policy, SegTypes, Vmem, WalkMode, XAllocRequest};
 
 const POLICIES: [Policy; 4] = [
     Policy::InstantFit,
@@ -301,5 +301,73 @@ fn lockup_release_around_fork() {
         }
     });
     a.verify().unwrap();
+    unsafe { assert_eq!(a.destroy(), 0) };
+}
+
+#[test]
+fn maintenance_races_with_allocation() {
+    // update() (hash rescale both ways), verify(), reentrant and locked
+    // walks and next-fit allocations all at once on one arena.
+    let a = Vmem::create(
+        "race",
+        Some((0x10_0000_0000, 1 << 32)),
+        16,
+        None,
+        0,
+        CreateFlags::NONE,
+    )
+    .unwrap();
+    let done = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        let done = &done;
+        for t in 0..2u64 {
+            s.spawn(move || {
+                let mut rng = Rng::new(900 + t);
+                let mut live: Vec<(usize, usize)> = Vec::new();
+                for round in 0..6 {
+                    // Grow to thousands of live segments, then shrink: the
+                    // hash must grow and (on update) shrink under us.
+                    let target = if round % 2 == 0 { 6000 } else { 10 };
+                    while live.len() != target {
+                        if live.len() < target {
+                            let n = 16 * rng.range(1, 8);
+                            live.push((a.alloc(n, POLICIES[rng.below(4) as usize]).unwrap(), n));
+                        } else {
+                            let (p, n) = live.swap_remove(rng.below(live.len() as u64) as usize);
+                            a.free(p, n).unwrap();
+                        }
+                    }
+                }
+                for (p, n) in live {
+                    a.free(p, n).unwrap();
+                }
+                done.fetch_add(1, Ordering::Relaxed);
+            });
+        }
+        s.spawn(move || {
+            let mut walks = 0u64;
+            loop {
+                umem_vmem::update();
+                a.verify().unwrap();
+                let mut n = 0usize;
+                a.walk(SegTypes::ALLOC, WalkMode::Reentrant, &mut |_, _, _| n += 1);
+                a.walk(
+                    SegTypes::FREE | SegTypes::SPAN,
+                    WalkMode::Locked,
+                    &mut |_, _, _| n += 1,
+                );
+                walks += 1;
+                if done.load(Ordering::Relaxed) >= 2 && walks >= 20 {
+                    break;
+                }
+                std::thread::yield_now();
+            }
+            assert!(walks > 0);
+        });
+    });
+    a.verify().unwrap();
+    let st = a.stats();
+    assert_eq!(st.mem_inuse, 0);
+    assert!(st.hash_rescale >= 2, "{st:?}");
     unsafe { assert_eq!(a.destroy(), 0) };
 }
