@@ -528,6 +528,16 @@ impl Harness {
     }
 }
 
+/// Seeds per configuration: the default keeps CI fast; set
+/// `VMEM_MODEL_SCALE=N` to run N times as many (soak testing).
+fn seeds(first: u64, n: u64) -> impl Iterator<Item = u64> {
+    let scale: u64 = std::env::var("VMEM_MODEL_SCALE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    (0..n * scale.max(1)).map(move |i| first + i * 1000)
+}
+
 fn no_source_run(seed: u64, q: usize, base: usize, nops: usize) {
     let mut rng = Rng::new(seed);
     let size = q * rng.range(64, 4096);
@@ -558,21 +568,21 @@ fn no_source_run(seed: u64, q: usize, base: usize, nops: usize) {
 
 #[test]
 fn model_quantum_1_from_address_zero() {
-    for seed in 1..=8 {
+    for seed in seeds(1, 8) {
         no_source_run(seed, 1, 0, 10_000);
     }
 }
 
 #[test]
 fn model_quantum_8() {
-    for seed in 10..=17 {
+    for seed in seeds(10, 8) {
         no_source_run(seed, 8, 0x1000_0000 + (seed as usize) * 0x10_0000, 10_000);
     }
 }
 
 #[test]
 fn model_quantum_page() {
-    for seed in 20..=25 {
+    for seed in seeds(20, 6) {
         no_source_run(seed, 4096, 0x7f00_0000_0000, 10_000);
     }
 }
@@ -616,14 +626,14 @@ fn sourced_run(seed: u64, pq: usize, cq: usize, psize: usize, nops: usize) {
 
 #[test]
 fn model_child_of_arena_small_quantum() {
-    for seed in 30..=37 {
+    for seed in seeds(30, 8) {
         sourced_run(seed, 4096, 16, 4096 * 512, 10_000);
     }
 }
 
 #[test]
 fn model_child_quantum_above_source_quantum() {
-    for seed in 40..=45 {
+    for seed in seeds(40, 6) {
         sourced_run(seed, 4096, 8192, 4096 * 2048, 8000);
     }
 }
@@ -631,7 +641,7 @@ fn model_child_quantum_above_source_quantum() {
 #[test]
 fn model_child_exhausts_parent() {
     // A small parent: imports fail, the child reports Exhausted precisely.
-    for seed in 50..=55 {
+    for seed in seeds(50, 6) {
         sourced_run(seed, 64, 64, 64 * 256, 8000);
     }
 }
