@@ -11,7 +11,9 @@
 //! a **span** marker for each span added (`add`) or imported from the
 //! **source** (`import`), followed by the allocated and free segments that
 //! tile the span exactly. All segments of an arena are on one doubly linked
-//! list in address order (span marker first), plus two marker kinds that
+//! list, in address order within each span (span marker first; spans in
+//! address order for arenas without a source, in import order otherwise),
+//! plus two marker kinds that
 //! carry no range: the **rotor** (where the next next-fit search starts) and
 //! transient **walkers** (the place of a reentrant `walk`). Span markers are
 //! also on a span list (non-imported spans sorted by address, as in
@@ -26,7 +28,7 @@
 //! **next fit** scans the address list from the rotor.
 //! `xalloc` honours `align`, `phase`, `nocross`, `minaddr`, `maxaddr`.
 //!
-//! **Hash.** Allocated segments are in an open hash table keyed by start
+//! **Hash.** Allocated segments are in a chained hash table keyed by start
 //! address (multiplicative hash of `addr >> log2(quantum)`, chained through
 //! the segment), so `free` finds its segment in O(1). When the live count
 //! passes the table size, the allocating thread **rescales** it (to the
@@ -70,7 +72,9 @@
 //!
 //! ## Locks and their order
 //!
-//! 1. the **arena list** lock (create, destroy, `update`, `lockup`);
+//! 1. the **arena list** lock (create, destroy, `update`, `lockup`; also
+//!    try-locked by an allocating thread that grows its arena's hash after
+//!    dropping the arena lock, so rescales never run during `lockup`);
 //! 2. the **populate** lock (one thread refills segment reserves at a time;
 //!    taken with no arena lock held);
 //! 3. the **arena locks**, one per arena, protecting its segment list,
@@ -78,16 +82,17 @@
 //!    lock is held at a time except in `lockup`, which takes them in
 //!    creation order: every call into another arena (source import/release,
 //!    internal arenas, quantum caches) is made with the lock dropped;
-//! 4. the **global segment free list** lock (leaf).
+//! 4. the **global segment free list** lock and the quantum-cache factory
+//!    lock (leaves).
 //!
 //! Quantum-cache (slab) locks come before all of these: caches call the
 //! arena with no vmem lock held, and the arena calls caches with none held.
 //!
 //! ## Invariants (checked by [`Vmem::verify`])
 //!
-//! * The address list is sorted; each span marker is followed by segments
-//!   tiling it exactly (allocations of non-quantum sizes occupy their size
-//!   rounded up to the quantum).
+//! * Each span marker is followed by segments tiling it exactly, in address
+//!   order (allocations of non-quantum sizes occupy their size rounded up to
+//!   the quantum); spans do not overlap and, without a source, are sorted.
 //! * No two free segments are neighbours on the list (they coalesce); only a
 //!   rotor or walker may sit between two free segments.
 //! * Each free segment is on freelist `floor(log2 size)`; freemap bit *n* is
