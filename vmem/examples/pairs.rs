@@ -2,7 +2,7 @@
 //! alloc+free pair at 10^2, 10^4 and 10^6 live segments, per policy, plus
 //! the search and lookup kstats per operation, which should stay flat.
 //!
-//!     cargo run --release -p umem-vmem --example pairs
+//!     cargo run --release -p umem-vmem --example pairs [scenario [live [policy]]]
 //!
 //! The criterion benches beside other allocators live in benches/micro.
 
@@ -149,6 +149,8 @@ fn main() {
     let want = |scenario: &str, live: usize| {
         (args.is_empty() || args[0] == scenario) && (args.len() < 2 || args[1] == live.to_string())
     };
+    let want_policy =
+        |p: Policy| args.len() < 3 || format!("{p:?}").to_lowercase().starts_with(&args[2].to_lowercase());
     let policies = [
         Policy::InstantFit,
         Policy::BestFit,
@@ -161,7 +163,7 @@ fn main() {
     );
     for &live in &[100usize, 10_000, 1_000_000] {
         for &pol in &policies {
-            if want("steady", live) {
+            if want("steady", live) && want_policy(pol) {
                 let (ns, s, l) = steady(live, 2_000_000, pol);
                 println!(
                     "{:<12} {:>9} {:>12.1} {:>10.2} {:>10.2}  {:?}",
@@ -172,7 +174,7 @@ fn main() {
     }
     for &live in &[100usize, 10_000, 1_000_000] {
         for &pol in &policies {
-            if want("churn", live) {
+            if want("churn", live) && want_policy(pol) {
                 let (ns, s, l) = churn(live, 1_000_000, pol);
                 println!(
                     "{:<12} {:>9} {:>12.1} {:>10.2} {:>10.2}  {:?}",
@@ -183,7 +185,7 @@ fn main() {
     }
     for &live in &[100usize, 10_000, 1_000_000] {
         for &pol in &policies {
-            if want("fragmented", live) {
+            if want("fragmented", live) && want_policy(pol) {
                 // Best/first/next fit search long freelists when
                 // fragmented: fewer pairs keep the run short.
                 let pairs = if pol == Policy::InstantFit {
