@@ -166,7 +166,30 @@ pub fn machine_info() -> Vec<(String, String)> {
     let load = std::fs::read_to_string("/proc/loadavg")
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_default();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf);
+    let git = |args: &[&str]| {
+        root.as_ref().and_then(|r| {
+            std::process::Command::new("git")
+                .args(args)
+                .current_dir(r)
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        })
+    };
+    let commit = match git(&["rev-parse", "--short", "HEAD"]) {
+        Some(c) => {
+            let dirty = git(&["status", "--porcelain", "--untracked-files=no"])
+                .is_some_and(|s| !s.is_empty());
+            format!("{c}{}", if dirty { " + uncommitted changes" } else { "" })
+        }
+        None => "unknown".into(),
+    };
     vec![
+        ("commit".into(), commit),
         ("cpu".into(), cpu),
         ("cores".into(), cores.to_string()),
         ("memory".into(), mem),
@@ -665,10 +688,14 @@ fn main() {
     let mut text = String::new();
     text.push_str(&header);
     text.push_str(&format!(
-        "  {:<22} {:.0} s\n\n",
+        "  {:<22} {:.0} s\n",
         "harness wall time",
         elapsed.as_secs_f64()
     ));
+    let load = std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default();
+    text.push_str(&format!("  {:<22} {load}\n\n", "load average at end"));
     text.push_str(&table);
     text.push_str("Workloads:\n");
     for r in &rows {
@@ -691,9 +718,9 @@ fn main() {
     let title = format!(
         "umem-bench{}: {} · {} cores · glibc {} · {} runs, {} threads",
         if o.quick { " --quick" } else { "" },
-        info[0].1,
         info[1].1,
-        info[4].1,
+        info[2].1,
+        info[5].1,
         o.runs,
         o.threads
     );

@@ -5,6 +5,8 @@
 //! Groups (one per pattern and live count, so peers sit side by side):
 //! * `vmem_pair/live=N` — a free+alloc pair with N live segments of random
 //!   sizes, victims in random order ([`Churn`]).
+//! * `vmem_pair_pow2/live=N` — the same with sizes 1, 2, 4, 8 quanta (instant
+//!   fit can then reuse the hole it just made; with other sizes it cannot).
 //! * `vmem_frag/live=N` — an alloc+free pair of 7 quanta in an arena holding
 //!   N one-quantum segments separated by N five-quantum holes ([`Fragmented`]).
 //! * `vmem_qcache/live=N` — the `vmem_pair` pattern (sizes 1..=8 quanta) on
@@ -219,6 +221,41 @@ fn churn<A: RangeArena>(
     });
 }
 
+/// [`churn`] with power-of-two sizes (1, 2, 4, 8 quanta).
+fn churn_pow2<A: RangeArena>(
+    g: &mut BenchmarkGroup<'_, WallTime>,
+    name: &str,
+    live: usize,
+    make: impl FnOnce() -> A,
+) {
+    let mut make = Some(make);
+    let mut fx: Option<Churn<A>> = None;
+    g.bench_function(name, |b| {
+        let f = fx.get_or_insert_with(|| {
+            Churn::with_sizes((make.take().unwrap())(), live, SEED, &[1, 2, 4, 8])
+        });
+        b.iter(|| f.step())
+    });
+}
+
+fn bench_pair_pow2(c: &mut Criterion) {
+    use umem_microbench::UmemArena;
+    use umem_vmem::Policy;
+    for live in LIVE {
+        let span = churn_span_quanta(live);
+        let mut g = group(c, "vmem_pair_pow2", live);
+        for (pname, policy) in [("instant", Policy::InstantFit), ("best", Policy::BestFit)] {
+            churn_pow2(&mut g, &format!("umem/{pname}"), live, || {
+                UmemArena::new(span, QUANTUM, policy, 0)
+            });
+        }
+        churn_pow2(&mut g, "offset-allocator", live, || {
+            offset::Offset::new(span, live)
+        });
+        g.finish();
+    }
+}
+
 /// Benches `Fragmented::step`, built lazily like [`churn`].
 fn frag<A: RangeArena>(
     g: &mut BenchmarkGroup<'_, WallTime>,
@@ -342,6 +379,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = bench_pair, bench_frag, bench_qcache
+    targets = bench_pair, bench_pair_pow2, bench_frag, bench_qcache
 }
 criterion_main!(benches);

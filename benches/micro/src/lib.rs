@@ -10,7 +10,9 @@
 //!   step frees a victim (victims are visited in a fixed random permutation, so
 //!   the lookup is a cache-cold random access, not the last allocation) and
 //!   allocates a segment of the same size in its place. The number of live
-//!   segments stays exactly `live`.
+//!   segments stays exactly `live`. [`Churn::with_sizes`] draws the sizes
+//!   from a given set instead (the benches also use powers of two, which
+//!   instant fit can put back in the hole just freed).
 //! * [`Fragmented`] — `live` one-quantum segments each preceded by a free
 //!   five-quantum hole (all holes sit on the `[4, 8)` power-of-two freelist),
 //!   then a large free tail. One step allocates seven quanta and frees them:
@@ -124,12 +126,19 @@ impl<A: RangeArena> Churn<A> {
     /// # Panics
     /// If the arena runs out during setup (a fixture bug: size it with
     /// [`churn_span_quanta`]).
-    pub fn new(mut arena: A, live: usize, seed: u64) -> Self {
+    pub fn new(arena: A, live: usize, seed: u64) -> Self {
+        Self::with_sizes(arena, live, seed, &[1, 2, 3, 4, 5, 6, 7, 8])
+    }
+
+    /// Like [`new`](Self::new) with segment sizes drawn from `sizes` (in
+    /// quanta, each at most [`CHURN_MAX_QUANTA`]).
+    pub fn with_sizes(mut arena: A, live: usize, seed: u64, sizes: &[usize]) -> Self {
         assert!(live > 0 && live < u32::MAX as usize);
+        assert!(sizes.iter().all(|&q| (1..=CHURN_MAX_QUANTA).contains(&q)));
         let mut rng = SplitMix64::new(seed);
         let mut slots = Vec::with_capacity(live);
         for _ in 0..live {
-            let q = 1 + rng.below(CHURN_MAX_QUANTA);
+            let q = sizes[rng.below(sizes.len())];
             let h = arena
                 .alloc(q)
                 .expect("Churn::new: arena exhausted during setup");
