@@ -602,3 +602,117 @@ pub fn svg(rows: &[Row], title: &str) -> String {
     o.push_str("</svg>\n");
     o
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cell(alloc: &'static str, times: &[f64], rss: &[u64], sum: u64) -> Cell {
+        let mut c = Cell::new(alloc, None);
+        for (t, r) in times.iter().zip(rss) {
+            c.add(Measure {
+                secs: *t,
+                rss_kib: *r,
+                checksum: sum,
+            });
+        }
+        c.outcome = Outcome::Ok;
+        c
+    }
+
+    fn row(name: &str, cells: Vec<Cell>) -> Row {
+        Row {
+            section: Section::C,
+            name: name.into(),
+            threads: 2,
+            about: String::new(),
+            cells,
+        }
+    }
+
+    #[test]
+    fn medians_and_geomean() {
+        assert_eq!(median_f(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median_f(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert!(median_f(&[]).is_nan());
+        let g = geomean(&[2.0, 8.0]).unwrap();
+        assert!((g - 4.0).abs() < 1e-12);
+        assert_eq!(geomean(&[]), None);
+    }
+
+    #[test]
+    fn ratios_to_glibc_and_best_peer() {
+        let r = row(
+            "w",
+            vec![
+                cell("glibc", &[2.0, 2.0, 9.0], &[100, 100, 100], 7),
+                cell("umem", &[1.0, 3.0, 3.0], &[200, 200, 200], 7),
+                cell("mimalloc", &[1.5], &[50], 7),
+            ],
+        );
+        assert_eq!(r.ratio_glibc("umem", Cell::time), Some(1.5));
+        // The best peer of umem is mimalloc (1.5 s); of mimalloc, glibc (2 s).
+        assert_eq!(r.best_peer("umem", Cell::time), Some((1.5, "mimalloc")));
+        assert_eq!(r.ratio_best("umem", Cell::time), Some(2.0));
+        assert_eq!(r.ratio_best("mimalloc", Cell::time), Some(0.75));
+        assert_eq!(r.ratio_glibc("umem", Cell::rss), Some(2.0));
+    }
+
+    #[test]
+    fn a_different_checksum_is_a_failure() {
+        let mut cells = vec![
+            cell("glibc", &[1.0], &[1], 7),
+            cell("umem", &[0.1], &[1], 8),
+            cell("jemalloc", &[1.0], &[1], 7),
+        ];
+        cross_check(&mut cells);
+        assert!(cells[0].ok() && cells[2].ok());
+        assert!(matches!(cells[1].outcome, Outcome::Failed(_)));
+        assert_eq!(cells[1].time(), None, "a failed cell has no time");
+        // Runs of one allocator that disagree are a failure too.
+        let mut c = Cell::new("umem", None);
+        c.add(Measure {
+            secs: 1.0,
+            rss_kib: 1,
+            checksum: 1,
+        });
+        c.add(Measure {
+            secs: 1.0,
+            rss_kib: 1,
+            checksum: 2,
+        });
+        assert!(matches!(c.outcome, Outcome::Failed(_)));
+    }
+
+    #[test]
+    fn csv_has_one_line_per_cell_plus_geomeans_and_svg_is_a_document() {
+        let mut failed = cell("umem", &[], &[], 0);
+        failed.outcome = Outcome::Failed("content check failed, at 0x1".into());
+        let rows = vec![
+            row(
+                "a",
+                vec![
+                    cell("glibc", &[1.0], &[10], 1),
+                    cell("mimalloc", &[0.5], &[20], 1),
+                ],
+            ),
+            row("b", vec![cell("glibc", &[2.0], &[10], 1), failed]),
+        ];
+        let csv = csv(&rows);
+        let lines: Vec<&str> = csv.lines().collect();
+        assert_eq!(lines[0], CSV_HEADER);
+        assert_eq!(lines.len(), 1 + 4 + 3, "{csv}");
+        assert!(lines[1].starts_with("c,a,2,glibc,ok,1,1.000000,"));
+        assert!(lines.iter().any(|l| l.starts_with("c,b,2,umem,failed,0,")
+            && l.ends_with("\"content check failed, at 0x1\"")));
+        assert!(lines
+            .iter()
+            .any(|l| l.starts_with("c,geomean,,mimalloc,ok,,,,,,0.5000,")));
+        let svg = svg(&rows, "t <&>");
+        assert!(svg.starts_with("<svg ") && svg.trim_end().ends_with("</svg>"));
+        assert!(svg.contains("t &lt;&amp;&gt;"));
+        assert_eq!(svg.matches("<svg").count(), 1);
+        let table = text_tables(&rows);
+        assert!(table.contains("| a ") && table.contains("FAIL"));
+    }
+}
