@@ -149,8 +149,12 @@ fn main() {
     let want = |scenario: &str, live: usize| {
         (args.is_empty() || args[0] == scenario) && (args.len() < 2 || args[1] == live.to_string())
     };
-    let want_policy =
-        |p: Policy| args.len() < 3 || format!("{p:?}").to_lowercase().starts_with(&args[2].to_lowercase());
+    let want_policy = |p: Policy| {
+        args.len() < 3
+            || format!("{p:?}")
+                .to_lowercase()
+                .starts_with(&args[2].to_lowercase())
+    };
     let policies = [
         Policy::InstantFit,
         Policy::BestFit,

@@ -1,0 +1,303 @@
+//! The invariant checker behind [`Vmem::verify`](crate::Vmem::verify): walks
+//! the address list, the freelists, the hash table, the span list and the
+//! reserve of one arena (its lock held) and checks every invariant of the
+//! crate's theory statement, bounding each traversal so that corruption
+//! cannot hang it.
+
+use super::{hash_index, Inner};
+use crate::error::VmemError;
+use crate::seg::{flist_of, round_up, Seg, T_ALLOC, T_FREE, T_HEAD, T_MARKER, T_SPAN, T_WALKER};
+use core::ptr;
+
+impl Inner {
+    /// The invariant checker (lock held).
+    pub(super) unsafe fn verify(&mut self) -> Result<(), VmemError> {
+        macro_rules! check {
+            ($c:expr, $what:expr, $addr:expr) => {
+                if !$c {
+                    return Err(VmemError::Corrupt {
+                        what: $what,
+                        addr: $addr,
+                    });
+                }
+            };
+        }
+        let q = self.quantum;
+        let seg0: *mut Seg = &mut self.seg0;
+        let rotor: *mut Seg = &mut self.rotor;
+        // SAFETY: lock held; we bound every traversal by counts we derive
+        // from a first bounded pass, so a corrupt cycle cannot hang us
+        // beyond `LIMIT` steps.
+        unsafe {
+            const LIMIT: usize = 1 << 40;
+            // Pass 1: address list.
+            let mut n_alloc = 0usize;
+            let mut n_free = 0usize;
+            let mut n_spans = 0usize;
+            let mut n_rotor = 0usize;
+            let mut inuse = 0u64;
+            let mut free_sum = 0u64;
+            let mut total = 0u64;
+            let mut import = 0u64;
+            let mut span: *mut Seg = ptr::null_mut();
+            let mut span_has_alloc = false;
+            let mut cursor = 0usize;
+            let mut prev_typ = T_HEAD;
+            let mut steps = 0usize;
+            let mut s = (*seg0).anext;
+            check!(!(*seg0).aprev.is_null(), "seg0 unlinked", 0);
+            let mut last_span_end: Option<usize> = None;
+            loop {
+                steps += 1;
+                check!(steps < LIMIT, "address list does not close", 0);
+                check!(
+                    (*(*s).aprev).anext == s,
+                    "address list links broken",
+                    (*s).start
+                );
+                let t = (*s).typ;
+                if t == T_SPAN || s == seg0 {
+                    if !span.is_null() {
+                        check!(
+                            cursor == (*span).end,
+                            "segments do not tile their span",
+                            (*span).start
+                        );
+                        // An imported span is never wholly free at rest: it
+                        // goes back to the source (markers do not hold it).
+                        if (*span).import && !span_has_alloc {
+                            return Err(VmemError::Corrupt {
+                                what: "imported span wholly free but not released",
+                                addr: (*span).start,
+                            });
+                        }
+                    }
+                    if s == seg0 {
+                        break;
+                    }
+                    check!((*s).start < (*s).end, "empty span", (*s).start);
+                    check!(
+                        ((*s).start | (*s).end) & (q - 1) == 0,
+                        "misaligned span",
+                        (*s).start
+                    );
+                    if !self.has_source {
+                        if let Some(e) = last_span_end {
+                            check!((*s).start >= e, "spans out of address order", (*s).start);
+                        }
+                        last_span_end = Some((*s).end);
+                    }
+                    n_spans += 1;
+                    total += ((*s).end - (*s).start) as u64;
+                    if (*s).import {
+                        import += ((*s).end - (*s).start) as u64;
+                    }
+                    (*s).mark = 1;
+                    span = s;
+                    span_has_alloc = false;
+                    cursor = (*s).start;
+                } else if t & T_MARKER != 0 {
+                    if s == rotor {
+                        n_rotor += 1;
+                    } else {
+                        check!(t == T_WALKER, "unknown marker", (*s).start);
+                    }
+                } else {
+                    check!(!span.is_null(), "segment before any span", (*s).start);
+                    check!(t == T_ALLOC || t == T_FREE, "bad segment type", (*s).start);
+                    check!(
+                        (*s).start == cursor,
+                        "segment out of address order or gap",
+                        (*s).start
+                    );
+                    check!((*s).end > (*s).start, "empty segment", (*s).start);
+                    let end = if t == T_ALLOC {
+                        round_up((*s).end, q).unwrap_or(0)
+                    } else {
+                        (*s).end
+                    };
+                    check!(
+                        (*s).start & (q - 1) == 0 && end & (q - 1) == 0,
+                        "misaligned segment",
+                        (*s).start
+                    );
+                    check!(end <= (*span).end, "segment past its span", (*s).start);
+                    if t == T_FREE {
+                        check!(prev_typ != T_FREE, "two adjacent free segments", (*s).start);
+                        n_free += 1;
+                        free_sum += (end - (*s).start) as u64;
+                    } else {
+                        n_alloc += 1;
+                        span_has_alloc = true;
+                        inuse += (end - (*s).start) as u64;
+                    }
+                    (*s).mark = 1;
+                    cursor = end;
+                }
+                prev_typ = t;
+                s = (*s).anext;
+            }
+            check!(n_rotor == 1, "rotor missing or duplicated", 0);
+            // Pass 2: freelists and freemap.
+            let mut listed = 0usize;
+            for (i, &head) in self.freelist.iter().enumerate() {
+                check!(
+                    (self.freemap >> i) & 1 == (!head.is_null()) as u64,
+                    "freemap does not match non-empty freelists",
+                    i
+                );
+                let mut prev: *mut Seg = ptr::null_mut();
+                let mut f = head;
+                while !f.is_null() {
+                    listed += 1;
+                    check!(
+                        listed <= n_free,
+                        "freelist holds more than the free segments",
+                        (*f).start
+                    );
+                    check!(
+                        (*f).typ == T_FREE,
+                        "non-free segment on a freelist",
+                        (*f).start
+                    );
+                    check!(
+                        (*f).mark == 1,
+                        "freelist segment not on the address list once",
+                        (*f).start
+                    );
+                    check!(
+                        flist_of((*f).end - (*f).start) as usize == i,
+                        "free segment on the wrong freelist",
+                        (*f).start
+                    );
+                    check!((*f).kprev == prev, "freelist back link broken", (*f).start);
+                    (*f).mark = 2;
+                    prev = f;
+                    f = (*f).knext;
+                }
+            }
+            check!(
+                listed == n_free,
+                "free segment missing from the freelists",
+                0
+            );
+            // Pass 3: hash table.
+            let mut hashed = 0usize;
+            let nb = self.hash_mask + 1;
+            check!(
+                nb.is_power_of_two() && 64 - nb.trailing_zeros() == self.hash_shift,
+                "hash geometry",
+                nb
+            );
+            for h in 0..nb {
+                let mut a = *self.hash_table.add(h);
+                while !a.is_null() {
+                    hashed += 1;
+                    check!(
+                        hashed <= n_alloc,
+                        "hash holds more than the allocated segments",
+                        (*a).start
+                    );
+                    check!(
+                        (*a).typ == T_ALLOC,
+                        "non-allocated segment in the hash",
+                        (*a).start
+                    );
+                    check!(
+                        (*a).mark == 1,
+                        "hashed segment not on the address list once",
+                        (*a).start
+                    );
+                    check!(
+                        hash_index((*a).start, self.qshift, self.hash_shift) == h,
+                        "segment in the wrong bucket",
+                        (*a).start
+                    );
+                    (*a).mark = 2;
+                    a = (*a).knext;
+                }
+            }
+            check!(
+                hashed == n_alloc,
+                "allocated segment missing from the hash",
+                0
+            );
+            // Pass 4: span list.
+            let mut nsp = 0usize;
+            let mut k = (*seg0).knext;
+            while k != seg0 {
+                nsp += 1;
+                check!(
+                    nsp <= n_spans,
+                    "span list longer than the spans",
+                    (*k).start
+                );
+                check!(
+                    (*k).typ == T_SPAN && (*k).mark == 1,
+                    "span list holds a non-span",
+                    (*k).start
+                );
+                check!(
+                    (*(*k).kprev).knext == k,
+                    "span list links broken",
+                    (*k).start
+                );
+                (*k).mark = 2;
+                k = (*k).knext;
+            }
+            check!(nsp == n_spans, "span missing from the span list", 0);
+            // Pass 5: every mark must be 2; reset them.
+            let mut s = (*seg0).anext;
+            while s != seg0 {
+                if (*s).typ & (T_ALLOC | T_FREE | T_SPAN) != 0 {
+                    check!((*s).mark == 2, "segment not on its list", (*s).start);
+                }
+                (*s).mark = 0;
+                s = (*s).anext;
+            }
+            // Reserve.
+            let mut r = 0usize;
+            let mut f = self.segfree;
+            while !f.is_null() {
+                r += 1;
+                check!(r <= LIMIT, "reserve list does not end", 0);
+                f = (*f).knext;
+            }
+            check!(r == self.nsegfree, "reserve count wrong", r);
+            // Counters and kstats.
+            check!(
+                n_alloc == self.nalloc,
+                "allocated segment count wrong",
+                n_alloc
+            );
+            check!(n_free == self.nfree, "free segment count wrong", n_free);
+            check!(n_spans == self.nspans, "span count wrong", n_spans);
+            check!(
+                inuse == self.ks.mem_inuse,
+                "kstat mem_inuse wrong",
+                inuse as usize
+            );
+            check!(
+                total == self.ks.mem_total,
+                "kstat mem_total wrong",
+                total as usize
+            );
+            check!(
+                inuse + free_sum == total,
+                "in use + free != total",
+                total as usize
+            );
+            check!(
+                import == self.ks.mem_import,
+                "kstat mem_import wrong",
+                import as usize
+            );
+            check!(
+                self.ks.alloc.wrapping_sub(self.ks.free) == self.nalloc as u64,
+                "kstat alloc - free != allocated segments",
+                self.nalloc
+            );
+        }
+        Ok(())
+    }
+}
