@@ -538,7 +538,7 @@ fn main() {
     if o.list {
         for b in &benches {
             println!(
-                "{:<28} {:>2} threads  {}",
+                "{:<28} {:>2} thr  {}",
                 format!("{}/{}", b.section.key(), b.name),
                 b.threads,
                 b.about
@@ -553,6 +553,7 @@ fn main() {
                 }
             }
         }
+        let _ = std::fs::remove_dir_all(&work);
         return;
     }
     if benches.is_empty() {
