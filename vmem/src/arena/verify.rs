@@ -301,3 +301,148 @@ impl Inner {
         Ok(())
     }
 }
+
+/// The checker must be able to fail: corrupt each structure on purpose and
+/// expect the matching complaint.
+#[cfg(all(test, feature = "std"))]
+mod tests {
+    use crate::seg::{Seg, T_ALLOC, T_FREE};
+    use crate::{CreateFlags, Policy, Vmem, VmemError};
+    use core::cell::Cell;
+
+    fn expect(
+        vm: &Vmem,
+        what: &str,
+        corrupt: impl FnOnce(&mut super::Inner),
+        restore: impl FnOnce(&mut super::Inner),
+    ) {
+        vm.lock();
+        // SAFETY: lock held; we restore what we break before unlocking.
+        let r = unsafe {
+            let i = vm.inner();
+            corrupt(i);
+            let r = i.verify();
+            restore(i);
+            // Clear the scratch marks a failed pass may have left.
+            let seg0: *mut Seg = &mut i.seg0;
+            let mut s = (*seg0).anext;
+            while s != seg0 {
+                (*s).mark = 0;
+                s = (*s).anext;
+            }
+            r
+        };
+        vm.unlock();
+        match r {
+            Err(VmemError::Corrupt { what: w, .. }) => assert_eq!(w, what),
+            other => panic!("expected Corrupt({what}), got {other:?}"),
+        }
+        vm.verify().expect("restored");
+    }
+
+    #[test]
+    fn verify_catches_corruption() {
+        let vm = Vmem::create(
+            "corrupt",
+            Some((0x10000, 0x10000)),
+            16,
+            None,
+            0,
+            CreateFlags::NONE,
+        )
+        .unwrap();
+        let a = vm.alloc(64, Policy::InstantFit).unwrap();
+        let b = vm.alloc(32, Policy::InstantFit).unwrap();
+        let c = vm.alloc(48, Policy::InstantFit).unwrap();
+        vm.free(b, 32).unwrap();
+        vm.verify().unwrap();
+
+        expect(
+            vm,
+            "freemap does not match non-empty freelists",
+            |i| i.freemap ^= 1 << 40,
+            |i| i.freemap ^= 1 << 40,
+        );
+        expect(
+            vm,
+            "kstat mem_inuse wrong",
+            |i| i.ks.mem_inuse += 16,
+            |i| i.ks.mem_inuse -= 16,
+        );
+        expect(
+            vm,
+            "kstat mem_total wrong",
+            |i| i.ks.mem_total += 16,
+            |i| i.ks.mem_total -= 16,
+        );
+        expect(
+            vm,
+            "kstat alloc - free != allocated segments",
+            |i| i.ks.free += 1,
+            |i| i.ks.free -= 1,
+        );
+        expect(
+            vm,
+            "reserve count wrong",
+            |i| i.nsegfree += 1,
+            |i| i.nsegfree -= 1,
+        );
+        expect(
+            vm,
+            "free segment count wrong",
+            |i| i.nfree += 1,
+            |i| i.nfree -= 1,
+        );
+        // Take an allocated segment out of its hash bucket.
+        let saved: Cell<(*mut *mut Seg, *mut Seg)> =
+            Cell::new((core::ptr::null_mut(), core::ptr::null_mut()));
+        expect(
+            vm,
+            "allocated segment missing from the hash",
+            |i| unsafe {
+                let bk = i.bucket(a);
+                let s = *bk;
+                assert_eq!((*s).start, a);
+                saved.set((bk, s));
+                *bk = (*s).knext;
+            },
+            |_| unsafe {
+                let (bk, s) = saved.get();
+                (*s).knext = *bk;
+                *bk = s;
+            },
+        );
+        // A segment whose end no longer meets its neighbour.
+        let seg: Cell<*mut Seg> = Cell::new(core::ptr::null_mut());
+        expect(
+            vm,
+            "segment out of address order or gap",
+            |i| unsafe {
+                seg.set(*i.bucket(c));
+                (*seg.get()).start += 16;
+            },
+            |_| unsafe { (*seg.get()).start -= 16 },
+        );
+        // A free segment that claims to be allocated.
+        expect(
+            vm,
+            "freelist holds more than the free segments",
+            |i| unsafe {
+                let mut f = core::ptr::null_mut();
+                for &h in i.freelist.iter() {
+                    if !h.is_null() {
+                        f = h;
+                    }
+                }
+                // Leave the freelists alone; only the type lies.
+                seg.set(f);
+                (*f).typ = T_ALLOC;
+            },
+            |_| unsafe { (*seg.get()).typ = T_FREE },
+        );
+        vm.free(a, 64).unwrap();
+        vm.free(c, 48).unwrap();
+        vm.verify().unwrap();
+        unsafe { assert_eq!(vm.destroy(), 0) };
+    }
+}
