@@ -67,8 +67,9 @@
 //! lock held across calls) and the large-block cache lock (a leaf: no other
 //! lock is taken while it is held). The process-wide order (DESIGN.md) is:
 //! umem-global's large-cache lock → umem-slab's locks → umem-vmem's locks
-//! (`umem_slab::lockup` takes the last two groups in order). The fork handlers ([`prefork`], [`postfork_parent`],
-//! [`postfork_child`]) take them all in that order and release them after.
+//! (`umem_slab::lockup` takes the last two groups in order). The fork
+//! handlers ([`prefork`], [`postfork_parent`], [`postfork_child`]) take
+//! them all in that order and release them after.
 //!
 //! **Periodic work** (`umem_update`): every `reap_interval` (default 10 s)
 //! umem-slab runs [`umem_slab::update`] inline on an alloc slow path
@@ -77,7 +78,8 @@
 //!
 //! **Invariants.** Every page of a span held by a class arena is marked with
 //! that class; every live large block's first page holds its exact page
-//! count, and no other page of it is marked; the page map never describes
+//! count, and no other page of it carries a tag (its second page holds the
+//! last requested length with tag 0, read as "not a block start"); the page map never describes
 //! memory umem does not own; free memory in the large-block arenas is zero;
 //! nothing here allocates from anything but the tree, unwinds, or holds a
 //! lock while calling into another layer.

@@ -17,6 +17,10 @@
 //! or `malloc_usable_size` aborts the process with a one-line message that
 //! names the function and the pointer, written with write(2).
 //!
+//! `calloc` zeroes with a plain `write_bytes` after a slab allocation that
+//! the compiler does not know as `malloc`, so it cannot be "optimised" into
+//! a call to `calloc` (the recursion that broke libumem's portable build).
+//!
 //! The library's own Rust code also allocates from umem ([`Umem`] is its
 //! `#[global_allocator]`), never from libc malloc, so nothing here can
 //! re-enter the C entry points. Initialisation, the bootstrap arena for
