@@ -1,5 +1,33 @@
 //! # umem-vmem — Bonwick's vmem resource arenas
 //!
+//! ```
+//! use umem_vmem::{CreateFlags, Policy, Vmem, VmemError, XAllocRequest};
+//!
+//! // An arena of IDs 1..=999, handed out in cycling order like PIDs.
+//! let pids = Vmem::create("pids", Some((1, 999)), 1, None, 0, CreateFlags::NONE)?;
+//! let a = pids.alloc(1, Policy::NextFit)?;
+//! pids.free(a, 1)?;
+//! assert_eq!(pids.alloc(1, Policy::NextFit)?, a + 1);
+//!
+//! // Device-style addresses: 64 KiB quantum, a child arena importing from
+//! // it, and a constrained allocation (1 MiB aligned, below 4 GiB, not
+//! // crossing a 16 MiB boundary).
+//! let dev = Vmem::create("dev", Some((1 << 30, 1 << 30)), 1 << 16, None, 0, CreateFlags::NONE)?;
+//! let dma = dev.xalloc(&XAllocRequest::new(3 << 20).align(1 << 20).nocross(16 << 20).maxaddr(1 << 32))?;
+//! assert_eq!(dma % (1 << 20), 0);
+//! let child = Vmem::create("dev.small", None, 4096, Some(dev), 0, CreateFlags::NONE)?;
+//! let x = child.alloc(10_000, Policy::InstantFit)?;
+//! assert!(dev.stats().mem_inuse >= 3 << 20);
+//!
+//! // Misuse is answered precisely.
+//! assert_eq!(child.free(x, 4096), Err(VmemError::WrongSize { addr: x, size: 4096, allocated: 10_000 }));
+//! child.free(x, 10_000)?;
+//! assert_eq!(child.stats().mem_total, 0); // the wholly free span went back to `dev`
+//! dev.xfree(dma, 3 << 20)?;
+//! dev.verify()?;
+//! # Ok::<(), VmemError>(())
+//! ```
+//!
 //! ## Theory statement
 //!
 //! An **arena** ([`Vmem`]) manages a set of integer ranges — addresses, IDs,
