@@ -1926,8 +1926,10 @@ impl Vmem {
         let me = thread_id();
         if tree::populating_thread() == me {
             // We are the populating thread, deep in the tree: tap the
-            // reserve (populator arenas only).
-            debug_assert!(self.is_populator());
+            // reserve. Only populator arenas are entered here; a page
+            // source that called back into another arena could exhaust
+            // its reserve, which `getseg` reports (fatal) rather than
+            // deadlocking on the populate lock we hold.
             return true;
         }
         let Some(seg_arena) = tree::seg_arena() else {
