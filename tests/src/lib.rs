@@ -10,7 +10,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 /// The cargo target directory this test binary lives in.
 pub fn target_dir() -> PathBuf {
@@ -64,8 +64,14 @@ pub fn scratch(tag: &str) -> PathBuf {
     d
 }
 
-/// Compiles `tests/c/<name>.c` with `cc` and returns the executable's path.
+/// Compiles `tests/c/<name>.c` with `cc` (once per process and name; tests
+/// running in parallel share the executable) and returns its path.
 pub fn compile_c(name: &str) -> PathBuf {
+    static BUILT: Mutex<Vec<(String, PathBuf)>> = Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, p)) = built.iter().find(|(n, _)| n == name) {
+        return p.clone();
+    }
     let src = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("c")
         .join(format!("{name}.c"));
@@ -91,6 +97,7 @@ pub fn compile_c(name: &str) -> PathBuf {
         src.display(),
         String::from_utf8_lossy(&out.stderr)
     );
+    built.push((name.to_string(), exe.clone()));
     exe
 }
 
