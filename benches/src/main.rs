@@ -232,6 +232,26 @@ fn which(cmd: &str) -> Option<PathBuf> {
     })
 }
 
+/// The header as an indented block and each table under a bold title: ready to paste into
+/// the README's "Latest results".
+fn markdown(header: &str, tables: &str) -> String {
+    let mut o = String::new();
+    for l in header.lines() {
+        o.push_str(&format!("    {l}\n"));
+    }
+    for block in tables.split("\n\n").filter(|b| !b.trim().is_empty()) {
+        let mut lines = block.trim().lines();
+        if let Some(title) = lines.next() {
+            o.push_str(&format!("\n**{title}**\n\n"));
+        }
+        for l in lines {
+            o.push_str(l);
+            o.push('\n');
+        }
+    }
+    o
+}
+
 /// The cargo flags that select the profile whose output directory is `bin_dir`.
 fn profile_flags(bin_dir: &Path) -> Vec<String> {
     match bin_dir.file_name().and_then(|n| n.to_str()) {
@@ -729,6 +749,10 @@ fn main() {
         ("results.csv", report::csv(&rows)),
         ("results.svg", report::svg(&rows, &title)),
         ("results.txt", text.clone()),
+        (
+            "results.md",
+            markdown(&text[..text.find("\n\n").unwrap_or(0)], &table),
+        ),
     ];
     for (f, body) in files {
         let p = out_dir.join(f);
