@@ -709,7 +709,7 @@ fn main() {
     let mut text = String::new();
     text.push_str(&header);
     text.push_str(&format!(
-        "  {:<22} {:.0} s\n",
+        "  {:<22} {:.1} s\n",
         "harness wall time",
         elapsed.as_secs_f64()
     ));
