@@ -318,7 +318,6 @@ pub(crate) struct Globals {
     pub slab_cache: &'static Cache,
     pub bufctl_cache: &'static Cache,
     pub bufctl_audit_cache: &'static Cache,
-    pub block_cache: &'static Cache,
 }
 
 struct GlobalsCell(UnsafeCell<Option<Globals>>);
@@ -432,12 +431,6 @@ pub(crate) fn init() {
         0,
         CacheFlags::NOHASH,
     );
-    let block_cache = internal_cache(
-        "umem_thread_block",
-        size_of::<thread::ThreadBlock>(),
-        64,
-        CacheFlags::NOHASH | CacheFlags::NOMAGAZINE,
-    );
     let g = Globals {
         internal,
         cache_arena,
@@ -446,7 +439,6 @@ pub(crate) fn init() {
         slab_cache,
         bufctl_cache,
         bufctl_audit_cache,
-        block_cache,
     };
     // SAFETY: single writer while INITING; readers wait for READY.
     unsafe { *GLOBALS.0.get() = Some(g) };
@@ -503,16 +495,17 @@ pub(crate) fn free_slot_chunk(a: usize) {
     arena_free(globals().internal, a, size_of::<thread::SlotChunk>(), 64);
 }
 
+/// Thread blocks (with their inline slot chunk) come straight from `umem_internal`, like
+/// slot chunks: a page-quantum arena, no magazines, so making a block never needs a block.
 pub(crate) fn alloc_thread_block() -> *mut u8 {
-    match globals().block_cache.alloc_addr() {
+    match arena_alloc(globals().internal, size_of::<thread::ThreadBlock>(), 64) {
         Some(a) => a as *mut u8,
         None => null_mut(),
     }
 }
 
 pub(crate) fn free_thread_block(a: usize) {
-    // SAFETY: `a` came from alloc_thread_block.
-    unsafe { globals().block_cache.free_addr(a) }
+    arena_free(globals().internal, a, size_of::<thread::ThreadBlock>(), 64);
 }
 
 // ---------------------------------------------------------------------------------------

@@ -60,8 +60,9 @@
 //! the arenas `umem_internal` (page quantum: slabs of the internal caches, per-thread slot
 //! chunks), `umem_cache` (the `Cache` structs, 64-byte aligned) and `umem_hash` (hash
 //! tables), and the internal caches `umem_magazine_{1..143}`, `umem_slab_cache`,
-//! `umem_bufctl_cache` (all in-slab layout, so they never need bufctls themselves) and
-//! `umem_thread_block` (no magazines, so making a block never needs a block).
+//! `umem_bufctl_cache` (all in-slab layout, so they never need bufctls themselves). Thread
+//! blocks (with the inline slots of cache ids 0..64) come straight from `umem_internal`
+//! (no magazines, so making a block never needs a block).
 //!
 //! ## Locks and their order
 //!

@@ -18,7 +18,6 @@
 //! holds the registry lock for its whole flush, so a destroy can never miss magazines that
 //! are in transit from an exiting thread to a depot.
 
-use core::cell::Cell;
 use core::ptr::{self, null_mut};
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
@@ -47,13 +46,32 @@ pub(crate) struct TSlot {
     pub frees: AtomicU64,
 }
 
+impl TSlot {
+    #[allow(clippy::declare_interior_mutable_const)]
+    const EMPTY: TSlot = TSlot {
+        loaded: null_mut(),
+        rounds: 0,
+        cap: 0,
+        ploaded: null_mut(),
+        prounds: 0,
+        magsize: 0,
+        allocs: AtomicU64::new(0),
+        frees: AtomicU64::new(0),
+    };
+}
+
 #[repr(C)]
 pub(crate) struct SlotChunk {
     pub slots: [TSlot; SLOTS_PER_CHUNK],
 }
 
-#[repr(C)]
+/// A thread's block. The slots of cache ids 0..64 (the internal caches and, in
+/// umem-global, every size class: they are created first) are inline, so the hit path
+/// reaches them with one load less; `dir[0]` points at them so the rest of the code sees
+/// one uniform directory.
+#[repr(C, align(64))]
 pub(crate) struct ThreadBlock {
+    pub slots0: SlotChunk,
     pub dir: [*mut SlotChunk; CHUNKS],
     next: *mut ThreadBlock,
     prev: *mut ThreadBlock,
@@ -75,6 +93,9 @@ struct DeadBlock(ThreadBlock);
 // SAFETY: the dead block is never written.
 unsafe impl Sync for DeadBlock {}
 static DEAD_BLOCK: DeadBlock = DeadBlock(ThreadBlock {
+    slots0: SlotChunk {
+        slots: [TSlot::EMPTY; SLOTS_PER_CHUNK],
+    },
     dir: [null_mut(); CHUNKS],
     next: null_mut(),
     prev: null_mut(),
@@ -85,8 +106,77 @@ pub(crate) fn dead_block() -> *mut ThreadBlock {
     &DEAD_BLOCK.0 as *const ThreadBlock as *mut ThreadBlock
 }
 
-thread_local! {
-    static TCB: Cell<*mut ThreadBlock> = const { Cell::new(null_mut()) };
+/// The thread's block pointer. On x86_64 Linux it is one initial-exec TLS word defined in
+/// `.tbss` by `global_asm!` and read `%fs`-relative through its `@GOTTPOFF` GOT entry: a
+/// cdylib's `thread_local!` uses the global-dynamic model (a `__tls_get_addr` call on every
+/// access). Initial-exec TLS in a library that is `dlopen`ed comes from glibc's static TLS
+/// surplus, which easily has these 8 bytes. Other targets use a const `thread_local!`.
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+mod tcb {
+    use super::ThreadBlock;
+
+    core::arch::global_asm!(
+        ".pushsection .tbss.umem_slab_tcb,\"awT\",@nobits",
+        ".p2align 3",
+        ".globl umem_slab_tcb",
+        ".hidden umem_slab_tcb",
+        ".type umem_slab_tcb,@object",
+        ".size umem_slab_tcb,8",
+        "umem_slab_tcb:",
+        ".zero 8",
+        ".popsection",
+    );
+
+    #[inline(always)]
+    pub(super) fn get() -> *mut ThreadBlock {
+        let v: *mut ThreadBlock;
+        // SAFETY: reads this thread's TLS word (its offset from the thread pointer is in
+        // the GOT entry the linker made for `umem_slab_tcb@GOTTPOFF`).
+        unsafe {
+            core::arch::asm!(
+                "mov {v}, qword ptr [rip + umem_slab_tcb@GOTTPOFF]",
+                "mov {v}, qword ptr fs:[{v}]",
+                v = out(reg) v,
+                options(nostack, readonly, preserves_flags),
+            );
+        }
+        v
+    }
+
+    #[inline(always)]
+    pub(super) fn set(p: *mut ThreadBlock) {
+        // SAFETY: writes this thread's TLS word (see `get`).
+        unsafe {
+            core::arch::asm!(
+                "mov {o}, qword ptr [rip + umem_slab_tcb@GOTTPOFF]",
+                "mov qword ptr fs:[{o}], {p}",
+                o = out(reg) _,
+                p = in(reg) p,
+                options(nostack, preserves_flags),
+            );
+        }
+    }
+}
+
+#[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+mod tcb {
+    use super::ThreadBlock;
+    use core::cell::Cell;
+    use core::ptr::null_mut;
+
+    thread_local! {
+        static TCB: Cell<*mut ThreadBlock> = const { Cell::new(null_mut()) };
+    }
+
+    #[inline(always)]
+    pub(super) fn get() -> *mut ThreadBlock {
+        TCB.with(|c| c.get())
+    }
+
+    #[inline(always)]
+    pub(super) fn set(p: *mut ThreadBlock) {
+        TCB.with(|c| c.set(p))
+    }
 }
 
 struct Registry {
@@ -106,7 +196,7 @@ static KEY: AtomicUsize = AtomicUsize::new(usize::MAX);
 /// The calling thread's block pointer (null before the first slow-path call).
 #[inline(always)]
 pub(crate) fn current() -> *mut ThreadBlock {
-    TCB.with(|c| c.get())
+    tcb::get()
 }
 
 /// The slot for `index` in the current thread's block, or null when the thread has none yet.
@@ -122,6 +212,11 @@ pub(crate) unsafe fn fast_slot(index: usize) -> *mut TSlot {
     // SAFETY: `t` is the live block of this thread (or the static dead block); index is in
     // range so both array accesses are in bounds.
     unsafe {
+        if index < SLOTS_PER_CHUNK {
+            return ptr::addr_of_mut!((*t).slots0.slots)
+                .cast::<TSlot>()
+                .add(index);
+        }
         let chunk = *(*t).dir.get_unchecked(index / SLOTS_PER_CHUNK);
         if chunk.is_null() {
             return null_mut();
@@ -146,7 +241,7 @@ extern "C" fn key_destructor(p: *mut libc::c_void) {
     if t.is_null() || t == dead_block() {
         return;
     }
-    TCB.with(|c| c.set(dead_block()));
+    tcb::set(dead_block());
     // SAFETY: `t` was registered by this thread and is no longer reachable through TLS.
     unsafe { retire_block(t) };
 }
@@ -196,6 +291,7 @@ fn new_block() -> *mut ThreadBlock {
     // SAFETY: fresh memory of the right size and alignment from the block cache.
     unsafe {
         ptr::write_bytes(p as *mut u8, 0, core::mem::size_of::<ThreadBlock>());
+        (*p).dir[0] = ptr::addr_of_mut!((*p).slots0);
         (*p).gen = REAP_GEN.load(Ordering::Relaxed);
         let mut g = REGISTRY.lock();
         (*p).next = g.head;
@@ -205,7 +301,7 @@ fn new_block() -> *mut ThreadBlock {
         g.head = p;
         g.count += 1;
     }
-    TCB.with(|c| c.set(p));
+    tcb::set(p);
     let key = KEY.load(Ordering::Acquire);
     if key != usize::MAX {
         // SAFETY: the key was created by init_key. If glibc allocates here (keys >= 32) the
@@ -224,7 +320,7 @@ pub fn thread_exit_flush() {
     }
     // While flushing, frees made by the flush itself (magazine structures going back to
     // their caches) must not build a new block: point TLS at the dead block meanwhile.
-    TCB.with(|c| c.set(dead_block()));
+    tcb::set(dead_block());
     let key = KEY.load(Ordering::Acquire);
     if key != usize::MAX {
         // SAFETY: clearing our own key value.
@@ -232,7 +328,7 @@ pub fn thread_exit_flush() {
     }
     // SAFETY: `t` was this thread's block and is no longer reachable through TLS.
     unsafe { retire_block(t) };
-    TCB.with(|c| c.set(null_mut()));
+    tcb::set(null_mut());
 }
 
 /// Unlink `t`, flush every slot to its cache's depot, fold its counters, free it.
@@ -257,7 +353,8 @@ unsafe fn retire_block(t: *mut ThreadBlock) {
         g.count -= 1;
         flush_slots(t);
         drop(g);
-        for ci in 0..CHUNKS {
+        // Chunk 0 is inline in the block.
+        for ci in 1..CHUNKS {
             let chunk = (*t).dir[ci];
             if !chunk.is_null() {
                 crate::cache::free_slot_chunk(chunk as usize);
@@ -303,12 +400,12 @@ unsafe fn flush_slots(t: *mut ThreadBlock) {
 /// # Safety
 /// `t` is the calling thread's live block.
 unsafe fn flush_requested(t: *mut ThreadBlock) {
-    TCB.with(|c| c.set(dead_block()));
+    tcb::set(dead_block());
     let g = REGISTRY.lock();
     // SAFETY: registry lock held, our own block, TLS on the dead block.
     unsafe { flush_slots(t) };
     drop(g);
-    TCB.with(|c| c.set(t));
+    tcb::set(t);
 }
 
 /// Call `f` on the slot for `index` in every registered block (registry lock held).
@@ -341,7 +438,7 @@ pub(crate) fn registry_lock_raw() -> &'static crate::sync::RawSpin {
 /// go to the slab layers), then switch it back on.
 pub(crate) fn with_magazines_off(f: &mut dyn FnMut()) {
     let saved = current();
-    TCB.with(|c| c.set(dead_block()));
+    tcb::set(dead_block());
     f();
-    TCB.with(|c| c.set(saved));
+    tcb::set(saved);
 }

@@ -386,7 +386,7 @@ pub fn alloc(size: usize, align: usize, zero: bool) -> *mut u8 {
 /// [`alloc`] for the C ABI's default 16-byte alignment (`malloc`,
 /// `calloc`): every class from 16 bytes up is 16-aligned, so the class
 /// comes straight from the size table.
-#[inline]
+#[inline(always)]
 pub fn alloc16(size: usize, zero: bool) -> *mut u8 {
     if size <= classes::MAX_SMALL {
         // Sizes 0..=8 would map to the 8-byte class; 9 maps to 16.
