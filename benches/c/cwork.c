@@ -178,11 +178,14 @@ static uint64_t larson(const params *p) {
 /* ------------------------------------------------------------------ xmalloc */
 #define XBATCH 64
 typedef struct batch { struct batch *next; slot s[XBATCH]; } batch;
+/* at most XQMAX batches wait in a queue (like the Rust side's sync_channel(16)), so peak RSS
+ * measures the allocator, not how far the producers ran ahead */
+#define XQMAX 16
 typedef struct {
     pthread_mutex_t m;
-    pthread_cond_t c;
+    pthread_cond_t c, not_full;
     batch *head, *tail;
-    int producers_left;
+    int producers_left, len;
 } queue;
 static queue *xq;
 static int xconsumers;
@@ -201,8 +204,10 @@ static void *x_producer(void *a) {
         }
         queue *q = &xq[(t->id + b) % xconsumers];
         pthread_mutex_lock(&q->m);
+        while (q->len >= XQMAX) pthread_cond_wait(&q->not_full, &q->m);
         if (q->tail) q->tail->next = bt; else q->head = bt;
         q->tail = bt;
+        q->len++;
         pthread_cond_signal(&q->c);
         pthread_mutex_unlock(&q->m);
     }
@@ -221,7 +226,12 @@ static void *x_consumer(void *a) {
         pthread_mutex_lock(&q->m);
         while (!q->head && q->producers_left > 0) pthread_cond_wait(&q->c, &q->m);
         batch *bt = q->head;
-        if (bt) { q->head = bt->next; if (!q->head) q->tail = NULL; }
+        if (bt) {
+            q->head = bt->next;
+            if (!q->head) q->tail = NULL;
+            q->len--;
+            pthread_cond_signal(&q->not_full);
+        }
         pthread_mutex_unlock(&q->m);
         if (!bt) return NULL;
         for (int k = 0; k < XBATCH; k++) t->sum += free_block(bt->s[k].b, bt->s[k].n, bt->s[k].tag, "xmalloc");
@@ -244,6 +254,7 @@ static uint64_t xmalloc_w(const params *p) {
     for (int i = 0; i < cons; i++) {
         pthread_mutex_init(&xq[i].m, NULL);
         pthread_cond_init(&xq[i].c, NULL);
+        pthread_cond_init(&xq[i].not_full, NULL);
         xq[i].producers_left = prod;
         qa[i] = &xq[i];
     }
