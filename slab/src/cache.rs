@@ -177,6 +177,30 @@ struct Depot {
     contention: u64,
     contention_prev: u64,
     resizes: u64,
+    /// Depot visits in the current traffic window and when it began (ms, coarse clock).
+    visits: u32,
+    window_ms: u64,
+}
+
+/// Magazines also grow on depot *traffic*: [`TRAFFIC_VISITS`] depot visits within
+/// [`TRAFFIC_WINDOW_MS`] (see the theory statement).
+const TRAFFIC_VISITS: u32 = 1024;
+const TRAFFIC_WINDOW_MS: u64 = 50;
+
+impl Depot {
+    /// Count a depot visit; true when the cache's magazines should grow (too much traffic).
+    #[inline]
+    fn note_visit(&mut self, grow_on_traffic: bool) -> bool {
+        self.visits += 1;
+        if self.visits < TRAFFIC_VISITS {
+            return false;
+        }
+        self.visits = 0;
+        let now = crate::now_ms();
+        let busy = now.wrapping_sub(self.window_ms) < TRAFFIC_WINDOW_MS;
+        self.window_ms = now;
+        busy && grow_on_traffic
+    }
 }
 
 /// A slab: in the last bytes of the slab for small-buffer caches, from the slab cache
@@ -269,6 +293,10 @@ pub struct Cache {
     audit: bool,
     slab_xalloc: bool,
     qcache: bool,
+    /// Caches created after `init` (not the internal ones, not quantum caches) without
+    /// constructor or destructor grow their magazines on depot traffic as well as on
+    /// contention (a resize destroys cached objects, which costs a constructed cache more).
+    grow_on_traffic: bool,
     ops: CacheOps,
     source: &'static Vmem,
     name: CacheName,
@@ -752,6 +780,10 @@ impl Cache {
             audit,
             slab_xalloc: slab_align > quantum,
             qcache: flags.contains(CacheFlags::QCACHE),
+            grow_on_traffic: is_ready()
+                && !flags.contains(CacheFlags::QCACHE)
+                && ops.ctor.is_none()
+                && ops.dtor.is_none(),
             ops,
             source,
             name: CacheName::new(name),
@@ -772,6 +804,8 @@ impl Cache {
                 contention: 0,
                 contention_prev: 0,
                 resizes: 0,
+                visits: 0,
+                window_ms: 0,
             })),
             slab: Padded(SpinLock::new(SlabLayer {
                 partial: null_mut(),
@@ -1151,6 +1185,11 @@ impl Cache {
                 if contended {
                     d.contention += 1;
                 }
+                if d.note_visit(self.grow_on_traffic) {
+                    drop(d);
+                    self.magazine_resize();
+                    continue;
+                }
                 let cur = MAGTYPES[d.magtype].rounds;
                 if s.magsize != cur {
                     drop(d);
@@ -1196,6 +1235,11 @@ impl Cache {
                 let (mut d, contended) = self.depot.0.lock_contended();
                 if contended {
                     d.contention += 1;
+                }
+                if d.note_visit(self.grow_on_traffic) {
+                    drop(d);
+                    self.magazine_resize();
+                    continue;
                 }
                 let mt = d.magtype;
                 let cur = MAGTYPES[mt].rounds;

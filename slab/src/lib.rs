@@ -21,6 +21,14 @@
 //!    magazines — those outside the working set. A failed `try_lock` on the depot lock
 //!    counts as contention; more than 2 per update interval grows the magazine type
 //!    (1, 3, 7, 15, 31, 47, 63, 95, 143 rounds, as libumem's `umem_magtype`).
+//!    **Deviation from libumem:** magazines also grow on depot *traffic* — 1024 depot
+//!    visits within 50 ms (coarse clock, read once per 1024 visits) grow the type at once,
+//!    from the slow path that sees it. libumem grows only on contention, so a single
+//!    thread churning a few dozen objects of a class keeps 3- or 7-round magazines and
+//!    takes the depot lock every few operations (measured: random 16–512 B churn over
+//!    1000 live objects, 16.3 → 11.4 ns per malloc+free). Caches with a constructor or
+//!    destructor, quantum caches and the internal caches keep the contention-only rule
+//!    (a resize destroys the cached, constructed objects).
 //! 3. **Slab layer** (`SlabLayer`, under the cache's *slab lock*). Buffers smaller than
 //!    1/8 of a page live in one-page slabs with the `Slab` header at the end of the page
 //!    and a free list threaded through the buffers (link word at the end of each chunk).
@@ -124,7 +132,8 @@
 //! reap, magazine resize) then `umem_vmem::update()`. Besides explicit calls, a thread on
 //! an alloc slow path runs it inline when the interval (10 s by default,
 //! [`set_update_interval_ms`]) has passed and nobody else is running it, as libumem does
-//! when it has no update thread. No thread is created (creating one inside malloc is unsafe).
+//! when it has no update thread. A thread with a block reads the (coarse) clock only on
+//! every 64th of its alloc slow-path calls; a thread without one on every call. No thread is created (creating one inside malloc is unsafe).
 
 #![deny(unsafe_op_in_unsafe_fn)]
 // `is_multiple_of` is newer than the workspace MSRV (1.80).
@@ -167,7 +176,7 @@ pub fn set_update_interval_ms(ms: u64) {
     NEXT_UPDATE_MS.store(now_ms().saturating_add(ms), Ordering::Relaxed);
 }
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
@@ -181,7 +190,7 @@ fn now_ms() -> u64 {
 #[inline]
 pub(crate) fn maybe_update() {
     let iv = UPDATE_INTERVAL_MS.load(Ordering::Relaxed);
-    if iv == 0 {
+    if iv == 0 || !thread::clock_due() {
         return;
     }
     let now = now_ms();

@@ -77,6 +77,8 @@ pub(crate) struct ThreadBlock {
     prev: *mut ThreadBlock,
     /// The global reap generation this thread has flushed up to.
     gen: u64,
+    /// Alloc slow-path calls (see [`clock_due`]).
+    ticks: u64,
 }
 
 /// Bumped by `umem_slab::reap()`: a thread that sees a newer generation on its next
@@ -100,6 +102,7 @@ static DEAD_BLOCK: DeadBlock = DeadBlock(ThreadBlock {
     next: null_mut(),
     prev: null_mut(),
     gen: 0,
+    ticks: 0,
 });
 
 pub(crate) fn dead_block() -> *mut ThreadBlock {
@@ -224,6 +227,26 @@ pub(crate) unsafe fn fast_slot(index: usize) -> *mut TSlot {
         (*chunk).slots.as_mut_ptr().add(index % SLOTS_PER_CHUNK)
     }
 }
+
+/// Whether this alloc slow-path call should look at the clock for the periodic update:
+/// every [`CLOCK_EVERY`]th call of a thread that has a block, every call otherwise (fresh
+/// and exiting threads, so a thread's first slow path always checks).
+#[inline]
+pub(crate) fn clock_due() -> bool {
+    let t = current();
+    if t.is_null() || t == dead_block() {
+        return true;
+    }
+    // SAFETY: our own live block; `ticks` is touched only by its owner.
+    unsafe {
+        let k = (*t).ticks;
+        (*t).ticks = k.wrapping_add(1);
+        k % CLOCK_EVERY == 0
+    }
+}
+
+/// See [`clock_due`].
+pub(crate) const CLOCK_EVERY: u64 = 64;
 
 /// Create the pthread key whose destructor flushes a thread's magazines.
 pub(crate) fn init_key() {

@@ -347,3 +347,60 @@ fn object_ops_trait_and_reclaim_callback() {
     );
     unsafe { c.destroy().unwrap() };
 }
+
+#[test]
+fn magazines_grow_on_depot_traffic_of_one_thread() {
+    let _s = SERIAL.lock().unwrap();
+    umem_slab::set_update_interval_ms(0);
+    let a = Vmem::create(
+        "traffic_arena",
+        None,
+        4096,
+        Some(umem_vmem::heap()),
+        0,
+        CreateFlags::NONE,
+    )
+    .unwrap();
+    // 1000-byte buffers start with 3-round magazines; a churn over 64 live objects
+    // visits the depot every few operations. No other thread, no contention.
+    let c = Cache::create("traffic", 1000, 0, CacheOps::NONE, a, CacheFlags::NONE).unwrap();
+    let p0 = c.alloc().unwrap();
+    unsafe { c.free(p0) };
+    let m0 = c.stats().mag_size;
+    assert_eq!(m0, 3);
+    let t0 = std::time::Instant::now();
+    let mut v = Vec::new();
+    while c.stats().mag_size == m0 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "magazines never grew: {:?}",
+            c.stats()
+        );
+        for _ in 0..2000 {
+            while v.len() < 64 {
+                let p = c.alloc().unwrap();
+                unsafe { *(p.as_ptr() as *mut usize) = p.as_ptr() as usize };
+                v.push(p);
+            }
+            for p in v.drain(32..) {
+                assert_eq!(
+                    unsafe { *(p.as_ptr() as *const usize) },
+                    p.as_ptr() as usize
+                );
+                unsafe { c.free(p) };
+            }
+        }
+    }
+    let st = c.stats();
+    assert_eq!(st.depot_contention, 0, "{st:?}");
+    assert!(st.mag_size > m0 && st.mag_resize >= 1, "{st:?}");
+    for p in v {
+        unsafe { c.free(p) };
+    }
+    c.verify().unwrap();
+    assert_eq!(c.stats().buf_inuse, 0);
+    umem_slab::thread_exit_flush();
+    c.reap();
+    assert_eq!(c.stats().slabs, 0);
+    unsafe { c.destroy().unwrap() };
+}
