@@ -6,10 +6,12 @@
 //!   magazine (the hit path); also a `NOMAGAZINE` cache (every pair goes to
 //!   the slab layer under its lock) to show what the magazines buy.
 //! * `slab_depot` — per-pair cost of allocating a batch of `B` objects and
-//!   freeing them all, with `B = M` (fits the loaded + previous magazines)
-//!   and `B = 4M` (each batch forces 2 magazine exchanges with the depot on
-//!   the alloc side and 2 on the free side); `M` is the cache's magazine size.
-//!   Reported per alloc+free pair (criterion's time is already divided by B).
+//!   freeing them all, with `B = M` (fits the loaded + previous magazines: no
+//!   depot visit) and `B = 16M` (each batch forces 14 magazine exchanges with
+//!   the depot on the alloc side and 14 on the free side: 28 per 16M pairs);
+//!   `M` is the cache's magazine size. Reported per alloc+free pair
+//!   (criterion's time is already divided by B), so the cost of one depot
+//!   exchange is `(t(16M) - t(M)) * 16M / 28`.
 //! * `slab_threads` — aggregate throughput of 1 and 2 threads each doing hit
 //!   pairs on the same cache (criterion's "thrpt" is pairs/s over all
 //!   threads; time is wall time per round of one pair in each thread), with
@@ -100,7 +102,7 @@ fn bench_depot(c: &mut Criterion) {
     let m = umem.stats().mag_size.max(1);
     let mut g = c.benchmark_group(format!("slab_depot/M={m}"));
     let l = layout();
-    for (label, n) in [("B=M", m), ("B=4M", 4 * m)] {
+    for (label, n) in [("B=M", m), ("B=16M", 16 * m)] {
         g.bench_function(format!("umem-slab/{label}"), |b| {
             b.iter_custom(|iters| {
                 batches(
