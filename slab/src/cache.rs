@@ -269,6 +269,25 @@ struct Links {
     prev: *mut Cache,
 }
 
+/// A cache's index for the per-thread fast path ([`Cache::fast_index`]); 0 (always a
+/// miss) for caches without a magazine layer and debug caches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FastIndex(usize);
+
+impl FastIndex {
+    /// The index as a word (to keep in an atomic table).
+    #[inline(always)]
+    pub const fn raw(self) -> usize {
+        self.0
+    }
+    /// Rebuilds an index from [`FastIndex::raw`]. Using one that is not the cache's own in
+    /// [`Cache::alloc_with`] / [`Cache::free_with`] breaks their safety contract.
+    #[inline(always)]
+    pub const fn from_raw(v: usize) -> FastIndex {
+        FastIndex(v)
+    }
+}
+
 /// An object cache (`umem_cache_t`). Lives in memory from the `umem_cache` arena; handed
 /// out as `&'static Cache` until [`Cache::destroy`].
 #[repr(C, align(64))]
@@ -1027,10 +1046,56 @@ impl Cache {
     /// integer arenas, where 0 may be a valid buffer).
     #[inline(always)]
     pub fn alloc_addr(&self) -> Option<usize> {
+        // SAFETY: the cache's own fast index.
+        unsafe { self.alloc_addr_at(self.fast_index) }
+    }
+
+    /// The cache's fast-path index, for [`Cache::alloc_with`] / [`Cache::free_with`]: a
+    /// caller that keeps it beside the cache pointer (umem-global's size-class table)
+    /// saves the hit path one dependent load.
+    #[inline(always)]
+    pub fn fast_index(&self) -> FastIndex {
+        FastIndex(self.fast_index)
+    }
+
+    /// [`Cache::alloc`] with the cache's [`FastIndex`] already at hand.
+    ///
+    /// # Safety
+    /// `fi` is `self.fast_index()`.
+    #[inline(always)]
+    pub unsafe fn alloc_with(&self, fi: FastIndex) -> Option<NonNull<u8>> {
+        // SAFETY: by the caller.
+        match unsafe { self.alloc_addr_at(fi.0) } {
+            Some(a) => match NonNull::new(a as *mut u8) {
+                Some(p) => Some(p),
+                None => {
+                    // SAFETY: just allocated from this cache (see `alloc`).
+                    unsafe { self.free_addr(0) };
+                    None
+                }
+            },
+            None => None,
+        }
+    }
+
+    /// [`Cache::free`] with the cache's [`FastIndex`] already at hand.
+    ///
+    /// # Safety
+    /// As [`Cache::free`], and `fi` is `self.fast_index()`.
+    #[inline(always)]
+    pub unsafe fn free_with(&self, fi: FastIndex, ptr: NonNull<u8>) {
+        // SAFETY: by the caller.
+        unsafe { self.free_addr_at(fi.0, ptr.as_ptr() as usize) }
+    }
+
+    /// # Safety
+    /// `fast_index` is this cache's fast index.
+    #[inline(always)]
+    unsafe fn alloc_addr_at(&self, fast_index: usize) -> Option<usize> {
         // SAFETY: fast_index < MAX_IDS (it is an id or 0). The slot belongs to the calling
         // thread; when `rounds > 0`, `loaded` is a magazine with that many rounds.
         unsafe {
-            let slot = thread::fast_slot(self.fast_index);
+            let slot = thread::fast_slot(fast_index);
             if !slot.is_null() {
                 let r = (*slot).rounds;
                 if r != 0 {
@@ -1062,9 +1127,17 @@ impl Cache {
     /// As [`Cache::free`].
     #[inline(always)]
     pub unsafe fn free_addr(&self, addr: usize) {
+        // SAFETY: by the caller; the cache's own fast index.
+        unsafe { self.free_addr_at(self.fast_index, addr) }
+    }
+
+    /// # Safety
+    /// As [`Cache::free_addr`]; `fast_index` is this cache's fast index.
+    #[inline(always)]
+    unsafe fn free_addr_at(&self, fast_index: usize, addr: usize) {
         // SAFETY: as in alloc_addr; `rounds < cap` means `loaded` has room.
         unsafe {
-            let slot = thread::fast_slot(self.fast_index);
+            let slot = thread::fast_slot(fast_index);
             if !slot.is_null() {
                 let r = (*slot).rounds;
                 if r < (*slot).cap {

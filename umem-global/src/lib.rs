@@ -114,9 +114,20 @@ const FAILED: u8 = 3;
 static STATE: AtomicU8 = AtomicU8::new(UNINIT);
 static INIT_OWNER: AtomicUsize = AtomicUsize::new(0);
 
+/// A size class's cache and its fast-path index side by side (one cache line holds four
+/// classes), so the hit path does not first load the cache to find its slot.
+#[repr(C, align(16))]
+struct ClassCache {
+    cache: AtomicPtr<Cache>,
+    fast: AtomicUsize,
+}
+
 #[allow(clippy::declare_interior_mutable_const)]
-const NO_CACHE: AtomicPtr<Cache> = AtomicPtr::new(null_mut());
-static CACHES: [AtomicPtr<Cache>; classes::COUNT] = [NO_CACHE; classes::COUNT];
+const NO_CACHE: ClassCache = ClassCache {
+    cache: AtomicPtr::new(null_mut()),
+    fast: AtomicUsize::new(0),
+};
+static CACHES: [ClassCache; classes::COUNT] = [NO_CACHE; classes::COUNT];
 
 static CLASS_SOURCES: [source::ClassSource; classes::COUNT] = {
     const S: source::ClassSource = source::ClassSource { class: 0 };
@@ -169,9 +180,27 @@ impl Arenas {
 
 #[inline]
 fn cache(c: usize) -> Option<&'static Cache> {
-    let p = CACHES[c].load(Ordering::Acquire);
+    let p = CACHES[c].cache.load(Ordering::Acquire);
     // SAFETY: published once from a `&'static Cache` and never destroyed.
     (!p.is_null()).then(|| unsafe { &*p })
+}
+
+/// The class's cache with its fast index (the pair [`slabx::alloc`] and [`slabx::free`]
+/// take).
+#[inline(always)]
+fn class_cache(c: usize) -> Option<slabx::ClassRef> {
+    let e = &CACHES[c];
+    let p = e.cache.load(Ordering::Acquire);
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: published once from a `&'static Cache` (after its fast index, with Release)
+    // and never destroyed.
+    let k = unsafe { &*p };
+    Some(slabx::ClassRef {
+        k,
+        fast: e.fast.load(Ordering::Relaxed),
+    })
 }
 
 #[inline]
@@ -258,7 +287,12 @@ fn build_tree() -> bool {
         ) else {
             return false;
         };
-        CACHES[c].store(cache as *const Cache as *mut Cache, Ordering::Release);
+        CACHES[c]
+            .fast
+            .store(slabx::fast_raw(cache), Ordering::Relaxed);
+        CACHES[c]
+            .cache
+            .store(cache as *const Cache as *mut Cache, Ordering::Release);
     }
     let pages: &'static dyn Source = &source::PAGES;
     for (name, slot) in [
@@ -367,7 +401,7 @@ pub fn reap() {
 #[inline]
 pub fn alloc(size: usize, align: usize, zero: bool) -> *mut u8 {
     if let Some(c) = classes::class_for(size, align) {
-        if let Some(k) = cache(c) {
+        if let Some(k) = class_cache(c) {
             return match slabx::alloc(k) {
                 Some(p) => {
                     if zero {
@@ -391,7 +425,7 @@ pub fn alloc16(size: usize, zero: bool) -> *mut u8 {
     if size <= classes::MAX_SMALL {
         // Sizes 0..=8 would map to the 8-byte class; 9 maps to 16.
         let c = classes::class_of(size.max(9));
-        if let Some(k) = cache(c) {
+        if let Some(k) = class_cache(c) {
             return match slabx::alloc(k) {
                 Some(p) => {
                     if zero {
@@ -470,7 +504,7 @@ pub unsafe fn free(p: *mut u8) -> Result<(), FreeError> {
         // certainly not a block start.
         let c = (v & !pagemap::TAG) as usize;
         if a & (classes::align(c) - 1) == 0 {
-            if let Some(k) = cache(c) {
+            if let Some(k) = class_cache(c) {
                 // SAFETY: the page belongs to class c's slabs and `a` is
                 // aligned like its buffers.
                 unsafe { slabx::free(k, p) };
@@ -571,7 +605,7 @@ pub unsafe fn realloc(p: *mut u8, size: usize, align: usize) -> Result<*mut u8, 
 #[inline]
 pub unsafe fn free_sized(p: *mut u8, size: usize, align: usize) {
     if let Some(c) = classes::class_for(size, align) {
-        if let Some(k) = cache(c) {
+        if let Some(k) = class_cache(c) {
             debug_assert!(
                 matches!(owner(p), Owner::Small(pc) if pc == c) || boot::owns(p as usize),
                 "umem: dealloc({p:p}, size {size}, align {align}) does not match the block"
@@ -663,17 +697,38 @@ mod slabx {
         Cache::create(name, size, align, umem_slab::CacheOps::NONE, arena, flags).ok()
     }
 
-    #[inline]
-    pub fn alloc(k: &'static Cache) -> Option<*mut u8> {
-        k.alloc().map(NonNull::as_ptr)
+    /// A class's cache and its fast index, read together from `CACHES`.
+    #[derive(Clone, Copy)]
+    pub struct ClassRef {
+        pub k: &'static Cache,
+        /// `k.fast_index()`, kept as a plain word in the table.
+        pub fast: usize,
+    }
+
+    /// The fast index of `k` as a table word.
+    pub fn fast_raw(k: &'static Cache) -> usize {
+        k.fast_index().raw()
+    }
+
+    #[inline(always)]
+    pub fn alloc(k: ClassRef) -> Option<*mut u8> {
+        debug_assert_eq!(k.fast, fast_raw(k.k));
+        // SAFETY: `fast` was stored from this cache's fast index (see `build_tree`).
+        unsafe { k.k.alloc_with(umem_slab::FastIndex::from_raw(k.fast)) }.map(NonNull::as_ptr)
     }
 
     /// # Safety
     /// `p` must be a live block of `k`.
-    #[inline]
-    pub unsafe fn free(k: &'static Cache, p: *mut u8) {
-        // SAFETY: per the caller.
-        unsafe { k.free(NonNull::new_unchecked(p)) }
+    #[inline(always)]
+    pub unsafe fn free(k: ClassRef, p: *mut u8) {
+        debug_assert_eq!(k.fast, fast_raw(k.k));
+        // SAFETY: per the caller; `fast` is this cache's fast index.
+        unsafe {
+            k.k.free_with(
+                umem_slab::FastIndex::from_raw(k.fast),
+                NonNull::new_unchecked(p),
+            )
+        }
     }
 
     /// # Safety
