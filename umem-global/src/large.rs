@@ -126,10 +126,22 @@ fn take_cached(pages: usize) -> Option<(usize, usize)> {
     Some((s.addr, s.pages))
 }
 
+/// The usable length of the large block at `addr` with `bytes` of capacity:
+/// its last requested size rounded up to pages (see [`note_len`]).
+pub fn len_of(addr: usize, bytes: usize) -> usize {
+    noted_len(addr, bytes >> PAGE_SHIFT)
+}
+
 /// Allocates a block of at least `size` bytes aligned to `align`; zeroed if
 /// `zero`. Null on failure (errno is the caller's business).
 pub fn alloc(size: usize, align: usize, zero: bool) -> *mut u8 {
-    let Some(pages) = pages_for(size) else {
+    alloc_room(size, size, align, zero)
+}
+
+/// [`alloc`] with capacity for `room` bytes (`room >= size`; falls back to
+/// `size` when that is too big). The usable length is `size`.
+pub fn alloc_room(size: usize, room: usize, align: usize, zero: bool) -> *mut u8 {
+    let Some(pages) = pages_for(room.max(size)).or_else(|| pages_for(size)) else {
         FAILS.fetch_add(1, Ordering::Relaxed);
         return core::ptr::null_mut();
     };

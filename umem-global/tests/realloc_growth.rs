@@ -1,0 +1,67 @@
+//! C-style realloc growth through umem-global's core (not as the global
+//! allocator): a block that grows past `REALLOC_GROW_LARGE` gets room to grow
+//! in place, keeps its contents, reports its usable length, and moves back
+//! out when shrunk a lot.
+
+use umem_global::{free, realloc, usable_size, REALLOC_GROW_LARGE};
+
+fn fill(p: *mut u8, from: usize, to: usize) {
+    for i in from..to {
+        unsafe { *p.add(i) = (i % 251) as u8 };
+    }
+}
+
+fn check(p: *const u8, n: usize) {
+    for i in 0..n {
+        assert_eq!(unsafe { *p.add(i) }, (i % 251) as u8, "byte {i}");
+    }
+}
+
+#[test]
+fn growth_is_in_place_after_the_first_large_move() {
+    let mut p = umem_global::alloc(64, 16, false);
+    assert!(!p.is_null());
+    fill(p, 0, 64);
+    let mut n = 64usize;
+    let mut moves_large = 0;
+    let mut last_len = 64;
+    while n <= 4 << 20 {
+        let m = n + n / 16 + 64;
+        let q = unsafe { realloc(p, m, 16) }.unwrap();
+        assert!(!q.is_null());
+        if q != p && n >= REALLOC_GROW_LARGE {
+            moves_large += 1;
+        }
+        let u = usable_size(q).unwrap();
+        assert!(u >= m, "usable {u} < {m}");
+        // The usable length follows the requested one (not the reservation).
+        assert!(u < m + 4096 || m < REALLOC_GROW_LARGE, "usable {u} for {m}");
+        check(q, last_len.min(m));
+        fill(q, last_len, m);
+        last_len = m;
+        p = q;
+        n = m;
+    }
+    check(p, n);
+    // 16 KiB -> 4 MiB: one move into a reserved block (64x), at most one more.
+    assert!(moves_large <= 1, "{moves_large} moves of a large block");
+    // A big shrink moves the block to a size class, contents kept.
+    let q = unsafe { realloc(p, 1000, 16) }.unwrap();
+    assert_ne!(q, p);
+    check(q, 1000);
+    assert!(usable_size(q).unwrap() < 2048);
+    unsafe { free(q) }.unwrap();
+}
+
+#[test]
+fn shrinking_within_the_usable_length_stays_in_place() {
+    let p = umem_global::alloc(20_000, 16, false);
+    let p = unsafe { realloc(p, 40_000, 16) }.unwrap();
+    fill(p, 0, 40_000);
+    let q = unsafe { realloc(p, 30_000, 16) }.unwrap();
+    assert_eq!(p, q);
+    check(q, 30_000);
+    let u = usable_size(q).unwrap();
+    assert!((30_000..30_000 + 4096).contains(&u), "usable {u}");
+    unsafe { free(q) }.unwrap();
+}
