@@ -80,6 +80,9 @@ pub(crate) struct Inner {
     nfree: usize,
     nspans: usize,
     has_source: bool,
+    /// Bytes of wholly free imported spans the arena may keep instead of
+    /// releasing them at once (hysteresis; `heap` only by default).
+    retain_max: usize,
     quantum: usize,
     ks: Kstat,
     freelist: [*mut Seg; FREELISTS],
@@ -136,6 +139,8 @@ pub(crate) struct CreateArgs<'a> {
     pub mem: Option<*mut Vmem>,
     /// Smallest import (internal arenas import in chunks).
     pub import_min: usize,
+    /// Initial `retain_max` (see [`Vmem::set_retain`]).
+    pub retain: usize,
 }
 
 #[inline(always)]
@@ -412,6 +417,12 @@ impl Inner {
                 }
                 let a = (*vsp).start;
                 let n = (*vsp).end - a;
+                // Hysteresis: keep the span while the arena's free bytes
+                // (this span included) stay within `retain_max`, so the
+                // sum of retained spans never exceeds it.
+                if self.ks.mem_total - self.ks.mem_inuse <= self.retain_max as u64 {
+                    return None;
+                }
                 debug_assert!((*span).start == a && (*span).end == a + n);
                 self.freelist_delete(vsp);
                 self.span_destroy(vsp);
@@ -827,6 +838,7 @@ impl Vmem {
             flags,
             mem: None,
             import_min: 0,
+            retain: 0,
         })
     }
 
@@ -870,6 +882,7 @@ impl Vmem {
                 nfree: 0,
                 nspans: 0,
                 has_source: a.source.is_some(),
+                retain_max: a.retain,
                 quantum: q,
                 ks: Kstat::default(),
                 freelist: [ptr::null_mut(); FREELISTS],
@@ -1811,6 +1824,88 @@ impl Vmem {
             // SAFETY: published entries.
             if let Some(c) = unsafe { (*self.qcache.get())[i] } {
                 c.reap();
+            }
+        }
+    }
+
+    /// Let the arena keep up to `bytes` of wholly free imported spans
+    /// instead of releasing each to the source as soon as it is wholly free
+    /// (hysteresis: an allocation pattern oscillating across a span
+    /// boundary no longer imports and releases every time). 0 (the default
+    /// for [`create`](Vmem::create)) releases at once, as vmem.c does;
+    /// `heap` keeps [`HEAP_RETAIN`](crate::HEAP_RETAIN). Lowering the limit
+    /// gives the excess back before returning; [`update`](crate::update)
+    /// gives every retained span back.
+    pub fn set_retain(&self, bytes: usize) {
+        self.trim_retained(bytes, Some(bytes));
+    }
+
+    /// The current [`set_retain`](Vmem::set_retain) limit.
+    pub fn retain(&self) -> usize {
+        self.lock();
+        // SAFETY: lock held.
+        let r = unsafe { self.inner().retain_max };
+        self.unlock();
+        r
+    }
+
+    /// Give retained (wholly free imported) spans back to the source until
+    /// at most `keep` bytes of them remain; then, if `new_max` is given,
+    /// make it the limit (in the same lock hold, so the limit never drops
+    /// below what is retained). Returns the bytes given back.
+    pub(crate) fn trim_retained(&self, keep: usize, new_max: Option<usize>) -> usize {
+        const BATCH: usize = 16;
+        let mut given = 0;
+        loop {
+            let mut out = [(0usize, 0usize); BATCH];
+            let mut nout = 0;
+            self.lock();
+            // SAFETY: lock held; the span list is well formed.
+            let done = unsafe {
+                let inner = self.inner();
+                let seg0: *mut Seg = &mut inner.seg0;
+                let mut retained = 0usize;
+                let mut s = (*seg0).knext;
+                while s != seg0 {
+                    let f = (*s).anext;
+                    if (*s).import && (*f).typ == T_FREE && (*f).end == (*s).end {
+                        retained += (*s).end - (*s).start;
+                    }
+                    s = (*s).knext;
+                }
+                let mut s = (*seg0).knext;
+                while retained > keep && nout < BATCH && s != seg0 {
+                    let next = (*s).knext;
+                    let f = (*s).anext;
+                    if (*s).import && (*f).typ == T_FREE && (*f).end == (*s).end {
+                        let (a, n) = ((*s).start, (*s).end - (*s).start);
+                        inner.freelist_delete(f);
+                        inner.span_destroy(f);
+                        inner.ks.release += 1;
+                        out[nout] = (a, n);
+                        nout += 1;
+                        retained -= n;
+                    }
+                    s = next;
+                }
+                if retained <= keep {
+                    if let Some(m) = new_max {
+                        inner.retain_max = m;
+                    }
+                    true
+                } else {
+                    false
+                }
+            };
+            self.unlock();
+            for &(a, n) in &out[..nout] {
+                if let Some(src) = self.source {
+                    src.release(a, n);
+                }
+                given += n;
+            }
+            if done {
+                return given;
             }
         }
     }

@@ -73,6 +73,22 @@
 //! a span does not keep it: the markers are moved out first. Only
 //! unconstrained requests (no `nocross`, `minaddr`, `maxaddr`) import.
 //!
+//! **Retained spans (hysteresis; not in vmem.c).** An arena may keep up to
+//! `retain_max` bytes of wholly free imported spans instead of releasing
+//! them ([`Vmem::set_retain`]; 0 for arenas from [`Vmem::create`], so they
+//! behave like vmem.c; [`HEAP_RETAIN`] (4 MiB) for `heap`). A free that
+//! leaves an imported span wholly free keeps it when the arena's free bytes
+//! (`mem_total - mem_inuse`, the span included) are at most `retain_max` —
+//! so the retained total never exceeds the limit; the span's free segment
+//! stays on its freelist and serves later allocations without an import.
+//! This is what stops a slab whose count oscillates across a boundary
+//! (a `NOMAGAZINE` cache, one object at a time) from paying mmap + munmap
+//! per alloc+free pair. [`update`] gives every retained span back to its
+//! source (umem-slab's `update()`, and so `umem_global::reap()`, call it),
+//! and lowering the limit gives the excess back before `set_retain`
+//! returns. A span whose only company is a rotor or walker is still
+//! released at once.
+//!
 //! **Quantum caches.** An arena created with `qcache_max > 0` asks the
 //! installed [`QCacheFactory`] (umem-slab) for an object cache of each size
 //! `k * quantum <= qcache_max` (at most 16); `alloc`/`free` of those sizes
@@ -129,8 +145,8 @@
 //! * kstats: `mem_inuse` = sum of allocated sizes, `mem_total` = sum of span
 //!   sizes = `mem_inuse` + free sizes, `mem_import` = sum of imported spans,
 //!   `alloc - free` = number of allocated segments.
-//! * An imported span is never wholly free outside a call (it goes back to
-//!   the source).
+//! * Outside a call, the wholly free imported spans (retained) add up to at
+//!   most `retain_max` bytes (0 by default: none is ever wholly free).
 //! * The reserve list holds exactly `nsegfree` structures.
 //!
 //! ## Kstats
@@ -160,7 +176,7 @@ pub use mmap::{MmapSource, MMAP_SOURCE};
 pub use source::{QCache, QCacheFactory, Source};
 pub use tree::{
     arena_count, for_each_arena, global_free_segs, heap, init, is_initialized, lockup, release,
-    set_qcache_factory, try_heap, update, verify,
+    set_qcache_factory, try_heap, update, verify, HEAP_RETAIN,
 };
 pub use types::{CreateFlags, Policy, SegType, SegTypes, VmemStats, WalkMode, XAllocRequest};
 

@@ -24,6 +24,9 @@ const VMEM_INITIAL: usize = 5;
 const MAX_POPULATORS: usize = 4;
 /// vmem_internal imports at least this many pages at a time.
 const INTERNAL_IMPORT_PAGES: usize = 16;
+/// Wholly free imported spans `heap` keeps instead of giving them back to
+/// the page source at once (hysteresis); [`update`] gives them back.
+pub const HEAP_RETAIN: usize = 4 << 20;
 
 /// A static whose contents are protected by a lock or by init ordering.
 struct Racy<T>(UnsafeCell<T>);
@@ -442,6 +445,7 @@ unsafe fn build(src: &'static dyn Source, page: usize) {
             flags,
             mem: Some(slot(i)),
             import_min,
+            retain: if i == 0 { HEAP_RETAIN } else { 0 },
         }) {
             Ok(v) => v,
             Err(e) => fatal(format_args!("cannot create internal arena {name}: {e}")),
@@ -559,9 +563,23 @@ pub unsafe fn release() {
 }
 
 /// Periodic maintenance (`vmem_update`): rescale every arena's hash table
-/// (grow or shrink toward one segment per bucket).
+/// (grow or shrink toward one segment per bucket) and give every wholly
+/// free imported span an arena retained (see [`Vmem::set_retain`]) back to
+/// its source.
 pub fn update() {
-    with_list_lock(|| each_listed(&mut |vm| vm.rescale_list_held(false)));
+    with_list_lock(|| {
+        each_listed(&mut |vm| vm.rescale_list_held(false));
+        // Sources come before their importers on the list, so a span an
+        // importer gives back may land in a source trimmed already: repeat
+        // until a pass gives nothing back (at most the depth of the tree).
+        loop {
+            let mut n = 0;
+            each_listed(&mut |vm| n += vm.trim_retained(0, None));
+            if n == 0 {
+                break;
+            }
+        }
+    });
 }
 
 /// [`Vmem::verify`] every arena; the first error found.

@@ -745,3 +745,74 @@ fn errors_explain_themselves() {
     let e: Box<dyn std::error::Error> = Box::new(VmemError::ZeroSize);
     assert_eq!(e.to_string(), "zero size");
 }
+
+/// Hysteresis: an arena with a retain limit keeps a wholly free imported
+/// span, so alloc/free oscillating across a span boundary imports once
+/// instead of import + release per pair; `update()` and lowering the limit
+/// give the spans back; the retained total never passes the limit.
+#[test]
+fn retained_spans_hysteresis() {
+    const P: usize = 4096;
+    let parent = arena("ret.parent", 1 << 32, 1 << 30, P);
+    let child = Vmem::create("ret.child", None, P, Some(parent), 0, CreateFlags::NONE).unwrap();
+    assert_eq!(child.retain(), 0);
+    // Default (as vmem.c): every pair imports and releases.
+    for _ in 0..10 {
+        let a = child.alloc(P, Policy::InstantFit).unwrap();
+        child.free(a, P).unwrap();
+    }
+    let s = child.stats();
+    assert_eq!((s.import, s.release, s.mem_total), (10, 10, 0));
+
+    child.set_retain(16 * P);
+    assert_eq!(child.retain(), 16 * P);
+    for _ in 0..1000 {
+        let a = child.alloc(P, Policy::InstantFit).unwrap();
+        child.free(a, P).unwrap();
+        child.verify().unwrap();
+    }
+    let s = child.stats();
+    assert_eq!((s.import, s.release, s.mem_total), (11, 10, P as u64));
+    assert_eq!(parent.stats().mem_inuse, P as u64);
+
+    // update() gives the retained span back.
+    umem_vmem::update();
+    let s = child.stats();
+    assert_eq!((s.release, s.mem_total), (11, 0));
+    assert_eq!(parent.stats().mem_inuse, 0);
+
+    // The bound: 20 separate one-page spans freed, 16 pages kept.
+    let v: Vec<usize> = (0..20)
+        .map(|_| child.alloc(P, Policy::InstantFit).unwrap())
+        .collect();
+    assert_eq!(child.stats().import, 11 + 20);
+    for a in v {
+        child.free(a, P).unwrap();
+        child.verify().unwrap();
+    }
+    assert_eq!(child.stats().mem_total, 16 * P as u64);
+    assert_eq!(child.stats().release, 11 + 4);
+    // Retained spans serve later allocations without importing.
+    let w: Vec<usize> = (0..16)
+        .map(|_| child.alloc(P, Policy::InstantFit).unwrap())
+        .collect();
+    assert_eq!(child.stats().import, 31);
+    for a in w {
+        child.free(a, P).unwrap();
+    }
+    // Lowering the limit gives the excess back at once.
+    child.set_retain(4 * P);
+    assert_eq!(child.stats().mem_total, 4 * P as u64);
+    child.verify().unwrap();
+    child.set_retain(0);
+    assert_eq!(child.stats().mem_total, 0);
+    assert_eq!(parent.stats().mem_inuse, 0);
+    child.verify().unwrap();
+    parent.verify().unwrap();
+    // SAFETY: test-local arenas, no other users.
+    unsafe {
+        assert_eq!(child.destroy(), 0);
+        assert_eq!(parent.destroy(), 0);
+    }
+    assert_eq!(umem_vmem::heap().retain(), umem_vmem::HEAP_RETAIN);
+}
