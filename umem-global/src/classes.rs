@@ -87,6 +87,38 @@ pub fn class_of(size: usize) -> usize {
 }
 
 /// Alignment table, by class.
+const T16_LEN: usize = 1024 / 16 + 1;
+
+/// `T16[(n + 15) >> 4]` is the first 16-aligned class of at least `n` bytes
+/// (`n <= 1024`; entry 0, for `malloc(0)`, is the 16-byte class).
+static T16: [u8; T16_LEN] = {
+    let mut t = [0u8; T16_LEN];
+    let mut i = 0;
+    while i < T16_LEN {
+        t[i] = first_class_at_least(if i == 0 { 16 } else { i * 16 });
+        i += 1;
+    }
+    t
+};
+
+/// The class for a C allocation of `size` bytes (16-byte alignment, never
+/// the 8-byte class): one table load for sizes up to 1 KiB (the common
+/// case), [`class_of`] above.
+#[inline(always)]
+pub fn class16_of(size: usize) -> usize {
+    debug_assert!(size <= MAX_SMALL);
+    if size <= 1024 {
+        T16[(size + 15) >> 4] as usize
+    } else {
+        class16_big(size)
+    }
+}
+
+#[inline(never)]
+fn class16_big(size: usize) -> usize {
+    class_of(size)
+}
+
 static ALIGNS: [usize; COUNT] = {
     let mut t = [0; COUNT];
     let mut c = 0;
@@ -138,6 +170,14 @@ mod tests {
         for n in 0..=MAX_SMALL {
             let want = SIZES.iter().position(|&s| s >= n.max(1)).unwrap();
             assert_eq!(class_of(n), want, "size {n}");
+        }
+    }
+
+    #[test]
+    fn c_table_agrees_with_a_linear_search() {
+        for n in 0..=MAX_SMALL {
+            let want = SIZES.iter().position(|&s| s >= n.max(16)).unwrap();
+            assert_eq!(class16_of(n), want, "size {n}");
         }
     }
 

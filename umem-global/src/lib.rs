@@ -428,8 +428,7 @@ pub fn alloc(size: usize, align: usize, zero: bool) -> *mut u8 {
 #[inline(always)]
 pub fn alloc16(size: usize, zero: bool) -> *mut u8 {
     if size <= classes::MAX_SMALL {
-        // Sizes 0..=8 would map to the 8-byte class; 9 maps to 16.
-        let c = classes::class_of(size.max(9));
+        let c = classes::class16_of(size);
         if let Some(k) = class_cache(c) {
             return match slabx::alloc(k) {
                 Some(p) => {
