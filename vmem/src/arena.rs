@@ -664,6 +664,18 @@ impl Inner {
             Some(m) => m - 1,
             None => usize::MAX,
         };
+        if start_list == hb + 1 {
+            // Instant fit: the floor-list head first, as in `alloc_instant`.
+            let head = self.freelist[hb as usize];
+            if !head.is_null() {
+                self.ks.search += 1;
+                // SAFETY: a non-null head is a free segment (lock held).
+                if let Some(a) = unsafe { fit(head, size, align, phase, nocross, minaddr, hi_last) }
+                {
+                    return Some((head, a));
+                }
+            }
+        }
         let mut map = self.freemap & (!0u64 << start_list);
         let mut best: *mut Seg = ptr::null_mut();
         let mut best_addr = 0;
@@ -1125,10 +1137,33 @@ impl Vmem {
         }
         // SAFETY: lock held (re-derived after populate).
         let inner = unsafe { self.inner() };
+        let hb = flist_of(realsize);
         let first = if realsize.is_power_of_two() {
-            flist_of(realsize)
+            hb
         } else {
-            flist_of(realsize) + 1
+            // Floor-list head fit (a deviation from vmem.c, still O(1)):
+            // the head of list floor(log2 size) — typically the hole the
+            // last free of this size made — is taken if it is big enough,
+            // so a free+alloc pair of a non-power-of-two size reuses the
+            // hole instead of splitting a bigger segment and coalescing.
+            // SAFETY: lock held; a set freemap bit means a non-empty list.
+            unsafe {
+                if inner.freemap & (1u64 << hb) != 0 {
+                    let head = *inner.freelist.get_unchecked(hb as usize);
+                    if (*head).end - (*head).start >= realsize {
+                        let addr = (*head).start;
+                        inner.seg_alloc(head, addr, size, realsize);
+                        inner.ks.search += 1;
+                        let grow = inner.nalloc > inner.grow_at;
+                        self.unlock();
+                        if grow {
+                            self.grow_hash();
+                        }
+                        return Ok(addr);
+                    }
+                }
+            }
+            hb + 1
         };
         let map = if first < 64 {
             inner.freemap & (!0u64 << first)

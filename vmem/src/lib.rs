@@ -52,6 +52,16 @@
 //! **freemap** has bit *n* set exactly when list *n* is non-empty.
 //! **Instant fit** takes the head of the lowest non-empty list whose members
 //! are all large enough (`2^ceil(log2 size)`): O(1), one `trailing_zeros`.
+//! *Deviation from vmem.c (floor-list head fit):* for a size that is not a
+//! power of two it first looks at the head — only the head, so still O(1)
+//! — of list `floor(log2 size)` and takes it if it is large enough. That
+//! segment is smaller than `2^(floor+1)`, i.e. smaller than anything the
+//! ceil list could give, so the fit only gets tighter (always below 2× the
+//! request, where vmem.c's instant fit guarantees only the ceil list's
+//! bound); and the hole a free of this size just made (pushed at the head)
+//! is reused whole instead of splitting a larger segment and coalescing on
+//! the next free. Constrained instant-fit `xalloc`s try the same head
+//! first.
 //! **Best fit** and **first fit** search from the list that may hold a fit;
 //! **next fit** scans the address list from the rotor.
 //! `xalloc` honours `align`, `phase`, `nocross`, `minaddr`, `maxaddr`.

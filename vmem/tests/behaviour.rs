@@ -499,11 +499,17 @@ fn best_first_and_instant_fit_choices() {
     let f = a.alloc(150, Policy::FirstFit).unwrap();
     assert!(f == holes[0].0 || f == holes[2].0);
     a.free(f, 150).unwrap();
-    // Instant fit of 129 never picks a segment from [128, 256) unless it
-    // must: it takes one from a list whose members all fit.
+    // Instant fit of 129 first looks at the head of list 7 ([128, 256):
+    // the 200 hole) and takes it since it fits (floor-list head fit, a
+    // deviation from vmem.c); of 250, which that head cannot hold, it
+    // takes one from a list whose members all fit (the 300 hole or the
+    // tail), never searching list 7.
     let i = a.alloc(129, Policy::InstantFit).unwrap();
-    assert!(i == holes[0].0 || i >= at, "instant fit took {i}");
+    assert_eq!(i, holes[2].0, "instant fit took {i}");
     a.free(i, 129).unwrap();
+    let i = a.alloc(250, Policy::InstantFit).unwrap();
+    assert!(i == holes[0].0 || i >= at, "instant fit took {i}");
+    a.free(i, 250).unwrap();
     for k in keep {
         a.free(k, 10).unwrap();
     }
@@ -815,4 +821,49 @@ fn retained_spans_hysteresis() {
         assert_eq!(parent.destroy(), 0);
     }
     assert_eq!(umem_vmem::heap().retain(), umem_vmem::HEAP_RETAIN);
+}
+
+/// Floor-list head fit: a non-power-of-two request first tries the head of
+/// list floor(log2 size), so the exact hole a free just made is reused
+/// (vmem.c's instant fit would split the big free segment instead).
+#[test]
+fn instant_fit_takes_floor_list_head() {
+    let a = arena("floorfit", 0, 1000, 1);
+    let x = a.alloc(3, Policy::InstantFit).unwrap();
+    let sep = a.alloc(1, Policy::InstantFit).unwrap();
+    assert_eq!((x, sep), (0, 3));
+    a.free(x, 3).unwrap();
+    // The 3-hole is on list 1 (sizes 2..3), the rest [4, 1000) on list 8.
+    let before = a.stats().search;
+    assert_eq!(a.alloc(3, Policy::InstantFit).unwrap(), 0);
+    assert_eq!(a.stats().search - before, 1);
+    a.verify().unwrap();
+    // Constrained instant-fit xalloc tries the same head first.
+    a.free(0, 3).unwrap();
+    assert_eq!(
+        a.xalloc(&XAllocRequest::new(3).maxaddr(500)).unwrap(),
+        0,
+        "xalloc instant fit takes the floor head"
+    );
+    a.xfree(0, 3).unwrap();
+    // A head too small for the request is skipped: a 2-hole on list 1
+    // cannot hold 3, so the ceil list serves it.
+    let y = a.alloc(2, Policy::InstantFit).unwrap();
+    assert_eq!(y, 0);
+    let z = a.alloc(1, Policy::InstantFit).unwrap();
+    assert_eq!(z, 2);
+    a.free(y, 2).unwrap();
+    let w = a.alloc(3, Policy::InstantFit).unwrap();
+    assert_eq!(w, 4);
+    // A non-power-of-two request that only the floor list can hold (the
+    // ceil lists are empty) still succeeds from the head.
+    let b = arena("floorfit2", 0, 7, 1);
+    assert_eq!(b.alloc(5, Policy::InstantFit).unwrap(), 0);
+    b.verify().unwrap();
+    a.verify().unwrap();
+    // SAFETY: test-local arenas.
+    unsafe {
+        b.destroy();
+        a.destroy();
+    }
 }
