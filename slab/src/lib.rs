@@ -13,8 +13,8 @@
 //!    loaded magazine is empty (full) and the previous one is full (empty) they are swapped,
 //!    so a thread goes to the depot at most once per M operations (2001, section 3.1). The
 //!    slot is touched only by its owner thread: the hit path takes no lock and no atomic
-//!    read-modify-write (two TLS/pointer loads, a compare, a load and a store, plus an
-//!    owner-only relaxed counter).
+//!    read-modify-write (a TLS load, a compare, a load and a store, plus an owner-only
+//!    relaxed counter).
 //! 2. **Depot** (`Depot`, under the cache's *depot lock*): a list of full and a list of
 //!    empty magazines. Each list tracks `min` (the lowest total since the last update) and
 //!    `reaplimit` (the previous interval's `min`); `update` frees `min(reaplimit, min)`
@@ -45,7 +45,10 @@
 //! libumem on Linux maps every thread to CPU slot 0 (its hint is `pthread_self()` masked by
 //! the CPU count) and takes that slot's lock on every operation. Here each thread owns its
 //! magazines: no lock on a hit, no shared cache line written. The block is reached through
-//! a const-initialised `thread_local!` `Cell<*mut ThreadBlock>` (no TLS destructor); a
+//! one TLS word with no destructor: on x86_64 Linux an initial-exec `.tbss` word defined by
+//! `global_asm!` and read `%fs`-relative (a cdylib's `thread_local!` is global-dynamic: a
+//! `__tls_get_addr` call per access, which cost `libumem.so` about 8 ns per malloc+free
+//! pair), elsewhere a const-initialised `thread_local!` `Cell<*mut ThreadBlock>`; a
 //! `pthread_key_create` destructor flushes the magazines to the depots at thread exit and
 //! points the thread at a static dead block, so allocations from later TLS destructors go
 //! straight to the slab layer. Other threads' magazines cannot be taken while they run
@@ -60,7 +63,12 @@
 //! `Box` on glibc malloc — so per-thread it is. Two threads hammering the same cache each
 //! still spend 2.4 ns of CPU per pair (no shared cache line is written on the hit path), so
 //! throughput scales with the CPUs actually available. The hit path reads the thread-local
-//! block pointer, one directory entry and the slot's cache line.
+//! block pointer and the slot's cache line: the slots of cache ids 0..64 (the internal
+//! caches and umem-global's size classes, which are created first) are inline in the
+//! block; other ids go through one directory entry. Callers that keep a cache's
+//! [`FastIndex`] beside the cache pointer ([`Cache::alloc_with`]) skip loading it from the
+//! cache. The per-slot alloc/free counters stay on the hit path: removing them measured
+//! no difference (owner-only increments of a line already being written).
 //!
 //! ## Memory
 //!

@@ -1,14 +1,16 @@
 //! Per-thread magazine caches (the paper's "CPU layer", mapped to threads).
 //!
 //! Every thread that allocates gets a [`ThreadBlock`]: a directory of 64 pointers to
-//! [`SlotChunk`]s of 64 [`TSlot`]s each, one slot per cache id (4096 ids). A slot holds the
+//! [`SlotChunk`]s of 64 [`TSlot`]s each, one slot per cache id (4096 ids); chunk 0 is inline
+//! in the block (from `umem_internal`, two pages). A slot holds the
 //! thread's *loaded* and *previous* magazines for that cache. Only the owning thread reads or
 //! writes a slot's magazine fields, so the fast path needs no lock and no atomic
 //! read-modify-write; the alloc/free counters are atomics written with plain relaxed
 //! load+store by the owner so that `stats()` may read them from elsewhere.
 //!
-//! The block is reached through a const-initialised `thread_local!` `Cell` holding a raw
-//! pointer (no destructor is registered for it); a `pthread_key_create` destructor flushes
+//! The block is reached through one TLS word (module `tcb`: initial-exec on x86_64 Linux, a
+//! const-initialised `thread_local!` `Cell` elsewhere) holding a raw pointer, with no
+//! destructor registered for it; a `pthread_key_create` destructor flushes
 //! the thread's magazines to the depots at thread exit and points the thread-local at
 //! [`DEAD_BLOCK`], so allocations made by later TLS destructors bypass the magazine layer.
 //!
