@@ -124,6 +124,24 @@
 //! restocks afterwards), so recursion is bounded by the depth of the tree.
 //! Destroyed arenas give their segments back to the global list.
 //!
+//! *Known limitation (as in vmem.c): segment memory is never given back.*
+//! Structures freed by a shrinking arena stay in its reserve; those of a
+//! destroyed arena stay on the global list (after the micro-benchmarks,
+//! about two million — ~122 MiB — with `heap` holding ~152 MiB); the pages
+//! are reused by later arenas but not returned to the page source, and
+//! LIFO reuse scatters a new arena's segments over an old arena's memory.
+//! Giving back a populate chunk when all its structures are free is not
+//! enough on its own (tried: a per-page chunk header counting listed
+//! structures freed 1 chunk of 710 after a 2·10⁵-segment arena shrank to
+//! nothing): every chunk is an allocation of `vmem_seg`, described by a
+//! segment structure that lives in an earlier chunk, and the populator
+//! arenas restock their reserves from each new chunk, so a reserve
+//! structure in the newest chunk pins it and, through the chain of
+//! describing structures, every older chunk. A working design needs the
+//! populators' structures (reserves and the segments describing chunks)
+//! to come from a separate, never-freed pool, so that ordinary chunks
+//! depend on nothing but their own structures.
+//!
 //! ## Locks and their order
 //!
 //! 1. the **arena list** lock (create, destroy, `update`, `lockup`; also
