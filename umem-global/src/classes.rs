@@ -104,19 +104,23 @@ static T16: [u8; T16_LEN] = {
 /// The class for a C allocation of `size` bytes (16-byte alignment, never
 /// the 8-byte class): one table load for sizes up to 1 KiB (the common
 /// case), [`class_of`] above.
-#[inline(always)]
+#[inline]
 pub fn class16_of(size: usize) -> usize {
     debug_assert!(size <= MAX_SMALL);
-    if size <= 1024 {
-        T16[(size + 15) >> 4] as usize
+    if size <= C_TABLE_MAX {
+        class16_small(size)
     } else {
-        class16_big(size)
+        class_of(size)
     }
 }
 
-#[inline(never)]
-fn class16_big(size: usize) -> usize {
-    class_of(size)
+/// Largest size [`class16_small`] takes.
+pub const C_TABLE_MAX: usize = 1024;
+
+/// [`class16_of`] for `size <= C_TABLE_MAX`: one table load.
+#[inline(always)]
+pub fn class16_small(size: usize) -> usize {
+    T16[(size + 15) >> 4] as usize
 }
 
 static ALIGNS: [usize; COUNT] = {

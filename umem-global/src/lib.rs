@@ -427,6 +427,27 @@ pub fn alloc(size: usize, align: usize, zero: bool) -> *mut u8 {
 /// comes straight from the size table.
 #[inline(always)]
 pub fn alloc16(size: usize, zero: bool) -> *mut u8 {
+    if size <= classes::C_TABLE_MAX {
+        if let Some(k) = class_cache(classes::class16_small(size)) {
+            return match slabx::alloc(k) {
+                Some(p) => {
+                    if zero {
+                        // SAFETY: a fresh block of at least `size` bytes.
+                        unsafe { core::ptr::write_bytes(p, 0, size) };
+                    }
+                    p
+                }
+                None => null_mut(),
+            };
+        }
+    }
+    alloc16_big(size, zero)
+}
+
+/// [`alloc16`] above 1 KiB (and before init): out of line, so the common
+/// path needs no stack frame.
+#[inline(never)]
+fn alloc16_big(size: usize, zero: bool) -> *mut u8 {
     if size <= classes::MAX_SMALL {
         let c = classes::class16_of(size);
         if let Some(k) = class_cache(c) {
