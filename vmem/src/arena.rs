@@ -1863,6 +1863,25 @@ impl Vmem {
         }
     }
 
+    /// Move reserve structures beyond twice what an operation may need to
+    /// the global list (an arena that shrank keeps every structure its
+    /// segments gave back), so `update` can give their pages back.
+    pub(crate) fn trim_reserve(&self) {
+        let mut chain: *mut Seg = ptr::null_mut();
+        self.lock();
+        // SAFETY: lock held; reserve structures are unused.
+        unsafe {
+            let inner = self.inner();
+            while inner.nsegfree > 2 * MINFREE + inner.nsegresv {
+                let s = inner.getseg();
+                (*s).knext = chain;
+                chain = s;
+            }
+        }
+        self.unlock();
+        tree::putsegs_global(chain);
+    }
+
     /// Let the arena keep up to `bytes` of wholly free imported spans
     /// instead of releasing each to the source as soon as it is wholly free
     /// (hysteresis: an allocation pattern oscillating across a span
@@ -2040,11 +2059,12 @@ impl Vmem {
     #[cold]
     #[inline(never)]
     pub(crate) fn populate(&self) -> bool {
+        let pop = self.is_populator();
         // SAFETY: lock held on entry.
         unsafe {
             let inner = self.inner();
             while inner.short() {
-                match tree::getseg_global() {
+                match tree::getseg_global(pop) {
                     Some(s) => inner.putseg(s),
                     None => break,
                 }
@@ -2075,7 +2095,7 @@ impl Vmem {
         unsafe {
             let inner = self.inner();
             while inner.short() {
-                match tree::getseg_global() {
+                match tree::getseg_global(pop) {
                     Some(s) => inner.putseg(s),
                     None => break,
                 }
@@ -2097,8 +2117,16 @@ impl Vmem {
             (n / 2048).clamp(1, 16)
         };
         let want = (MINFREE + npop * POPULATE_RESERVE) * scale;
-        let size = round_up(want * SEG_SIZE, seg_arena.quantum).unwrap_or(usize::MAX);
-        let mut nseg = size / SEG_SIZE;
+        // Each page of the chunk starts with a chunk header (one structure's
+        // room) so that `update` can find the chunk of a free structure and
+        // give wholly free chunks back (see `tree::trim_free_segs`).
+        let page = seg_arena.quantum;
+        let per_page = page / SEG_SIZE - 1;
+        let size = want.div_ceil(per_page) * page;
+        let mut nseg = size / page * per_page;
+        // When the populator pool runs low this chunk is pinned (never
+        // given back) and its surplus refills the pool.
+        let pinned = tree::pool_low();
         let p = match seg_arena.alloc_instant(size) {
             Ok(p) => p,
             Err(_) => {
@@ -2109,7 +2137,10 @@ impl Vmem {
                 return false;
             }
         };
-        let seg_at = |i: usize| (p + i * SEG_SIZE) as *mut Seg;
+        // SAFETY: fresh, writable, page-aligned memory from vmem_seg.
+        unsafe { tree::init_seg_chunk(p, size, page, pinned) };
+        let seg_at =
+            |i: usize| (p + (i / per_page) * page + (i % per_page + 1) * SEG_SIZE) as *mut Seg;
         // Restock the populators that may have tapped their reserves.
         for i in 0..npop {
             let pa = tree::populator(i);
@@ -2118,9 +2149,22 @@ impl Vmem {
             // vmem_seg, each used once.
             unsafe {
                 let pi = pa.inner();
-                while pi.nsegfree < POPULATE_RESERVE + pi.nsegresv && nseg > 0 {
-                    nseg -= 1;
-                    pi.putseg(seg_at(nseg));
+                while pi.nsegfree < POPULATE_RESERVE + pi.nsegresv {
+                    // From the pool (pinned chunks) when it has some, so
+                    // that ordinary chunks are not pinned by reserves.
+                    let s = if pinned {
+                        None
+                    } else {
+                        tree::getseg_global(true)
+                    };
+                    if let Some(s) = s {
+                        pi.putseg(s);
+                    } else if nseg > 0 {
+                        nseg -= 1;
+                        pi.putseg(seg_at(nseg));
+                    } else {
+                        break;
+                    }
                 }
             }
             pa.unlock();
@@ -2129,16 +2173,31 @@ impl Vmem {
         // SAFETY: lock held; fresh structures.
         unsafe {
             let inner = self.inner();
-            while inner.short() && nseg > 0 {
-                nseg -= 1;
-                inner.putseg(seg_at(nseg));
+            while inner.short() {
+                let s = if pop && !pinned {
+                    tree::getseg_global(true)
+                } else {
+                    None
+                };
+                if let Some(s) = s {
+                    inner.putseg(s);
+                } else if nseg > 0 {
+                    nseg -= 1;
+                    inner.putseg(seg_at(nseg));
+                } else {
+                    break;
+                }
             }
             inner.ks.populate += 1;
         }
         tree::populate_unlock();
         while nseg > 0 {
             nseg -= 1;
-            tree::putseg_global(seg_at(nseg));
+            if pinned {
+                tree::putseg_pool(seg_at(nseg));
+            } else {
+                tree::putseg_global(seg_at(nseg));
+            }
         }
         // SAFETY: lock held.
         unsafe { !self.inner().short() }

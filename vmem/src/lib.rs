@@ -124,23 +124,30 @@
 //! restocks afterwards), so recursion is bounded by the depth of the tree.
 //! Destroyed arenas give their segments back to the global list.
 //!
-//! *Known limitation (as in vmem.c): segment memory is never given back.*
-//! Structures freed by a shrinking arena stay in its reserve; those of a
-//! destroyed arena stay on the global list (after the micro-benchmarks,
-//! about two million — ~122 MiB — with `heap` holding ~152 MiB); the pages
-//! are reused by later arenas but not returned to the page source, and
-//! LIFO reuse scatters a new arena's segments over an old arena's memory.
-//! Giving back a populate chunk when all its structures are free is not
-//! enough on its own (tried: a per-page chunk header counting listed
-//! structures freed 1 chunk of 710 after a 2·10⁵-segment arena shrank to
-//! nothing): every chunk is an allocation of `vmem_seg`, described by a
-//! segment structure that lives in an earlier chunk, and the populator
-//! arenas restock their reserves from each new chunk, so a reserve
-//! structure in the newest chunk pins it and, through the chain of
-//! describing structures, every older chunk. A working design needs the
-//! populators' structures (reserves and the segments describing chunks)
-//! to come from a separate, never-freed pool, so that ordinary chunks
-//! depend on nothing but their own structures.
+//!
+//! **Giving segment memory back (not in vmem.c, which never frees segment
+//! pages).** Populate takes **chunks** (whole pages) from `vmem_seg`; the
+//! first structure slot of each page is a chunk header (where the chunk
+//! starts, its size, how many of its structures are on the global free
+//! list, whether it is pinned). The global free list is doubly linked
+//! (`knext`/`kprev`) and counts each structure in its chunk; a chunk whose
+//! structures are all listed is queued. [`update`] moves each arena's
+//! reserve beyond `2 * MINFREE` to the global list, then takes every
+//! queued chunk's structures off the list and frees the chunk to
+//! `vmem_seg` (whose spans then go back up the tree; `heap`'s retained
+//! spans are trimmed last). This works only because of the **populator
+//! pool**: each chunk is an allocation of `vmem_seg`, described by a
+//! segment structure, and populator arenas refill their reserves on every
+//! populate — if those structures came from ordinary chunks, one reserve
+//! structure in the newest chunk would pin it and, through the chain of
+//! describing structures, every older chunk (tried: 1 chunk of 710 came
+//! back). So when the pool runs low (< 64) populate takes a **pinned**
+//! chunk (never given back) whose surplus refills the pool, and populator
+//! arenas take reserve structures from the pool first; ordinary chunks then
+//! depend only on their own structures and on the reserves of live
+//! ordinary arenas (at most `2 * MINFREE` each after `update`). Memory of
+//! pinned chunks and of the static structures is kept, as are structures
+//! in reserves between `update`s.
 //!
 //! ## Locks and their order
 //!
@@ -154,8 +161,10 @@
 //!    lock is held at a time except in `lockup`, which takes them in
 //!    creation order: every call into another arena (source import/release,
 //!    internal arenas, quantum caches) is made with the lock dropped;
-//! 4. the **global segment free list** lock and the quantum-cache factory
-//!    lock (leaves).
+//! 4. the **global segment free list** lock (also guarding the populator
+//!    pool and the queue of wholly free chunks) and the quantum-cache
+//!    factory lock (leaves). `update` frees chunks to `vmem_seg` and
+//!    releases retained spans holding only the arena-list lock.
 //!
 //! Quantum-cache (slab) locks come before all of these: caches call the
 //! arena with no vmem lock held, and the arena calls caches with none held.

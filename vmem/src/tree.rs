@@ -5,7 +5,7 @@
 use crate::arena::{CreateArgs, HASH_INITIAL};
 use crate::error::VmemError;
 use crate::lock::SpinLock;
-use crate::seg::Seg;
+use crate::seg::{Seg, SEG_SIZE};
 use crate::source::{QCacheFactory, Source};
 use crate::types::{CreateFlags, Policy, XAllocRequest};
 use crate::{Addr, Vmem};
@@ -71,6 +71,12 @@ static NPOPULATORS: AtomicUsize = AtomicUsize::new(0);
 /// The global segment free list (leaf lock).
 static SEGFREE_LOCK: SpinLock = SpinLock::new();
 static SEGFREE: Racy<*mut Seg> = Racy(UnsafeCell::new(ptr::null_mut()));
+/// The populator pool (same lock): structures of pinned chunks, for the
+/// populator arenas only, linked through `knext`, and their number.
+static POOL: Racy<*mut Seg> = Racy(UnsafeCell::new(ptr::null_mut()));
+static NPOOL: Racy<usize> = Racy(UnsafeCell::new(0));
+/// Below this many pooled structures populate takes a pinned chunk.
+const POOL_LOW: usize = 64;
 
 static FACTORY_LOCK: SpinLock = SpinLock::new();
 static FACTORY: Racy<Option<&'static dyn QCacheFactory>> = Racy(UnsafeCell::new(None));
@@ -127,54 +133,255 @@ pub(crate) fn next_id() -> u32 {
     NEXT_ID.fetch_add(1, Ordering::Relaxed)
 }
 
-/// Take a structure from the global segment free list.
-pub(crate) fn getseg_global() -> Option<*mut Seg> {
+/// Take a structure for an arena's reserve: populator arenas take from
+/// the populator pool first, every arena from the global free list.
+pub(crate) fn getseg_global(populator: bool) -> Option<*mut Seg> {
     SEGFREE_LOCK.lock();
-    // SAFETY: SEGFREE is protected by SEGFREE_LOCK; listed structures are
-    // unused and valid.
+    // SAFETY: SEGFREE and POOL are protected by SEGFREE_LOCK; listed
+    // structures are unused and valid.
     let r = unsafe {
-        let head = *SEGFREE.0.get();
-        if head.is_null() {
-            None
+        let p = *POOL.0.get();
+        if populator && !p.is_null() {
+            *POOL.0.get() = (*p).knext;
+            *NPOOL.0.get() -= 1;
+            Some(p)
         } else {
-            *SEGFREE.0.get() = (*head).knext;
-            Some(head)
+            let head = *SEGFREE.0.get();
+            if head.is_null() {
+                None
+            } else {
+                unlink_global(head);
+                Some(head)
+            }
         }
     };
     SEGFREE_LOCK.unlock();
     r
 }
 
-/// Give a structure to the global segment free list.
-pub(crate) fn putseg_global(s: *mut Seg) {
+/// Give a structure of a pinned chunk to the populator pool.
+pub(crate) fn putseg_pool(s: *mut Seg) {
     SEGFREE_LOCK.lock();
-    // SAFETY: as above; the caller hands over an unused structure.
+    // SAFETY: protected by SEGFREE_LOCK; an unused structure.
     unsafe {
-        (*s).knext = *SEGFREE.0.get();
-        *SEGFREE.0.get() = s;
+        (*s).knext = *POOL.0.get();
+        *POOL.0.get() = s;
+        *NPOOL.0.get() += 1;
     }
     SEGFREE_LOCK.unlock();
 }
 
+/// Whether the populator pool is low (the next populate takes a pinned
+/// chunk for it).
+pub(crate) fn pool_low() -> bool {
+    SEGFREE_LOCK.lock();
+    // SAFETY: protected by SEGFREE_LOCK.
+    let n = unsafe { *NPOOL.0.get() };
+    SEGFREE_LOCK.unlock();
+    n < POOL_LOW
+}
+
+/// Push `s` on the global list and count it in its chunk, queueing the
+/// chunk once all its structures are listed.
+///
+/// # Safety
+/// SEGFREE_LOCK held; `s` is an unused structure not on the list.
+unsafe fn push_global(s: *mut Seg) {
+    // SAFETY: per the contract.
+    unsafe {
+        let head = *SEGFREE.0.get();
+        (*s).knext = head;
+        (*s).kprev = ptr::null_mut();
+        if !head.is_null() {
+            (*head).kprev = s;
+        }
+        *SEGFREE.0.get() = s;
+        if let Some(h) = chunk_of(s) {
+            (*h).count += 1;
+            if (*h).count == chunk_capacity(h) && !(*h).queued && !(*h).pinned {
+                (*h).queued = true;
+                (*h).next = *FULL_CHUNKS.0.get();
+                *FULL_CHUNKS.0.get() = h;
+            }
+        }
+    }
+}
+
+/// Take `s` off the global list (uncounting it in its chunk).
+///
+/// # Safety
+/// SEGFREE_LOCK held; `s` is on the list.
+unsafe fn unlink_global(s: *mut Seg) {
+    // SAFETY: per the contract; the list is doubly linked (knext/kprev).
+    unsafe {
+        let prev = (*s).kprev;
+        let next = (*s).knext;
+        if prev.is_null() {
+            *SEGFREE.0.get() = next;
+        } else {
+            (*prev).knext = next;
+        }
+        if !next.is_null() {
+            (*next).kprev = prev;
+        }
+        if let Some(h) = chunk_of(s) {
+            (*h).count -= 1;
+        }
+    }
+}
+
+/// Give a structure to the global segment free list.
+pub(crate) fn putseg_global(s: *mut Seg) {
+    SEGFREE_LOCK.lock();
+    // SAFETY: protected by SEGFREE_LOCK; the caller hands over an unused
+    // structure.
+    unsafe { push_global(s) };
+    SEGFREE_LOCK.unlock();
+}
+
 /// Give a NULL-terminated chain (through `knext`) to the global list.
-pub(crate) fn putsegs_global(head: *mut Seg) {
+pub(crate) fn putsegs_global(mut head: *mut Seg) {
     if head.is_null() {
         return;
     }
-    let mut tail = head;
-    // SAFETY: the caller hands over a well-formed chain of unused structures.
+    SEGFREE_LOCK.lock();
+    // SAFETY: protected by SEGFREE_LOCK; the caller hands over a
+    // well-formed chain of unused structures.
     unsafe {
-        while !(*tail).knext.is_null() {
-            tail = (*tail).knext;
+        while !head.is_null() {
+            let next = (*head).knext;
+            push_global(head);
+            head = next;
         }
     }
-    SEGFREE_LOCK.lock();
-    // SAFETY: protected by SEGFREE_LOCK.
-    unsafe {
-        (*tail).knext = *SEGFREE.0.get();
-        *SEGFREE.0.get() = head;
-    }
     SEGFREE_LOCK.unlock();
+}
+
+/// The header at the start of every page of a chunk of segment structures
+/// that populate took from `vmem_seg` (the page's first structure slot).
+#[repr(C)]
+struct ChunkHead {
+    /// The chunk's first page (whose header counts for the chunk).
+    base: usize,
+    /// The chunk's size in bytes (as allocated from `vmem_seg`).
+    size: usize,
+    /// The chunk's structures on the global free list.
+    count: usize,
+    /// Queued on FULL_CHUNKS.
+    queued: bool,
+    /// Never given back (its structures feed the populator pool).
+    pinned: bool,
+    next: *mut ChunkHead,
+}
+const _: () = assert!(size_of::<ChunkHead>() <= SEG_SIZE);
+
+/// Write the chunk headers of a fresh chunk `[p, p + size)` of `page`-sized
+/// pages from `vmem_seg`.
+///
+/// # Safety
+/// The memory is fresh, writable and page aligned.
+pub(crate) unsafe fn init_seg_chunk(p: Addr, size: usize, page: usize, pinned: bool) {
+    let mut pg = p;
+    while pg < p + size {
+        // SAFETY: per the contract; the slot is never handed out as a Seg.
+        unsafe {
+            ptr::write(
+                pg as *mut ChunkHead,
+                ChunkHead {
+                    base: p,
+                    size,
+                    count: 0,
+                    queued: false,
+                    pinned,
+                    next: ptr::null_mut(),
+                },
+            )
+        };
+        pg += page;
+    }
+}
+
+/// Page size of the chunks (vmem_seg's quantum), 0 before the tree is
+/// built (only static structures exist then).
+static CHUNK_PAGE: AtomicUsize = AtomicUsize::new(0);
+/// Chunks all of whose structures are on the global list (lazily: a chunk
+/// is checked again when taken off), linked through `ChunkHead::next`.
+static FULL_CHUNKS: Racy<*mut ChunkHead> = Racy(UnsafeCell::new(ptr::null_mut()));
+
+/// The header of the chunk holding `s`, or `None` for a static structure.
+fn chunk_of(s: *mut Seg) -> Option<*mut ChunkHead> {
+    let base = SEG0.0.get() as Addr;
+    let a = s as Addr;
+    if a >= base && a < base + SEG_INITIAL * SEG_SIZE {
+        return None;
+    }
+    let page = CHUNK_PAGE.load(Ordering::Relaxed);
+    let h = (a & !(page - 1)) as *mut ChunkHead;
+    // SAFETY: every non-static structure lies in a chunk page whose first
+    // slot holds a header naming the chunk's first page.
+    Some(unsafe { (*h).base as *mut ChunkHead })
+}
+
+/// Structures a chunk holds.
+///
+/// # Safety
+/// `h` is a chunk's first header.
+unsafe fn chunk_capacity(h: *mut ChunkHead) -> usize {
+    let page = CHUNK_PAGE.load(Ordering::Relaxed);
+    // SAFETY: per the contract.
+    unsafe { (*h).size / page * (page / SEG_SIZE - 1) }
+}
+
+/// Give back to `vmem_seg` every ordinary chunk of segment structures
+/// all of whose structures are on the global free list (after arenas were
+/// destroyed or shrank). The structures that describe chunks in `vmem_seg`
+/// and fill the populators' reserves come from pinned chunks (the
+/// populator pool), so an ordinary chunk depends on nothing but its own
+/// structures. Called by [`update`] with the arena-list lock held. Returns
+/// the bytes given back.
+fn trim_free_segs() -> usize {
+    let Some(sa) = seg_arena() else {
+        return 0;
+    };
+    let mut given = 0;
+    loop {
+        SEGFREE_LOCK.lock();
+        // SAFETY: the list and the queue are protected by SEGFREE_LOCK.
+        let chunk = unsafe {
+            let mut found = None;
+            while found.is_none() {
+                let h = *FULL_CHUNKS.0.get();
+                if h.is_null() {
+                    break;
+                }
+                *FULL_CHUNKS.0.get() = (*h).next;
+                (*h).queued = false;
+                if (*h).count == chunk_capacity(h) {
+                    // Every slot of the chunk is listed: take them off.
+                    let page = CHUNK_PAGE.load(Ordering::Relaxed);
+                    let mut pg = (*h).base;
+                    while pg < (*h).base + (*h).size {
+                        let mut a = pg + SEG_SIZE;
+                        while a < pg + page {
+                            unlink_global(a as *mut Seg);
+                            a += SEG_SIZE;
+                        }
+                        pg += page;
+                    }
+                    found = Some(((*h).base, (*h).size));
+                }
+            }
+            found
+        };
+        SEGFREE_LOCK.unlock();
+        let Some((base, size)) = chunk else {
+            return given;
+        };
+        if let Err(e) = sa.xfree(base, size) {
+            fatal(format_args!("freeing a chunk of segments: {e}"));
+        }
+        given += size;
+    }
 }
 
 /// Structures on the global free list (for tests and stats).
@@ -424,6 +631,7 @@ unsafe fn build(src: &'static dyn Source, page: usize) {
     unsafe {
         *INIT_SOURCE.0.get() = Some(src);
         INIT_PAGE.store(page, Ordering::Relaxed);
+        CHUNK_PAGE.store(page, Ordering::Relaxed);
         let segs = &mut *SEG0.0.get();
         for s in segs.iter_mut().rev() {
             let p = s.as_mut_ptr();
@@ -568,7 +776,11 @@ pub unsafe fn release() {
 /// its source.
 pub fn update() {
     with_list_lock(|| {
-        each_listed(&mut |vm| vm.rescale_list_held(false));
+        each_listed(&mut |vm| {
+            vm.rescale_list_held(false);
+            vm.trim_reserve();
+        });
+        trim_free_segs();
         // Sources come before their importers on the list, so a span an
         // importer gives back may land in a source trimmed already: repeat
         // until a pass gives nothing back (at most the depth of the tree).

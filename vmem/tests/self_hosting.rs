@@ -241,6 +241,16 @@ fn million_ops_with_zero_outside_allocation() {
         memory.free(p, n).unwrap();
         ops += 1;
     }
+    let seg_total = || {
+        let mut t = 0;
+        umem_vmem::for_each_arena(&mut |v| {
+            if v.name() == "vmem_seg" {
+                t = v.stats().mem_total;
+            }
+        });
+        t
+    };
+    let internal_total = seg_total();
     umem_vmem::update();
     umem_vmem::verify().unwrap();
     let st = ids.stats();
@@ -266,14 +276,16 @@ fn million_ops_with_zero_outside_allocation() {
     let _ = segs_before;
     assert!(mst.import > 0 && mst.release > 0);
     assert!(STATIC_SOURCE.imports.load(Ordering::Relaxed) > imports_before);
-    let mut internal_total = 0;
-    umem_vmem::for_each_arena(&mut |v| {
-        if v.name() == "vmem_seg" {
-            internal_total = v.stats().mem_total;
-        }
-    });
     assert!(
         internal_total > 10 << 20,
         "10^5+ segments came from vmem_seg: {internal_total}"
+    );
+    // update() gave the (now unused) segment chunks back: the arenas'
+    // reserves went to the global list and whole chunks to vmem_seg,
+    // which released its spans.
+    let now = seg_total();
+    assert!(
+        now < internal_total / 4,
+        "vmem_seg kept {now} of {internal_total} after update()"
     );
 }
