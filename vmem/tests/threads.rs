@@ -371,3 +371,97 @@ fn maintenance_races_with_allocation() {
     assert!(st.hash_rescale >= 2, "{st:?}");
     unsafe { assert_eq!(a.destroy(), 0) };
 }
+
+#[test]
+fn update_gives_back_while_others_allocate() {
+    // Retained spans and segment chunks given back by update() while two
+    // threads grow and shrink an importing arena (populating, importing,
+    // releasing) and a third creates and destroys arenas.
+    let parent = Vmem::create(
+        "giveback.parent",
+        Some((0x20_0000_0000, 1 << 34)),
+        4096,
+        None,
+        0,
+        CreateFlags::NONE,
+    )
+    .unwrap();
+    let child = Vmem::create(
+        "giveback.child",
+        None,
+        4096,
+        Some(parent),
+        0,
+        CreateFlags::NONE,
+    )
+    .unwrap();
+    child.set_retain(64 << 12);
+    let done = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        let done = &done;
+        for t in 0..2u64 {
+            s.spawn(move || {
+                let mut rng = Rng::new(1300 + t);
+                let mut live: Vec<(usize, usize)> = Vec::new();
+                for round in 0..6 {
+                    let target = if round % 2 == 0 { 5000 } else { 0 };
+                    while live.len() != target {
+                        if live.len() < target {
+                            let n = 4096 * rng.range(1, 5);
+                            live.push((child.alloc(n, Policy::InstantFit).unwrap(), n));
+                        } else {
+                            let (p, n) = live.swap_remove(rng.below(live.len() as u64) as usize);
+                            child.free(p, n).unwrap();
+                        }
+                    }
+                }
+                done.fetch_add(1, Ordering::Relaxed);
+            });
+        }
+        s.spawn(move || {
+            let mut i = 0u64;
+            while done.load(Ordering::Relaxed) < 2 {
+                let a = Vmem::create(
+                    "giveback.tmp",
+                    Some((1 << 40, 1 << 30)),
+                    1,
+                    None,
+                    0,
+                    CreateFlags::NONE,
+                )
+                .unwrap();
+                let v: Vec<usize> = (0..3000)
+                    .map(|_| a.alloc(1, Policy::InstantFit).unwrap())
+                    .collect();
+                for x in v {
+                    a.free(x, 1).unwrap();
+                }
+                // SAFETY: local arena, no other users.
+                unsafe { assert_eq!(a.destroy(), 0) };
+                i += 1;
+            }
+            assert!(i > 0);
+        });
+        s.spawn(move || {
+            let mut n = 0u64;
+            loop {
+                umem_vmem::update();
+                umem_vmem::verify().unwrap();
+                n += 1;
+                if done.load(Ordering::Relaxed) >= 2 && n >= 10 {
+                    break;
+                }
+                std::thread::yield_now();
+            }
+        });
+    });
+    umem_vmem::update();
+    umem_vmem::verify().unwrap();
+    assert_eq!(child.stats().mem_total, 0);
+    assert_eq!(parent.stats().mem_inuse, 0);
+    // SAFETY: unused after.
+    unsafe {
+        assert_eq!(child.destroy(), 0);
+        assert_eq!(parent.destroy(), 0);
+    }
+}
