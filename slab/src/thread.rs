@@ -2,7 +2,8 @@
 //!
 //! Every thread that allocates gets a [`ThreadBlock`]: a directory of 64 pointers to
 //! [`SlotChunk`]s of 64 [`TSlot`]s each, one slot per cache id (4096 ids); chunk 0 is inline
-//! in the block (from `umem_internal`, two pages). A slot holds the
+//! in the block (one page from `umem_internal`, its header over the reserved slot 0) and the
+//! directory is only allocated for ids from 64 on. A slot holds the
 //! thread's *loaded* and *previous* magazines for that cache. Only the owning thread reads or
 //! writes a slot's magazine fields, so the fast path needs no lock and no atomic
 //! read-modify-write; the alloc/free counters are atomics written with plain relaxed
@@ -67,20 +68,73 @@ pub(crate) struct SlotChunk {
     pub slots: [TSlot; SLOTS_PER_CHUNK],
 }
 
-/// A thread's block. The slots of cache ids 0..64 (the internal caches and, in
+/// A thread's block: one page. The slots of cache ids 1..64 (the internal caches and, in
 /// umem-global, every size class: they are created first) are inline, so the hit path
-/// reaches them with one load less; `dir[0]` points at them so the rest of the code sees
-/// one uniform directory.
+/// reaches them straight from the block pointer; the block's header takes the place of the
+/// slot of the reserved id 0. Slots of higher ids live in [`SlotChunk`]s reached through a
+/// directory that is only allocated when such an id is first used.
 #[repr(C, align(64))]
 pub(crate) struct ThreadBlock {
-    pub slots0: SlotChunk,
-    pub dir: [*mut SlotChunk; CHUNKS],
+    hdr: Header,
+    slots: [TSlot; SLOTS_PER_CHUNK - 1],
+}
+
+/// The block header, laid over slot 0. Its words at the offsets of a slot's `rounds` and
+/// `cap` are always zero, so a hit path with fast index 0 (debug caches) reads an empty
+/// slot and misses, exactly as it would on a real empty slot. Nothing writes slot 0 through
+/// a `TSlot` pointer: id 0 never gets a slot from `slot_for` and the flushes skip it.
+#[repr(C)]
+struct Header {
+    /// Chunks of ids 64.. (`chunks[0]` unused); null until needed.
+    dir: *mut Dir,
+    zero_rounds: usize,
+    zero_cap: usize,
     next: *mut ThreadBlock,
     prev: *mut ThreadBlock,
     /// The global reap generation this thread has flushed up to.
     gen: u64,
     /// Alloc slow-path calls (see [`clock_due`]).
     ticks: u64,
+    _pad: u64,
+}
+
+#[repr(C)]
+pub(crate) struct Dir {
+    chunks: [*mut SlotChunk; CHUNKS],
+}
+
+const _: () = {
+    assert!(core::mem::size_of::<Header>() == core::mem::size_of::<TSlot>());
+    assert!(core::mem::offset_of!(Header, zero_rounds) == core::mem::offset_of!(TSlot, rounds));
+    assert!(core::mem::offset_of!(Header, zero_cap) == core::mem::offset_of!(TSlot, cap));
+    assert!(core::mem::size_of::<ThreadBlock>() == SLOTS_PER_CHUNK * core::mem::size_of::<TSlot>());
+    assert!(core::mem::size_of::<Dir>() <= core::mem::size_of::<SlotChunk>());
+};
+
+/// The first of the 64 slots of chunk `ci` of block `t` (slot of id `i` at
+/// `.add(i % 64)`), or null when that chunk does not exist. For chunk 0 that is the block
+/// itself (slot 0 is the header: callers never use it).
+///
+/// # Safety
+/// `t` is a live block (or the dead block) that the caller may read; `ci < CHUNKS`.
+#[inline(always)]
+unsafe fn chunk_base(t: *mut ThreadBlock, ci: usize) -> *mut TSlot {
+    if ci == 0 {
+        return t as *mut TSlot;
+    }
+    // SAFETY: by the caller.
+    unsafe {
+        let d = (*t).hdr.dir;
+        if d.is_null() {
+            return null_mut();
+        }
+        let c = *(*d).chunks.get_unchecked(ci);
+        if c.is_null() {
+            null_mut()
+        } else {
+            (*c).slots.as_mut_ptr()
+        }
+    }
 }
 
 /// Bumped by `umem_slab::reap()`: a thread that sees a newer generation on its next
@@ -91,20 +145,24 @@ pub(crate) fn request_flush() {
     REAP_GEN.fetch_add(1, Ordering::Relaxed);
 }
 
-/// The block a thread points at after its exit flush: every directory entry is null, so the
-/// fast path always misses, and the slow path recognises it and uses the slab layer.
+/// The block a thread points at after its exit flush: every slot is empty and it has no
+/// directory, so the fast path always misses, and the slow path recognises it and uses the
+/// slab layer.
 struct DeadBlock(ThreadBlock);
 // SAFETY: the dead block is never written.
 unsafe impl Sync for DeadBlock {}
 static DEAD_BLOCK: DeadBlock = DeadBlock(ThreadBlock {
-    slots0: SlotChunk {
-        slots: [TSlot::EMPTY; SLOTS_PER_CHUNK],
+    hdr: Header {
+        dir: null_mut(),
+        zero_rounds: 0,
+        zero_cap: 0,
+        next: null_mut(),
+        prev: null_mut(),
+        gen: 0,
+        ticks: 0,
+        _pad: 0,
     },
-    dir: [null_mut(); CHUNKS],
-    next: null_mut(),
-    prev: null_mut(),
-    gen: 0,
-    ticks: 0,
+    slots: [TSlot::EMPTY; SLOTS_PER_CHUNK - 1],
 });
 
 pub(crate) fn dead_block() -> *mut ThreadBlock {
@@ -218,15 +276,26 @@ pub(crate) unsafe fn fast_slot(index: usize) -> *mut TSlot {
     // range so both array accesses are in bounds.
     unsafe {
         if index < SLOTS_PER_CHUNK {
-            return ptr::addr_of_mut!((*t).slots0.slots)
-                .cast::<TSlot>()
-                .add(index);
+            return (t as *mut TSlot).add(index);
         }
-        let chunk = *(*t).dir.get_unchecked(index / SLOTS_PER_CHUNK);
-        if chunk.is_null() {
+        far_slot(t, index)
+    }
+}
+
+/// [`fast_slot`] for ids from 64 on (through the directory), out of line.
+///
+/// # Safety
+/// As [`chunk_base`]; `index < MAX_IDS`.
+#[cold]
+#[inline(never)]
+unsafe fn far_slot(t: *mut ThreadBlock, index: usize) -> *mut TSlot {
+    // SAFETY: by the caller.
+    unsafe {
+        let base = chunk_base(t, index / SLOTS_PER_CHUNK);
+        if base.is_null() {
             return null_mut();
         }
-        (*chunk).slots.as_mut_ptr().add(index % SLOTS_PER_CHUNK)
+        base.add(index % SLOTS_PER_CHUNK)
     }
 }
 
@@ -241,8 +310,8 @@ pub(crate) fn clock_due() -> bool {
     }
     // SAFETY: our own live block; `ticks` is touched only by its owner.
     unsafe {
-        let k = (*t).ticks;
-        (*t).ticks = k.wrapping_add(1);
+        let k = (*t).hdr.ticks;
+        (*t).hdr.ticks = k.wrapping_add(1);
         k % CLOCK_EVERY == 0
     }
 }
@@ -288,22 +357,33 @@ pub(crate) fn slot_for(index: usize) -> *mut TSlot {
     // SAFETY: `t` is this thread's live block.
     unsafe {
         let gen = REAP_GEN.load(Ordering::Relaxed);
-        if (*t).gen != gen {
-            (*t).gen = gen;
+        if (*t).hdr.gen != gen {
+            (*t).hdr.gen = gen;
             flush_requested(t);
         }
         let ci = index / SLOTS_PER_CHUNK;
-        let mut chunk = (*t).dir[ci];
-        if chunk.is_null() {
-            chunk = crate::cache::alloc_slot_chunk() as *mut SlotChunk;
-            if chunk.is_null() {
+        let base = chunk_base(t, ci);
+        if !base.is_null() {
+            return base.add(index % SLOTS_PER_CHUNK);
+        }
+        // Publish new directories and chunks under the registry lock: destroy/stats read
+        // them under it.
+        if (*t).hdr.dir.is_null() {
+            let d = crate::cache::alloc_slot_chunk() as *mut Dir;
+            if d.is_null() {
                 return null_mut();
             }
-            ptr::write_bytes(chunk as *mut u8, 0, core::mem::size_of::<SlotChunk>());
-            // Publish under the registry lock: destroy/stats read directories under it.
+            ptr::write_bytes(d as *mut u8, 0, core::mem::size_of::<Dir>());
             let _g = REGISTRY.lock();
-            (*t).dir[ci] = chunk;
+            (*t).hdr.dir = d;
         }
+        let chunk = crate::cache::alloc_slot_chunk() as *mut SlotChunk;
+        if chunk.is_null() {
+            return null_mut();
+        }
+        ptr::write_bytes(chunk as *mut u8, 0, core::mem::size_of::<SlotChunk>());
+        let _g = REGISTRY.lock();
+        (*(*t).hdr.dir).chunks[ci] = chunk;
         (*chunk).slots.as_mut_ptr().add(index % SLOTS_PER_CHUNK)
     }
 }
@@ -316,12 +396,11 @@ fn new_block() -> *mut ThreadBlock {
     // SAFETY: fresh memory of the right size and alignment from the block cache.
     unsafe {
         ptr::write_bytes(p as *mut u8, 0, core::mem::size_of::<ThreadBlock>());
-        (*p).dir[0] = ptr::addr_of_mut!((*p).slots0);
-        (*p).gen = REAP_GEN.load(Ordering::Relaxed);
+        (*p).hdr.gen = REAP_GEN.load(Ordering::Relaxed);
         let mut g = REGISTRY.lock();
-        (*p).next = g.head;
+        (*p).hdr.next = g.head;
         if !g.head.is_null() {
-            (*g.head).prev = p;
+            (*g.head).hdr.prev = p;
         }
         g.head = p;
         g.count += 1;
@@ -367,23 +446,27 @@ unsafe fn retire_block(t: *mut ThreadBlock) {
     let mut g = REGISTRY.lock();
     // SAFETY: registry lock held; `t` is on the list.
     unsafe {
-        if (*t).prev.is_null() {
-            g.head = (*t).next;
+        if (*t).hdr.prev.is_null() {
+            g.head = (*t).hdr.next;
         } else {
-            (*(*t).prev).next = (*t).next;
+            (*(*t).hdr.prev).hdr.next = (*t).hdr.next;
         }
-        if !(*t).next.is_null() {
-            (*(*t).next).prev = (*t).prev;
+        if !(*t).hdr.next.is_null() {
+            (*(*t).hdr.next).hdr.prev = (*t).hdr.prev;
         }
         g.count -= 1;
         flush_slots(t);
         drop(g);
         // Chunk 0 is inline in the block.
-        for ci in 1..CHUNKS {
-            let chunk = (*t).dir[ci];
-            if !chunk.is_null() {
-                crate::cache::free_slot_chunk(chunk as usize);
+        let d = (*t).hdr.dir;
+        if !d.is_null() {
+            for ci in 1..CHUNKS {
+                let chunk = (*d).chunks[ci];
+                if !chunk.is_null() {
+                    crate::cache::free_slot_chunk(chunk as usize);
+                }
             }
+            crate::cache::free_slot_chunk(d as usize);
         }
         crate::cache::free_thread_block(t as usize);
     }
@@ -398,13 +481,14 @@ unsafe fn flush_slots(t: *mut ThreadBlock) {
     // SAFETY: by the caller.
     unsafe {
         for ci in 0..CHUNKS {
-            let chunk = (*t).dir[ci];
-            if chunk.is_null() {
+            let base = chunk_base(t, ci);
+            if base.is_null() {
                 continue;
             }
-            for si in 0..SLOTS_PER_CHUNK {
+            // Id 0 is reserved (in chunk 0 its place holds the block header).
+            for si in usize::from(ci == 0)..SLOTS_PER_CHUNK {
                 let id = ci * SLOTS_PER_CHUNK + si;
-                let slot = (*chunk).slots.as_mut_ptr().add(si);
+                let slot = base.add(si);
                 if (*slot).magsize == 0
                     && (*slot).allocs.load(Ordering::Relaxed) == 0
                     && (*slot).frees.load(Ordering::Relaxed) == 0
@@ -440,11 +524,11 @@ pub(crate) fn for_each_slot(index: usize, f: &mut dyn FnMut(*mut TSlot)) {
     while !t.is_null() {
         // SAFETY: blocks on the list are live while the registry lock is held.
         unsafe {
-            let chunk = (*t).dir[index / SLOTS_PER_CHUNK];
-            if !chunk.is_null() {
-                f((*chunk).slots.as_mut_ptr().add(index % SLOTS_PER_CHUNK));
+            let base = chunk_base(t, index / SLOTS_PER_CHUNK);
+            if !base.is_null() && index != 0 {
+                f(base.add(index % SLOTS_PER_CHUNK));
             }
-            t = (*t).next;
+            t = (*t).hdr.next;
         }
     }
     drop(g);

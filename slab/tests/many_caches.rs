@@ -1,0 +1,70 @@
+//! More caches than the 64 slots inline in a thread block: ids from 64 on go through the
+//! lazily allocated directory (alloc, free, thread-exit flush, stats, destroy).
+
+use std::ptr::NonNull;
+use umem_slab::{Cache, CacheFlags, CacheOps};
+use umem_vmem::{CreateFlags, Vmem};
+
+#[test]
+fn caches_beyond_the_inline_slots_work_in_every_thread() {
+    let a = Vmem::create(
+        "many_arena",
+        None,
+        4096,
+        Some(umem_vmem::heap()),
+        0,
+        CreateFlags::NONE,
+    )
+    .unwrap();
+    let caches: Vec<&'static Cache> = (0..100)
+        .map(|i| {
+            Cache::create(
+                "many",
+                16 + 16 * (i % 8),
+                0,
+                CacheOps::NONE,
+                a,
+                CacheFlags::NONE,
+            )
+            .unwrap()
+        })
+        .collect();
+    assert!(umem_slab::cache_count() >= 100);
+    let work = |caches: &[&'static Cache], tag: usize| {
+        for round in 0..20 {
+            let mut held: Vec<(usize, NonNull<u8>)> = Vec::new();
+            for (i, c) in caches.iter().enumerate() {
+                for _ in 0..(i % 5 + 1) {
+                    let p = c.alloc().unwrap();
+                    unsafe { *(p.as_ptr() as *mut usize) = tag ^ i ^ round };
+                    held.push((i, p));
+                }
+            }
+            for (i, p) in held {
+                assert_eq!(unsafe { *(p.as_ptr() as *const usize) }, tag ^ i ^ round);
+                unsafe { caches[i].free(p) };
+            }
+        }
+    };
+    let hs: Vec<_> = (0..4)
+        .map(|t| {
+            let cs = caches.clone();
+            std::thread::spawn(move || work(&cs, t * 1000))
+        })
+        .collect();
+    work(&caches, 7);
+    for h in hs {
+        h.join().unwrap();
+    }
+    for (i, c) in caches.iter().enumerate() {
+        c.verify().unwrap();
+        let st = c.stats();
+        assert_eq!(st.buf_inuse, 0, "cache {i}: {st:?}");
+        assert_eq!(st.alloc, 5 * 20 * (i as u64 % 5 + 1), "cache {i}: {st:?}");
+    }
+    // Destroy takes the magazines of this (live) thread's directory slots back.
+    for c in caches {
+        unsafe { c.destroy().unwrap() };
+    }
+    assert_eq!(a.stats().mem_inuse, 0);
+}
