@@ -1489,12 +1489,13 @@ impl Vmem {
         let mut min = self.import_min;
         if min != 0 {
             // Internal arenas import in chunks that grow with them (a
-            // quarter of what they hold, up to 64 MiB); chunks of 2 MiB or
-            // more are 2 MiB aligned so the page source can back them with
+            // quarter of what they hold, up to 2 MiB, so that one
+            // long-lived allocation cannot keep a huge chunk from going
+            // back); chunks of 2 MiB or more are 2 MiB aligned so the page source can back them with
             // huge pages (fewer TLB misses on segments and hash tables).
             // SAFETY: lock held.
             let total = unsafe { self.inner().ks.mem_total } as usize;
-            min = min.max((total / 4).min(64 << 20));
+            min = min.max((total / 4).min(HUGE_CHUNK));
             if r.size.max(min) >= HUGE_CHUNK {
                 min = round_up(min, HUGE_CHUNK).unwrap_or(min);
                 imp_align = imp_align.max(HUGE_CHUNK);
@@ -1865,7 +1866,8 @@ impl Vmem {
 
     /// Move reserve structures beyond twice what an operation may need to
     /// the global list (an arena that shrank keeps every structure its
-    /// segments gave back), so `update` can give their pages back.
+    /// segments gave back), so `update` can give their pages back; a
+    /// populator's go to the populator pool.
     pub(crate) fn trim_reserve(&self) {
         let mut chain: *mut Seg = ptr::null_mut();
         self.lock();
@@ -1879,7 +1881,17 @@ impl Vmem {
             }
         }
         self.unlock();
-        tree::putsegs_global(chain);
+        if self.is_populator() {
+            // Populators' structures come from (and go back to) the pool.
+            while !chain.is_null() {
+                // SAFETY: an unused structure of the chain.
+                let next = unsafe { (*chain).knext };
+                tree::putseg_pool(chain);
+                chain = next;
+            }
+        } else {
+            tree::putsegs_global(chain);
+        }
     }
 
     /// Let the arena keep up to `bytes` of wholly free imported spans
@@ -2126,8 +2138,14 @@ impl Vmem {
         let mut nseg = size / page * per_page;
         // When the populator pool runs low this chunk is pinned (never
         // given back) and its surplus refills the pool.
+        // Pinned chunks come straight from `heap` (a span of their own),
+        // so they never keep a big `vmem_internal` chunk from going back.
         let pinned = tree::pool_low();
-        let p = match seg_arena.alloc_instant(size) {
+        let from = match tree::heap_arena() {
+            Some(h) if pinned => h,
+            _ => seg_arena,
+        };
+        let p = match from.alloc_instant(size) {
             Ok(p) => p,
             Err(_) => {
                 tree::populate_unlock();

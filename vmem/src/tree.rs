@@ -442,6 +442,10 @@ pub(crate) fn seg_arena() -> Option<&'static Vmem> {
     }
 }
 
+pub(crate) fn heap_arena() -> Option<&'static Vmem> {
+    arena(&HEAP)
+}
+
 fn arena(p: &AtomicPtr<Vmem>) -> Option<&'static Vmem> {
     let p = p.load(Ordering::Acquire);
     if p.is_null() {
@@ -781,6 +785,12 @@ pub fn update() {
             vm.trim_reserve();
         });
         trim_free_segs();
+        // Freed chunks gave their describing structures to populators.
+        each_listed(&mut |vm| {
+            if vm.is_populator() {
+                vm.trim_reserve();
+            }
+        });
         // Sources come before their importers on the list, so a span an
         // importer gives back may land in a source trimmed already: repeat
         // until a pass gives nothing back (at most the depth of the tree).
