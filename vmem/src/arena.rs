@@ -143,6 +143,17 @@ pub(crate) struct CreateArgs<'a> {
     pub retain: usize,
 }
 
+/// Live allocated segments above which a table of `buckets` grows: a
+/// load of 1/2 (the embedded table fills up first), so a rescale to twice
+/// the live count keeps the load between 1/4 and 1/2.
+fn grow_limit(buckets: usize) -> usize {
+    if buckets <= HASH_INITIAL {
+        buckets
+    } else {
+        buckets / 2
+    }
+}
+
 #[inline(always)]
 fn hash_index(addr: Addr, qshift: u32, hash_shift: u32) -> usize {
     (((addr >> qshift) as u64).wrapping_mul(GOLDEN) >> hash_shift) as usize
@@ -2011,16 +2022,17 @@ impl Vmem {
             .max(1)
             .next_power_of_two()
             .max(HASH_INITIAL);
+        let limit = grow_limit(old);
         let want = if grow_only {
-            n > old
+            n > limit
         } else {
-            n > old || (target < old && n.saturating_mul(8) < old)
+            n > limit || (target < old && n.saturating_mul(8) < old)
         };
         if !want {
             if grow_only {
                 self.lock();
                 // SAFETY: lock held.
-                unsafe { self.inner().grow_at = old };
+                unsafe { self.inner().grow_at = limit };
                 self.unlock();
             }
             return;
@@ -2045,7 +2057,7 @@ impl Vmem {
             i.hash_table = table;
             i.hash_mask = target - 1;
             i.hash_shift = 64 - target.trailing_zeros();
-            i.grow_at = target;
+            i.grow_at = grow_limit(target);
             for h in 0..old_size {
                 let mut s = *old_table.add(h);
                 while !s.is_null() {

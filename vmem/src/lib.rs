@@ -69,11 +69,12 @@
 //! **Hash.** Allocated segments are in a chained hash table keyed by start
 //! address (multiplicative hash of `addr >> log2(quantum)`, chained through
 //! the segment), so `free` finds its segment in O(1). When the live count
-//! passes the table size, the allocating thread **rescales** it (to the
-//! next power of two at or above twice the live count) after dropping the
-//! arena lock; `update()` grows or shrinks every table the same way
-//! (`vmem_hash_rescale`), so the load stays between 1/8 and 1. New tables
-//! come from `vmem_hash`.
+//! passes half the table size (the whole of the 16-bucket table embedded
+//! in the arena), the allocating thread **rescales** it (to the next power
+//! of two at or above twice the live count) after dropping the arena lock;
+//! `update()` grows or shrinks every table the same way
+//! (`vmem_hash_rescale`), so the load stays between 1/8 and 1/2. New
+//! tables come from `vmem_hash`.
 //!
 //! **Import/release.** An arena short of space drops its lock, imports
 //! `roundup(size + phase, max(align, source quantum))` from its source
