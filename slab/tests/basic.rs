@@ -118,7 +118,7 @@ fn dtor(p: NonNull<u8>, _private: *mut ()) {
 
 #[test]
 fn ctor_dtor_accounting() {
-    let _s = SERIAL.lock().unwrap();
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let a = arena("t_ctor");
     let ops = CacheOps {
         ctor: Some(ctor),

@@ -14,7 +14,7 @@ use umem_vmem::{CreateFlags, Vmem};
 
 #[test]
 fn magazines_grow_under_forced_depot_contention() {
-    let _s = SERIAL.lock().unwrap();
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     umem_slab::set_update_interval_ms(0);
     let a = Vmem::create(
         "c_arena",
@@ -81,9 +81,14 @@ fn magazines_grow_under_forced_depot_contention() {
     c.verify().unwrap();
     let st = c.stats();
     assert_eq!(st.buf_inuse, 0);
-    // Without contention in an interval, the size stays.
+    // The two threads really contend for the depot (and make depot traffic), so the next
+    // update may legitimately grow the magazines once more; they never shrink.
     umem_slab::update();
-    assert_eq!(c.stats().mag_size, 31);
+    let settled = c.stats().mag_size;
+    assert!(settled >= 31, "{:?}", c.stats());
+    // Without contention or traffic in an interval, the size stays.
+    umem_slab::update();
+    assert_eq!(c.stats().mag_size, settled);
     c.reap();
     umem_slab::thread_exit_flush();
     c.reap();
@@ -93,7 +98,7 @@ fn magazines_grow_under_forced_depot_contention() {
 
 #[test]
 fn working_set_reaping_frees_idle_magazines() {
-    let _s = SERIAL.lock().unwrap();
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let a = Vmem::create(
         "ws_arena",
         None,
@@ -128,7 +133,7 @@ fn working_set_reaping_frees_idle_magazines() {
 
 #[test]
 fn inline_update_runs_from_slow_paths_when_due() {
-    let _s = SERIAL.lock().unwrap();
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let a = Vmem::create(
         "iu_arena",
         None,
@@ -178,7 +183,7 @@ fn inline_update_runs_from_slow_paths_when_due() {
 
 #[test]
 fn thousand_short_lived_threads_do_not_grow_memory() {
-    let _s = SERIAL.lock().unwrap();
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let a = Vmem::create(
         "st_arena",
         None,
@@ -231,7 +236,7 @@ fn thousand_short_lived_threads_do_not_grow_memory() {
 
 #[test]
 fn reap_asks_live_threads_to_flush_on_their_next_slow_path() {
-    let _s = SERIAL.lock().unwrap();
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let a = Vmem::create(
         "rf_arena",
         None,
@@ -308,7 +313,7 @@ static TRACKER: Tracker = Tracker {
 #[test]
 fn object_ops_trait_and_reclaim_callback() {
     // umem_slab::reap() below reaps every cache: serialised with this binary's other tests.
-    let _s = SERIAL.lock().unwrap();
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let a = Vmem::create(
         "t_objops",
         None,
@@ -350,7 +355,7 @@ fn object_ops_trait_and_reclaim_callback() {
 
 #[test]
 fn magazines_grow_on_depot_traffic_of_one_thread() {
-    let _s = SERIAL.lock().unwrap();
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     umem_slab::set_update_interval_ms(0);
     let a = Vmem::create(
         "traffic_arena",

@@ -64,7 +64,7 @@ fn check(p: NonNull<u8>, len: usize, tag: u64) {
 
 #[test]
 fn four_threads_cross_thread_frees_with_content_checks() {
-    let _s = SERIAL.lock().unwrap();
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     const THREADS: usize = 4;
     const OPS: usize = 150_000;
     let a = arena("s_stress");
@@ -144,7 +144,7 @@ fn four_threads_cross_thread_frees_with_content_checks() {
 
 #[test]
 fn randomized_model_alloc_free_reap() {
-    let _s = SERIAL.lock().unwrap();
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let a = arena("s_model");
     for (seed, &(size, flags)) in [
         (24usize, CacheFlags::NONE),
