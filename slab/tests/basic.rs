@@ -620,3 +620,38 @@ fn caches_on_a_small_quantum_arena() {
     }
     assert_eq!(a.stats().mem_inuse, 0);
 }
+
+/// Two threads that reach the slab layer one after the other get buffers from different
+/// cache lines (batch refill), not interleaved neighbours that would share a line.
+#[test]
+fn threads_refilling_from_the_slab_layer_do_not_share_cache_lines() {
+    let a = arena("t_batch");
+    let c = Cache::create("batch", 8, 0, CacheOps::NONE, a, CacheFlags::NONE).unwrap();
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let (got_tx, got_rx) = std::sync::mpsc::channel::<usize>();
+    let first = std::thread::spawn(move || {
+        let p = c.alloc().unwrap();
+        got_tx.send(p.as_ptr() as usize).unwrap();
+        go_rx.recv().unwrap(); // keep this thread's magazines until the other one allocated
+        unsafe { c.free(p) };
+    });
+    let pa = got_rx.recv().unwrap();
+    let pb = std::thread::spawn(move || {
+        let p = c.alloc().unwrap();
+        let v = p.as_ptr() as usize;
+        unsafe { c.free(p) };
+        v
+    })
+    .join()
+    .unwrap();
+    go_tx.send(()).unwrap();
+    first.join().unwrap();
+    assert_ne!(pa / 64, pb / 64, "{pa:#x} and {pb:#x} share a cache line");
+    let st = c.stats();
+    assert_eq!((st.alloc, st.free, st.buf_inuse), (2, 2, 0));
+    c.verify().unwrap();
+    c.reap();
+    umem_slab::thread_exit_flush();
+    c.reap();
+    unsafe { c.destroy().unwrap() };
+}
