@@ -133,27 +133,31 @@ impl Cache {
                 buffer,
                 cache: self.name,
             }),
-            Where::Nowhere => {
-                let l = CACHE_LIST.lock();
-                let mut cp = l.head;
-                while !cp.is_null() {
-                    // SAFETY: caches on the list are live under CACHE_LIST.
-                    let c = unsafe { &*cp };
-                    if !core::ptr::eq(c, self) && !matches!(c.locate(addr), Where::Nowhere) {
-                        return Err(SlabError::WrongCache {
-                            addr,
-                            cache: self.name,
-                            owner: c.name,
-                        });
-                    }
-                    // SAFETY: as above.
-                    cp = unsafe { (*c.links.get()).next };
-                }
-                Err(SlabError::NotOwned {
+            Where::Nowhere => Err(self.not_ours(addr)),
+        }
+    }
+
+    /// The error for an address no slab of this cache holds: `WrongCache` naming the cache
+    /// that does hold it, else `NotOwned`.
+    fn not_ours(&self, addr: usize) -> SlabError {
+        let l = CACHE_LIST.lock();
+        let mut cp = l.head;
+        while !cp.is_null() {
+            // SAFETY: caches on the list are live under CACHE_LIST.
+            let c = unsafe { &*cp };
+            if !core::ptr::eq(c, self) && !matches!(c.locate(addr), Where::Nowhere) {
+                return SlabError::WrongCache {
                     addr,
                     cache: self.name,
-                })
+                    owner: c.name,
+                };
             }
+            // SAFETY: as above.
+            cp = unsafe { (*c.links.get()).next };
+        }
+        SlabError::NotOwned {
+            addr,
+            cache: self.name,
         }
     }
 
@@ -167,27 +171,7 @@ impl Cache {
                 buffer,
                 cache: self.name,
             }),
-            Where::Nowhere => {
-                let l = CACHE_LIST.lock();
-                let mut cp = l.head;
-                while !cp.is_null() {
-                    // SAFETY: caches on the list are live under CACHE_LIST.
-                    let c = unsafe { &*cp };
-                    if !core::ptr::eq(c, self) && !matches!(c.locate(addr), Where::Nowhere) {
-                        return Some(SlabError::WrongCache {
-                            addr,
-                            cache: self.name,
-                            owner: c.name,
-                        });
-                    }
-                    // SAFETY: as above.
-                    cp = unsafe { (*c.links.get()).next };
-                }
-                Some(SlabError::NotOwned {
-                    addr,
-                    cache: self.name,
-                })
-            }
+            Where::Nowhere => Some(self.not_ours(addr)),
         }
     }
 
