@@ -1032,19 +1032,8 @@ impl Cache {
     /// constructor failed.
     #[inline(always)]
     pub fn alloc(&self) -> Option<NonNull<u8>> {
-        match self.alloc_addr() {
-            Some(a) => match NonNull::new(a as *mut u8) {
-                Some(p) => Some(p),
-                None => {
-                    // Only an integer (NOTOUCH) cache can hand out address 0; a pointer
-                    // cannot name it, so give it back. Use `alloc_addr` for such caches.
-                    // SAFETY: just allocated from this cache.
-                    unsafe { self.free_addr(0) };
-                    None
-                }
-            },
-            None => None,
-        }
+        // SAFETY: the cache's own fast index.
+        unsafe { self.alloc_with(self.fast_index()) }
     }
 
     /// Allocate, returning the buffer's address as an integer (for NOTOUCH caches over
@@ -1074,7 +1063,9 @@ impl Cache {
             Some(a) => match NonNull::new(a as *mut u8) {
                 Some(p) => Some(p),
                 None => {
-                    // SAFETY: just allocated from this cache (see `alloc`).
+                    // Only an integer (NOTOUCH) cache can hand out address 0; a pointer
+                    // cannot name it, so give it back. Use `alloc_addr` for such caches.
+                    // SAFETY: just allocated from this cache.
                     unsafe { self.free_addr(0) };
                     None
                 }
