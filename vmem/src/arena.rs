@@ -1589,11 +1589,10 @@ impl Vmem {
         Ok(())
     }
 
-    /// Add the span `[addr, addr + size)` to the arena (`vmem_add`).
-    /// Returns `addr`. Errors: `ZeroSize`, `SpanMisaligned`, `SpanOverflow`,
-    /// `SpanOverlap`, `NoMetadata`.
-    pub fn add(&self, addr: Addr, size: usize) -> Result<Addr, VmemError> {
-        check_span(addr, size, self.quantum)?;
+    /// Take the arena lock with segment structures for a new span on hand and
+    /// `[addr, addr + size)` overlapping no span; on `Ok` the lock is held, on
+    /// error it is not (`add` and `extend_alloc`).
+    fn lock_for_new_span(&self, addr: Addr, size: usize) -> Result<(), VmemError> {
         self.lock();
         // SAFETY: lock held.
         if unsafe { self.inner().short() } && !self.populate() {
@@ -1601,8 +1600,9 @@ impl Vmem {
             return Err(VmemError::NoMetadata);
         }
         // SAFETY: lock held.
-        let inner = unsafe { self.inner() };
-        if let Some((existing, existing_size)) = inner.find_overlap(addr, addr + size) {
+        if let Some((existing, existing_size)) =
+            unsafe { self.inner() }.find_overlap(addr, addr + size)
+        {
             self.unlock();
             return Err(VmemError::SpanOverlap {
                 addr,
@@ -1611,6 +1611,17 @@ impl Vmem {
                 existing_size,
             });
         }
+        Ok(())
+    }
+
+    /// Add the span `[addr, addr + size)` to the arena (`vmem_add`).
+    /// Returns `addr`. Errors: `ZeroSize`, `SpanMisaligned`, `SpanOverflow`,
+    /// `SpanOverlap`, `NoMetadata`.
+    pub fn add(&self, addr: Addr, size: usize) -> Result<Addr, VmemError> {
+        check_span(addr, size, self.quantum)?;
+        self.lock_for_new_span(addr, size)?;
+        // SAFETY: lock held (taken by `lock_for_new_span`).
+        let inner = unsafe { self.inner() };
         // SAFETY: lock held, segments available.
         unsafe { inner.span_create(addr, size, false) };
         self.unlock();
@@ -1630,23 +1641,9 @@ impl Vmem {
         if alloc == 0 || alloc > size || alloc & (self.quantum - 1) != 0 {
             return Err(VmemError::BadExtendAlloc { size, alloc });
         }
-        self.lock();
-        // SAFETY: lock held.
-        if unsafe { self.inner().short() } && !self.populate() {
-            self.unlock();
-            return Err(VmemError::NoMetadata);
-        }
-        // SAFETY: lock held.
+        self.lock_for_new_span(addr, size)?;
+        // SAFETY: lock held (taken by `lock_for_new_span`).
         let inner = unsafe { self.inner() };
-        if let Some((existing, existing_size)) = inner.find_overlap(addr, addr + size) {
-            self.unlock();
-            return Err(VmemError::SpanOverlap {
-                addr,
-                size,
-                existing,
-                existing_size,
-            });
-        }
         // SAFETY: lock held, segments available.
         let a = unsafe {
             let vsp = if inner.has_source {
