@@ -19,7 +19,10 @@ use core::cell::UnsafeCell;
 use core::ptr;
 use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 
+mod handle;
 mod verify;
+
+pub use handle::SegHandle;
 
 /// Number of power-of-two freelists.
 const FREELISTS: usize = usize::BITS as usize;
@@ -39,6 +42,10 @@ pub(crate) const POPULATE_RESERVE: usize = 4;
 pub(crate) const MINFREE: usize = POPULATE_RESERVE + SEGS_PER_ALLOC_MAX;
 
 const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
+
+/// What the segment layer's allocations return: the address and its
+/// segment (kept only by handle allocations).
+type Got = Result<(Addr, *mut Seg), VmemError>;
 /// Internal arenas' import chunks from this size on are aligned to it.
 const HUGE_CHUNK: usize = 2 << 20;
 
@@ -76,9 +83,14 @@ pub(crate) struct Inner {
     /// Structures promised to imports in flight (lock dropped); the reserve
     /// must cover MINFREE beyond them.
     nsegresv: usize,
+    /// Allocated segments in the hash (from `alloc`/`xalloc`/`extend_alloc`).
     nalloc: usize,
+    /// Allocated segments held by handles (`alloc_handle`; not hashed).
+    nhandle: usize,
     nfree: usize,
     nspans: usize,
+    /// The arena this is the inside of (owner of its handle segments).
+    vm: *const Vmem,
     has_source: bool,
     /// Bytes of wholly free imported spans the arena may keep instead of
     /// releasing them at once (hysteresis; `heap` only by default).
@@ -264,18 +276,72 @@ impl Inner {
         }
     }
 
+    /// Make `s` allocated: into the hash, or (`H`, a handle allocation)
+    /// marked as a handle segment of this arena and on no k-list.
     #[inline(always)]
-    unsafe fn hash_insert(&mut self, s: *mut Seg, realsize: usize) {
+    unsafe fn alloc_insert<const H: bool>(&mut self, s: *mut Seg, realsize: usize) {
         // SAFETY: s is a valid segment leaving every k-list.
         unsafe {
             (*s).typ = T_ALLOC;
-            let b = self.bucket((*s).start);
-            (*s).knext = *b;
-            *b = s;
+            (*s).handle = H;
+            if H {
+                (*s).owner = self.vm;
+                (*s).knext = ptr::null_mut();
+                self.nhandle += 1;
+            } else {
+                let b = self.bucket((*s).start);
+                (*s).knext = *b;
+                *b = s;
+                self.nalloc += 1;
+            }
         }
         self.ks.alloc += 1;
         self.ks.mem_inuse += realsize as u64;
-        self.nalloc += 1;
+    }
+
+    /// Account for the free of the handle segment `s` (the handle's
+    /// counterpart of `hash_delete`); `free_seg` does the rest.
+    #[inline(always)]
+    unsafe fn handle_delete(&mut self, s: *mut Seg) {
+        // SAFETY: s is an allocated handle segment of this arena.
+        unsafe {
+            debug_assert!((*s).typ == T_ALLOC && (*s).handle);
+            let real = ((*s).end - (*s).start + self.quantum - 1) & !(self.quantum - 1);
+            self.ks.mem_inuse -= real as u64;
+        }
+        self.ks.free += 1;
+        self.nhandle -= 1;
+    }
+
+    /// The allocated handle segment starting at `addr`, if there is one
+    /// (linear in the segments of its span: only `free`'s error path asks).
+    #[cold]
+    fn handle_seg_at(&self, addr: Addr) -> Option<*mut Seg> {
+        if self.nhandle == 0 {
+            return None;
+        }
+        let seg0: *const Seg = &self.seg0;
+        // SAFETY: lock held; the span and address lists are well formed.
+        unsafe {
+            let mut span = self.seg0.knext as *const Seg;
+            while span != seg0 {
+                if (*span).start <= addr && addr < (*span).end {
+                    let mut s = (*span).anext;
+                    while (*s).typ & (T_SPAN | T_HEAD) == 0 {
+                        if (*s).typ == T_ALLOC && (*s).start == addr {
+                            return if (*s).handle { Some(s) } else { None };
+                        }
+                        if (*s).typ & T_MARKER == 0 && (*s).start > addr {
+                            return None;
+                        }
+                        s = (*s).anext;
+                    }
+                    return None;
+                }
+                span = (*span).knext;
+            }
+        }
+        None
     }
 
     #[inline(always)]
@@ -312,7 +378,7 @@ impl Inner {
     /// Allocate `[addr, addr + size)` (occupying `realsize`) from the free
     /// segment `vsp`; leftovers go back on the freelists.
     #[inline(always)]
-    unsafe fn seg_alloc(
+    unsafe fn seg_alloc<const H: bool>(
         &mut self,
         vsp: *mut Seg,
         addr: Addr,
@@ -332,7 +398,7 @@ impl Inner {
                 // The remainder stays on the same freelist: just trim it.
                 (*vsp).start = addr_end;
                 let s = self.seg_create((*vsp).aprev, addr, addr + size);
-                self.hash_insert(s, realsize);
+                self.alloc_insert::<H>(s, realsize);
                 return s;
             }
             self.freelist_delete(vsp);
@@ -346,7 +412,7 @@ impl Inner {
             }
             (*vsp).start = addr;
             (*vsp).end = addr + size;
-            self.hash_insert(vsp, realsize);
+            self.alloc_insert::<H>(vsp, realsize);
             vsp
         }
     }
@@ -902,8 +968,10 @@ impl Vmem {
                 nsegfree: 0,
                 nsegresv: 0,
                 nalloc: 0,
+                nhandle: 0,
                 nfree: 0,
                 nspans: 0,
+                vm: ptr::null(),
                 has_source: a.source.is_some(),
                 retain_max: a.retain,
                 quantum: q,
@@ -936,6 +1004,7 @@ impl Vmem {
             let rotor: *mut Seg = &mut inner.rotor;
             a_insert_after(seg0, rotor);
             inner.hash_table = inner.hash0.as_mut_ptr();
+            inner.vm = p;
             &*p
         };
         if vm.is_populator() {
@@ -1094,12 +1163,19 @@ impl Vmem {
         if size.wrapping_sub(1) < self.qcache_max.load(Ordering::Acquire) {
             return self.qcache_alloc(size);
         }
+        self.alloc_seg::<false>(size, policy).map(|(a, _)| a)
+    }
+
+    /// The segment layer's `alloc` (no quantum caches): `H` makes it a
+    /// handle allocation (not hashed). Returns the address and segment.
+    #[inline(always)]
+    fn alloc_seg<const H: bool>(&self, size: usize, policy: Policy) -> Got {
         match policy {
-            Policy::InstantFit => self.alloc_instant(size),
-            Policy::NextFit => self.alloc_nextfit(size),
+            Policy::InstantFit => self.alloc_instant::<H>(size),
+            Policy::NextFit => self.alloc_nextfit::<H>(size),
             Policy::BestFit | Policy::FirstFit => {
                 let realsize = self.realsize(size)?;
-                self.xalloc_impl(XReq {
+                self.xalloc_impl::<H>(XReq {
                     size,
                     realsize,
                     align: self.quantum,
@@ -1138,7 +1214,7 @@ impl Vmem {
 
     /// Instant fit, unconstrained: the hot path.
     #[inline]
-    fn alloc_instant(&self, size: usize) -> Result<Addr, VmemError> {
+    fn alloc_instant<const H: bool>(&self, size: usize) -> Got {
         let realsize = self.realsize(size)?;
         self.lock();
         // SAFETY: lock held.
@@ -1163,14 +1239,14 @@ impl Vmem {
                     let head = *inner.freelist.get_unchecked(hb as usize);
                     if (*head).end - (*head).start >= realsize {
                         let addr = (*head).start;
-                        inner.seg_alloc(head, addr, size, realsize);
+                        let s = inner.seg_alloc::<H>(head, addr, size, realsize);
                         inner.ks.search += 1;
-                        let grow = inner.nalloc > inner.grow_at;
+                        let grow = !H && inner.nalloc > inner.grow_at;
                         self.unlock();
                         if grow {
                             self.grow_hash();
                         }
-                        return Ok(addr);
+                        return Ok((addr, s));
                     }
                 }
             }
@@ -1183,7 +1259,7 @@ impl Vmem {
         };
         if map == 0 {
             self.unlock();
-            return self.xalloc_impl(XReq {
+            return self.xalloc_impl::<H>(XReq {
                 size,
                 realsize,
                 align: self.quantum,
@@ -1196,19 +1272,18 @@ impl Vmem {
         }
         let fl = map.trailing_zeros() as usize;
         // SAFETY: freemap bit set => list non-empty; lock held.
-        let addr = unsafe {
+        let (addr, s) = unsafe {
             let vsp = *inner.freelist.get_unchecked(fl);
             let addr = (*vsp).start;
-            inner.seg_alloc(vsp, addr, size, realsize);
-            addr
+            (addr, inner.seg_alloc::<H>(vsp, addr, size, realsize))
         };
         inner.ks.search += 1;
-        let grow = inner.nalloc > inner.grow_at;
+        let grow = !H && inner.nalloc > inner.grow_at;
         self.unlock();
         if grow {
             self.grow_hash();
         }
-        Ok(addr)
+        Ok((addr, s))
     }
 
     #[cold]
@@ -1221,7 +1296,7 @@ impl Vmem {
     }
 
     /// Next fit (`vmem_nextfit_alloc`).
-    fn alloc_nextfit(&self, size: usize) -> Result<Addr, VmemError> {
+    fn alloc_nextfit<const H: bool>(&self, size: usize) -> Got {
         let realsize = self.realsize(size)?;
         self.lock();
         // SAFETY: lock held.
@@ -1244,13 +1319,13 @@ impl Vmem {
                     let addr = (*vsp).start;
                     (*vsp).start = addr + realsize;
                     let s = inner.seg_create((*rotor).aprev, addr, addr + size);
-                    inner.hash_insert(s, realsize);
-                    let grow = inner.nalloc > inner.grow_at;
+                    inner.alloc_insert::<H>(s, realsize);
+                    let grow = !H && inner.nalloc > inner.grow_at;
                     self.unlock();
                     if grow {
                         self.grow_hash();
                     }
-                    return Ok(addr);
+                    return Ok((addr, s));
                 }
             }
             loop {
@@ -1267,7 +1342,7 @@ impl Vmem {
                         break;
                     }
                     self.unlock();
-                    return self.xalloc_impl(XReq {
+                    return self.xalloc_impl::<H>(XReq {
                         size,
                         realsize,
                         align: self.quantum,
@@ -1281,15 +1356,15 @@ impl Vmem {
             }
             let inner = self.inner();
             let addr = (*vsp).start;
-            let s = inner.seg_alloc(vsp, addr, size, realsize);
+            let s = inner.seg_alloc::<H>(vsp, addr, size, realsize);
             self.advance(rotor, s);
             let inner = self.inner();
-            let grow = inner.nalloc > inner.grow_at;
+            let grow = !H && inner.nalloc > inner.grow_at;
             self.unlock();
             if grow {
                 self.grow_hash();
             }
-            Ok(addr)
+            Ok((addr, s))
         }
     }
 
@@ -1363,6 +1438,12 @@ impl Vmem {
     /// `BadNocross`, `NocrossTooSmall`, `BadAddrRange`, `Exhausted`,
     /// `NoMetadata`.
     pub fn xalloc(&self, req: &XAllocRequest) -> Result<Addr, VmemError> {
+        self.xalloc_seg::<false>(req).map(|(a, _)| a)
+    }
+
+    /// `xalloc`, or (`H`) its handle allocation.
+    #[inline(always)]
+    fn xalloc_seg<const H: bool>(&self, req: &XAllocRequest) -> Got {
         let r = self.check_xreq(req)?;
         if r.align == self.quantum
             && r.phase == 0
@@ -1371,9 +1452,9 @@ impl Vmem {
             && r.maxaddr.is_none()
             && r.policy == Policy::InstantFit
         {
-            return self.alloc_instant(r.size);
+            return self.alloc_instant::<H>(r.size);
         }
-        self.xalloc_impl(r)
+        self.xalloc_impl::<H>(r)
     }
 
     fn check_xreq(&self, req: &XAllocRequest) -> Result<XReq, VmemError> {
@@ -1435,7 +1516,7 @@ impl Vmem {
 
     /// The general search, with import from the source and quantum-cache
     /// reaping when short.
-    fn xalloc_impl(&self, r: XReq) -> Result<Addr, VmemError> {
+    fn xalloc_impl<const H: bool>(&self, r: XReq) -> Got {
         let mut reaped = false;
         self.lock();
         loop {
@@ -1454,8 +1535,8 @@ impl Vmem {
             };
             if let Some((seg, addr)) = found {
                 // SAFETY: seg is a free segment containing the fit.
-                unsafe { inner.seg_alloc(seg, addr, r.size, r.realsize) };
-                let grow = inner.nalloc > inner.grow_at;
+                let s = unsafe { inner.seg_alloc::<H>(seg, addr, r.size, r.realsize) };
+                let grow = !H && inner.nalloc > inner.grow_at;
                 self.unlock();
                 if grow {
                     self.grow_hash();
@@ -1464,12 +1545,12 @@ impl Vmem {
                 debug_assert!(!crosses(addr, addr + r.size - 1, r.nocross));
                 debug_assert!(addr >= r.minaddr);
                 debug_assert!(r.maxaddr.is_none_or(|m| addr + r.size <= m));
-                return Ok(addr);
+                return Ok((addr, s));
             }
             if let Some(src) = self.source {
                 if r.nocross == 0 && r.minaddr == 0 && r.maxaddr.is_none() {
-                    match self.import_span(src, &r) {
-                        Ok(addr) => return Ok(addr),
+                    match self.import_span::<H>(src, &r) {
+                        Ok(got) => return Ok(got),
                         Err(VmemError::SizeOverflow { size }) => {
                             self.unlock();
                             return Err(VmemError::SizeOverflow { size });
@@ -1495,7 +1576,7 @@ impl Vmem {
     /// Import a span big enough for `r` and allocate from it. Called and
     /// returns with the lock held on failure; on success the lock is
     /// dropped.
-    fn import_span(&self, src: &'static dyn Source, r: &XReq) -> Result<Addr, VmemError> {
+    fn import_span<const H: bool>(&self, src: &'static dyn Source, r: &XReq) -> Got {
         let mut imp_align = r.align.max(self.source_quantum).max(self.quantum);
         let mut min = self.import_min;
         if min != 0 {
@@ -1548,13 +1629,13 @@ impl Vmem {
         unsafe {
             let seg = inner.span_create(va, asize, true);
             let addr = va + r.phase;
-            inner.seg_alloc(seg, addr, r.size, r.realsize);
-            let grow = inner.nalloc > inner.grow_at;
+            let s = inner.seg_alloc::<H>(seg, addr, r.size, r.realsize);
+            let grow = !H && inner.nalloc > inner.grow_at;
             self.unlock();
             if grow {
                 self.grow_hash();
             }
-            Ok(addr)
+            Ok((addr, s))
         }
     }
 
@@ -1576,17 +1657,30 @@ impl Vmem {
             // SAFETY: s was an allocated segment, now out of the hash.
             Ok(s) => unsafe { inner.free_seg(s) },
             Err(e) => {
+                let e = match e {
+                    VmemError::NotAllocated { .. } if inner.handle_seg_at(addr).is_some() => {
+                        VmemError::HandleAllocated { addr, size }
+                    }
+                    e => e,
+                };
                 self.unlock();
                 return Err(e);
             }
         };
         self.unlock();
+        self.release_freed(rel);
+        Ok(())
+    }
+
+    /// After a free (lock dropped): give the span it left wholly free, if
+    /// any, back to the source.
+    #[inline(always)]
+    fn release_freed(&self, rel: Option<(Addr, usize)>) {
         if let Some((a, n)) = rel {
             if let Some(src) = self.source {
                 src.release(a, n);
             }
         }
-        Ok(())
     }
 
     /// Take the arena lock with segment structures for a new span on hand and
@@ -1652,7 +1746,7 @@ impl Vmem {
                 inner.extend(addr, addr + size)
             };
             let a = (*vsp).start;
-            inner.seg_alloc(vsp, a, alloc, alloc);
+            inner.seg_alloc::<false>(vsp, a, alloc, alloc);
             a
         };
         let grow = inner.nalloc > inner.grow_at;
@@ -1801,7 +1895,8 @@ impl Vmem {
             hash_rescale: ks.hash_rescale,
             hash_size: inner.hash_mask + 1,
             spans: inner.nspans,
-            alloc_segs: inner.nalloc,
+            alloc_segs: inner.nalloc + inner.nhandle,
+            handle_segs: inner.nhandle,
             free_segs: inner.nfree,
             reserve_segs: inner.nsegfree,
             id: self.id,
@@ -2133,7 +2228,7 @@ impl Vmem {
         let scale = {
             self.lock();
             // SAFETY: lock held.
-            let n = unsafe { self.inner().nalloc + self.inner().nfree };
+            let n = unsafe { self.inner().nalloc + self.inner().nhandle + self.inner().nfree };
             self.unlock();
             (n / 2048).clamp(1, 16)
         };
@@ -2154,8 +2249,8 @@ impl Vmem {
             Some(h) if pinned => h,
             _ => seg_arena,
         };
-        let p = match from.alloc_instant(size) {
-            Ok(p) => p,
+        let p = match from.alloc_instant::<false>(size) {
+            Ok((p, _)) => p,
             Err(_) => {
                 tree::populate_unlock();
                 self.lock();
@@ -2245,15 +2340,21 @@ impl Inner {
                         self.seg_destroy(s);
                     }
                     T_ALLOC => {
-                        // Unhash the leaked segment.
-                        let mut pp = self.bucket((*s).start);
-                        while *pp != s {
-                            pp = &mut (**pp).knext;
+                        if (*s).handle {
+                            // Not hashed (its handle must never be used again:
+                            // `destroy`'s contract).
+                            self.nhandle -= 1;
+                        } else {
+                            // Unhash the leaked segment.
+                            let mut pp = self.bucket((*s).start);
+                            while *pp != s {
+                                pp = &mut (**pp).knext;
+                            }
+                            *pp = (*s).knext;
+                            self.nalloc -= 1;
                         }
-                        *pp = (*s).knext;
                         let real = round_up((*s).end - (*s).start, self.quantum).unwrap_or(0);
                         self.ks.mem_inuse -= real as u64;
-                        self.nalloc -= 1;
                         self.seg_destroy(s);
                     }
                     _ => {}

@@ -52,6 +52,14 @@ pub enum VmemError {
         size: usize,
         allocated: usize,
     },
+    /// `free`/`xfree` of a segment allocated through a handle
+    /// ([`Vmem::alloc_handle`](crate::Vmem::alloc_handle)): it is freed only
+    /// by [`Vmem::free_handle`](crate::Vmem::free_handle) and stays allocated.
+    HandleAllocated { addr: Addr, size: usize },
+    /// [`Vmem::free_handle`](crate::Vmem::free_handle) with a handle of
+    /// another arena (ids as [`Vmem::id`](crate::Vmem::id)). The handle is
+    /// consumed and its segment stays allocated in its own arena (leaked).
+    WrongArena { addr: Addr, arena: u32, owner: u32 },
     /// `add`/`extend_alloc`/`create`: the span overlaps a span of the arena.
     SpanOverlap {
         addr: Addr,
@@ -123,6 +131,14 @@ impl fmt::Display for VmemError {
             WrongSize { addr, size, allocated } => write!(
                 f,
                 "bad free: segment at {addr:#x} freed with size {size:#x}, allocated with {allocated:#x}"
+            ),
+            HandleAllocated { addr, size } => write!(
+                f,
+                "bad free: [{addr:#x}, +{size:#x}) was allocated through a handle; free it with free_handle"
+            ),
+            WrongArena { addr, arena, owner } => write!(
+                f,
+                "bad free: handle of segment {addr:#x} belongs to arena {owner}, not to arena {arena}"
             ),
             SpanOverlap { addr, size, existing, existing_size } => write!(
                 f,

@@ -213,7 +213,7 @@ mod source;
 mod tree;
 mod types;
 
-pub use arena::Vmem;
+pub use arena::{SegHandle, Vmem};
 pub use error::VmemError;
 #[cfg(feature = "std")]
 pub use mmap::{MmapSource, MMAP_SOURCE};

@@ -34,15 +34,22 @@ pub(crate) struct Seg {
     pub(crate) aprev: *mut Seg,
     pub(crate) knext: *mut Seg,
     pub(crate) kprev: *mut Seg,
+    /// Handle segments (`handle`): the arena that allocated it, so that
+    /// `free_handle` on another arena is refused. Unused otherwise.
+    pub(crate) owner: *const crate::Vmem,
     pub(crate) typ: u8,
     /// Span markers: the span was imported from the source.
     pub(crate) import: bool,
     /// Scratch for `verify` (0 outside it).
     pub(crate) mark: u8,
+    /// Allocated segments: allocated through a handle (`alloc_handle`), so
+    /// not in the hash table. Meaningless for other types.
+    pub(crate) handle: bool,
 }
 
 /// Bytes per segment structure, as carved by populate.
 pub(crate) const SEG_SIZE: usize = core::mem::size_of::<Seg>();
+const _: () = assert!(SEG_SIZE == 64, "a segment is one cache line");
 
 impl Seg {
     pub(crate) const fn empty(typ: u8) -> Seg {
@@ -53,9 +60,11 @@ impl Seg {
             aprev: ptr::null_mut(),
             knext: ptr::null_mut(),
             kprev: ptr::null_mut(),
+            owner: ptr::null(),
             typ,
             import: false,
             mark: 0,
+            handle: false,
         }
     }
 }

@@ -60,7 +60,8 @@ impl BitOr for CreateFlags {
 /// The type of one segment, as reported by [`Vmem::walk`](crate::Vmem::walk).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum SegType {
-    /// An allocated segment (in the allocated-segment hash table).
+    /// An allocated segment (in the allocated-segment hash table, or held
+    /// by a [`SegHandle`](crate::SegHandle)).
     Alloc,
     /// A free segment (on a power-of-two freelist).
     Free,
@@ -240,8 +241,11 @@ pub struct VmemStats {
     pub hash_size: usize,
     /// Spans in the arena.
     pub spans: usize,
-    /// Allocated segments (live).
+    /// Allocated segments (live), handle segments included.
     pub alloc_segs: usize,
+    /// Allocated segments held by [`SegHandle`](crate::SegHandle)s (not in
+    /// the hash table).
+    pub handle_segs: usize,
     /// Free segments.
     pub free_segs: usize,
     /// Unused segment structures held by the arena (its reserve).

@@ -32,6 +32,7 @@ impl Inner {
             const LIMIT: usize = 1 << 40;
             // Pass 1: address list.
             let mut n_alloc = 0usize;
+            let mut n_handle = 0usize;
             let mut n_free = 0usize;
             let mut n_spans = 0usize;
             let mut n_rotor = 0usize;
@@ -132,6 +133,14 @@ impl Inner {
                         free_sum += (end - (*s).start) as u64;
                     } else {
                         n_alloc += 1;
+                        if (*s).handle {
+                            n_handle += 1;
+                            check!(
+                                ptr::eq((*s).owner, self.vm),
+                                "handle segment of another arena",
+                                (*s).start
+                            );
+                        }
                         span_has_alloc = true;
                         inuse += (end - (*s).start) as u64;
                     }
@@ -197,8 +206,9 @@ impl Inner {
                 let mut a = *self.hash_table.add(h);
                 while !a.is_null() {
                     hashed += 1;
+                    check!(!(*a).handle, "handle segment in the hash", (*a).start);
                     check!(
-                        hashed <= n_alloc,
+                        hashed <= n_alloc - n_handle,
                         "hash holds more than the allocated segments",
                         (*a).start
                     );
@@ -222,7 +232,7 @@ impl Inner {
                 }
             }
             check!(
-                hashed == n_alloc,
+                hashed == n_alloc - n_handle,
                 "allocated segment missing from the hash",
                 0
             );
@@ -250,10 +260,13 @@ impl Inner {
                 k = (*k).knext;
             }
             check!(nsp == n_spans, "span missing from the span list", 0);
-            // Pass 5: every mark must be 2; reset them.
+            // Pass 5: every mark must be 2 (1 for handle segments); reset them.
             let mut s = (*seg0).anext;
             while s != seg0 {
-                if (*s).typ & (T_ALLOC | T_FREE | T_SPAN) != 0 {
+                if (*s).typ == T_ALLOC && (*s).handle {
+                    // On no k-list: handle segments stay out of the hash.
+                    check!((*s).mark == 1, "handle segment on a list", (*s).start);
+                } else if (*s).typ & (T_ALLOC | T_FREE | T_SPAN) != 0 {
                     check!((*s).mark == 2, "segment not on its list", (*s).start);
                 }
                 (*s).mark = 0;
@@ -270,9 +283,14 @@ impl Inner {
             check!(r == self.nsegfree, "reserve count wrong", r);
             // Counters and kstats.
             check!(
-                n_alloc == self.nalloc,
+                n_alloc - n_handle == self.nalloc,
                 "allocated segment count wrong",
                 n_alloc
+            );
+            check!(
+                n_handle == self.nhandle,
+                "handle segment count wrong",
+                n_handle
             );
             check!(n_free == self.nfree, "free segment count wrong", n_free);
             check!(n_spans == self.nspans, "span count wrong", n_spans);
@@ -297,9 +315,9 @@ impl Inner {
                 import as usize
             );
             check!(
-                self.ks.alloc.wrapping_sub(self.ks.free) == self.nalloc as u64,
+                self.ks.alloc.wrapping_sub(self.ks.free) == (self.nalloc + self.nhandle) as u64,
                 "kstat alloc - free != allocated segments",
-                self.nalloc
+                self.nalloc + self.nhandle
             );
         }
         Ok(())
@@ -446,6 +464,100 @@ mod tests {
         );
         vm.free(a, 64).unwrap();
         vm.free(c, 48).unwrap();
+        vm.verify().unwrap();
+        unsafe { assert_eq!(vm.destroy(), 0) };
+    }
+
+    #[test]
+    fn verify_catches_handle_corruption() {
+        let vm = Vmem::create(
+            "corrupt_h",
+            Some((0x10000, 0x10000)),
+            16,
+            None,
+            0,
+            CreateFlags::NONE,
+        )
+        .unwrap();
+        let a = vm.alloc(64, Policy::InstantFit).unwrap();
+        let h = vm.alloc_handle(32, Policy::InstantFit).unwrap();
+        let b = vm.alloc(48, Policy::InstantFit).unwrap();
+        vm.verify().unwrap();
+        let hs: Cell<*mut Seg> = Cell::new(core::ptr::null_mut());
+        let find = |i: &mut super::Inner| unsafe {
+            let seg0: *mut Seg = &mut i.seg0;
+            let mut s = (*seg0).anext;
+            while (*s).start != h.addr() || (*s).typ != T_ALLOC {
+                s = (*s).anext;
+            }
+            assert!((*s).handle);
+            hs.set(s);
+        };
+        expect(
+            vm,
+            "handle segment count wrong",
+            |i| i.nhandle += 1,
+            |i| i.nhandle -= 1,
+        );
+        expect(
+            vm,
+            "allocated segment count wrong",
+            |i| {
+                i.nhandle -= 1;
+                i.nalloc += 1;
+            },
+            |i| {
+                i.nhandle += 1;
+                i.nalloc -= 1;
+            },
+        );
+        expect(
+            vm,
+            "handle segment of another arena",
+            |i| {
+                find(i);
+                unsafe { (*hs.get()).owner = core::ptr::null() };
+            },
+            |i| unsafe { (*hs.get()).owner = i.vm },
+        );
+        // A handle segment pushed into its hash bucket.
+        expect(
+            vm,
+            "handle segment in the hash",
+            |i| unsafe {
+                find(i);
+                let bk = i.bucket(h.addr());
+                (*hs.get()).knext = *bk;
+                *bk = hs.get();
+            },
+            |i| unsafe {
+                let bk = i.bucket(h.addr());
+                *bk = (*hs.get()).knext;
+                (*hs.get()).knext = core::ptr::null_mut();
+            },
+        );
+        // An address segment that claims to be a handle segment.
+        let sa: Cell<*mut Seg> = Cell::new(core::ptr::null_mut());
+        expect(
+            vm,
+            "handle segment in the hash",
+            |i| unsafe {
+                sa.set(*i.bucket(a));
+                assert_eq!((*sa.get()).start, a);
+                (*sa.get()).handle = true;
+                (*sa.get()).owner = i.vm;
+                i.nhandle += 1;
+                i.nalloc -= 1;
+            },
+            |i| unsafe {
+                (*sa.get()).handle = false;
+                i.nhandle -= 1;
+                i.nalloc += 1;
+            },
+        );
+        vm.free_handle(h).unwrap();
+        vm.free(a, 64).unwrap();
+        vm.free(b, 48).unwrap();
         vm.verify().unwrap();
         unsafe { assert_eq!(vm.destroy(), 0) };
     }
