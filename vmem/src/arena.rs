@@ -1064,10 +1064,14 @@ impl Vmem {
     /// structures and its hash table to vmem, and frees the `Vmem`.
     /// Returns the number of units still allocated (leaked).
     ///
+    /// Allocations still held by [`SegHandle`]s are leaked like the rest.
+    ///
     /// # Safety
     /// No other thread may be using the arena, no arena may still import
     /// from it, it must not be one of vmem's internal arenas (`heap`,
-    /// `vmem_*`), and the `&'static Vmem` must not be used afterwards.
+    /// `vmem_*`), and neither the `&'static Vmem` nor any [`SegHandle`]
+    /// it allocated may be used afterwards (not even given to another
+    /// arena's `free_handle`: its segment structure is recycled).
     pub unsafe fn destroy(&'static self) -> usize {
         tree::list_remove(self);
         let nq = self.qcache_max.swap(0, Ordering::AcqRel) >> self.qshift;

@@ -7,13 +7,17 @@
 mod common;
 
 use common::{bf_fits, round_up, Rng};
-use std::collections::{BTreeMap, BTreeSet};
-use umem_vmem::{CreateFlags, Policy, SegType, SegTypes, Vmem, VmemError, WalkMode, XAllocRequest};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use umem_vmem::{
+    CreateFlags, Policy, SegHandle, SegType, SegTypes, Vmem, VmemError, WalkMode, XAllocRequest,
+};
 
 #[derive(Clone, Copy, PartialEq, Debug)]
 enum How {
     Alloc,
     X,
+    /// `alloc_handle` / `xalloc_handle`: freed with `free_handle`.
+    Handle,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -32,6 +36,8 @@ struct Harness {
     parent: Option<&'static Vmem>,
     q: usize,
     live: BTreeMap<usize, (usize, How)>,
+    /// The handles of the `How::Handle` entries of `live`.
+    handles: HashMap<usize, SegHandle>,
     keys: Vec<usize>,
     /// Spans of a source-less arena, as the arena should have them.
     spans: Vec<(usize, usize)>,
@@ -42,6 +48,7 @@ struct Harness {
     addr_limit: usize,
     exhausted: usize,
     successes: usize,
+    handle_allocs: usize,
 }
 
 const POLICIES: [Policy; 4] = [
@@ -103,6 +110,15 @@ impl Harness {
         self.live.insert(addr, (size, how));
         self.keys.push(addr);
         self.successes += 1;
+    }
+
+    fn record_handle(&mut self, h: SegHandle, size: usize) {
+        assert_eq!(h.size(), size, "handle size");
+        assert_eq!(h.arena_id(), self.a.id(), "handle arena");
+        let addr = h.addr();
+        self.record(addr, size, How::Handle);
+        self.handle_allocs += 1;
+        assert!(self.handles.insert(addr, h).is_none());
     }
 
     fn rand_size(&mut self) -> usize {
@@ -204,7 +220,17 @@ impl Harness {
         } else {
             None
         };
-        match self.a.alloc(size, policy) {
+        let handle = self.rng.chance(35);
+        let got = if handle {
+            self.a.alloc_handle(size, policy).map(|h| {
+                let a = h.addr();
+                self.record_handle(h, size);
+                a
+            })
+        } else {
+            self.a.alloc(size, policy)
+        };
+        match got {
             Ok(addr) => {
                 if let (Some(free), Policy::BestFit) = (&before, policy) {
                     let r = Req {
@@ -222,7 +248,9 @@ impl Harness {
                         assert_eq!(*n, best, "best fit chose a {n:#x} segment; {best:#x} fits");
                     }
                 }
-                self.record(addr, size, How::Alloc);
+                if !handle {
+                    self.record(addr, size, How::Alloc);
+                }
             }
             Err(VmemError::Exhausted { size: s }) => {
                 assert_eq!(s, size);
@@ -248,7 +276,17 @@ impl Harness {
             .policy(r.policy);
         req.minaddr = r.minaddr;
         req.maxaddr = r.maxaddr;
-        match self.a.xalloc(&req) {
+        let handle = self.rng.chance(35);
+        let got = if handle {
+            self.a.xalloc_handle(&req).map(|h| {
+                let a = h.addr();
+                self.record_handle(h, r.size);
+                a
+            })
+        } else {
+            self.a.xalloc(&req)
+        };
+        match got {
             Ok(addr) => {
                 let ea = if r.align == 0 { self.q } else { r.align };
                 assert_eq!(addr % ea, r.phase, "{r:?} -> {addr:#x}: bad phase");
@@ -271,7 +309,9 @@ impl Harness {
                         assert_eq!(*n, best, "{r:?}: best fit chose {n:#x}, {best:#x} fits");
                     }
                 }
-                self.record(addr, r.size, How::X);
+                if !handle {
+                    self.record(addr, r.size, How::X);
+                }
             }
             Err(VmemError::Exhausted { .. }) => {
                 self.exhausted += 1;
@@ -298,6 +338,11 @@ impl Harness {
         let r = match how {
             How::Alloc => self.a.free(addr, size),
             How::X => self.a.xfree(addr, size),
+            How::Handle => {
+                let h = self.handles.remove(&addr).unwrap();
+                assert_eq!((h.addr(), h.size()), (addr, size));
+                self.a.free_handle(h)
+            }
         };
         r.unwrap_or_else(|e| panic!("free({addr:#x}, {size:#x}): {e}"));
     }
@@ -306,7 +351,22 @@ impl Harness {
         // An address that is not the start of a live segment.
         if !self.keys.is_empty() && self.rng.chance(50) {
             let addr = self.keys[self.rng.below(self.keys.len() as u64) as usize];
-            let (size, _) = self.live[&addr];
+            let (size, how) = self.live[&addr];
+            if how == How::Handle {
+                // Only its handle frees it; by address (any size) it stays.
+                assert_eq!(
+                    self.a.free(addr, size),
+                    Err(VmemError::HandleAllocated { addr, size })
+                );
+                assert_eq!(
+                    self.a.xfree(addr, size + self.q),
+                    Err(VmemError::HandleAllocated {
+                        addr,
+                        size: size + self.q
+                    })
+                );
+                return;
+            }
             let wrong = if size > 1 && self.rng.chance(50) {
                 size - 1
             } else {
@@ -440,6 +500,7 @@ impl Harness {
         let st = self.a.stats();
         assert_eq!(st.mem_inuse, self.inuse(), "mem_inuse");
         assert_eq!(st.alloc_segs, self.live.len(), "alloc_segs");
+        assert_eq!(st.handle_segs, self.handles.len(), "handle_segs");
         assert_eq!(st.alloc - st.free, self.live.len() as u64);
         assert_eq!(self.a.size(SegTypes::ALLOC) as u64, st.mem_inuse);
         assert_eq!(
@@ -508,6 +569,11 @@ impl Harness {
             self.op_free();
         }
         self.full_check();
+        assert!(
+            self.handle_allocs > nops / 20,
+            "too few handle allocations: {}",
+            self.handle_allocs
+        );
         let st = self.a.stats();
         assert_eq!(st.mem_inuse, 0);
         if let Some(p) = self.parent {
@@ -547,6 +613,7 @@ fn no_source_run(seed: u64, q: usize, base: usize, nops: usize) {
         parent: None,
         q,
         live: BTreeMap::new(),
+        handles: HashMap::new(),
         keys: Vec::new(),
         spans: vec![(base, size)],
         rng,
@@ -555,6 +622,7 @@ fn no_source_run(seed: u64, q: usize, base: usize, nops: usize) {
         addr_limit: base + (q << 20),
         exhausted: 0,
         successes: 0,
+        handle_allocs: 0,
     };
     h.run(nops);
     assert!(
@@ -605,6 +673,7 @@ fn sourced_run(seed: u64, pq: usize, cq: usize, psize: usize, nops: usize) {
         parent: Some(parent),
         q: cq,
         live: BTreeMap::new(),
+        handles: HashMap::new(),
         keys: Vec::new(),
         spans: vec![(base, psize)],
         rng: Rng::new(seed),
@@ -613,6 +682,7 @@ fn sourced_run(seed: u64, pq: usize, cq: usize, psize: usize, nops: usize) {
         addr_limit: 0,
         exhausted: 0,
         successes: 0,
+        handle_allocs: 0,
     };
     h.run(nops);
     let st = child.stats();

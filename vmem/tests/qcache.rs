@@ -252,6 +252,21 @@ fn qcache_hook() {
     assert_eq!(d.qcache_max(), 0);
     assert!(caches_of(d).is_empty());
 
+    // Handle allocations never use the caches, whatever the size.
+    let cache_allocs: usize = cs.iter().map(|c| c.allocs.load(Ordering::Relaxed)).sum();
+    let before = a.stats().alloc;
+    let h = a.alloc_handle(16, Policy::InstantFit).unwrap();
+    assert_eq!(a.stats().alloc, before + 1, "a segment allocation");
+    assert_eq!(a.stats().handle_segs, 1);
+    assert_eq!(
+        cs.iter()
+            .map(|c| c.allocs.load(Ordering::Relaxed))
+            .sum::<usize>(),
+        cache_allocs
+    );
+    a.free_handle(h).unwrap();
+    a.verify().unwrap();
+
     // Destroy destroys the caches, which give their slabs back first.
     let y = a.alloc(16, Policy::InstantFit).unwrap();
     a.free(y, 16).unwrap();

@@ -9,7 +9,7 @@ mod common;
 use common::Rng;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Barrier;
-use umem_vmem::{CreateFlags, Policy, SegTypes, Vmem, WalkMode, XAllocRequest};
+use umem_vmem::{CreateFlags, Policy, SegHandle, SegTypes, Vmem, WalkMode, XAllocRequest};
 
 const POLICIES: [Policy; 4] = [
     Policy::InstantFit,
@@ -35,11 +35,30 @@ fn check(p: usize, n: usize, tag: u8) {
     }
 }
 
-/// Random alloc/free on `a` from one thread, with content checks.
+/// How a live block of [`churn`] was allocated (so how to free it).
+enum Kind {
+    Alloc,
+    X,
+    Handle(SegHandle),
+}
+
+fn free_block(a: &Vmem, p: usize, n: usize, k: Kind) {
+    match k {
+        Kind::Alloc => a.free(p, n).unwrap(),
+        Kind::X => a.xfree(p, n).unwrap(),
+        Kind::Handle(h) => {
+            assert_eq!((h.addr(), h.size()), (p, n));
+            a.free_handle(h).unwrap()
+        }
+    }
+}
+
+/// Random alloc/free on `a` from one thread (by address, constrained, and
+/// through handles), with content checks.
 fn churn(a: &'static Vmem, seed: u64, ops: usize, max_units: usize, tag: u8) {
     let mut rng = Rng::new(seed);
     let q = a.quantum();
-    let mut live: Vec<(usize, usize, bool)> = Vec::new();
+    let mut live: Vec<(usize, usize, Kind)> = Vec::new();
     for i in 0..ops {
         if live.len() < 8 || (live.len() < 400 && rng.chance(52)) {
             let n = q * rng.range(1, max_units)
@@ -48,36 +67,34 @@ fn churn(a: &'static Vmem, seed: u64, ops: usize, max_units: usize, tag: u8) {
                 } else {
                     0
                 };
-            let (p, x) = if rng.chance(20) {
-                let align = q * rng.pow2(1, 16);
-                let p = a.xalloc(&XAllocRequest::new(n).align(align)).unwrap();
-                assert_eq!(p % align, 0);
-                (p, true)
-            } else {
-                (a.alloc(n, POLICIES[rng.below(4) as usize]).unwrap(), false)
+            let policy = POLICIES[rng.below(4) as usize];
+            let (p, k) = match rng.below(10) {
+                0..=1 => {
+                    let align = q * rng.pow2(1, 16);
+                    let p = a.xalloc(&XAllocRequest::new(n).align(align)).unwrap();
+                    assert_eq!(p % align, 0);
+                    (p, Kind::X)
+                }
+                2..=4 => {
+                    let h = a.alloc_handle(n, policy).unwrap();
+                    (h.addr(), Kind::Handle(h))
+                }
+                _ => (a.alloc(n, policy).unwrap(), Kind::Alloc),
             };
             fill(p, n, tag);
-            live.push((p, n, x));
+            live.push((p, n, k));
         } else {
-            let (p, n, x) = live.swap_remove(rng.below(live.len() as u64) as usize);
+            let (p, n, k) = live.swap_remove(rng.below(live.len() as u64) as usize);
             check(p, n, tag);
-            if x {
-                a.xfree(p, n).unwrap();
-            } else {
-                a.free(p, n).unwrap();
-            }
+            free_block(a, p, n, k);
         }
         if i % 5000 == 0 {
             a.verify().unwrap();
         }
     }
-    for (p, n, x) in live {
+    for (p, n, k) in live {
         check(p, n, tag);
-        if x {
-            a.xfree(p, n).unwrap();
-        } else {
-            a.free(p, n).unwrap();
-        }
+        free_block(a, p, n, k);
     }
 }
 
@@ -109,6 +126,74 @@ fn one_arena_many_threads() {
     assert_eq!(st.mem_total, 0, "every imported span went back");
     assert_eq!(st.alloc, st.free);
     assert_eq!(st.import, st.release);
+    unsafe { assert_eq!(a.destroy(), 0) };
+    umem_vmem::verify().unwrap();
+}
+
+/// Handles are `Send`: producers allocate through handles and pass them to
+/// consumers that check the contents and free them, while the producers'
+/// own frees by address of those blocks are refused.
+#[test]
+fn handles_freed_by_other_threads() {
+    use std::sync::mpsc;
+    let a = Vmem::create(
+        "mth",
+        None,
+        64,
+        Some(umem_vmem::heap()),
+        0,
+        CreateFlags::NONE,
+    )
+    .unwrap();
+    let producers = 2;
+    let per = 20_000;
+    std::thread::scope(|s| {
+        let mut txs = Vec::new();
+        for _ in 0..2 {
+            let (tx, rx) = mpsc::sync_channel::<(SegHandle, u8)>(64);
+            txs.push(tx);
+            s.spawn(move || {
+                let mut n = 0;
+                for (h, tag) in rx {
+                    check(h.addr(), h.size(), tag);
+                    a.free_handle(h).unwrap();
+                    n += 1;
+                    if n % 4096 == 0 {
+                        a.verify().unwrap();
+                    }
+                }
+            });
+        }
+        for t in 0..producers {
+            let txs = txs.clone();
+            s.spawn(move || {
+                let mut rng = Rng::new(500 + t as u64);
+                let tag = 0x60 + t as u8;
+                for i in 0..per {
+                    let n = 64 * rng.range(1, 32) - rng.range(0, 63);
+                    let h = a.alloc_handle(n, POLICIES[rng.below(4) as usize]).unwrap();
+                    fill(h.addr(), n, tag);
+                    if i % 1000 == 0 {
+                        assert_eq!(
+                            a.free(h.addr(), n),
+                            Err(umem_vmem::VmemError::HandleAllocated {
+                                addr: h.addr(),
+                                size: n
+                            })
+                        );
+                    }
+                    txs[i % txs.len()].send((h, tag)).unwrap();
+                }
+            });
+        }
+        drop(txs);
+    });
+    a.verify().unwrap();
+    let st = a.stats();
+    assert_eq!((st.mem_inuse, st.handle_segs, st.alloc_segs), (0, 0, 0));
+    assert_eq!(st.mem_total, 0, "every imported span went back");
+    assert_eq!(st.alloc, st.free);
+    assert_eq!(st.alloc, (producers * per) as u64);
     unsafe { assert_eq!(a.destroy(), 0) };
     umem_vmem::verify().unwrap();
 }
