@@ -2,6 +2,11 @@
 //! `range-alloc`, on the same request sequences (see the fixtures in
 //! `umem_microbench`).
 //!
+//! umem-vmem rows: `umem/P` allocate with policy P and free by address
+//! (`free(addr, size)`: a hash lookup); `umem/P-handle` use
+//! `alloc_handle` / `free_handle` (no lookup), the way `offset-allocator`'s
+//! `Allocation` token is used.
+//!
 //! Groups (one per pattern and live count, so peers sit side by side):
 //! * `vmem_pair/live=N` — a free+alloc pair with N live segments of random
 //!   sizes, victims in random order ([`Churn`]).
@@ -119,6 +124,9 @@ mod vmem_crate {
         fn free(&mut self, h: usize, _quanta: usize) {
             self.arena.free(h).expect("vmem crate free");
         }
+        fn start(h: &usize) -> usize {
+            *h
+        }
 
         /// The default layout is quadratic here: this crate hashes
         /// allocated segments into 64 buckets by `FxHash(addr) % 64`, and
@@ -176,6 +184,9 @@ mod offset {
         fn free(&mut self, h: Allocation, _quanta: usize) {
             self.0.free(h)
         }
+        fn start(h: &Allocation) -> usize {
+            h.offset as usize
+        }
     }
 }
 
@@ -201,6 +212,9 @@ mod range {
         #[inline]
         fn free(&mut self, h: usize, quanta: usize) {
             self.0.free_range(h..h + quanta)
+        }
+        fn start(h: &usize) -> usize {
+            *h
         }
     }
 }
@@ -239,7 +253,7 @@ fn churn_pow2<A: RangeArena>(
 }
 
 fn bench_pair_pow2(c: &mut Criterion) {
-    use umem_microbench::UmemArena;
+    use umem_microbench::{UmemArena, UmemHandleArena};
     use umem_vmem::Policy;
     for live in LIVE {
         let span = churn_span_quanta(live);
@@ -247,6 +261,11 @@ fn bench_pair_pow2(c: &mut Criterion) {
         for (pname, policy) in [("instant", Policy::InstantFit), ("best", Policy::BestFit)] {
             churn_pow2(&mut g, &format!("umem/{pname}"), live, || {
                 UmemArena::new(span, QUANTUM, policy, 0)
+            });
+        }
+        for (pname, policy) in [("instant", Policy::InstantFit), ("best", Policy::BestFit)] {
+            churn_pow2(&mut g, &format!("umem/{pname}-handle"), live, || {
+                UmemHandleArena::new(span, QUANTUM, policy, 0)
             });
         }
         churn_pow2(&mut g, "offset-allocator", live, || {
@@ -323,15 +342,26 @@ fn bench_frag(c: &mut Criterion) {
     }
 }
 
-/// umem-vmem's side: one bench per policy.
+/// umem-vmem's side: one bench per policy, by address (`umem/P`: `alloc`
+/// / `free(addr, size)`) and through handles (`umem/P-handle`:
+/// `alloc_handle` / `free_handle`).
 mod umem_side {
     use super::*;
-    use umem_microbench::{UmemArena, UMEM_POLICIES};
+    use umem_microbench::{UmemArena, UmemHandleArena, UMEM_POLICIES};
+
+    /// Policies with a handle row (indices into `UMEM_POLICIES`: instant,
+    /// best, next; first fit is left out to keep the groups short).
+    const HANDLE_POLICIES: [usize; 3] = [0, 1, 3];
 
     pub fn pair_benches(g: &mut BenchmarkGroup<'_, WallTime>, live: usize, span: usize) {
         for (pname, policy) in UMEM_POLICIES {
             churn(g, &format!("umem/{pname}"), live, || {
                 UmemArena::new(span, QUANTUM, policy, 0)
+            });
+        }
+        for (pname, policy) in HANDLE_POLICIES.map(|i| UMEM_POLICIES[i]) {
+            churn(g, &format!("umem/{pname}-handle"), live, || {
+                UmemHandleArena::new(span, QUANTUM, policy, 0)
             });
         }
     }
@@ -340,6 +370,11 @@ mod umem_side {
         for (pname, policy) in UMEM_POLICIES {
             frag(g, &format!("umem/{pname}"), live, || {
                 UmemArena::new(span, QUANTUM, policy, 0)
+            });
+        }
+        for (pname, policy) in HANDLE_POLICIES.map(|i| UMEM_POLICIES[i]) {
+            frag(g, &format!("umem/{pname}-handle"), live, || {
+                UmemHandleArena::new(span, QUANTUM, policy, 0)
             });
         }
     }

@@ -29,7 +29,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use umem_vmem::{Addr, CreateFlags, Policy, Vmem};
+use umem_vmem::{Addr, CreateFlags, Policy, SegHandle, Vmem};
 
 /// A small deterministic generator (SplitMix64) so the fixtures need no
 /// `rand` and every allocator sees the same sequence.
@@ -67,12 +67,16 @@ impl SplitMix64 {
 
 /// A range allocator seen through the fixtures: sizes are in quanta.
 pub trait RangeArena {
-    /// What `alloc` hands back and `free` takes (an address, an index, ...).
-    type Handle: Copy;
+    /// What `alloc` hands back and `free` takes (an address, an index, a
+    /// move-only token such as umem-vmem's `SegHandle`, ...).
+    type Handle;
     /// Allocates `quanta` units; `None` when the allocator is exhausted.
     fn alloc(&mut self, quanta: usize) -> Option<Self::Handle>;
     /// Frees a handle returned by `alloc(quanta)`.
     fn free(&mut self, handle: Self::Handle, quanta: usize);
+    /// Where the allocation of `handle` starts, in the allocator's own
+    /// units (an address, an offset): lets tests check placement.
+    fn start(handle: &Self::Handle) -> usize;
 
     /// Lays out the [`Fragmented`] pattern in an empty arena: `live`
     /// one-quantum segments, each beside a free [`FRAG_HOLE_QUANTA`] hole that
@@ -95,7 +99,7 @@ pub trait RangeArena {
             );
             segs.push(self.alloc(1).expect("lay_out_fragmented: live segment"));
         }
-        for &h in holes.iter().rev() {
+        for h in holes.into_iter().rev() {
             self.free(h, FRAG_HOLE_QUANTA);
         }
         segs
@@ -115,7 +119,9 @@ pub fn churn_span_quanta(live: usize) -> usize {
 pub struct Churn<A: RangeArena> {
     /// The allocator under test.
     pub arena: A,
-    slots: Vec<(A::Handle, u32)>,
+    /// Live handles (`None` only between a victim's free and its
+    /// replacement's alloc, so handles need not be `Copy`) and sizes.
+    slots: Vec<(Option<A::Handle>, u32)>,
     order: Vec<u32>,
     pos: usize,
 }
@@ -142,7 +148,7 @@ impl<A: RangeArena> Churn<A> {
             let h = arena
                 .alloc(q)
                 .expect("Churn::new: arena exhausted during setup");
-            slots.push((h, q as u32));
+            slots.push((Some(h), q as u32));
         }
         let mut order: Vec<u32> = (0..live as u32).collect();
         rng.shuffle(&mut order);
@@ -167,20 +173,22 @@ impl<A: RangeArena> Churn<A> {
         if self.pos == self.order.len() {
             self.pos = 0;
         }
-        let (h, q) = self.slots[i];
-        self.arena.free(h, q as usize);
-        self.slots[i].0 = self
-            .arena
-            .alloc(q as usize)
-            .expect("Churn::step: arena exhausted");
+        let slot = &mut self.slots[i];
+        let q = slot.1 as usize;
+        let h = slot.0.take().expect("Churn::step: empty slot");
+        self.arena.free(h, q);
+        slot.0 = Some(self.arena.alloc(q).expect("Churn::step: arena exhausted"));
     }
 
     /// Frees every live segment and hands the (empty) arena back.
-    pub fn into_empty(mut self) -> A {
-        for &(h, q) in self.slots.iter().rev() {
-            self.arena.free(h, q as usize);
+    pub fn into_empty(self) -> A {
+        let Churn {
+            mut arena, slots, ..
+        } = self;
+        for (h, q) in slots.into_iter().rev() {
+            arena.free(h.expect("Churn: empty slot"), q as usize);
         }
-        self.arena
+        arena
     }
 }
 
@@ -214,24 +222,27 @@ impl<A: RangeArena> Fragmented<A> {
         self.live.len()
     }
 
-    /// One alloc+free pair of [`FRAG_REQUEST_QUANTA`]; returns the handle it
-    /// got (already freed) so callers can check where it landed.
+    /// One alloc+free pair of [`FRAG_REQUEST_QUANTA`]; returns where the
+    /// allocation started ([`RangeArena::start`]; already freed) so callers
+    /// can check where it landed.
     #[inline]
-    pub fn step(&mut self) -> A::Handle {
+    pub fn step(&mut self) -> usize {
         let h = self
             .arena
             .alloc(FRAG_REQUEST_QUANTA)
             .expect("Fragmented::step: arena exhausted");
+        let at = A::start(&h);
         self.arena.free(h, FRAG_REQUEST_QUANTA);
-        h
+        at
     }
 
     /// Frees every live segment and hands the arena back.
-    pub fn into_empty(mut self) -> A {
-        for &h in self.live.iter().rev() {
-            self.arena.free(h, 1);
+    pub fn into_empty(self) -> A {
+        let Fragmented { mut arena, live } = self;
+        for h in live.into_iter().rev() {
+            arena.free(h, 1);
         }
-        self.arena
+        arena
     }
 }
 
@@ -298,6 +309,44 @@ impl RangeArena for UmemArena {
             .free(addr, quanta * self.quantum)
             .expect("umem-vmem free");
     }
+
+    fn start(addr: &Addr) -> usize {
+        *addr
+    }
+}
+
+/// A [`UmemArena`] used through handles: `alloc_handle` / `free_handle`
+/// (no hash lookup on the free), like `offset-allocator`'s `Allocation`.
+pub struct UmemHandleArena(pub UmemArena);
+
+impl UmemHandleArena {
+    /// As [`UmemArena::new`].
+    pub fn new(span_quanta: usize, quantum: usize, policy: Policy, qcache_max: usize) -> Self {
+        UmemHandleArena(UmemArena::new(span_quanta, quantum, policy, qcache_max))
+    }
+}
+
+// Dropping the adapter destroys the arena (UmemArena's Drop). Handles the
+// fixture still holds are then never used: `SegHandle` has no destructor.
+impl RangeArena for UmemHandleArena {
+    type Handle = SegHandle;
+
+    #[inline]
+    fn alloc(&mut self, quanta: usize) -> Option<SegHandle> {
+        self.0
+            .vmem
+            .alloc_handle(quanta * self.0.quantum, self.0.policy)
+            .ok()
+    }
+
+    #[inline]
+    fn free(&mut self, h: SegHandle, _quanta: usize) {
+        self.0.vmem.free_handle(h).expect("umem-vmem free_handle");
+    }
+
+    fn start(h: &SegHandle) -> usize {
+        h.addr()
+    }
 }
 
 /// Every umem-vmem policy, with the name the benches print.
@@ -359,6 +408,9 @@ mod tests {
             assert_eq!(self.live.remove(&h), Some(q), "bad free {h}/{q}");
             self.used[h..h + q].iter_mut().for_each(|u| *u = false);
         }
+        fn start(h: &usize) -> usize {
+            *h
+        }
     }
 
     #[test]
@@ -408,35 +460,38 @@ mod tests {
         assert_eq!(v, (0..1000).collect::<Vec<_>>());
     }
 
-    #[test]
-    fn umem_fixtures_hold_for_every_policy() {
+    /// Both umem adapters keep the fixtures' promises with every policy;
+    /// `handles`: the live segments are handle segments.
+    fn check_umem_fixtures<A: RangeArena>(
+        make: impl Fn(usize, Policy) -> A,
+        vmem: impl Fn(&A) -> &'static Vmem,
+        handles: bool,
+    ) {
         let live = 2000;
         for (name, policy) in UMEM_POLICIES {
-            let mut fx = Churn::new(
-                UmemArena::new(churn_span_quanta(live), 4096, policy, 0),
-                live,
-                3,
-            );
+            let mut fx = Churn::new(make(churn_span_quanta(live), policy), live, 3);
             for _ in 0..3 * live {
                 fx.step();
             }
-            let v = fx.arena.vmem;
+            let v = vmem(&fx.arena);
             v.verify().unwrap_or_else(|e| panic!("{name}: {e:?}"));
             assert_eq!(v.stats().alloc_segs, live, "{name}");
-            let a = fx.into_empty();
-            assert_eq!(a.vmem.stats().mem_inuse, 0, "{name}");
-
-            let mut fx = Fragmented::new(
-                UmemArena::new(frag_span_quanta(live), 4096, policy, 0),
-                live,
+            assert_eq!(
+                v.stats().handle_segs,
+                if handles { live } else { 0 },
+                "{name}"
             );
+            let a = fx.into_empty();
+            assert_eq!(vmem(&a).stats().mem_inuse, 0, "{name}");
+
+            let mut fx = Fragmented::new(make(frag_span_quanta(live), policy), live);
             let tail = UMEM_SPAN_BASE + live * (FRAG_HOLE_QUANTA + 1) * 4096;
             let got = fx.step();
             assert!(
                 got >= tail,
                 "{name}: 7 quanta at {got:#x}, below the tail {tail:#x}"
             );
-            let st = fx.arena.vmem.stats();
+            let st = vmem(&fx.arena).stats();
             assert_eq!(st.alloc_segs, live, "{name}");
             // Holes + tail; next fit's rotor may split the tail in two (a
             // rotor may sit between free segments).
@@ -446,10 +501,29 @@ mod tests {
                 "{name}: {} free segments",
                 st.free_segs
             );
-            fx.arena
-                .vmem
+            vmem(&fx.arena)
                 .verify()
                 .unwrap_or_else(|e| panic!("{name}: {e:?}"));
+            let a = fx.into_empty();
+            assert_eq!(vmem(&a).stats().mem_inuse, 0, "{name}");
         }
+    }
+
+    #[test]
+    fn umem_fixtures_hold_for_every_policy() {
+        check_umem_fixtures(
+            |span, policy| UmemArena::new(span, 4096, policy, 0),
+            |a| a.vmem,
+            false,
+        );
+    }
+
+    #[test]
+    fn umem_handle_fixtures_hold_for_every_policy() {
+        check_umem_fixtures(
+            |span, policy| UmemHandleArena::new(span, 4096, policy, 0),
+            |a| a.0.vmem,
+            true,
+        );
     }
 }
