@@ -505,7 +505,8 @@ fn update_gives_back_while_others_allocate() {
         }
         s.spawn(move || {
             let mut i = 0u64;
-            while done.load(Ordering::Relaxed) < 2 {
+            // At least one round, however fast the workers finish.
+            while i == 0 || done.load(Ordering::Relaxed) < 2 {
                 let a = Vmem::create(
                     "giveback.tmp",
                     Some((1 << 40, 1 << 30)),

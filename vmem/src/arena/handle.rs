@@ -10,7 +10,7 @@
 //!
 //! **Why `free_handle` is safe.** A `SegHandle` is created only here, from
 //! a segment an allocation has just made allocated (`handle` set, `owner`
-//! = the arena, `start` = the address). It is neither `Clone` nor `Copy`
+//! = the arena). It is neither `Clone` nor `Copy`
 //! and only `free_handle` consumes it, so while it exists its segment stays
 //! allocated: nothing else frees or changes an allocated handle segment —
 //!
@@ -54,13 +54,19 @@ use core::ptr::{self, NonNull};
 /// `free_handle`. Dropping a handle leaks its allocation (the arena keeps it
 /// allocated; `free(addr, size)` refuses it with
 /// [`VmemError::HandleAllocated`]).
+///
+/// One pointer (8 bytes, like `offset-allocator`'s `Allocation`): `addr()`
+/// and `size()` read the segment structure (one cache line), so a caller
+/// that needs the address often and the structure is cold may keep the
+/// address beside the handle.
 #[must_use = "dropping a SegHandle leaks its allocation; free it with Vmem::free_handle"]
 pub struct SegHandle {
-    /// Invariant: an allocated handle segment of a live arena, starting at
-    /// `addr`, until this handle is consumed (see the module comment).
+    /// Invariant: an allocated handle segment of a live arena until this
+    /// handle is consumed (see the module comment).
     seg: NonNull<Seg>,
-    addr: Addr,
 }
+
+const _: () = assert!(core::mem::size_of::<Option<SegHandle>>() == 8);
 
 // SAFETY: the handle only reads immutable fields of its segment (see the
 // module comment) and its free takes the owning arena's lock, from any
@@ -74,7 +80,9 @@ impl SegHandle {
     /// The start of the allocation.
     #[inline]
     pub fn addr(&self) -> Addr {
-        self.addr
+        // SAFETY: the segment is allocated while the handle lives, so
+        // `start` is valid and unchanging (module comment).
+        unsafe { (*self.seg.as_ptr()).start }
     }
 
     /// The size the allocation was made with.
@@ -99,7 +107,7 @@ impl SegHandle {
 impl fmt::Debug for SegHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SegHandle")
-            .field("addr", &self.addr)
+            .field("addr", &self.addr())
             .field("size", &self.size())
             .field("arena", &self.arena_id())
             .finish()
@@ -117,24 +125,23 @@ impl Vmem {
     /// Errors: `ZeroSize`, `SizeOverflow`, `Exhausted`, `NoMetadata`.
     #[inline]
     pub fn alloc_handle(&self, size: usize, policy: Policy) -> Result<SegHandle, VmemError> {
-        let (addr, seg) = self.alloc_seg::<true>(size, policy)?;
-        Ok(Self::handle_of(seg, addr))
+        let (_, seg) = self.alloc_seg::<true>(size, policy)?;
+        Ok(Self::handle_of(seg))
     }
 
     /// Constrained handle allocation: [`xalloc`](Vmem::xalloc) returning a
     /// [`SegHandle`]. Errors: as `xalloc`.
     pub fn xalloc_handle(&self, req: &XAllocRequest) -> Result<SegHandle, VmemError> {
-        let (addr, seg) = self.xalloc_seg::<true>(req)?;
-        Ok(Self::handle_of(seg, addr))
+        let (_, seg) = self.xalloc_seg::<true>(req)?;
+        Ok(Self::handle_of(seg))
     }
 
     #[inline(always)]
-    fn handle_of(seg: *mut Seg, addr: Addr) -> SegHandle {
+    fn handle_of(seg: *mut Seg) -> SegHandle {
         SegHandle {
             // SAFETY: allocations return the segment they made allocated,
             // never null.
             seg: unsafe { NonNull::new_unchecked(seg) },
-            addr,
         }
     }
 
@@ -151,7 +158,7 @@ impl Vmem {
         let owner = unsafe { (*s).owner };
         if !ptr::eq(owner, self) {
             return Err(VmemError::WrongArena {
-                addr: h.addr,
+                addr: h.addr(),
                 arena: self.id,
                 // SAFETY: as above.
                 owner: unsafe { (*owner).id },
@@ -164,11 +171,11 @@ impl Vmem {
         // arena (the handle's invariant, checked below against memory
         // corruption), consumed here so it is freed once.
         let rel = unsafe {
-            if (*s).typ != T_ALLOC || !(*s).handle || (*s).start != h.addr {
+            if (*s).typ != T_ALLOC || !(*s).handle {
                 tree::fatal(format_args!(
                     "arena {}: handle of {:#x} does not name its allocated segment",
                     self.name(),
-                    h.addr
+                    h.addr()
                 ));
             }
             inner.handle_delete(s);
