@@ -582,6 +582,52 @@ fn arena_free(vm: &Vmem, addr: Addr, size: usize, align: usize) {
     }
 }
 
+/// Pops the top round of `slot`'s loaded magazine: the whole magazine-layer hit.
+///
+/// # Safety
+/// `slot` is null or a slot of the calling thread's block.
+#[inline(always)]
+unsafe fn pop(slot: *mut TSlot) -> Option<usize> {
+    if slot.is_null() {
+        return None;
+    }
+    // SAFETY: by the caller the slot is ours; when `rounds > 0`, `loaded` is a magazine
+    // holding that many rounds.
+    unsafe {
+        let r = (*slot).rounds;
+        if r == 0 {
+            return None;
+        }
+        let r = r - 1;
+        (*slot).rounds = r;
+        let buf = *Magazine::round((*slot).loaded, r);
+        bump(&(*slot).allocs);
+        Some(buf)
+    }
+}
+
+/// Pushes `addr` onto `slot`'s loaded magazine if it has room.
+///
+/// # Safety
+/// As [`pop`]; `addr` is a free buffer of the slot's cache.
+#[inline(always)]
+unsafe fn push(slot: *mut TSlot, addr: usize) -> bool {
+    if slot.is_null() {
+        return false;
+    }
+    // SAFETY: by the caller; `rounds < cap` means `loaded` has room for one more.
+    unsafe {
+        let r = (*slot).rounds;
+        if r >= (*slot).cap {
+            return false;
+        }
+        *Magazine::round((*slot).loaded, r) = addr;
+        (*slot).rounds = r + 1;
+        bump(&(*slot).frees);
+        true
+    }
+}
+
 #[inline(always)]
 fn bump(c: &AtomicU64) {
     // Owner-only counter: a plain load/store pair, readable (racily, atomically) elsewhere.
@@ -1084,26 +1130,42 @@ impl Cache {
         unsafe { self.free_addr_at(fi.0, ptr.as_ptr() as usize) }
     }
 
+    /// The magazine hit alone: the top round of the calling thread's loaded magazine
+    /// (raw address), or `None` where [`Cache::alloc_with`] would take its slow path (empty
+    /// magazine, no thread block yet) or look its slot up in the directory (a fast index
+    /// from 64 on). It makes no calls, so a caller whose hit path ends here needs no stack
+    /// frame; on `None` the caller goes on to `alloc_with`, which does everything.
+    ///
+    /// # Safety
+    /// `fi` is `self.fast_index()`.
+    #[inline(always)]
+    pub unsafe fn alloc_hit(&self, fi: FastIndex) -> Option<usize> {
+        // SAFETY: fi.0 < MAX_IDS (an id or 0); the slot, if any, is the calling thread's.
+        unsafe { pop(thread::inline_slot(fi.0)) }
+    }
+
+    /// The free-side twin of [`Cache::alloc_hit`]: pushes `addr` onto the calling
+    /// thread's loaded magazine and returns `true`, or returns `false` (nothing done)
+    /// where [`Cache::free_with`] would take its slow path or the directory.
+    ///
+    /// # Safety
+    /// As [`Cache::free_with`].
+    #[inline(always)]
+    pub unsafe fn free_hit(&self, fi: FastIndex, addr: usize) -> bool {
+        // SAFETY: as in alloc_hit; `addr` is a buffer of this cache by the caller.
+        unsafe { push(thread::inline_slot(fi.0), addr) }
+    }
+
     /// # Safety
     /// `fast_index` is this cache's fast index.
     #[inline(always)]
     unsafe fn alloc_addr_at(&self, fast_index: usize) -> Option<usize> {
-        // SAFETY: fast_index < MAX_IDS (it is an id or 0). The slot belongs to the calling
-        // thread; when `rounds > 0`, `loaded` is a magazine with that many rounds.
-        unsafe {
-            let slot = thread::fast_slot(fast_index);
-            if !slot.is_null() {
-                let r = (*slot).rounds;
-                if r != 0 {
-                    let r = r - 1;
-                    (*slot).rounds = r;
-                    let buf = *Magazine::round((*slot).loaded, r);
-                    bump(&(*slot).allocs);
-                    return Some(buf);
-                }
-            }
+        // SAFETY: fast_index < MAX_IDS (it is an id or 0); the slot is the calling
+        // thread's.
+        match unsafe { pop(thread::fast_slot(fast_index)) } {
+            Some(buf) => Some(buf),
+            None => self.alloc_slow(),
         }
-        self.alloc_slow()
     }
 
     /// Free an object to the cache (fast path: no checks).
@@ -1131,19 +1193,11 @@ impl Cache {
     /// As [`Cache::free_addr`]; `fast_index` is this cache's fast index.
     #[inline(always)]
     unsafe fn free_addr_at(&self, fast_index: usize, addr: usize) {
-        // SAFETY: as in alloc_addr; `rounds < cap` means `loaded` has room.
+        // SAFETY: as in alloc_addr_at.
         unsafe {
-            let slot = thread::fast_slot(fast_index);
-            if !slot.is_null() {
-                let r = (*slot).rounds;
-                if r < (*slot).cap {
-                    *Magazine::round((*slot).loaded, r) = addr;
-                    (*slot).rounds = r + 1;
-                    bump(&(*slot).frees);
-                    return;
-                }
+            if !push(thread::fast_slot(fast_index), addr) {
+                self.free_slow(addr)
             }
-            self.free_slow(addr)
         }
     }
 

@@ -282,6 +282,21 @@ pub(crate) unsafe fn fast_slot(index: usize) -> *mut TSlot {
     }
 }
 
+/// [`fast_slot`] without the directory: null for ids from 64 on too. Makes no calls.
+///
+/// # Safety
+/// `index < MAX_IDS`.
+#[inline(always)]
+pub(crate) unsafe fn inline_slot(index: usize) -> *mut TSlot {
+    let t = current();
+    if t.is_null() || index >= SLOTS_PER_CHUNK {
+        return null_mut();
+    }
+    // SAFETY: `t` is the live block of this thread (or the static dead block) and its
+    // first chunk holds SLOTS_PER_CHUNK slots.
+    unsafe { (t as *mut TSlot).add(index) }
+}
+
 /// [`fast_slot`] for ids from 64 on (through the directory), out of line.
 ///
 /// # Safety
