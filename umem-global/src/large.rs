@@ -88,11 +88,44 @@ pub fn pages_for(size: usize) -> Option<usize> {
 /// "not a block start").
 /// One-page blocks have no second page and record nothing.
 #[inline]
-pub fn note_len(addr: usize, block_bytes: usize, size: usize) {
+fn note_len(addr: usize, block_bytes: usize, size: usize) {
     if block_bytes >= 2 * PAGE {
         let pages = (size.div_ceil(PAGE)).clamp(1, MAX_PAGES) as u32;
         pagemap::set(addr + PAGE, pages);
     }
+}
+
+/// Resizes the large block at `addr` (`block_bytes` of room, at least a
+/// page) to `size` in place when the room allows and it is not a big
+/// shrink (below a quarter of the room and half the usable length); records
+/// the new length and says whether it did. One page-map slot read, and
+/// written only when the length changes page: this is every step of a
+/// buffer grown by many small reallocs.
+#[inline]
+pub fn resize_in_place(addr: usize, block_bytes: usize, size: usize) -> bool {
+    if size > block_bytes {
+        return false;
+    }
+    if block_bytes < 2 * PAGE {
+        return size >= block_bytes / 4;
+    }
+    let Some(slot) = pagemap::slot(addr + PAGE) else {
+        return false;
+    };
+    let noted = (slot.load(Ordering::Relaxed) & !pagemap::TAG) as usize;
+    let len = if noted == 0 || noted > block_bytes >> PAGE_SHIFT {
+        block_bytes
+    } else {
+        noted << PAGE_SHIFT
+    };
+    if size < block_bytes / 4 && size < len / 2 {
+        return false;
+    }
+    let pages = size.div_ceil(PAGE).clamp(1, MAX_PAGES);
+    if pages != noted {
+        slot.store(pages as u32, Ordering::Relaxed);
+    }
+    true
 }
 
 fn noted_len(addr: usize, pages: usize) -> usize {

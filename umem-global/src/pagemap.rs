@@ -79,6 +79,18 @@ pub fn raw(addr: usize) -> u32 {
     unsafe { (*leaf)[l].load(Ordering::Relaxed) }
 }
 
+/// The slot of the page holding `addr`, if its leaf exists.
+#[inline]
+pub fn slot(addr: usize) -> Option<&'static AtomicU32> {
+    let (r, l) = split(addr)?;
+    let leaf = ROOT[r].load(Ordering::Acquire);
+    if leaf.is_null() {
+        return None;
+    }
+    // SAFETY: leaves are never freed and `l < LEAF_LEN`.
+    Some(unsafe { &(*leaf)[l] })
+}
+
 /// The decoded entry for the page holding `addr`.
 #[inline]
 pub fn lookup(addr: usize) -> Entry {

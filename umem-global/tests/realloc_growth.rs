@@ -65,3 +65,33 @@ fn shrinking_within_the_usable_length_stays_in_place() {
     assert!((30_000..30_000 + 4096).contains(&u), "usable {u}");
     unsafe { free(q) }.unwrap();
 }
+
+#[test]
+fn small_blocks_grown_by_realloc_move_once_per_doubling() {
+    // 64 B -> REALLOC_GROW_LARGE in ~6% steps crosses about 25 size
+    // classes; a growing block gets twice its old size, so it moves about
+    // log2(4096 / 64) times, then once more into a large block with room.
+    let mut p = umem_global::alloc(64, 16, false);
+    fill(p, 0, 64);
+    let mut n = 64usize;
+    let mut moves = 0;
+    while n <= REALLOC_GROW_LARGE {
+        let m = n + n / 16 + 64;
+        let q = unsafe { realloc(p, m, 16) }.unwrap();
+        assert!(!q.is_null());
+        if q != p {
+            moves += 1;
+        }
+        assert!(usable_size(q).unwrap() >= m);
+        check(q, n);
+        fill(q, n, m);
+        p = q;
+        n = m;
+    }
+    check(p, n);
+    assert!(moves <= 8, "{moves} moves growing 64 B -> {n} B");
+    // Shrinking a doubled block a little stays in place.
+    let q = unsafe { realloc(p, n - 100, 16) }.unwrap();
+    assert_eq!(q, p);
+    unsafe { free(q) }.unwrap();
+}

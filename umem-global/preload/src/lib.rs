@@ -69,8 +69,19 @@ fn alloc_c(size: usize, align: usize, zero: bool) -> *mut c_void {
     p.cast()
 }
 
+// malloc and free: the magazine hit inline (it makes no calls, so it needs
+// no stack frame), everything else in a tail-called cold function.
+
 #[no_mangle]
 pub extern "C" fn malloc(size: usize) -> *mut c_void {
+    match umem_global::alloc16_hit(size) {
+        Some(p) => p.cast(),
+        None => malloc_miss(size),
+    }
+}
+
+#[inline(never)]
+fn malloc_miss(size: usize) -> *mut c_void {
     let p = umem_global::alloc16(size, false);
     if p.is_null() {
         return nomem();
@@ -81,7 +92,19 @@ pub extern "C" fn malloc(size: usize) -> *mut c_void {
 #[no_mangle]
 pub unsafe extern "C" fn free(p: *mut c_void) {
     // SAFETY: the caller passes a block it owns (or a foreign pointer,
-    // which is refused).
+    // which free_miss refuses).
+    unsafe {
+        if !umem_global::free_hit(p.cast()) {
+            free_miss(p)
+        }
+    }
+}
+
+/// # Safety
+/// As for `free`.
+#[inline(never)]
+unsafe fn free_miss(p: *mut c_void) {
+    // SAFETY: by the caller.
     if let Err(FreeError::InvalidPointer(_)) = unsafe { umem_global::free(p.cast()) } {
         invalid("free", p);
     }
