@@ -47,6 +47,20 @@ fn main() {
     let live: usize = args.get(2).map_or(10_000, |s| s.parse().unwrap());
     let steps: usize = args.get(3).map_or(10_000_000, |s| s.parse().unwrap());
     let span = churn_span_quanta(live);
+    if std::env::var_os("CHURN_PRE").is_some() {
+        // Recycle segment structures first, as the rows before this one do
+        // in the criterion bench.
+        for _ in 0..4 {
+            let mut fx = Churn::new(
+                UmemArena::new(span, QUANTUM, Policy::InstantFit, 0),
+                live,
+                1,
+            );
+            for _ in 0..live * 10 {
+                fx.step();
+            }
+        }
+    }
     match row {
         "instant" => {
             let fx = run(
