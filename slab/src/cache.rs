@@ -582,7 +582,10 @@ fn arena_free(vm: &Vmem, addr: Addr, size: usize, align: usize) {
     }
 }
 
-/// Pops the top round of `slot`'s loaded magazine: the whole magazine-layer hit.
+/// Pops the top round of `slot`'s loaded magazine, first exchanging an empty loaded
+/// magazine for a full previous one: the whole magazine-layer hit, both of its cases as
+/// in the paper (a working set a little larger than one magazine swaps the two on every
+/// pass, and that swap must not cost a slow-path trip).
 ///
 /// # Safety
 /// `slot` is null or a slot of the calling thread's block.
@@ -592,21 +595,25 @@ unsafe fn pop(slot: *mut TSlot) -> Option<usize> {
         return None;
     }
     // SAFETY: by the caller the slot is ours; when `rounds > 0`, `loaded` is a magazine
-    // holding that many rounds.
+    // holding that many rounds, and likewise `ploaded` with `prounds`.
     unsafe {
-        let r = (*slot).rounds;
-        if r == 0 {
-            return None;
+        let s = &mut *slot;
+        if s.rounds == 0 {
+            if s.prounds == 0 {
+                return None;
+            }
+            let (m, r) = (s.ploaded, s.prounds);
+            reload(s, m, r);
         }
-        let r = r - 1;
-        (*slot).rounds = r;
-        let buf = *Magazine::round((*slot).loaded, r);
-        bump(&(*slot).allocs);
+        s.rounds -= 1;
+        let buf = *Magazine::round(s.loaded, s.rounds);
+        bump(&s.allocs);
         Some(buf)
     }
 }
 
-/// Pushes `addr` onto `slot`'s loaded magazine if it has room.
+/// Pushes `addr` onto `slot`'s loaded magazine, first exchanging a full loaded magazine
+/// for an empty previous one; `false` (nothing done) when neither has room.
 ///
 /// # Safety
 /// As [`pop`]; `addr` is a free buffer of the slot's cache.
@@ -617,13 +624,17 @@ unsafe fn push(slot: *mut TSlot, addr: usize) -> bool {
     }
     // SAFETY: by the caller; `rounds < cap` means `loaded` has room for one more.
     unsafe {
-        let r = (*slot).rounds;
-        if r >= (*slot).cap {
-            return false;
+        let s = &mut *slot;
+        if s.rounds >= s.cap {
+            if s.ploaded.is_null() || s.prounds != 0 {
+                return false;
+            }
+            let m = s.ploaded;
+            reload(s, m, 0);
         }
-        *Magazine::round((*slot).loaded, r) = addr;
-        (*slot).rounds = r + 1;
-        bump(&(*slot).frees);
+        *Magazine::round(s.loaded, s.rounds) = addr;
+        s.rounds += 1;
+        bump(&s.frees);
         true
     }
 }
@@ -1618,7 +1629,7 @@ impl Cache {
 }
 
 /// Make `mag` (with `rounds` rounds) the loaded magazine; the loaded one becomes previous.
-#[inline]
+#[inline(always)]
 fn reload(s: &mut TSlot, mag: *mut Magazine, rounds: usize) {
     s.ploaded = s.loaded;
     s.prounds = s.rounds;

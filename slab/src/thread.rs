@@ -79,23 +79,25 @@ pub(crate) struct ThreadBlock {
     slots: [TSlot; SLOTS_PER_CHUNK - 1],
 }
 
-/// The block header, laid over slot 0. Its words at the offsets of a slot's `rounds` and
-/// `cap` are always zero, so a hit path with fast index 0 (debug caches) reads an empty
-/// slot and misses, exactly as it would on a real empty slot. Nothing writes slot 0 through
-/// a `TSlot` pointer: id 0 never gets a slot from `slot_for` and the flushes skip it.
+/// The block header, laid over slot 0. Its words at the offsets of a slot's `rounds`,
+/// `cap`, `ploaded` and `prounds` are always zero, so a hit path with fast index 0 (debug
+/// caches) reads an empty slot with no previous magazine and misses, exactly as it would
+/// on a real empty slot. Nothing writes slot 0 through a `TSlot` pointer: id 0 never gets
+/// a slot from `slot_for`, the hit paths write only after a hit, and the flushes skip it.
 #[repr(C)]
 struct Header {
     /// Chunks of ids 64.. (`chunks[0]` unused); null until needed.
     dir: *mut Dir,
     zero_rounds: usize,
     zero_cap: usize,
+    zero_ploaded: usize,
+    zero_prounds: usize,
     next: *mut ThreadBlock,
     prev: *mut ThreadBlock,
-    /// The global reap generation this thread has flushed up to.
-    gen: u64,
+    /// The global reap generation this thread has flushed up to (its low 32 bits).
+    gen: u32,
     /// Alloc slow-path calls (see [`clock_due`]).
-    ticks: u64,
-    _pad: u64,
+    ticks: u32,
 }
 
 #[repr(C)]
@@ -107,6 +109,8 @@ const _: () = {
     assert!(core::mem::size_of::<Header>() == core::mem::size_of::<TSlot>());
     assert!(core::mem::offset_of!(Header, zero_rounds) == core::mem::offset_of!(TSlot, rounds));
     assert!(core::mem::offset_of!(Header, zero_cap) == core::mem::offset_of!(TSlot, cap));
+    assert!(core::mem::offset_of!(Header, zero_ploaded) == core::mem::offset_of!(TSlot, ploaded));
+    assert!(core::mem::offset_of!(Header, zero_prounds) == core::mem::offset_of!(TSlot, prounds));
     assert!(core::mem::size_of::<ThreadBlock>() == SLOTS_PER_CHUNK * core::mem::size_of::<TSlot>());
     assert!(core::mem::size_of::<Dir>() <= core::mem::size_of::<SlotChunk>());
 };
@@ -156,11 +160,12 @@ static DEAD_BLOCK: DeadBlock = DeadBlock(ThreadBlock {
         dir: null_mut(),
         zero_rounds: 0,
         zero_cap: 0,
+        zero_ploaded: 0,
+        zero_prounds: 0,
         next: null_mut(),
         prev: null_mut(),
         gen: 0,
         ticks: 0,
-        _pad: 0,
     },
     slots: [TSlot::EMPTY; SLOTS_PER_CHUNK - 1],
 });
@@ -327,7 +332,7 @@ pub(crate) fn clock_due() -> bool {
     unsafe {
         let k = (*t).hdr.ticks;
         (*t).hdr.ticks = k.wrapping_add(1);
-        k % CLOCK_EVERY == 0
+        u64::from(k) % CLOCK_EVERY == 0
     }
 }
 
@@ -371,7 +376,7 @@ pub(crate) fn slot_for(index: usize) -> *mut TSlot {
     }
     // SAFETY: `t` is this thread's live block.
     unsafe {
-        let gen = REAP_GEN.load(Ordering::Relaxed);
+        let gen = REAP_GEN.load(Ordering::Relaxed) as u32;
         if (*t).hdr.gen != gen {
             (*t).hdr.gen = gen;
             flush_requested(t);
@@ -411,7 +416,7 @@ fn new_block() -> *mut ThreadBlock {
     // SAFETY: fresh memory of the right size and alignment from the block cache.
     unsafe {
         ptr::write_bytes(p as *mut u8, 0, core::mem::size_of::<ThreadBlock>());
-        (*p).hdr.gen = REAP_GEN.load(Ordering::Relaxed);
+        (*p).hdr.gen = REAP_GEN.load(Ordering::Relaxed) as u32;
         let mut g = REGISTRY.lock();
         (*p).hdr.next = g.head;
         if !g.head.is_null() {

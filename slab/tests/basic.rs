@@ -392,6 +392,51 @@ fn nomagazine_cache_goes_to_slabs() {
     unsafe { c.destroy().unwrap() };
 }
 
+/// A NOMAGAZINE cache's hit path reads slot 0 of the thread block, which is the block
+/// header. Threads whose blocks are linked into the registry (so the header's link words
+/// are set) must still see an empty slot with no previous magazine there, on alloc and on
+/// free, and every buffer must come from and go back to the slab layer.
+#[test]
+fn nomagazine_cache_with_many_thread_blocks() {
+    let a = arena("t_nomag_threads");
+    let mags = Cache::create("mags", 64, 0, CacheOps::NONE, a, CacheFlags::NONE).unwrap();
+    let c = Cache::create("nomag_t", 48, 0, CacheOps::NONE, a, CacheFlags::NOMAGAZINE).unwrap();
+    let barrier = std::sync::Barrier::new(4);
+    std::thread::scope(|s| {
+        for t in 0..4u8 {
+            let barrier = &barrier;
+            s.spawn(move || {
+                // A magazine cache first: this thread gets a block in the registry.
+                let m = mags.alloc().unwrap();
+                unsafe { mags.free(m) };
+                barrier.wait();
+                for i in 0..2000u32 {
+                    let p = c.alloc().unwrap();
+                    let tag = (i as u8) ^ t;
+                    unsafe { std::ptr::write_bytes(p.as_ptr(), tag, 48) };
+                    let q = c.alloc().unwrap();
+                    assert_ne!(p, q);
+                    let s = unsafe { std::slice::from_raw_parts(p.as_ptr(), 48) };
+                    assert!(s.iter().all(|&x| x == tag), "thread {t} round {i}");
+                    unsafe {
+                        c.free(q);
+                        c.free(p);
+                    }
+                }
+                barrier.wait();
+            });
+        }
+    });
+    c.verify().unwrap();
+    let st = c.stats();
+    assert_eq!(st.mag_size, 0);
+    assert_eq!(st.buf_inuse, 0);
+    assert_eq!(st.slabs, 0, "no magazine holds them: every slab went back");
+    assert_eq!(st.alloc, 4 * 2 * 2000);
+    assert_eq!(st.free, 4 * 2 * 2000);
+    unsafe { c.destroy().unwrap() };
+}
+
 #[test]
 fn bad_arguments() {
     let a = arena("t_args");
