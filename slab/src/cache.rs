@@ -293,6 +293,71 @@ impl FastIndex {
     }
 }
 
+impl FastIndex {
+    /// The index as an [`InlineIndex`]: itself when it names one of the inline slots of a
+    /// thread block (ids below 64), else the always-missing slot 0.
+    #[inline]
+    pub const fn inline(self) -> InlineIndex {
+        if self.0 < thread::SLOTS_PER_CHUNK {
+            InlineIndex(self.0 as u8)
+        } else {
+            InlineIndex::MISS
+        }
+    }
+}
+
+/// A [`FastIndex`] that names an inline slot of a thread block (below 64), or the reserved
+/// slot 0, which always misses. [`hit_alloc`] and [`hit_free`] reach its slot straight from
+/// the thread's block pointer, with no range check and no directory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InlineIndex(u8);
+
+impl InlineIndex {
+    /// Slot 0: every hit on it misses.
+    pub const MISS: InlineIndex = InlineIndex(0);
+    /// The index as a byte (to keep in an atomic table).
+    #[inline(always)]
+    pub const fn raw(self) -> u8 {
+        self.0
+    }
+    /// Rebuilds an index from [`InlineIndex::raw`].
+    ///
+    /// # Safety
+    /// `v` came from `raw` (it is below 64).
+    #[inline(always)]
+    pub const unsafe fn from_raw(v: u8) -> InlineIndex {
+        debug_assert!((v as usize) < thread::SLOTS_PER_CHUNK);
+        InlineIndex(v)
+    }
+}
+
+/// The magazine hit alone: the top round of the calling thread's magazines in slot `ii`
+/// (raw address), or `None` where [`Cache::alloc_with`] would take its slow path (both
+/// magazines empty, no thread block yet) or `ii` is [`InlineIndex::MISS`]. It makes no
+/// calls and never touches the cache itself, so a caller whose hit path ends here needs
+/// neither a stack frame nor the cache pointer; on `None` it goes on to `alloc_with`.
+///
+/// # Safety
+/// `ii` is `cache.fast_index().inline()` of a live cache (the buffer comes from it).
+#[inline(always)]
+pub unsafe fn hit_alloc(ii: InlineIndex) -> Option<usize> {
+    // SAFETY: ii < 64; the slot, if any, is the calling thread's.
+    unsafe { pop(thread::inline_slot(ii.0)) }
+}
+
+/// The free-side twin of [`hit_alloc`]: pushes `addr` onto the calling thread's magazines
+/// in slot `ii` and returns `true`, or returns `false` (nothing done) where
+/// [`Cache::free_with`] would take its slow path.
+///
+/// # Safety
+/// As [`hit_alloc`], and `addr` is a buffer of that cache that may be freed (as for
+/// [`Cache::free`]).
+#[inline(always)]
+pub unsafe fn hit_free(ii: InlineIndex, addr: usize) -> bool {
+    // SAFETY: as in hit_alloc; the buffer is the slot's cache's by the caller.
+    unsafe { push(thread::inline_slot(ii.0), addr) }
+}
+
 /// An object cache (`umem_cache_t`). Lives in memory from the `umem_cache` arena; handed
 /// out as `&'static Cache` until [`Cache::destroy`].
 #[repr(C, align(64))]
@@ -1139,32 +1204,6 @@ impl Cache {
     pub unsafe fn free_with(&self, fi: FastIndex, ptr: NonNull<u8>) {
         // SAFETY: by the caller.
         unsafe { self.free_addr_at(fi.0, ptr.as_ptr() as usize) }
-    }
-
-    /// The magazine hit alone: the top round of the calling thread's loaded magazine
-    /// (raw address), or `None` where [`Cache::alloc_with`] would take its slow path (empty
-    /// magazine, no thread block yet) or look its slot up in the directory (a fast index
-    /// from 64 on). It makes no calls, so a caller whose hit path ends here needs no stack
-    /// frame; on `None` the caller goes on to `alloc_with`, which does everything.
-    ///
-    /// # Safety
-    /// `fi` is `self.fast_index()`.
-    #[inline(always)]
-    pub unsafe fn alloc_hit(&self, fi: FastIndex) -> Option<usize> {
-        // SAFETY: fi.0 < MAX_IDS (an id or 0); the slot, if any, is the calling thread's.
-        unsafe { pop(thread::inline_slot(fi.0)) }
-    }
-
-    /// The free-side twin of [`Cache::alloc_hit`]: pushes `addr` onto the calling
-    /// thread's loaded magazine and returns `true`, or returns `false` (nothing done)
-    /// where [`Cache::free_with`] would take its slow path or the directory.
-    ///
-    /// # Safety
-    /// As [`Cache::free_with`].
-    #[inline(always)]
-    pub unsafe fn free_hit(&self, fi: FastIndex, addr: usize) -> bool {
-        // SAFETY: as in alloc_hit; `addr` is a buffer of this cache by the caller.
-        unsafe { push(thread::inline_slot(fi.0), addr) }
     }
 
     /// # Safety

@@ -162,7 +162,7 @@ mod types;
 
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-pub use cache::{for_each_cache, Cache, FastIndex};
+pub use cache::{for_each_cache, hit_alloc, hit_free, Cache, FastIndex, InlineIndex};
 pub use thread::{live_thread_blocks, thread_exit_flush};
 pub use types::{
     AuditRecord, CacheFlags, CacheName, CacheOps, CacheStats, CtorFn, DtorFn, ObjectOps, ReclaimFn,

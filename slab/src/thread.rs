@@ -287,19 +287,21 @@ pub(crate) unsafe fn fast_slot(index: usize) -> *mut TSlot {
     }
 }
 
-/// [`fast_slot`] without the directory: null for ids from 64 on too. Makes no calls.
+/// The inline slot `index` of the calling thread's block (no directory, no range check),
+/// or null when the thread has no block yet. Makes no calls.
 ///
 /// # Safety
-/// `index < MAX_IDS`.
+/// `index < SLOTS_PER_CHUNK`.
 #[inline(always)]
-pub(crate) unsafe fn inline_slot(index: usize) -> *mut TSlot {
+pub(crate) unsafe fn inline_slot(index: u8) -> *mut TSlot {
+    debug_assert!((index as usize) < SLOTS_PER_CHUNK);
     let t = current();
-    if t.is_null() || index >= SLOTS_PER_CHUNK {
+    if t.is_null() {
         return null_mut();
     }
     // SAFETY: `t` is the live block of this thread (or the static dead block) and its
-    // first chunk holds SLOTS_PER_CHUNK slots.
-    unsafe { (t as *mut TSlot).add(index) }
+    // first chunk holds SLOTS_PER_CHUNK slots; index is below that by the caller.
+    unsafe { (t as *mut TSlot).add(index as usize) }
 }
 
 /// [`fast_slot`] for ids from 64 on (through the directory), out of line.

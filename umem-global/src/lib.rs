@@ -107,7 +107,7 @@ pub mod sys;
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr::{null_mut, NonNull};
-use core::sync::atomic::{AtomicPtr, AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use pagemap::Entry;
 use sys::PAGE;
 use umem_slab::Cache;
@@ -137,6 +137,23 @@ const NO_CACHE: ClassCache = ClassCache {
     fast: AtomicUsize::new(0),
 };
 static CACHES: [ClassCache; classes::COUNT] = [NO_CACHE; classes::COUNT];
+
+// The hit paths' own tables, filled once the classes' caches exist (zero before: every
+// hit misses into the slow path, which initialises). They hold only what a magazine hit
+// needs, so `malloc` and `free` never load the cache pointer on a hit.
+
+/// Per 16-byte granule of a `malloc` size up to `C_TABLE_MAX`: the inline index of its
+/// class's cache (`umem_slab::InlineIndex`).
+#[allow(clippy::declare_interior_mutable_const)]
+const NO_HIT8: AtomicU8 = AtomicU8::new(0);
+static HIT16: [AtomicU8; classes::C_TABLE_MAX / 16 + 1] = [NO_HIT8; classes::C_TABLE_MAX / 16 + 1];
+
+/// Per class (indexed by the page map's class bits, `& 63`): the class's alignment mask
+/// shifted left by 8, or'ed with its cache's inline index.
+#[allow(clippy::declare_interior_mutable_const)]
+const NO_HIT64: AtomicU64 = AtomicU64::new(0);
+static HIT: [AtomicU64; 64] = [NO_HIT64; 64];
+const _: () = assert!(classes::COUNT <= 64);
 
 static CLASS_SOURCES: [source::ClassSource; classes::COUNT] = {
     const S: source::ClassSource = source::ClassSource { class: 0 };
@@ -302,6 +319,15 @@ fn build_tree() -> bool {
         CACHES[c]
             .cache
             .store(cache as *const Cache as *mut Cache, Ordering::Release);
+        let ii = cache.fast_index().inline().raw();
+        HIT[c].store(
+            ((classes::align(c) as u64 - 1) << 8) | u64::from(ii),
+            Ordering::Relaxed,
+        );
+    }
+    for (g, h) in HIT16.iter().enumerate() {
+        let c = classes::class16_small(g * 16);
+        h.store(HIT[c].load(Ordering::Relaxed) as u8, Ordering::Relaxed);
     }
     let pages: &'static dyn Source = &source::PAGES;
     for (name, slot) in [
@@ -452,7 +478,11 @@ pub fn alloc16_hit(size: usize) -> Option<*mut u8> {
     if size > classes::C_TABLE_MAX {
         return None;
     }
-    slabx::alloc_hit(class_cache(classes::class16_small(size))?)
+    // SAFETY: HIT16 holds inline indices of the class caches (or 0), stored at init.
+    unsafe {
+        let ii = umem_slab::InlineIndex::from_raw(HIT16[(size + 15) >> 4].load(Ordering::Relaxed));
+        umem_slab::hit_alloc(ii).map(|a| a as *mut u8)
+    }
 }
 
 /// [`alloc16`] past the magazine hit: the slow paths, sizes above 1 KiB,
@@ -575,16 +605,14 @@ pub unsafe fn free_hit(p: *mut u8) -> bool {
     if v & pagemap::TAG != pagemap::SMALL {
         return false;
     }
-    let c = (v & !pagemap::TAG) as usize;
-    if a & (classes::align(c) - 1) != 0 {
+    let h = HIT[v as usize & 63].load(Ordering::Relaxed);
+    if a as u64 & (h >> 8) != 0 {
         return false;
     }
-    match class_cache(c) {
-        // SAFETY: the page belongs to class c's slabs and `a` is aligned
-        // like its buffers (as in `free_miss`).
-        Some(k) => unsafe { slabx::free_hit(k, a) },
-        None => false,
-    }
+    // SAFETY: the page belongs to the class's slabs and `a` is aligned like
+    // its buffers (as in `free_miss`); HIT holds the class cache's inline
+    // index (or 0, a miss).
+    unsafe { umem_slab::hit_free(umem_slab::InlineIndex::from_raw(h as u8), a) }
 }
 
 /// [`free`] past the magazine hit.
@@ -858,26 +886,6 @@ mod slabx {
             flags = flags | umem_slab::CacheFlags::DEBUG;
         }
         Cache::create(name, size, align, umem_slab::CacheOps::NONE, arena, flags).ok()
-    }
-
-    /// The magazine hit of `k` alone (no calls); `None`: go on to [`alloc`].
-    #[inline(always)]
-    pub fn alloc_hit(k: ClassRef) -> Option<*mut u8> {
-        debug_assert_eq!(k.fast, fast_raw(k.k));
-        // SAFETY: `fast` was stored from this cache's fast index (see `build_tree`).
-        unsafe { k.k.alloc_hit(umem_slab::FastIndex::from_raw(k.fast)) }.map(|a| a as *mut u8)
-    }
-
-    /// The magazine hit of a free to `k` alone (no calls); `false`: nothing
-    /// was done, go on to [`free`].
-    ///
-    /// # Safety
-    /// As for [`free`].
-    #[inline(always)]
-    pub unsafe fn free_hit(k: ClassRef, a: usize) -> bool {
-        debug_assert_eq!(k.fast, fast_raw(k.k));
-        // SAFETY: per the caller; `fast` is this cache's fast index.
-        unsafe { k.k.free_hit(umem_slab::FastIndex::from_raw(k.fast), a) }
     }
 
     /// A class's cache and its fast index, read together from `CACHES`.
