@@ -433,8 +433,35 @@ pub fn reap() {
 
 /// Allocates `size` bytes aligned to `align` (a power of two). Null on
 /// failure. The block is zeroed when `zero`.
-#[inline]
+///
+/// As in [`alloc16`], only the magazine hit is inline.
+#[inline(always)]
 pub fn alloc(size: usize, align: usize, zero: bool) -> *mut u8 {
+    if let Some(c) = classes::class_for(size, align) {
+        if let Some(p) = class_hit_alloc(c) {
+            if zero {
+                // SAFETY: a fresh block of at least `size` bytes.
+                unsafe { core::ptr::write_bytes(p, 0, size) };
+            }
+            return p;
+        }
+    }
+    alloc_miss(size, align, zero)
+}
+
+/// The magazine hit of class `c`'s cache, through the `HIT` table.
+#[inline(always)]
+fn class_hit_alloc(c: usize) -> Option<*mut u8> {
+    // SAFETY: HIT holds the class cache's inline index (or 0), stored at init.
+    unsafe {
+        let ii = umem_slab::InlineIndex::from_raw(HIT[c & 63].load(Ordering::Relaxed) as u8);
+        umem_slab::hit_alloc(ii).map(|a| a as *mut u8)
+    }
+}
+
+/// [`alloc`] past the magazine hit.
+#[inline(never)]
+fn alloc_miss(size: usize, align: usize, zero: bool) -> *mut u8 {
     if let Some(c) = classes::class_for(size, align) {
         if let Some(k) = class_cache(c) {
             return match slabx::alloc(k) {
@@ -794,8 +821,34 @@ unsafe fn realloc_move(p: *mut u8, size: usize, align: usize) -> Result<*mut u8,
 /// # Safety
 /// `p` must have been returned by [`alloc`] (or [`Umem`]) with this size
 /// and alignment, and not freed since.
-#[inline]
+#[inline(always)]
 pub unsafe fn free_sized(p: *mut u8, size: usize, align: usize) {
+    if let Some(c) = classes::class_for(size, align) {
+        // Blocks of the bootstrap arena (handed out during init) are never
+        // freed: they must not reach a magazine.
+        if !boot::owns(p as usize) {
+            debug_assert!(
+                matches!(owner(p), Owner::Small(pc) if pc == c),
+                "umem: dealloc({p:p}, size {size}, align {align}) does not match the block"
+            );
+            let ii = HIT[c & 63].load(Ordering::Relaxed) as u8;
+            // SAFETY: the caller's contract: a block of class c; HIT holds
+            // that class cache's inline index (or 0, a miss).
+            if unsafe { umem_slab::hit_free(umem_slab::InlineIndex::from_raw(ii), p as usize) } {
+                return;
+            }
+        }
+    }
+    // SAFETY: by the caller.
+    unsafe { free_sized_miss(p, size, align) }
+}
+
+/// [`free_sized`] past the magazine hit.
+///
+/// # Safety
+/// As for [`free_sized`].
+#[inline(never)]
+unsafe fn free_sized_miss(p: *mut u8, size: usize, align: usize) {
     if let Some(c) = classes::class_for(size, align) {
         if let Some(k) = class_cache(c) {
             debug_assert!(
