@@ -10,8 +10,9 @@
 //! 1. **Per-thread layer** (the paper's CPU layer, `thread.rs`). Each thread has a
 //!    `ThreadBlock` with a `TSlot` per cache id holding a *loaded* and a *previous*
 //!    magazine. `alloc` pops a round from the loaded magazine, `free` pushes one; when the
-//!    loaded magazine is empty (full) and the previous one is full (empty) they are swapped,
-//!    so a thread goes to the depot at most once per M operations (2001, section 3.1). The
+//!    loaded magazine is empty (full) and the previous one is full (empty) they are swapped
+//!    on the hit path itself (both of the paper's fast-path cases), so a thread goes to the
+//!    depot at most once per M operations (2001, section 3.1). The
 //!    slot is touched only by its owner thread: the hit path takes no lock and no atomic
 //!    read-modify-write (a TLS load, a compare, a load and a store, plus an owner-only
 //!    relaxed counter).
@@ -74,8 +75,11 @@
 //! caches and umem-global's size classes, which are created first) are inline in the
 //! block; other ids go through one directory entry. Callers that keep a cache's
 //! [`FastIndex`] beside the cache pointer ([`Cache::alloc_with`]) skip loading it from the
-//! cache. The per-slot alloc/free counters stay on the hit path: removing them measured
-//! no difference (owner-only increments of a line already being written).
+//! cache; callers that keep its [`InlineIndex`] (ids below 64) can call [`hit_alloc`] /
+//! [`hit_free`], the magazine hit alone with no calls and no cache pointer (umem-global's
+//! `malloc`/`free` are built on them and tail-call their slow paths). The per-slot
+//! alloc/free counters stay on the hit path: removing them measured no difference
+//! (owner-only increments of a line already being written).
 //!
 //! ## Memory
 //!

@@ -36,6 +36,18 @@
 //! computes the class from the layout and touches the page map only for
 //! large blocks (and, with debug assertions, to check the layout).
 //!
+//! **Hit paths.** `malloc`, `free`, and `Umem`'s `alloc`/`dealloc` first try
+//! the magazine hit alone, inlined and with no calls (so no stack frame):
+//! `HIT16` maps a `malloc` size's 16-byte granule, and `HIT` a class, to
+//! its cache's [`umem_slab::InlineIndex`] (and, for `free`, the class's
+//! alignment mask); [`umem_slab::hit_alloc`]/[`umem_slab::hit_free`] pop or
+//! push the thread's magazines through it. Both tables are zero (every hit
+//! misses) until init fills them. Everything else — empty/full magazines,
+//! sizes above 1 KiB for `malloc`, init, errors — is in out-of-line `*_miss`
+//! functions. Measured under cachegrind, `mbench churn` costs about 70
+//! instructions per malloc+free pair here against mimalloc's 50: mostly the
+//! page-map lookup, which mimalloc replaces by masking the pointer.
+//!
 //! **Why a page map** (measured, see the crate report): `free` costs two
 //! dependent loads (the root entry is hot, the leaf entry is shared by 16
 //! pages per cache line) before the magazine push; memory is 4 bytes per
@@ -484,7 +496,7 @@ fn alloc_miss(size: usize, align: usize, zero: bool) -> *mut u8 {
 /// comes straight from the size table.
 ///
 /// Only the magazine hit is inline, and it makes no calls, so `malloc`
-/// needs no stack frame on it; everything else is [`alloc16_miss`].
+/// needs no stack frame on it; everything else is `alloc16_miss`.
 #[inline(always)]
 pub fn alloc16(size: usize, zero: bool) -> *mut u8 {
     if let Some(p) = alloc16_hit(size) {
