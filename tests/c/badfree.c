@@ -1,7 +1,9 @@
 /* Hands a pointer the allocator does not own to free() or realloc(). The
  * process must abort (SIGABRT). Before the bad call it prints "PTR <pointer>"
  * on stdout so the test can check that the abort message names it.
- * Usage: badfree stack|global|foreign|misaligned|interior|realloc|double
+ * Usage: badfree stack|global|foreign|misaligned|interior|second|realloc|double
+ * ("second": the second page of a large block, whose page-map entry holds the
+ * block's length rather than nothing)
  * ("double" frees a block twice: only caught with UMEM_DEBUG=default). */
 #define _GNU_SOURCE
 #include <stdint.h>
@@ -26,6 +28,7 @@ int main(int argc, char **argv) {
         p = (char *)p + 4096;
     } else if (!strcmp(mode, "misaligned")) p = (char *)malloc(64) + 1;
     else if (!strcmp(mode, "interior")) p = (char *)malloc(1 << 20) + 8192;
+    else if (!strcmp(mode, "second")) p = (char *)malloc((1 << 20) + 123) + 4096;
     else if (!strcmp(mode, "realloc")) { p = stack_buf + 16; use_realloc = 1; }
     else if (!strcmp(mode, "double")) { p = malloc(100); victim = p; free(victim); }
     else return 2;

@@ -66,6 +66,7 @@ fn invalid_free_aborts_naming_the_pointer() {
         "foreign",
         "misaligned",
         "interior",
+        "second",
         "realloc",
     ] {
         let o = run(

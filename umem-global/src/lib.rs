@@ -160,12 +160,19 @@ static CACHES: [ClassCache; classes::COUNT] = [NO_CACHE; classes::COUNT];
 const NO_HIT8: AtomicU8 = AtomicU8::new(0);
 static HIT16: [AtomicU8; classes::C_TABLE_MAX / 16 + 1] = [NO_HIT8; classes::C_TABLE_MAX / 16 + 1];
 
-/// Per class (indexed by the page map's class bits, `& 63`): the class's alignment mask
-/// shifted left by 8, or'ed with its cache's inline index.
+/// Indexed by the top byte of a page-map entry: for a small-class entry (see
+/// `pagemap::CLASS_SHIFT`), the class's alignment mask shifted left by 8, or'ed with its
+/// cache's inline index; zero for every other top byte. So `free`'s hit needs no tag test.
 #[allow(clippy::declare_interior_mutable_const)]
 const NO_HIT64: AtomicU64 = AtomicU64::new(0);
-static HIT: [AtomicU64; 64] = [NO_HIT64; 64];
+static HIT: [AtomicU64; 256] = [NO_HIT64; 256];
 const _: () = assert!(classes::COUNT <= 64);
+
+/// Class `c`'s `HIT` entry.
+#[inline(always)]
+fn hit_of(c: usize) -> &'static AtomicU64 {
+    &HIT[(pagemap::small(c & 63) >> 24) as usize]
+}
 
 static CLASS_SOURCES: [source::ClassSource; classes::COUNT] = {
     const S: source::ClassSource = source::ClassSource { class: 0 };
@@ -332,14 +339,14 @@ fn build_tree() -> bool {
             .cache
             .store(cache as *const Cache as *mut Cache, Ordering::Release);
         let ii = cache.fast_index().inline().raw();
-        HIT[c].store(
+        hit_of(c).store(
             ((classes::align(c) as u64 - 1) << 8) | u64::from(ii),
             Ordering::Relaxed,
         );
     }
     for (g, h) in HIT16.iter().enumerate() {
         let c = classes::class16_small(g * 16);
-        h.store(HIT[c].load(Ordering::Relaxed) as u8, Ordering::Relaxed);
+        h.store(hit_of(c).load(Ordering::Relaxed) as u8, Ordering::Relaxed);
     }
     let pages: &'static dyn Source = &source::PAGES;
     for (name, slot) in [
@@ -466,7 +473,7 @@ pub fn alloc(size: usize, align: usize, zero: bool) -> *mut u8 {
 fn class_hit_alloc(c: usize) -> Option<*mut u8> {
     // SAFETY: HIT holds the class cache's inline index (or 0), stored at init.
     unsafe {
-        let ii = umem_slab::InlineIndex::from_raw(HIT[c & 63].load(Ordering::Relaxed) as u8);
+        let ii = umem_slab::InlineIndex::from_raw(hit_of(c).load(Ordering::Relaxed) as u8);
         umem_slab::hit_alloc(ii).map(|a| a as *mut u8)
     }
 }
@@ -640,11 +647,7 @@ pub unsafe fn free(p: *mut u8) -> Result<(), FreeError> {
 #[inline(always)]
 pub unsafe fn free_hit(p: *mut u8) -> bool {
     let a = p as usize;
-    let v = pagemap::raw(a);
-    if v & pagemap::TAG != pagemap::SMALL {
-        return false;
-    }
-    let h = HIT[v as usize & 63].load(Ordering::Relaxed);
+    let h = HIT[(pagemap::raw(a) >> 24) as usize].load(Ordering::Relaxed);
     if a as u64 & (h >> 8) != 0 {
         return false;
     }
@@ -663,10 +666,10 @@ unsafe fn free_miss(p: *mut u8) -> Result<(), FreeError> {
     let a = p as usize;
     let v = pagemap::raw(a);
     if v & pagemap::TAG == pagemap::SMALL {
-        // Small: the class is in the low bits. Every buffer of class c is
+        // Small: the entry holds the class. Every buffer of class c is
         // aligned to the class's alignment, so a misaligned pointer is
         // certainly not a block start.
-        let c = (v & !pagemap::TAG) as usize;
+        let c = pagemap::small_class(v);
         if a & (classes::align(c) - 1) == 0 {
             if let Some(k) = class_cache(c) {
                 // SAFETY: the page belongs to class c's slabs and `a` is
@@ -741,7 +744,7 @@ pub unsafe fn realloc(p: *mut u8, size: usize, align: usize) -> Result<*mut u8, 
     let v = pagemap::raw(a);
     match v & pagemap::TAG {
         pagemap::SMALL => {
-            let c = (v & !pagemap::TAG) as usize;
+            let c = pagemap::small_class(v);
             let cs = classes::size(c);
             if a & (classes::align(c) - 1) == 0
                 && size <= cs
@@ -843,7 +846,7 @@ pub unsafe fn free_sized(p: *mut u8, size: usize, align: usize) {
                 matches!(owner(p), Owner::Small(pc) if pc == c),
                 "umem: dealloc({p:p}, size {size}, align {align}) does not match the block"
             );
-            let ii = HIT[c & 63].load(Ordering::Relaxed) as u8;
+            let ii = hit_of(c).load(Ordering::Relaxed) as u8;
             // SAFETY: the caller's contract: a block of class c; HIT holds
             // that class cache's inline index (or 0, a miss).
             if unsafe { umem_slab::hit_free(umem_slab::InlineIndex::from_raw(ii), p as usize) } {

@@ -101,7 +101,7 @@ pub fn lookup(addr: usize) -> Entry {
 pub fn decode(v: u32) -> Entry {
     match v & TAG {
         0 => Entry::None,
-        SMALL => Entry::Small((v & !TAG) as usize),
+        SMALL => Entry::Small(small_class(v)),
         LARGE => Entry::Large((v & !TAG) as usize),
         _ => Entry::Aligned((v & !TAG) as usize),
     }
@@ -166,7 +166,19 @@ pub fn set_range(addr: usize, len: usize, value: u32) -> bool {
     true
 }
 
-/// Encodes a small-class entry.
+/// Where a small-class entry keeps its class: bits 24..30, just below the
+/// tag, so that an entry's top byte alone says "small, class c" (the `free`
+/// hit path indexes a 256-entry table by it; every other top byte, of a
+/// large block, an aligned block, a noted length or nothing, finds zero).
+pub const CLASS_SHIFT: u32 = 24;
+
+/// Encodes a small-class entry (`class < 64`).
 pub const fn small(class: usize) -> u32 {
-    SMALL | class as u32
+    SMALL | (class as u32) << CLASS_SHIFT
+}
+
+/// The class of a small-class entry.
+#[inline(always)]
+pub const fn small_class(v: u32) -> usize {
+    ((v & !TAG) >> CLASS_SHIFT) as usize
 }
