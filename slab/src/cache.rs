@@ -299,7 +299,7 @@ impl FastIndex {
     #[inline]
     pub const fn inline(self) -> InlineIndex {
         if self.0 < thread::SLOTS_PER_CHUNK {
-            InlineIndex(self.0 as u8)
+            InlineIndex((self.0 * core::mem::size_of::<TSlot>()) as u16)
         } else {
             InlineIndex::MISS
         }
@@ -307,26 +307,26 @@ impl FastIndex {
 }
 
 /// A [`FastIndex`] that names an inline slot of a thread block (below 64), or the reserved
-/// slot 0, which always misses. [`hit_alloc`] and [`hit_free`] reach its slot straight from
-/// the thread's block pointer, with no range check and no directory.
+/// slot 0, which always misses; kept as the slot's byte offset in the block. [`hit_alloc`]
+/// and [`hit_free`] reach its slot straight from the thread's block pointer: one add, no
+/// range check, no directory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct InlineIndex(u8);
+pub struct InlineIndex(u16);
 
 impl InlineIndex {
     /// Slot 0: every hit on it misses.
     pub const MISS: InlineIndex = InlineIndex(0);
-    /// The index as a byte (to keep in an atomic table).
+    /// The index as a 16-bit word (to keep in an atomic table).
     #[inline(always)]
-    pub const fn raw(self) -> u8 {
+    pub const fn raw(self) -> u16 {
         self.0
     }
     /// Rebuilds an index from [`InlineIndex::raw`].
     ///
     /// # Safety
-    /// `v` came from `raw` (it is below 64).
+    /// `v` came from `raw`.
     #[inline(always)]
-    pub const unsafe fn from_raw(v: u8) -> InlineIndex {
-        debug_assert!((v as usize) < thread::SLOTS_PER_CHUNK);
+    pub const unsafe fn from_raw(v: u16) -> InlineIndex {
         InlineIndex(v)
     }
 }

@@ -287,21 +287,25 @@ pub(crate) unsafe fn fast_slot(index: usize) -> *mut TSlot {
     }
 }
 
-/// The inline slot `index` of the calling thread's block (no directory, no range check),
-/// or null when the thread has no block yet. Makes no calls.
+/// The inline slot at byte offset `offset` of the calling thread's block (no directory, no
+/// range check), or null when the thread has no block yet. Makes no calls.
 ///
 /// # Safety
-/// `index < SLOTS_PER_CHUNK`.
+/// `offset` is a slot's offset in the block: `i * size_of::<TSlot>()` with
+/// `i < SLOTS_PER_CHUNK`.
 #[inline(always)]
-pub(crate) unsafe fn inline_slot(index: u8) -> *mut TSlot {
-    debug_assert!((index as usize) < SLOTS_PER_CHUNK);
+pub(crate) unsafe fn inline_slot(offset: u16) -> *mut TSlot {
+    debug_assert!(
+        (offset as usize) % core::mem::size_of::<TSlot>() == 0
+            && (offset as usize) < core::mem::size_of::<ThreadBlock>()
+    );
     let t = current();
     if t.is_null() {
         return null_mut();
     }
-    // SAFETY: `t` is the live block of this thread (or the static dead block) and its
-    // first chunk holds SLOTS_PER_CHUNK slots; index is below that by the caller.
-    unsafe { (t as *mut TSlot).add(index as usize) }
+    // SAFETY: `t` is the live block of this thread (or the static dead block), whose first
+    // chunk holds SLOTS_PER_CHUNK slots; `offset` names one of them by the caller.
+    unsafe { (t as *mut u8).add(offset as usize) as *mut TSlot }
 }
 
 /// [`fast_slot`] for ids from 64 on (through the directory), out of line.

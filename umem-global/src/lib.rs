@@ -119,7 +119,7 @@ pub mod sys;
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr::{null_mut, NonNull};
-use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU16, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use pagemap::Entry;
 use sys::PAGE;
 use umem_slab::Cache;
@@ -157,11 +157,12 @@ static CACHES: [ClassCache; classes::COUNT] = [NO_CACHE; classes::COUNT];
 /// Per 16-byte granule of a `malloc` size up to `C_TABLE_MAX`: the inline index of its
 /// class's cache (`umem_slab::InlineIndex`).
 #[allow(clippy::declare_interior_mutable_const)]
-const NO_HIT8: AtomicU8 = AtomicU8::new(0);
-static HIT16: [AtomicU8; classes::C_TABLE_MAX / 16 + 1] = [NO_HIT8; classes::C_TABLE_MAX / 16 + 1];
+const NO_HIT16: AtomicU16 = AtomicU16::new(0);
+static HIT16: [AtomicU16; classes::C_TABLE_MAX / 16 + 1] =
+    [NO_HIT16; classes::C_TABLE_MAX / 16 + 1];
 
 /// Indexed by the top byte of a page-map entry: for a small-class entry (see
-/// `pagemap::CLASS_SHIFT`), the class's alignment mask shifted left by 8, or'ed with its
+/// `pagemap::CLASS_SHIFT`), the class's alignment mask shifted left by 16, or'ed with its
 /// cache's inline index; zero for every other top byte. So `free`'s hit needs no tag test.
 #[allow(clippy::declare_interior_mutable_const)]
 const NO_HIT64: AtomicU64 = AtomicU64::new(0);
@@ -340,13 +341,13 @@ fn build_tree() -> bool {
             .store(cache as *const Cache as *mut Cache, Ordering::Release);
         let ii = cache.fast_index().inline().raw();
         hit_of(c).store(
-            ((classes::align(c) as u64 - 1) << 8) | u64::from(ii),
+            ((classes::align(c) as u64 - 1) << 16) | u64::from(ii),
             Ordering::Relaxed,
         );
     }
     for (g, h) in HIT16.iter().enumerate() {
         let c = classes::class16_small(g * 16);
-        h.store(hit_of(c).load(Ordering::Relaxed) as u8, Ordering::Relaxed);
+        h.store(hit_of(c).load(Ordering::Relaxed) as u16, Ordering::Relaxed);
     }
     let pages: &'static dyn Source = &source::PAGES;
     for (name, slot) in [
@@ -473,7 +474,7 @@ pub fn alloc(size: usize, align: usize, zero: bool) -> *mut u8 {
 fn class_hit_alloc(c: usize) -> Option<*mut u8> {
     // SAFETY: HIT holds the class cache's inline index (or 0), stored at init.
     unsafe {
-        let ii = umem_slab::InlineIndex::from_raw(hit_of(c).load(Ordering::Relaxed) as u8);
+        let ii = umem_slab::InlineIndex::from_raw(hit_of(c).load(Ordering::Relaxed) as u16);
         umem_slab::hit_alloc(ii).map(|a| a as *mut u8)
     }
 }
@@ -648,13 +649,13 @@ pub unsafe fn free(p: *mut u8) -> Result<(), FreeError> {
 pub unsafe fn free_hit(p: *mut u8) -> bool {
     let a = p as usize;
     let h = HIT[(pagemap::raw(a) >> 24) as usize].load(Ordering::Relaxed);
-    if a as u64 & (h >> 8) != 0 {
+    if a as u64 & (h >> 16) != 0 {
         return false;
     }
     // SAFETY: the page belongs to the class's slabs and `a` is aligned like
     // its buffers (as in `free_miss`); HIT holds the class cache's inline
     // index (or 0, a miss).
-    unsafe { umem_slab::hit_free(umem_slab::InlineIndex::from_raw(h as u8), a) }
+    unsafe { umem_slab::hit_free(umem_slab::InlineIndex::from_raw(h as u16), a) }
 }
 
 /// [`free`] past the magazine hit.
@@ -846,7 +847,7 @@ pub unsafe fn free_sized(p: *mut u8, size: usize, align: usize) {
                 matches!(owner(p), Owner::Small(pc) if pc == c),
                 "umem: dealloc({p:p}, size {size}, align {align}) does not match the block"
             );
-            let ii = hit_of(c).load(Ordering::Relaxed) as u8;
+            let ii = hit_of(c).load(Ordering::Relaxed) as u16;
             // SAFETY: the caller's contract: a block of class c; HIT holds
             // that class cache's inline index (or 0, a miss).
             if unsafe { umem_slab::hit_free(umem_slab::InlineIndex::from_raw(ii), p as usize) } {
