@@ -19,6 +19,12 @@
 //! let x = child.alloc(10_000, Policy::InstantFit)?;
 //! assert!(dev.stats().mem_inuse >= 3 << 20);
 //!
+//! // A handle allocation: freed through its move-only token, no lookup.
+//! let buf = dev.alloc_handle(1 << 16, Policy::InstantFit)?;
+//! let at = buf.addr();
+//! assert_eq!(dev.free(at, 1 << 16), Err(VmemError::HandleAllocated { addr: at, size: 1 << 16 }));
+//! dev.free_handle(buf)?;
+//!
 //! // Misuse is answered precisely.
 //! assert_eq!(child.free(x, 4096), Err(VmemError::WrongSize { addr: x, size: 4096, allocated: 10_000 }));
 //! child.free(x, 10_000)?;
@@ -74,7 +80,28 @@
 //! of two at or above twice the live count) after dropping the arena lock;
 //! `update()` grows or shrinks every table the same way
 //! (`vmem_hash_rescale`), so the load stays between 1/8 and 1/2. New
-//! tables come from `vmem_hash`.
+//! tables come from `vmem_hash`. (Tried: a load of 1/8..1/4 cut the extra
+//! chain steps per free at 10⁶ live from 0.28 to 0.07 but did not measure
+//! faster in the pair bench, for twice the table; not kept.)
+//!
+//! **Handles (not in vmem.c).** [`Vmem::alloc_handle`] /
+//! [`Vmem::xalloc_handle`] return a move-only [`SegHandle`] (one pointer:
+//! the segment structure) and [`Vmem::free_handle`] frees through it, like
+//! a handle-based allocator's token (device memory, IDs). A handle segment
+//! is an allocated segment with its `handle` flag set and `owner` naming
+//! its arena; it is **not** in the hash, so neither side touches a bucket
+//! and the free costs the segment and its two address neighbours. Handle
+//! allocations bypass quantum caches; placement, import, coalescing and
+//! span release are the address path's (one `seg_alloc` and one
+//! `free_seg` serve both). `free`/`xfree` of a handle segment's address
+//! answer `HandleAllocated` (a linear search of its span, on that error
+//! path only) and leave it allocated; `free_handle` with another arena's
+//! handle answers `WrongArena`. `free_handle` is safe: while a handle
+//! exists its segment stays allocated, because only `free_handle` frees
+//! it and every other path (coalescing, span release, `update`, rescale,
+//! `walk`, `verify`, `lockup`, quantum caches) leaves allocated segments
+//! alone — see `arena/handle.rs`; [`Vmem::destroy`] (unsafe) requires
+//! that the arena's handles are not used afterwards.
 //!
 //! **Import/release.** An arena short of space drops its lock, imports
 //! `roundup(size + phase, max(align, source quantum))` from its source
@@ -185,10 +212,12 @@
 //!   rotor or walker may sit between two free segments.
 //! * Each free segment is on freelist `floor(log2 size)`; freemap bit *n* is
 //!   set iff list *n* is non-empty.
-//! * The hash holds exactly the allocated segments, each in its bucket.
+//! * The hash holds exactly the allocated segments that are not handle
+//!   segments, each in its bucket; each handle segment's `owner` is its
+//!   arena, and `nhandle` counts them.
 //! * kstats: `mem_inuse` = sum of allocated sizes, `mem_total` = sum of span
 //!   sizes = `mem_inuse` + free sizes, `mem_import` = sum of imported spans,
-//!   `alloc - free` = number of allocated segments.
+//!   `alloc - free` = number of allocated segments (hashed + handle).
 //! * Outside a call, the wholly free imported spans (retained) add up to at
 //!   most `retain_max` bytes (0 by default: none is ever wholly free).
 //! * The reserve list holds exactly `nsegfree` structures.
@@ -196,8 +225,10 @@
 //! ## Kstats
 //!
 //! `search` counts freelist segments examined (1 per instant-fit
-//! allocation), `lookup` counts hash-chain steps beyond the first, so both
-//! per operation stay flat as the arena grows. `fail` counts allocations
+//! allocation), `lookup` counts hash-chain steps beyond the first (none
+//! for handle frees), so both per operation stay flat as the arena grows.
+//! `alloc_segs` counts every allocated segment, `handle_segs` those held
+//! by handles. `fail` counts allocations
 //! that found no space or no metadata. Misuse (bad free, bad parameters)
 //! leaves the arena's segments unchanged.
 #![cfg_attr(not(feature = "std"), no_std)]
