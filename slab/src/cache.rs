@@ -663,18 +663,29 @@ unsafe fn pop(slot: *mut TSlot) -> Option<usize> {
     // holding that many rounds, and likewise `ploaded` with `prounds`.
     unsafe {
         let s = &mut *slot;
-        if s.rounds == 0 {
-            if s.prounds == 0 {
-                return None;
-            }
-            let (m, r) = (s.ploaded, s.prounds);
-            reload(s, m, r);
+        if s.rounds != 0 {
+            return Some(take_round(s));
         }
-        s.rounds -= 1;
-        let buf = *Magazine::round(s.loaded, s.rounds);
-        bump(&s.allocs);
-        Some(buf)
+        if s.prounds == 0 {
+            return None;
+        }
+        let (m, r) = (s.ploaded, s.prounds);
+        reload(s, m, r);
+        Some(take_round(s))
     }
+}
+
+/// The top round of a loaded magazine that has one.
+///
+/// # Safety
+/// `s` is the calling thread's slot and `s.rounds > 0`.
+#[inline(always)]
+unsafe fn take_round(s: &mut TSlot) -> usize {
+    s.rounds -= 1;
+    // SAFETY: by the caller `loaded` holds `rounds + 1` rounds.
+    let buf = unsafe { *Magazine::round(s.loaded, s.rounds) };
+    bump(&s.allocs);
+    buf
 }
 
 /// Pushes `addr` onto `slot`'s loaded magazine, first exchanging a full loaded magazine

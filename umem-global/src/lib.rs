@@ -648,7 +648,10 @@ pub unsafe fn free(p: *mut u8) -> Result<(), FreeError> {
 #[inline(always)]
 pub unsafe fn free_hit(p: *mut u8) -> bool {
     let a = p as usize;
-    let h = HIT[(pagemap::raw(a) >> 24) as usize].load(Ordering::Relaxed);
+    let Some(e) = pagemap::slot(a) else {
+        return false;
+    };
+    let h = HIT[(e.load(Ordering::Relaxed) >> 24) as usize].load(Ordering::Relaxed);
     if a as u64 & (h >> 16) != 0 {
         return false;
     }
