@@ -342,7 +342,7 @@ impl InlineIndex {
 #[inline(always)]
 pub unsafe fn hit_alloc(ii: InlineIndex) -> Option<usize> {
     // SAFETY: ii < 64; the slot, if any, is the calling thread's.
-    unsafe { pop(thread::inline_slot(ii.0)) }
+    unsafe { pop::<{ !thread::INLINE_SLOT_NEVER_NULL }>(thread::inline_slot(ii.0)) }
 }
 
 /// The free-side twin of [`hit_alloc`]: pushes `addr` onto the calling thread's magazines
@@ -355,7 +355,7 @@ pub unsafe fn hit_alloc(ii: InlineIndex) -> Option<usize> {
 #[inline(always)]
 pub unsafe fn hit_free(ii: InlineIndex, addr: usize) -> bool {
     // SAFETY: as in hit_alloc; the buffer is the slot's cache's by the caller.
-    unsafe { push(thread::inline_slot(ii.0), addr) }
+    unsafe { push::<{ !thread::INLINE_SLOT_NEVER_NULL }>(thread::inline_slot(ii.0), addr) }
 }
 
 /// An object cache (`umem_cache_t`). Lives in memory from the `umem_cache` arena; handed
@@ -653,10 +653,10 @@ fn arena_free(vm: &Vmem, addr: Addr, size: usize, align: usize) {
 /// pass, and that swap must not cost a slow-path trip).
 ///
 /// # Safety
-/// `slot` is null or a slot of the calling thread's block.
+/// `slot` is a slot of the calling thread's block, or null when `MAY_BE_NULL`.
 #[inline(always)]
-unsafe fn pop(slot: *mut TSlot) -> Option<usize> {
-    if slot.is_null() {
+unsafe fn pop<const MAY_BE_NULL: bool>(slot: *mut TSlot) -> Option<usize> {
+    if MAY_BE_NULL && slot.is_null() {
         return None;
     }
     // SAFETY: by the caller the slot is ours; when `rounds > 0`, `loaded` is a magazine
@@ -694,8 +694,8 @@ unsafe fn take_round(s: &mut TSlot) -> usize {
 /// # Safety
 /// As [`pop`]; `addr` is a free buffer of the slot's cache.
 #[inline(always)]
-unsafe fn push(slot: *mut TSlot, addr: usize) -> bool {
-    if slot.is_null() {
+unsafe fn push<const MAY_BE_NULL: bool>(slot: *mut TSlot, addr: usize) -> bool {
+    if MAY_BE_NULL && slot.is_null() {
         return false;
     }
     // SAFETY: by the caller; `rounds < cap` means `loaded` has room for one more.
@@ -1223,7 +1223,7 @@ impl Cache {
     unsafe fn alloc_addr_at(&self, fast_index: usize) -> Option<usize> {
         // SAFETY: fast_index < MAX_IDS (it is an id or 0); the slot is the calling
         // thread's.
-        match unsafe { pop(thread::fast_slot(fast_index)) } {
+        match unsafe { pop::<true>(thread::fast_slot(fast_index)) } {
             Some(buf) => Some(buf),
             None => self.alloc_slow(),
         }
@@ -1256,7 +1256,7 @@ impl Cache {
     unsafe fn free_addr_at(&self, fast_index: usize, addr: usize) {
         // SAFETY: as in alloc_addr_at.
         unsafe {
-            if !push(thread::fast_slot(fast_index), addr) {
+            if !push::<true>(thread::fast_slot(fast_index), addr) {
                 self.free_slow(addr)
             }
         }

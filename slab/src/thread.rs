@@ -149,13 +149,16 @@ pub(crate) fn request_flush() {
     REAP_GEN.fetch_add(1, Ordering::Relaxed);
 }
 
-/// The block a thread points at after its exit flush: every slot is empty and it has no
-/// directory, so the fast path always misses, and the slow path recognises it and uses the
-/// slab layer.
-struct DeadBlock(ThreadBlock);
-// SAFETY: the dead block is never written.
-unsafe impl Sync for DeadBlock {}
-static DEAD_BLOCK: DeadBlock = DeadBlock(ThreadBlock {
+/// A static block that is never written: every slot is empty and it has no directory, so
+/// the hit paths always miss on it. Two of them: the *dead* block a thread points at after
+/// its exit flush (the slow path recognises it and uses the slab layer), and, on x86_64
+/// Linux, the *unborn* block that is the TLS word's initial value (the slow path recognises
+/// it and makes the thread's block), so the hit paths need no null test.
+struct StaticBlock(ThreadBlock);
+// SAFETY: the static blocks are never written.
+unsafe impl Sync for StaticBlock {}
+#[allow(clippy::declare_interior_mutable_const)] // copied into the two statics only
+const STATIC_BLOCK: ThreadBlock = ThreadBlock {
     hdr: Header {
         dir: null_mut(),
         zero_rounds: 0,
@@ -168,10 +171,27 @@ static DEAD_BLOCK: DeadBlock = DeadBlock(ThreadBlock {
         ticks: 0,
     },
     slots: [TSlot::EMPTY; SLOTS_PER_CHUNK - 1],
-});
+};
+static DEAD_BLOCK: StaticBlock = StaticBlock(STATIC_BLOCK);
+static UNBORN_BLOCK: StaticBlock = StaticBlock(STATIC_BLOCK);
 
 pub(crate) fn dead_block() -> *mut ThreadBlock {
     &DEAD_BLOCK.0 as *const ThreadBlock as *mut ThreadBlock
+}
+
+/// Whether [`inline_slot`] never returns null (the TLS word starts out at the unborn block).
+pub(crate) const INLINE_SLOT_NEVER_NULL: bool = tcb::NEVER_NULL;
+
+/// What the TLS word holds before the thread's first slow-path call (and after a flush
+/// that released its block): the unborn block where the TLS image can point at it, else
+/// null.
+#[inline(always)]
+pub(crate) fn unborn() -> *mut ThreadBlock {
+    if tcb::NEVER_NULL {
+        &UNBORN_BLOCK.0 as *const ThreadBlock as *mut ThreadBlock
+    } else {
+        null_mut()
+    }
 }
 
 /// The thread's block pointer. On x86_64 Linux it is one initial-exec TLS word defined in
@@ -183,16 +203,21 @@ pub(crate) fn dead_block() -> *mut ThreadBlock {
 mod tcb {
     use super::ThreadBlock;
 
+    /// The word starts out pointing at the unborn block (a relocated address in the TLS
+    /// image, `.tdata`), so it is never null.
+    pub(super) const NEVER_NULL: bool = true;
+
     core::arch::global_asm!(
-        ".pushsection .tbss.umem_slab_tcb,\"awT\",@nobits",
+        ".pushsection .tdata.umem_slab_tcb,\"awT\",@progbits",
         ".p2align 3",
         ".globl umem_slab_tcb",
         ".hidden umem_slab_tcb",
         ".type umem_slab_tcb,@object",
         ".size umem_slab_tcb,8",
         "umem_slab_tcb:",
-        ".zero 8",
+        ".quad {unborn}",
         ".popsection",
+        unborn = sym super::UNBORN_BLOCK,
     );
 
     #[inline(always)]
@@ -232,6 +257,9 @@ mod tcb {
     use core::cell::Cell;
     use core::ptr::null_mut;
 
+    /// The word starts out null.
+    pub(super) const NEVER_NULL: bool = false;
+
     thread_local! {
         static TCB: Cell<*mut ThreadBlock> = const { Cell::new(null_mut()) };
     }
@@ -261,24 +289,25 @@ static REGISTRY: SpinLock<Registry> = SpinLock::new(Registry {
 
 static KEY: AtomicUsize = AtomicUsize::new(usize::MAX);
 
-/// The calling thread's block pointer (null before the first slow-path call).
+/// The calling thread's block pointer ([`unborn`] before the first slow-path call).
 #[inline(always)]
 pub(crate) fn current() -> *mut ThreadBlock {
     tcb::get()
 }
 
-/// The slot for `index` in the current thread's block, or null when the thread has none yet.
+/// The slot for `index` in the current thread's block (an empty one of a static block when
+/// the thread has none yet), or null where the TLS word starts out null.
 ///
 /// # Safety
 /// `index < MAX_IDS`.
 #[inline(always)]
 pub(crate) unsafe fn fast_slot(index: usize) -> *mut TSlot {
     let t = current();
-    if t.is_null() {
+    if !tcb::NEVER_NULL && t.is_null() {
         return null_mut();
     }
-    // SAFETY: `t` is the live block of this thread (or the static dead block); index is in
-    // range so both array accesses are in bounds.
+    // SAFETY: `t` is the live block of this thread (or a static block); index is in range
+    // so both array accesses are in bounds.
     unsafe {
         if index < SLOTS_PER_CHUNK {
             return (t as *mut TSlot).add(index);
@@ -300,11 +329,11 @@ pub(crate) unsafe fn inline_slot(offset: u16) -> *mut TSlot {
             && (offset as usize) < core::mem::size_of::<ThreadBlock>()
     );
     let t = current();
-    if t.is_null() {
+    if !tcb::NEVER_NULL && t.is_null() {
         return null_mut();
     }
-    // SAFETY: `t` is the live block of this thread (or the static dead block), whose first
-    // chunk holds SLOTS_PER_CHUNK slots; `offset` names one of them by the caller.
+    // SAFETY: `t` is the live block of this thread (or a static block), whose first chunk
+    // holds SLOTS_PER_CHUNK slots; `offset` names one of them by the caller.
     unsafe { (t as *mut u8).add(offset as usize) as *mut TSlot }
 }
 
@@ -331,7 +360,7 @@ unsafe fn far_slot(t: *mut ThreadBlock, index: usize) -> *mut TSlot {
 #[inline]
 pub(crate) fn clock_due() -> bool {
     let t = current();
-    if t.is_null() || t == dead_block() {
+    if t == unborn() || t == dead_block() {
         return true;
     }
     // SAFETY: our own live block; `ticks` is touched only by its owner.
@@ -374,7 +403,7 @@ pub(crate) fn slot_for(index: usize) -> *mut TSlot {
     if t == dead_block() {
         return null_mut();
     }
-    if t.is_null() {
+    if t == unborn() {
         t = new_block();
         if t.is_null() {
             return null_mut();
@@ -445,7 +474,7 @@ fn new_block() -> *mut ThreadBlock {
 /// may keep allocating (a fresh block is made on its next slow-path call).
 pub fn thread_exit_flush() {
     let t = current();
-    if t.is_null() || t == dead_block() {
+    if t == unborn() || t == dead_block() {
         return;
     }
     // While flushing, frees made by the flush itself (magazine structures going back to
@@ -458,7 +487,7 @@ pub fn thread_exit_flush() {
     }
     // SAFETY: `t` was this thread's block and is no longer reachable through TLS.
     unsafe { retire_block(t) };
-    tcb::set(null_mut());
+    tcb::set(unborn());
 }
 
 /// Unlink `t`, flush every slot to its cache's depot, fold its counters, free it.

@@ -1,7 +1,7 @@
 /* Loads libumem.so with dlopen (no LD_PRELOAD) and uses its malloc family from
- * the main thread and from threads created afterwards (their TLS for the
- * library is set up lazily by __tls_get_addr), then after dlclose (the
- * library is NODELETE). Usage: dlopen /path/libumem.so */
+ * the main thread, from a thread created before the dlopen and from threads
+ * created afterwards, then after dlclose (the library is NODELETE).
+ * Usage: dlopen /path/libumem.so */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <pthread.h>
@@ -39,8 +39,22 @@ static void *work(void *arg) {
     return NULL;
 }
 
+/* A thread that exists before the dlopen: its copy of the library's TLS is
+ * set up from the (relocated) TLS image by the dlopen itself. */
+static pthread_mutex_t early_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t early_cv = PTHREAD_COND_INITIALIZER;
+static int early_go;
+static void *early(void *arg) {
+    pthread_mutex_lock(&early_mu);
+    while (!early_go) pthread_cond_wait(&early_cv, &early_mu);
+    pthread_mutex_unlock(&early_mu);
+    return work(arg);
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) return 2;
+    pthread_t before;
+    pthread_create(&before, NULL, early, (void *)(uintptr_t)7);
     void *h = dlopen(argv[1], RTLD_NOW | RTLD_LOCAL);
     if (!h) { printf("dlopen: %s\n", dlerror()); return 1; }
     u_malloc = (void *(*)(size_t))dlsym(h, "malloc");
@@ -50,6 +64,11 @@ int main(int argc, char **argv) {
     u_usable = (size_t (*)(void *))dlsym(h, "malloc_usable_size");
     if (!u_malloc || !u_free || !u_calloc || !u_realloc || !u_usable) { printf("dlsym failed\n"); return 1; }
     work((void *)0);
+    pthread_mutex_lock(&early_mu);
+    early_go = 1;
+    pthread_cond_signal(&early_cv);
+    pthread_mutex_unlock(&early_mu);
+    pthread_join(before, NULL);
     pthread_t t[4];
     for (int k = 0; k < 3; k++) {
         for (int i = 0; i < 4; i++) pthread_create(&t[i], NULL, work, (void *)(uintptr_t)(i + 1));
