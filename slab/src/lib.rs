@@ -53,8 +53,10 @@
 //! libumem on Linux maps every thread to CPU slot 0 (its hint is `pthread_self()` masked by
 //! the CPU count) and takes that slot's lock on every operation. Here each thread owns its
 //! magazines: no lock on a hit, no shared cache line written. The block is reached through
-//! one TLS word with no destructor: on x86_64 Linux an initial-exec `.tbss` word defined by
-//! `global_asm!` and read `%fs`-relative (a cdylib's `thread_local!` is global-dynamic: a
+//! one TLS word with no destructor: on x86_64 Linux an initial-exec `.tdata` word defined by
+//! `global_asm!`, read `%fs`-relative, whose initial value is a static, never-written
+//! *unborn* block with empty slots (so the hit paths miss on it without a null test, and
+//! the slow path gives the thread its block) (a cdylib's `thread_local!` is global-dynamic: a
 //! `__tls_get_addr` call per access, which cost `libumem.so` about 8 ns per malloc+free
 //! pair), elsewhere a const-initialised `thread_local!` `Cell<*mut ThreadBlock>`; a
 //! `pthread_key_create` destructor flushes the magazines to the depots at thread exit and
