@@ -10,9 +10,9 @@
 //!
 //! **Why `free_handle` is safe.** A `SegHandle` is created only here, from
 //! a segment an allocation has just made allocated (`handle` set, `owner`
-//! = the arena). It is neither `Clone` nor `Copy`
-//! and only `free_handle` consumes it, so while it exists its segment stays
-//! allocated: nothing else frees or changes an allocated handle segment —
+//! = the arena). It is neither `Clone` nor `Copy` and only `free_handle`
+//! consumes it, so while it exists its segment stays allocated: nothing
+//! else frees or changes an allocated handle segment —
 //!
 //! * `free`/`xfree` find segments through the hash, where handle segments
 //!   never are (they answer `HandleAllocated` instead);
