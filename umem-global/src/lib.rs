@@ -64,7 +64,8 @@
 //! discarded (`MADV_DONTNEED`) before they go back, so free memory in those
 //! arenas is zero and `calloc` skips the memset; a bounded cache of
 //! recently freed blocks (64 blocks, 64 MiB of requested bytes by default)
-//! sits in front and avoids mmap/munmap and page-fault churn (`large.rs`).
+//! sits in front and avoids mmap/munmap and page-fault churn; a cached
+//! block also serves requests up to 4× smaller than its capacity (`large.rs`).
 //! A C `realloc` that grows a small block gives it twice its old size (up
 //! to [`REALLOC_GROW_LARGE`], 4 KiB), so small-step growth copies once per
 //! doubling rather than at every size class; growing to 4 KiB or more makes
