@@ -362,17 +362,22 @@ mod tests {
         vm.verify().expect("restored");
     }
 
-    #[test]
-    fn verify_catches_corruption() {
-        let vm = Vmem::create(
-            "corrupt",
+    /// A 64 KiB arena of quantum 16 at 0x10000, without a source.
+    fn small_arena(name: &str) -> &'static Vmem {
+        Vmem::create(
+            name,
             Some((0x10000, 0x10000)),
             16,
             None,
             0,
             CreateFlags::NONE,
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    #[test]
+    fn verify_catches_corruption() {
+        let vm = small_arena("corrupt");
         let a = vm.alloc(64, Policy::InstantFit).unwrap();
         let b = vm.alloc(32, Policy::InstantFit).unwrap();
         let c = vm.alloc(48, Policy::InstantFit).unwrap();
@@ -470,15 +475,7 @@ mod tests {
 
     #[test]
     fn verify_catches_handle_corruption() {
-        let vm = Vmem::create(
-            "corrupt_h",
-            Some((0x10000, 0x10000)),
-            16,
-            None,
-            0,
-            CreateFlags::NONE,
-        )
-        .unwrap();
+        let vm = small_arena("corrupt_h");
         let a = vm.alloc(64, Policy::InstantFit).unwrap();
         let h = vm.alloc_handle(32, Policy::InstantFit).unwrap();
         let b = vm.alloc(48, Policy::InstantFit).unwrap();
