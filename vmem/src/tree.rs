@@ -57,9 +57,11 @@ static VMEM_ARENA: AtomicPtr<Vmem> = AtomicPtr::new(ptr::null_mut());
 
 static NEXT_ID: AtomicU32 = AtomicU32::new(1);
 
-/// The arena list (creation order) and its lock.
+/// The arena list (creation order), its last arena (appends are O(1): a
+/// process creates an arena per size class and more) and its lock.
 static LIST_LOCK: SpinLock = SpinLock::new();
 static LIST_HEAD: AtomicPtr<Vmem> = AtomicPtr::new(ptr::null_mut());
+static LIST_TAIL: AtomicPtr<Vmem> = AtomicPtr::new(ptr::null_mut());
 
 /// The populate lock and its owner (a thread id, 0 when free).
 static POP_LOCK: SpinLock = SpinLock::new();
@@ -495,39 +497,37 @@ pub(crate) fn free_hash_table(t: *mut *mut Seg, n: usize) {
 pub(crate) fn list_append(vm: &'static Vmem) {
     LIST_LOCK.lock();
     let p = vm as *const Vmem as *mut Vmem;
-    let mut cur = LIST_HEAD.load(Ordering::Relaxed);
-    if cur.is_null() {
+    let tail = LIST_TAIL.load(Ordering::Relaxed);
+    if tail.is_null() {
         LIST_HEAD.store(p, Ordering::Relaxed);
     } else {
-        // SAFETY: arenas on the list are live; list lock held.
-        unsafe {
-            while !(*cur).next.load(Ordering::Relaxed).is_null() {
-                cur = (*cur).next.load(Ordering::Relaxed);
-            }
-            (*cur).next.store(p, Ordering::Relaxed);
-        }
+        // SAFETY: the tail is a live listed arena; list lock held.
+        unsafe { (*tail).next.store(p, Ordering::Relaxed) };
     }
+    LIST_TAIL.store(p, Ordering::Relaxed);
     LIST_LOCK.unlock();
 }
 
 pub(crate) fn list_remove(vm: &'static Vmem) {
     LIST_LOCK.lock();
     let p = vm as *const Vmem as *mut Vmem;
+    let next = vm.next.load(Ordering::Relaxed);
+    let mut prev: *mut Vmem = ptr::null_mut();
     let mut cur = LIST_HEAD.load(Ordering::Relaxed);
-    if cur == p {
-        LIST_HEAD.store(vm.next.load(Ordering::Relaxed), Ordering::Relaxed);
-    } else {
-        // SAFETY: arenas on the list are live; list lock held.
-        unsafe {
-            while !cur.is_null() {
-                let next = (*cur).next.load(Ordering::Relaxed);
-                if next == p {
-                    (*cur)
-                        .next
-                        .store(vm.next.load(Ordering::Relaxed), Ordering::Relaxed);
-                    break;
-                }
-                cur = next;
+    // SAFETY: arenas on the list are live; list lock held.
+    unsafe {
+        while !cur.is_null() && cur != p {
+            prev = cur;
+            cur = (*cur).next.load(Ordering::Relaxed);
+        }
+        if cur == p {
+            if prev.is_null() {
+                LIST_HEAD.store(next, Ordering::Relaxed);
+            } else {
+                (*prev).next.store(next, Ordering::Relaxed);
+            }
+            if LIST_TAIL.load(Ordering::Relaxed) == p {
+                LIST_TAIL.store(prev, Ordering::Relaxed);
             }
         }
     }

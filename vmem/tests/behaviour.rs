@@ -1036,3 +1036,46 @@ fn handles_with_every_policy_constraints_and_source() {
     }
     umem_vmem::verify().unwrap();
 }
+
+/// The arena list stays whole through creates and destroys at either end and
+/// in the middle (appends go to a remembered tail): every live arena is
+/// listed exactly once, in creation order, and no destroyed one is.
+#[test]
+fn arena_list_after_destroys_at_every_position() {
+    let ids = |want: &[&'static Vmem]| -> Vec<u32> {
+        let mut seen = Vec::new();
+        umem_vmem::for_each_arena(&mut |vm| {
+            if want.iter().any(|w| w.id() == vm.id()) {
+                seen.push(vm.id());
+            }
+        });
+        seen
+    };
+    let mk = |n: &str| arena(n, 0x1000, 0x1000, 16);
+    let a = mk("list_a");
+    let b = mk("list_b");
+    let c = mk("list_c");
+    assert_eq!(ids(&[a, b, c]), vec![a.id(), b.id(), c.id()]);
+    // The newest (the tail) goes; the next create must still be listed.
+    let cid = c.id();
+    unsafe { c.destroy() };
+    let d = mk("list_d");
+    let all = [a, b, d];
+    assert_eq!(ids(&all), vec![a.id(), b.id(), d.id()]);
+    let mut n = 0;
+    umem_vmem::for_each_arena(&mut |vm| n += usize::from(vm.id() == cid));
+    assert_eq!(n, 0, "destroyed arena still listed");
+    // The oldest, then one in the middle.
+    unsafe { a.destroy() };
+    let e = mk("list_e");
+    assert_eq!(ids(&[b, d, e]), vec![b.id(), d.id(), e.id()]);
+    unsafe { d.destroy() };
+    let f = mk("list_f");
+    assert_eq!(ids(&[b, e, f]), vec![b.id(), e.id(), f.id()]);
+    for vm in [b, e, f] {
+        unsafe { vm.destroy() };
+    }
+    let g = mk("list_g");
+    assert_eq!(ids(&[g]), vec![g.id()]);
+    unsafe { g.destroy() };
+}
