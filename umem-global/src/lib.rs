@@ -459,45 +459,46 @@ pub fn reap() {
 #[inline(always)]
 pub fn alloc(size: usize, align: usize, zero: bool) -> *mut u8 {
     if let Some(c) = classes::class_for(size, align) {
-        if let Some(p) = class_hit_alloc(c) {
-            if zero {
-                // SAFETY: a fresh block of at least `size` bytes.
-                unsafe { core::ptr::write_bytes(p, 0, size) };
-            }
-            return p;
+        if let Some(p) = hit_alloc_at(hit_of(c).load(Ordering::Relaxed) as u16) {
+            return zeroed_if(p, size, zero);
         }
     }
     alloc_miss(size, align, zero)
 }
 
-/// The magazine hit of class `c`'s cache, through the `HIT` table.
+/// The magazine hit at the inline index `raw` (from `HIT` or `HIT16`).
 #[inline(always)]
-fn class_hit_alloc(c: usize) -> Option<*mut u8> {
-    // SAFETY: HIT holds the class cache's inline index (or 0), stored at init.
-    unsafe {
-        let ii = umem_slab::InlineIndex::from_raw(hit_of(c).load(Ordering::Relaxed) as u16);
-        umem_slab::hit_alloc(ii).map(|a| a as *mut u8)
+fn hit_alloc_at(raw: u16) -> Option<*mut u8> {
+    // SAFETY: HIT and HIT16 hold inline indices of the class caches (or 0),
+    // stored at init.
+    unsafe { umem_slab::hit_alloc(umem_slab::InlineIndex::from_raw(raw)) }.map(|a| a as *mut u8)
+}
+
+/// `p`, a fresh block of at least `size` bytes (or null), zeroed when
+/// `zero`.
+#[inline(always)]
+fn zeroed_if(p: *mut u8, size: usize, zero: bool) -> *mut u8 {
+    if zero && !p.is_null() {
+        // SAFETY: a fresh block of at least `size` bytes.
+        unsafe { core::ptr::write_bytes(p, 0, size) };
     }
+    p
+}
+
+/// Class `c`'s block from its cache, past the magazine hit; `None` when the
+/// cache does not exist (yet).
+#[inline(always)]
+fn class_alloc(c: usize, size: usize, zero: bool) -> Option<*mut u8> {
+    let k = class_cache(c)?;
+    Some(zeroed_if(slabx::alloc(k).unwrap_or(null_mut()), size, zero))
 }
 
 /// [`alloc`] past the magazine hit.
 #[inline(never)]
 fn alloc_miss(size: usize, align: usize, zero: bool) -> *mut u8 {
-    if let Some(c) = classes::class_for(size, align) {
-        if let Some(k) = class_cache(c) {
-            return match slabx::alloc(k) {
-                Some(p) => {
-                    if zero {
-                        // SAFETY: a fresh block of at least `size` bytes.
-                        unsafe { core::ptr::write_bytes(p, 0, size) };
-                    }
-                    p
-                }
-                None => null_mut(),
-            };
-        }
-    }
-    alloc_slow(size, align, zero)
+    classes::class_for(size, align)
+        .and_then(|c| class_alloc(c, size, zero))
+        .unwrap_or_else(|| alloc_slow(size, align, zero))
 }
 
 /// [`alloc`] for the C ABI's default 16-byte alignment (`malloc`,
@@ -508,14 +509,10 @@ fn alloc_miss(size: usize, align: usize, zero: bool) -> *mut u8 {
 /// needs no stack frame on it; everything else is `alloc16_miss`.
 #[inline(always)]
 pub fn alloc16(size: usize, zero: bool) -> *mut u8 {
-    if let Some(p) = alloc16_hit(size) {
-        if zero {
-            // SAFETY: a fresh block of at least `size` bytes.
-            unsafe { core::ptr::write_bytes(p, 0, size) };
-        }
-        return p;
+    match alloc16_hit(size) {
+        Some(p) => zeroed_if(p, size, zero),
+        None => alloc16_miss(size, zero),
     }
-    alloc16_miss(size, zero)
 }
 
 /// The magazine hit of [`alloc16`] alone (sizes up to 1 KiB): no calls,
@@ -526,50 +523,16 @@ pub fn alloc16_hit(size: usize) -> Option<*mut u8> {
     if size > classes::C_TABLE_MAX {
         return None;
     }
-    // SAFETY: HIT16 holds inline indices of the class caches (or 0), stored at init.
-    unsafe {
-        let ii = umem_slab::InlineIndex::from_raw(HIT16[(size + 15) >> 4].load(Ordering::Relaxed));
-        umem_slab::hit_alloc(ii).map(|a| a as *mut u8)
-    }
+    hit_alloc_at(HIT16[(size + 15) >> 4].load(Ordering::Relaxed))
 }
 
 /// [`alloc16`] past the magazine hit: the slow paths, sizes above 1 KiB,
 /// and calls before init.
 #[inline(never)]
 fn alloc16_miss(size: usize, zero: bool) -> *mut u8 {
-    if size <= classes::C_TABLE_MAX {
-        if let Some(k) = class_cache(classes::class16_small(size)) {
-            return match slabx::alloc(k) {
-                Some(p) => {
-                    if zero {
-                        // SAFETY: a fresh block of at least `size` bytes.
-                        unsafe { core::ptr::write_bytes(p, 0, size) };
-                    }
-                    p
-                }
-                None => null_mut(),
-            };
-        }
-    }
-    alloc16_big(size, zero)
-}
-
-/// [`alloc16_miss`] above 1 KiB (and before init).
-#[inline(always)]
-fn alloc16_big(size: usize, zero: bool) -> *mut u8 {
     if size <= classes::MAX_SMALL {
-        let c = classes::class16_of(size);
-        if let Some(k) = class_cache(c) {
-            return match slabx::alloc(k) {
-                Some(p) => {
-                    if zero {
-                        // SAFETY: a fresh block of at least `size` bytes.
-                        unsafe { core::ptr::write_bytes(p, 0, size) };
-                    }
-                    p
-                }
-                None => null_mut(),
-            };
+        if let Some(p) = class_alloc(classes::class16_of(size), size, zero) {
+            return p;
         }
     }
     alloc_slow(size, 16, zero)
@@ -844,43 +807,36 @@ unsafe fn realloc_move(p: *mut u8, size: usize, align: usize) -> Result<*mut u8,
 #[inline(always)]
 pub unsafe fn free_sized(p: *mut u8, size: usize, align: usize) {
     if let Some(c) = classes::class_for(size, align) {
+        debug_assert!(
+            matches!(owner(p), Owner::Small(pc) if pc == c) || boot::owns(p as usize),
+            "umem: dealloc({p:p}, size {size}, align {align}) does not match the block"
+        );
         // Blocks of the bootstrap arena (handed out during init) are never
-        // freed: they must not reach a magazine.
-        if !boot::owns(p as usize) {
-            debug_assert!(
-                matches!(owner(p), Owner::Small(pc) if pc == c),
-                "umem: dealloc({p:p}, size {size}, align {align}) does not match the block"
-            );
-            let ii = hit_of(c).load(Ordering::Relaxed) as u16;
-            // SAFETY: the caller's contract: a block of class c; HIT holds
-            // that class cache's inline index (or 0, a miss).
-            if unsafe { umem_slab::hit_free(umem_slab::InlineIndex::from_raw(ii), p as usize) } {
-                return;
-            }
+        // freed: they must not reach a magazine or a slab.
+        if boot::owns(p as usize) {
+            return;
+        }
+        let ii = hit_of(c).load(Ordering::Relaxed) as u16;
+        // SAFETY: the caller's contract: a block of class c; HIT holds
+        // that class cache's inline index (or 0, a miss).
+        if unsafe { umem_slab::hit_free(umem_slab::InlineIndex::from_raw(ii), p as usize) } {
+            return;
         }
     }
     // SAFETY: by the caller.
     unsafe { free_sized_miss(p, size, align) }
 }
 
-/// [`free_sized`] past the magazine hit.
+/// [`free_sized`] past the magazine hit (never with a bootstrap block).
 ///
 /// # Safety
 /// As for [`free_sized`].
 #[inline(never)]
 unsafe fn free_sized_miss(p: *mut u8, size: usize, align: usize) {
-    if let Some(c) = classes::class_for(size, align) {
-        if let Some(k) = class_cache(c) {
-            debug_assert!(
-                matches!(owner(p), Owner::Small(pc) if pc == c) || boot::owns(p as usize),
-                "umem: dealloc({p:p}, size {size}, align {align}) does not match the block"
-            );
-            if !boot::owns(p as usize) {
-                // SAFETY: the caller's contract: a block of class c.
-                unsafe { slabx::free(k, p) };
-            }
-            return;
-        }
+    if let Some(k) = classes::class_for(size, align).and_then(class_cache) {
+        // SAFETY: the caller's contract: a block of the class's cache.
+        unsafe { slabx::free(k, p) };
+        return;
     }
     if let Err(FreeError::InvalidPointer(a)) = free_slow(p) {
         sys::fatal(format_args!(
