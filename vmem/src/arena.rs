@@ -417,6 +417,47 @@ impl Inner {
         }
     }
 
+    /// Give the free segment `s` the range `[start, end)`, moving it to
+    /// another freelist only when its size changes list.
+    ///
+    /// # Safety
+    /// `s` is a free segment on its freelist; lock held.
+    #[inline(always)]
+    unsafe fn resize_free(&mut self, s: *mut Seg, start: Addr, end: Addr) {
+        // SAFETY: by the caller.
+        unsafe {
+            let moves = flist_of((*s).end - (*s).start) != flist_of(end - start);
+            if moves {
+                self.freelist_delete(s);
+            }
+            (*s).start = start;
+            (*s).end = end;
+            if moves {
+                self.freelist_insert(s);
+            }
+        }
+    }
+
+    /// Absorb the free segment after the free segment `s` into `s`, which
+    /// is re-filed on the freelist of its new size.
+    ///
+    /// # Safety
+    /// `s` and its address-list successor are adjacent free segments; lock
+    /// held.
+    #[inline]
+    unsafe fn absorb_next_free(&mut self, s: *mut Seg) {
+        // SAFETY: by the caller.
+        unsafe {
+            let n = (*s).anext;
+            debug_assert!((*n).typ == T_FREE && (*s).end == (*n).start);
+            self.freelist_delete(n);
+            self.freelist_delete(s);
+            (*s).end = (*n).end;
+            self.freelist_insert(s);
+            self.seg_destroy(n);
+        }
+    }
+
     /// Make the freed segment `s` (already out of the hash) free,
     /// coalescing with free neighbours. Returns the range of an imported
     /// span that became wholly free and was destroyed (to release).
@@ -432,41 +473,17 @@ impl Inner {
             if (*next).typ == T_FREE {
                 if (*prev).typ == T_FREE {
                     self.freelist_delete(next);
-                    let old = (*prev).end - (*prev).start;
-                    let new = (*next).end - (*prev).start;
-                    if flist_of(old) != flist_of(new) {
-                        self.freelist_delete(prev);
-                        (*prev).end = (*next).end;
-                        self.freelist_insert(prev);
-                    } else {
-                        (*prev).end = (*next).end;
-                    }
+                    self.resize_free(prev, (*prev).start, (*next).end);
                     self.seg_destroy(next);
                     self.seg_destroy(s);
                     target = prev;
                 } else {
-                    let old = (*next).end - (*next).start;
-                    let new = (*next).end - (*s).start;
-                    if flist_of(old) != flist_of(new) {
-                        self.freelist_delete(next);
-                        (*next).start = (*s).start;
-                        self.freelist_insert(next);
-                    } else {
-                        (*next).start = (*s).start;
-                    }
+                    self.resize_free(next, (*s).start, (*next).end);
                     self.seg_destroy(s);
                     target = next;
                 }
             } else if (*prev).typ == T_FREE {
-                let old = (*prev).end - (*prev).start;
-                let new = (*s).end - (*prev).start;
-                if flist_of(old) != flist_of(new) {
-                    self.freelist_delete(prev);
-                    (*prev).end = (*s).end;
-                    self.freelist_insert(prev);
-                } else {
-                    (*prev).end = (*s).end;
-                }
+                self.resize_free(prev, (*prev).start, (*s).end);
                 self.seg_destroy(s);
                 target = prev;
             } else {
@@ -551,11 +568,7 @@ impl Inner {
                 if (*n).typ != T_FREE {
                     break;
                 }
-                self.freelist_delete(n);
-                self.freelist_delete(first);
-                (*first).end = (*n).end;
-                self.seg_destroy(n);
-                self.freelist_insert(first);
+                self.absorb_next_free(first);
             }
             let a = (*first).start;
             let n = (*first).end - a;
@@ -1393,12 +1406,7 @@ impl Vmem {
             let mut vsp = ptr::null_mut();
             if (*vprev).typ == T_FREE {
                 if (*vnext).typ == T_FREE {
-                    debug_assert!((*vprev).end == (*vnext).start);
-                    inner.freelist_delete(vnext);
-                    inner.freelist_delete(vprev);
-                    (*vprev).end = (*vnext).end;
-                    inner.freelist_insert(vprev);
-                    inner.seg_destroy(vnext);
+                    inner.absorb_next_free(vprev);
                 }
                 vsp = vprev;
             } else if (*vnext).typ == T_FREE {
