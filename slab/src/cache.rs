@@ -10,7 +10,7 @@ use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicU8, AtomicUsize
 
 use umem_vmem::{Addr, CreateFlags, Policy, Vmem, XAllocRequest};
 
-use crate::sync::SpinLock;
+use crate::sync::{SpinGuard, SpinLock};
 use crate::thread::{self, TSlot, MAX_IDS};
 use crate::types::{AuditRecord, CacheFlags, CacheName, CacheOps, CacheStats, SlabError};
 
@@ -1409,22 +1409,11 @@ impl Cache {
                     reload(s, m, r);
                     continue;
                 }
-                let (mut d, contended) = self.depot.0.lock_contended();
-                if contended {
-                    d.contention += 1;
-                }
-                if d.note_visit(self.grow_on_traffic) {
-                    drop(d);
-                    self.magazine_resize();
+                let Some((mut d, mt)) = self.lock_depot_for(slot) else {
                     continue;
-                }
-                let cur = MAGTYPES[d.magtype].rounds;
-                if s.magsize != cur {
-                    drop(d);
-                    self.drain_slot(slot);
-                    (*slot).magsize = cur;
-                    continue;
-                }
+                };
+                let s = &mut *slot;
+                let cur = MAGTYPES[mt].rounds;
                 let full = d.full.pop();
                 if full.is_null() {
                     return None;
@@ -1460,23 +1449,10 @@ impl Cache {
                     reload(s, m, 0);
                     continue;
                 }
-                let (mut d, contended) = self.depot.0.lock_contended();
-                if contended {
-                    d.contention += 1;
-                }
-                if d.note_visit(self.grow_on_traffic) {
-                    drop(d);
-                    self.magazine_resize();
+                let Some((mut d, mt)) = self.lock_depot_for(slot) else {
                     continue;
-                }
-                let mt = d.magtype;
-                let cur = MAGTYPES[mt].rounds;
-                if s.magsize != cur {
-                    drop(d);
-                    self.drain_slot(slot);
-                    (*slot).magsize = cur;
-                    continue;
-                }
+                };
+                let s = &mut *slot;
                 let empty = d.empty.pop();
                 if !empty.is_null() {
                     if !s.ploaded.is_null() {
@@ -1505,6 +1481,37 @@ impl Cache {
                 }
             }
         }
+    }
+
+    /// The depot lock for `slot`'s next exchange with the depot, and the current
+    /// magazine type. Counts contention; first resizes the magazines when depot traffic
+    /// calls for it, or drains a slot whose magazines have an old size: then `None`
+    /// (nothing held), and the caller looks at its slot again.
+    ///
+    /// # Safety
+    /// `slot` is the calling thread's slot for this cache.
+    unsafe fn lock_depot_for(&self, slot: *mut TSlot) -> Option<(SpinGuard<'_, Depot>, usize)> {
+        let (mut d, contended) = self.depot.0.lock_contended();
+        if contended {
+            d.contention += 1;
+        }
+        if d.note_visit(self.grow_on_traffic) {
+            drop(d);
+            self.magazine_resize();
+            return None;
+        }
+        let mt = d.magtype;
+        let cur = MAGTYPES[mt].rounds;
+        // SAFETY: by the caller the slot is ours.
+        unsafe {
+            if (*slot).magsize != cur {
+                drop(d);
+                self.drain_slot(slot);
+                (*slot).magsize = cur;
+                return None;
+            }
+        }
+        Some((d, mt))
     }
 
     /// Destroy the slot's magazines (their rounds go back to the slab layer).
