@@ -1374,6 +1374,17 @@ impl Cache {
                 crate::fatal_error(&e);
             }
         }
+        // SAFETY: by the caller; checked above for debug caches.
+        unsafe { self.free_to_layers(addr) }
+    }
+
+    /// A free past the fast path and the debug checks: to the calling thread's
+    /// magazines through the depot when it can, else (destructed, for a cache without
+    /// debug buftags) to the slab layer.
+    ///
+    /// # Safety
+    /// `addr` is a buffer of this cache being freed once.
+    unsafe fn free_to_layers(&self, addr: usize) {
         if self.id != 0 {
             let slot = thread::slot_for(self.id);
             // SAFETY: our own slot.

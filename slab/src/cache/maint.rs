@@ -180,17 +180,8 @@ impl Cache {
         // SAFETY: the buftag is ours; mark free, then skip the debug check in free_slow by
         // going to the magazine/slab layers directly.
         unsafe { *((addr + self.buftag_off) as *mut usize).add(2) = self.bx(addr, BUFTAG_FREE) };
-        if self.id != 0 {
-            let slot = thread::slot_for(self.id);
-            // SAFETY: our own slot.
-            if !slot.is_null() && unsafe { self.mag_free(slot, addr) } {
-                // SAFETY: our own slot.
-                unsafe { bump(&(*slot).frees) };
-                return;
-            }
-        }
-        self.slow_frees.fetch_add(1, Ordering::Relaxed);
-        self.slab_free_trusted(addr);
+        // SAFETY: by the caller; a debug cache (buftags), so no destructor runs here.
+        unsafe { self.free_to_layers(addr) }
     }
 
     /// Reclaim what this cache holds: call the reclaim callback, return the calling
