@@ -150,14 +150,29 @@ fn log_size(rng: &mut Rng, lo: usize, hi: usize) -> usize {
 // ---------------------------------------------------------------- larson
 
 fn larson(p: &Params) -> WResult {
-    let p = *p;
-    let t = p.threads;
     const SLOTS: usize = 2000;
     const ROUNDS: usize = 8;
-    let ops = p.ops(1_500_000, 4000) / (t * ROUNDS);
-    let mut arrays: Vec<Vec<Slot>> = (0..t).map(|_| (0..SLOTS).map(|_| None).collect()).collect();
+    let ops = p.ops(1_500_000, 4000) / (p.threads * ROUNDS);
+    migrating_rounds(p, ROUNDS, SLOTS, ops, "larson", larson_thread)
+}
+
+/// `rounds` rounds of `p.threads` threads: thread i of round r runs `work` on slot
+/// array i (`len` slots) with stream id `r * threads + i`; between rounds the arrays
+/// move one thread on, so each thread frees what another one allocated. At the end
+/// every array's blocks are checked and freed.
+fn migrating_rounds(
+    p: &Params,
+    rounds: usize,
+    len: usize,
+    ops: usize,
+    name: &str,
+    work: fn(&mut [Slot], u64, usize, &Params) -> WResult,
+) -> WResult {
+    let p = *p;
+    let t = p.threads;
+    let mut arrays: Vec<Vec<Slot>> = (0..t).map(|_| (0..len).map(|_| None).collect()).collect();
     let mut sum = 0u64;
-    for round in 0..ROUNDS {
+    for round in 0..rounds {
         let mut results: Vec<(Vec<Slot>, WResult)> = thread::scope(|s| {
             let hs: Vec<_> = arrays
                 .drain(..)
@@ -165,7 +180,7 @@ fn larson(p: &Params) -> WResult {
                 .map(|(i, mut arr)| {
                     s.spawn(move || {
                         let id = (round * t + i) as u64;
-                        let r = larson_thread(&mut arr, id, ops, &p);
+                        let r = work(&mut arr, id, ops, &p);
                         (arr, r)
                     })
                 })
@@ -185,7 +200,7 @@ fn larson(p: &Params) -> WResult {
         arrays.rotate_right(1);
     }
     for mut arr in arrays {
-        sum = sum.wrapping_add(free_slots(&mut arr, "larson")?);
+        sum = sum.wrapping_add(free_slots(&mut arr, name)?);
     }
     Ok(sum)
 }
@@ -331,43 +346,10 @@ fn cache_thrash(p: &Params) -> WResult {
 // ---------------------------------------------------------------- mstress
 
 fn mstress(p: &Params) -> WResult {
-    let p = *p;
-    let t = p.threads;
     const PHASES: usize = 4;
     const LONG: usize = 500;
-    let ops = p.ops(400_000, 2000) / (t * PHASES);
-    let mut longs: Vec<Vec<Slot>> = (0..t).map(|_| (0..LONG).map(|_| None).collect()).collect();
-    let mut sum = 0u64;
-    for phase in 0..PHASES {
-        let mut results: Vec<(Vec<Slot>, WResult)> = thread::scope(|s| {
-            let hs: Vec<_> = longs
-                .drain(..)
-                .enumerate()
-                .map(|(i, mut long)| {
-                    s.spawn(move || {
-                        let id = (phase * t + i) as u64;
-                        let r = mstress_thread(&mut long, id, ops, &p);
-                        (long, r)
-                    })
-                })
-                .collect();
-            hs.into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| (Vec::new(), Err("panic".into())))
-                })
-                .collect()
-        });
-        for (long, r) in results.drain(..) {
-            sum = sum.wrapping_add(r?);
-            longs.push(long);
-        }
-        longs.rotate_right(1);
-    }
-    for mut l in longs {
-        sum = sum.wrapping_add(free_slots(&mut l, "mstress")?);
-    }
-    Ok(sum)
+    let ops = p.ops(400_000, 2000) / (p.threads * PHASES);
+    migrating_rounds(p, PHASES, LONG, ops, "mstress", mstress_thread)
 }
 
 fn mstress_thread(long: &mut [Slot], id: u64, ops: usize, p: &Params) -> WResult {
