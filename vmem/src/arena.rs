@@ -865,6 +865,22 @@ struct XReq {
     policy: Policy,
 }
 
+impl XReq {
+    /// An unconstrained request (quantum alignment, anywhere) with `policy`.
+    fn plain(size: usize, realsize: usize, quantum: usize, policy: Policy) -> XReq {
+        XReq {
+            size,
+            realsize,
+            align: quantum,
+            phase: 0,
+            nocross: 0,
+            minaddr: 0,
+            maxaddr: None,
+            policy,
+        }
+    }
+}
+
 /// Resets the walker / unlocks if a walk callback unwinds.
 struct WalkGuard<'a> {
     vm: &'a Vmem,
@@ -1192,16 +1208,7 @@ impl Vmem {
             Policy::NextFit => self.alloc_nextfit::<H>(size),
             Policy::BestFit | Policy::FirstFit => {
                 let realsize = self.realsize(size)?;
-                self.xalloc_impl::<H>(XReq {
-                    size,
-                    realsize,
-                    align: self.quantum,
-                    phase: 0,
-                    nocross: 0,
-                    minaddr: 0,
-                    maxaddr: None,
-                    policy,
-                })
+                self.xalloc_impl::<H>(XReq::plain(size, realsize, self.quantum, policy))
             }
         }
     }
@@ -1276,16 +1283,12 @@ impl Vmem {
         };
         if map == 0 {
             self.unlock();
-            return self.xalloc_impl::<H>(XReq {
+            return self.xalloc_impl::<H>(XReq::plain(
                 size,
                 realsize,
-                align: self.quantum,
-                phase: 0,
-                nocross: 0,
-                minaddr: 0,
-                maxaddr: None,
-                policy: Policy::InstantFit,
-            });
+                self.quantum,
+                Policy::InstantFit,
+            ));
         }
         let fl = map.trailing_zeros() as usize;
         // SAFETY: freemap bit set => list non-empty; lock held.
@@ -1359,16 +1362,12 @@ impl Vmem {
                         break;
                     }
                     self.unlock();
-                    return self.xalloc_impl::<H>(XReq {
+                    return self.xalloc_impl::<H>(XReq::plain(
                         size,
                         realsize,
-                        align: self.quantum,
-                        phase: 0,
-                        nocross: 0,
-                        minaddr: 0,
-                        maxaddr: None,
-                        policy: Policy::FirstFit,
-                    });
+                        self.quantum,
+                        Policy::FirstFit,
+                    ));
                 }
             }
             let inner = self.inner();
