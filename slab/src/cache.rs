@@ -417,6 +417,26 @@ struct CacheList {
 // SAFETY: pointers followed only under the lock.
 unsafe impl Send for CacheList {}
 
+impl CacheList {
+    /// Put `cp` at the head of the list.
+    ///
+    /// # Safety
+    /// `cp` is a live cache on no list; the list's lock is held (`&mut self`).
+    unsafe fn push_front(&mut self, cp: *mut Cache) {
+        // SAFETY: by the caller.
+        unsafe {
+            let links = &mut *(*cp).links.get();
+            links.next = self.head;
+            links.prev = null_mut();
+            if !self.head.is_null() {
+                (*(*self.head).links.get()).prev = cp;
+            }
+        }
+        self.head = cp;
+        self.count += 1;
+    }
+}
+
 static CACHE_LIST: SpinLock<CacheList> = SpinLock::new(CacheList {
     head: null_mut(),
     count: 0,
@@ -1006,17 +1026,8 @@ impl Cache {
                 IDS[id].store(cp, Ordering::Release);
             }
         }
-        // SAFETY: list manipulation under CACHE_LIST.
-        unsafe {
-            let links = &mut *(*cp).links.get();
-            links.next = l.head;
-            links.prev = null_mut();
-            if !l.head.is_null() {
-                (*(*l.head).links.get()).prev = cp;
-            }
-        }
-        l.head = cp;
-        l.count += 1;
+        // SAFETY: the fresh cache is on no list; CACHE_LIST held.
+        unsafe { l.push_front(cp) };
         drop(l);
         // SAFETY: initialised above; lives until destroy.
         Ok(unsafe { &*cp })
@@ -1074,7 +1085,6 @@ impl Cache {
 
     fn unlink(&self) {
         let mut l = CACHE_LIST.lock();
-        let me = self as *const Cache as *mut Cache;
         // SAFETY: list manipulation under CACHE_LIST.
         unsafe {
             let links = &mut *self.links.get();
@@ -1090,23 +1100,12 @@ impl Cache {
             links.prev = null_mut();
         }
         l.count -= 1;
-        let _ = me;
     }
 
     fn relink(&self) {
         let mut l = CACHE_LIST.lock();
-        let cp = self as *const Cache as *mut Cache;
-        // SAFETY: list manipulation under CACHE_LIST.
-        unsafe {
-            let links = &mut *self.links.get();
-            links.next = l.head;
-            links.prev = null_mut();
-            if !l.head.is_null() {
-                (*(*l.head).links.get()).prev = cp;
-            }
-        }
-        l.head = cp;
-        l.count += 1;
+        // SAFETY: relink follows unlink (on no list); CACHE_LIST held.
+        unsafe { l.push_front(self as *const Cache as *mut Cache) };
     }
 
     /// Take every thread's magazines for this cache and empty the depot.
