@@ -227,6 +227,23 @@ struct Slab {
 }
 const SLAB_HDR: usize = size_of::<Slab>();
 
+impl Slab {
+    /// A slab of `cache` on no list, none of its `chunks` buffers allocated, its free
+    /// list starting at `head`.
+    fn fresh(cache: &Cache, mem: usize, base: usize, head: usize, chunks: usize) -> Slab {
+        Slab {
+            cache,
+            mem,
+            base,
+            next: null_mut(),
+            prev: null_mut(),
+            head,
+            refcnt: 0,
+            chunks,
+        }
+    }
+}
+
 /// External buffer control (hashed caches).
 #[repr(C)]
 struct Bufctl {

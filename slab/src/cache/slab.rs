@@ -157,19 +157,7 @@ impl Cache {
                     }
                     *((buf + self.link_off) as *mut usize) = next;
                 }
-                ptr::write(
-                    sp,
-                    Slab {
-                        cache: self,
-                        mem,
-                        base,
-                        next: null_mut(),
-                        prev: null_mut(),
-                        head: base,
-                        refcnt: 0,
-                        chunks,
-                    },
-                );
+                ptr::write(sp, Slab::fresh(self, mem, base, base, chunks));
             }
             return Some(sp);
         }
@@ -243,21 +231,7 @@ impl Cache {
             }
         }
         // SAFETY: fresh slab struct.
-        unsafe {
-            ptr::write(
-                sp,
-                Slab {
-                    cache: self,
-                    mem,
-                    base,
-                    next: null_mut(),
-                    prev: null_mut(),
-                    head: head as usize,
-                    refcnt: 0,
-                    chunks,
-                },
-            )
-        };
+        unsafe { ptr::write(sp, Slab::fresh(self, mem, base, head as usize, chunks)) };
         Some(sp)
     }
 
