@@ -169,6 +169,9 @@ mod types;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 pub use cache::{for_each_cache, hit_alloc, hit_free, Cache, FastIndex, InlineIndex};
+/// The spin lock umem-slab uses (no allocation, no poisoning), for the
+/// crates above it that need one for their own short critical sections.
+pub use sync::{RawSpin, SpinGuard, SpinLock};
 pub use thread::{live_thread_blocks, thread_exit_flush};
 pub use types::{
     AuditRecord, CacheFlags, CacheName, CacheOps, CacheStats, CtorFn, DtorFn, ObjectOps, ReclaimFn,

@@ -17,6 +17,12 @@ pub struct RawSpin {
     waiters: AtomicU32,
 }
 
+impl Default for RawSpin {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl RawSpin {
     pub const fn new() -> Self {
         RawSpin {

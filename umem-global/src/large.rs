@@ -22,11 +22,11 @@
 //! counts requested lengths, so a reused bigger block can keep up to its
 //! capacity resident under a smaller charge. `reap()` empties the cache.
 
-use crate::lock::Spin;
 use crate::pagemap::{self, Entry, MAX_PAGES};
 use crate::sys::{self, PAGE, PAGE_SHIFT};
 use crate::{options, ARENAS};
 use core::sync::atomic::{AtomicU64, Ordering};
+use umem_slab::SpinLock;
 use umem_vmem::{Policy, XAllocRequest};
 
 pub const SLOTS: usize = 64;
@@ -50,7 +50,7 @@ struct Cache {
     clock: u64,
 }
 
-pub static CACHE: Spin<CacheBox> = Spin::new(CacheBox(Cache {
+pub static CACHE: SpinLock<CacheBox> = SpinLock::new(CacheBox(Cache {
     slots: [Slot {
         addr: 0,
         pages: 0,

@@ -111,7 +111,6 @@
 pub mod boot;
 pub mod classes;
 mod large;
-mod lock;
 pub mod options;
 pub mod pagemap;
 pub mod source;
@@ -397,7 +396,7 @@ pub fn prefork() {
     if !is_initialized() {
         return;
     }
-    large::CACHE.raw_lock();
+    large::CACHE.raw().lock();
     // umem-slab's lockup takes its own locks and then every vmem lock.
     umem_slab::lockup();
 }
@@ -413,7 +412,7 @@ pub unsafe fn postfork_parent() {
     // SAFETY: prefork took these on this thread.
     unsafe {
         slabx::release();
-        large::CACHE.raw_unlock();
+        large::CACHE.raw().unlock();
     }
 }
 
@@ -429,7 +428,7 @@ pub unsafe fn postfork_child() {
     // SAFETY: the parent's prepare handler took them before fork.
     unsafe {
         slabx::release_child();
-        large::CACHE.raw_unlock();
+        large::CACHE.raw().unlock();
     }
 }
 
