@@ -191,3 +191,69 @@ fn stats_table_lists_caches_and_arenas() {
         assert!(err.contains(needle), "stats table lacks {needle:?}\n{err}");
     }
 }
+
+/// Without the class region — switched off with `UMEM_OPTIONS=noregion`, or
+/// impossible under an address-space limit far below its size — size
+/// classes take their spans from `umem_default` and `free` finds every
+/// block through the page map. The edge cases and the threaded test must
+/// pass the same, and the stats table must show that there was no region
+/// (while a normal run has one).
+#[test]
+fn without_a_class_region() {
+    use std::os::unix::process::CommandExt;
+    let region_line = |o: &std::process::Output| {
+        String::from_utf8_lossy(&o.stderr)
+            .lines()
+            .find(|l| l.starts_with("class region:"))
+            .map(str::to_string)
+            .unwrap_or_else(|| panic!("no class region line\n{}", show(o)))
+    };
+    let mut c = Command::new(compile_c("edges"));
+    c.env("UMEM_STATS", "1");
+    let o = run(c, true);
+    assert!(o.status.success(), "{}", show(&o));
+    assert!(
+        !region_line(&o).starts_with("class region: 0 bytes reserved"),
+        "a normal run has no region\n{}",
+        show(&o)
+    );
+    for how in ["option", "rlimit"] {
+        for (prog, args, expect) in [
+            ("edges", &[][..], "edges: OK"),
+            ("threads", &["4", "50000"][..], "threads: OK"),
+        ] {
+            let mut c = Command::new(compile_c(prog));
+            c.args(args).env("UMEM_STATS", "1");
+            if how == "option" {
+                c.env("UMEM_OPTIONS", "noregion");
+            } else {
+                // SAFETY: setrlimit is async-signal-safe; nothing else runs
+                // between fork and exec.
+                unsafe {
+                    c.pre_exec(|| {
+                        let lim = libc::rlimit {
+                            rlim_cur: 16 << 30,
+                            rlim_max: 16 << 30,
+                        };
+                        if libc::setrlimit(libc::RLIMIT_AS, &lim) != 0 {
+                            return Err(std::io::Error::last_os_error());
+                        }
+                        Ok(())
+                    });
+                }
+            }
+            let o = run(c, true);
+            assert!(o.status.success(), "{prog} ({how}):\n{}", show(&o));
+            assert!(
+                String::from_utf8_lossy(&o.stdout).contains(expect),
+                "{prog} ({how}):\n{}",
+                show(&o)
+            );
+            assert!(
+                region_line(&o).starts_with("class region: 0 bytes reserved"),
+                "{prog} ({how}) had a region\n{}",
+                show(&o)
+            );
+        }
+    }
+}

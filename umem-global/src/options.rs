@@ -9,6 +9,10 @@
 //!   (default 10; 0 disables the periodic step);
 //! * `large_cache=N` — bytes of recently freed large blocks kept for reuse
 //!   (default 64 MiB; suffixes k, m, g);
+//! * `noregion` — no class region (`region.rs`): size classes take their
+//!   spans from `umem_default` and `free` finds every block through the
+//!   page map (slower; for comparison, and what happens when the region
+//!   cannot be reserved);
 //! * `backend=mmap` — accepted (the only backend); `backend=sbrk` warns;
 //! * `concurrency=N`, `max_contention=N`, `perthread_cache=N` — accepted
 //!   for compatibility, no effect (magazines are per thread and resize on
@@ -24,6 +28,8 @@ use core::ffi::CStr;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 pub static NOMAGAZINES: AtomicBool = AtomicBool::new(false);
+/// `noregion`: no class region.
+pub static NOREGION: AtomicBool = AtomicBool::new(false);
 /// `UMEM_DEBUG=default|guards|contents`: size-class caches get umem-slab's
 /// debug layout (redzone + buftag after each buffer, 0xdeadbeef fill
 /// checked on reuse, double-free and redzone checks on free, abort with a
@@ -97,6 +103,7 @@ pub fn apply(item: &[u8]) -> bool {
     let num = value.and_then(parse_num);
     match (name, value) {
         (b"nomagazines", None) => NOMAGAZINES.store(true, Ordering::Relaxed),
+        (b"noregion", None) => NOREGION.store(true, Ordering::Relaxed),
         (b"reap_interval", Some(_)) => match num {
             Some(s) => REAP_INTERVAL_NS.store(s.saturating_mul(1_000_000_000), Ordering::Relaxed),
             None => return false,

@@ -1,9 +1,10 @@
 //! Span sources: the mmap page source at the root of umem's arena tree, and
-//! the recording source between `umem_default` and each size class's arena
-//! that keeps the page map in step with the slabs.
+//! the recording source under each size class's arena, which takes spans
+//! from the class's slice of the region (or from `umem_default`) and keeps
+//! the page map in step with the slabs.
 
-use crate::pagemap;
 use crate::sys::{self, PAGE};
+use crate::{pagemap, region};
 use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 use umem_vmem::{Addr, Source, Vmem};
 
@@ -85,8 +86,10 @@ impl Source for PageSource {
 /// The parent of every recording source (`umem_default`), set once at init.
 pub static DEFAULT_ARENA: AtomicPtr<Vmem> = AtomicPtr::new(core::ptr::null_mut());
 
-/// A size class's source: imports spans from `umem_default` and marks all
-/// their pages with the class in the page map; clears them before releasing.
+/// A size class's source: imports spans from the class's slice of the
+/// region ([`region`]), or from `umem_default` when there is no region or
+/// the slice is full, and marks all their pages with the class in the page
+/// map; clears them before releasing.
 pub struct ClassSource {
     pub class: usize,
 }
@@ -105,11 +108,15 @@ fn default_arena() -> &'static Vmem {
 }
 
 impl Source for ClassSource {
+    /// From the class's slice of the region when there is one and it has
+    /// room, else from `umem_default`.
     fn import(&self, size: usize, align: usize) -> Option<Addr> {
-        let parent = default_arena();
-        let a = Source::import(parent, size, align)?;
+        let a = match region::import(self.class, size, align) {
+            Some(a) => a,
+            None => Source::import(default_arena(), size, align)?,
+        };
         if !pagemap::set_range(a, size, pagemap::small(self.class)) {
-            Source::release(parent, a, size);
+            self.give_back(a, size);
             return None;
         }
         Some(a)
@@ -117,10 +124,19 @@ impl Source for ClassSource {
 
     fn release(&self, addr: Addr, size: usize) {
         pagemap::set_range(addr, size, 0);
-        Source::release(default_arena(), addr, size);
+        self.give_back(addr, size);
     }
 
     fn quantum(&self) -> usize {
         CLASS_SPAN
+    }
+}
+
+impl ClassSource {
+    /// Returns a span to where it came from: its slice or `umem_default`.
+    fn give_back(&self, addr: Addr, size: usize) {
+        if !region::release(addr, size) {
+            Source::release(default_arena(), addr, size);
+        }
     }
 }

@@ -50,7 +50,7 @@ pub struct LargeStats {
     pub cached_bytes: usize,
 }
 
-pub const MAX_ARENAS: usize = 96;
+pub const MAX_ARENAS: usize = 160;
 
 /// A snapshot of every cache and arena.
 #[derive(Clone, Copy, Debug)]
@@ -59,8 +59,14 @@ pub struct Stats {
     pub arenas: [ArenaStats; MAX_ARENAS],
     pub narenas: usize,
     pub large: LargeStats,
-    /// Bytes currently mapped from the kernel by umem's page source.
+    /// Bytes of memory umem holds from the kernel: what its page source has
+    /// mapped now plus the class region's spans in use (the rest of the
+    /// region is address space whose pages are discarded).
     pub mapped: u64,
+    /// Bytes of address space reserved for the class region (0 without one).
+    pub region_reserved: u64,
+    /// Bytes of the region the class arenas hold (imported spans).
+    pub region_in_use: u64,
     pub maps: u64,
     pub unmaps: u64,
 }
@@ -90,7 +96,17 @@ pub fn stats() -> Stats {
         mapped: source::PAGES.mapped.load(Ordering::Relaxed),
         maps: source::PAGES.maps.load(Ordering::Relaxed),
         unmaps: source::PAGES.unmaps.load(Ordering::Relaxed),
+        region_reserved: 0,
+        region_in_use: 0,
     };
+    if crate::region::base().is_some() {
+        s.region_reserved = crate::region::LEN as u64;
+        s.region_in_use = (0..classes::COUNT)
+            .filter_map(crate::region::slice_arena)
+            .map(|a| a.stats().mem_inuse)
+            .sum();
+        s.mapped += s.region_in_use;
+    }
     for c in 0..classes::COUNT {
         let mut cs = ClassStats {
             name: classes::NAMES[c],
@@ -225,7 +241,14 @@ pub fn print_stats(fd: i32) {
     let _ = writeln!(
         b,
         "page source: {} bytes mapped now, {} mmaps, {} munmaps",
-        s.mapped, s.maps, s.unmaps
+        s.mapped - s.region_in_use,
+        s.maps,
+        s.unmaps
+    );
+    let _ = writeln!(
+        b,
+        "class region: {} bytes reserved, {} bytes in spans",
+        s.region_reserved, s.region_in_use
     );
     b.flush_to(fd);
 }
