@@ -15,8 +15,12 @@
 //!  ├─ heap (vmem, page quantum)                    umem-vmem's internal tree:
 //!  │   ├─ vmem_internal → vmem_seg/vmem_hash/vmem_vmem
 //!  │   ├─ umem_internal, umem_cache, umem_hash     umem-slab's metadata
-//!  │   └─ umem_default (page quantum)
-//!  │        └─ ClassSource(c) → umem_alloc_<n> arena → umem_alloc_<n> cache
+//!  │   └─ umem_default (page quantum)  ┐ (when the slice is full or
+//!  │                                   │  there is no region)
+//!  ├─ class region (one reservation)   │         region.rs
+//!  │   └─ umem_slice_<n> (vmem, one    │
+//!  │       16 GiB span per class)      │
+//!  │        └─ ClassSource(c) ─────────┘ → umem_alloc_<n> arena → umem_alloc_<n> cache
 //!  ├─ umem_oversize (page quantum)  large blocks   large.rs
 //!  └─ umem_memalign (page quantum)  large blocks aligned above a page
 //! ```

@@ -12,28 +12,35 @@
 //! ```
 //!
 //! Each slice is a vmem arena (`umem_slice_<size>`, no source, one span:
-//! the slice, made on the class's first import) that [`crate::source::ClassSource`] imports from; a span the
-//! class arena gives back is discarded (`MADV_DONTNEED`) and freed to the
-//! slice arena. The class arenas keep [`CLASS_RETAIN`] bytes of wholly free
-//! spans before they give any back (vmem's retained spans), and the periodic
-//! update gives those back too, so discards are not paid on every slab
-//! that empties.
+//! the slice, made on the class's first import) that
+//! [`crate::source::ClassSource`] imports from; a span the class arena gives
+//! back is decommitted and freed to the slice arena. The class arenas keep
+//! [`CLASS_RETAIN`] bytes of wholly free spans before they give any back
+//! (vmem's retained spans), and the periodic update gives those back too,
+//! so the system calls are not paid on every slab that empties.
 //!
-//! The reservation is a single `MAP_NORESERVE` anonymous mapping:
-//! address space, not memory — pages cost memory only once touched. When
-//! it cannot be made (an `RLIMIT_AS`, strict overcommit) or is switched off
-//! (`UMEM_OPTIONS=noregion`), and when a slice is full, classes import from
+//! The reservation is a single `PROT_NONE` anonymous mapping: address
+//! space, not memory, and no commit charge. A span is made readable and
+//! writable (`mprotect`) when a class arena imports it, and replaced by a
+//! fresh `PROT_NONE` mapping when it goes back (its memory is freed). So
+//! core dumps contain only spans in use (an untouched reservation is left
+//! out, a written one would be dumped whole), strict overcommit charges
+//! only what is in use, and an address in a slice that no arena holds
+//! faults when touched. When the reservation cannot be made (an
+//! `RLIMIT_AS`) or is switched off (`UMEM_OPTIONS=noregion`), and when a
+//! slice is full or a span cannot be committed, classes import from
 //! `umem_default` as before and their blocks are freed through the page map
-//! (correct, a call slower). The page map is kept for region spans as well,
-//! so `free`'s out-of-line path, `malloc_usable_size` and the bad-pointer
-//! checks read it exactly as for other memory.
+//! (correct, a few instructions slower). The page map is kept for region
+//! spans as well, so `free`'s out-of-line path, `malloc_usable_size` and
+//! the bad-pointer checks read it exactly as for other memory.
 //!
 //! What the hit path trusts: any pointer inside a slice, aligned like the
 //! class's buffers, is taken as a block of that class. Every such address
 //! is umem's own reserved memory, so only a pointer made up from umem's
 //! memory (not one from the stack, a global, another allocator, or the
-//! inside of a large block) gets past it; a double free is the same
-//! undetected error it is for the magazine layer in libumem (use
+//! inside of a large block) gets past it, and one outside the spans in use
+//! faults as soon as it is handed out and written; a double free is the
+//! same undetected error it is for the magazine layer in libumem (use
 //! `UMEM_DEBUG=default` to catch it).
 
 use crate::classes;
@@ -108,7 +115,7 @@ pub fn slice_arena(c: usize) -> Option<&'static Vmem> {
 /// ([`slice_for`]), so a process pays only for the classes it uses (all 46
 /// at init cost about 130 µs of the first `malloc`).
 pub fn reserve() -> bool {
-    let Some(b) = sys::map(LEN) else {
+    let Some(b) = sys::reserve(LEN) else {
         return false;
     };
     if !crate::pagemap::in_range(b, LEN) {
@@ -156,12 +163,22 @@ fn slice_for(c: usize) -> Option<&'static Vmem> {
 /// A span of `size` bytes aligned to `align` from class `c`'s slice; `None`
 /// when there is no region or the slice is full.
 pub fn import(c: usize, size: usize, align: usize) -> Option<Addr> {
-    Source::import(slice_for(c)?, size, align)
+    let slice = slice_for(c)?;
+    let a = Source::import(slice, size, align)?;
+    let e = sys::errno();
+    // SAFETY: a range of class c's slice that its arena just handed out.
+    let ok = unsafe { sys::commit(a, size) };
+    sys::set_errno(e);
+    if !ok {
+        Source::release(slice, a, size);
+        return None;
+    }
+    Some(a)
 }
 
 /// Gives back a span [`import`] handed out: `false` (nothing done) when
-/// `addr` is not in the region. The pages are discarded first, so the
-/// slice's free space holds no memory.
+/// `addr` is not in the region. The span is decommitted first, so the
+/// slice's free space holds no memory and is inaccessible.
 pub fn release(addr: Addr, size: usize) -> bool {
     let Some(c) = class_of(addr) else {
         return false;
@@ -171,8 +188,8 @@ pub fn release(addr: Addr, size: usize) -> bool {
     };
     let e = sys::errno();
     // SAFETY: the class arena gives back a span it imported whole and no
-    // longer uses; it is private anonymous memory of the reservation.
-    unsafe { sys::discard(addr, size) };
+    // longer uses; it is part of the reservation.
+    unsafe { sys::decommit(addr, size) };
     sys::set_errno(e);
     Source::release(arena, addr, size);
     true

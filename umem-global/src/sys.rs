@@ -32,6 +32,68 @@ pub fn map(len: usize) -> Option<usize> {
     }
 }
 
+/// Reserves `len` bytes of address space: an inaccessible (`PROT_NONE`)
+/// private anonymous mapping that costs no memory and no commit charge, and
+/// that core dumps leave out until parts of it are [`commit`]ted and used.
+pub fn reserve(len: usize) -> Option<usize> {
+    // SAFETY: an anonymous private mapping at an address of the kernel's
+    // choosing touches no existing memory.
+    let p = unsafe {
+        libc::mmap(
+            core::ptr::null_mut(),
+            len,
+            libc::PROT_NONE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    (p != libc::MAP_FAILED).then_some(p as usize)
+}
+
+/// Makes `[addr, addr + len)` of a [`reserve`]d range readable and
+/// writable (its pages read as zero until written). `false` when the kernel
+/// refuses (commit limit, too many mappings).
+///
+/// # Safety
+/// The range must be part of a reservation that nothing else uses.
+pub unsafe fn commit(addr: usize, len: usize) -> bool {
+    // SAFETY: per the caller's contract.
+    unsafe {
+        libc::mprotect(
+            addr as *mut libc::c_void,
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+        ) == 0
+    }
+}
+
+/// Returns a [`commit`]ted range to the reserved state: its memory is
+/// freed and it is inaccessible again (a fresh `PROT_NONE` mapping over
+/// it). If the kernel refuses that (too many mappings), the pages are only
+/// discarded and stay accessible; either way they hold no memory.
+///
+/// # Safety
+/// The range must be part of a reservation and nobody may use it.
+pub unsafe fn decommit(addr: usize, len: usize) {
+    // SAFETY: per the caller's contract the range is ours and unused;
+    // MAP_FIXED replaces exactly that range.
+    let p = unsafe {
+        libc::mmap(
+            addr as *mut libc::c_void,
+            len,
+            libc::PROT_NONE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_FIXED,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        // SAFETY: as above.
+        unsafe { discard(addr, len) };
+    }
+}
+
 /// Unmaps a range previously mapped by [`map`] (or part of one).
 ///
 /// # Safety

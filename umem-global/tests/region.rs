@@ -151,3 +151,51 @@ fn spans_given_back_are_discarded() {
         "RSS {rss1} -> {rss2}: the discarded spans kept their memory"
     );
 }
+
+/// The permissions of the mapping holding `a`, from /proc/self/maps.
+fn perms_at(a: usize) -> String {
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    for line in maps.lines() {
+        let mut f = line.split_whitespace();
+        let range = f.next().unwrap();
+        let perms = f.next().unwrap();
+        let (lo, hi) = range.split_once('-').unwrap();
+        let lo = usize::from_str_radix(lo, 16).unwrap();
+        let hi = usize::from_str_radix(hi, 16).unwrap();
+        if (lo..hi).contains(&a) {
+            return perms.to_string();
+        }
+    }
+    panic!("{a:#x} is not mapped");
+}
+
+#[test]
+fn only_spans_in_use_are_accessible() {
+    let _t = turn();
+    let n = 1344;
+    let c = class_of_size(n);
+    let p = alloc(n, 16, false);
+    unsafe { std::ptr::write_bytes(p, 1, n) };
+    let base = region::base().unwrap();
+    assert_eq!(&perms_at(p as usize)[..3], "rw-");
+    // The end of the slice was never imported: reserved, inaccessible (and
+    // so left out of core dumps).
+    let end = base + (c << SLICE_SHIFT) + SLICE - 4096;
+    assert_eq!(&perms_at(end)[..3], "---");
+    // A span given back is inaccessible again.
+    let count = (8 << 20) / n;
+    let blocks: Vec<*mut u8> = (0..count).map(|_| alloc(n, 16, false)).collect();
+    let last = *blocks.iter().max().unwrap() as usize;
+    unsafe { std::ptr::write_bytes(last as *mut u8, 2, n) };
+    assert_eq!(&perms_at(last)[..3], "rw-");
+    for &b in &blocks {
+        unsafe { free(b) }.unwrap();
+    }
+    reap();
+    assert_eq!(
+        &perms_at(last)[..3],
+        "---",
+        "a span given back is still accessible"
+    );
+    unsafe { free(p) }.unwrap();
+}
