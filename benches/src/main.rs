@@ -290,15 +290,14 @@ fn cargo_build(bin_dir: &Path, args: &[&str]) -> Result<String, String> {
 }
 
 /// The worker binaries beside the harness: `cargo run -p umem-bench` builds only the harness,
-/// so the first run builds the other bins of the package.
+/// so every run (unless `--no-build`) has cargo bring the other bins of the package up to
+/// date — a no-op when nothing changed, and never a measurement of stale code.
 fn ensure_workers(bin_dir: &Path, build: bool, notes: &mut Vec<String>) {
-    let names = ["system", "umem", "mimalloc", "jemalloc"];
-    let missing = |n: &&str| !bin_dir.join(format!("umem-bench-worker-{n}")).exists();
-    if !build || !names.iter().any(missing) {
+    if !build {
         return;
     }
     match cargo_build(bin_dir, &["-p", "umem-bench", "--bins"]) {
-        Ok(how) => notes.push(format!("built the worker binaries with `{how}`")),
+        Ok(how) => notes.push(format!("worker binaries brought up to date with `{how}`")),
         Err(e) => {
             notes.push(format!("{e}; trying without umem"));
             if let Ok(how) = cargo_build(
@@ -311,10 +310,11 @@ fn ensure_workers(bin_dir: &Path, build: bool, notes: &mut Vec<String>) {
     }
 }
 
-/// `libumem.so` next to the harness (`target/release/libumem.so`); builds it when missing.
+/// `libumem.so` next to the harness (`target/release/libumem.so`); cargo brings it up to
+/// date first (unless `--no-build`, which takes it as it is).
 fn libumem(bin_dir: &Path, build: bool, notes: &mut Vec<String>) -> Result<PathBuf, String> {
     let so = bin_dir.join("libumem.so");
-    if so.exists() {
+    if so.exists() && !build {
         return Ok(so);
     }
     let how = format!(
@@ -326,7 +326,7 @@ fn libumem(bin_dir: &Path, build: bool, notes: &mut Vec<String>) -> Result<PathB
     }
     match cargo_build(bin_dir, &["-p", "umem-preload"]) {
         Ok(how) if so.exists() => {
-            notes.push(format!("built {} with `{how}`", so.display()));
+            notes.push(format!("{} brought up to date with `{how}`", so.display()));
             Ok(so)
         }
         Ok(_) => Err(format!("`{how}` did not leave {}", so.display())),
