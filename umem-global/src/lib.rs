@@ -1004,5 +1004,7 @@ mod slabx {
         c.mem_in_use = s.buf_inuse * s.buf_size as u64;
         c.alloc = s.alloc;
         c.alloc_fail = s.alloc_fail;
+        c.mag_size = s.mag_size;
+        c.mag_resize = s.mag_resize;
     }
 }

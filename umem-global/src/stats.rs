@@ -18,6 +18,10 @@ pub struct ClassStats {
     pub mem_in_use: u64,
     pub alloc: u64,
     pub alloc_fail: u64,
+    /// Rounds per magazine now (0: no magazine layer).
+    pub mag_size: usize,
+    /// Times the magazines grew.
+    pub mag_resize: u64,
 }
 
 /// One arena (the `::umastat` vmem columns).
@@ -166,25 +170,32 @@ pub fn print_stats(fd: i32) {
     let mut b = StackBuf::<4096>::new();
     let _ = writeln!(
         b,
-        "{:<24} {:>7} {:>9} {:>9} {:>11} {:>11} {:>6}",
-        "cache", "buf", "buf", "buf", "memory", "alloc", "alloc"
+        "{:<24} {:>7} {:>9} {:>9} {:>11} {:>11} {:>6} {:>5}",
+        "cache", "buf", "buf", "buf", "memory", "alloc", "alloc", "mag"
     );
     let _ = writeln!(
         b,
-        "{:<24} {:>7} {:>9} {:>9} {:>11} {:>11} {:>6}",
-        "name", "size", "in use", "total", "in use", "succeed", "fail"
+        "{:<24} {:>7} {:>9} {:>9} {:>11} {:>11} {:>6} {:>5}",
+        "name", "size", "in use", "total", "in use", "succeed", "fail", "size"
     );
     let _ = writeln!(
         b,
-        "{:-<24} {:->7} {:->9} {:->9} {:->11} {:->11} {:->6}",
-        "", "", "", "", "", "", ""
+        "{:-<24} {:->7} {:->9} {:->9} {:->11} {:->11} {:->6} {:->5}",
+        "", "", "", "", "", "", "", ""
     );
     b.flush_to(fd);
     for c in &s.classes {
         let _ = writeln!(
             b,
-            "{:<24} {:>7} {:>9} {:>9} {:>11} {:>11} {:>6}",
-            c.name, c.buf_size, c.buf_in_use, c.buf_total, c.mem_in_use, c.alloc, c.alloc_fail
+            "{:<24} {:>7} {:>9} {:>9} {:>11} {:>11} {:>6} {:>5}",
+            c.name,
+            c.buf_size,
+            c.buf_in_use,
+            c.buf_total,
+            c.mem_in_use,
+            c.alloc,
+            c.alloc_fail,
+            c.mag_size
         );
         if b.len() > 3500 {
             b.flush_to(fd);
@@ -193,14 +204,15 @@ pub fn print_stats(fd: i32) {
     let l = s.large;
     let _ = writeln!(
         b,
-        "{:<24} {:>7} {:>9} {:>9} {:>11} {:>11} {:>6}",
+        "{:<24} {:>7} {:>9} {:>9} {:>11} {:>11} {:>6} {:>5}",
         "(large blocks)",
         "-",
         l.alloc - l.free,
         l.alloc - l.free + l.cached_blocks as u64,
         l.in_use,
         l.alloc,
-        l.fail
+        l.fail,
+        "-"
     );
     let _ = writeln!(
         b,
