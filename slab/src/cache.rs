@@ -184,7 +184,7 @@ struct Depot {
 
 /// Magazines also grow on depot *traffic*: [`TRAFFIC_VISITS`] depot visits within
 /// [`TRAFFIC_WINDOW_MS`] (see the theory statement).
-const TRAFFIC_VISITS: u32 = 1024;
+const TRAFFIC_VISITS: u32 = 64;
 const TRAFFIC_WINDOW_MS: u64 = 50;
 
 /// Batch refill from the slab layer (see `Cache::batch_refill`): buffers up to this size
@@ -745,8 +745,9 @@ unsafe fn push<const MAY_BE_NULL: bool>(slot: *mut TSlot, addr: usize) -> bool {
             let m = s.ploaded;
             reload(s, m, 0);
         }
-        *Magazine::round(s.loaded, s.rounds) = addr;
-        s.rounds += 1;
+        let r = s.rounds;
+        *Magazine::round(s.loaded, r) = addr;
+        s.rounds = r + 1;
         bump(&s.frees);
         true
     }

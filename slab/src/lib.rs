@@ -22,12 +22,16 @@
 //!    magazines — those outside the working set. A failed `try_lock` on the depot lock
 //!    counts as contention; more than 2 per update interval grows the magazine type
 //!    (1, 3, 7, 15, 31, 47, 63, 95, 143 rounds, as libumem's `umem_magtype`).
-//!    **Deviation from libumem:** magazines also grow on depot *traffic* — 1024 depot
-//!    visits within 50 ms (coarse clock, read once per 1024 visits) grow the type at once,
+//!    **Deviation from libumem:** magazines also grow on depot *traffic* — 64 depot
+//!    visits within 50 ms (coarse clock, read once per 64 visits) grow the type at once,
 //!    from the slow path that sees it. libumem grows only on contention, so a single
 //!    thread churning a few dozen objects of a class keeps 3- or 7-round magazines and
 //!    takes the depot lock every few operations (measured: random 16–512 B churn over
-//!    1000 live objects, 16.3 → 11.4 ns per malloc+free). Caches with a constructor or
+//!    1000 live objects, 16.3 → 11.4 ns per malloc+free). Growing late is costly with
+//!    threads too: magazines that go through the depot carry blocks one thread just
+//!    wrote to another thread's core (umem-bench sh6bench, two threads, 128 live blocks
+//!    per class: 51 ms with the first threshold of 1024 visits, 40 ms with 64, 36 ms
+//!    with magazines at their largest from the start, mimalloc 35 ms). Caches with a constructor or
 //!    destructor, quantum caches and the internal caches keep the contention-only rule
 //!    (a resize destroys the cached, constructed objects).
 //!    **Second deviation — batch refill:** when a thread finds no full magazine in the

@@ -109,10 +109,11 @@ fn working_set_reaping_frees_idle_magazines() {
     )
     .unwrap();
     let c = Cache::create("ws", 128, 0, CacheOps::NONE, a, CacheFlags::NONE).unwrap();
-    // A burst puts many full magazines in the depot.
+    // A burst puts many full magazines in the depot (enough that the magazines growing on
+    // the burst's depot traffic, which empties the depot, still leaves many).
     // (A joined std thread: its exit flush has run when join returns.)
     std::thread::spawn(move || {
-        let v: Vec<_> = (0..3000).map(|_| c.alloc().unwrap()).collect();
+        let v: Vec<_> = (0..20000).map(|_| c.alloc().unwrap()).collect();
         for p in v {
             unsafe { c.free(p) };
         }
