@@ -257,3 +257,36 @@ fn without_a_class_region() {
         }
     }
 }
+
+/// A panic inside the library aborts with umem's own one-line message (the
+/// hook the library installs when loaded), not Rust's default hook.
+#[test]
+fn a_panic_inside_the_library_aborts_with_a_message() {
+    let exe = compile_c("panic");
+    let o = run(Command::new(&exe), true);
+    assert_eq!(
+        o.status.signal(),
+        Some(libc::SIGABRT),
+        "must abort\n{}",
+        show(&o)
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("in range: 2"), "{}", show(&o));
+    assert!(!out.contains("NOT-ABORTED"), "{}", show(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("umem: panic:"))
+        .unwrap_or_else(|| panic!("no 'umem: panic:' line\n{}", show(&o)));
+    assert!(line.contains("lib.rs"), "no location: {line}");
+    assert!(
+        err.contains("index out of bounds"),
+        "no panic message\n{}",
+        show(&o)
+    );
+    assert!(
+        !err.contains("thread 'main' panicked") && !err.contains("RUST_BACKTRACE"),
+        "Rust's default hook ran\n{}",
+        show(&o)
+    );
+}

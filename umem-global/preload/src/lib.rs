@@ -31,6 +31,12 @@
 //! The library is linked `-z nodelete` (build.rs): its fork handlers and
 //! the thread-key destructor point into it, so a `dlclose` must not unload it.
 //!
+//! **Panics** abort: the release profile has `panic = "abort"`, and a hook
+//! installed when the library is loaded (`.init_array`) writes
+//! `umem: panic: <location and message>` with write(2) and aborts, before
+//! std's default hook could run (it allocates — here, from umem itself,
+//! possibly under one of umem's locks).
+//!
 //! Locks: none of its own (see umem-global for the order).
 
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -42,6 +48,27 @@ use umem_global::{sys, FreeError, Umem};
 
 #[global_allocator]
 static GLOBAL: Umem = Umem;
+
+/// Installs the panic hook (see the theory statement). A zero-sized closure:
+/// its `Box` allocates nothing.
+extern "C" fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        sys::fatal(format_args!("umem: panic: {info}"))
+    }));
+}
+
+#[used]
+#[link_section = ".init_array"]
+static INSTALL_PANIC_HOOK: extern "C" fn() = install_panic_hook;
+
+/// Panics on purpose: lets the tests check that a panic inside the library
+/// aborts with the hook's one-line message. Not part of the malloc API.
+#[no_mangle]
+pub extern "C" fn umem_test_panic(n: usize) -> usize {
+    let table = [1usize, 2, 3];
+    // An index out of bounds for any n >= 3, hidden from the optimiser.
+    table[core::hint::black_box(n)]
+}
 
 /// The C ABI's minimum alignment (glibc's MALLOC_ALIGNMENT on 64-bit).
 const MIN_ALIGN: usize = 16;
