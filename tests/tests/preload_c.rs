@@ -290,3 +290,31 @@ fn a_panic_inside_the_library_aborts_with_a_message() {
         show(&o)
     );
 }
+
+/// Size classes are made on first use: a process that allocates one size
+/// lists one class arena in its stats table (umem_alloc_112), not all 46;
+/// and threads racing to make every class at once all get working caches.
+#[test]
+fn classes_are_made_on_first_use() {
+    let exe = compile_c("lazy");
+    let mut c = Command::new(&exe);
+    c.arg("one").env("UMEM_STATS", "1");
+    let o = run(c, true);
+    assert!(o.status.success(), "{}", show(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    let arenas: Vec<&str> = err
+        .lines()
+        .skip_while(|l| !l.starts_with("vmem arena"))
+        .filter(|l| l.starts_with("umem_alloc_"))
+        .collect();
+    assert!(
+        arenas.iter().any(|l| l.starts_with("umem_alloc_112 ")),
+        "no arena for the 112-byte class\n{err}"
+    );
+    assert!(
+        arenas.len() < 5,
+        "{} class arenas for one allocation size\n{err}",
+        arenas.len()
+    );
+    both("lazy", &[], "lazy: OK");
+}

@@ -27,7 +27,13 @@
 //!
 //! **Size classes** are libumem's `umem_alloc_sizes` (8 B … 128 KiB), each a
 //! slab cache created with the class's natural alignment (see
-//! [`classes`]). Larger requests are **large blocks** of whole pages.
+//! [`classes`]), on the class's first allocation (its arena, cache and
+//! hit-table entries, under `CLASS_LOCK`; a process pays only for the sizes
+//! it uses). Larger requests are **large blocks** of whole pages.
+//!
+//! **Locks** (umem-global's own, then the crates below): the large-block
+//! cache lock, then `CLASS_LOCK`, then umem-slab's and umem-vmem's locks in
+//! their documented order; `prefork` takes them all in that order.
 //!
 //! **Free without a size** uses the **page map** ([`pagemap`]), a radix tree
 //! from page to owner: each size class has its own vmem arena whose source
@@ -46,7 +52,7 @@
 //! its cache's [`umem_slab::InlineIndex`] (and, for `free`, the class's
 //! alignment mask); [`umem_slab::hit_alloc`]/[`umem_slab::hit_free`] pop or
 //! push the thread's magazines through it. Both tables are zero (every hit
-//! misses) until init fills them. Everything else — empty/full magazines,
+//! misses) until the class's cache is made. Everything else — empty/full magazines,
 //! sizes above 1 KiB for `malloc`, init, errors — is in out-of-line `*_miss`
 //! functions.
 //!
@@ -329,50 +335,6 @@ fn build_tree() -> bool {
     if !options::NOREGION.load(Ordering::Relaxed) {
         region::reserve();
     }
-    let nomag = options::NOMAGAZINES.load(Ordering::Relaxed);
-    for c in 0..classes::COUNT {
-        let src: &'static dyn Source = &CLASS_SOURCES[c];
-        let Ok(arena) = Vmem::create(
-            classes::NAMES[c],
-            None,
-            PAGE,
-            Some(src),
-            0,
-            CreateFlags::NO_QCACHE,
-        ) else {
-            return false;
-        };
-        if region::base().is_some() {
-            // Spans going back to a slice are discarded: keep some (the
-            // heap's retention does this for spans going to umem_default).
-            arena.set_retain(region::CLASS_RETAIN);
-        }
-        ARENAS.class[c].store(arena as *const Vmem as *mut Vmem, Ordering::Release);
-        let Some(cache) = slabx::create(
-            classes::NAMES[c],
-            classes::size(c),
-            classes::align(c),
-            arena,
-            nomag,
-        ) else {
-            return false;
-        };
-        CACHES[c]
-            .fast
-            .store(slabx::fast_raw(cache), Ordering::Relaxed);
-        CACHES[c]
-            .cache
-            .store(cache as *const Cache as *mut Cache, Ordering::Release);
-        let ii = cache.fast_index().inline().raw();
-        hit_of(c).store(
-            ((classes::align(c) as u64 - 1) << 16) | u64::from(ii),
-            Ordering::Relaxed,
-        );
-    }
-    for (g, h) in HIT16.iter().enumerate() {
-        let c = classes::class16_small(g * 16);
-        h.store(hit_of(c).load(Ordering::Relaxed) as u16, Ordering::Relaxed);
-    }
     let pages: &'static dyn Source = &source::PAGES;
     for (name, slot) in [
         ("umem_oversize", &ARENAS.oversize),
@@ -387,6 +349,68 @@ fn build_tree() -> bool {
         options::REAP_INTERVAL_NS.load(Ordering::Relaxed) / 1_000_000,
     );
     true
+}
+
+/// Serialises the creation of class arenas and caches ([`class_or_create`]).
+/// Lock order: after the large-block cache lock, before every umem-slab and
+/// umem-vmem lock (creating takes those); `prefork` takes it in that place.
+static CLASS_LOCK: umem_slab::SpinLock<()> = umem_slab::SpinLock::new(());
+
+/// Class `c`'s cache, made now (arena, cache, hit-table entries) if this is
+/// the class's first allocation; `None` if that fails (no memory). Classes
+/// are made on first use rather than all 46 at init: that was 110 µs of the
+/// first `malloc` (about half), paid by every process however few sizes it
+/// uses.
+#[cold]
+#[inline(never)]
+fn class_or_create(c: usize) -> Option<slabx::ClassRef> {
+    if let Some(k) = class_cache(c) {
+        return Some(k);
+    }
+    let _g = CLASS_LOCK.lock();
+    if let Some(k) = class_cache(c) {
+        return Some(k);
+    }
+    let src: &'static dyn Source = &CLASS_SOURCES[c];
+    let arena = Vmem::create(
+        classes::NAMES[c],
+        None,
+        PAGE,
+        Some(src),
+        0,
+        CreateFlags::NO_QCACHE,
+    )
+    .ok()?;
+    if region::base().is_some() {
+        // Spans going back to a slice are decommitted: keep some (the
+        // heap's retention does this for spans going to umem_default).
+        arena.set_retain(region::CLASS_RETAIN);
+    }
+    ARENAS.class[c].store(arena as *const Vmem as *mut Vmem, Ordering::Release);
+    let cache = slabx::create(
+        classes::NAMES[c],
+        classes::size(c),
+        classes::align(c),
+        arena,
+        options::NOMAGAZINES.load(Ordering::Relaxed),
+    )?;
+    CACHES[c]
+        .fast
+        .store(slabx::fast_raw(cache), Ordering::Relaxed);
+    CACHES[c]
+        .cache
+        .store(cache as *const Cache as *mut Cache, Ordering::Release);
+    let ii = cache.fast_index().inline().raw();
+    hit_of(c).store(
+        ((classes::align(c) as u64 - 1) << 16) | u64::from(ii),
+        Ordering::Relaxed,
+    );
+    for (g, h) in HIT16.iter().enumerate() {
+        if classes::class16_small(g * 16) == c {
+            h.store(ii, Ordering::Relaxed);
+        }
+    }
+    class_cache(c)
 }
 
 /// Runs once, right after READY, on the initialising thread: things that may
@@ -421,6 +445,7 @@ pub fn prefork() {
         return;
     }
     large::CACHE.raw().lock();
+    CLASS_LOCK.raw().lock();
     // umem-slab's lockup takes its own locks and then every vmem lock.
     umem_slab::lockup();
 }
@@ -436,6 +461,7 @@ pub unsafe fn postfork_parent() {
     // SAFETY: prefork took these on this thread.
     unsafe {
         slabx::release();
+        CLASS_LOCK.raw().unlock();
         large::CACHE.raw().unlock();
     }
 }
@@ -452,6 +478,7 @@ pub unsafe fn postfork_child() {
     // SAFETY: the parent's prepare handler took them before fork.
     unsafe {
         slabx::release_child();
+        CLASS_LOCK.raw().unlock();
         large::CACHE.raw().unlock();
     }
 }
@@ -570,8 +597,12 @@ fn alloc_slow(size: usize, align: usize, zero: bool) -> *mut u8 {
         }
         return boot::alloc(size, align);
     }
-    if classes::class_for(size, align).is_some() {
-        return alloc(size, align, zero);
+    if let Some(c) = classes::class_for(size, align) {
+        // The class's first allocation (or its cache could not be made).
+        return match class_or_create(c) {
+            Some(k) => zeroed_if(slabx::alloc(k).unwrap_or(null_mut()), size, zero),
+            None => null_mut(),
+        };
     }
     large::alloc(size, align, zero)
 }
