@@ -318,3 +318,44 @@ fn classes_are_made_on_first_use() {
     );
     both("lazy", &[], "lazy: OK");
 }
+
+/// libumem.so does not load libgcc_s (its constructor's `cpuid` probes cost
+/// every process ~90 µs in a VM): the unwinder functions std refers to are
+/// hidden local stand-ins. They must not interpose on the real unwinder, so
+/// a C++ program's exceptions, thrown from several threads, still work.
+#[test]
+fn no_libgcc_s_and_cxx_exceptions_still_work() {
+    let mut c = Command::new("cat");
+    c.arg("/proc/self/maps");
+    let o = run(c, true);
+    assert!(o.status.success(), "{}", show(&o));
+    let maps = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        maps.contains("libumem"),
+        "libumem.so was not loaded\n{maps}"
+    );
+    assert!(
+        !maps.contains("libgcc_s"),
+        "libumem.so brought in libgcc_s\n{maps}"
+    );
+
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("c/cxx_throw.cc");
+    let exe = std::env::temp_dir().join(format!("umem-cxx-throw-{}", std::process::id()));
+    let cc = Command::new("c++")
+        .args(["-O2", "-pthread", "-o"])
+        .arg(&exe)
+        .arg(&src)
+        .output()
+        .expect("c++ (g++) is needed: ci/install-deps installs it");
+    assert!(cc.status.success(), "c++ failed: {}", show(&cc));
+    let base = run(Command::new(&exe), false);
+    assert!(base.status.success(), "under glibc: {}", show(&base));
+    let o = run(Command::new(&exe), true);
+    let _ = std::fs::remove_file(&exe);
+    assert!(o.status.success(), "under libumem: {}", show(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("cxx_throw: OK"),
+        "{}",
+        show(&o)
+    );
+}

@@ -42,6 +42,9 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![allow(clippy::missing_safety_doc)]
 
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+mod nounwind;
+
 use core::ffi::{c_int, c_void};
 use core::ptr::null_mut;
 use umem_global::{sys, FreeError, Umem};
