@@ -277,6 +277,30 @@ fn self_id() -> usize {
     unsafe { libc::pthread_self() as usize }
 }
 
+/// Runs `f`, aborting with a message if a panic unwinds out of it. The
+/// allocator must never unwind into its caller (unwinding out of a
+/// `GlobalAlloc` method is undefined behaviour, and out of a C function
+/// worse); `libumem.so` is built with `panic = "abort"`, but a Rust program
+/// using [`Umem`] may use `panic = "unwind"`. Every out-of-line entry (the
+/// `*_miss` functions, `realloc`'s move) runs its body in here; the inline
+/// hit paths contain nothing that can panic. With `panic = "abort"` this
+/// costs nothing: there is no unwinding, so no landing pad.
+#[inline(always)]
+pub fn no_unwind<R>(f: impl FnOnce() -> R) -> R {
+    struct Bomb;
+    impl Drop for Bomb {
+        fn drop(&mut self) {
+            sys::fatal(format_args!(
+                "umem: a panic unwound into the allocator; aborting"
+            ));
+        }
+    }
+    let bomb = Bomb;
+    let r = f();
+    core::mem::forget(bomb);
+    r
+}
+
 /// Makes sure the tree is built. `false` when the caller is the thread that
 /// is building it (a re-entrant call: use the bootstrap arena) or when
 /// initialisation failed.
@@ -546,9 +570,11 @@ fn class_alloc(c: usize, size: usize, zero: bool) -> Option<*mut u8> {
 /// [`alloc`] past the magazine hit.
 #[inline(never)]
 fn alloc_miss(size: usize, align: usize, zero: bool) -> *mut u8 {
-    classes::class_for(size, align)
-        .and_then(|c| class_alloc(c, size, zero))
-        .unwrap_or_else(|| alloc_slow(size, align, zero))
+    no_unwind(|| {
+        classes::class_for(size, align)
+            .and_then(|c| class_alloc(c, size, zero))
+            .unwrap_or_else(|| alloc_slow(size, align, zero))
+    })
 }
 
 /// [`alloc`] for the C ABI's default 16-byte alignment (`malloc`,
@@ -580,12 +606,14 @@ pub fn alloc16_hit(size: usize) -> Option<*mut u8> {
 /// and calls before init.
 #[inline(never)]
 fn alloc16_miss(size: usize, zero: bool) -> *mut u8 {
-    if size <= classes::MAX_SMALL {
-        if let Some(p) = class_alloc(classes::class16_of(size), size, zero) {
-            return p;
+    no_unwind(|| {
+        if size <= classes::MAX_SMALL {
+            if let Some(p) = class_alloc(classes::class16_of(size), size, zero) {
+                return p;
+            }
         }
-    }
-    alloc_slow(size, 16, zero)
+        alloc_slow(size, 16, zero)
+    })
 }
 
 #[cold]
@@ -694,24 +722,26 @@ pub unsafe fn free_hit(p: *mut u8) -> bool {
 /// As for [`free`].
 #[inline(never)]
 unsafe fn free_miss(p: *mut u8) -> Result<(), FreeError> {
-    let a = p as usize;
-    let v = pagemap::raw(a);
-    if v & pagemap::TAG == pagemap::SMALL {
-        // Small: the entry holds the class. Every buffer of class c is
-        // aligned to the class's alignment, so a misaligned pointer is
-        // certainly not a block start.
-        let c = pagemap::small_class(v);
-        if a & (classes::align(c) - 1) == 0 {
-            if let Some(k) = class_cache(c) {
-                // SAFETY: the page belongs to class c's slabs and `a` is
-                // aligned like its buffers.
-                unsafe { slabx::free(k, p) };
-                return Ok(());
+    no_unwind(|| {
+        let a = p as usize;
+        let v = pagemap::raw(a);
+        if v & pagemap::TAG == pagemap::SMALL {
+            // Small: the entry holds the class. Every buffer of class c is
+            // aligned to the class's alignment, so a misaligned pointer is
+            // certainly not a block start.
+            let c = pagemap::small_class(v);
+            if a & (classes::align(c) - 1) == 0 {
+                if let Some(k) = class_cache(c) {
+                    // SAFETY: the page belongs to class c's slabs and `a` is
+                    // aligned like its buffers.
+                    unsafe { slabx::free(k, p) };
+                    return Ok(());
+                }
             }
+            return Err(FreeError::InvalidPointer(a));
         }
-        return Err(FreeError::InvalidPointer(a));
-    }
-    free_slow(p)
+        free_slow(p)
+    })
 }
 
 #[cold]
@@ -803,63 +833,65 @@ pub unsafe fn realloc(p: *mut u8, size: usize, align: usize) -> Result<*mut u8, 
 /// As for [`realloc`].
 #[inline(never)]
 unsafe fn realloc_move(p: *mut u8, size: usize, align: usize) -> Result<*mut u8, FreeError> {
-    let old = match owner(p) {
-        Owner::Small(c) => {
-            let cs = classes::size(c);
-            if size <= cs && classes::align(c) >= align {
-                match classes::class_for(size, align) {
-                    Some(nc) if nc == c || size >= cs / 2 => return Ok(p),
-                    _ => {}
+    no_unwind(|| {
+        let old = match owner(p) {
+            Owner::Small(c) => {
+                let cs = classes::size(c);
+                if size <= cs && classes::align(c) >= align {
+                    match classes::class_for(size, align) {
+                        Some(nc) if nc == c || size >= cs / 2 => return Ok(p),
+                        _ => {}
+                    }
                 }
+                cs
             }
-            cs
-        }
-        Owner::Large(n) => {
-            // Aligned blocks (memalign) come here; their in-place rule is
-            // the one in `realloc`.
-            if large::resize_in_place(p as usize, n, size) {
-                return Ok(p);
+            Owner::Large(n) => {
+                // Aligned blocks (memalign) come here; their in-place rule is
+                // the one in `realloc`.
+                if large::resize_in_place(p as usize, n, size) {
+                    return Ok(p);
+                }
+                let len = large::len_of(p as usize, n);
+                // The block's usable length (what `malloc_usable_size` said),
+                // not its reserved capacity, is what the program may have written.
+                len
             }
-            let len = large::len_of(p as usize, n);
-            // The block's usable length (what `malloc_usable_size` said),
-            // not its reserved capacity, is what the program may have written.
-            len
+            // SAFETY: a bootstrap block has its header.
+            Owner::Boot => unsafe { boot::size_of(p as usize) },
+            Owner::Foreign => return Err(FreeError::InvalidPointer(p as usize)),
+        };
+        // A block that grows by realloc past REALLOC_GROW_LARGE becomes a large
+        // block with room to grow in place (`realloc_room`: address space only),
+        // so repeated growth copies a small fraction of the final size instead
+        // of stepping through every size class and power of two.
+        let q = if size > old && size >= REALLOC_GROW_LARGE && align <= PAGE {
+            large::alloc_room(size, realloc_room(size), align, false)
+        } else if size > old {
+            // A small block that grows by realloc is likely to grow again: give
+            // it twice its old size (up to REALLOC_GROW_LARGE) so that growth in
+            // small steps copies at each doubling, not at every size class.
+            // Only blocks that are actually growing pay the extra room.
+            let want = size
+                .max(old.saturating_mul(2))
+                .min(REALLOC_GROW_LARGE.max(size));
+            match alloc(want, align, false) {
+                q if q.is_null() => alloc(size, align, false),
+                q => q,
+            }
+        } else {
+            alloc(size, align, false)
+        };
+        if q.is_null() {
+            return Ok(q);
         }
-        // SAFETY: a bootstrap block has its header.
-        Owner::Boot => unsafe { boot::size_of(p as usize) },
-        Owner::Foreign => return Err(FreeError::InvalidPointer(p as usize)),
-    };
-    // A block that grows by realloc past REALLOC_GROW_LARGE becomes a large
-    // block with room to grow in place (`realloc_room`: address space only),
-    // so repeated growth copies a small fraction of the final size instead
-    // of stepping through every size class and power of two.
-    let q = if size > old && size >= REALLOC_GROW_LARGE && align <= PAGE {
-        large::alloc_room(size, realloc_room(size), align, false)
-    } else if size > old {
-        // A small block that grows by realloc is likely to grow again: give
-        // it twice its old size (up to REALLOC_GROW_LARGE) so that growth in
-        // small steps copies at each doubling, not at every size class.
-        // Only blocks that are actually growing pay the extra room.
-        let want = size
-            .max(old.saturating_mul(2))
-            .min(REALLOC_GROW_LARGE.max(size));
-        match alloc(want, align, false) {
-            q if q.is_null() => alloc(size, align, false),
-            q => q,
+        // SAFETY: both blocks are live and distinct; `min(old, size)` bytes are
+        // inside both.
+        unsafe {
+            core::ptr::copy_nonoverlapping(p, q, old.min(size));
+            free(p)?;
         }
-    } else {
-        alloc(size, align, false)
-    };
-    if q.is_null() {
-        return Ok(q);
-    }
-    // SAFETY: both blocks are live and distinct; `min(old, size)` bytes are
-    // inside both.
-    unsafe {
-        core::ptr::copy_nonoverlapping(p, q, old.min(size));
-        free(p)?;
-    }
-    Ok(q)
+        Ok(q)
+    })
 }
 
 /// Frees a block whose layout is known (Rust `dealloc`).
@@ -870,10 +902,14 @@ unsafe fn realloc_move(p: *mut u8, size: usize, align: usize) -> Result<*mut u8,
 #[inline(always)]
 pub unsafe fn free_sized(p: *mut u8, size: usize, align: usize) {
     if let Some(c) = classes::class_for(size, align) {
-        debug_assert!(
-            matches!(owner(p), Owner::Small(pc) if pc == c) || boot::owns(p as usize),
-            "umem: dealloc({p:p}, size {size}, align {align}) does not match the block"
-        );
+        // With debug assertions, check the layout against the page map and
+        // abort with a message (as libumem's debug mode does for a bad
+        // free; a panic here would unwind out of `dealloc`).
+        if cfg!(debug_assertions)
+            && !(matches!(owner(p), Owner::Small(pc) if pc == c) || boot::owns(p as usize))
+        {
+            layout_mismatch(p, size, align);
+        }
         // Blocks of the bootstrap arena (handed out during init) are never
         // freed: they must not reach a magazine or a slab.
         if boot::owns(p as usize) {
@@ -890,22 +926,32 @@ pub unsafe fn free_sized(p: *mut u8, size: usize, align: usize) {
     unsafe { free_sized_miss(p, size, align) }
 }
 
+#[cold]
+#[inline(never)]
+fn layout_mismatch(p: *mut u8, size: usize, align: usize) -> ! {
+    sys::fatal(format_args!(
+        "umem: dealloc({p:p}, size {size}, align {align}) does not match the block"
+    ))
+}
+
 /// [`free_sized`] past the magazine hit (never with a bootstrap block).
 ///
 /// # Safety
 /// As for [`free_sized`].
 #[inline(never)]
 unsafe fn free_sized_miss(p: *mut u8, size: usize, align: usize) {
-    if let Some(k) = classes::class_for(size, align).and_then(class_cache) {
-        // SAFETY: the caller's contract: a block of the class's cache.
-        unsafe { slabx::free(k, p) };
-        return;
-    }
-    if let Err(FreeError::InvalidPointer(a)) = free_slow(p) {
-        sys::fatal(format_args!(
-            "umem: dealloc(): invalid pointer {a:#x} (size {size}, align {align})"
-        ));
-    }
+    no_unwind(|| {
+        if let Some(k) = classes::class_for(size, align).and_then(class_cache) {
+            // SAFETY: the caller's contract: a block of the class's cache.
+            unsafe { slabx::free(k, p) };
+            return;
+        }
+        if let Err(FreeError::InvalidPointer(a)) = free_slow(p) {
+            sys::fatal(format_args!(
+                "umem: dealloc(): invalid pointer {a:#x} (size {size}, align {align})"
+            ));
+        }
+    })
 }
 
 /// umem as Rust's global allocator:
