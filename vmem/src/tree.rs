@@ -663,7 +663,14 @@ unsafe fn build(src: &'static dyn Source, page: usize) {
             Err(e) => fatal(format_args!("cannot create internal arena {name}: {e}")),
         }
     };
-    let heap = mk("heap", page, Some(src), CreateFlags::POPULATOR, 0, 0);
+    let heap = mk(
+        "heap",
+        page,
+        Some(src),
+        CreateFlags::POPULATOR,
+        0,
+        INTERNAL_IMPORT_PAGES * page,
+    );
     HEAP.store(heap as *const Vmem as *mut Vmem, Ordering::Release);
     let internal = mk(
         "vmem_internal",
