@@ -33,7 +33,8 @@
 //!
 //! **Locks** (umem-global's own, then the crates below): the large-block
 //! cache lock, then `CLASS_LOCK`, then umem-slab's and umem-vmem's locks in
-//! their documented order; `prefork` takes them all in that order.
+//! their documented order, then the page map's leaf-pool lock (a leaf lock:
+//! nothing is taken under it); `prefork` takes them all in that order.
 //!
 //! **Free without a size** uses the **page map** ([`pagemap`]), a radix tree
 //! from page to owner: each size class has its own vmem arena whose source
@@ -472,6 +473,8 @@ pub fn prefork() {
     CLASS_LOCK.raw().lock();
     // umem-slab's lockup takes its own locks and then every vmem lock.
     umem_slab::lockup();
+    // A leaf lock, last.
+    pagemap::POOL.raw().lock();
 }
 
 /// Parent side after fork: drops every lock [`prefork`] took.
@@ -484,6 +487,7 @@ pub unsafe fn postfork_parent() {
     }
     // SAFETY: prefork took these on this thread.
     unsafe {
+        pagemap::POOL.raw().unlock();
         slabx::release();
         CLASS_LOCK.raw().unlock();
         large::CACHE.raw().unlock();
@@ -501,6 +505,7 @@ pub unsafe fn postfork_child() {
     }
     // SAFETY: the parent's prepare handler took them before fork.
     unsafe {
+        pagemap::POOL.raw().unlock();
         slabx::release_child();
         CLASS_LOCK.raw().unlock();
         large::CACHE.raw().unlock();

@@ -7,7 +7,8 @@
 //! 2 MiB of zero-filled bss of which only the touched entries cost memory),
 //! the low 18 index a leaf of 2^18 `u32` entries (1 MiB of lazily touched
 //! anonymous memory covering 1 GiB of address space). Leaves are created on
-//! first use with a compare-and-swap and never freed.
+//! first use with a compare-and-swap, cut from chunks of 32 mapped at once,
+//! and never freed.
 //!
 //! Entry values (see [`Entry`]): 0 = not umem's; `SMALL | class` on every
 //! page of a span owned by a size-class arena; `LARGE | pages` /
@@ -107,10 +108,42 @@ pub fn decode(v: u32) -> Entry {
     }
 }
 
+/// Leaves are cut from chunks of [`POOL_LEAVES`] leaves mapped at once
+/// (address space: a leaf's pages cost memory only once written), so a
+/// process whose classes are spread over the class region — one leaf per
+/// class's slice — makes one `mmap` per 32 leaves instead of one per leaf.
+const POOL_LEAVES: usize = 32;
+const LEAF_BYTES: usize = core::mem::size_of::<Leaf>();
+
+/// The current chunk's unused part, `[next, end)`. A leaf lock: taken last
+/// (by `prefork` after every other lock), and nothing is taken under it.
+pub static POOL: umem_slab::SpinLock<(usize, usize)> = umem_slab::SpinLock::new((0, 0));
+
+/// A fresh zeroed leaf from the pool; `None` when no memory can be mapped.
+fn take_leaf() -> Option<*mut Leaf> {
+    let mut p = POOL.lock();
+    if p.0 == p.1 {
+        let chunk = sys::map(POOL_LEAVES * LEAF_BYTES)?;
+        *p = (chunk, chunk + POOL_LEAVES * LEAF_BYTES);
+    }
+    let leaf = p.0;
+    p.0 += LEAF_BYTES;
+    Some(leaf as *mut Leaf)
+}
+
+/// Puts back a leaf [`take_leaf`] just handed out and nobody saw, if it is
+/// still the last one taken (else it stays unused: 1 MiB of address space).
+fn untake_leaf(leaf: *mut Leaf) {
+    let mut p = POOL.lock();
+    if p.0 == leaf as usize + LEAF_BYTES {
+        p.0 = leaf as usize;
+    }
+}
+
 fn leaf_for(r: usize) -> Option<&'static Leaf> {
     let mut leaf = ROOT[r].load(Ordering::Acquire);
     if leaf.is_null() {
-        let fresh = sys::map(core::mem::size_of::<Leaf>())? as *mut Leaf;
+        let fresh = take_leaf()?;
         match ROOT[r].compare_exchange(
             core::ptr::null_mut(),
             fresh,
@@ -119,8 +152,8 @@ fn leaf_for(r: usize) -> Option<&'static Leaf> {
         ) {
             Ok(_) => leaf = fresh,
             Err(other) => {
-                // SAFETY: `fresh` was never published.
-                unsafe { sys::unmap(fresh as usize, core::mem::size_of::<Leaf>()) };
+                // Never published: still all zero.
+                untake_leaf(fresh);
                 leaf = other;
             }
         }
