@@ -17,8 +17,6 @@ macro_rules! classes {
         pub const SIZES: &[usize] = &[$($n),*];
         /// Cache names, as in libumem (`umem_alloc_<size>`).
         pub const NAMES: &[&str] = &[$(concat!("umem_alloc_", stringify!($n))),*];
-        /// Names of the classes' address-slice arenas (`region.rs`).
-        pub const SLICE_NAMES: &[&str] = &[$(concat!("umem_slice_", stringify!($n))),*];
     };
 }
 

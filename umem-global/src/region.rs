@@ -1,99 +1,119 @@
-//! The class region: one reservation of address space, cut into a slice of
-//! [`SLICE`] bytes per size class, from which each class's arena imports its
-//! spans. A small block's class is then a subtraction and a shift of its
-//! address, so `free`'s hit path reads no page map at all (the idea of
-//! scudo's primary allocator and of mimalloc's aligned segments: metadata
-//! found from the address alone).
+//! The class region: one reservation of address space from which every size
+//! class's arena imports its spans, laid out so that a small block's class
+//! is a function of its address alone. `free`'s hit path then reads no page
+//! map at all (the idea of scudo's primary allocator and of mimalloc's
+//! aligned segments: metadata found from the address).
+//!
+//! The region is cut into **stripes** of [`STRIPE`] (256 KiB); stripe number
+//! `s` belongs to class `s % 64`, so class `c` owns stripes `c`, `c + 64`,
+//! `c + 128`, … ([`STRIPES_PER_CLASS`] of them, 16 GiB):
 //!
 //! ```text
-//! BASE                BASE + SLICE         BASE + 2·SLICE
-//!  | umem_alloc_8's    | umem_alloc_16's     | … (classes::COUNT slices)
-//!  |  slice arena      |  slice arena        |
+//! BASE    +256 KiB  +512 KiB         +16 MiB  +16.25 MiB
+//!  | class 0 | class 1 | class 2 | … | class 0 | class 1 | …
 //! ```
 //!
-//! Each slice is a vmem arena (`umem_slice_<size>`, no source, one span:
-//! the slice, made on the class's first import) that
-//! [`crate::source::ClassSource`] imports from; a span the class arena gives
-//! back is decommitted and freed to the slice arena. The class arenas keep
-//! [`CLASS_RETAIN`] bytes of wholly free spans before they give any back
-//! (vmem's retained spans), and the periodic update gives those back too,
-//! so the system calls are not paid on every slab that empties.
+//! and `class_of(a) = ((a - BASE) >> 18) & 63`. Striping rather than one
+//! contiguous slice per class keeps the classes' first stripes next to each
+//! other (all 64 first stripes lie in 16 MiB): they share page-table pages
+//! and one page-map leaf, and used neighbouring classes share one mapping.
+//! (Slices 16 GiB apart cost every class its own page-table pages and two
+//! mappings: a `fork` of a small process took 0.73-0.97 ms instead of 0.42
+//! without the region; 2 MiB stripes, one page-table page per class, 0.54.)
+//!
+//! Each class's arena (`umem_alloc_<size>`) imports whole stripes through
+//! its source ([`crate::source::ClassSource`]), the class's lowest free
+//! stripe first (a bitmap per class, [`StripeSource`]); the region is
+//! committed (`mprotect`) in rounds of 64 stripes as classes reach them. A
+//! stripe the class arena gives back (wholly free) is discarded
+//! (`MADV_DONTNEED`) and goes back to the class's bitmap. The class arenas
+//! keep [`CLASS_RETAIN`] bytes of wholly free stripes before they give any
+//! back (vmem's retained spans), and the periodic update gives those back
+//! too, so the system calls are not paid on every slab that empties.
 //!
 //! The reservation is a single `PROT_NONE` anonymous mapping: address
-//! space, not memory, and no commit charge. A span is made readable and
-//! writable (`mprotect`) when a class arena imports it, and replaced by a
-//! fresh `PROT_NONE` mapping when it goes back (its memory is freed). So
-//! core dumps contain only spans in use (an untouched reservation is left
-//! out, a written one would be dumped whole), strict overcommit charges
-//! only what is in use, and an address in a slice that no arena holds
-//! faults when touched. When the reservation cannot be made (an
-//! `RLIMIT_AS`) or is switched off (`UMEM_OPTIONS=noregion`), and when a
-//! slice is full or a span cannot be committed, classes import from
-//! `umem_default` as before and their blocks are freed through the page map
-//! (correct, a few instructions slower). The page map is kept for region
-//! spans as well, so `free`'s out-of-line path, `malloc_usable_size` and
-//! the bad-pointer checks read it exactly as for other memory.
+//! space, not memory, and no commit charge; rounds are committed only as
+//! classes reach them. So core dumps contain only the committed rounds (an
+//! untouched reservation is left out), strict overcommit charges only
+//! those, and an address beyond them faults when touched. When the reservation cannot be made (an `RLIMIT_AS`) or is
+//! switched off (`UMEM_OPTIONS=noregion`), and when a class has used all its
+//! stripes or one cannot be committed, classes import from `umem_default`
+//! as before and their blocks are freed through the page map (correct, a
+//! few instructions slower). The page map is kept for region spans as well,
+//! so `free`'s out-of-line path, `malloc_usable_size` and the bad-pointer
+//! checks read it exactly as for other memory.
 //!
-//! What the hit path trusts: any pointer inside a slice, aligned like the
-//! class's buffers, is taken as a block of that class. Every such address
-//! is umem's own reserved memory, so only a pointer made up from umem's
-//! memory (not one from the stack, a global, another allocator, or the
-//! inside of a large block) gets past it, and one outside the spans in use
-//! faults as soon as it is handed out and written; a double free is the
-//! same undetected error it is for the magazine layer in libumem (use
+//! What the hit path trusts: any pointer inside a class's stripe, aligned
+//! like the class's buffers, is taken as a block of that class. Every such
+//! address is umem's own reserved memory, so only a pointer made up from
+//! umem's memory (not one from the stack, a global, another allocator, or
+//! the inside of a large block) gets past it; a double free is
+//! the same undetected error it is for the magazine layer in libumem (use
 //! `UMEM_DEBUG=default` to catch it).
 
 use crate::classes;
 use crate::sys;
-use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
-use umem_vmem::{Addr, CreateFlags, Source, Vmem};
+use core::sync::atomic::{AtomicUsize, Ordering};
+use umem_vmem::{Addr, Source};
 
-/// log2 of a slice's size: 34 (16 GiB), or `UMEM_SLICE_SHIFT` at build time
-/// (20..=40), e.g. 30 to fit under valgrind's 64 GiB address-space limit
-/// when measuring with cachegrind.
-pub const SLICE_SHIFT: u32 = match option_env!("UMEM_SLICE_SHIFT") {
+/// log2 of a stripe's size.
+pub const STRIPE_SHIFT: u32 = 18;
+/// A stripe: the unit a class takes from the region (256 KiB; a class
+/// arena's spans are at most 128 KiB, one slab of the largest class).
+pub const STRIPE: usize = 1 << STRIPE_SHIFT;
+/// Classes the stripes rotate over (a power of two ≥ `classes::COUNT`).
+pub const CLASS_SLOTS: usize = 64;
+const _: () = assert!(classes::COUNT <= CLASS_SLOTS);
+/// log2 of the stripes each class owns: 16 (65536 stripes, 16 GiB per
+/// class), or `UMEM_STRIPES_SHIFT` at build time (1..=16), e.g. 10 to fit
+/// under valgrind's 64 GiB address-space limit when measuring with
+/// cachegrind.
+pub const STRIPES_SHIFT: u32 = match option_env!("UMEM_STRIPES_SHIFT") {
     Some(s) => parse_shift(s.as_bytes()),
-    None => 34,
+    None => 16,
 };
+/// Stripes per class.
+pub const STRIPES_PER_CLASS: usize = 1 << STRIPES_SHIFT;
+/// Address space per class.
+pub const SLICE: usize = STRIPES_PER_CLASS << STRIPE_SHIFT;
+/// Size of the whole reservation (1 TiB by default).
+pub const LEN: usize = CLASS_SLOTS << (STRIPE_SHIFT + STRIPES_SHIFT);
+/// Bytes of wholly free spans a class arena keeps before giving spans back.
+pub const CLASS_RETAIN: usize = 1 << 20;
 
 const fn parse_shift(b: &[u8]) -> u32 {
     let mut n = 0u32;
     let mut i = 0;
     while i < b.len() {
-        assert!(b[i].is_ascii_digit(), "UMEM_SLICE_SHIFT: not a number");
+        assert!(b[i].is_ascii_digit(), "UMEM_STRIPES_SHIFT: not a number");
         n = n * 10 + (b[i] - b'0') as u32;
         i += 1;
     }
-    assert!(n >= 20 && n <= 40, "UMEM_SLICE_SHIFT: out of 20..=40");
+    assert!(n >= 1 && n <= 16, "UMEM_STRIPES_SHIFT: out of 1..=16");
     n
 }
-
-/// Address space per class (the reservation is `COUNT` of them).
-pub const SLICE: usize = 1 << SLICE_SHIFT;
-/// Size of the whole reservation.
-pub const LEN: usize = classes::COUNT << SLICE_SHIFT;
-/// Bytes of wholly free spans a class arena keeps before giving spans back.
-pub const CLASS_RETAIN: usize = 1 << 20;
 
 /// `BASE` when there is no region: the top `LEN` bytes of the address space,
 /// where no user pointer lives, so [`class_of`] finds nothing.
 const NO_BASE: usize = 0usize.wrapping_sub(LEN);
 static BASE: AtomicUsize = AtomicUsize::new(NO_BASE);
 
-#[allow(clippy::declare_interior_mutable_const)]
-const NO_ARENA: AtomicPtr<Vmem> = AtomicPtr::new(core::ptr::null_mut());
-static SLICES: [AtomicPtr<Vmem>; classes::COUNT] = [NO_ARENA; classes::COUNT];
-
-/// The class whose slice holds `a`, if any. Two instructions and no memory
-/// but `BASE` (read-mostly, next to nothing that changes).
+/// The class whose stripe holds `a`, if `a` is in the region. A subtraction,
+/// a compare, a shift and a mask; no memory but `BASE` (read-mostly).
 #[inline(always)]
 pub fn class_of(a: usize) -> Option<usize> {
     let off = a.wrapping_sub(BASE.load(Ordering::Relaxed));
     if off >= LEN {
         None
     } else {
-        Some(off >> SLICE_SHIFT)
+        Some((off >> STRIPE_SHIFT) & (CLASS_SLOTS - 1))
     }
+}
+
+/// Start of stripe `i` of class `c`.
+#[inline]
+pub fn stripe_addr(base: usize, c: usize, i: usize) -> usize {
+    base + ((i * CLASS_SLOTS + c) << STRIPE_SHIFT)
 }
 
 /// Start of the reservation, if there is one.
@@ -102,95 +122,156 @@ pub fn base() -> Option<usize> {
     (b != NO_BASE).then_some(b)
 }
 
-/// Class `c`'s slice arena, if there is a region.
-pub fn slice_arena(c: usize) -> Option<&'static Vmem> {
-    let p = SLICES.get(c)?.load(Ordering::Acquire);
-    // SAFETY: published once from a `&'static Vmem` and never destroyed.
-    (!p.is_null()).then(|| unsafe { &*p })
-}
-
-/// Reserves the region (init, before the class arenas exist). `false` (and
-/// no region) when the mapping cannot be made; the classes then import from
-/// `umem_default`. The slice arenas are made on each class's first import
-/// ([`slice_for`]), so a process pays only for the classes it uses (all 46
-/// at init cost about 130 µs of the first `malloc`).
+/// Reserves the region (init, before any class exists). `false` (and no
+/// region) when the mapping cannot be made; the classes then import from
+/// `umem_default`.
 pub fn reserve() -> bool {
-    let Some(b) = sys::reserve(LEN) else {
+    // One stripe more, to align the base to a stripe (so that stripes, and
+    // the class spans in them, can be aligned up to a stripe).
+    let Some(b) = sys::reserve(LEN + STRIPE) else {
         return false;
     };
-    if !crate::pagemap::in_range(b, LEN) {
-        // SAFETY: our own fresh mapping, never handed out.
-        unsafe { sys::unmap(b, LEN) };
+    let base = (b + STRIPE - 1) & !(STRIPE - 1);
+    // SAFETY: trimming the unaligned ends of our own fresh reservation.
+    unsafe {
+        if base > b {
+            sys::unmap(b, base - b);
+        }
+        let end = base + LEN;
+        if b + LEN + STRIPE > end {
+            sys::unmap(end, b + LEN + STRIPE - end);
+        }
+    }
+    if !crate::pagemap::in_range(base, LEN) {
+        // SAFETY: our own fresh reservation, never handed out.
+        unsafe { sys::unmap(base, LEN) };
         return false;
     }
-    BASE.store(b, Ordering::Release);
+    BASE.store(base, Ordering::Release);
     true
 }
 
-/// Class `c`'s slice arena, made now if this is the class's first import.
-/// Two threads may race to make it: the loser destroys its (unused) arena.
-/// No lock, so nothing new for `fork` to take.
-fn slice_for(c: usize) -> Option<&'static Vmem> {
-    if let Some(a) = slice_arena(c) {
-        return Some(a);
+/// Which of each class's stripes are taken (bit set) by its class arena,
+/// and how many rounds (64 stripes, one per class slot: 16 MiB) from the
+/// start of the region are committed. One lock for all classes: stripes are
+/// taken and given back rarely. A leaf lock (nothing is taken under it);
+/// `prefork` takes it last.
+pub struct Stripes {
+    taken: [[u64; STRIPES_PER_CLASS / 64]; classes::COUNT],
+    rounds: usize,
+    in_use: usize,
+}
+
+pub static STRIPES: umem_slab::SpinLock<Stripes> = umem_slab::SpinLock::new(Stripes {
+    taken: [[0; STRIPES_PER_CLASS / 64]; classes::COUNT],
+    rounds: 0,
+    in_use: 0,
+});
+
+/// Bytes of one round: a stripe for each class slot.
+pub const ROUND: usize = CLASS_SLOTS << STRIPE_SHIFT;
+
+/// Class `c`'s stripes as a span source (what [`import`]/[`release`] use).
+pub struct StripeSource {
+    pub class: usize,
+}
+
+static STRIPE_SOURCES: [StripeSource; classes::COUNT] = {
+    const S: StripeSource = StripeSource { class: 0 };
+    let mut t = [S; classes::COUNT];
+    let mut c = 0;
+    while c < classes::COUNT {
+        t[c] = StripeSource { class: c };
+        c += 1;
     }
-    let b = base()?;
-    let fresh = Vmem::create(
-        classes::SLICE_NAMES[c],
-        Some((b + (c << SLICE_SHIFT), SLICE)),
-        sys::PAGE,
-        None,
-        0,
-        CreateFlags::NO_QCACHE,
-    )
-    .ok()?;
-    match SLICES[c].compare_exchange(
-        core::ptr::null_mut(),
-        fresh as *const Vmem as *mut Vmem,
-        Ordering::AcqRel,
-        Ordering::Acquire,
-    ) {
-        Ok(_) => Some(fresh),
-        Err(other) => {
-            // SAFETY: `fresh` was never published, so nobody else uses it.
-            unsafe { fresh.destroy() };
-            // SAFETY: published once from a `&'static Vmem`, never destroyed.
-            Some(unsafe { &*other })
+    t
+};
+
+/// Class `c`'s stripe source (tests use it to take every stripe).
+pub fn stripe_source(c: usize) -> &'static StripeSource {
+    &STRIPE_SOURCES[c]
+}
+
+impl Source for StripeSource {
+    /// The class's lowest free stripe; `None` when the request does not fit
+    /// a stripe, every stripe is taken, or the kernel refuses to commit it.
+    ///
+    /// Memory is committed (made accessible) by whole rounds, bottom up: a
+    /// stripe in round `r` commits every round up to `r` that is not yet
+    /// committed. Committing stripe by stripe would leave each class's
+    /// stripes a mapping of their own between inaccessible neighbours (55
+    /// mappings for a small process instead of 2, and a slower `fork`);
+    /// round by round the committed part of the region is one mapping, and
+    /// the commit charge and core dumps still grow with use, 16 MiB at a
+    /// time.
+    fn import(&self, size: usize, align: usize) -> Option<Addr> {
+        let base = base()?;
+        if size > STRIPE || align > STRIPE {
+            return None;
         }
+        let c = self.class;
+        let mut t = STRIPES.lock();
+        let words = &mut t.taken[c];
+        let w = words.iter().position(|&w| w != u64::MAX)?;
+        let i = w * 64 + (!words[w]).trailing_zeros() as usize;
+        if i >= t.rounds {
+            let from = base + t.rounds * ROUND;
+            let len = (i + 1 - t.rounds) * ROUND;
+            let e = sys::errno();
+            // SAFETY: rounds of the reservation not yet committed; only
+            // class arenas use the region, each within its own stripes.
+            let ok = unsafe { sys::commit(from, len) };
+            sys::set_errno(e);
+            if !ok {
+                return None;
+            }
+            t.rounds = i + 1;
+        }
+        t.taken[c][i / 64] |= 1 << (i % 64);
+        t.in_use += 1;
+        Some(stripe_addr(base, c, i))
+    }
+
+    /// Takes back a stripe the class arena no longer uses (it was
+    /// discarded on the way, so it holds no memory).
+    fn release(&self, addr: Addr, size: usize) {
+        let Some(base) = base() else { return };
+        debug_assert_eq!(size, STRIPE);
+        let i = (addr - base) >> STRIPE_SHIFT >> CLASS_SLOTS.trailing_zeros();
+        let mut t = STRIPES.lock();
+        t.taken[self.class][i / 64] &= !(1 << (i % 64));
+        t.in_use -= 1;
+    }
+
+    fn quantum(&self) -> usize {
+        STRIPE
     }
 }
 
-/// A span of `size` bytes aligned to `align` from class `c`'s slice; `None`
-/// when there is no region or the slice is full.
+/// A stripe of class `c` for its class arena to import (`size` and `align`
+/// at most a stripe); `None` when there is no region or the class has no
+/// stripe left.
 pub fn import(c: usize, size: usize, align: usize) -> Option<Addr> {
-    let slice = slice_for(c)?;
-    let a = Source::import(slice, size, align)?;
-    let e = sys::errno();
-    // SAFETY: a range of class c's slice that its arena just handed out.
-    let ok = unsafe { sys::commit(a, size) };
-    sys::set_errno(e);
-    if !ok {
-        Source::release(slice, a, size);
-        return None;
-    }
-    Some(a)
+    Source::import(&STRIPE_SOURCES[c], size, align)
 }
 
-/// Gives back a span [`import`] handed out: `false` (nothing done) when
-/// `addr` is not in the region. The span is decommitted first, so the
-/// slice's free space holds no memory and is inaccessible.
+/// Gives back a stripe [`import`] handed out: `false` (nothing done) when
+/// `addr` is not in the region. Its memory is discarded, so the free
+/// stripes of the region hold no memory.
 pub fn release(addr: Addr, size: usize) -> bool {
     let Some(c) = class_of(addr) else {
         return false;
     };
-    let Some(arena) = slice_arena(c) else {
-        return false;
-    };
     let e = sys::errno();
-    // SAFETY: the class arena gives back a span it imported whole and no
-    // longer uses; it is part of the reservation.
-    unsafe { sys::decommit(addr, size) };
+    // SAFETY: the class arena gives back a stripe it imported whole and no
+    // longer uses; it is private anonymous memory of a committed round.
+    unsafe { sys::discard(addr, size) };
     sys::set_errno(e);
-    Source::release(arena, addr, size);
+    Source::release(&STRIPE_SOURCES[c], addr, size);
     true
+}
+
+/// Bytes of the region the class arenas hold (stripes taken).
+pub fn in_use() -> usize {
+    STRIPES.lock().in_use * STRIPE
 }

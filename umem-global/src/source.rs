@@ -1,6 +1,6 @@
 //! Span sources: the mmap page source at the root of umem's arena tree, and
 //! the recording source under each size class's arena, which takes spans
-//! from the class's slice of the region (or from `umem_default`) and keeps
+//! from the class's stripes of the region (or from `umem_default`) and keeps
 //! the page map in step with the slabs.
 
 use crate::sys::{self, PAGE};
@@ -86,9 +86,9 @@ impl Source for PageSource {
 /// The parent of every recording source (`umem_default`), set once at init.
 pub static DEFAULT_ARENA: AtomicPtr<Vmem> = AtomicPtr::new(core::ptr::null_mut());
 
-/// A size class's source: imports spans from the class's slice of the
+/// A size class's source: imports spans from the class's stripes of the
 /// region ([`region`]), or from `umem_default` when there is no region or
-/// the slice is full, and marks all their pages with the class in the page
+/// the class has no stripe left, and marks all their pages with the class in the page
 /// map; clears them before releasing.
 pub struct ClassSource {
     pub class: usize,
@@ -127,8 +127,14 @@ impl Source for ClassSource {
         self.give_back(addr, size);
     }
 
+    /// A stripe with a class region (the class arena imports whole
+    /// stripes), else [`CLASS_SPAN`].
     fn quantum(&self) -> usize {
-        CLASS_SPAN
+        if region::base().is_some() {
+            region::STRIPE
+        } else {
+            CLASS_SPAN
+        }
     }
 }
 

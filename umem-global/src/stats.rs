@@ -105,10 +105,7 @@ pub fn stats() -> Stats {
     };
     if crate::region::base().is_some() {
         s.region_reserved = crate::region::LEN as u64;
-        s.region_in_use = (0..classes::COUNT)
-            .filter_map(crate::region::slice_arena)
-            .map(|a| a.stats().mem_inuse)
-            .sum();
+        s.region_in_use = crate::region::in_use() as u64;
         s.mapped += s.region_in_use;
     }
     for c in 0..classes::COUNT {

@@ -1,13 +1,15 @@
-//! The class region: every size class's blocks come from its own slice of
-//! one address-space reservation, so `free` finds the class from the address;
-//! a full slice falls back to `umem_default` (blocks then found through the
-//! page map); spans given back are discarded, so their memory returns to the
-//! kernel. The tests take turns (one of them fills a slice that another
+//! The class region: every size class's blocks come from its own stripes of
+//! one address-space reservation, so `free` finds the class from the
+//! address; a class without stripes left falls back to `umem_default`
+//! (blocks then found through the page map); stripes given back are
+//! discarded, so their memory returns to the kernel; the region is
+//! committed in rounds, as one mapping. The tests take turns (one of them fills a slice that another
 //! checks).
 
 use umem_global::classes;
-use umem_global::region::{self, SLICE, SLICE_SHIFT};
+use umem_global::region::{self, STRIPE, STRIPE_SHIFT};
 use umem_global::{alloc, free, owner, reap, stats, usable_size, Owner};
+use umem_vmem::Source;
 
 static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
@@ -26,7 +28,7 @@ fn resident_bytes() -> usize {
 }
 
 #[test]
-fn every_class_lives_in_its_own_slice() {
+fn every_class_lives_in_its_own_stripes() {
     let _t = turn();
     // Force init.
     let p = alloc(1, 1, false);
@@ -39,7 +41,7 @@ fn every_class_lives_in_its_own_slice() {
         assert!(!p.is_null());
         let addr = p as usize;
         assert_eq!(region::class_of(addr), Some(c), "class {n}: {addr:#x}");
-        assert_eq!((addr - base) >> SLICE_SHIFT, c);
+        assert_eq!(((addr - base) >> STRIPE_SHIFT) % region::CLASS_SLOTS, c);
         assert_eq!(owner(p), Owner::Small(c));
         assert_eq!(usable_size(p), Some(n));
         unsafe { std::ptr::write_bytes(p, 0x5a, n) };
@@ -58,23 +60,25 @@ fn every_class_lives_in_its_own_slice() {
 }
 
 #[test]
-fn a_full_slice_falls_back_to_umem_default() {
+fn a_class_without_stripes_falls_back_to_umem_default() {
     let _t = turn();
     let n = 4544;
     let c = class_of_size(n);
     let p0 = alloc(n, 16, false);
     unsafe { free(p0) }.unwrap();
-    let slice = region::slice_arena(c).expect("no slice arena");
-    // Take every free byte of the slice (address space only; nothing is
-    // touched): big pieces first, then pages.
+    // Take every stripe the class has left (address space: the rounds get
+    // committed, nothing is touched).
+    let src = region::stripe_source(c);
     let mut taken = Vec::new();
-    for piece in [1 << 30, 1 << 24, 1 << 16, 4096] {
-        while let Some(a) = umem_vmem::Source::import(slice, piece, 4096) {
-            taken.push((a, piece));
-        }
+    while let Some(a) = src.import(STRIPE, STRIPE) {
+        assert_eq!(region::class_of(a), Some(c));
+        taken.push(a);
     }
-    let held: usize = taken.iter().map(|t| t.1).sum();
-    assert!(held > SLICE / 2, "took only {held} bytes of the slice");
+    assert!(
+        taken.len() > region::STRIPES_PER_CLASS - 16,
+        "took only {} stripes",
+        taken.len()
+    );
 
     // 16 MiB of the class: the slabs already in the class arena are used
     // up, then spans come from umem_default, outside the region.
@@ -103,14 +107,19 @@ fn a_full_slice_falls_back_to_umem_default() {
     for &p in &blocks {
         unsafe { free(p) }.unwrap();
     }
-    for (a, len) in taken {
-        umem_vmem::Source::release(slice, a, len);
+    for a in taken {
+        src.release(a, STRIPE);
     }
-    // The slice serves the class again.
+    // The class takes stripes again.
     reap();
     let p = alloc(n, 16, false);
-    assert!(region::class_of(p as usize).is_some() || owner(p) == Owner::Small(c));
+    unsafe { std::ptr::write_bytes(p, 1, n) };
     unsafe { free(p) }.unwrap();
+    let q: Vec<*mut u8> = (0..100).map(|_| alloc(n, 16, false)).collect();
+    assert!(q.iter().any(|&p| region::class_of(p as usize) == Some(c)));
+    for p in q {
+        unsafe { free(p) }.unwrap();
+    }
 }
 
 #[test]
@@ -131,10 +140,9 @@ fn spans_given_back_are_discarded() {
     assert!(blocks
         .iter()
         .all(|&p| region::class_of(p as usize) == Some(c)));
-    let slice = region::slice_arena(c).unwrap();
-    let held = slice.stats().mem_inuse as usize;
-    assert!(held >= 64 << 20, "slice holds {held} bytes");
-    assert!(stats().region_in_use as usize >= held);
+    let held = region::in_use();
+    assert!(held >= 64 << 20, "region holds {held} bytes");
+    assert_eq!(stats().region_in_use as usize, held);
     let rss1 = resident_bytes();
     assert!(rss1 >= rss0 + (56 << 20), "RSS {rss0} -> {rss1}");
     for &p in &blocks {
@@ -143,8 +151,11 @@ fn spans_given_back_are_discarded() {
     // Magazines and empty slabs go back, then the retained spans (the
     // update step inside reap gives those back).
     reap();
-    let left = slice.stats().mem_inuse as usize;
-    assert!(left < 4 << 20, "slice still holds {left} bytes");
+    let left = region::in_use();
+    assert!(
+        left + (56 << 20) <= held,
+        "region holds {left} bytes after reap, {held} before"
+    );
     let rss2 = resident_bytes();
     assert!(
         rss2 + (48 << 20) <= rss1,
@@ -152,50 +163,47 @@ fn spans_given_back_are_discarded() {
     );
 }
 
-/// The permissions of the mapping holding `a`, from /proc/self/maps.
-fn perms_at(a: usize) -> String {
-    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
-    for line in maps.lines() {
-        let mut f = line.split_whitespace();
-        let range = f.next().unwrap();
-        let perms = f.next().unwrap();
-        let (lo, hi) = range.split_once('-').unwrap();
-        let lo = usize::from_str_radix(lo, 16).unwrap();
-        let hi = usize::from_str_radix(hi, 16).unwrap();
-        if (lo..hi).contains(&a) {
-            return perms.to_string();
+#[test]
+fn the_region_is_committed_in_rounds_as_one_mapping() {
+    let _t = turn();
+    let base = region::base().unwrap();
+    // Use many classes, a few MiB each, so that several rounds are reached.
+    let mut blocks = Vec::new();
+    for c in 0..classes::COUNT {
+        let n = classes::SIZES[c];
+        for _ in 0..((3 << 20) / n).clamp(1, 2000) {
+            let p = alloc(n, classes::align_of(c), false);
+            unsafe { std::ptr::write_bytes(p, 1, n.min(64)) };
+            blocks.push(p);
         }
     }
-    panic!("{a:#x} is not mapped");
-}
-
-#[test]
-fn only_spans_in_use_are_accessible() {
-    let _t = turn();
-    let n = 1344;
-    let c = class_of_size(n);
-    let p = alloc(n, 16, false);
-    unsafe { std::ptr::write_bytes(p, 1, n) };
-    let base = region::base().unwrap();
-    assert_eq!(&perms_at(p as usize)[..3], "rw-");
-    // The end of the slice was never imported: reserved, inaccessible (and
-    // so left out of core dumps).
-    let end = base + (c << SLICE_SHIFT) + SLICE - 4096;
-    assert_eq!(&perms_at(end)[..3], "---");
-    // A span given back is inaccessible again.
-    let count = (8 << 20) / n;
-    let blocks: Vec<*mut u8> = (0..count).map(|_| alloc(n, 16, false)).collect();
-    let last = *blocks.iter().max().unwrap() as usize;
-    unsafe { std::ptr::write_bytes(last as *mut u8, 2, n) };
-    assert_eq!(&perms_at(last)[..3], "rw-");
-    for &b in &blocks {
-        unsafe { free(b) }.unwrap();
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    let mut inside = Vec::new();
+    for line in maps.lines() {
+        let mut f = line.split_whitespace();
+        let (lo, hi) = f.next().unwrap().split_once('-').unwrap();
+        let lo = usize::from_str_radix(lo, 16).unwrap();
+        let hi = usize::from_str_radix(hi, 16).unwrap();
+        if lo < base + region::LEN && hi > base {
+            inside.push((lo, hi, f.next().unwrap().to_string()));
+        }
     }
-    reap();
-    assert_eq!(
-        &perms_at(last)[..3],
-        "---",
-        "a span given back is still accessible"
-    );
-    unsafe { free(p) }.unwrap();
+    // The committed rounds (one read-write mapping from the base), then
+    // the reserved rest (one inaccessible mapping), unless another test
+    // (the one that takes every stripe of a class) committed it all.
+    assert!((1..=2).contains(&inside.len()), "the region is {inside:?}");
+    assert_eq!(inside[0].0, base);
+    assert_eq!(&inside[0].2[..3], "rw-");
+    assert_eq!((inside[0].1 - base) % region::ROUND, 0);
+    assert!(inside[0].1 - base >= 2 * region::ROUND, "{inside:?}");
+    if inside.len() == 2 {
+        assert_eq!(&inside[1].2[..3], "---");
+        assert_eq!(inside[1].1, base + region::LEN);
+    }
+    for &p in &blocks {
+        assert!((p as usize) < inside[0].1);
+    }
+    for p in blocks {
+        unsafe { free(p) }.unwrap();
+    }
 }
