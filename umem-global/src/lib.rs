@@ -62,10 +62,11 @@
 //! from its own stripes of one reservation of address space (256 KiB stripes
 //! dealt round-robin to 64 class slots), so `free`'s hit finds the class
 //! from the address alone (subtract, compare, shift, mask) and reads no
-//! page map. Under cachegrind `free` is 22 instructions with
-//! one table load before the magazine push (it was 31 with the page-map
-//! lookup, two dependent loads); `mbench churn` went from 1.13× to 1.05×
-//! mimalloc's time (see the crate report).
+//! page map: about 25 instructions and one table load before the magazine
+//! push (it was 31 with the page-map lookup's two dependent loads). With
+//! the magazine changes of the same pass, `mbench churn` went from 1.19× to
+//! 1.00× mimalloc's time (medians of paired runs) and from 1812M to 1632M
+//! instructions under cachegrind (mimalloc 1685M); see `NEEDS.md`.
 //!
 //! **Why a page map as well** (measured, see the crate report): blocks
 //! outside the region (large blocks; small blocks when there is no region
