@@ -68,32 +68,6 @@ pub unsafe fn commit(addr: usize, len: usize) -> bool {
     }
 }
 
-/// Returns a [`commit`]ted range to the reserved state: its memory is
-/// freed and it is inaccessible again (a fresh `PROT_NONE` mapping over
-/// it). If the kernel refuses that (too many mappings), the pages are only
-/// discarded and stay accessible; either way they hold no memory.
-///
-/// # Safety
-/// The range must be part of a reservation and nobody may use it.
-pub unsafe fn decommit(addr: usize, len: usize) {
-    // SAFETY: per the caller's contract the range is ours and unused;
-    // MAP_FIXED replaces exactly that range.
-    let p = unsafe {
-        libc::mmap(
-            addr as *mut libc::c_void,
-            len,
-            libc::PROT_NONE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_FIXED,
-            -1,
-            0,
-        )
-    };
-    if p == libc::MAP_FAILED {
-        // SAFETY: as above.
-        unsafe { discard(addr, len) };
-    }
-}
-
 /// Unmaps a range previously mapped by [`map`] (or part of one).
 ///
 /// # Safety
