@@ -2,6 +2,8 @@
  * benches/). Run under different allocators with LD_PRELOAD:
  *   cc -O2 -pthread -fno-builtin-malloc -o /tmp/mbench mbench.c
  *   LD_PRELOAD=.../libumem.so /tmp/mbench
+ * For A/B comparisons on a noisy machine use paired.sh beside this file
+ * (rounds of reference-then-others, median of the per-round ratios).
  * Prints ns per operation for five workloads (or one: hit, churn, cross,
  * grow, large). */
 #define _GNU_SOURCE
