@@ -18,6 +18,18 @@ const POLICIES: [Policy; 4] = [
     Policy::NextFit,
 ];
 
+/// An arena of `quantum` importing from `heap`, the shape most tests here use.
+fn heap_arena(name: &str, quantum: usize) -> Result<&'static Vmem, umem_vmem::VmemError> {
+    Vmem::create(
+        name,
+        None,
+        quantum,
+        Some(umem_vmem::heap()),
+        0,
+        CreateFlags::NONE,
+    )
+}
+
 fn fill(p: usize, n: usize, tag: u8) {
     // SAFETY: the block [p, p+n) is ours (allocated from a heap-backed
     // arena) until we free it.
@@ -100,15 +112,7 @@ fn churn(a: &'static Vmem, seed: u64, ops: usize, max_units: usize, tag: u8) {
 
 #[test]
 fn one_arena_many_threads() {
-    let a = Vmem::create(
-        "mt",
-        None,
-        64,
-        Some(umem_vmem::heap()),
-        0,
-        CreateFlags::NONE,
-    )
-    .unwrap();
+    let a = heap_arena("mt", 64).unwrap();
     let threads = 4;
     let bar = Barrier::new(threads);
     std::thread::scope(|s| {
@@ -136,15 +140,7 @@ fn one_arena_many_threads() {
 #[test]
 fn handles_freed_by_other_threads() {
     use std::sync::mpsc;
-    let a = Vmem::create(
-        "mth",
-        None,
-        64,
-        Some(umem_vmem::heap()),
-        0,
-        CreateFlags::NONE,
-    )
-    .unwrap();
+    let a = heap_arena("mth", 64).unwrap();
     let producers = 2;
     let per = 20_000;
     std::thread::scope(|s| {
@@ -200,15 +196,7 @@ fn handles_freed_by_other_threads() {
 
 #[test]
 fn arena_importing_from_arena_many_threads() {
-    let parent = Vmem::create(
-        "mtparent",
-        None,
-        4096,
-        Some(umem_vmem::heap()),
-        0,
-        CreateFlags::NONE,
-    )
-    .unwrap();
+    let parent = heap_arena("mtparent", 4096).unwrap();
     let child = Vmem::create("mtchild", None, 16, Some(parent), 0, CreateFlags::NONE).unwrap();
     let bar = Barrier::new(4);
     std::thread::scope(|s| {
@@ -309,15 +297,7 @@ fn create_destroy_while_others_allocate() {
 
 #[test]
 fn lockup_release_around_fork() {
-    let a = Vmem::create(
-        "fork",
-        None,
-        64,
-        Some(umem_vmem::heap()),
-        0,
-        CreateFlags::NONE,
-    )
-    .unwrap();
+    let a = heap_arena("fork", 64).unwrap();
     let stop = AtomicBool::new(false);
     std::thread::scope(|s| {
         let stop = &stop;
@@ -353,15 +333,7 @@ fn lockup_release_around_fork() {
                         a.verify().map_err(|_| 2)?;
                         let p = a.alloc(4096, Policy::InstantFit).map_err(|_| 3)?;
                         a.free(p, 4096).map_err(|_| 4)?;
-                        let b = Vmem::create(
-                            "forkchild",
-                            None,
-                            64,
-                            Some(umem_vmem::heap()),
-                            0,
-                            CreateFlags::NONE,
-                        )
-                        .map_err(|_| 5)?;
+                        let b = heap_arena("forkchild", 64).map_err(|_| 5)?;
                         let x = b.alloc(100_000, Policy::BestFit).map_err(|_| 6)?;
                         b.free(x, 100_000).map_err(|_| 7)?;
                         umem_vmem::verify().map_err(|_| 8)?;
