@@ -555,7 +555,7 @@ pub fn alloc(size: usize, align: usize, zero: bool) -> *mut u8 {
 #[inline(always)]
 fn hit_alloc_at(raw: u16) -> Option<*mut u8> {
     // SAFETY: HIT and HIT16 hold inline indices of the class caches (or 0),
-    // stored at init.
+    // stored when each class's cache is made.
     unsafe { umem_slab::hit_alloc(umem_slab::InlineIndex::from_raw(raw)) }.map(|a| a as *mut u8)
 }
 
@@ -570,12 +570,18 @@ fn zeroed_if(p: *mut u8, size: usize, zero: bool) -> *mut u8 {
     p
 }
 
+/// A block of `size` bytes from cache `k` past the magazine hit (or null),
+/// zeroed when `zero`.
+#[inline(always)]
+fn cache_alloc(k: slabx::ClassRef, size: usize, zero: bool) -> *mut u8 {
+    zeroed_if(slabx::alloc(k).unwrap_or(null_mut()), size, zero)
+}
+
 /// Class `c`'s block from its cache, past the magazine hit; `None` when the
 /// cache does not exist (yet).
 #[inline(always)]
 fn class_alloc(c: usize, size: usize, zero: bool) -> Option<*mut u8> {
-    let k = class_cache(c)?;
-    Some(zeroed_if(slabx::alloc(k).unwrap_or(null_mut()), size, zero))
+    class_cache(c).map(|k| cache_alloc(k, size, zero))
 }
 
 /// [`alloc`] past the magazine hit.
@@ -638,10 +644,7 @@ fn alloc_slow(size: usize, align: usize, zero: bool) -> *mut u8 {
     }
     if let Some(c) = classes::class_for(size, align) {
         // The class's first allocation (or its cache could not be made).
-        return match class_or_create(c) {
-            Some(k) => zeroed_if(slabx::alloc(k).unwrap_or(null_mut()), size, zero),
-            None => null_mut(),
-        };
+        return class_or_create(c).map_or(null_mut(), |k| cache_alloc(k, size, zero));
     }
     large::alloc(size, align, zero)
 }
