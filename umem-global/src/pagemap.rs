@@ -71,13 +71,7 @@ pub fn in_range(addr: usize, len: usize) -> bool {
 /// The raw entry for the page holding `addr`.
 #[inline]
 pub fn raw(addr: usize) -> u32 {
-    let Some((r, l)) = split(addr) else { return 0 };
-    let leaf = ROOT[r].load(Ordering::Acquire);
-    if leaf.is_null() {
-        return 0;
-    }
-    // SAFETY: leaves are never freed and `l < LEAF_LEN`.
-    unsafe { (*leaf)[l].load(Ordering::Relaxed) }
+    slot(addr).map_or(0, |e| e.load(Ordering::Relaxed))
 }
 
 /// The slot of the page holding `addr`, if its leaf exists.
