@@ -74,8 +74,6 @@ pub const STRIPES_SHIFT: u32 = match option_env!("UMEM_STRIPES_SHIFT") {
 };
 /// Stripes per class.
 pub const STRIPES_PER_CLASS: usize = 1 << STRIPES_SHIFT;
-/// Address space per class.
-pub const SLICE: usize = STRIPES_PER_CLASS << STRIPE_SHIFT;
 /// Size of the whole reservation (1 TiB by default).
 pub const LEN: usize = CLASS_SLOTS << (STRIPE_SHIFT + STRIPES_SHIFT);
 /// Bytes of wholly free spans a class arena keeps before giving spans back.
@@ -131,17 +129,8 @@ pub fn reserve() -> bool {
     let Some(b) = sys::reserve(LEN + STRIPE) else {
         return false;
     };
-    let base = (b + STRIPE - 1) & !(STRIPE - 1);
-    // SAFETY: trimming the unaligned ends of our own fresh reservation.
-    unsafe {
-        if base > b {
-            sys::unmap(b, base - b);
-        }
-        let end = base + LEN;
-        if b + LEN + STRIPE > end {
-            sys::unmap(end, b + LEN + STRIPE - end);
-        }
-    }
+    // SAFETY: our own fresh reservation, never handed out.
+    let base = unsafe { sys::trim_to_aligned(b, LEN + STRIPE, LEN, STRIPE) };
     if !crate::pagemap::in_range(base, LEN) {
         // SAFETY: our own fresh reservation, never handed out.
         unsafe { sys::unmap(base, LEN) };
@@ -217,12 +206,9 @@ impl Source for StripeSource {
         if i >= t.rounds {
             let from = base + t.rounds * ROUND;
             let len = (i + 1 - t.rounds) * ROUND;
-            let e = sys::errno();
             // SAFETY: rounds of the reservation not yet committed; only
             // class arenas use the region, each within its own stripes.
-            let ok = unsafe { sys::commit(from, len) };
-            sys::set_errno(e);
-            if !ok {
+            if !sys::keep_errno(|| unsafe { sys::commit(from, len) }) {
                 return None;
             }
             t.rounds = i + 1;
@@ -262,11 +248,9 @@ pub fn release(addr: Addr, size: usize) -> bool {
     let Some(c) = class_of(addr) else {
         return false;
     };
-    let e = sys::errno();
     // SAFETY: the class arena gives back a stripe it imported whole and no
     // longer uses; it is private anonymous memory of a committed round.
-    unsafe { sys::discard(addr, size) };
-    sys::set_errno(e);
+    sys::keep_errno(|| unsafe { sys::discard(addr, size) });
     Source::release(&STRIPE_SOURCES[c], addr, size);
     true
 }

@@ -33,21 +33,8 @@ impl Source for PageSource {
             sys::map(size)
         } else {
             let over = size.checked_add(align - PAGE)?;
-            sys::map(over).map(|base| {
-                let start = (base + align - 1) & !(align - 1);
-                // SAFETY: trimming the parts of our own fresh mapping that
-                // fall outside the aligned range.
-                unsafe {
-                    if start > base {
-                        sys::unmap(base, start - base);
-                    }
-                    let end = start + size;
-                    if base + over > end {
-                        sys::unmap(end, base + over - end);
-                    }
-                }
-                start
-            })
+            // SAFETY: our own fresh mapping, never handed out.
+            sys::map(over).map(|base| unsafe { sys::trim_to_aligned(base, over, size, align) })
         };
         match got {
             Some(a) if pagemap::in_range(a, size) => {
@@ -69,11 +56,9 @@ impl Source for PageSource {
     }
 
     fn release(&self, addr: Addr, size: usize) {
-        let e = sys::errno();
         // SAFETY: the importing arena gives back a span it imported whole
         // and no longer uses.
-        unsafe { sys::unmap(addr, size) };
-        sys::set_errno(e);
+        sys::keep_errno(|| unsafe { sys::unmap(addr, size) });
         self.unmaps.fetch_add(1, Ordering::Relaxed);
         self.mapped.fetch_sub(size as u64, Ordering::Relaxed);
     }

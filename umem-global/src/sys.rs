@@ -11,44 +11,34 @@ use core::fmt;
 pub const PAGE: usize = 4096;
 pub const PAGE_SHIFT: u32 = 12;
 
-/// Maps `len` bytes of fresh, zeroed, private anonymous memory.
-pub fn map(len: usize) -> Option<usize> {
+/// A fresh private anonymous `MAP_NORESERVE` mapping of `len` bytes with
+/// protection `prot`, at an address of the kernel's choosing.
+fn map_anon(len: usize, prot: libc::c_int) -> Option<usize> {
     // SAFETY: an anonymous private mapping at an address of the kernel's
     // choosing touches no existing memory.
     let p = unsafe {
         libc::mmap(
             core::ptr::null_mut(),
             len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-            -1,
-            0,
-        )
-    };
-    if p == libc::MAP_FAILED {
-        None
-    } else {
-        Some(p as usize)
-    }
-}
-
-/// Reserves `len` bytes of address space: an inaccessible (`PROT_NONE`)
-/// private anonymous mapping that costs no memory and no commit charge, and
-/// that core dumps leave out until parts of it are [`commit`]ted and used.
-pub fn reserve(len: usize) -> Option<usize> {
-    // SAFETY: an anonymous private mapping at an address of the kernel's
-    // choosing touches no existing memory.
-    let p = unsafe {
-        libc::mmap(
-            core::ptr::null_mut(),
-            len,
-            libc::PROT_NONE,
+            prot,
             libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
             -1,
             0,
         )
     };
     (p != libc::MAP_FAILED).then_some(p as usize)
+}
+
+/// Maps `len` bytes of fresh, zeroed, private anonymous memory.
+pub fn map(len: usize) -> Option<usize> {
+    map_anon(len, libc::PROT_READ | libc::PROT_WRITE)
+}
+
+/// Reserves `len` bytes of address space: an inaccessible (`PROT_NONE`)
+/// private anonymous mapping that costs no memory and no commit charge, and
+/// that core dumps leave out until parts of it are [`commit`]ted and used.
+pub fn reserve(len: usize) -> Option<usize> {
+    map_anon(len, libc::PROT_NONE)
 }
 
 /// Makes `[addr, addr + len)` of a [`reserve`]d range readable and
@@ -66,6 +56,29 @@ pub unsafe fn commit(addr: usize, len: usize) -> bool {
             libc::PROT_READ | libc::PROT_WRITE,
         ) == 0
     }
+}
+
+/// Cuts a fresh mapping `[base, base + over)` down to the `size` bytes that
+/// start at its first `align`-aligned address (`over >= size + align - PAGE`),
+/// unmapping the parts before and after; returns that start. How an aligned
+/// range is mapped: map `over` bytes, then trim.
+///
+/// # Safety
+/// `[base, base + over)` must be a mapping of the caller's that nobody uses.
+pub unsafe fn trim_to_aligned(base: usize, over: usize, size: usize, align: usize) -> usize {
+    let start = (base + align - 1) & !(align - 1);
+    let end = start + size;
+    debug_assert!(end <= base + over);
+    // SAFETY: per the caller's contract, the trimmed parts are ours and unused.
+    unsafe {
+        if start > base {
+            unmap(base, start - base);
+        }
+        if base + over > end {
+            unmap(end, base + over - end);
+        }
+    }
+    start
 }
 
 /// Unmaps a range previously mapped by [`map`] (or part of one).
@@ -192,6 +205,16 @@ pub fn errno() -> i32 {
 pub fn set_errno(e: i32) {
     // SAFETY: as in `errno`.
     unsafe { *libc::__errno_location() = e };
+}
+
+/// Runs `f` and leaves errno as it was before (for system calls made on
+/// behalf of a caller that must not see errno change, as `free` must not).
+#[inline]
+pub fn keep_errno<R>(f: impl FnOnce() -> R) -> R {
+    let e = errno();
+    let r = f();
+    set_errno(e);
+    r
 }
 
 /// Monotonic time in nanoseconds (vDSO, no allocation).

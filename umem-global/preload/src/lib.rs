@@ -217,9 +217,7 @@ pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, siz
     if !align.is_power_of_two() || align < core::mem::size_of::<*mut c_void>() {
         return libc::EINVAL;
     }
-    let saved = sys::errno();
-    let p = umem_global::alloc(size, align.max(MIN_ALIGN), false);
-    sys::set_errno(saved);
+    let p = sys::keep_errno(|| umem_global::alloc(size, align.max(MIN_ALIGN), false));
     if p.is_null() {
         return libc::ENOMEM;
     }
