@@ -161,110 +161,73 @@
 //! every 64th of its alloc slow-path calls; a thread without one on every call. No thread is created (creating one inside malloc is unsafe).
 
 #![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
 // `is_multiple_of` is newer than the workspace MSRV (1.80).
 #![allow(clippy::manual_is_multiple_of)]
 
+// Files from the lowest concept to the highest; a file imports only files above it in
+// this list (`ci/import-cycles` checks that the imports form no cycle).
 mod cache;
+mod clock;
+mod create;
+mod debug;
+mod depot;
+mod diag;
+mod error;
+mod flags;
+mod hit;
+mod magazine;
+mod magazine_block;
+mod magazine_layer;
+mod metadata;
+mod miss;
+mod ops;
 mod qcache;
+mod registry;
+mod slab;
+mod slab_layer;
+mod stats;
 mod sync;
-mod thread;
-mod types;
+mod update;
+mod verify;
 
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-
-pub use cache::{for_each_cache, hit_alloc, hit_free, Cache, FastIndex, InlineIndex};
+pub use cache::Cache;
+pub use debug::AuditRecord;
+pub use error::{CacheName, SlabError};
+pub use flags::CacheFlags;
+pub use hit::{hit_alloc, hit_free, FastIndex, InlineIndex};
+pub use magazine_block::{live_thread_blocks, thread_exit_flush};
+pub use ops::{CacheOps, CtorFn, DtorFn, ObjectOps, ReclaimFn};
+pub use registry::for_each_cache;
+pub use stats::CacheStats;
 /// The spin lock umem-slab uses (no allocation, no poisoning), for the
 /// crates above it that need one for their own short critical sections.
 pub use sync::{RawSpin, SpinGuard, SpinLock};
-pub use thread::{live_thread_blocks, thread_exit_flush};
-pub use types::{
-    AuditRecord, CacheFlags, CacheName, CacheOps, CacheStats, CtorFn, DtorFn, ObjectOps, ReclaimFn,
-    SlabError,
-};
 pub use umem_vmem::Vmem;
 
 /// Build the metadata arenas and internal caches and install the quantum-cache factory in
 /// umem-vmem. Idempotent; `Cache::create` calls it.
 pub fn init() {
-    cache::init();
+    create::init();
 }
 
 /// Disable the magazine layer for caches created from now on (`UMEM_OPTIONS=nomagazines`).
 pub fn set_nomagazines(on: bool) {
-    cache::set_nomagazines(on);
+    create::set_nomagazines(on);
 }
-
-static UPDATE_INTERVAL_MS: AtomicU64 = AtomicU64::new(10_000);
-static NEXT_UPDATE_MS: AtomicU64 = AtomicU64::new(0);
-static UPDATING: AtomicBool = AtomicBool::new(false);
 
 /// Interval of the inline periodic update (`reap_interval`); 0 disables inline updates.
 pub fn set_update_interval_ms(ms: u64) {
-    UPDATE_INTERVAL_MS.store(ms, Ordering::Relaxed);
-    NEXT_UPDATE_MS.store(now_ms().saturating_add(ms), Ordering::Relaxed);
-}
-
-pub(crate) fn now_ms() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: valid out-pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
-    ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
-}
-
-/// Called on alloc slow paths: run `update()` inline when it is due.
-#[inline]
-pub(crate) fn maybe_update() {
-    let iv = UPDATE_INTERVAL_MS.load(Ordering::Relaxed);
-    if iv == 0 || !thread::clock_due() {
-        return;
-    }
-    let now = now_ms();
-    let next = NEXT_UPDATE_MS.load(Ordering::Relaxed);
-    if next == 0 {
-        NEXT_UPDATE_MS.store(now + iv, Ordering::Relaxed);
-        return;
-    }
-    if now < next {
-        return;
-    }
-    // A thread that is exiting (dead block) or inside a purge holds the registry lock:
-    // don't start an update there.
-    if thread::current() == thread::dead_block() {
-        return;
-    }
-    if UPDATING
-        .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-        .is_err()
-    {
-        return;
-    }
-    NEXT_UPDATE_MS.store(now + iv, Ordering::Relaxed);
-    update_all();
-    UPDATING.store(false, Ordering::Release);
+    update::set_interval_ms(ms);
 }
 
 /// Periodic maintenance of every cache (hash rescale, depot working set and reap,
 /// magazine resize on contention), then `umem_vmem::update()`.
 pub fn update() {
-    if !cache::is_ready() {
+    if !create::is_ready() {
         return;
     }
-    while UPDATING
-        .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-        .is_err()
-    {
-        core::hint::spin_loop();
-    }
-    update_all();
-    UPDATING.store(false, Ordering::Release);
-}
-
-fn update_all() {
-    for_each_cache(&mut |c| c.update_one());
-    umem_vmem::update();
+    update::update();
 }
 
 /// Reap every cache (`umem_reap`): reclaim callbacks, the calling thread's magazines, and
@@ -273,27 +236,19 @@ fn update_all() {
 /// later reap (or update) can free those too; a thread that never allocates again keeps
 /// its (at most two per cache) magazines until it exits.
 pub fn reap() {
-    if !cache::is_ready() {
+    if !create::is_ready() {
         return;
     }
-    thread::request_flush();
-    for_each_cache(&mut |c| c.reap());
+    update::reap();
 }
 
-/// Fork preparation: take every slab-layer lock (cache list, thread registry, each cache's
-/// depot and slab locks) and then every vmem lock, in the documented order.
+/// Fork preparation: take the update flag, every umem-slab lock (cache list, block list,
+/// each cache's depot and slab locks) and then every vmem lock, in the documented order
+/// (theory statement, section 3).
 pub fn lockup() {
-    // The update step first (it is taken before the cache list everywhere), so that a
-    // child never inherits an update "in progress" that nobody will finish.
-    while UPDATING
-        .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-        .is_err()
-    {
-        // SAFETY: no preconditions.
-        unsafe { libc::sched_yield() };
-    }
-    if cache::is_ready() {
-        cache::lockup_caches();
+    update::lock_flag();
+    if create::is_ready() {
+        registry::lockup_caches();
     }
     umem_vmem::lockup();
 }
@@ -306,16 +261,16 @@ pub unsafe fn release() {
     // SAFETY: by the caller.
     unsafe {
         umem_vmem::release();
-        if cache::is_ready() {
-            cache::release_caches();
+        if create::is_ready() {
+            registry::release_caches();
         }
     }
-    UPDATING.store(false, Ordering::Release);
+    update::unlock_flag();
 }
 
 /// Number of caches (internal ones included).
 pub fn cache_count() -> usize {
-    cache::cache_count()
+    registry::cache_count()
 }
 
 /// Test/diagnostic hook: run `f` while holding `cache`'s depot lock, so that other threads'
@@ -323,34 +278,5 @@ pub fn cache_count() -> usize {
 /// number of threads currently spinning on that lock.
 #[doc(hidden)]
 pub fn __with_depot_locked(cache: &Cache, f: &mut dyn FnMut(&dyn Fn() -> u32)) {
-    cache::with_depot_locked(cache, f)
-}
-
-/// Write `msg` to stderr with write(2) and abort (never unwinds, never allocates).
-pub(crate) fn fatal(msg: &str) -> ! {
-    // SAFETY: writing a valid buffer to fd 2.
-    unsafe {
-        libc::write(2, msg.as_ptr() as *const libc::c_void, msg.len());
-        libc::abort()
-    }
-}
-
-/// Abort with a formatted `SlabError` (formatted into a stack buffer).
-pub(crate) fn fatal_error(e: &SlabError) -> ! {
-    use core::fmt::Write;
-    struct Buf {
-        b: [u8; 256],
-        n: usize,
-    }
-    impl Write for Buf {
-        fn write_str(&mut self, s: &str) -> core::fmt::Result {
-            let k = s.len().min(self.b.len() - self.n);
-            self.b[self.n..self.n + k].copy_from_slice(&s.as_bytes()[..k]);
-            self.n += k;
-            Ok(())
-        }
-    }
-    let mut b = Buf { b: [0; 256], n: 0 };
-    let _ = writeln!(b, "umem-slab: {e}");
-    fatal(core::str::from_utf8(&b.b[..b.n]).unwrap_or("umem-slab: fatal error\n"))
+    magazine_layer::with_depot_locked(cache, f)
 }

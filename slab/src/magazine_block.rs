@@ -1,71 +1,40 @@
-//! Per-thread magazine caches (the paper's "CPU layer", mapped to threads).
+//! The thread's magazine block: every thread that allocates gets one [`MagazineBlock`]
+//! holding its [`ThreadCache`] (loaded and previous magazine) for each cache, found by the
+//! cache's id; the one TLS word that points at it; and the list of all live blocks.
 //!
-//! Every thread that allocates gets a [`ThreadBlock`]: a directory of 64 pointers to
-//! [`SlotChunk`]s of 64 [`TSlot`]s each, one slot per cache id (4096 ids); chunk 0 is inline
-//! in the block (one page from `umem_internal`, its header over the reserved slot 0) and the
-//! directory is only allocated for ids from 64 on. A slot holds the
-//! thread's *loaded* and *previous* magazines for that cache. Only the owning thread reads or
-//! writes a slot's magazine fields, so the fast path needs no lock and no atomic
-//! read-modify-write; the alloc/free counters are atomics written with plain relaxed
-//! load+store by the owner so that `stats()` may read them from elsewhere.
+//! A block is one page from `umem_internal`: the thread caches of ids 1..64 are inline (the
+//! internal caches and umem-global's size classes are created first, so they get these
+//! ids), the block header takes the place of the reserved id 0, and ids from 64 on live in
+//! [`SlotChunk`]s of 64 reached through a directory that is allocated on first use (4096
+//! ids in all). Only the owning thread touches a thread cache's magazine fields.
 //!
-//! The block is reached through one TLS word (module `tcb`: initial-exec on x86_64 Linux, a
-//! const-initialised `thread_local!` `Cell` elsewhere) holding a raw pointer, with no
-//! destructor registered for it; a `pthread_key_create` destructor flushes
-//! the thread's magazines to the depots at thread exit and points the thread-local at
-//! [`DEAD_BLOCK`], so allocations made by later TLS destructors bypass the magazine layer.
+//! The TLS word (module `tls_word`: initial-exec on x86_64 Linux, a const-initialised
+//! `thread_local!` `Cell` elsewhere) has no destructor; a `pthread_key_create` destructor
+//! flushes the thread's magazines to the depots at thread exit and points the word at the
+//! *dead* block, so allocations made by later TLS destructors go to the slab layer.
 //!
-//! All live blocks are on a registry list under `REGISTRY`. Other threads touch a block only
-//! under that lock: `Cache::destroy` takes the destroyed cache's slot from every block,
-//! `stats` sums counters, and a thread publishes a new chunk pointer under it. Thread exit
-//! holds the registry lock for its whole flush, so a destroy can never miss magazines that
-//! are in transit from an exiting thread to a depot.
+//! All live blocks are on a list under the *block-list lock* (`BLOCK_LIST`). Other threads
+//! touch a block only under that lock: `Cache::destroy` takes the destroyed cache's thread
+//! cache from every block, `stats` sums counters, and a thread publishes a new chunk under
+//! it. Thread exit holds the lock for its whole flush, so a destroy can never miss
+//! magazines in transit from an exiting thread to a depot.
 
 use core::ptr::{self, null_mut};
-use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
-use crate::cache::Magazine;
-use crate::sync::SpinLock;
+use crate::diag::fatal;
+use crate::magazine::ThreadCache;
+use crate::metadata::{arena_alloc, arena_free, arenas};
+use crate::sync::{RawSpin, SpinLock};
 
 pub(crate) const SLOTS_PER_CHUNK: usize = 64;
 pub(crate) const CHUNKS: usize = 64;
 /// Number of cache ids; id 0 is reserved and its slot never holds a magazine.
 pub(crate) const MAX_IDS: usize = SLOTS_PER_CHUNK * CHUNKS;
 
-/// One thread's magazines for one cache.
-///
-/// Invariants (owner thread): `cap` is the capacity of `loaded` (0 when `loaded` is null);
-/// `0 <= rounds <= cap`; `prounds` is the fill of `ploaded` (0 when it is null); both
-/// magazines have `magsize` rounds of capacity.
-#[repr(C, align(64))]
-pub(crate) struct TSlot {
-    pub loaded: *mut Magazine,
-    pub rounds: usize,
-    pub cap: usize,
-    pub ploaded: *mut Magazine,
-    pub prounds: usize,
-    pub magsize: usize,
-    pub allocs: AtomicU64,
-    pub frees: AtomicU64,
-}
-
-impl TSlot {
-    #[allow(clippy::declare_interior_mutable_const)]
-    const EMPTY: TSlot = TSlot {
-        loaded: null_mut(),
-        rounds: 0,
-        cap: 0,
-        ploaded: null_mut(),
-        prounds: 0,
-        magsize: 0,
-        allocs: AtomicU64::new(0),
-        frees: AtomicU64::new(0),
-    };
-}
-
 #[repr(C)]
 pub(crate) struct SlotChunk {
-    pub slots: [TSlot; SLOTS_PER_CHUNK],
+    pub slots: [ThreadCache; SLOTS_PER_CHUNK],
 }
 
 /// A thread's block: one page. The slots of cache ids 1..64 (the internal caches and, in
@@ -74,15 +43,15 @@ pub(crate) struct SlotChunk {
 /// slot of the reserved id 0. Slots of higher ids live in [`SlotChunk`]s reached through a
 /// directory that is only allocated when such an id is first used.
 #[repr(C, align(64))]
-pub(crate) struct ThreadBlock {
+pub(crate) struct MagazineBlock {
     hdr: Header,
-    slots: [TSlot; SLOTS_PER_CHUNK - 1],
+    slots: [ThreadCache; SLOTS_PER_CHUNK - 1],
 }
 
 /// The block header, laid over slot 0. Its words at the offsets of a slot's `rounds`,
 /// `cap`, `ploaded` and `prounds` are always zero, so a hit path with fast index 0 (debug
 /// caches) reads an empty slot with no previous magazine and misses, exactly as it would
-/// on a real empty slot. Nothing writes slot 0 through a `TSlot` pointer: id 0 never gets
+/// on a real empty slot. Nothing writes slot 0 through a `ThreadCache` pointer: id 0 never gets
 /// a slot from `slot_for`, the hit paths write only after a hit, and the flushes skip it.
 #[repr(C)]
 struct Header {
@@ -92,8 +61,8 @@ struct Header {
     zero_cap: usize,
     zero_ploaded: usize,
     zero_prounds: usize,
-    next: *mut ThreadBlock,
-    prev: *mut ThreadBlock,
+    next: *mut MagazineBlock,
+    prev: *mut MagazineBlock,
     /// The global reap generation this thread has flushed up to (its low 32 bits).
     gen: u32,
     /// Alloc slow-path calls (see [`clock_due`]).
@@ -106,12 +75,21 @@ pub(crate) struct Dir {
 }
 
 const _: () = {
-    assert!(core::mem::size_of::<Header>() == core::mem::size_of::<TSlot>());
-    assert!(core::mem::offset_of!(Header, zero_rounds) == core::mem::offset_of!(TSlot, rounds));
-    assert!(core::mem::offset_of!(Header, zero_cap) == core::mem::offset_of!(TSlot, cap));
-    assert!(core::mem::offset_of!(Header, zero_ploaded) == core::mem::offset_of!(TSlot, ploaded));
-    assert!(core::mem::offset_of!(Header, zero_prounds) == core::mem::offset_of!(TSlot, prounds));
-    assert!(core::mem::size_of::<ThreadBlock>() == SLOTS_PER_CHUNK * core::mem::size_of::<TSlot>());
+    assert!(core::mem::size_of::<Header>() == core::mem::size_of::<ThreadCache>());
+    assert!(
+        core::mem::offset_of!(Header, zero_rounds) == core::mem::offset_of!(ThreadCache, rounds)
+    );
+    assert!(core::mem::offset_of!(Header, zero_cap) == core::mem::offset_of!(ThreadCache, cap));
+    assert!(
+        core::mem::offset_of!(Header, zero_ploaded) == core::mem::offset_of!(ThreadCache, ploaded)
+    );
+    assert!(
+        core::mem::offset_of!(Header, zero_prounds) == core::mem::offset_of!(ThreadCache, prounds)
+    );
+    assert!(
+        core::mem::size_of::<MagazineBlock>()
+            == SLOTS_PER_CHUNK * core::mem::size_of::<ThreadCache>()
+    );
     assert!(core::mem::size_of::<Dir>() <= core::mem::size_of::<SlotChunk>());
 };
 
@@ -122,9 +100,9 @@ const _: () = {
 /// # Safety
 /// `t` is a live block (or the dead block) that the caller may read; `ci < CHUNKS`.
 #[inline(always)]
-unsafe fn chunk_base(t: *mut ThreadBlock, ci: usize) -> *mut TSlot {
+unsafe fn chunk_base(t: *mut MagazineBlock, ci: usize) -> *mut ThreadCache {
     if ci == 0 {
-        return t as *mut TSlot;
+        return t as *mut ThreadCache;
     }
     // SAFETY: by the caller.
     unsafe {
@@ -154,11 +132,11 @@ pub(crate) fn request_flush() {
 /// its exit flush (the slow path recognises it and uses the slab layer), and, on x86_64
 /// Linux, the *unborn* block that is the TLS word's initial value (the slow path recognises
 /// it and makes the thread's block), so the hit paths need no null test.
-struct StaticBlock(ThreadBlock);
+struct StaticBlock(MagazineBlock);
 // SAFETY: the static blocks are never written.
 unsafe impl Sync for StaticBlock {}
 #[allow(clippy::declare_interior_mutable_const)] // copied into the two statics only
-const STATIC_BLOCK: ThreadBlock = ThreadBlock {
+const STATIC_BLOCK: MagazineBlock = MagazineBlock {
     hdr: Header {
         dir: null_mut(),
         zero_rounds: 0,
@@ -170,25 +148,25 @@ const STATIC_BLOCK: ThreadBlock = ThreadBlock {
         gen: 0,
         ticks: 0,
     },
-    slots: [TSlot::EMPTY; SLOTS_PER_CHUNK - 1],
+    slots: [ThreadCache::EMPTY; SLOTS_PER_CHUNK - 1],
 };
 static DEAD_BLOCK: StaticBlock = StaticBlock(STATIC_BLOCK);
 static UNBORN_BLOCK: StaticBlock = StaticBlock(STATIC_BLOCK);
 
-pub(crate) fn dead_block() -> *mut ThreadBlock {
-    &DEAD_BLOCK.0 as *const ThreadBlock as *mut ThreadBlock
+pub(crate) fn dead_block() -> *mut MagazineBlock {
+    &DEAD_BLOCK.0 as *const MagazineBlock as *mut MagazineBlock
 }
 
 /// Whether [`inline_slot`] never returns null (the TLS word starts out at the unborn block).
-pub(crate) const INLINE_SLOT_NEVER_NULL: bool = tcb::NEVER_NULL;
+pub(crate) const INLINE_SLOT_NEVER_NULL: bool = tls_word::NEVER_NULL;
 
 /// What the TLS word holds before the thread's first slow-path call (and after a flush
 /// that released its block): the unborn block where the TLS image can point at it, else
 /// null.
 #[inline(always)]
-pub(crate) fn unborn() -> *mut ThreadBlock {
-    if tcb::NEVER_NULL {
-        &UNBORN_BLOCK.0 as *const ThreadBlock as *mut ThreadBlock
+pub(crate) fn unborn() -> *mut MagazineBlock {
+    if tls_word::NEVER_NULL {
+        &UNBORN_BLOCK.0 as *const MagazineBlock as *mut MagazineBlock
     } else {
         null_mut()
     }
@@ -200,8 +178,8 @@ pub(crate) fn unborn() -> *mut ThreadBlock {
 /// access). Initial-exec TLS in a library that is `dlopen`ed comes from glibc's static TLS
 /// surplus, which easily has these 8 bytes. Other targets use a const `thread_local!`.
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-mod tcb {
-    use super::ThreadBlock;
+mod tls_word {
+    use super::MagazineBlock;
 
     /// The word starts out pointing at the unborn block (a relocated address in the TLS
     /// image, `.tdata`), so it is never null.
@@ -221,8 +199,8 @@ mod tcb {
     );
 
     #[inline(always)]
-    pub(super) fn get() -> *mut ThreadBlock {
-        let v: *mut ThreadBlock;
+    pub(super) fn get() -> *mut MagazineBlock {
+        let v: *mut MagazineBlock;
         // SAFETY: reads this thread's TLS word (its offset from the thread pointer is in
         // the GOT entry the linker made for `umem_slab_tcb@GOTTPOFF`).
         unsafe {
@@ -237,7 +215,7 @@ mod tcb {
     }
 
     #[inline(always)]
-    pub(super) fn set(p: *mut ThreadBlock) {
+    pub(super) fn set(p: *mut MagazineBlock) {
         // SAFETY: writes this thread's TLS word (see `get`).
         unsafe {
             core::arch::asm!(
@@ -252,8 +230,8 @@ mod tcb {
 }
 
 #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
-mod tcb {
-    use super::ThreadBlock;
+mod tls_word {
+    use super::MagazineBlock;
     use core::cell::Cell;
     use core::ptr::null_mut;
 
@@ -261,28 +239,28 @@ mod tcb {
     pub(super) const NEVER_NULL: bool = false;
 
     thread_local! {
-        static TCB: Cell<*mut ThreadBlock> = const { Cell::new(null_mut()) };
+        static TCB: Cell<*mut MagazineBlock> = const { Cell::new(null_mut()) };
     }
 
     #[inline(always)]
-    pub(super) fn get() -> *mut ThreadBlock {
+    pub(super) fn get() -> *mut MagazineBlock {
         TCB.with(|c| c.get())
     }
 
     #[inline(always)]
-    pub(super) fn set(p: *mut ThreadBlock) {
+    pub(super) fn set(p: *mut MagazineBlock) {
         TCB.with(|c| c.set(p))
     }
 }
 
-struct Registry {
-    head: *mut ThreadBlock,
+struct BlockList {
+    head: *mut MagazineBlock,
     count: usize,
 }
 // SAFETY: the raw pointers are only followed under the lock.
-unsafe impl Send for Registry {}
+unsafe impl Send for BlockList {}
 
-static REGISTRY: SpinLock<Registry> = SpinLock::new(Registry {
+static BLOCK_LIST: SpinLock<BlockList> = SpinLock::new(BlockList {
     head: null_mut(),
     count: 0,
 });
@@ -291,8 +269,8 @@ static KEY: AtomicUsize = AtomicUsize::new(usize::MAX);
 
 /// The calling thread's block pointer ([`unborn`] before the first slow-path call).
 #[inline(always)]
-pub(crate) fn current() -> *mut ThreadBlock {
-    tcb::get()
+pub(crate) fn current() -> *mut MagazineBlock {
+    tls_word::get()
 }
 
 /// The slot for `index` in the current thread's block (an empty one of a static block when
@@ -301,16 +279,16 @@ pub(crate) fn current() -> *mut ThreadBlock {
 /// # Safety
 /// `index < MAX_IDS`.
 #[inline(always)]
-pub(crate) unsafe fn fast_slot(index: usize) -> *mut TSlot {
+pub(crate) unsafe fn fast_slot(index: usize) -> *mut ThreadCache {
     let t = current();
-    if !tcb::NEVER_NULL && t.is_null() {
+    if !tls_word::NEVER_NULL && t.is_null() {
         return null_mut();
     }
     // SAFETY: `t` is the live block of this thread (or a static block); index is in range
     // so both array accesses are in bounds.
     unsafe {
         if index < SLOTS_PER_CHUNK {
-            return (t as *mut TSlot).add(index);
+            return (t as *mut ThreadCache).add(index);
         }
         far_slot(t, index)
     }
@@ -320,21 +298,21 @@ pub(crate) unsafe fn fast_slot(index: usize) -> *mut TSlot {
 /// range check), or null when the thread has no block yet. Makes no calls.
 ///
 /// # Safety
-/// `offset` is a slot's offset in the block: `i * size_of::<TSlot>()` with
+/// `offset` is a slot's offset in the block: `i * size_of::<ThreadCache>()` with
 /// `i < SLOTS_PER_CHUNK`.
 #[inline(always)]
-pub(crate) unsafe fn inline_slot(offset: u16) -> *mut TSlot {
+pub(crate) unsafe fn inline_slot(offset: u16) -> *mut ThreadCache {
     debug_assert!(
-        (offset as usize) % core::mem::size_of::<TSlot>() == 0
-            && (offset as usize) < core::mem::size_of::<ThreadBlock>()
+        (offset as usize) % core::mem::size_of::<ThreadCache>() == 0
+            && (offset as usize) < core::mem::size_of::<MagazineBlock>()
     );
     let t = current();
-    if !tcb::NEVER_NULL && t.is_null() {
+    if !tls_word::NEVER_NULL && t.is_null() {
         return null_mut();
     }
     // SAFETY: `t` is the live block of this thread (or a static block), whose first chunk
     // holds SLOTS_PER_CHUNK slots; `offset` names one of them by the caller.
-    unsafe { (t as *mut u8).add(offset as usize) as *mut TSlot }
+    unsafe { (t as *mut u8).add(offset as usize) as *mut ThreadCache }
 }
 
 /// [`fast_slot`] for ids from 64 on (through the directory), out of line.
@@ -343,7 +321,7 @@ pub(crate) unsafe fn inline_slot(offset: u16) -> *mut TSlot {
 /// As [`chunk_base`]; `index < MAX_IDS`.
 #[cold]
 #[inline(never)]
-unsafe fn far_slot(t: *mut ThreadBlock, index: usize) -> *mut TSlot {
+unsafe fn far_slot(t: *mut MagazineBlock, index: usize) -> *mut ThreadCache {
     // SAFETY: by the caller.
     unsafe {
         let base = chunk_base(t, index / SLOTS_PER_CHUNK);
@@ -374,30 +352,57 @@ pub(crate) fn clock_due() -> bool {
 /// See [`clock_due`].
 pub(crate) const CLOCK_EVERY: u64 = 64;
 
-/// Create the pthread key whose destructor flushes a thread's magazines.
-pub(crate) fn init_key() {
+/// What a flush does with one thread cache: give its magazines back to the depot of the
+/// cache with id `id` and fold its counters into that cache (umem-slab's registry knows
+/// the caches; this file only knows ids). Installed once by [`init_key`].
+///
+/// # Safety
+/// `tc` is the thread cache of id `id` in a block that no thread uses meanwhile; the
+/// block-list lock is held and the calling thread's TLS word points at the dead block.
+pub(crate) type FlushFn = unsafe fn(id: usize, tc: *mut ThreadCache);
+
+/// The installed [`FlushFn`], as a pointer (null before `init_key`).
+static FLUSH: AtomicPtr<()> = AtomicPtr::new(null_mut());
+
+/// The installed [`FlushFn`]; one that does nothing before `init_key` (no block exists
+/// then).
+fn flush_hook() -> FlushFn {
+    unsafe fn nothing(_id: usize, _tc: *mut ThreadCache) {}
+    let p = FLUSH.load(Ordering::Acquire);
+    if p.is_null() {
+        return nothing;
+    }
+    // SAFETY: the only non-null value ever stored is a `FlushFn` (see `init_key`), and
+    // function pointers round-trip through `*mut ()` on every target Rust supports.
+    unsafe { core::mem::transmute::<*mut (), FlushFn>(p) }
+}
+
+/// Create the pthread key whose destructor flushes a thread's magazines, and install
+/// `flush` as what a flush does with each thread cache.
+pub(crate) fn init_key(flush: FlushFn) {
+    FLUSH.store(flush as *mut (), Ordering::Release);
     let mut key: libc::pthread_key_t = 0;
     // SAFETY: valid out-pointer and an `extern "C"` destructor.
     let rc = unsafe { libc::pthread_key_create(&mut key, Some(key_destructor)) };
     if rc != 0 {
-        crate::fatal("umem-slab: pthread_key_create failed\n");
+        fatal("umem-slab: pthread_key_create failed\n");
     }
     KEY.store(key as usize, Ordering::Release);
 }
 
 extern "C" fn key_destructor(p: *mut libc::c_void) {
-    let t = p as *mut ThreadBlock;
+    let t = p as *mut MagazineBlock;
     if t.is_null() || t == dead_block() {
         return;
     }
-    tcb::set(dead_block());
+    tls_word::set(dead_block());
     // SAFETY: `t` was registered by this thread and is no longer reachable through TLS.
     unsafe { retire_block(t) };
 }
 
 /// The calling thread's slot for `index`, creating the block and chunk when needed.
 /// Returns null for a dead thread (after its exit flush) or when memory is exhausted.
-pub(crate) fn slot_for(index: usize) -> *mut TSlot {
+pub(crate) fn slot_for(index: usize) -> *mut ThreadCache {
     debug_assert!(index > 0 && index < MAX_IDS);
     let mut t = current();
     if t == dead_block() {
@@ -421,38 +426,38 @@ pub(crate) fn slot_for(index: usize) -> *mut TSlot {
         if !base.is_null() {
             return base.add(index % SLOTS_PER_CHUNK);
         }
-        // Publish new directories and chunks under the registry lock: destroy/stats read
+        // Publish new directories and chunks under the block-list lock: destroy/stats read
         // them under it.
         if (*t).hdr.dir.is_null() {
-            let d = crate::cache::alloc_slot_chunk() as *mut Dir;
+            let d = alloc_slot_chunk() as *mut Dir;
             if d.is_null() {
                 return null_mut();
             }
             ptr::write_bytes(d as *mut u8, 0, core::mem::size_of::<Dir>());
-            let _g = REGISTRY.lock();
+            let _g = BLOCK_LIST.lock();
             (*t).hdr.dir = d;
         }
-        let chunk = crate::cache::alloc_slot_chunk() as *mut SlotChunk;
+        let chunk = alloc_slot_chunk() as *mut SlotChunk;
         if chunk.is_null() {
             return null_mut();
         }
         ptr::write_bytes(chunk as *mut u8, 0, core::mem::size_of::<SlotChunk>());
-        let _g = REGISTRY.lock();
+        let _g = BLOCK_LIST.lock();
         (*(*t).hdr.dir).chunks[ci] = chunk;
         (*chunk).slots.as_mut_ptr().add(index % SLOTS_PER_CHUNK)
     }
 }
 
-fn new_block() -> *mut ThreadBlock {
-    let p = crate::cache::alloc_thread_block() as *mut ThreadBlock;
+fn new_block() -> *mut MagazineBlock {
+    let p = alloc_block() as *mut MagazineBlock;
     if p.is_null() {
         return null_mut();
     }
     // SAFETY: fresh memory of the right size and alignment from the block cache.
     unsafe {
-        ptr::write_bytes(p as *mut u8, 0, core::mem::size_of::<ThreadBlock>());
+        ptr::write_bytes(p as *mut u8, 0, core::mem::size_of::<MagazineBlock>());
         (*p).hdr.gen = REAP_GEN.load(Ordering::Relaxed) as u32;
-        let mut g = REGISTRY.lock();
+        let mut g = BLOCK_LIST.lock();
         (*p).hdr.next = g.head;
         if !g.head.is_null() {
             (*g.head).hdr.prev = p;
@@ -460,7 +465,7 @@ fn new_block() -> *mut ThreadBlock {
         g.head = p;
         g.count += 1;
     }
-    tcb::set(p);
+    tls_word::set(p);
     let key = KEY.load(Ordering::Acquire);
     if key != usize::MAX {
         // SAFETY: the key was created by init_key. If glibc allocates here (keys >= 32) the
@@ -479,7 +484,7 @@ pub fn thread_exit_flush() {
     }
     // While flushing, frees made by the flush itself (magazine structures going back to
     // their caches) must not build a new block: point TLS at the dead block meanwhile.
-    tcb::set(dead_block());
+    tls_word::set(dead_block());
     let key = KEY.load(Ordering::Acquire);
     if key != usize::MAX {
         // SAFETY: clearing our own key value.
@@ -487,19 +492,19 @@ pub fn thread_exit_flush() {
     }
     // SAFETY: `t` was this thread's block and is no longer reachable through TLS.
     unsafe { retire_block(t) };
-    tcb::set(unborn());
+    tls_word::set(unborn());
 }
 
 /// Unlink `t`, flush every slot to its cache's depot, fold its counters, free it.
 ///
 /// # Safety
 /// `t` is a registered block no thread will use again.
-unsafe fn retire_block(t: *mut ThreadBlock) {
-    // Hold the registry lock for the whole flush (see module docs). Flushing takes depot
+unsafe fn retire_block(t: *mut MagazineBlock) {
+    // Hold the block-list lock for the whole flush (see module docs). Flushing takes depot
     // and slab locks and may free magazines to the magazine caches; the current thread's
     // TLS no longer points at `t`, so those frees cannot re-enter `t`'s slots.
-    let mut g = REGISTRY.lock();
-    // SAFETY: registry lock held; `t` is on the list.
+    let mut g = BLOCK_LIST.lock();
+    // SAFETY: block-list lock held; `t` is on the list.
     unsafe {
         if (*t).hdr.prev.is_null() {
             g.head = (*t).hdr.next;
@@ -518,21 +523,22 @@ unsafe fn retire_block(t: *mut ThreadBlock) {
             for ci in 1..CHUNKS {
                 let chunk = (*d).chunks[ci];
                 if !chunk.is_null() {
-                    crate::cache::free_slot_chunk(chunk as usize);
+                    free_slot_chunk(chunk as usize);
                 }
             }
-            crate::cache::free_slot_chunk(d as usize);
+            free_slot_chunk(d as usize);
         }
-        crate::cache::free_thread_block(t as usize);
+        free_block(t as usize);
     }
 }
 
 /// Flush every slot of block `t` to its cache's depot.
 ///
 /// # Safety
-/// Registry lock held; `t` is not used by any thread for the duration; the calling
+/// Block-list lock held; `t` is not used by any thread for the duration; the calling
 /// thread's TLS points at the dead block (so the frees this does bypass magazines).
-unsafe fn flush_slots(t: *mut ThreadBlock) {
+unsafe fn flush_slots(t: *mut MagazineBlock) {
+    let flush = flush_hook();
     // SAFETY: by the caller.
     unsafe {
         for ci in 0..CHUNKS {
@@ -550,10 +556,7 @@ unsafe fn flush_slots(t: *mut ThreadBlock) {
                 {
                     continue;
                 }
-                let cp = crate::cache::cache_by_id(id);
-                if let Some(cp) = cp {
-                    cp.flush_slot(slot, true);
-                }
+                flush(id, slot);
             }
         }
     }
@@ -563,21 +566,21 @@ unsafe fn flush_slots(t: *mut ThreadBlock) {
 ///
 /// # Safety
 /// `t` is the calling thread's live block.
-unsafe fn flush_requested(t: *mut ThreadBlock) {
-    tcb::set(dead_block());
-    let g = REGISTRY.lock();
-    // SAFETY: registry lock held, our own block, TLS on the dead block.
+unsafe fn flush_requested(t: *mut MagazineBlock) {
+    tls_word::set(dead_block());
+    let g = BLOCK_LIST.lock();
+    // SAFETY: block-list lock held, our own block, TLS on the dead block.
     unsafe { flush_slots(t) };
     drop(g);
-    tcb::set(t);
+    tls_word::set(t);
 }
 
-/// Call `f` on the slot for `index` in every registered block (registry lock held).
-pub(crate) fn for_each_slot(index: usize, f: &mut dyn FnMut(*mut TSlot)) {
-    let g = REGISTRY.lock();
+/// Call `f` on the slot for `index` in every registered block (block-list lock held).
+pub(crate) fn for_each_slot(index: usize, f: &mut dyn FnMut(*mut ThreadCache)) {
+    let g = BLOCK_LIST.lock();
     let mut t = g.head;
     while !t.is_null() {
-        // SAFETY: blocks on the list are live while the registry lock is held.
+        // SAFETY: blocks on the list are live while the block-list lock is held.
         unsafe {
             let base = chunk_base(t, index / SLOTS_PER_CHUNK);
             if !base.is_null() && index != 0 {
@@ -591,18 +594,49 @@ pub(crate) fn for_each_slot(index: usize, f: &mut dyn FnMut(*mut TSlot)) {
 
 /// Number of threads that currently hold a block.
 pub fn live_thread_blocks() -> usize {
-    REGISTRY.lock().count
+    BLOCK_LIST.lock().count
 }
 
-pub(crate) fn registry_lock_raw() -> &'static crate::sync::RawSpin {
-    REGISTRY.raw()
+pub(crate) fn block_list_lock_raw() -> &'static RawSpin {
+    BLOCK_LIST.raw()
 }
 
 /// Run `f` with the calling thread's magazine layer switched off (its frees and allocations
 /// go to the slab layers), then switch it back on.
 pub(crate) fn with_magazines_off(f: &mut dyn FnMut()) {
     let saved = current();
-    tcb::set(dead_block());
+    tls_word::set(dead_block());
     f();
-    tcb::set(saved);
+    tls_word::set(saved);
+}
+
+/// A zeroable chunk of `size_of::<T>()` bytes for block `T` memory, straight from
+/// `umem_internal` (a page-quantum arena with no magazines, so making a block never needs
+/// a block); null when the arena is exhausted.
+fn alloc_internal(size: usize) -> *mut u8 {
+    match arena_alloc(arenas().internal, size, 64) {
+        Some(a) => a as *mut u8,
+        None => null_mut(),
+    }
+}
+
+fn alloc_slot_chunk() -> *mut u8 {
+    alloc_internal(core::mem::size_of::<SlotChunk>())
+}
+
+fn free_slot_chunk(a: usize) {
+    arena_free(arenas().internal, a, core::mem::size_of::<SlotChunk>(), 64);
+}
+
+fn alloc_block() -> *mut u8 {
+    alloc_internal(core::mem::size_of::<MagazineBlock>())
+}
+
+fn free_block(a: usize) {
+    arena_free(
+        arenas().internal,
+        a,
+        core::mem::size_of::<MagazineBlock>(),
+        64,
+    );
 }

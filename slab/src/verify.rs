@@ -1,66 +1,24 @@
-//! Checked free, reap, the periodic update, statistics and the invariant walker.
+//! Checking: [`Cache::free_checked`] (a free that reports instead of trusting) with the
+//! diagnosis of a bad address, and [`Cache::verify`], the walk that checks every
+//! invariant of the slab layer and the depot (theory statement, section 4).
 
-use super::*;
+use core::ptr::{null_mut, NonNull};
 
-// ---------------------------------------------------------------------------------------
-// Checked free, reap, update, stats, verify.
-
-pub(super) enum Where {
-    Allocated,
-    Free,
-    Interior(usize),
-    Nowhere,
-}
+use crate::cache::Cache;
+use crate::debug::{BUFTAG_ALLOC, BUFTAG_FREE};
+use crate::error::SlabError;
+use crate::magazine::Magazine;
+use crate::magazine_block;
+use crate::registry;
+use crate::slab::{Bufctl, BufferLookup, Slab, SlabLayer, SLAB_HDR};
 
 impl Cache {
-    /// Find `addr` among this cache's slabs (linear walk; checked path only).
-    pub(super) fn locate(&self, addr: usize) -> Where {
-        let g = self.slab.0.lock();
-        for head in [g.partial, g.full] {
-            let mut sp = head;
-            // SAFETY: slab lock held; slabs on the lists are live.
-            unsafe {
-                while !sp.is_null() {
-                    let s = &*sp;
-                    if addr >= s.mem && addr < s.mem + self.slabsize() {
-                        if addr < s.base || (addr - s.base) / self.chunksize >= s.chunks {
-                            return Where::Interior(s.base);
-                        }
-                        let start = s.base + (addr - s.base) / self.chunksize * self.chunksize;
-                        if start != addr {
-                            return Where::Interior(start);
-                        }
-                        // On the slab's free list?
-                        let mut f = s.head;
-                        while f != 0 {
-                            if self.hashed {
-                                let bc = f as *const Bufctl;
-                                if (*bc).addr == addr {
-                                    return Where::Free;
-                                }
-                                f = (*bc).next as usize;
-                            } else {
-                                if f == addr {
-                                    return Where::Free;
-                                }
-                                f = *((f + self.link_off) as *const usize);
-                            }
-                        }
-                        return Where::Allocated;
-                    }
-                    sp = s.next;
-                }
-            }
-        }
-        Where::Nowhere
-    }
-
     /// Is `addr` sitting in the calling thread's magazines or the depot's full magazines?
-    pub(super) fn in_magazines(&self, addr: usize) -> bool {
+    pub(crate) fn in_magazines(&self, addr: usize) -> bool {
         if self.id == 0 {
             return false;
         }
-        let slot = thread::slot_for(self.id);
+        let slot = magazine_block::slot_for(self.id);
         // SAFETY: our own slot; depot magazines are read under the depot lock.
         unsafe {
             if !slot.is_null() {
@@ -74,7 +32,7 @@ impl Cache {
                 }
             }
             let d = self.depot.0.lock();
-            let n = MAGTYPES[d.magtype].rounds;
+            let n = d.rounds();
             let mut m = d.full.head;
             while !m.is_null() {
                 for i in 0..n {
@@ -99,7 +57,7 @@ impl Cache {
     pub unsafe fn free_checked(&self, ptr: NonNull<u8>) -> Result<(), SlabError> {
         let addr = ptr.as_ptr() as usize;
         match self.locate(addr) {
-            Where::Allocated => {
+            BufferLookup::Allocated => {
                 if self.in_magazines(addr) {
                     return Err(SlabError::DoubleFree {
                         addr,
@@ -112,7 +70,7 @@ impl Cache {
                     // SAFETY: the buffer is ours (located above).
                     unsafe {
                         *((addr + self.buftag_off) as *mut usize).add(2) =
-                            self.bx(addr, BUFTAG_ALLOC)
+                            self.buftag_status(addr, BUFTAG_ALLOC)
                     };
                     // Content was already destructed and filled; a second destruct would be
                     // wrong, so hand it to the magazine layer directly.
@@ -124,204 +82,61 @@ impl Cache {
                 unsafe { self.free_addr(addr) };
                 Ok(())
             }
-            Where::Free => Err(SlabError::DoubleFree {
+            BufferLookup::Free => Err(SlabError::DoubleFree {
                 addr,
                 cache: self.name,
             }),
-            Where::Interior(buffer) => Err(SlabError::BadAddress {
+            BufferLookup::Interior(buffer) => Err(SlabError::BadAddress {
                 addr,
                 buffer,
                 cache: self.name,
             }),
-            Where::Nowhere => Err(self.not_ours(addr)),
+            BufferLookup::NotInCache => Err(self.not_ours(addr)),
         }
     }
 
     /// The error for an address no slab of this cache holds: `WrongCache` naming the cache
     /// that does hold it, else `NotOwned`.
     fn not_ours(&self, addr: usize) -> SlabError {
-        let l = CACHE_LIST.lock();
-        let mut cp = l.head;
-        while !cp.is_null() {
-            // SAFETY: caches on the list are live under CACHE_LIST.
-            let c = unsafe { &*cp };
-            if !core::ptr::eq(c, self) && !matches!(c.locate(addr), Where::Nowhere) {
-                return SlabError::WrongCache {
-                    addr,
-                    cache: self.name,
-                    owner: c.name,
-                };
-            }
-            // SAFETY: as above.
-            cp = unsafe { (*c.links.get()).next };
-        }
-        SlabError::NotOwned {
-            addr,
-            cache: self.name,
+        let owner = registry::find_cache(&mut |c| {
+            !core::ptr::eq(c, self) && !matches!(c.locate(addr), BufferLookup::NotInCache)
+        });
+        match owner {
+            Some(c) => SlabError::WrongCache {
+                addr,
+                cache: self.name,
+                owner: c.name,
+            },
+            None => SlabError::NotOwned {
+                addr,
+                cache: self.name,
+            },
         }
     }
 
     /// Why is `addr` not a buffer of ours? `None` when it is one (its buftag is then what
     /// is broken).
-    pub(super) fn diagnose(&self, addr: usize) -> Option<SlabError> {
+    pub(crate) fn diagnose(&self, addr: usize) -> Option<SlabError> {
         match self.locate(addr) {
-            Where::Allocated | Where::Free => None,
-            Where::Interior(buffer) => Some(SlabError::BadAddress {
+            BufferLookup::Allocated | BufferLookup::Free => None,
+            BufferLookup::Interior(buffer) => Some(SlabError::BadAddress {
                 addr,
                 buffer,
                 cache: self.name,
             }),
-            Where::Nowhere => Some(self.not_ours(addr)),
+            BufferLookup::NotInCache => Some(self.not_ours(addr)),
         }
     }
 
     /// free_checked of a debug cache after `debug_free` succeeded.
-    pub(super) unsafe fn free_after_debug(&self, addr: usize) {
+    pub(crate) unsafe fn free_after_debug(&self, addr: usize) {
         // SAFETY: the buftag is ours; mark free, then skip the debug check in free_slow by
         // going to the magazine/slab layers directly.
-        unsafe { *((addr + self.buftag_off) as *mut usize).add(2) = self.bx(addr, BUFTAG_FREE) };
+        unsafe {
+            *((addr + self.buftag_off) as *mut usize).add(2) = self.buftag_status(addr, BUFTAG_FREE)
+        };
         // SAFETY: by the caller; a debug cache (buftags), so no destructor runs here.
         unsafe { self.free_to_layers(addr) }
-    }
-
-    /// Reclaim what this cache holds: call the reclaim callback, return the calling
-    /// thread's magazines to the depot, and free every depot magazine (objects go back
-    /// to their slabs; empty slabs go back to the source arena). Magazines loaded in other
-    /// threads stay there (they are flushed at those threads' exit).
-    pub fn reap(&self) {
-        if let Some(r) = self.ops.reclaim {
-            r(self.ops.private);
-        }
-        self.reaps.fetch_add(1, Ordering::Relaxed);
-        if self.id != 0 {
-            let t = thread::current();
-            if !t.is_null() && t != thread::dead_block() {
-                let slot = thread::slot_for(self.id);
-                if !slot.is_null() {
-                    // SAFETY: our own slot; counters stay with the slot.
-                    unsafe { self.flush_slot(slot, false) };
-                }
-            }
-        }
-        self.depot_purge();
-    }
-
-    /// Periodic maintenance (`umem_cache_update` + the update-thread work): rescale the
-    /// hash, update the depot working set and free magazines beyond it, grow magazines on
-    /// depot contention.
-    pub(crate) fn update_one(&self) {
-        if self.hashed {
-            let need = {
-                let g = self.slab.0.lock();
-                g.buftotal > 2 * (g.hash_mask + 1)
-                    || (g.buftotal < g.hash_mask.div_ceil(2) && g.hash_mask + 1 > HASH_INITIAL)
-            };
-            if need {
-                self.hash_rescale();
-            }
-        }
-        self.depot_ws_update();
-        let resize = {
-            let mut d = self.depot.0.lock();
-            let r = self.chunksize < MAGTYPES[d.magtype].maxbuf
-                && d.contention.wrapping_sub(d.contention_prev) > DEPOT_CONTENTION;
-            d.contention_prev = d.contention;
-            r
-        };
-        if resize && self.id != 0 {
-            self.magazine_resize();
-        }
-        self.depot_ws_reap();
-    }
-
-    pub fn name(&self) -> &str {
-        self.name.as_str()
-    }
-    pub fn buf_size(&self) -> usize {
-        self.bufsize
-    }
-    pub fn align(&self) -> usize {
-        self.align
-    }
-    pub fn chunk_size(&self) -> usize {
-        self.chunksize
-    }
-    pub fn slab_size(&self) -> usize {
-        self.slabsize()
-    }
-    pub fn flags(&self) -> CacheFlags {
-        CacheFlags(self.flags & 0xffff)
-    }
-    pub fn source(&self) -> &'static Vmem {
-        self.source
-    }
-    /// Buffers in a slab of minimum colour.
-    pub fn buffers_per_slab(&self) -> usize {
-        if self.hashed {
-            self.slabsize() / self.chunksize
-        } else {
-            (self.slabsize() - SLAB_HDR) / self.chunksize
-        }
-    }
-    /// Whether slabs use external bufctls and the hash (vs. in-slab header and free list).
-    pub fn is_hashed(&self) -> bool {
-        self.hashed
-    }
-
-    pub fn stats(&self) -> CacheStats {
-        let mut allocs =
-            self.slow_allocs.load(Ordering::Relaxed) + self.folded_allocs.load(Ordering::Relaxed);
-        let mut frees =
-            self.slow_frees.load(Ordering::Relaxed) + self.folded_frees.load(Ordering::Relaxed);
-        if self.id != 0 {
-            thread::for_each_slot(self.id, &mut |slot| {
-                // SAFETY: registry lock held; counters are atomics.
-                unsafe {
-                    allocs += (*slot).allocs.load(Ordering::Relaxed);
-                    frees += (*slot).frees.load(Ordering::Relaxed);
-                }
-            });
-        }
-        let mut st = CacheStats {
-            buf_size: self.bufsize,
-            align: self.align,
-            chunk_size: self.chunksize,
-            slab_size: self.slabsize(),
-            alloc: allocs,
-            free: frees,
-            buf_inuse: allocs.saturating_sub(frees),
-            alloc_fail: self.alloc_fail.load(Ordering::Relaxed),
-            reap: self.reaps.load(Ordering::Relaxed),
-            ..CacheStats::default()
-        };
-        {
-            let d = self.depot.0.lock();
-            st.depot_full = d.full.total;
-            st.depot_empty = d.empty.total;
-            st.depot_contention = d.contention;
-            st.mag_size = if self.id == 0 {
-                0
-            } else {
-                MAGTYPES[d.magtype].rounds
-            };
-            st.mag_resize = d.resizes;
-            st.buf_depot = d.full.total * MAGTYPES[d.magtype].rounds;
-        }
-        {
-            let g = self.slab.0.lock();
-            st.buf_total = g.buftotal;
-            st.buf_slab_alloc = g.bufalloc;
-            st.slabs = g.nslabs;
-            st.slab_create = g.slab_create;
-            st.slab_destroy = g.slab_destroy;
-            st.slab_alloc = g.slab_alloc;
-            st.slab_free = g.slab_free;
-            st.hash_size = if self.hashed { g.hash_mask + 1 } else { 0 };
-            st.hash_rescale = g.rescale;
-            st.hash_lookup_depth = g.lookup_depth;
-            st.mem_total = g.nslabs * self.slabsize();
-        }
-        st
     }
 
     /// Walk the slab layer and the depot and check every invariant: each slab belongs to
@@ -348,7 +163,7 @@ impl Cache {
             unsafe {
                 while !sp.is_null() {
                     let s = &*sp;
-                    if !ptr::eq(s.cache, self) {
+                    if s.cache != self.owner() {
                         return Err(corrupt("slab of another cache", sp as usize));
                     }
                     if s.prev != prev {
@@ -388,7 +203,7 @@ impl Cache {
                         }
                         if self.buftag_off != 0 {
                             let st = *((buf + self.buftag_off) as *const usize).add(2);
-                            if st != self.bx(buf, BUFTAG_FREE) {
+                            if st != self.buftag_status(buf, BUFTAG_FREE) {
                                 return Err(corrupt("free buffer's buftag not free", buf));
                             }
                         }
@@ -434,7 +249,7 @@ impl Cache {
                             return Err(corrupt("bufctl in the wrong bucket", a));
                         }
                         let sp = (*bc).slab;
-                        if !ptr::eq((*sp).cache, self)
+                        if (*sp).cache != self.owner()
                             || a < (*sp).base
                             || a >= (*sp).base + (*sp).chunks * self.chunksize
                         {
@@ -471,7 +286,7 @@ impl Cache {
         }
         // Every round of a full depot magazine is a buffer the slab layer counts as
         // allocated (depot lock, then slab lock: the documented order).
-        let rounds = MAGTYPES[d.magtype].rounds;
+        let rounds = d.rounds();
         let g = self.slab.0.lock();
         let mut m = d.full.head;
         while !m.is_null() {
@@ -491,7 +306,7 @@ impl Cache {
     }
 
     /// Is `buf` a buffer the slab layer has handed out (slab lock held)?
-    pub(super) fn slab_holds_allocated(&self, g: &SlabLayer, buf: usize) -> bool {
+    pub(crate) fn slab_holds_allocated(&self, g: &SlabLayer, buf: usize) -> bool {
         // SAFETY: slab lock held by the caller; we only follow pointers of slabs found on
         // our own lists / in our own hash.
         unsafe {

@@ -1,28 +1,64 @@
-//! Debug caches: buftag checks, fill patterns, audit records.
+//! Debug caches ([`CacheFlags::DEBUG`](crate::CacheFlags::DEBUG) and `AUDIT`): the buftag
+//! after each buffer, the fill patterns, the checks made when a buffer leaves or comes
+//! back, and the audit record of each buffer.
+//!
+//! A debug chunk is `[buffer][buftag: redzone u64, link word, status]`: the link word is
+//! the free-list link of in-slab caches and the bufctl pointer of hashed ones; the status
+//! is [`Cache::buftag_status`] of the buffer's state.
 
-use super::slab::fill;
-use super::*;
+use core::ptr::NonNull;
+use core::sync::atomic::Ordering;
 
-// ---------------------------------------------------------------------------------------
-// Debugging (CacheFlags::DEBUG).
+use crate::cache::Cache;
+use crate::diag::fatal_error;
+use crate::error::SlabError;
+use crate::slab::BufctlAudit;
+use crate::slab::BufferLookup;
+
+/// Bytes of the buftag after each buffer.
+pub(crate) const BUFTAG_SIZE: usize = 24;
+/// The redzone word, right after the buffer.
+pub(crate) const REDZONE_PATTERN: u64 = 0xfeed_face_feed_face;
+/// What a free buffer is filled with (checked when it leaves the cache).
+pub(crate) const FREE_PATTERN: u64 = 0xdead_beef_dead_beef;
+/// What an allocated, never-written buffer holds.
+pub(crate) const UNINIT_PATTERN: u64 = 0xbadd_cafe_badd_cafe;
+/// Buftag status state: allocated.
+pub(crate) const BUFTAG_ALLOC: usize = 0xa110_c8ed;
+/// Buftag status state: free.
+pub(crate) const BUFTAG_FREE: usize = 0xf4ee_f4ee;
+
+/// The last transaction recorded for a buffer of an `AUDIT` cache.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AuditRecord {
+    /// `true` when the last transaction was an allocation.
+    pub allocated: bool,
+    /// `pthread_self()` of the thread that made it.
+    pub thread: usize,
+    /// CLOCK_MONOTONIC nanoseconds.
+    pub timestamp_ns: u64,
+    /// Number of allocations and frees of this buffer since its slab was made.
+    pub transactions: u64,
+}
 
 impl Cache {
-    /// The buftag status word: the buffer address, this cache and the state, XORed, so
-    /// that a buffer of another cache (or a stray pointer) does not pass for ours.
+    /// The buftag status word of `buf` in `state` ([`BUFTAG_ALLOC`] or [`BUFTAG_FREE`]):
+    /// the buffer address, this cache and the state, XORed, so that a buffer of another
+    /// cache (or a stray pointer) does not pass for ours.
     #[inline]
-    pub(super) fn bx(&self, buf: usize, state: usize) -> usize {
+    pub(crate) fn buftag_status(&self, buf: usize, state: usize) -> usize {
         buf ^ (self as *const Cache as usize) ^ state
     }
 
     /// Check a buffer leaving the cache: buftag says free, fill pattern intact; then mark
     /// it allocated and construct it.
-    pub(super) fn debug_alloc(&self, buf: usize) -> Option<usize> {
+    pub(crate) fn debug_alloc(&self, buf: usize) -> Option<usize> {
         let off = self.buftag_off;
         // SAFETY: debug caches are touchable; the buftag follows the buffer in its chunk.
         unsafe {
             let bt = (buf + off) as *mut usize;
-            if *bt.add(2) != self.bx(buf, BUFTAG_FREE) {
-                crate::fatal_error(&SlabError::Corrupt {
+            if *bt.add(2) != self.buftag_status(buf, BUFTAG_FREE) {
+                fatal_error(&SlabError::Corrupt {
                     what: "buftag corrupted on allocation",
                     addr: buf,
                     cache: self.name,
@@ -31,7 +67,7 @@ impl Cache {
             let p = buf as *mut u64;
             for i in 0..off / 8 {
                 if *p.add(i) != FREE_PATTERN {
-                    crate::fatal_error(&SlabError::ModifiedAfterFree {
+                    fatal_error(&SlabError::ModifiedAfterFree {
                         addr: buf,
                         offset: i * 8,
                         cache: self.name,
@@ -39,19 +75,19 @@ impl Cache {
                 }
                 *p.add(i) = UNINIT_PATTERN;
             }
-            *bt.add(2) = self.bx(buf, BUFTAG_ALLOC);
+            *bt.add(2) = self.buftag_status(buf, BUFTAG_ALLOC);
             *(bt as *mut u64) = REDZONE_PATTERN;
         }
         if self.audit {
             if let Err(e) = self.audit_record(buf, true) {
-                crate::fatal_error(&e);
+                fatal_error(&e);
             }
         }
         if !self.construct(buf) {
             // SAFETY: as above.
             unsafe {
                 fill(buf, off, FREE_PATTERN);
-                *((buf + off) as *mut usize).add(2) = self.bx(buf, BUFTAG_FREE);
+                *((buf + off) as *mut usize).add(2) = self.buftag_status(buf, BUFTAG_FREE);
             }
             self.alloc_fail.fetch_add(1, Ordering::Relaxed);
             self.slab_free_trusted(buf);
@@ -62,14 +98,14 @@ impl Cache {
 
     /// Check a buffer coming back: buftag says allocated (else double free), redzone
     /// intact; destruct, mark free, fill with the free pattern.
-    pub(super) fn debug_free(&self, buf: usize) -> Result<(), SlabError> {
+    pub(crate) fn debug_free(&self, buf: usize) -> Result<(), SlabError> {
         let off = self.buftag_off;
         // SAFETY: the caller promised `buf` is a buffer of this (touchable) cache.
         unsafe {
             let bt = (buf + off) as *mut usize;
             let st = *bt.add(2);
-            if st != self.bx(buf, BUFTAG_ALLOC) {
-                if st == self.bx(buf, BUFTAG_FREE) {
+            if st != self.buftag_status(buf, BUFTAG_ALLOC) {
+                if st == self.buftag_status(buf, BUFTAG_FREE) {
                     return Err(SlabError::DoubleFree {
                         addr: buf,
                         cache: self.name,
@@ -94,14 +130,14 @@ impl Cache {
                 self.audit_record(buf, false)?;
             }
             self.destruct(buf);
-            *bt.add(2) = self.bx(buf, BUFTAG_FREE);
+            *bt.add(2) = self.buftag_status(buf, BUFTAG_FREE);
             fill(buf, off, FREE_PATTERN);
         }
         Ok(())
     }
 
     /// The audit bufctl of `buf` (from its buftag), checked against the buffer.
-    pub(super) fn audit_bufctl(&self, buf: usize) -> Result<*mut BufctlAudit, SlabError> {
+    pub(crate) fn audit_bufctl(&self, buf: usize) -> Result<*mut BufctlAudit, SlabError> {
         // SAFETY: `buf` is a buffer of this audit cache (caller); its buftag's middle word
         // names its bufctl, which we check before trusting.
         unsafe {
@@ -109,7 +145,7 @@ impl Cache {
             if ba.is_null()
                 || (ba as usize) % 8 != 0
                 || (*ba).bc.addr != buf
-                || !ptr::eq((*ba).cache, self)
+                || (*ba).cache != self.owner()
             {
                 return Err(SlabError::Corrupt {
                     what: "bufctl corrupted",
@@ -121,7 +157,7 @@ impl Cache {
         }
     }
 
-    pub(super) fn audit_record(&self, buf: usize, allocated: bool) -> Result<(), SlabError> {
+    pub(crate) fn audit_record(&self, buf: usize, allocated: bool) -> Result<(), SlabError> {
         let ba = self.audit_bufctl(buf)?;
         let mut ts = libc::timespec {
             tv_sec: 0,
@@ -146,7 +182,7 @@ impl Cache {
         }
         let addr = ptr.as_ptr() as usize;
         match self.locate(addr) {
-            Where::Allocated | Where::Free => {}
+            BufferLookup::Allocated | BufferLookup::Free => {}
             _ => return None,
         }
         let ba = self.audit_bufctl(addr).ok()?;
@@ -159,5 +195,17 @@ impl Cache {
                 transactions: (*ba).txn,
             })
         }
+    }
+}
+
+/// Fill `[buf, buf+len)` with `pat`.
+///
+/// # Safety
+/// `[buf, buf+len)` is writable and 8-aligned; `len` a multiple of 8.
+pub(crate) unsafe fn fill(buf: usize, len: usize, pat: u64) {
+    let p = buf as *mut u64;
+    for i in 0..len / 8 {
+        // SAFETY: by the caller.
+        unsafe { *p.add(i) = pat };
     }
 }

@@ -1,56 +1,29 @@
-//! The slab layer: slabs, in-slab free lists, external bufctls and the allocated-buffer
-//! hash (Bonwick 1994, sections 3 and 4).
+//! The slab layer's algorithms (Bonwick 1994, sections 3 and 4): take a buffer from a
+//! slab (making a slab from the source arena when none has a free buffer), give one back
+//! (returning a slab to the arena as soon as it is wholly free), and keep the
+//! allocated-buffer hash of hashed caches near the buffer count. The data structures are
+//! in `slab.rs`.
 
-use super::*;
+use core::mem::size_of;
+use core::ptr::{self, null_mut};
+use core::sync::atomic::Ordering;
 
-// ---------------------------------------------------------------------------------------
-// Slab layer.
-
-#[inline]
-pub(super) fn list_remove(head: &mut *mut Slab, sp: *mut Slab) {
-    // SAFETY: sp is on the list headed by `head` (slab lock held by the caller).
-    unsafe {
-        if (*sp).prev.is_null() {
-            *head = (*sp).next;
-        } else {
-            (*(*sp).prev).next = (*sp).next;
-        }
-        if !(*sp).next.is_null() {
-            (*(*sp).next).prev = (*sp).prev;
-        }
-        (*sp).next = null_mut();
-        (*sp).prev = null_mut();
-    }
-}
-
-#[inline]
-pub(super) fn list_push(head: &mut *mut Slab, sp: *mut Slab) {
-    // SAFETY: sp is a live slab on no list (slab lock held by the caller).
-    unsafe {
-        (*sp).prev = null_mut();
-        (*sp).next = *head;
-        if !head.is_null() {
-            (**head).prev = sp;
-        }
-    }
-    *head = sp;
-}
+use crate::cache::Cache;
+use crate::debug::{fill, BUFTAG_FREE, FREE_PATTERN, REDZONE_PATTERN};
+use crate::diag::fatal_error;
+use crate::error::SlabError;
+use crate::metadata::{arena_alloc, arena_free, arenas};
+use crate::registry::internal_caches;
+use crate::slab::{
+    list_push, list_remove, Bufctl, BufctlAudit, BufferLookup, Slab, SlabLayer, HASH_INITIAL,
+    SLAB_HDR,
+};
 
 impl Cache {
-    #[inline(always)]
-    pub(super) fn slabsize(&self) -> usize {
-        self.slabsize_.load(Ordering::Relaxed)
-    }
-
-    #[inline(always)]
-    pub(super) fn maxcolor(&self) -> usize {
-        self.maxcolor_.load(Ordering::Relaxed)
-    }
-
     /// Quantum caches: slab size = next power of two above 3 × the arena's `qcache_max`
     /// (so slab allocations bypass the qcaches), at least 64 and a quantum multiple.
     /// Called under the slab lock before the first slab is made.
-    pub(super) fn qcache_geometry(&self) {
+    pub(crate) fn qcache_geometry(&self) {
         let q = self.source.quantum();
         let qmax = self.source.qcache_max().max(self.bufsize);
         let want = 1usize
@@ -64,14 +37,14 @@ impl Cache {
         self.slabsize_.store(slabsize, Ordering::Relaxed);
     }
 
+    /// The hash bucket of buffer `addr` (slab lock held: `s`).
     #[inline]
-    pub(super) fn hash_bucket(&self, s: &SlabLayer, addr: usize) -> *mut *mut Bufctl {
-        // SAFETY: the table has hash_mask + 1 buckets.
-        unsafe { s.hash.add((addr >> self.hash_shift) & s.hash_mask) }
+    pub(crate) fn hash_bucket(&self, s: &SlabLayer, addr: usize) -> *mut *mut Bufctl {
+        s.hash_bucket(self.hash_shift, addr)
     }
 
     /// Take a raw (unconstructed) buffer from the slab layer.
-    pub(super) fn slab_alloc(&self) -> Option<usize> {
+    pub(crate) fn slab_alloc(&self) -> Option<usize> {
         let mut g = self.slab.0.lock();
         g.slab_alloc += 1;
         let mut rescale = false;
@@ -124,7 +97,7 @@ impl Cache {
         Some(buf)
     }
 
-    pub(super) fn slab_create(&self, color: usize) -> Option<*mut Slab> {
+    pub(crate) fn slab_create(&self, color: usize) -> Option<*mut Slab> {
         let slab_align = if self.slab_xalloc {
             if self.hashed {
                 self.align
@@ -153,16 +126,16 @@ impl Cache {
                         fill(buf, self.buftag_off, FREE_PATTERN);
                         let bt = (buf + self.buftag_off) as *mut usize;
                         *(bt as *mut u64) = REDZONE_PATTERN;
-                        *bt.add(2) = self.bx(buf, BUFTAG_FREE);
+                        *bt.add(2) = self.buftag_status(buf, BUFTAG_FREE);
                     }
                     *((buf + self.link_off) as *mut usize) = next;
                 }
-                ptr::write(sp, Slab::fresh(self, mem, base, base, chunks));
+                ptr::write(sp, Slab::fresh(self.owner(), mem, base, base, chunks));
             }
             return Some(sp);
         }
-        let g = globals();
-        let sp = match g.slab_cache.alloc_addr() {
+        let g = internal_caches();
+        let sp = match g.slabs.alloc_addr() {
             Some(s) => s as *mut Slab,
             None => {
                 arena_free(self.source, mem, self.slabsize(), slab_align);
@@ -172,9 +145,9 @@ impl Cache {
         let base = mem + color;
         let chunks = (self.slabsize() - color) / self.chunksize;
         let bcc = if self.audit {
-            g.bufctl_audit_cache
+            g.audit_bufctls
         } else {
-            g.bufctl_cache
+            g.bufctls
         };
         let mut head: *mut Bufctl = null_mut();
         for i in (0..chunks).rev() {
@@ -188,7 +161,7 @@ impl Cache {
                             bcc.free_addr(head as usize);
                             head = n;
                         }
-                        g.slab_cache.free_addr(sp as usize);
+                        g.slabs.free_addr(sp as usize);
                     }
                     arena_free(self.source, mem, self.slabsize(), slab_align);
                     return None;
@@ -211,7 +184,7 @@ impl Cache {
                 // SAFETY: audit bufctls come from the audit bufctl cache (BufctlAudit-sized).
                 unsafe {
                     let ba = bc as *mut BufctlAudit;
-                    ptr::addr_of_mut!((*ba).cache).write(self);
+                    ptr::addr_of_mut!((*ba).cache).write(self.owner());
                     ptr::addr_of_mut!((*ba).thread).write(0);
                     ptr::addr_of_mut!((*ba).timestamp).write(0);
                     ptr::addr_of_mut!((*ba).txn).write(0);
@@ -226,17 +199,22 @@ impl Cache {
                     let bt = (buf + self.buftag_off) as *mut usize;
                     *(bt as *mut u64) = REDZONE_PATTERN;
                     *bt.add(1) = bc as usize;
-                    *bt.add(2) = self.bx(buf, BUFTAG_FREE);
+                    *bt.add(2) = self.buftag_status(buf, BUFTAG_FREE);
                 }
             }
         }
         // SAFETY: fresh slab struct.
-        unsafe { ptr::write(sp, Slab::fresh(self, mem, base, head as usize, chunks)) };
+        unsafe {
+            ptr::write(
+                sp,
+                Slab::fresh(self.owner(), mem, base, head as usize, chunks),
+            )
+        };
         Some(sp)
     }
 
     /// Give an empty slab (already off the lists) back to the source arena.
-    pub(super) fn slab_destroy(&self, sp: *mut Slab) {
+    pub(crate) fn slab_destroy(&self, sp: *mut Slab) {
         let slab_align = if self.slab_xalloc {
             if self.hashed {
                 self.align
@@ -249,13 +227,13 @@ impl Cache {
         // SAFETY: the slab is empty and unreachable from the cache.
         let mem = unsafe { (*sp).mem };
         if self.hashed {
-            let g = globals();
+            let g = internal_caches();
             // SAFETY: every bufctl of an empty slab is on its free list.
             unsafe {
                 let bcc = if self.audit {
-                    g.bufctl_audit_cache
+                    g.audit_bufctls
                 } else {
-                    g.bufctl_cache
+                    g.bufctls
                 };
                 let mut bc = (*sp).head as *mut Bufctl;
                 while !bc.is_null() {
@@ -263,7 +241,7 @@ impl Cache {
                     bcc.free_addr(bc as usize);
                     bc = n;
                 }
-                g.slab_cache.free_addr(sp as usize);
+                g.slabs.free_addr(sp as usize);
             }
         }
         arena_free(self.source, mem, self.slabsize(), slab_align);
@@ -271,13 +249,13 @@ impl Cache {
 
     /// Free a raw buffer known to be allocated from this cache's slab layer; aborts with a
     /// message when a hashed cache does not know the address.
-    pub(super) fn slab_free_trusted(&self, buf: usize) {
+    pub(crate) fn slab_free_trusted(&self, buf: usize) {
         if let Err(e) = self.slab_free(buf) {
-            crate::fatal_error(&e);
+            fatal_error(&e);
         }
     }
 
-    pub(super) fn slab_free(&self, buf: usize) -> Result<(), SlabError> {
+    pub(crate) fn slab_free(&self, buf: usize) -> Result<(), SlabError> {
         let mut g = self.slab.0.lock();
         let sp;
         // SAFETY: slab lock held. For small caches the buffer is trusted to be ours (the
@@ -313,7 +291,7 @@ impl Cache {
                 g.lookup_depth += depth;
             } else {
                 sp = ((buf & !(self.slabsize() - 1)) + self.slabsize() - SLAB_HDR) as *mut Slab;
-                if !ptr::eq((*sp).cache, self) {
+                if (*sp).cache != self.owner() {
                     drop(g);
                     return Err(SlabError::NotOwned {
                         addr: buf,
@@ -343,7 +321,7 @@ impl Cache {
     }
 
     /// Resize the hash table to about the number of buffers.
-    pub(super) fn hash_rescale(&self) {
+    pub(crate) fn hash_rescale(&self) {
         let (old_size, buftotal) = {
             let g = self.slab.0.lock();
             if !self.hashed {
@@ -355,7 +333,7 @@ impl Cache {
         if old_size / 2 <= new_size && new_size <= old_size * 2 {
             return;
         }
-        let ha = globals().hash_arena;
+        let ha = arenas().hash_arena;
         let Some(t) = arena_alloc(ha, new_size * size_of::<usize>(), 8) else {
             return;
         };
@@ -384,14 +362,51 @@ impl Cache {
         drop(g);
         arena_free(ha, old as usize, old_size * size_of::<usize>(), 8);
     }
+
+    /// Find `addr` among this cache's slabs (linear walk; checked path only).
+    pub(crate) fn locate(&self, addr: usize) -> BufferLookup {
+        let g = self.slab.0.lock();
+        for head in [g.partial, g.full] {
+            let mut sp = head;
+            // SAFETY: slab lock held; slabs on the lists are live.
+            unsafe {
+                while !sp.is_null() {
+                    let s = &*sp;
+                    if addr >= s.mem && addr < s.mem + self.slabsize() {
+                        if addr < s.base || (addr - s.base) / self.chunksize >= s.chunks {
+                            return BufferLookup::Interior(s.base);
+                        }
+                        let start = s.base + (addr - s.base) / self.chunksize * self.chunksize;
+                        if start != addr {
+                            return BufferLookup::Interior(start);
+                        }
+                        // On the slab's free list?
+                        let mut f = s.head;
+                        while f != 0 {
+                            if self.hashed {
+                                let bc = f as *const Bufctl;
+                                if (*bc).addr == addr {
+                                    return BufferLookup::Free;
+                                }
+                                f = (*bc).next as usize;
+                            } else {
+                                if f == addr {
+                                    return BufferLookup::Free;
+                                }
+                                f = *((f + self.link_off) as *const usize);
+                            }
+                        }
+                        return BufferLookup::Allocated;
+                    }
+                    sp = s.next;
+                }
+            }
+        }
+        BufferLookup::NotInCache
+    }
 }
 
-/// # Safety
-/// `[buf, buf+len)` is writable and 8-aligned; `len` a multiple of 8.
-pub(super) unsafe fn fill(buf: usize, len: usize, pat: u64) {
-    let p = buf as *mut u64;
-    for i in 0..len / 8 {
-        // SAFETY: by the caller.
-        unsafe { *p.add(i) = pat };
-    }
+/// `1 + floor(log2(x))` for `x > 0`, 0 for 0 (libumem's `highbit`).
+pub(crate) fn highbit(x: usize) -> u32 {
+    usize::BITS - x.leading_zeros()
 }

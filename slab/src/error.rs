@@ -1,0 +1,144 @@
+//! What can go wrong: [`SlabError`], and the [`CacheName`] it carries by value.
+
+use core::fmt;
+
+/// Longest cache name kept (bytes); longer names are cut at a character boundary.
+pub(crate) const NAME_LEN: usize = 32;
+
+/// A cache name held by value (errors outlive caches).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CacheName {
+    pub(crate) bytes: [u8; NAME_LEN],
+    pub(crate) len: u8,
+}
+
+impl CacheName {
+    pub(crate) fn new(s: &str) -> CacheName {
+        let mut bytes = [0u8; NAME_LEN];
+        let mut len = s.len().min(NAME_LEN);
+        while !s.is_char_boundary(len) {
+            len -= 1;
+        }
+        bytes[..len].copy_from_slice(&s.as_bytes()[..len]);
+        CacheName {
+            bytes,
+            len: len as u8,
+        }
+    }
+    pub fn as_str(&self) -> &str {
+        core::str::from_utf8(&self.bytes[..self.len as usize]).unwrap_or("?")
+    }
+}
+
+impl fmt::Debug for CacheName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+impl fmt::Display for CacheName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Errors of the slab allocator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SlabError {
+    /// `Cache::create` with a zero size.
+    ZeroSize,
+    /// Alignment not a power of two, or larger than the source arena can guarantee.
+    BadAlign { align: usize, max: usize },
+    /// Size too large (chunk size overflows or no slab layout fits).
+    TooLarge { size: usize },
+    /// Contradictory flags (`NOTOUCH` with `NOHASH`, or an internal flag).
+    BadFlags { flags: u32 },
+    /// The metadata arenas or the source arena are exhausted.
+    NoMemory,
+    /// The address is not a buffer of any slab of any cache.
+    NotOwned { addr: usize, cache: CacheName },
+    /// The buffer belongs to another cache.
+    WrongCache {
+        addr: usize,
+        cache: CacheName,
+        owner: CacheName,
+    },
+    /// The address is inside a buffer of this cache but not at its start.
+    BadAddress {
+        addr: usize,
+        buffer: usize,
+        cache: CacheName,
+    },
+    /// The buffer is already free (on its slab's free list, in a magazine, or marked free
+    /// in its debug buftag).
+    DoubleFree { addr: usize, cache: CacheName },
+    /// Debugging found a write past the end of the buffer.
+    Redzone { addr: usize, cache: CacheName },
+    /// Debugging found a write to a free buffer.
+    ModifiedAfterFree {
+        addr: usize,
+        offset: usize,
+        cache: CacheName,
+    },
+    /// `destroy` of a cache that still has allocated objects (the cache stays usable).
+    NotEmpty { live: usize, cache: CacheName },
+    /// `verify` found a broken invariant.
+    Corrupt {
+        what: &'static str,
+        addr: usize,
+        cache: CacheName,
+    },
+}
+
+impl fmt::Display for SlabError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use SlabError::*;
+        match self {
+            ZeroSize => write!(f, "cache buffer size is zero"),
+            BadAlign { align, max } => write!(
+                f,
+                "alignment {align:#x} is not a power of two or exceeds {max:#x}"
+            ),
+            TooLarge { size } => write!(f, "buffer size {size:#x} too large"),
+            BadFlags { flags } => write!(f, "invalid cache flags {flags:#x}"),
+            NoMemory => write!(f, "out of memory for cache metadata"),
+            NotOwned { addr, cache } => {
+                write!(f, "free of {addr:#x} to cache {cache}: no slab owns it")
+            }
+            WrongCache { addr, cache, owner } => write!(
+                f,
+                "free of {addr:#x} to cache {cache}: buffer belongs to cache {owner}"
+            ),
+            BadAddress {
+                addr,
+                buffer,
+                cache,
+            } => write!(
+                f,
+                "free of {addr:#x} to cache {cache}: not a buffer start (buffer at {buffer:#x})"
+            ),
+            DoubleFree { addr, cache } => {
+                write!(f, "duplicate free of {addr:#x} to cache {cache}")
+            }
+            Redzone { addr, cache } => write!(
+                f,
+                "redzone violation: write past the end of {addr:#x} in cache {cache}"
+            ),
+            ModifiedAfterFree {
+                addr,
+                offset,
+                cache,
+            } => write!(
+                f,
+                "buffer {addr:#x} of cache {cache} modified after being freed (offset {offset:#x})"
+            ),
+            NotEmpty { live, cache } => {
+                write!(f, "destroy of cache {cache} with {live} live buffers")
+            }
+            Corrupt { what, addr, cache } => {
+                write!(f, "cache {cache} corrupt at {addr:#x}: {what}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for SlabError {}

@@ -1,0 +1,50 @@
+//! The cache creation flags ([`CacheFlags`], libumem's `UMC_*`).
+
+use core::ops::BitOr;
+
+/// Cache creation flags (libumem's `UMC_*`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Hash)]
+pub struct CacheFlags(pub(crate) u32);
+
+impl CacheFlags {
+    pub const NONE: CacheFlags = CacheFlags(0);
+    /// No magazine layer: every alloc/free goes to the slab layer under its lock
+    /// (`UMC_NOMAGAZINE`).
+    pub const NOMAGAZINE: CacheFlags = CacheFlags(1);
+    /// The allocator never reads or writes the buffers: external bufctls, no free-list links,
+    /// no debugging patterns (`UMC_NOTOUCH`; quantum caches, integer arenas).
+    pub const NOTOUCH: CacheFlags = CacheFlags(2);
+    /// Never apply debugging to this cache even when debugging is on (`UMC_NODEBUG`).
+    pub const NODEBUG: CacheFlags = CacheFlags(4);
+    /// Force the in-slab layout (slab header in the page, free list through the buffers),
+    /// for internal metadata caches (`UMC_NOHASH`). Invalid with `NOTOUCH`.
+    pub const NOHASH: CacheFlags = CacheFlags(8);
+    /// Debugging: redzone + buftag after each buffer, `0xdeadbeef` fill of free buffers
+    /// verified on allocation, redzone and double-free checks on free (libumem's
+    /// `UMEM_DEBUG=guards,contents` subset). Objects are destroyed on every free in such a
+    /// cache, as in libumem, so that the fill can be verified.
+    pub const DEBUG: CacheFlags = CacheFlags(16);
+    /// Auditing (implies `DEBUG`; libumem's `UMF_AUDIT` without stack traces yet): every
+    /// buffer gets an external audit bufctl recording the last transaction (allocated or
+    /// freed, thread, timestamp, transaction count), readable with `Cache::audit`. Forces
+    /// the hashed slab layout, as in libumem.
+    pub const AUDIT: CacheFlags = CacheFlags(32);
+    /// Internal: a vmem quantum cache (slab size from the arena's `qcache_max`).
+    pub(crate) const QCACHE: CacheFlags = CacheFlags(1 << 16);
+
+    #[inline]
+    pub const fn contains(self, other: CacheFlags) -> bool {
+        self.0 & other.0 == other.0
+    }
+    #[inline]
+    pub const fn bits(self) -> u32 {
+        self.0
+    }
+}
+
+impl BitOr for CacheFlags {
+    type Output = CacheFlags;
+    fn bitor(self, rhs: CacheFlags) -> CacheFlags {
+        CacheFlags(self.0 | rhs.0)
+    }
+}

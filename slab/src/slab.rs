@@ -1,0 +1,181 @@
+//! Slabs and bufctls (Bonwick 1994, sections 3 and 4): the [`Slab`] record, the external
+//! [`Bufctl`] (and [`BufctlAudit`]) of hashed caches, and the slab layer's state
+//! ([`SlabLayer`], under the cache's *slab lock*) with its list and hash-bucket
+//! operations. The layer's algorithms — making, carving, freeing slabs — are in
+//! `slab_layer.rs`.
+//!
+//! Two layouts: caches of buffers smaller than 1/8 of a page keep the `Slab` at the end of
+//! a one-page slab and thread the free list through the buffers (a link word at the end
+//! of each chunk); larger buffers, `NOTOUCH` and `AUDIT` caches use external bufctls and
+//! `Slab`s from the internal caches and a hash from buffer address to bufctl.
+
+use core::mem::size_of;
+use core::ptr::null_mut;
+
+/// Buckets of a new hash table.
+pub(crate) const HASH_INITIAL: usize = 64;
+
+/// A slab: in the last bytes of the slab for small-buffer caches, from the slab cache
+/// otherwise.
+#[repr(C)]
+pub(crate) struct Slab {
+    /// The owning cache (its address; compared, never followed).
+    pub cache: *const (),
+    /// Start of the slab's memory (from the source arena).
+    pub mem: usize,
+    /// First buffer (`mem` + colour).
+    pub base: usize,
+    pub next: *mut Slab,
+    pub prev: *mut Slab,
+    /// Free list: small caches, address of the first free buffer; hashed caches, the
+    /// first free bufctl. 0 when the slab is fully allocated.
+    pub head: usize,
+    /// Buffers allocated from this slab.
+    pub refcnt: usize,
+    /// Buffers in this slab.
+    pub chunks: usize,
+}
+
+/// Bytes of a [`Slab`] record (what an in-slab slab keeps at its end).
+pub(crate) const SLAB_HDR: usize = size_of::<Slab>();
+
+impl Slab {
+    /// A slab of cache `cache` on no list, none of its `chunks` buffers allocated, its free
+    /// list starting at `head`.
+    pub(crate) fn fresh(
+        cache: *const (),
+        mem: usize,
+        base: usize,
+        head: usize,
+        chunks: usize,
+    ) -> Slab {
+        Slab {
+            cache,
+            mem,
+            base,
+            next: null_mut(),
+            prev: null_mut(),
+            head,
+            refcnt: 0,
+            chunks,
+        }
+    }
+}
+
+/// External buffer control (hashed caches): on its slab's free list while the buffer is
+/// free, in the cache's hash while it is allocated.
+#[repr(C)]
+pub(crate) struct Bufctl {
+    pub next: *mut Bufctl,
+    pub addr: usize,
+    pub slab: *mut Slab,
+}
+
+/// The bufctl of an `AUDIT` cache: a `Bufctl` followed by the audit record (libumem's
+/// `umem_bufctl_audit_t`, without the stack yet).
+#[repr(C)]
+pub(crate) struct BufctlAudit {
+    pub bc: Bufctl,
+    /// The owning cache (its address; compared, never followed).
+    pub cache: *const (),
+    pub thread: usize,
+    pub timestamp: u64,
+    pub txn: u64,
+    pub allocated: bool,
+}
+
+/// The slab layer's state (under the cache's slab lock).
+pub(crate) struct SlabLayer {
+    /// Slabs with at least one free buffer (doubly linked, most recently used first).
+    pub partial: *mut Slab,
+    /// Fully allocated slabs.
+    pub full: *mut Slab,
+    pub nslabs: usize,
+    /// Buffers in all slabs.
+    pub buftotal: usize,
+    /// Buffers handed out of the slab layer.
+    pub bufalloc: usize,
+    /// Colour of the last slab made.
+    pub color: usize,
+    /// Allocated-buffer hash of a hashed cache (`hash_mask + 1` buckets), else null.
+    pub hash: *mut *mut Bufctl,
+    pub hash_mask: usize,
+    pub slab_create: u64,
+    pub slab_destroy: u64,
+    pub slab_alloc: u64,
+    pub slab_free: u64,
+    pub rescale: u64,
+    pub lookup_depth: u64,
+}
+
+impl SlabLayer {
+    /// An empty slab layer with hash table `hash` (`HASH_INITIAL` buckets; null for an
+    /// in-slab cache).
+    pub(crate) fn new(hash: *mut *mut Bufctl) -> SlabLayer {
+        SlabLayer {
+            partial: null_mut(),
+            full: null_mut(),
+            nslabs: 0,
+            buftotal: 0,
+            bufalloc: 0,
+            color: 0,
+            hash,
+            hash_mask: if hash.is_null() { 0 } else { HASH_INITIAL - 1 },
+            slab_create: 0,
+            slab_destroy: 0,
+            slab_alloc: 0,
+            slab_free: 0,
+            rescale: 0,
+            lookup_depth: 0,
+        }
+    }
+
+    /// The hash bucket of buffer `addr` (`hash_shift`: log2 of the chunk size).
+    #[inline]
+    pub(crate) fn hash_bucket(&self, hash_shift: u32, addr: usize) -> *mut *mut Bufctl {
+        // SAFETY: the table has hash_mask + 1 buckets.
+        unsafe { self.hash.add((addr >> hash_shift) & self.hash_mask) }
+    }
+}
+
+#[inline]
+pub(crate) fn list_remove(head: &mut *mut Slab, sp: *mut Slab) {
+    // SAFETY: sp is on the list headed by `head` (slab lock held by the caller).
+    unsafe {
+        if (*sp).prev.is_null() {
+            *head = (*sp).next;
+        } else {
+            (*(*sp).prev).next = (*sp).next;
+        }
+        if !(*sp).next.is_null() {
+            (*(*sp).next).prev = (*sp).prev;
+        }
+        (*sp).next = null_mut();
+        (*sp).prev = null_mut();
+    }
+}
+
+#[inline]
+pub(crate) fn list_push(head: &mut *mut Slab, sp: *mut Slab) {
+    // SAFETY: sp is a live slab on no list (slab lock held by the caller).
+    unsafe {
+        (*sp).prev = null_mut();
+        (*sp).next = *head;
+        if !head.is_null() {
+            (**head).prev = sp;
+        }
+    }
+    *head = sp;
+}
+
+/// Where an address lies in a cache's slab layer (`Cache::locate`).
+pub(crate) enum BufferLookup {
+    /// The start of a buffer handed out of the slab layer.
+    Allocated,
+    /// The start of a buffer on its slab's free list.
+    Free,
+    /// Inside a slab but not at a buffer start; the buffer (or first buffer) it falls in.
+    Interior(usize),
+    /// In none of this cache's slabs.
+    NotInCache,
+}

@@ -1,0 +1,143 @@
+//! The periodic update and reap (umem.c's `umem_update` / `umem_reap`): the *update
+//! flag* that lets one update run at a time, the interval that paces it, the inline
+//! update an alloc slow path runs when one is due (there is no update thread: creating
+//! one inside malloc is unsafe), and what an update or a reap does to each cache.
+
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use crate::cache::Cache;
+use crate::clock::now_ms;
+use crate::magazine_block;
+use crate::registry::for_each_cache;
+use crate::slab::HASH_INITIAL;
+
+static UPDATE_INTERVAL_MS: AtomicU64 = AtomicU64::new(10_000);
+static NEXT_UPDATE_MS: AtomicU64 = AtomicU64::new(0);
+/// The update flag: set while an update runs (and while fork's lockup holds everything).
+static UPDATING: AtomicBool = AtomicBool::new(false);
+
+/// Interval of the inline periodic update (`reap_interval`); 0 disables inline updates.
+pub(crate) fn set_interval_ms(ms: u64) {
+    UPDATE_INTERVAL_MS.store(ms, Ordering::Relaxed);
+    NEXT_UPDATE_MS.store(now_ms().saturating_add(ms), Ordering::Relaxed);
+}
+
+/// Called on alloc slow paths: run an update inline when it is due and nobody else runs
+/// one. A thread with a block reads the clock only on every 64th call.
+#[inline]
+pub(crate) fn maybe_update() {
+    let iv = UPDATE_INTERVAL_MS.load(Ordering::Relaxed);
+    if iv == 0 || !magazine_block::clock_due() {
+        return;
+    }
+    let now = now_ms();
+    let next = NEXT_UPDATE_MS.load(Ordering::Relaxed);
+    if next == 0 {
+        NEXT_UPDATE_MS.store(now + iv, Ordering::Relaxed);
+        return;
+    }
+    if now < next {
+        return;
+    }
+    // A thread that is exiting (dead block) or inside a purge holds the block-list lock:
+    // don't start an update there.
+    if magazine_block::current() == magazine_block::dead_block() {
+        return;
+    }
+    if UPDATING
+        .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+        .is_err()
+    {
+        return;
+    }
+    NEXT_UPDATE_MS.store(now + iv, Ordering::Relaxed);
+    update_all();
+    UPDATING.store(false, Ordering::Release);
+}
+
+/// Wait for the update flag and run an update.
+pub(crate) fn update() {
+    while UPDATING
+        .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+        .is_err()
+    {
+        core::hint::spin_loop();
+    }
+    update_all();
+    UPDATING.store(false, Ordering::Release);
+}
+
+fn update_all() {
+    for_each_cache(&mut |c| c.update_one());
+    umem_vmem::update();
+}
+
+/// Take the update flag for fork's lockup (yielding while an update runs), so that a
+/// child never inherits an update "in progress" that nobody will finish.
+pub(crate) fn lock_flag() {
+    while UPDATING
+        .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+        .is_err()
+    {
+        // SAFETY: no preconditions.
+        unsafe { libc::sched_yield() };
+    }
+}
+
+/// Drop the update flag taken by [`lock_flag`].
+pub(crate) fn unlock_flag() {
+    UPDATING.store(false, Ordering::Release);
+}
+
+/// Reap every cache: ask every thread to flush its magazines on its next slow path, then
+/// reap each cache.
+pub(crate) fn reap() {
+    magazine_block::request_flush();
+    for_each_cache(&mut |c| c.reap());
+}
+
+impl Cache {
+    /// Reclaim what this cache holds: call the reclaim callback, return the calling
+    /// thread's magazines to the depot, and free every depot magazine (objects go back
+    /// to their slabs; empty slabs go back to the source arena). Magazines loaded in other
+    /// threads stay there (they are flushed at those threads' exit).
+    pub fn reap(&self) {
+        if let Some(r) = self.ops.reclaim {
+            r(self.ops.private);
+        }
+        self.reaps.fetch_add(1, Ordering::Relaxed);
+        if self.id != 0 {
+            let t = magazine_block::current();
+            if !t.is_null() && t != magazine_block::dead_block() {
+                let slot = magazine_block::slot_for(self.id);
+                if !slot.is_null() {
+                    // SAFETY: our own slot; counters stay with the slot.
+                    unsafe { self.flush_slot(slot, false) };
+                }
+            }
+        }
+        self.depot_purge();
+    }
+
+    /// Periodic maintenance (`umem_cache_update` + the update-thread work): rescale the
+    /// hash, update the depot working set and free magazines beyond it, grow magazines on
+    /// depot contention.
+    pub(crate) fn update_one(&self) {
+        if self.hashed {
+            let need = {
+                let g = self.slab.0.lock();
+                g.buftotal > 2 * (g.hash_mask + 1)
+                    || (g.buftotal < g.hash_mask.div_ceil(2) && g.hash_mask + 1 > HASH_INITIAL)
+            };
+            if need {
+                self.hash_rescale();
+            }
+        }
+        self.depot_ws_update();
+        let resize = self.depot.0.lock().contended(self.chunksize);
+        if resize && self.id != 0 {
+            self.magazine_resize();
+        }
+        self.depot_ws_reap();
+    }
+}
