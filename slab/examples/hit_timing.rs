@@ -18,6 +18,7 @@ fn thread_cpu_ns() -> u64 {
         tv_sec: 0,
         tv_nsec: 0,
     };
+    // SAFETY: `ts` is a valid out-pointer.
     unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
@@ -29,6 +30,7 @@ fn pair_loop_cpu(c: &Cache, n: u64) -> f64 {
     for _ in 0..n {
         let p = c.alloc().unwrap();
         black_box(p);
+        // SAFETY: `p` was just allocated from `c` and is freed once.
         unsafe { c.free(p) };
     }
     (thread_cpu_ns() - t) as f64 / n as f64
@@ -39,6 +41,7 @@ fn pair_loop(c: &Cache, n: u64) -> f64 {
     for _ in 0..n {
         let p = c.alloc().unwrap();
         black_box(p);
+        // SAFETY: `p` was just allocated from `c` and is freed once.
         unsafe { c.free(p) };
     }
     t.elapsed().as_nanos() as f64 / n as f64
@@ -53,15 +56,18 @@ struct CpuSlot {
     lock: AtomicBool,
     rounds: std::cell::UnsafeCell<(usize, [usize; 64])>,
 }
+// SAFETY: each slot's rounds are touched only while its `lock` is held.
 unsafe impl Sync for PerCpu {}
 
 impl PerCpu {
     fn alloc(&self) -> Option<usize> {
+        // SAFETY: sched_getcpu has no preconditions.
         let cpu = unsafe { libc::sched_getcpu() } as usize % self.slots.len();
         let s = &self.slots[cpu];
         while s.lock.swap(true, Ordering::Acquire) {
             std::hint::spin_loop();
         }
+        // SAFETY: the slot's lock is held (taken just above).
         let r = unsafe { &mut *s.rounds.get() };
         let v = if r.0 > 0 {
             r.0 -= 1;
@@ -73,11 +79,13 @@ impl PerCpu {
         v
     }
     fn free(&self, a: usize) -> bool {
+        // SAFETY: sched_getcpu has no preconditions.
         let cpu = unsafe { libc::sched_getcpu() } as usize % self.slots.len();
         let s = &self.slots[cpu];
         while s.lock.swap(true, Ordering::Acquire) {
             std::hint::spin_loop();
         }
+        // SAFETY: the slot's lock is held (taken just above).
         let r = unsafe { &mut *s.rounds.get() };
         let ok = r.0 < 64;
         if ok {
@@ -138,6 +146,7 @@ fn main() {
             batch.push(c.alloc().unwrap());
         }
         for p in batch.drain(..) {
+            // SAFETY: every pointer in `batch` came from `c.alloc()` and is freed once.
             unsafe { c.free(p) };
         }
     }

@@ -494,3 +494,108 @@ impl Cache {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PAGE: usize = 4096;
+
+    fn geo(size: usize, align: usize, flags: CacheFlags, quantum: usize) -> SlabGeometry {
+        let flags = effective_flags(flags, false).unwrap();
+        slab_geometry(size, align, flags, quantum, PAGE).unwrap()
+    }
+
+    #[test]
+    fn small_buffers_live_in_one_page_with_the_slab_at_its_end() {
+        // 64-byte buffers: 16-aligned by default, in-slab, one page; the free-list link is
+        // the chunk's last word.
+        let g = geo(64, 0, CacheFlags::NONE, 8);
+        assert_eq!(
+            (g.align, g.chunksize, g.hashed, g.slabsize),
+            (16, 64, false, PAGE)
+        );
+        assert_eq!(g.link_off, 56);
+        assert_eq!(g.buffers_per_slab(), (PAGE - SLAB_HDR) / 64);
+        assert_eq!(g.maxcolor, (PAGE - SLAB_HDR) % 64);
+        // Under 16 bytes the default alignment is 8.
+        assert_eq!(geo(8, 0, CacheFlags::NONE, 8).align, 8);
+        // Sizes round up to 8.
+        assert_eq!(geo(13, 0, CacheFlags::NONE, 8).chunksize, 16);
+    }
+
+    #[test]
+    fn from_an_eighth_of_a_page_on_slabs_are_hashed_and_waste_at_most_an_eighth() {
+        // 512 = PAGE/8: hashed; one page holds 8 chunks with no waste.
+        let g = geo(512, 0, CacheFlags::NONE, 8);
+        assert!(g.hashed);
+        assert_eq!((g.slabsize, g.buffers_per_slab()), (512, 1));
+        // 1000-byte buffers (1008-byte chunks) over a page-quantum source: one page holds
+        // four, wasting 64 bytes (under 1/8), so the slab is one page.
+        let g = geo(1000, 0, CacheFlags::NONE, PAGE);
+        assert!(g.hashed);
+        assert_eq!(g.chunksize, 1008);
+        let waste = g.slabsize - g.buffers_per_slab() * g.chunksize;
+        assert!(waste * 8 <= g.slabsize, "{g:?}");
+        assert_eq!((g.slabsize, g.buffers_per_slab()), (PAGE, 4));
+        assert_eq!(g.maxcolor, (g.slabsize % g.chunksize).min(PAGE - 1));
+    }
+
+    #[test]
+    fn notouch_caches_are_hashed_unaligned_and_never_debugged() {
+        let g = geo(3, 0, CacheFlags::NOTOUCH | CacheFlags::DEBUG, 1);
+        assert_eq!(
+            (g.align, g.chunksize, g.buftag_off, g.hashed),
+            (1, 3, 0, true)
+        );
+        // Quantum caches decide their slab size at their first slab.
+        let g = geo(64, 64, CacheFlags::NOTOUCH | CacheFlags::QCACHE, 64);
+        assert_eq!((g.slabsize, g.maxcolor), (0, 0));
+    }
+
+    #[test]
+    fn debug_chunks_carry_a_buftag_and_audit_forces_the_hash() {
+        // 40-byte buffer + 24-byte buftag = 64; the link word is the buftag's middle word.
+        let g = geo(40, 0, CacheFlags::DEBUG, 8);
+        assert_eq!((g.chunksize, g.buftag_off, g.link_off), (64, 40, 48));
+        assert!(!g.hashed);
+        let g = geo(40, 0, CacheFlags::AUDIT, 8);
+        assert!(g.hashed);
+        assert_eq!(g.buftag_off, 40);
+        // NODEBUG wins over DEBUG; NOHASH drops AUDIT.
+        assert_eq!(
+            geo(40, 0, CacheFlags::DEBUG | CacheFlags::NODEBUG, 8).buftag_off,
+            0
+        );
+        assert!(!geo(40, 0, CacheFlags::AUDIT | CacheFlags::NOHASH, 8).hashed);
+    }
+
+    #[test]
+    fn bad_requests_are_refused() {
+        let f = CacheFlags::NONE;
+        assert!(matches!(
+            slab_geometry(64, 24, f, 8, PAGE),
+            Err(SlabError::BadAlign { align: 24, .. })
+        ));
+        assert!(matches!(
+            slab_geometry(64, 2 * PAGE, f, 8, PAGE),
+            Err(SlabError::BadAlign { .. })
+        ));
+        assert!(matches!(
+            slab_geometry(usize::MAX - 4, 0, f, 8, PAGE),
+            Err(SlabError::TooLarge { .. })
+        ));
+        // NOHASH buffers must fit one small slab with its header.
+        assert!(matches!(
+            slab_geometry(PAGE, 0, CacheFlags::NOHASH, 8, PAGE),
+            Err(SlabError::TooLarge { .. })
+        ));
+        assert!(matches!(
+            effective_flags(CacheFlags::NOTOUCH | CacheFlags::NOHASH, false),
+            Err(SlabError::BadFlags { .. })
+        ));
+        assert!(effective_flags(f, true)
+            .unwrap()
+            .contains(CacheFlags::NOMAGAZINE));
+    }
+}

@@ -25,6 +25,7 @@ impl CacheName {
             len: len as u8,
         }
     }
+    /// The name as a string.
     pub fn as_str(&self) -> &str {
         core::str::from_utf8(&self.bytes[..self.len as usize]).unwrap_or("?")
     }
@@ -47,44 +48,87 @@ pub enum SlabError {
     /// `Cache::create` with a zero size.
     ZeroSize,
     /// Alignment not a power of two, or larger than the source arena can guarantee.
-    BadAlign { align: usize, max: usize },
+    BadAlign {
+        /// The alignment asked for (or derived).
+        align: usize,
+        /// The largest alignment the source allows.
+        max: usize,
+    },
     /// Size too large (chunk size overflows or no slab layout fits).
-    TooLarge { size: usize },
+    TooLarge {
+        /// The buffer size asked for.
+        size: usize,
+    },
     /// Contradictory flags (`NOTOUCH` with `NOHASH`, or an internal flag).
-    BadFlags { flags: u32 },
+    BadFlags {
+        /// The flags given.
+        flags: u32,
+    },
     /// The metadata arenas or the source arena are exhausted.
     NoMemory,
     /// The address is not a buffer of any slab of any cache.
-    NotOwned { addr: usize, cache: CacheName },
+    NotOwned {
+        /// The address freed.
+        addr: usize,
+        /// The cache it was freed to.
+        cache: CacheName,
+    },
     /// The buffer belongs to another cache.
     WrongCache {
+        /// The address freed.
         addr: usize,
+        /// The cache it was freed to.
         cache: CacheName,
+        /// The cache that owns it.
         owner: CacheName,
     },
     /// The address is inside a buffer of this cache but not at its start.
     BadAddress {
+        /// The address freed.
         addr: usize,
+        /// The start of the buffer it points into.
         buffer: usize,
+        /// The cache it was freed to.
         cache: CacheName,
     },
     /// The buffer is already free (on its slab's free list, in a magazine, or marked free
     /// in its debug buftag).
-    DoubleFree { addr: usize, cache: CacheName },
+    DoubleFree {
+        /// The address freed.
+        addr: usize,
+        /// The cache it was freed to.
+        cache: CacheName,
+    },
     /// Debugging found a write past the end of the buffer.
-    Redzone { addr: usize, cache: CacheName },
+    Redzone {
+        /// The buffer.
+        addr: usize,
+        /// Its cache.
+        cache: CacheName,
+    },
     /// Debugging found a write to a free buffer.
     ModifiedAfterFree {
+        /// The buffer.
         addr: usize,
+        /// Offset of the first modified word.
         offset: usize,
+        /// Its cache.
         cache: CacheName,
     },
     /// `destroy` of a cache that still has allocated objects (the cache stays usable).
-    NotEmpty { live: usize, cache: CacheName },
+    NotEmpty {
+        /// Buffers still allocated.
+        live: usize,
+        /// The cache.
+        cache: CacheName,
+    },
     /// `verify` found a broken invariant.
     Corrupt {
+        /// Which invariant.
         what: &'static str,
+        /// Where (a slab, buffer or bufctl address, or a count).
         addr: usize,
+        /// The cache.
         cache: CacheName,
     },
 }

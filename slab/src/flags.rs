@@ -7,6 +7,7 @@ use core::ops::BitOr;
 pub struct CacheFlags(pub(crate) u32);
 
 impl CacheFlags {
+    /// No flags.
     pub const NONE: CacheFlags = CacheFlags(0);
     /// No magazine layer: every alloc/free goes to the slab layer under its lock
     /// (`UMC_NOMAGAZINE`).
@@ -32,10 +33,12 @@ impl CacheFlags {
     /// Internal: a vmem quantum cache (slab size from the arena's `qcache_max`).
     pub(crate) const QCACHE: CacheFlags = CacheFlags(1 << 16);
 
+    /// Whether every flag of `other` is set.
     #[inline]
     pub const fn contains(self, other: CacheFlags) -> bool {
         self.0 & other.0 == other.0
     }
+    /// The flags as bits.
     #[inline]
     pub const fn bits(self) -> u32 {
         self.0

@@ -1,164 +1,181 @@
 //! # umem-slab — Bonwick's object caches: slab, magazine and depot layers on vmem arenas
 //!
-//! ## Theory
+//! ## 1. Concepts
 //!
-//! An **object cache** ([`Cache`], libumem's `umem_cache_t`) hands out fixed-size buffers
-//! of one kind of object. It keeps objects *constructed*: the constructor runs when a
-//! buffer leaves the slab layer, the destructor only when it returns there (Bonwick 1994).
-//! A cache has three layers, each a cache of the one below:
+//! **Object caching.** An *object cache* ([`Cache`], libumem's `umem_cache_t`) hands out
+//! fixed-size buffers of one kind of object and takes them back. Allocating from a cache
+//! of recently freed objects is cheaper than building an object from raw memory, so a
+//! cache keeps freed objects around, ready for reuse (Bonwick 1994).
 //!
-//! 1. **Per-thread layer** (the paper's CPU layer, `thread.rs`). Each thread has a
-//!    `ThreadBlock` with a `TSlot` per cache id holding a *loaded* and a *previous*
-//!    magazine. `alloc` pops a round from the loaded magazine, `free` pushes one; when the
-//!    loaded magazine is empty (full) and the previous one is full (empty) they are swapped
-//!    on the hit path itself (both of the paper's fast-path cases), so a thread goes to the
-//!    depot at most once per M operations (2001, section 3.1). The
-//!    slot is touched only by its owner thread: the hit path takes no lock and no atomic
-//!    read-modify-write (a TLS load, a compare, a load and a store, plus an owner-only
-//!    relaxed counter).
-//! 2. **Depot** (`Depot`, under the cache's *depot lock*): a list of full and a list of
-//!    empty magazines. Each list tracks `min` (the lowest total since the last update) and
-//!    `reaplimit` (the previous interval's `min`); `update` frees `min(reaplimit, min)`
-//!    magazines — those outside the working set. A failed `try_lock` on the depot lock
-//!    counts as contention; more than 2 per update interval grows the magazine type
-//!    (1, 3, 7, 15, 31, 47, 63, 95, 143 rounds, as libumem's `umem_magtype`).
-//!    **Deviation from libumem:** magazines also grow on depot *traffic* — 64 depot
-//!    visits within 50 ms (coarse clock, read once per 64 visits) grow the type at once,
-//!    from the slow path that sees it. libumem grows only on contention, so a single
-//!    thread churning a few dozen objects of a class keeps 3- or 7-round magazines and
-//!    takes the depot lock every few operations (measured: random 16–512 B churn over
-//!    1000 live objects, 16.3 → 11.4 ns per malloc+free). Growing late is costly with
-//!    threads too: magazines that go through the depot carry blocks one thread just
-//!    wrote to another thread's core (umem-bench sh6bench, two threads, 128 live blocks
-//!    per class: 51 ms with the first threshold of 1024 visits, 40 ms with 64, 36 ms
-//!    with magazines at their largest from the start, mimalloc 35 ms). Caches with a constructor or
-//!    destructor, quantum caches and the internal caches keep the contention-only rule
-//!    (a resize destroys the cached, constructed objects).
-//!    **Second deviation — batch refill:** when a thread finds no full magazine in the
-//!    depot and goes to the slab layer, it takes a run of neighbouring buffers (up to one
-//!    magazine, at most 1 KiB) and keeps the extras in its own magazine. libumem takes one
-//!    buffer at a time, so two threads refilling together got interleaved neighbours on
-//!    one cache line and kept reusing them (umem-bench cache-thrash: 3.66× → 1.25× glibc's
-//!    time). Only small buffers of caches without constructor, destructor or debugging,
-//!    and never the magazine caches, take part (`Cache::batch_refill`).
-//! 3. **Slab layer** (`SlabLayer`, under the cache's *slab lock*). Buffers smaller than
-//!    1/8 of a page live in one-page slabs with the `Slab` header at the end of the page
-//!    and a free list threaded through the buffers (link word at the end of each chunk).
-//!    Larger buffers, and every NOTOUCH cache (quantum caches, integer arenas), use
-//!    external `Bufctl`s from `umem_bufctl_cache`, `Slab`s from `umem_slab_cache`, and a
-//!    hash of allocated bufctls that is rescaled to about the buffer count (on growth
-//!    inline, and both ways in `update`), so free stays O(1). Multi-page slab sizes are the
-//!    smallest that waste at most 1/8 (quantum caches: next power of two above
-//!    3 × `qcache_max`). Slabs are coloured (offset by multiples of the alignment up to the
-//!    slack). A slab whose last buffer comes back is returned to the source arena at once.
+//! **Constructed state.** A cache may have a constructor and a destructor ([`CacheOps`]).
+//! An object inside the cache *stays constructed*: the constructor runs only when a buffer
+//! leaves the slab layer, the destructor only when it goes back there. A free followed by
+//! an allocation of the same buffer runs neither.
 //!
-//! ## Per-CPU → per-thread, and what was measured
+//! **Slabs.** The cache's memory comes from a source arena ([`Vmem`]) in *slabs*: one or
+//! more pages cut into equal *chunks* (the buffer, plus a debug buftag if any, padded to
+//! the alignment). A slab whose last buffer comes back is returned to the arena at once,
+//! so a cache never holds more empty memory than its magazines do.
 //!
-//! libumem on Linux maps every thread to CPU slot 0 (its hint is `pthread_self()` masked by
-//! the CPU count) and takes that slot's lock on every operation. Here each thread owns its
-//! magazines: no lock on a hit, no shared cache line written. The block is reached through
-//! one TLS word with no destructor: on x86_64 Linux an initial-exec `.tdata` word defined by
-//! `global_asm!`, read `%fs`-relative, whose initial value is a static, never-written
-//! *unborn* block with empty slots (so the hit paths miss on it without a null test, and
-//! the slow path gives the thread its block) (a cdylib's `thread_local!` is global-dynamic: a
-//! `__tls_get_addr` call per access, which cost `libumem.so` about 8 ns per malloc+free
-//! pair), elsewhere a const-initialised `thread_local!` `Cell<*mut ThreadBlock>`; a
-//! `pthread_key_create` destructor flushes the magazines to the depots at thread exit and
-//! points the thread at a static dead block, so allocations from later TLS destructors go
-//! straight to the slab layer. Other threads' magazines cannot be taken while they run
-//! (no lock guards them), so `umem_slab::reap()` bumps a reap generation: a thread that
-//! sees it on its next slow path flushes all its magazines to the depots, where the next
-//! reap or update frees them; idle threads keep theirs (at most two per cache) until they
-//! exit. Measured with `examples/hit_timing.rs` (release build, this
-//! shared and heavily loaded 2-core machine, 64-byte cache, magazine hit, alloc+free pair):
-//! **2.5–4.7 ns** wall time per pair (2.4 ns of thread CPU time) for the per-thread design,
-//! against **9.5–17.8 ns** for a `sched_getcpu()` + per-CPU spin-lock magazine (vDSO
-//! `sched_getcpu` plus an uncontended `xchg`/release pair per operation), and 21–36 ns for
-//! `Box` on glibc malloc — so per-thread it is. Two threads hammering the same cache each
-//! still spend 2.4 ns of CPU per pair (no shared cache line is written on the hit path), so
-//! throughput scales with the CPUs actually available. The hit path reads the thread-local
-//! block pointer and the slot's cache line: the slots of cache ids 0..64 (the internal
-//! caches and umem-global's size classes, which are created first) are inline in the
-//! block; other ids go through one directory entry. Callers that keep a cache's
-//! [`FastIndex`] beside the cache pointer ([`Cache::alloc_with`]) skip loading it from the
-//! cache; callers that keep its [`InlineIndex`] (ids below 64) can call [`hit_alloc`] /
-//! [`hit_free`], the magazine hit alone with no calls and no cache pointer (umem-global's
-//! `malloc`/`free` are built on them and tail-call their slow paths). The per-slot
-//! alloc/free counters stay on the hit path: removing them measured no difference
-//! (owner-only increments of a line already being written).
+//! **Bufctls.** A free buffer has to be found, and an allocated one traced back to its
+//! slab. Caches of small buffers keep the `Slab` record at the end of the slab and thread
+//! the free list through the free buffers themselves (*in-slab*). Caches of larger
+//! buffers, and caches that may not touch their buffers (`NOTOUCH`: vmem's quantum
+//! caches), describe each buffer with an external *bufctl* and find the bufctl of an
+//! allocated buffer through a hash (*hashed*).
 //!
-//! ## Memory
+//! **Magazines and the depot.** Above the slab layer sits the magazine layer (Bonwick &
+//! Adams 2001): a *magazine* is an array of M free, constructed buffers (its *rounds*).
+//! Each thread has, per cache, a *loaded* and a *previous* magazine; allocation pops a
+//! round, free pushes one, with no lock. When both magazines are empty (or full) the
+//! thread trades one with the cache's *depot*, a locked list of full and of empty
+//! magazines; so a thread takes a lock at most once per M operations. Magazines not used
+//! for a whole update interval (outside the *working set*) are freed back to the slab
+//! layer; contention on the depot lock grows M.
 //!
-//! Nothing comes from the system allocator. `init()` creates, under `umem_vmem::heap()`,
-//! the arenas `umem_internal` (page quantum: slabs of the internal caches, per-thread slot
-//! chunks), `umem_cache` (the `Cache` structs, 64-byte aligned) and `umem_hash` (hash
-//! tables), and the internal caches `umem_magazine_{1..143}`, `umem_slab_cache`,
-//! `umem_bufctl_cache` (all in-slab layout, so they never need bufctls themselves). Thread
-//! blocks (with the inline slots of cache ids 0..64) come straight from `umem_internal`
-//! (no magazines, so making a block never needs a block).
+//! ## 2. Implementation
 //!
-//! ## Locks and their order
+//! Data structures, from the thread down (file in brackets):
 //!
-//! update flag (`UPDATING`: one `update()` at a time) → cache-list lock (`CACHE_LIST`: the
-//! cache list and the id bitmap) → thread registry lock
-//! (`REGISTRY`: the list of thread blocks) → a cache's depot lock → that cache's slab lock
-//! → vmem locks. No code holds two caches' depot or slab locks at once; objects and
-//! magazines are freed to other caches only after dropping the current cache's locks.
-//! `lockup()` takes them all in this order (update flag, cache list, registry, then each
-//! cache's depot and slab lock in list order, then `umem_vmem::lockup`); `release()` drops
-//! them. Callbacks: constructors run with no allocator lock held. Destructors and reclaim
-//! callbacks may run inside `update()`/`reap()` (cache-list lock held), thread-exit
-//! flushes and `destroy` (registry lock held, the calling thread's magazines switched off):
-//! they may allocate and free, but must not create, destroy or reap caches, call
-//! `stats()` or `update()` (as in libumem, whose callbacks have similar limits).
-//! All locks are spin locks (`sync.rs`) that yield after a short spin.
+//! * The **magazine block** (`magazine_block.rs`): one page per thread, reached through
+//!   one TLS word, holding a `ThreadCache` (loaded and previous magazine, their
+//!   fills, the loaded one's capacity, counters) for each cache, indexed by the cache's
+//!   id. Ids 1..64 are inline; higher ids go through a directory.
+//! * **Magazines** (`magazine.rs`): a link word and the rounds; nine types of 1 to 143
+//!   rounds as libumem's `umem_magtype`.
+//! * The **depot** (`depot.rs`): two magazine lists with their working-set counters, the
+//!   current magazine type, the contention and traffic counters.
+//! * The **slab layer** (`slab.rs`, `slab_layer.rs`): the partial and full slab lists, the
+//!   hash of hashed caches, the counts.
+//! * The **cache** (`cache.rs`): geometry (chunk size, slab size, colour range, layout
+//!   offsets), callbacks, counters, the depot and the slab layer each behind its own lock
+//!   on its own cache line.
+//! * The **registry** (`registry.rs`): the list of caches, the ids, the internal caches.
 //!
-//! ## Invariants (checked by [`Cache::verify`])
+//! **The hit path** (`hit.rs`, `magazine.rs`): `alloc` loads the TLS word, adds the
+//! cache's slot offset, and if `rounds != 0` takes `loaded[rounds - 1]`; else, if the
+//! previous magazine is full, swaps the two and takes from it. `free` is the mirror image
+//! (`rounds < cap`). That is a TLS load, a compare, a load and a store, plus an owner-only
+//! relaxed counter — no lock, no atomic read-modify-write, and no call: the hit inlines
+//! into its caller, so a caller whose hit ends there needs no stack frame. Callers that
+//! keep a cache's [`FastIndex`] skip loading it from the cache ([`Cache::alloc_with`]);
+//! callers that keep its [`InlineIndex`] (ids below 64) use [`hit_alloc`] /
+//! [`hit_free`], which need not even the cache pointer (umem-global's `malloc`/`free`).
+//! A thread with no block yet points at a static *unborn* block whose slots are empty,
+//! so the hit path needs no null test.
 //!
-//! * Every slab on the *partial* list has at least one free buffer and one allocated; every
-//!   slab on the *full* list has none free; no empty slab is kept.
-//! * free-list length + refcnt = chunks for each slab; free buffers are chunk starts.
-//! * Σ chunks = buftotal, Σ refcnt = bufalloc; the hash holds exactly the allocated bufctls.
-//! * Depot lists hold only magazines of the depot's current type, full ones with all
-//!   rounds constructed; list lengths equal their totals; `min ≤ total`.
-//! * A thread slot's `cap` is the capacity of its loaded magazine (0 if none), so the hit
-//!   path needs no null check; a slot whose magazine size differs from the depot's drains
-//!   its magazines on its next depot visit (that is how a resize reaches the threads).
+//! **The slow paths** (`miss.rs`): trade with the depot (`magazine_layer.rs`); else take a
+//! buffer from the slab layer and construct it (`slab_layer.rs`); debug caches check and
+//! fill their buffers (`debug.rs`).
 //!
-//! ## Destroy contract
+//! **Memory.** Nothing comes from the system allocator. `init()` creates, under
+//! `umem_vmem::heap()`, the metadata arenas `umem_internal` (page quantum: slabs of the
+//! internal caches, magazine blocks), `umem_cache` (the `Cache` structs) and `umem_hash`
+//! (hash tables), and the internal caches `umem_magazine_{1..143}`, `umem_slab_cache`,
+//! `umem_bufctl_cache`, `umem_bufctl_audit_cache` (all in-slab, so they never need bufctls
+//! themselves). Magazine blocks come straight from `umem_internal`, so making a block
+//! never needs a block.
 //!
-//! `Cache::destroy` is `unsafe`: no thread may use the cache during or after it. Other
-//! threads may still *hold* magazines for it; destroy takes them from every registered
-//! thread block under the registry lock (a thread touches its slot for a cache only inside
-//! that cache's calls, and thread exit flushes under the same lock), destroys their rounds,
-//! purges the depot, and frees the cache only if no object is still allocated (else it
-//! returns `NotEmpty` and the cache stays usable).
+//! **Update and reap** (`update.rs`). [`update()`] runs, on every cache, the hash rescale,
+//! the depot working-set update and reap and the magazine resize on contention, then
+//! `umem_vmem::update()`. There is no update thread (creating one inside malloc is
+//! unsafe): an alloc slow path runs it inline when the interval (10 s by default,
+//! [`set_update_interval_ms`]) has passed and nobody else is running it; a thread with a
+//! block reads the coarse clock only on every 64th slow path. [`reap()`] frees every
+//! depot magazine and asks every thread to flush its magazines to the depots on its next
+//! slow path (their thread caches belong to them alone).
 //!
-//! ## Debugging layout
+//! **Debugging** (`debug.rs`). With [`CacheFlags::DEBUG`] each chunk is `[buffer][buftag:
+//! redzone word, link word, status]`; free buffers are filled with `0xdeadbeef…` (checked
+//! when they leave the cache, replaced by `0xbaddcafe…`), frees check the status (double
+//! free) and the redzone, and objects are destructed on every free so that the fill can be
+//! checked. [`CacheFlags::AUDIT`] adds a record of each buffer's last transaction
+//! ([`Cache::audit`]). Debug caches have fast index 0, so they never hit and non-debug
+//! caches pay nothing for debugging. Not yet written: stack traces in audit records, the
+//! transaction and content logs, firewall arenas, `mtbf`, and the per-byte redzone after
+//! the requested size (that one is `umem_alloc`'s, in umem-global).
 //!
-//! With [`CacheFlags::DEBUG`] each chunk is `[buffer][buftag: redzone u64, link word,
-//! bxstat = addr ^ 0xa110c8ed (allocated) | addr ^ 0xf4eef4ee (free)]`; the link word is the
-//! free-list link of in-slab caches and the bufctl pointer of hashed ones. Free buffers are
-//! filled with `0xdeadbeef…` (verified when they leave the cache, replaced by
-//! `0xbaddcafe…`); frees check the buftag (double free) and the redzone word; objects are
-//! destructed on every free so the fill can be checked. [`CacheFlags::AUDIT`] (implies
-//! DEBUG, forces the hashed layout) gives each buffer a `BufctlAudit` from
-//! `umem_bufctl_audit_cache` recording the last transaction (alloc/free, thread,
-//! timestamp, count), read with [`Cache::audit`]. Debug caches skip the inline hit path
-//! (their fast index is 0), so non-debug caches pay nothing: the check is the same
-//! `rounds != 0` test the hit path makes anyway.
-//! Not yet written: stack traces in audit records (capturing one without allocating needs
-//! frame pointers), the transaction/content logs, firewall arenas, `mtbf`, and the
-//! per-byte redzone after the requested size (that is `umem_alloc`'s, in umem-global).
+//! ## 3. Locks and their order
 //!
-//! ## Update
+//! From first taken to last:
 //!
-//! [`update()`] runs `umem_cache_update` on every cache (hash rescale, working-set update and
-//! reap, magazine resize) then `umem_vmem::update()`. Besides explicit calls, a thread on
-//! an alloc slow path runs it inline when the interval (10 s by default,
-//! [`set_update_interval_ms`]) has passed and nobody else is running it, as libumem does
-//! when it has no update thread. A thread with a block reads the (coarse) clock only on
-//! every 64th of its alloc slow-path calls; a thread without one on every call. No thread is created (creating one inside malloc is unsafe).
+//! 1. the **update flag** (`update.rs`): one `update()` at a time;
+//! 2. the **cache-list lock** (`registry.rs`): the cache list and the id bitmap;
+//! 3. the **block-list lock** (`magazine_block.rs`): the list of magazine blocks, and any
+//!    other thread's block;
+//! 4. a cache's **depot lock**;
+//! 5. that cache's **slab-layer lock**;
+//! 6. umem-vmem's locks (the source arenas).
+//!
+//! No code holds two caches' depot or slab locks at once: objects and magazines are freed
+//! to other caches only after the current cache's locks are dropped. [`lockup()`] (fork)
+//! takes them all in this order — update flag, cache list, block list, then each cache's
+//! depot and slab lock in list order, then `umem_vmem::lockup()` — and [`release()`]
+//! drops them. All locks are spin locks (`sync.rs`) that yield after a short spin.
+//!
+//! Callbacks: constructors run with no lock held. Destructors and reclaim callbacks may
+//! run inside `update()`/`reap()` (cache-list lock held), thread-exit flushes and
+//! `destroy` (block-list lock held, the calling thread's magazines switched off): they may
+//! allocate and free, but must not create, destroy or reap caches, call `stats()` or
+//! `update()` (libumem's callbacks have similar limits).
+//!
+//! ## 4. Invariants ([`Cache::verify`] checks them)
+//!
+//! * Every slab on the *partial* list has at least one free and one allocated buffer;
+//!   every slab on the *full* list has none free; no empty slab is kept.
+//! * For each slab, free-list length + refcnt = chunks, and free buffers are chunk starts
+//!   inside it; its colour is a multiple of the alignment no larger than the cache's
+//!   largest.
+//! * Σ chunks = buftotal, Σ refcnt = bufalloc; the hash holds exactly the allocated
+//!   bufctls, each in its bucket.
+//! * Depot lists hold only magazines of the depot's current type; list lengths equal their
+//!   totals and `min ≤ total`; every round of a full depot magazine is a buffer the slab
+//!   layer counts as allocated.
+//! * Debug caches: every free buffer's buftag says free.
+//! * (Not walked, kept by construction.) A thread cache's `cap` is the capacity of its
+//!   loaded magazine (0 if none), so the hit path needs no null test; a thread cache whose
+//!   magazine size differs from the depot's drains its magazines on its next depot visit
+//!   (that is how a resize reaches the threads).
+//!
+//! **Destroy contract.** `Cache::destroy` is `unsafe`: no thread may use the cache during
+//! or after it. Other threads may still *hold* magazines for it; destroy takes them from
+//! every block under the block-list lock (a thread touches its thread cache only inside
+//! that cache's calls, and thread exit flushes under the same lock), destroys their
+//! rounds, purges the depot, and frees the cache only if no object is still allocated
+//! (else it returns `NotEmpty` and the cache stays usable).
+//!
+//! ## 5. Deviations from illumos, and why
+//!
+//! * **Per-thread, not per-CPU, magazines.** libumem on Linux maps every thread to CPU
+//!   slot 0 and takes that slot's lock on every operation. Here each thread owns its
+//!   magazines: no lock on a hit and no shared cache line written (measured 3–4× faster
+//!   than a per-CPU design with `sched_getcpu()`; `docs/performance.md`). The cost: other
+//!   threads' magazines cannot be taken while they run, so a reap only *asks* threads to
+//!   flush, and an idle thread keeps its (at most two per cache) magazines until it exits;
+//!   a `pthread_key_create` destructor flushes them then and points the thread at a static
+//!   *dead* block, so allocations from later TLS destructors go to the slab layer.
+//! * **One initial-exec TLS word** on x86_64 Linux (a `global_asm!` `.tdata` word), since a
+//!   cdylib's `thread_local!` costs a `__tls_get_addr` call per access; elsewhere a
+//!   const-initialised `thread_local!`.
+//! * **Magazines also grow on depot traffic**: 64 depot visits within 50 ms (coarse clock,
+//!   read once per 64 visits) grow the magazine type at once, from the slow path that sees
+//!   it. libumem grows only on contention, so a single thread churning a few dozen objects
+//!   keeps small magazines and takes the depot lock every few operations; and magazines
+//!   that go through the depot carry blocks one thread just wrote to another thread's
+//!   core. Caches with a constructor or destructor, quantum caches and the internal caches
+//!   keep the contention-only rule (a resize destroys the cached, constructed objects).
+//! * **Batch refill**: a thread that finds no full magazine in the depot takes a run of
+//!   neighbouring buffers from the slab layer (up to one magazine, at most 1 KiB) and
+//!   keeps the extras in its own magazine; libumem takes one at a time, and two threads
+//!   refilling together got interleaved neighbours on one cache line (false sharing).
+//!   Only small buffers of caches without constructor, destructor or debugging take part,
+//!   never the magazine caches (`Cache::batch_refill`).
+//! * **Magazines are cache-line aligned** (libumem: 8 to 64 bytes), since a loaded
+//!   magazine is written on every hit by its thread.
+//! * **Hash rescale on growth**: a hashed cache rescales its hash inline when its buffers
+//!   outgrow it (and both ways in `update`), so free stays O(1) without an update thread.
+//!
+//! The measurements behind these choices are in `docs/performance.md` (`## umem-slab`).
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]

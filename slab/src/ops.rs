@@ -16,9 +16,13 @@ pub type ReclaimFn = fn(private: *mut ());
 /// destructor only when it goes back to it.
 #[derive(Clone, Copy, Debug)]
 pub struct CacheOps {
+    /// Constructor, run when a buffer leaves the slab layer.
     pub ctor: Option<CtorFn>,
+    /// Destructor, run when a buffer goes back to the slab layer.
     pub dtor: Option<DtorFn>,
+    /// Reclaim callback, run by `reap`.
     pub reclaim: Option<ReclaimFn>,
+    /// Passed to every callback.
     pub private: *mut (),
 }
 
@@ -29,6 +33,7 @@ unsafe impl Send for CacheOps {}
 unsafe impl Sync for CacheOps {}
 
 impl CacheOps {
+    /// No callbacks.
     pub const NONE: CacheOps = CacheOps {
         ctor: None,
         dtor: None,
@@ -65,12 +70,18 @@ impl CacheOps {
 
 /// Object callbacks as a trait (see [`CacheOps::from_object`]).
 pub trait ObjectOps: Sync + 'static {
+    /// Whether `construct` is a real constructor (else the cache has none).
     const HAS_CTOR: bool = true;
+    /// Whether `destruct` is a real destructor.
     const HAS_DTOR: bool = true;
+    /// Whether `reclaim` is a real reclaim callback.
     const HAS_RECLAIM: bool = false;
+    /// Construct the object at `_buf`; `false` when it cannot be.
     fn construct(&self, _buf: NonNull<u8>) -> bool {
         true
     }
+    /// Destruct the object at `_buf`.
     fn destruct(&self, _buf: NonNull<u8>) {}
+    /// Give memory back if you can (advisory).
     fn reclaim(&self) {}
 }

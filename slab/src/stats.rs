@@ -10,9 +10,13 @@ use crate::magazine_block;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct CacheStats {
+    /// Buffer size asked for.
     pub buf_size: usize,
+    /// Buffer alignment.
     pub align: usize,
+    /// Bytes per buffer in a slab.
     pub chunk_size: usize,
+    /// Bytes per slab.
     pub slab_size: usize,
     /// Buffers in all slabs.
     pub buf_total: usize,
@@ -22,24 +26,41 @@ pub struct CacheStats {
     pub buf_inuse: u64,
     /// Constructed buffers held in depot magazines.
     pub buf_depot: usize,
+    /// Allocations (all layers).
     pub alloc: u64,
+    /// Frees (all layers).
     pub free: u64,
+    /// Failed allocations.
     pub alloc_fail: u64,
+    /// Slabs held.
     pub slabs: usize,
+    /// Slabs made.
     pub slab_create: u64,
+    /// Slabs given back to the source.
     pub slab_destroy: u64,
+    /// Buffers taken from the slab layer.
     pub slab_alloc: u64,
+    /// Buffers given back to the slab layer.
     pub slab_free: u64,
+    /// Full magazines in the depot.
     pub depot_full: usize,
+    /// Empty magazines in the depot.
     pub depot_empty: usize,
+    /// Failed depot-lock trylocks.
     pub depot_contention: u64,
+    /// Rounds per magazine (0: no magazine layer).
     pub mag_size: usize,
+    /// Magazine resizes.
     pub mag_resize: u64,
+    /// Buckets of the hash (0: in-slab cache).
     pub hash_size: usize,
+    /// Hash rescales.
     pub hash_rescale: u64,
+    /// Chain links walked by hash lookups.
     pub hash_lookup_depth: u64,
     /// Bytes of slabs taken from the source arena.
     pub mem_total: usize,
+    /// Reaps of this cache.
     pub reap: u64,
 }
 

@@ -24,6 +24,7 @@ impl Default for RawSpin {
 }
 
 impl RawSpin {
+    /// An unlocked lock.
     pub const fn new() -> Self {
         RawSpin {
             locked: AtomicBool::new(false),
@@ -31,6 +32,7 @@ impl RawSpin {
         }
     }
 
+    /// Take the lock if it is free; `false` (nothing taken) if it is held.
     #[inline]
     pub fn try_lock(&self) -> bool {
         !self.locked.load(Ordering::Relaxed)
@@ -40,6 +42,7 @@ impl RawSpin {
                 .is_ok()
     }
 
+    /// Take the lock, spinning (then yielding) while it is held.
     #[inline]
     pub fn lock(&self) {
         if self.try_lock() {
@@ -48,6 +51,7 @@ impl RawSpin {
         self.lock_slow();
     }
 
+    /// Threads currently waiting in `lock` (diagnostics and tests).
     pub fn waiters(&self) -> u32 {
         self.waiters.load(Ordering::Relaxed)
     }
@@ -81,6 +85,8 @@ impl RawSpin {
         }
     }
 
+    /// Release the lock.
+    ///
     /// # Safety
     /// The caller must hold the lock (taken by `lock`/`try_lock` on any thread, as the fork
     /// protocol requires).
@@ -101,11 +107,13 @@ unsafe impl<T: Send> Sync for SpinLock<T> {}
 // SAFETY: as above.
 unsafe impl<T: Send> Send for SpinLock<T> {}
 
+/// Proof that a [`SpinLock`] is held; derefs to the data and unlocks when dropped.
 pub struct SpinGuard<'a, T> {
     lock: &'a SpinLock<T>,
 }
 
 impl<T> SpinLock<T> {
+    /// An unlocked lock holding `v`.
     pub const fn new(v: T) -> Self {
         SpinLock {
             raw: RawSpin::new(),
@@ -113,6 +121,7 @@ impl<T> SpinLock<T> {
         }
     }
 
+    /// Take the lock.
     #[inline]
     pub fn lock(&self) -> SpinGuard<'_, T> {
         self.raw.lock();
@@ -130,6 +139,7 @@ impl<T> SpinLock<T> {
         }
     }
 
+    /// The underlying raw lock (for fork's lockup, which holds it across calls).
     pub fn raw(&self) -> &RawSpin {
         &self.raw
     }
