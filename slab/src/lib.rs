@@ -182,8 +182,19 @@
 // `is_multiple_of` is newer than the workspace MSRV (1.80).
 #![allow(clippy::manual_is_multiple_of)]
 
-// Files from the lowest concept to the highest; a file imports only files above it in
-// this list (`ci/import-cycles` checks that the imports form no cycle).
+// The files, lowest concept first; a file imports (`use crate::…`) only files on lines
+// above its own, so the imports form no cycle:
+//   sync, error, flags, ops, clock        locks; public value types; the coarse clock
+//   diag                                  fatal, StackStr, page_size
+//   magazine, metadata                    magazines and thread caches; metadata arenas
+//   magazine_block                        the thread's magazine block and its TLS word
+//   depot, slab                           depot state; slab and bufctl records
+//   cache                                 the `Cache` type
+//   registry                              cache list, ids, internal caches, fork lockup
+//   hit                                   the hit paths and their index types
+//   debug, slab_layer, magazine_layer     buftags; slab-layer and depot-exchange paths
+//   update, miss, qcache                  update/reap; slow paths; vmem's quantum caches
+//   create, verify, stats                 creation and init; checking; statistics
 mod cache;
 mod clock;
 mod create;
