@@ -233,33 +233,42 @@
 //! leaves the arena's segments unchanged.
 #![cfg_attr(not(feature = "std"), no_std)]
 #![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
 
+// The layers, lowest first (no file uses a file listed after it; see
+// ci/import-cycles): the leaves `types`, `p2`, `sys`, `sync`, `diag`,
+// `error`, `seg`, `source`; the arena type (`arena.rs`); what the arena
+// code draws on (`internal`, `segpool`, `qcache`, `arenas`); the arena's
+// operations (`arena/*.rs`); the tree's bootstrap; the public constructor.
 mod arena;
+mod arenas;
+mod bootstrap;
+pub mod diag;
 mod error;
-mod lock;
+mod internal;
 #[cfg(feature = "std")]
 mod mmap;
+mod p2;
+mod qcache;
 mod seg;
+mod segpool;
 mod source;
-mod tree;
+pub mod sync;
+mod sys;
 mod types;
 
-pub use arena::{SegHandle, Vmem};
+pub use arena::handle::SegHandle;
+pub use arena::Vmem;
+pub use arenas::{arena_count, for_each_arena, lockup, release, update, verify};
+pub use bootstrap::{heap, init, is_initialized, try_heap, HEAP_RETAIN};
 pub use error::VmemError;
 #[cfg(feature = "std")]
 pub use mmap::{MmapSource, MMAP_SOURCE};
-pub use source::{QCache, QCacheFactory, Source};
-pub use tree::{
-    arena_count, for_each_arena, global_free_segs, heap, init, is_initialized, lockup, release,
-    set_qcache_factory, try_heap, update, verify, HEAP_RETAIN,
+pub use qcache::{set_qcache_factory, QCacheFactory};
+pub use segpool::global_free_segs;
+pub use source::{QCache, Source};
+pub use sys::page_size;
+pub use types::{
+    Addr, CreateFlags, Policy, SegType, SegTypes, VmemStats, WalkMode, XAllocRequest, NAME_MAX,
+    QCACHE_MAX_CACHES,
 };
-pub use types::{CreateFlags, Policy, SegType, SegTypes, VmemStats, WalkMode, XAllocRequest};
-
-/// An address or integer managed by an arena.
-pub type Addr = usize;
-
-/// The most quantum caches an arena has (`qcache_max <= 16 * quantum`).
-pub const QCACHE_MAX_CACHES: usize = 16;
-
-/// Longest arena name kept (longer names are truncated at a char boundary).
-pub const NAME_MAX: usize = 31;

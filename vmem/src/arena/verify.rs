@@ -4,9 +4,11 @@
 //! crate's theory statement, bounding each traversal so that corruption
 //! cannot hang it.
 
-use super::{hash_index, Inner};
+use super::hash::hash_index;
+use super::Inner;
 use crate::error::VmemError;
-use crate::seg::{flist_of, round_up, Seg, T_ALLOC, T_FREE, T_HEAD, T_MARKER, T_SPAN, T_WALKER};
+use crate::p2::{flist_of, round_up};
+use crate::seg::{Seg, T_ALLOC, T_FREE, T_HEAD, T_MARKER, T_SPAN, T_WALKER};
 use core::ptr;
 
 impl Inner {
@@ -136,7 +138,7 @@ impl Inner {
                         if (*s).handle {
                             n_handle += 1;
                             check!(
-                                ptr::eq((*s).owner, self.vm),
+                                ptr::eq((*s).owner, self.vm.cast()),
                                 "handle segment of another arena",
                                 (*s).start
                             );
@@ -515,7 +517,7 @@ mod tests {
                 find(i);
                 unsafe { (*hs.get()).owner = core::ptr::null() };
             },
-            |i| unsafe { (*hs.get()).owner = i.vm },
+            |i| unsafe { (*hs.get()).owner = i.vm.cast() },
         );
         // A handle segment pushed into its hash bucket.
         expect(
@@ -542,7 +544,7 @@ mod tests {
                 sa.set(*i.bucket(a));
                 assert_eq!((*sa.get()).start, a);
                 (*sa.get()).handle = true;
-                (*sa.get()).owner = i.vm;
+                (*sa.get()).owner = i.vm.cast();
                 i.nhandle += 1;
                 i.nalloc -= 1;
             },
