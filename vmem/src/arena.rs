@@ -163,6 +163,11 @@ impl core::panic::UnwindSafe for Vmem {}
 // -------------------------------------------------------------------------
 
 impl Vmem {
+    /// The state the arena lock protects.
+    ///
+    /// # Safety
+    /// The caller holds the arena lock and does not keep the reference past
+    /// a point where the lock is dropped (nor form a second one meanwhile).
     #[inline(always)]
     #[allow(clippy::mut_from_ref)]
     pub(crate) unsafe fn inner(&self) -> &mut Inner {

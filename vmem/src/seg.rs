@@ -4,11 +4,14 @@
 //! (a circular list whose sentinel is the arena's `seg0`), and on at most one
 //! "k" list through `knext`/`kprev`: a freelist (free segments, NULL
 //! terminated, heads in the arena), the span list (span markers, circular
-//! through `seg0`), a hash chain (allocated segments, `knext` only) or a
-//! reserve list (unused structures, `knext` only).
+//! through `seg0`), a hash chain (allocated segments, `knext` only), an
+//! arena's reserve (unused structures, `knext` only), or the segment pool
+//! (`segpool.rs`: the global free list through `knext`/`kprev`, the
+//! populator pool through `knext`).
 //!
 //! Everything here works on raw pointers; callers hold the owning arena's
 //! lock (or own the structures exclusively during creation/destruction).
+//! Segments sit below arenas: this file uses only `types.rs`.
 
 use crate::types::Addr;
 use core::ptr;

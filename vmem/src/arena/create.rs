@@ -185,6 +185,10 @@ impl Vmem {
 
 impl Vmem {
     /// Release everything the arena holds and free the structure.
+    ///
+    /// # Safety
+    /// No other thread uses the arena (it is being destroyed, or was never
+    /// published), and neither the arena nor its handles are used afterwards.
     pub(super) unsafe fn teardown(&'static self, release_imports: bool) -> usize {
         self.lock();
         // SAFETY: lock held.
@@ -258,6 +262,9 @@ impl Vmem {
 
 impl Inner {
     /// Remove every segment of the span `span` (used by destroy).
+    ///
+    /// # Safety
+    /// The arena lock is held and `span` is a span marker on the arena's list.
     pub(super) unsafe fn drop_span_segments(&mut self, span: *mut Seg) {
         // SAFETY: lock held; span is a marker on the list.
         unsafe {

@@ -138,6 +138,11 @@ impl Vmem {
 impl Inner {
     /// Allocate `[addr, addr + size)` (occupying `realsize`) from the free
     /// segment `vsp`; leftovers go back on the freelists.
+    ///
+    /// # Safety
+    /// The arena lock is held, `vsp` is a free segment containing
+    /// `[addr, addr + realsize)`, and the reserve holds the two structures a
+    /// split may need (`short()` is false).
     #[inline(always)]
     pub(super) unsafe fn seg_alloc<const H: bool>(
         &mut self,
@@ -474,6 +479,9 @@ impl Vmem {
 
 impl Inner {
     /// Search the freelists for a segment satisfying the constraints.
+    ///
+    /// # Safety
+    /// The arena lock is held.
     #[allow(clippy::too_many_arguments)]
     #[inline]
     pub(super) unsafe fn find(
@@ -568,6 +576,9 @@ impl Inner {
 }
 
 /// Where in the free segment `s` a request fits, if it does.
+///
+/// # Safety
+/// `s` points to a valid segment (the arena lock is held).
 #[inline]
 pub(super) unsafe fn fit(
     s: *const Seg,

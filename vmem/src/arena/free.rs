@@ -92,6 +92,11 @@ impl Inner {
     /// Make the freed segment `s` (already out of the hash) free,
     /// coalescing with free neighbours. Returns the range of an imported
     /// span that became wholly free and was destroyed (to release).
+    ///
+    /// # Safety
+    /// The arena lock is held; `s` is an allocated segment on the address
+    /// list, already out of the hash (or a handle segment, already accounted
+    /// for by `handle_delete`).
     #[inline(always)]
     pub(super) unsafe fn free_seg(&mut self, s: *mut Seg) -> Option<(Addr, usize)> {
         // SAFETY: s is a valid segment on the address list; lock held.
@@ -218,6 +223,9 @@ impl Vmem {
 impl Inner {
     /// If the free segment `vsp` is a whole imported span, destroy the span
     /// and return its range for release to the source.
+    ///
+    /// # Safety
+    /// The arena lock is held and `vsp` is a free segment on the list.
     #[inline]
     pub(super) unsafe fn maybe_release(&mut self, vsp: *mut Seg) -> Option<(Addr, usize)> {
         // SAFETY: vsp is a free segment on the list; lock held.
@@ -253,6 +261,9 @@ impl Inner {
     /// and may be all that keeps the span from being wholly free: if so,
     /// move the markers in front of the span marker, coalesce, and destroy
     /// the span (vmem.c would keep the span until the marker moves on).
+    ///
+    /// # Safety
+    /// The arena lock is held and `vsp` is a free segment on the list.
     #[cold]
     pub(super) unsafe fn release_past_markers(&mut self, vsp: *mut Seg) -> Option<(Addr, usize)> {
         // SAFETY: lock held; all pointers are on the address list.

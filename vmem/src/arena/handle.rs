@@ -189,6 +189,10 @@ impl Vmem {
 impl Inner {
     /// Account for the free of the handle segment `s` (the handle's
     /// counterpart of `hash_delete`); `free_seg` does the rest.
+    ///
+    /// # Safety
+    /// The arena lock is held and `s` is an allocated handle segment of this
+    /// arena.
     #[inline(always)]
     pub(super) unsafe fn handle_delete(&mut self, s: *mut Seg) {
         // SAFETY: s is an allocated handle segment of this arena.

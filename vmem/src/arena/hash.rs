@@ -58,6 +58,10 @@ impl Inner {
 
     /// Make `s` allocated: into the hash, or (`H`, a handle allocation)
     /// marked as a handle segment of this arena and on no k-list.
+    ///
+    /// # Safety
+    /// The arena lock is held; `s` is a segment on the address list and on no
+    /// k-list.
     #[inline(always)]
     pub(super) unsafe fn alloc_insert<const H: bool>(&mut self, s: *mut Seg, realsize: usize) {
         // SAFETY: s is a valid segment leaving every k-list.
@@ -79,6 +83,11 @@ impl Inner {
         self.ks.mem_inuse += realsize as u64;
     }
 
+    /// Take the allocated segment at `addr` out of the hash, checking its size
+    /// (`vmem_hash_delete`).
+    ///
+    /// # Safety
+    /// The arena lock is held.
     #[inline(always)]
     pub(super) unsafe fn hash_delete(
         &mut self,

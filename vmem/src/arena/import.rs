@@ -127,9 +127,8 @@ impl Vmem {
             return Err(VmemError::NoMetadata);
         }
         // SAFETY: lock held.
-        if let Some((existing, existing_size)) =
-            unsafe { self.inner() }.find_overlap(addr, addr + size)
-        {
+        let overlap = unsafe { self.inner() }.find_overlap(addr, addr + size);
+        if let Some((existing, existing_size)) = overlap {
             self.unlock();
             return Err(VmemError::SpanOverlap {
                 addr,
@@ -211,6 +210,11 @@ impl Inner {
     /// `vmem_extend_unlocked`: add `[addr, endaddr)` to an arena without a
     /// source, joining or growing adjacent spans. Returns the free segment
     /// holding the new range.
+    ///
+    /// # Safety
+    /// The arena lock is held, the arena has no source (its spans are
+    /// sorted), the reserve is not short, and `[addr, endaddr)` overlaps no
+    /// span.
     pub(super) unsafe fn extend(&mut self, addr: Addr, endaddr: Addr) -> *mut Seg {
         // SAFETY: lock held, MINFREE segments, spans sorted (no source).
         unsafe {

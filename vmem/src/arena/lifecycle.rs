@@ -14,7 +14,7 @@ use core::sync::atomic::Ordering;
 impl Vmem {
     /// Create an arena (`vmem_create`).
     ///
-    /// * `name`: for kstats and messages (truncated to [`NAME_MAX`] bytes).
+    /// * `name`: for kstats and messages (truncated to [`NAME_MAX`](crate::NAME_MAX) bytes).
     /// * `span`: an initial span `(base, size)` added as by [`add`](Vmem::add).
     /// * `quantum`: the unit (a power of two); every allocation is a multiple
     ///   of it in placement and alignment.
@@ -55,12 +55,12 @@ impl Vmem {
     /// structures and its hash table to vmem, and frees the `Vmem`.
     /// Returns the number of units still allocated (leaked).
     ///
-    /// Allocations still held by [`SegHandle`]s are leaked like the rest.
+    /// Allocations still held by [`SegHandle`](crate::SegHandle)s are leaked like the rest.
     ///
     /// # Safety
     /// No other thread may be using the arena, no arena may still import
     /// from it, it must not be one of vmem's internal arenas (`heap`,
-    /// `vmem_*`), and neither the `&'static Vmem` nor any [`SegHandle`]
+    /// `vmem_*`), and neither the `&'static Vmem` nor any [`SegHandle`](crate::SegHandle)
     /// it allocated may be used afterwards (not even given to another
     /// arena's `free_handle`: its segment structure is recycled).
     pub unsafe fn destroy(&'static self) -> usize {

@@ -158,7 +158,7 @@ impl Vmem {
         let want = (MINFREE + npop * POPULATE_RESERVE) * scale;
         // Each page of the chunk starts with a chunk header (one structure's
         // room) so that `update` can find the chunk of a free structure and
-        // give wholly free chunks back (see `crate::segpool::trim_free_segs`).
+        // give wholly free chunks back (see `segpool.rs`).
         let page = seg_arena.quantum;
         let per_page = page / SEG_SIZE - 1;
         let size = want.div_ceil(per_page) * page;

@@ -45,6 +45,11 @@ impl Inner {
         self.nsegfree < MINFREE + self.nsegresv
     }
 
+    /// Take a structure from the reserve (`vmem_getseg`); a broken populate
+    /// invariant (an empty reserve) is fatal.
+    ///
+    /// # Safety
+    /// The arena lock is held.
     #[inline(always)]
     pub(super) unsafe fn getseg(&mut self) -> *mut Seg {
         let s = self.segfree;
@@ -59,6 +64,11 @@ impl Inner {
         s
     }
 
+    /// Give an unused structure to the reserve (`vmem_putseg`).
+    ///
+    /// # Safety
+    /// The arena lock is held and `s` is an unused segment structure that
+    /// nothing else refers to (it becomes the arena's).
     #[inline(always)]
     pub(crate) unsafe fn putseg(&mut self, s: *mut Seg) {
         // SAFETY: caller hands over an unused segment structure.
@@ -74,6 +84,10 @@ impl Inner {
 
 impl Inner {
     /// A new segment `[start, end)` after `prev` on the address list.
+    ///
+    /// # Safety
+    /// The arena lock is held, `prev` is on the address list, and the reserve
+    /// is not empty.
     #[inline(always)]
     pub(super) unsafe fn seg_create(&mut self, prev: *mut Seg, start: Addr, end: Addr) -> *mut Seg {
         // SAFETY: getseg returns an owned structure; prev is on the list.
@@ -89,6 +103,11 @@ impl Inner {
         }
     }
 
+    /// Unlink `s` from the address list and give it back to the reserve.
+    ///
+    /// # Safety
+    /// The arena lock is held; `s` is on the address list and on no k-list,
+    /// and is not a marker.
     #[inline(always)]
     pub(super) unsafe fn seg_destroy(&mut self, s: *mut Seg) {
         // SAFETY: s is on the address list and no other list.
@@ -105,6 +124,12 @@ impl Inner {
 // -------------------------------------------------------------------------
 
 impl Inner {
+    /// Make `s` free and file it on the freelist of its size
+    /// (`vmem_freelist_insert`), setting its freemap bit.
+    ///
+    /// # Safety
+    /// The arena lock is held; `s` is a segment on the address list, on no
+    /// k-list, with `start < end`.
     #[inline(always)]
     pub(super) unsafe fn freelist_insert(&mut self, s: *mut Seg) {
         // SAFETY: s is a valid segment not on any k-list.
@@ -123,6 +148,11 @@ impl Inner {
         }
     }
 
+    /// Take the free segment `s` off its freelist (`vmem_freelist_delete`),
+    /// clearing the freemap bit of a list it empties.
+    ///
+    /// # Safety
+    /// The arena lock is held and `s` is on the freelist of its current size.
     #[inline(always)]
     pub(super) unsafe fn freelist_delete(&mut self, s: *mut Seg) {
         // SAFETY: s is on the freelist of its current size.
@@ -153,6 +183,10 @@ impl Inner {
 
 impl Inner {
     /// Add the span `[start, start + size)`; returns its free segment.
+    ///
+    /// # Safety
+    /// The arena lock is held, the reserve holds the two structures a span
+    /// needs, and `[start, start + size)` overlaps no span and does not wrap.
     pub(super) unsafe fn span_create(
         &mut self,
         start: Addr,
@@ -192,6 +226,10 @@ impl Inner {
     }
 
     /// Destroy the span whose whole free segment is `vsp` (off the freelist).
+    ///
+    /// # Safety
+    /// The arena lock is held; `vsp` is the one free segment of its span,
+    /// directly after the span marker, already off its freelist.
     pub(super) unsafe fn span_destroy(&mut self, vsp: *mut Seg) {
         // SAFETY: vsp follows its span marker; lock held.
         unsafe {
