@@ -56,12 +56,19 @@ impl RawSpin {
 
     /// Take the lock, spinning and then yielding while another thread
     /// holds it.
+    ///
+    /// The first attempt is a bare compare-and-swap (no load before it, as
+    /// `try_lock` has): the lock is almost always free, and this is on every
+    /// arena operation. Waiters spin on loads only (`lock_spin`).
     #[inline]
     pub fn lock(&self) {
-        if self.try_lock() {
-            return;
+        if self
+            .locked
+            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            self.lock_slow();
         }
-        self.lock_slow();
     }
 
     /// Threads currently waiting in [`lock`](RawSpin::lock)'s slow path.
@@ -70,6 +77,7 @@ impl RawSpin {
     }
 
     #[cold]
+    #[inline(never)]
     fn lock_slow(&self) {
         self.waiters.fetch_add(1, Ordering::Relaxed);
         self.lock_spin();
