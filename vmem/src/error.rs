@@ -1,6 +1,6 @@
 //! The precise error values of the vmem API.
 
-use crate::Addr;
+use crate::types::Addr;
 use core::fmt;
 
 /// Every detectable misuse or failure of a vmem operation.
@@ -14,72 +14,143 @@ pub enum VmemError {
     ZeroSize,
     /// The size, rounded up to the quantum (plus phase/alignment slack), does
     /// not fit in an address.
-    SizeOverflow { size: usize },
+    SizeOverflow {
+        /// The size requested.
+        size: usize,
+    },
     /// `Vmem::create`: the quantum is zero or not a power of two.
-    BadQuantum { quantum: usize },
+    BadQuantum {
+        /// The quantum given.
+        quantum: usize,
+    },
     /// `init`: the page size is zero or not a power of two.
-    BadPageSize { page_size: usize },
+    BadPageSize {
+        /// The page size given.
+        page_size: usize,
+    },
     /// The alignment is not a power of two or not a multiple of the quantum.
-    BadAlign { align: usize, quantum: usize },
+    BadAlign {
+        /// The alignment requested.
+        align: usize,
+        /// The arena's quantum.
+        quantum: usize,
+    },
     /// The phase is not a multiple of the quantum, or `phase >= align`.
-    BadPhase { phase: usize, align: usize },
+    BadPhase {
+        /// The phase requested.
+        phase: usize,
+        /// The alignment requested.
+        align: usize,
+    },
     /// `nocross` is not a power of two or not a multiple of the quantum.
-    BadNocross { nocross: usize, quantum: usize },
+    BadNocross {
+        /// The `nocross` boundary requested.
+        nocross: usize,
+        /// The arena's quantum.
+        quantum: usize,
+    },
     /// `nocross` is smaller than what the request needs: `align > nocross` or
     /// `roundup(phase + size, align) > nocross`.
     NocrossTooSmall {
+        /// The `nocross` boundary requested.
         nocross: usize,
+        /// The size requested.
         size: usize,
+        /// The alignment requested.
         align: usize,
+        /// The phase requested.
         phase: usize,
     },
     /// `[minaddr, maxaddr)` cannot hold `size` bytes (`minaddr >= maxaddr` or
     /// the window is smaller than `size`).
     BadAddrRange {
+        /// The lowest acceptable address.
         minaddr: Addr,
+        /// The exclusive upper bound.
         maxaddr: Addr,
+        /// The size requested.
         size: usize,
     },
     /// The arena (and its source, if any) has no segment that satisfies the
     /// request.
-    Exhausted { size: usize },
+    Exhausted {
+        /// The size requested.
+        size: usize,
+    },
     /// Free of an address that is not the start of an allocated segment.
-    NotAllocated { addr: Addr, size: usize },
+    NotAllocated {
+        /// The address given.
+        addr: Addr,
+        /// The size given to the free.
+        size: usize,
+    },
     /// Free of an allocated segment with a size other than the one it was
     /// allocated with.
     WrongSize {
+        /// The address given.
         addr: Addr,
+        /// The size given to the free.
         size: usize,
+        /// The size the segment was allocated with.
         allocated: usize,
     },
     /// `free`/`xfree` of a segment allocated through a handle
     /// ([`Vmem::alloc_handle`](crate::Vmem::alloc_handle)): it is freed only
     /// by [`Vmem::free_handle`](crate::Vmem::free_handle) and stays allocated.
-    HandleAllocated { addr: Addr, size: usize },
+    HandleAllocated {
+        /// The address given.
+        addr: Addr,
+        /// The size given to the free.
+        size: usize,
+    },
     /// [`Vmem::free_handle`](crate::Vmem::free_handle) with a handle of
     /// another arena (ids as [`Vmem::id`](crate::Vmem::id)). The handle is
     /// consumed and its segment stays allocated in its own arena (leaked).
-    WrongArena { addr: Addr, arena: u32, owner: u32 },
+    WrongArena {
+        /// The handle's address.
+        addr: Addr,
+        /// The arena asked to free it.
+        arena: u32,
+        /// The arena the handle belongs to.
+        owner: u32,
+    },
     /// `add`/`extend_alloc`/`create`: the span overlaps a span of the arena.
     SpanOverlap {
+        /// The start of the span given.
         addr: Addr,
+        /// The size of the span given.
         size: usize,
+        /// The start of the span it overlaps.
         existing: Addr,
+        /// The size of the span it overlaps.
         existing_size: usize,
     },
     /// `add`/`extend_alloc`/`create`: start or size is not a multiple of the
     /// quantum.
     SpanMisaligned {
+        /// The start of the span given.
         addr: Addr,
+        /// The size of the span given.
         size: usize,
+        /// The arena's quantum.
         quantum: usize,
     },
     /// `add`/`extend_alloc`/`create`: `addr + size` wraps around the address
     /// space.
-    SpanOverflow { addr: Addr, size: usize },
+    SpanOverflow {
+        /// The start of the span given.
+        addr: Addr,
+        /// The size of the span given.
+        size: usize,
+    },
     /// `extend_alloc`: `alloc` is zero, larger than the span, or not a
     /// multiple of the quantum.
-    BadExtendAlloc { size: usize, alloc: usize },
+    BadExtendAlloc {
+        /// The size of the span given.
+        size: usize,
+        /// The units to allocate.
+        alloc: usize,
+    },
     /// vmem could not get the segment structures, hash table or arena
     /// structure it needs from its internal arenas (their page source is
     /// exhausted).
@@ -90,7 +161,12 @@ pub enum VmemError {
     /// `std` feature, which builds it lazily, is off).
     NotInitialized,
     /// `verify` found a broken invariant: `what` says which, at `addr`.
-    Corrupt { what: &'static str, addr: Addr },
+    Corrupt {
+        /// Which invariant is broken.
+        what: &'static str,
+        /// Where it was found.
+        addr: Addr,
+    },
 }
 
 impl fmt::Display for VmemError {

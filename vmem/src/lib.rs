@@ -34,232 +34,257 @@
 //! # Ok::<(), VmemError>(())
 //! ```
 //!
-//! ## Theory statement
+//! # Theory statement
 //!
-//! An **arena** ([`Vmem`]) manages a set of integer ranges — addresses, IDs,
-//! device memory — in units of its **quantum**. It never touches the memory
-//! it manages; only vmem's own tree of internal arenas (below) is real
-//! memory that vmem writes into.
+//! ## 1. Concepts
 //!
-//! **Segments.** Every range the arena knows is a **segment** (`vmem_seg`):
-//! a **span** marker for each span added (`add`) or imported from the
-//! **source** (`import`), followed by the allocated and free segments that
-//! tile the span exactly. All segments of an arena are on one doubly linked
-//! list, in address order within each span (span marker first; spans in
-//! address order for arenas without a source, in import order otherwise),
-//! plus two marker kinds that
-//! carry no range: the **rotor** (where the next next-fit search starts) and
-//! transient **walkers** (the place of a reentrant `walk`). Span markers are
-//! also on a span list (non-imported spans sorted by address, as in
-//! libumem, so `extend_alloc` can grow the last one).
+//! **Arenas.** An arena ([`Vmem`]) manages a set of integer ranges —
+//! addresses, IDs, device memory — in units of its **quantum** (a power of
+//! two; every allocation starts at a quantum multiple and occupies whole
+//! quanta). It never touches the memory it manages; only vmem's own
+//! internal arenas (section 2) hand out memory that vmem writes into.
 //!
-//! **Freelists.** Each free segment is on one of 64 power-of-two
-//! **freelists**: list *n* holds sizes in `[2^n, 2^(n+1))`. A 64-bit
-//! **freemap** has bit *n* set exactly when list *n* is non-empty.
-//! **Instant fit** takes the head of the lowest non-empty list whose members
-//! are all large enough (`2^ceil(log2 size)`): O(1), one `trailing_zeros`.
-//! *Deviation from vmem.c (floor-list head fit):* for a size that is not a
-//! power of two it first looks at the head — only the head, so still O(1)
-//! — of list `floor(log2 size)` and takes it if it is large enough. That
-//! segment is smaller than `2^(floor+1)`, i.e. smaller than anything the
-//! ceil list could give, so the fit only gets tighter (always below 2× the
-//! request, where vmem.c's instant fit guarantees only the ceil list's
-//! bound); and the hole a free of this size just made (pushed at the head)
-//! is reused whole instead of splitting a larger segment and coalescing on
-//! the next free. Constrained instant-fit `xalloc`s try the same head
-//! first.
-//! **Best fit** and **first fit** search from the list that may hold a fit;
-//! **next fit** scans the address list from the rotor.
-//! `xalloc` honours `align`, `phase`, `nocross`, `minaddr`, `maxaddr`.
+//! **Spans and segments.** The ranges an arena knows are its **spans**:
+//! added by the caller ([`Vmem::add`], [`Vmem::extend_alloc`], the `span`
+//! of [`Vmem::create`]) or **imported** from its **source** (any
+//! [`Source`]: another arena, or a page source such as [`MmapSource`]).
+//! Each span is tiled exactly by **segments** (`vmem_seg`), allocated or
+//! free. An allocation carves a segment out of a free one; a free turns it
+//! back and **coalesces** it with free neighbours.
 //!
-//! **Hash.** Allocated segments are in a chained hash table keyed by start
-//! address (multiplicative hash of `addr >> log2(quantum)`, chained through
-//! the segment), so `free` finds its segment in O(1). When the live count
-//! passes half the table size (the whole of the 16-bucket table embedded
-//! in the arena), the allocating thread **rescales** it (to the next power
-//! of two at or above twice the live count) after dropping the arena lock;
-//! `update()` grows or shrinks every table the same way
-//! (`vmem_hash_rescale`), so the load stays between 1/8 and 1/2. New
-//! tables come from `vmem_hash`. (Tried: a load of 1/8..1/4 cut the extra
-//! chain steps per free at 10⁶ live from 0.28 to 0.07 but did not measure
-//! faster in the pair bench, for twice the table; not kept.)
+//! **Imports.** An arena short of space imports
+//! `roundup(size + phase, max(align, source quantum))` from its source and
+//! makes it a span; a free that leaves an imported span wholly free gives
+//! it back to the source at once. Only unconstrained requests (no
+//! `nocross`, `minaddr`, `maxaddr`) import. Arenas thus form trees: a
+//! child imports from its parent, the root from pages.
+//!
+//! **Quantum caches.** An arena created with `qcache_max > 0` puts an
+//! object cache (a [`QCache`], made by the installed [`QCacheFactory`],
+//! i.e. umem-slab) in front of each size `k * quantum <= qcache_max` (at
+//! most [`QCACHE_MAX_CACHES`]). `alloc`/`free` of those sizes go to the
+//! cache, whatever the policy; everything else, and all
+//! `xalloc`/`xfree`, go to the segments. An allocation that fails reaps
+//! the caches and is retried once.
+//!
+//! **Fit policies** ([`Policy`], the paper's section 4.4). **Instant fit**
+//! (the default) takes the head of the lowest freelist whose members are
+//! all large enough: O(1). **Best fit** takes the smallest segment that
+//! fits, **first fit** the first found, and **next fit** the first free
+//! segment after the **rotor** (where the previous next-fit allocation
+//! ended), cycling through the arena like process IDs. [`Vmem::xalloc`]
+//! adds constraints ([`XAllocRequest`]): `align`, `phase`, `nocross`,
+//! `minaddr`, `maxaddr`.
 //!
 //! **Handles (not in vmem.c).** [`Vmem::alloc_handle`] /
 //! [`Vmem::xalloc_handle`] return a move-only [`SegHandle`] (one pointer:
-//! the segment structure) and [`Vmem::free_handle`] frees through it, like
-//! a handle-based allocator's token (device memory, IDs). A handle segment
-//! is an allocated segment with its `handle` flag set and `owner` naming
-//! its arena; it is **not** in the hash, so neither side touches a bucket
-//! and the free costs the segment and its two address neighbours. Handle
-//! allocations bypass quantum caches; placement, import, coalescing and
-//! span release are the address path's (one `seg_alloc` and one
-//! `free_seg` serve both). `free`/`xfree` of a handle segment's address
-//! answer `HandleAllocated` (a linear search of its span, on that error
-//! path only) and leave it allocated; `free_handle` with another arena's
-//! handle answers `WrongArena`. `free_handle` is safe: while a handle
-//! exists its segment stays allocated, because only `free_handle` frees
-//! it and every other path (coalescing, span release, `update`, rescale,
-//! `walk`, `verify`, `lockup`, quantum caches) leaves allocated segments
-//! alone — see `arena/handle.rs`; [`Vmem::destroy`] (unsafe) requires
-//! that the arena's handles are not used afterwards.
+//! the segment) that [`Vmem::free_handle`] frees without a lookup, like a
+//! handle-based allocator's token. `free`/`xfree` of a handle's address
+//! answer `HandleAllocated`; why `free_handle` is safe is argued in
+//! `arena/handle.rs`.
 //!
-//! **Import/release.** An arena short of space drops its lock, imports
-//! `roundup(size + phase, max(align, source quantum))` from its source
-//! (aligned to that), and makes it a span; a free that leaves an imported
-//! span wholly free destroys the span and releases it to the source at once
-//! (after unlocking). Unlike vmem.c, a rotor or walker sitting inside such
-//! a span does not keep it: the markers are moved out first. Only
-//! unconstrained requests (no `nocross`, `minaddr`, `maxaddr`) import.
-//!
-//! **Retained spans (hysteresis; not in vmem.c).** An arena may keep up to
+//! **Retained spans (not in vmem.c).** An arena may keep up to
 //! `retain_max` bytes of wholly free imported spans instead of releasing
 //! them ([`Vmem::set_retain`]; 0 for arenas from [`Vmem::create`], so they
-//! behave like vmem.c; [`HEAP_RETAIN`] (4 MiB) for `heap`). A free that
-//! leaves an imported span wholly free keeps it when the arena's free bytes
-//! (`mem_total - mem_inuse`, the span included) are at most `retain_max` —
-//! so the retained total never exceeds the limit; the span's free segment
-//! stays on its freelist and serves later allocations without an import.
-//! This is what stops a slab whose count oscillates across a boundary
-//! (a `NOMAGAZINE` cache, one object at a time) from paying mmap + munmap
-//! per alloc+free pair. [`update`] gives every retained span back to its
-//! source (umem-slab's `update()`, and so `umem_global::reap()`, call it),
-//! and lowering the limit gives the excess back before `set_retain`
-//! returns. A span whose only company is a rotor or walker is still
-//! released at once.
+//! behave like vmem.c; [`HEAP_RETAIN`] for `heap`), so that a count
+//! oscillating across a span boundary does not pay an import and a
+//! release per pair. [`update`] gives every retained span back.
 //!
-//! **Quantum caches.** An arena created with `qcache_max > 0` asks the
-//! installed [`QCacheFactory`] (umem-slab) for an object cache of each size
-//! `k * quantum <= qcache_max` (at most 16); `alloc`/`free` of those sizes
-//! go to the cache (whatever the policy), everything else — and all
-//! `xalloc`/`xfree` — to the segment layer. When an allocation fails, the
-//! caches are reaped and it is retried once. Without a factory every size
-//! uses the segment layer.
+//! ## 2. Implementation
 //!
-//! **Self-hosting.** Segment structures (one cache line each), hash tables
-//! and `Vmem` structures come from arenas: `heap` (page quantum, imports
-//! from the caller's page source) → `vmem_internal` (imports chunks that
-//! grow with it up to 2 MiB, 2 MiB aligned from 2 MiB on) → `vmem_seg`, `vmem_hash`,
-//! `vmem_vmem`. The first five arenas live in a static array (later made
-//! allocations of `vmem_vmem`), the first 128 segments in a static array on
-//! the global segment free list. Each arena keeps a private **reserve** of
-//! segment structures, refilled by **populate** before any operation to
-//! `MINFREE` (8) beyond those promised to imports in flight: the worst case
-//! of one operation (import a span + allocate from its middle: 4) plus the
-//! **populate reserve** (4) that a populator arena (`heap`,
-//! `vmem_internal`, `vmem_seg`) may use while the populating thread (the
-//! owner of the populate lock) allocates pages of segments through them.
-//! That thread never populates again (it taps the reserves, which it
-//! restocks afterwards), so recursion is bounded by the depth of the tree.
-//! Destroyed arenas give their segments back to the global list.
+//! **The segment list** (`seg.rs`). Every segment structure is one cache
+//! line. All segments of an arena are on one circular doubly linked list
+//! through `anext`/`aprev`, whose sentinel `seg0` lives in the arena: each
+//! span marker is followed by the segments that tile it, in address order
+//! (spans themselves are in address order for arenas without a source, in
+//! import order otherwise). Two marker kinds carry no range: the rotor and
+//! transient walkers (the place of a reentrant [`Vmem::walk`]). Span
+//! markers are also on a span list (through `knext`/`kprev`, same
+//! sentinel; non-imported spans sorted by address, as in libumem, so
+//! `extend_alloc` can grow the last one).
 //!
+//! **Freelists and the freemap** (`arena/segs.rs`, `arena/fit.rs`). Each
+//! free segment is on one of 64 power-of-two freelists: list *n* holds
+//! sizes in `[2^n, 2^(n+1))`. A 64-bit freemap has bit *n* set exactly when
+//! list *n* is non-empty, so instant fit is one `trailing_zeros`.
 //!
-//! **Giving segment memory back (not in vmem.c, which never frees segment
-//! pages).** Populate takes **chunks** (whole pages) from `vmem_seg`; the
-//! first structure slot of each page is a chunk header (where the chunk
-//! starts, its size, how many of its structures are on the global free
-//! list, whether it is pinned). The global free list is doubly linked
-//! (`knext`/`kprev`) and counts each structure in its chunk; a chunk whose
-//! structures are all listed is queued. [`update`] moves each arena's
-//! reserve beyond `2 * MINFREE` to the global list, then takes every
-//! queued chunk's structures off the list and frees the chunk to
-//! `vmem_seg` (whose spans then go back up the tree; `heap`'s retained
-//! spans are trimmed last). This works only because of the **populator
-//! pool**: each chunk is an allocation of `vmem_seg`, described by a
-//! segment structure, and populator arenas refill their reserves on every
-//! populate — if those structures came from ordinary chunks, one reserve
-//! structure in the newest chunk would pin it and, through the chain of
-//! describing structures, every older chunk (tried: 1 chunk of 710 came
-//! back). So when the pool runs low (< 64) populate takes a **pinned**
-//! chunk (never given back) straight from `heap` — a span of its own, so
-//! it cannot keep a `vmem_internal` chunk — whose surplus refills the
-//! pool; populator arenas take reserve structures from the pool first and
-//! `update` trims their excess back into it. Ordinary chunks then depend
-//! only on their own structures and on the reserves of live ordinary
-//! arenas (at most `2 * MINFREE` each after `update`). `vmem_internal`'s
-//! import chunks stop growing at 2 MiB so that a long-lived hash table or
-//! arena structure keeps at most one such chunk. Measured: an arena of
-//! 2·10⁶ segments (10⁶ allocated) destroyed, then `update()` (9.8 ms):
-//! global free list 2,000,126 → 190 structures, `heap` 133.7 MB → 3.3 MB.
-//! Memory of pinned chunks and of the static structures is kept, as are
-//! structures in reserves between `update`s.
+//! **The hash** (`arena/hash.rs`). Allocated segments are in a chained hash
+//! table keyed by start address, so `free` finds its segment in O(1). An
+//! arena starts with a 16-bucket table embedded in it; the allocating
+//! thread that pushes the live count past half the table rescales it after
+//! dropping the arena lock, and [`update`] grows or shrinks every table
+//! (`vmem_hash_rescale`), so the load stays between 1/8 and 1/2. Larger
+//! tables come from the `vmem_hash` arena. Handle segments are not hashed.
 //!
-//! ## Locks and their order
+//! **The internal arenas and bootstrap** (`internal.rs`, `bootstrap.rs`).
+//! vmem hosts itself: segment structures, hash tables and `Vmem`
+//! structures come from arenas: `heap` (page quantum, importing from the
+//! page source given to [`init`]) → `vmem_internal` (imports chunks that
+//! grow with it up to 2 MiB, 2 MiB aligned from 2 MiB on) → `vmem_seg`,
+//! `vmem_hash`, `vmem_vmem`. These five are built in a static array (later
+//! made allocations of `vmem_vmem`), from 128 static segment structures.
 //!
-//! 1. the **arena list** lock (create, destroy, `update`, `lockup`; also
-//!    try-locked by an allocating thread that grows its arena's hash after
-//!    dropping the arena lock, so rescales never run during `lockup`);
-//! 2. the **populate** lock (one thread refills segment reserves at a time;
-//!    taken with no arena lock held);
+//! **Populate and the segment pool** (`arena/populate.rs`, `segpool.rs`).
+//! Each arena keeps a private **reserve** of segment structures, refilled
+//! by **populate** before any operation to `MINFREE` (8) beyond those
+//! promised to imports in flight: the worst case of one operation (import a
+//! span and allocate from its middle: 4) plus the **populate reserve** (4)
+//! that a populator arena (`heap`, `vmem_internal`, `vmem_seg`) may use
+//! while the populating thread allocates pages of structures through it.
+//! Reserves refill from the **global segment free list**; when that is
+//! empty, the one populating thread (the owner of the populate lock)
+//! allocates a **chunk** of pages from `vmem_seg` and carves it. That
+//! thread never populates again (it taps the populators' reserves and
+//! restocks them afterwards), so recursion is bounded by the depth of the
+//! tree.
+//!
+//! Unlike vmem.c, which never frees segment pages, segment memory goes
+//! back: the first structure slot of each chunk page is a chunk header,
+//! the global list counts each listed structure in its chunk, and
+//! [`update`] moves reserves beyond `2 * MINFREE` to the global list and
+//! frees every chunk all of whose structures are listed. This works
+//! because of the **populator pool**: chunks are allocations of `vmem_seg`,
+//! described by segment structures of the populator arenas; if those came
+//! from ordinary chunks, one of them would pin its chunk and, through the
+//! chain of describing structures, every older one. So when the pool runs
+//! low (< 64), populate takes a **pinned** chunk (never given back)
+//! straight from `heap` — a span of its own — whose surplus refills the
+//! pool, and populator arenas take their structures from the pool. Pinned
+//! chunks and the static structures are kept, as are structures in
+//! reserves between `update`s.
+//!
+//! ## 3. Locks and their order
+//!
+//! Every lock is a [`sync::RawSpin`] or [`sync::SpinLock`]. A thread takes
+//! them only in this order:
+//!
+//! 1. the **arena-list lock** (`arenas.rs`): create, destroy, [`update`],
+//!    [`verify`], [`for_each_arena`], [`lockup`]; also *try*-locked by an
+//!    allocating thread that grows its arena's hash after dropping the arena
+//!    lock, so rescales never run during `lockup`;
+//! 2. the **populate lock** (`arena/populate.rs`): one thread refills
+//!    reserves from fresh pages at a time; taken with no arena lock held
+//!    (populate drops the arena lock first);
 //! 3. the **arena locks**, one per arena, protecting its segment list,
-//!    freelists, freemap, hash table, reserve and kstats. At most one arena
-//!    lock is held at a time except in `lockup`, which takes them in
-//!    creation order: every call into another arena (source import/release,
-//!    internal arenas, quantum caches) is made with the lock dropped;
-//! 4. the **global segment free list** lock (also guarding the populator
-//!    pool and the queue of wholly free chunks) and the quantum-cache
-//!    factory lock (leaves). `update` frees chunks to `vmem_seg` and
-//!    releases retained spans holding only the arena-list lock.
+//!    freelists, freemap, hash table, reserve and kstats. At most one is
+//!    held at a time, except in `lockup`, which takes them in creation
+//!    order: every call into another arena (a source's import or release,
+//!    the internal arenas, the quantum caches) is made with the lock
+//!    dropped;
+//! 4. the **segment-pool lock** (`segpool.rs`: the global segment free
+//!    list, the populator pool and the queue of wholly free chunks) and the
+//!    **quantum-cache factory lock** (`qcache.rs`): leaves, nothing is taken
+//!    under them.
 //!
-//! Quantum-cache (slab) locks come before all of these: caches call the
-//! arena with no vmem lock held, and the arena calls caches with none held.
+//! `update` frees chunks to `vmem_seg` and releases retained spans holding
+//! only the arena-list lock. Quantum-cache (slab) locks come before all of
+//! these: caches call the arena with no vmem lock held, and the arena calls
+//! caches with none held. [`lockup`] takes 1–4 in this order for `fork`;
+//! [`release`] drops them.
 //!
-//! ## Invariants (checked by [`Vmem::verify`])
+//! ## 4. Invariants (what [`Vmem::verify`] checks)
 //!
-//! * Each span marker is followed by segments tiling it exactly, in address
-//!   order (allocations of non-quantum sizes occupy their size rounded up to
-//!   the quantum); spans do not overlap and, without a source, are sorted.
-//! * No two free segments are neighbours on the list (they coalesce); only a
-//!   rotor or walker may sit between two free segments.
-//! * Each free segment is on freelist `floor(log2 size)`; freemap bit *n* is
-//!   set iff list *n* is non-empty.
-//! * The hash holds exactly the allocated segments that are not handle
-//!   segments, each in its bucket; each handle segment's `owner` is its
-//!   arena, and `nhandle` counts them.
-//! * kstats: `mem_inuse` = sum of allocated sizes, `mem_total` = sum of span
-//!   sizes = `mem_inuse` + free sizes, `mem_import` = sum of imported spans,
-//!   `alloc - free` = number of allocated segments (hashed + handle).
-//! * Outside a call, the wholly free imported spans (retained) add up to at
-//!   most `retain_max` bytes (0 by default: none is ever wholly free).
-//! * The reserve list holds exactly `nsegfree` structures.
+//! With the arena lock held, `verify` (`arena/verify.rs`) walks every
+//! structure of the arena, each walk bounded so that corruption cannot hang
+//! it, and answers the first violation as [`VmemError::Corrupt`]:
 //!
-//! ## Kstats
+//! * **Address list:** the links are consistent; each span is non-empty and
+//!   quantum aligned, and is followed by segments that tile it exactly, in
+//!   address order, each non-empty and quantum aligned (an allocation of a
+//!   non-quantum size occupies its size rounded up); no segment precedes the
+//!   first span; spans of an arena without a source are in address order;
+//!   the rotor is there exactly once and every other marker is a walker.
+//! * **Coalescing:** no two free segments are neighbours (only a rotor or
+//!   walker may sit between two).
+//! * **Freelists:** each free segment is on exactly one freelist, list
+//!   `floor(log2 size)`, with consistent back links; freemap bit *n* is set
+//!   iff list *n* is non-empty.
+//! * **Hash:** the table has a power-of-two size matching its shift; it
+//!   holds exactly the allocated segments that are not handle segments,
+//!   each once, in its bucket; handle segments are on no list and name this
+//!   arena as their `owner`.
+//! * **Span list:** holds exactly the span markers, each once, with
+//!   consistent links.
+//! * **Counts and kstats:** the allocated, handle, free and span counts are
+//!   right; the reserve list holds exactly `nsegfree` structures;
+//!   `mem_inuse` = sum of allocated sizes (rounded), `mem_total` = sum of
+//!   span sizes = `mem_inuse` + free sizes, `mem_import` = sum of imported
+//!   spans, `alloc - free` = number of allocated segments.
+//! * **Release:** wholly free imported spans (retained) add up to at most
+//!   `retain_max` bytes (0 by default: none is ever wholly free).
 //!
-//! `search` counts freelist segments examined (1 per instant-fit
-//! allocation), `lookup` counts hash-chain steps beyond the first (none
-//! for handle frees), so both per operation stay flat as the arena grows.
-//! `alloc_segs` counts every allocated segment, `handle_segs` those held
-//! by handles. `fail` counts allocations
-//! that found no space or no metadata. Misuse (bad free, bad parameters)
-//! leaves the arena's segments unchanged.
+//! Kstats: `search` counts freelist segments examined (1 per instant-fit
+//! allocation) and `lookup` hash-chain steps beyond the first, so both per
+//! operation stay flat as the arena grows; `fail` counts allocations that
+//! found no space or no metadata. Misuse (bad free, bad parameters) leaves
+//! the arena's segments unchanged and is answered by a precise
+//! [`VmemError`].
+//!
+//! ## 5. Deviations from illumos, and why
+//!
+//! * **Floor-list head fit.** For a size that is not a power of two,
+//!   instant fit first looks at the head — only the head, so still O(1) —
+//!   of list `floor(log2 size)` and takes it if it is large enough. That
+//!   segment is smaller than anything the ceil list could give, so the fit
+//!   only gets tighter (always below 2× the request), and the hole a free
+//!   of this size just made is reused whole instead of splitting a larger
+//!   segment and coalescing on the next free. Constrained instant-fit
+//!   `xalloc`s try the same head first.
+//! * **Markers do not keep spans.** A rotor or walker inside an otherwise
+//!   wholly free imported span is moved out and the span released at once;
+//!   vmem.c keeps the span until the marker moves on.
+//! * **Handles** (section 1): an O(1) free with no hash bucket touched, for
+//!   callers that can keep a token.
+//! * **Retained spans** (section 1): hysteresis against import/release
+//!   per allocation pair.
+//! * **Segment memory goes back** (section 2): vmem.c never frees segment
+//!   pages; here an arena of millions of segments that is destroyed gives
+//!   its pages back at the next `update`.
+//! * **Errors instead of panics.** Misuse is answered by [`VmemError`]
+//!   values; a broken invariant or a source that breaks its contract aborts
+//!   with a message ([`diag::fatal`]), never unwinds.
+//! * **Lazy init (feature `std`).** Without [`init`], the first arena
+//!   builds the internal arenas on the built-in mmap page source.
+//!
+//! The measurements behind these choices are in `docs/performance.md`.
 #![cfg_attr(not(feature = "std"), no_std)]
 #![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
 
+// The layers, lowest first (no file uses a file listed after it; see
+// ci/import-cycles): the leaves `types`, `p2`, `sys`, `sync`, `diag`,
+// `error`, `seg`, `source`; the arena type (`arena.rs`); what the arena
+// code draws on (`internal`, `segpool`, `qcache`, `arenas`); the arena's
+// operations (`arena/*.rs`); the tree's bootstrap; the public constructor.
 mod arena;
+mod arenas;
+mod bootstrap;
+pub mod diag;
 mod error;
-mod lock;
+mod internal;
 #[cfg(feature = "std")]
 mod mmap;
+mod p2;
+mod qcache;
 mod seg;
+mod segpool;
 mod source;
-mod tree;
+pub mod sync;
+mod sys;
 mod types;
 
-pub use arena::{SegHandle, Vmem};
+pub use arena::handle::SegHandle;
+pub use arena::Vmem;
+pub use arenas::{arena_count, for_each_arena, lockup, release, update, verify};
+pub use bootstrap::{heap, init, is_initialized, try_heap, HEAP_RETAIN};
 pub use error::VmemError;
 #[cfg(feature = "std")]
 pub use mmap::{MmapSource, MMAP_SOURCE};
-pub use source::{QCache, QCacheFactory, Source};
-pub use tree::{
-    arena_count, for_each_arena, global_free_segs, heap, init, is_initialized, lockup, release,
-    set_qcache_factory, try_heap, update, verify, HEAP_RETAIN,
+pub use qcache::{set_qcache_factory, QCacheFactory};
+pub use segpool::global_free_segs;
+pub use source::{QCache, Source};
+pub use sys::page_size;
+pub use types::{
+    Addr, CreateFlags, Policy, SegType, SegTypes, VmemStats, WalkMode, XAllocRequest, NAME_MAX,
+    QCACHE_MAX_CACHES,
 };
-pub use types::{CreateFlags, Policy, SegType, SegTypes, VmemStats, WalkMode, XAllocRequest};
-
-/// An address or integer managed by an arena.
-pub type Addr = usize;
-
-/// The most quantum caches an arena has (`qcache_max <= 16 * quantum`).
-pub const QCACHE_MAX_CACHES: usize = 16;
-
-/// Longest arena name kept (longer names are truncated at a char boundary).
-pub const NAME_MAX: usize = 31;

@@ -1,7 +1,8 @@
 //! The built-in page source (feature `std`): anonymous private mmap.
 
-use crate::{Addr, Source};
-use core::sync::atomic::{AtomicUsize, Ordering};
+use crate::source::Source;
+use crate::sys::page_size;
+use crate::types::Addr;
 
 /// Anonymous-mmap page source: `import` maps fresh zeroed pages, `release`
 /// unmaps them. Alignments above the page size are met by over-mapping and
@@ -13,21 +14,7 @@ pub struct MmapSource {
 /// The one `MmapSource`, the heap's source when vmem initialises itself.
 pub static MMAP_SOURCE: MmapSource = MmapSource { _private: () };
 
-static PAGE: AtomicUsize = AtomicUsize::new(0);
 const HUGE: usize = 2 << 20;
-
-/// The system page size.
-pub(crate) fn page_size() -> usize {
-    let p = PAGE.load(Ordering::Relaxed);
-    if p != 0 {
-        return p;
-    }
-    // SAFETY: sysconf has no preconditions.
-    let v = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    let v = if v > 0 { v as usize } else { 4096 };
-    PAGE.store(v, Ordering::Relaxed);
-    v
-}
 
 fn map(len: usize) -> Option<Addr> {
     // SAFETY: anonymous private mapping; no existing memory is touched.

@@ -4,13 +4,16 @@
 //! (a circular list whose sentinel is the arena's `seg0`), and on at most one
 //! "k" list through `knext`/`kprev`: a freelist (free segments, NULL
 //! terminated, heads in the arena), the span list (span markers, circular
-//! through `seg0`), a hash chain (allocated segments, `knext` only) or a
-//! reserve list (unused structures, `knext` only).
+//! through `seg0`), a hash chain (allocated segments, `knext` only), an
+//! arena's reserve (unused structures, `knext` only), or the segment pool
+//! (`segpool.rs`: the global free list through `knext`/`kprev`, the
+//! populator pool through `knext`).
 //!
 //! Everything here works on raw pointers; callers hold the owning arena's
 //! lock (or own the structures exclusively during creation/destruction).
+//! Segments sit below arenas: this file uses only `types.rs`.
 
-use crate::Addr;
+use crate::types::Addr;
 use core::ptr;
 
 pub(crate) const T_ALLOC: u8 = 1;
@@ -34,9 +37,11 @@ pub(crate) struct Seg {
     pub(crate) aprev: *mut Seg,
     pub(crate) knext: *mut Seg,
     pub(crate) kprev: *mut Seg,
-    /// Handle segments (`handle`): the arena that allocated it, so that
-    /// `free_handle` on another arena is refused. Unused otherwise.
-    pub(crate) owner: *const crate::Vmem,
+    /// Handle segments (`handle`): the arena (`*const Vmem`) that allocated
+    /// it, so that `free_handle` on another arena is refused. Unused
+    /// otherwise. Type-erased because segments sit below arenas: this file
+    /// does not name the arena type.
+    pub(crate) owner: *const (),
     pub(crate) typ: u8,
     /// Span markers: the span was imported from the source.
     pub(crate) import: bool,
@@ -129,44 +134,4 @@ pub(crate) unsafe fn k_remove(s: *mut Seg) {
         (*prev).knext = next;
         (*next).kprev = prev;
     }
-}
-
-/// floor(log2(x)) for x > 0: the freelist of a free segment of size x.
-#[inline(always)]
-pub(crate) fn flist_of(x: usize) -> u32 {
-    debug_assert!(x != 0);
-    usize::BITS - 1 - x.leading_zeros()
-}
-
-/// Whether `a` and `b` have the same highest set bit (P2SAMEHIGHBIT).
-#[inline(always)]
-pub(crate) fn same_highbit(a: usize, b: usize) -> bool {
-    (a ^ b) <= (a & b)
-}
-
-/// Round `x` up to a multiple of the power of two `q`; `None` on overflow.
-#[inline(always)]
-pub(crate) fn round_up(x: usize, q: usize) -> Option<usize> {
-    x.checked_add(q - 1).map(|v| v & !(q - 1))
-}
-
-/// The smallest `a >= x` with `a % align == phase` (P2PHASEUP), `None` on
-/// overflow. `align` is a power of two, `phase < align`.
-#[inline]
-pub(crate) fn phase_up(x: usize, align: usize, phase: usize) -> Option<usize> {
-    let base = x.checked_sub(phase).map_or(0, |v| v);
-    let a = if x < phase {
-        phase
-    } else {
-        round_up(base, align)?.checked_add(phase)?
-    };
-    debug_assert!(a >= x && a % align == phase);
-    Some(a)
-}
-
-/// Whether `[x, y]` (inclusive) crosses a multiple of `nocross`
-/// (P2CROSS); `nocross == 0` never crosses.
-#[inline]
-pub(crate) fn crosses(x: usize, y: usize, nocross: usize) -> bool {
-    nocross != 0 && (x ^ y) & nocross.wrapping_neg() != 0
 }

@@ -1,11 +1,13 @@
-//! Where arenas get spans ([`Source`]) and the quantum-cache hook
-//! ([`QCache`], [`QCacheFactory`]).
+//! What an arena draws on from outside: where it gets spans ([`Source`])
+//! and the object caches in front of it ([`QCache`]). Traits only; the arena
+//! (`arena.rs`) holds them, `qcache.rs` makes the caches. Below the arena:
+//! depends only on `types.rs`.
 
-use crate::{Addr, Vmem};
+use crate::types::Addr;
 
 /// A supplier of spans: the `afunc`/`ffunc` pair of `vmem_create`.
 ///
-/// [`Vmem`] implements it (import = constrained allocation with no quantum
+/// [`Vmem`](crate::Vmem) implements it (import = constrained allocation with no quantum
 /// cache, release = free), so arenas can import from arenas; a page source
 /// (mmap) implements it for the root of a tree.
 ///
@@ -22,7 +24,7 @@ pub trait Source: Sync {
     fn quantum(&self) -> usize {
         1
     }
-    /// The id of the source if it is a [`Vmem`] arena (kstat `source_id`),
+    /// The id of the source if it is a [`Vmem`](crate::Vmem) arena (kstat `source_id`),
     /// else 0.
     fn source_id(&self) -> u32 {
         0
@@ -47,20 +49,4 @@ pub trait QCache: Sync {
     /// No other thread may use the cache, and no object may still be
     /// allocated from it; the cache is not used again.
     unsafe fn destroy(&self);
-}
-
-/// Makes quantum caches for arenas created with `qcache_max > 0`
-/// (implemented by umem-slab; installed with
-/// [`set_qcache_factory`](crate::set_qcache_factory)).
-pub trait QCacheFactory: Sync {
-    /// A cache of objects of `objsize` units (aligned to the arena's quantum)
-    /// drawing slabs from `arena`, or `None` (then sizes from this one up go
-    /// through the arena's segment path). `name` is `"<arena>_<objsize>"`.
-    /// Called from `Vmem::create` with no vmem lock held.
-    fn create(
-        &self,
-        arena: &'static Vmem,
-        objsize: usize,
-        name: &str,
-    ) -> Option<&'static dyn QCache>;
 }

@@ -1,7 +1,17 @@
-//! Plain public value types: policies, flags, requests, statistics.
+//! Plain public value types: addresses, policies, flags, requests,
+//! statistics, and the crate's size limits. The bottom of the crate: it
+//! depends on nothing else in it, and the arena and the public API use it.
 
-use crate::Addr;
 use core::ops::BitOr;
+
+/// An address or integer managed by an arena.
+pub type Addr = usize;
+
+/// The most quantum caches an arena has (`qcache_max <= 16 * quantum`).
+pub const QCACHE_MAX_CACHES: usize = 16;
+
+/// Longest arena name kept (longer names are truncated at a char boundary).
+pub const NAME_MAX: usize = 31;
 
 /// Allocation policy (the paper's section 4.4).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Hash)]

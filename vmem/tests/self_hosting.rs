@@ -24,16 +24,23 @@ thread_local! {
     static ALLOCS: Cell<u64> = const { Cell::new(0) };
 }
 
+// SAFETY: every method forwards to `System` with the caller's arguments,
+// which meet `GlobalAlloc`'s contract; counting touches only a thread-local
+// `Cell` and never allocates.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
         ALLOCS.with(|c| c.set(c.get() + 1));
+        // SAFETY: forwarded with the caller's layout (the trait's contract).
         unsafe { System.alloc(l) }
     }
     unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        // SAFETY: `p` came from `System` through this allocator with layout `l`.
         unsafe { System.dealloc(p, l) }
     }
     unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
         ALLOCS.with(|c| c.set(c.get() + 1));
+        // SAFETY: `p` came from `System` through this allocator with layout
+        // `l`; the caller meets `realloc`'s contract for `n`.
         unsafe { System.realloc(p, l, n) }
     }
 }

@@ -35,12 +35,11 @@
 //! fields of the same structure, such as `anext` when a neighbour is
 //! created, change under the lock: distinct memory locations).
 
-use super::{Vmem, T_ALLOC};
+use super::{Inner, Vmem};
+use crate::diag::vmem_fatal;
 use crate::error::VmemError;
-use crate::seg::Seg;
-use crate::tree;
-use crate::types::{Policy, XAllocRequest};
-use crate::Addr;
+use crate::seg::{Seg, T_ALLOC, T_HEAD, T_MARKER, T_SPAN};
+use crate::types::{Addr, Policy, XAllocRequest};
 use core::fmt;
 use core::ptr::{self, NonNull};
 
@@ -100,7 +99,7 @@ impl SegHandle {
     pub fn arena_id(&self) -> u32 {
         // SAFETY: `owner` is the live arena of the allocated segment and
         // does not change while the handle lives; `id` is immutable.
-        unsafe { (*(*self.seg.as_ptr()).owner).id }
+        unsafe { (*((*self.seg.as_ptr()).owner as *const Vmem)).id }
     }
 }
 
@@ -137,7 +136,7 @@ impl Vmem {
     }
 
     #[inline(always)]
-    fn handle_of(seg: *mut Seg) -> SegHandle {
+    pub(super) fn handle_of(seg: *mut Seg) -> SegHandle {
         SegHandle {
             // SAFETY: allocations return the segment they made allocated,
             // never null.
@@ -155,7 +154,7 @@ impl Vmem {
         let s = h.seg.as_ptr();
         // SAFETY: `owner` of a live handle's segment is immutable and names
         // a live arena (module comment).
-        let owner = unsafe { (*s).owner };
+        let owner = unsafe { (*s).owner } as *const Vmem;
         if !ptr::eq(owner, self) {
             return Err(VmemError::WrongArena {
                 addr: h.addr(),
@@ -172,7 +171,7 @@ impl Vmem {
         // corruption), consumed here so it is freed once.
         let rel = unsafe {
             if (*s).typ != T_ALLOC || !(*s).handle {
-                tree::fatal(format_args!(
+                vmem_fatal(format_args!(
                     "arena {}: handle of {:#x} does not name its allocated segment",
                     self.name(),
                     h.addr()
@@ -184,5 +183,56 @@ impl Vmem {
         self.unlock();
         self.release_freed(rel);
         Ok(())
+    }
+}
+
+impl Inner {
+    /// Account for the free of the handle segment `s` (the handle's
+    /// counterpart of `hash_delete`); `free_seg` does the rest.
+    ///
+    /// # Safety
+    /// The arena lock is held and `s` is an allocated handle segment of this
+    /// arena.
+    #[inline(always)]
+    pub(super) unsafe fn handle_delete(&mut self, s: *mut Seg) {
+        // SAFETY: s is an allocated handle segment of this arena.
+        unsafe {
+            debug_assert!((*s).typ == T_ALLOC && (*s).handle);
+            let real = ((*s).end - (*s).start + self.quantum - 1) & !(self.quantum - 1);
+            self.ks.mem_inuse -= real as u64;
+        }
+        self.ks.free += 1;
+        self.nhandle -= 1;
+    }
+
+    /// The allocated handle segment starting at `addr`, if there is one
+    /// (linear in the segments of its span: only `free`'s error path asks).
+    #[cold]
+    pub(super) fn handle_seg_at(&self, addr: Addr) -> Option<*mut Seg> {
+        if self.nhandle == 0 {
+            return None;
+        }
+        let seg0: *const Seg = &self.seg0;
+        // SAFETY: lock held; the span and address lists are well formed.
+        unsafe {
+            let mut span = self.seg0.knext as *const Seg;
+            while span != seg0 {
+                if (*span).start <= addr && addr < (*span).end {
+                    let mut s = (*span).anext;
+                    while (*s).typ & (T_SPAN | T_HEAD) == 0 {
+                        if (*s).typ == T_ALLOC && (*s).start == addr {
+                            return if (*s).handle { Some(s) } else { None };
+                        }
+                        if (*s).typ & T_MARKER == 0 && (*s).start > addr {
+                            return None;
+                        }
+                        s = (*s).anext;
+                    }
+                    return None;
+                }
+                span = (*span).knext;
+            }
+        }
+        None
     }
 }

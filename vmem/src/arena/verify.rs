@@ -4,13 +4,18 @@
 //! crate's theory statement, bounding each traversal so that corruption
 //! cannot hang it.
 
-use super::{hash_index, Inner};
+use super::hash::hash_index;
+use super::Inner;
 use crate::error::VmemError;
-use crate::seg::{flist_of, round_up, Seg, T_ALLOC, T_FREE, T_HEAD, T_MARKER, T_SPAN, T_WALKER};
+use crate::p2::{flist_of, round_up};
+use crate::seg::{Seg, T_ALLOC, T_FREE, T_HEAD, T_MARKER, T_SPAN, T_WALKER};
 use core::ptr;
 
 impl Inner {
     /// The invariant checker (lock held).
+    ///
+    /// # Safety
+    /// The arena lock is held.
     pub(super) unsafe fn verify(&mut self) -> Result<(), VmemError> {
         macro_rules! check {
             ($c:expr, $what:expr, $addr:expr) => {
@@ -136,7 +141,7 @@ impl Inner {
                         if (*s).handle {
                             n_handle += 1;
                             check!(
-                                ptr::eq((*s).owner, self.vm),
+                                ptr::eq((*s).owner, self.vm.cast()),
                                 "handle segment of another arena",
                                 (*s).start
                             );
@@ -426,6 +431,8 @@ mod tests {
         expect(
             vm,
             "allocated segment missing from the hash",
+            // SAFETY: `expect` holds the arena lock while it runs this; `a` is allocated, so
+            // its bucket's chain is valid and holds it.
             |i| unsafe {
                 let bk = i.bucket(a);
                 let s = *bk;
@@ -433,6 +440,8 @@ mod tests {
                 saved.set((bk, s));
                 *bk = (*s).knext;
             },
+            // SAFETY: lock held (in `expect`); `saved` is the bucket and segment unlinked
+            // just above, put back as they were.
             |_| unsafe {
                 let (bk, s) = saved.get();
                 (*s).knext = *bk;
@@ -444,16 +453,21 @@ mod tests {
         expect(
             vm,
             "segment out of address order or gap",
+            // SAFETY: lock held (in `expect`); `c` is allocated and hashed, so its bucket's
+            // head is a valid segment.
             |i| unsafe {
                 seg.set(*i.bucket(c));
                 (*seg.get()).start += 16;
             },
+            // SAFETY: lock held; the segment saved just above, its `start` restored.
             |_| unsafe { (*seg.get()).start -= 16 },
         );
         // A free segment that claims to be allocated.
         expect(
             vm,
             "freelist holds more than the free segments",
+            // SAFETY: lock held (in `expect`); a non-empty freelist's head is a valid free
+            // segment.
             |i| unsafe {
                 let mut f = core::ptr::null_mut();
                 for &h in i.freelist.iter() {
@@ -465,11 +479,14 @@ mod tests {
                 seg.set(f);
                 (*f).typ = T_ALLOC;
             },
+            // SAFETY: lock held; the segment saved just above, its type restored.
             |_| unsafe { (*seg.get()).typ = T_FREE },
         );
         vm.free(a, 64).unwrap();
         vm.free(c, 48).unwrap();
         vm.verify().unwrap();
+        // SAFETY: no other thread uses this arena, nothing is allocated from it any more,
+        // and it is not used afterwards.
         unsafe { assert_eq!(vm.destroy(), 0) };
     }
 
@@ -481,6 +498,8 @@ mod tests {
         let b = vm.alloc(48, Policy::InstantFit).unwrap();
         vm.verify().unwrap();
         let hs: Cell<*mut Seg> = Cell::new(core::ptr::null_mut());
+        // SAFETY: called only from `expect`'s closures (lock held); the handle's segment
+        // is on the address list, so the walk from `seg0` reaches it.
         let find = |i: &mut super::Inner| unsafe {
             let seg0: *mut Seg = &mut i.seg0;
             let mut s = (*seg0).anext;
@@ -513,20 +532,25 @@ mod tests {
             "handle segment of another arena",
             |i| {
                 find(i);
+                // SAFETY: lock held (in `expect`); `find` just stored the handle's live segment.
                 unsafe { (*hs.get()).owner = core::ptr::null() };
             },
-            |i| unsafe { (*hs.get()).owner = i.vm },
+            // SAFETY: lock held; the segment found above, its owner restored.
+            |i| unsafe { (*hs.get()).owner = i.vm.cast() },
         );
         // A handle segment pushed into its hash bucket.
         expect(
             vm,
             "handle segment in the hash",
+            // SAFETY: lock held (in `expect`); the handle's segment is valid and on no
+            // k-list, and its bucket's chain is valid.
             |i| unsafe {
                 find(i);
                 let bk = i.bucket(h.addr());
                 (*hs.get()).knext = *bk;
                 *bk = hs.get();
             },
+            // SAFETY: lock held; undo the push just above (the segment is the bucket's head).
             |i| unsafe {
                 let bk = i.bucket(h.addr());
                 *bk = (*hs.get()).knext;
@@ -538,14 +562,17 @@ mod tests {
         expect(
             vm,
             "handle segment in the hash",
+            // SAFETY: lock held (in `expect`); `a` is allocated and was hashed last, so it is
+            // its bucket's head.
             |i| unsafe {
                 sa.set(*i.bucket(a));
                 assert_eq!((*sa.get()).start, a);
                 (*sa.get()).handle = true;
-                (*sa.get()).owner = i.vm;
+                (*sa.get()).owner = i.vm.cast();
                 i.nhandle += 1;
                 i.nalloc -= 1;
             },
+            // SAFETY: lock held; the segment and counts changed just above, restored.
             |i| unsafe {
                 (*sa.get()).handle = false;
                 i.nhandle -= 1;
@@ -556,6 +583,8 @@ mod tests {
         vm.free(a, 64).unwrap();
         vm.free(b, 48).unwrap();
         vm.verify().unwrap();
+        // SAFETY: no other thread uses this arena, nothing is allocated from it any more
+        // (the handle was freed), and it is not used afterwards.
         unsafe { assert_eq!(vm.destroy(), 0) };
     }
 }

@@ -1,0 +1,222 @@
+//! The allocated-segment hash table (`vmem_hash_insert`/`vmem_hash_delete`,
+//! `vmem_hash_rescale`): how `free` finds the segment of an address in
+//! O(1).
+//!
+//! Keyed by start address (a multiplicative hash of `addr >> log2(quantum)`),
+//! chained through the segments' `knext`. An arena starts with the 16-bucket
+//! table embedded in `Inner`; the allocating thread that pushes the live
+//! count past the grow limit rescales it after dropping the arena lock
+//! (`grow_hash`), and `update()` grows or shrinks every table
+//! (`rescale_list_held`). New tables come from the `vmem_hash` arena
+//! (`internal.rs`). Handle segments are never hashed (`arena/handle.rs`).
+
+use super::{Inner, Vmem, HASH_INITIAL};
+use crate::arena::populate::populating_thread;
+use crate::arenas::{try_with_list_lock, with_list_lock};
+use crate::error::VmemError;
+use crate::internal::{alloc_hash_table, free_hash_table};
+use crate::seg::{Seg, T_ALLOC};
+use crate::sys::thread_id;
+use crate::types::Addr;
+use core::ptr;
+
+// -------------------------------------------------------------------------
+// Hashing
+// -------------------------------------------------------------------------
+
+pub(super) const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
+
+/// Live allocated segments above which a table of `buckets` grows: a
+/// load of 1/2 (the embedded table fills up first), so a rescale to twice
+/// the live count keeps the load between 1/4 and 1/2.
+pub(super) fn grow_limit(buckets: usize) -> usize {
+    if buckets <= HASH_INITIAL {
+        buckets
+    } else {
+        buckets / 2
+    }
+}
+
+#[inline(always)]
+pub(super) fn hash_index(addr: Addr, qshift: u32, hash_shift: u32) -> usize {
+    (((addr >> qshift) as u64).wrapping_mul(GOLDEN) >> hash_shift) as usize
+}
+
+// -------------------------------------------------------------------------
+// Insert and delete
+// -------------------------------------------------------------------------
+
+impl Inner {
+    #[inline(always)]
+    pub(super) fn bucket(&self, addr: Addr) -> *mut *mut Seg {
+        // SAFETY: the index is masked to the table size.
+        unsafe {
+            self.hash_table
+                .add(hash_index(addr, self.qshift, self.hash_shift))
+        }
+    }
+
+    /// Make `s` allocated: into the hash, or (`H`, a handle allocation)
+    /// marked as a handle segment of this arena and on no k-list.
+    ///
+    /// # Safety
+    /// The arena lock is held; `s` is a segment on the address list and on no
+    /// k-list.
+    #[inline(always)]
+    pub(super) unsafe fn alloc_insert<const H: bool>(&mut self, s: *mut Seg, realsize: usize) {
+        // SAFETY: s is a valid segment leaving every k-list.
+        unsafe {
+            (*s).typ = T_ALLOC;
+            (*s).handle = H;
+            if H {
+                (*s).owner = self.vm.cast();
+                (*s).knext = ptr::null_mut();
+                self.nhandle += 1;
+            } else {
+                let b = self.bucket((*s).start);
+                (*s).knext = *b;
+                *b = s;
+                self.nalloc += 1;
+            }
+        }
+        self.ks.alloc += 1;
+        self.ks.mem_inuse += realsize as u64;
+    }
+
+    /// Take the allocated segment at `addr` out of the hash, checking its size
+    /// (`vmem_hash_delete`).
+    ///
+    /// # Safety
+    /// The arena lock is held.
+    #[inline(always)]
+    pub(super) unsafe fn hash_delete(
+        &mut self,
+        addr: Addr,
+        size: usize,
+    ) -> Result<*mut Seg, VmemError> {
+        let mut pp = self.bucket(addr);
+        // SAFETY: every chain holds valid allocated segments.
+        unsafe {
+            loop {
+                let s = *pp;
+                if s.is_null() {
+                    return Err(VmemError::NotAllocated { addr, size });
+                }
+                if (*s).start == addr {
+                    let allocated = (*s).end - addr;
+                    if allocated != size {
+                        return Err(VmemError::WrongSize {
+                            addr,
+                            size,
+                            allocated,
+                        });
+                    }
+                    *pp = (*s).knext;
+                    self.ks.free += 1;
+                    self.ks.mem_inuse -= ((size + self.quantum - 1) & !(self.quantum - 1)) as u64;
+                    self.nalloc -= 1;
+                    return Ok(s);
+                }
+                self.ks.lookup += 1;
+                pp = &mut (*s).knext;
+            }
+        }
+    }
+}
+
+// -------------------------------------------------------------------------
+// Rescale
+// -------------------------------------------------------------------------
+
+impl Vmem {
+    /// Resize the hash table to keep chains near length 1
+    /// (`vmem_hash_rescale`); `update()` does it for every arena.
+    pub fn rescale(&self) {
+        with_list_lock(|| self.rescale_list_held(false));
+    }
+
+    /// Grow the hash after an allocation pushed it past `grow_at`.
+    #[cold]
+    #[inline(never)]
+    pub(super) fn grow_hash(&self) {
+        if populating_thread() == thread_id() {
+            return;
+        }
+        if try_with_list_lock(|| self.rescale_list_held(true)).is_none() {
+            // Someone holds the list lock (update, create, another rescale);
+            // we will ask again on a later allocation.
+        }
+    }
+
+    /// The rescale itself; the caller holds the arena-list lock.
+    pub(crate) fn rescale_list_held(&self, grow_only: bool) {
+        self.lock();
+        // SAFETY: lock held.
+        let (n, old) = unsafe {
+            let i = self.inner();
+            (i.nalloc, i.hash_mask + 1)
+        };
+        self.unlock();
+        // Aim at a load of 1/4 to 1/2: each extra chain step on a free is
+        // a cache miss once the arena is big.
+        let target = n
+            .saturating_mul(2)
+            .max(1)
+            .next_power_of_two()
+            .max(HASH_INITIAL);
+        let limit = grow_limit(old);
+        let want = if grow_only {
+            n > limit
+        } else {
+            n > limit || (target < old && n.saturating_mul(8) < old)
+        };
+        if !want {
+            if grow_only {
+                self.lock();
+                // SAFETY: lock held.
+                unsafe { self.inner().grow_at = limit };
+                self.unlock();
+            }
+            return;
+        }
+        let Some(table) = alloc_hash_table(target) else {
+            self.lock();
+            // SAFETY: lock held. Back off so we do not retry on every alloc.
+            unsafe {
+                let i = self.inner();
+                i.grow_at = i.grow_at.saturating_mul(2);
+            }
+            self.unlock();
+            return;
+        };
+        self.lock();
+        // SAFETY: lock held; `table` holds `target` null buckets.
+        let (old_table, old_size, was_embedded) = unsafe {
+            let i = self.inner();
+            let old_table = i.hash_table;
+            let old_size = i.hash_mask + 1;
+            let was_embedded = old_table == i.hash0.as_mut_ptr();
+            i.hash_table = table;
+            i.hash_mask = target - 1;
+            i.hash_shift = 64 - target.trailing_zeros();
+            i.grow_at = grow_limit(target);
+            for h in 0..old_size {
+                let mut s = *old_table.add(h);
+                while !s.is_null() {
+                    let next = (*s).knext;
+                    let b = i.bucket((*s).start);
+                    (*s).knext = *b;
+                    *b = s;
+                    s = next;
+                }
+                *old_table.add(h) = ptr::null_mut();
+            }
+            i.ks.hash_rescale += 1;
+            (old_table, old_size, was_embedded)
+        };
+        self.unlock();
+        if !was_embedded {
+            free_hash_table(old_table, old_size);
+        }
+    }
+}
