@@ -70,7 +70,7 @@ pub(crate) fn init() {
     let heap = umem_vmem::heap();
     let mk = |name: &str, quantum: usize| -> &'static Vmem {
         Vmem::create(name, None, quantum, Some(heap), 0, CreateFlags::NONE)
-            .unwrap_or_else(|_| fatal("umem-slab: cannot create metadata arena\n"))
+            .unwrap_or_else(|_| fatal("umem-slab: cannot create metadata arena"))
     };
     let internal = mk("umem_internal", page);
     let cache_arena = mk("umem_cache", 64);
@@ -92,7 +92,7 @@ pub(crate) fn init() {
             internal,
             CacheFlags::NOHASH,
         )
-        .unwrap_or_else(|_| fatal("umem-slab: cannot create internal cache\n"))
+        .unwrap_or_else(|_| fatal("umem-slab: cannot create internal cache"))
     };
     let mut names = [[0u8; 24]; 9];
     let mut mags: [Option<&'static Cache>; 9] = [None; 9];
@@ -110,7 +110,7 @@ pub(crate) fn init() {
     let bufctls = internal_cache("umem_bufctl_cache", size_of::<Bufctl>(), 0);
     let audit_bufctls = internal_cache("umem_bufctl_audit_cache", size_of::<BufctlAudit>(), 0);
     let g = InternalCaches {
-        magazines: mags.map(|m| m.unwrap_or_else(|| fatal("umem-slab: init\n"))),
+        magazines: mags.map(|m| m.unwrap_or_else(|| fatal("umem-slab: init"))),
         slabs,
         bufctls,
         audit_bufctls,

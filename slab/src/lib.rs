@@ -111,7 +111,7 @@
 //! to other caches only after the current cache's locks are dropped. [`lockup()`] (fork)
 //! takes them all in this order — update flag, cache list, block list, then each cache's
 //! depot and slab lock in list order, then `umem_vmem::lockup()` — and [`release()`]
-//! drops them. All locks are spin locks (`sync.rs`) that yield after a short spin.
+//! drops them. All locks are spin locks (umem-vmem's `sync`, the one spin lock of the workspace) that yield after a short spin.
 //!
 //! Callbacks: constructors run with no lock held. Destructors and reclaim callbacks may
 //! run inside `update()`/`reap()` (cache-list lock held), thread-exit flushes and
@@ -184,8 +184,8 @@
 
 // The files, lowest concept first; a file imports (`use crate::…`) only files on lines
 // above its own, so the imports form no cycle:
-//   sync, error, flags, ops, clock        locks; public value types; the coarse clock
-//   diag                                  fatal, StackStr, page_size
+//   error, flags, ops, clock        locks; public value types; the coarse clock
+//   diag                                  fatal with the umem-slab prefix (umem_vmem::diag)
 //   magazine, metadata                    magazines and thread caches; metadata arenas
 //   magazine_block                        the thread's magazine block and its TLS word
 //   depot, slab                           depot state; slab and bufctl records
@@ -215,7 +215,7 @@ mod registry;
 mod slab;
 mod slab_layer;
 mod stats;
-mod sync;
+use umem_vmem::sync;
 mod update;
 mod verify;
 
@@ -230,7 +230,7 @@ pub use registry::for_each_cache;
 pub use stats::CacheStats;
 /// The spin lock umem-slab uses (no allocation, no poisoning), for the
 /// crates above it that need one for their own short critical sections.
-pub use sync::{RawSpin, SpinGuard, SpinLock};
+pub use umem_vmem::sync::{RawSpin, SpinGuard, SpinLock};
 pub use umem_vmem::Vmem;
 
 /// Build the metadata arenas and internal caches and install the quantum-cache factory in

@@ -84,7 +84,7 @@ pub(crate) fn magtype_index(rounds: usize) -> usize {
     MAGTYPES
         .iter()
         .position(|m| m.rounds == rounds)
-        .unwrap_or_else(|| fatal("umem-slab: bad magazine size\n"))
+        .unwrap_or_else(|| fatal("umem-slab: bad magazine size"))
 }
 
 /// A magazine: a link word followed by `rounds` buffer addresses.

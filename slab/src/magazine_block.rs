@@ -385,7 +385,7 @@ pub(crate) fn init_key(flush: FlushFn) {
     // SAFETY: valid out-pointer and an `extern "C"` destructor.
     let rc = unsafe { libc::pthread_key_create(&mut key, Some(key_destructor)) };
     if rc != 0 {
-        fatal("umem-slab: pthread_key_create failed\n");
+        fatal("umem-slab: pthread_key_create failed");
     }
     KEY.store(key as usize, Ordering::Release);
 }

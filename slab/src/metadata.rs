@@ -44,7 +44,7 @@ pub(crate) fn arenas() -> &'static MetadataArenas {
     // SAFETY: see `ArenasCell`: after the one write, the cell is only read.
     match unsafe { &*ARENAS.0.get() } {
         Some(a) => a,
-        None => fatal("umem-slab: used before init\n"),
+        None => fatal("umem-slab: used before init"),
     }
 }
 
@@ -66,6 +66,6 @@ pub(crate) fn arena_free(vm: &Vmem, addr: Addr, size: usize, align: usize) {
         vm.xfree(addr, size)
     };
     if r.is_err() {
-        fatal("umem-slab: source arena refused a slab free\n");
+        fatal("umem-slab: source arena refused a slab free");
     }
 }

@@ -250,7 +250,7 @@ pub(crate) fn internal_caches() -> &'static InternalCaches {
     unsafe {
         match &*INTERNAL.0.get() {
             Some(g) => g,
-            None => fatal("umem-slab: used before init\n"),
+            None => fatal("umem-slab: used before init"),
         }
     }
 }
