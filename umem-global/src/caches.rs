@@ -3,9 +3,9 @@
 //! class on its first allocation (its arena, its cache, its hit-table
 //! entries), under [`CLASS_LOCK`].
 //!
-//! Classes are made on first use rather than all 46 at init: that was
-//! 110 µs of the first `malloc` (about half), paid by every process however
-//! few sizes it uses.
+//! Classes are made on first use rather than all 46 at init, which cost
+//! about half of the first `malloc` of every process however few sizes it
+//! uses (`docs/performance.md`).
 
 use crate::arenas::{self, ARENAS};
 use crate::classes;

@@ -161,7 +161,7 @@ pub static STRIPES: umem_slab::SpinLock<Stripes> = umem_slab::SpinLock::new(Stri
 /// Bytes of one round: a stripe for each class slot.
 pub const ROUND: usize = CLASS_SLOTS << STRIPE_SHIFT;
 
-/// Class `c`'s stripes as a span source (what [`import`]/[`release`] use).
+/// Class `c`'s stripes as a span source (what `import` and `release` use).
 pub struct StripeSource {
     /// The size class.
     pub class: usize,
