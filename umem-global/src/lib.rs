@@ -4,10 +4,24 @@
 //! `malloc`, the way libumem's `umem_init` and `malloc.c` do, and offers it
 //! as [`Umem`] (a `#[global_allocator]`) and, through the `umem-preload`
 //! crate, as the C malloc family (`libumem.so`). Its public face is small:
-//! [`Umem`], [`stats`] and [`print_stats`], [`reap`]. Options are read from
-//! the environment (`UMEM_OPTIONS`, `UMEM_DEBUG`, `UMEM_STATS`; see
-//! `options.rs`). What the C ABI crate needs besides is in `preload_abi`,
-//! which is not public API.
+//! [`Umem`], [`stats`] and [`print_stats`], [`reap`]. What the C ABI crate
+//! needs besides is in `preload_abi`, which is not public API.
+//!
+//! **Options** are read from the environment once, by the first allocation:
+//!
+//! * `UMEM_OPTIONS`, a comma-separated list as in libumem: `nomagazines`
+//!   (no per-thread layer), `reap_interval=N` (seconds between periodic
+//!   update steps, default 10, 0 = never), `large_cache=N` (bytes of freed
+//!   large blocks kept for reuse, default 64m; suffixes k, m, g),
+//!   `noregion` (no class region: slower `free`), `backend=mmap`; the
+//!   tuning options `concurrency`, `max_contention`, `perthread_cache` are
+//!   accepted and have no effect;
+//! * `UMEM_DEBUG=default` (or `guards`, `contents`): the slab caches' debug
+//!   layout (redzones, fill patterns, double-free checks);
+//! * `UMEM_STATS=1` prints the statistics table to stderr at exit,
+//!   `UMEM_STATS=/path` appends it to that file.
+//!
+//! Unknown options get a one-line warning on stderr and are ignored.
 //!
 //! ## Theory statement
 //!

@@ -1,7 +1,9 @@
 //! **Not public API.** The internal interface between `umem-global` and its
-//! C ABI crate, `umem-preload` (`libumem.so`), also used by this crate's
-//! own whole-process tests. It may change in any release without notice;
-//! a program that wants umem uses [`Umem`](crate::Umem) or `libumem.so`.
+//! C ABI crate, `umem-preload` (`libumem.so`): exactly what that crate uses,
+//! plus the few internals this crate's integration tests inspect (the size
+//! classes, the class region, `owner`). It may change in any release
+//! without notice; a program that wants umem uses [`Umem`](crate::Umem) or
+//! `libumem.so`.
 //!
 //! The contract (DESIGN.md, umem-global ↔ preload):
 //! * umem-global supplies the allocator's core with Rust types: `alloc`
@@ -21,19 +23,18 @@
 //! exit are umem-global's own and need nothing from the preload crate.
 
 pub use crate::alloc::{alloc, alloc16, alloc16_hit};
-pub use crate::arenas::is_initialized;
 pub use crate::free::{free, free_hit, free_sized, owner, usable_size, FreeError, Owner};
-pub use crate::realloc::{realloc, realloc_room, REALLOC_GROW_LARGE};
+pub use crate::realloc::{realloc, REALLOC_GROW_LARGE};
 pub use crate::sys::no_unwind;
 
 /// The system-call and diagnostic helpers the C ABI uses.
 pub mod sys {
-    pub use crate::sys::{errno, fatal, keep_errno, set_errno, PAGE};
+    pub use crate::sys::{fatal, keep_errno, set_errno, PAGE};
 }
 
 /// The size classes (for tests that walk every class).
 pub mod classes {
-    pub use crate::classes::{layout_class, natural_align, COUNT, MAX_SMALL, NAMES, SIZES};
+    pub use crate::classes::{natural_align, COUNT, SIZES};
 }
 
 /// The class region (for tests that check where classes live).
