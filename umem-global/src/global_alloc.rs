@@ -9,7 +9,7 @@ use core::alloc::{GlobalAlloc, Layout};
 
 /// umem as Rust's global allocator:
 ///
-/// ```ignore
+/// ```no_run
 /// #[global_allocator]
 /// static A: umem_global::Umem = umem_global::Umem;
 /// ```
