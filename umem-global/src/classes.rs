@@ -1,5 +1,7 @@
 //! Size classes (libumem's `umem_alloc_sizes` for 64-bit) and the lookup
-//! tables from a request size to its class.
+//! tables from a request's size (and alignment) to its class. Pure data:
+//! the classes' caches and hit tables are in `caches.rs` and
+//! `hit_tables.rs`.
 //!
 //! Each class's cache is created with the class's *natural* alignment: the
 //! largest power of two dividing its size, capped at a page. So a 64-byte
@@ -30,11 +32,9 @@ classes!(
 pub const COUNT: usize = SIZES.len();
 /// The largest size served by a class; larger requests are large blocks.
 pub const MAX_SMALL: usize = SIZES[COUNT - 1];
-/// Class index of the 16-byte class (the C ABI's smallest).
-pub const C_MIN_CLASS: usize = 1;
 
 /// Natural alignment of class `c`.
-pub const fn align_of(c: usize) -> usize {
+pub const fn natural_align(c: usize) -> usize {
     let s = SIZES[c];
     let a = 1usize << s.trailing_zeros();
     if a > PAGE {
@@ -75,7 +75,7 @@ static T1K: [u8; T1K_LEN] = build::<T1K_LEN>(1024);
 
 /// The smallest class holding `size` bytes (`size <= MAX_SMALL`).
 #[inline]
-pub fn class_of(size: usize) -> usize {
+pub fn size_class(size: usize) -> usize {
     debug_assert!(size <= MAX_SMALL);
     if size <= 1024 {
         T8[(size + 7) >> 3] as usize
@@ -86,7 +86,6 @@ pub fn class_of(size: usize) -> usize {
     }
 }
 
-/// Alignment table, by class.
 const T16_LEN: usize = 1024 / 16 + 1;
 
 /// `T16[(n + 15) >> 4]` is the first 16-aligned class of at least `n` bytes
@@ -103,31 +102,32 @@ static T16: [u8; T16_LEN] = {
 
 /// The class for a C allocation of `size` bytes (16-byte alignment, never
 /// the 8-byte class): one table load for sizes up to 1 KiB (the common
-/// case), [`class_of`] above.
+/// case), [`size_class`] above.
 #[inline]
-pub fn class16_of(size: usize) -> usize {
+pub fn c_size_class(size: usize) -> usize {
     debug_assert!(size <= MAX_SMALL);
     if size <= C_TABLE_MAX {
-        class16_small(size)
+        c_small_size_class(size)
     } else {
-        class_of(size)
+        size_class(size)
     }
 }
 
-/// Largest size [`class16_small`] takes.
+/// Largest size [`c_small_size_class`] takes.
 pub const C_TABLE_MAX: usize = 1024;
 
-/// [`class16_of`] for `size <= C_TABLE_MAX`: one table load.
+/// [`c_size_class`] for `size <= C_TABLE_MAX`: one table load.
 #[inline(always)]
-pub fn class16_small(size: usize) -> usize {
+pub fn c_small_size_class(size: usize) -> usize {
     T16[(size + 15) >> 4] as usize
 }
 
+/// Alignment of each class ([`natural_align`]), as a table.
 static ALIGNS: [usize; COUNT] = {
     let mut t = [0; COUNT];
     let mut c = 0;
     while c < COUNT {
-        t[c] = align_of(c);
+        t[c] = natural_align(c);
         c += 1;
     }
     t
@@ -136,11 +136,11 @@ static ALIGNS: [usize; COUNT] = {
 /// The smallest class holding `size` bytes aligned to `align` (a power of
 /// two), or `None` when a large block must serve it.
 #[inline]
-pub fn class_for(size: usize, align: usize) -> Option<usize> {
+pub fn layout_class(size: usize, align: usize) -> Option<usize> {
     if size > MAX_SMALL {
         return None;
     }
-    let mut c = class_of(size);
+    let mut c = size_class(size);
     if align <= 8 {
         return Some(c);
     }
@@ -173,7 +173,7 @@ mod tests {
     fn tables_agree_with_a_linear_search() {
         for n in 0..=MAX_SMALL {
             let want = SIZES.iter().position(|&s| s >= n.max(1)).unwrap();
-            assert_eq!(class_of(n), want, "size {n}");
+            assert_eq!(size_class(n), want, "size {n}");
         }
     }
 
@@ -181,7 +181,7 @@ mod tests {
     fn c_table_agrees_with_a_linear_search() {
         for n in 0..=MAX_SMALL {
             let want = SIZES.iter().position(|&s| s >= n.max(16)).unwrap();
-            assert_eq!(class16_of(n), want, "size {n}");
+            assert_eq!(c_size_class(n), want, "size {n}");
         }
     }
 
@@ -190,9 +190,10 @@ mod tests {
         for shift in 0..=13 {
             let a = 1usize << shift;
             for n in (0..=MAX_SMALL).step_by(7) {
-                let want = (0..COUNT).find(|&c| SIZES[c] >= n.max(1) && align_of(c) >= a.max(8));
-                let want = if a <= 8 { Some(class_of(n)) } else { want };
-                assert_eq!(class_for(n, a), want, "size {n} align {a}");
+                let want =
+                    (0..COUNT).find(|&c| SIZES[c] >= n.max(1) && natural_align(c) >= a.max(8));
+                let want = if a <= 8 { Some(size_class(n)) } else { want };
+                assert_eq!(layout_class(n, a), want, "size {n} align {a}");
             }
         }
     }
@@ -201,8 +202,8 @@ mod tests {
     fn classes_are_sorted_and_aligned() {
         assert!(SIZES.windows(2).all(|w| w[0] < w[1]));
         for (c, &s) in SIZES.iter().enumerate().skip(1) {
-            assert!(align_of(c) >= 16, "class {s} must be 16-aligned for C");
-            assert_eq!(s % align_of(c), 0);
+            assert!(natural_align(c) >= 16, "class {s} must be 16-aligned for C");
+            assert_eq!(s % natural_align(c), 0);
         }
         assert_eq!(NAMES[4], "umem_alloc_64");
     }

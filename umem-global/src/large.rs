@@ -22,13 +22,15 @@
 //! counts requested lengths, so a reused bigger block can keep up to its
 //! capacity resident under a smaller charge. `reap()` empties the cache.
 
-use crate::pagemap::{self, Entry, MAX_PAGES};
+use crate::arenas::ARENAS;
+use crate::options;
+use crate::pagemap::{self, PageEntry, PageKind, MAX_PAGES};
 use crate::sys::{self, PAGE, PAGE_SHIFT};
-use crate::{options, ARENAS};
 use core::sync::atomic::{AtomicU64, Ordering};
 use umem_slab::SpinLock;
 use umem_vmem::{Policy, XAllocRequest};
 
+/// Blocks the cache holds at most.
 pub const SLOTS: usize = 64;
 /// Blocks larger than this are never cached.
 const MAX_CACHED_BLOCK: usize = 16 << 20;
@@ -43,14 +45,17 @@ struct Slot {
     stamp: u64,
 }
 
-struct Cache {
+/// The cache of recently freed oversize blocks (see the module comment).
+pub struct BlockCache {
     slots: [Slot; SLOTS],
     len: usize,
     bytes: usize,
     clock: u64,
 }
 
-pub static CACHE: SpinLock<CacheBox> = SpinLock::new(CacheBox(Cache {
+/// The large-block cache and its lock: first in the lock order (nothing of
+/// umem's is held when it is taken; no other lock is taken under it).
+pub static BLOCK_CACHE: SpinLock<BlockCache> = SpinLock::new(BlockCache {
     slots: [Slot {
         addr: 0,
         pages: 0,
@@ -60,14 +65,17 @@ pub static CACHE: SpinLock<CacheBox> = SpinLock::new(CacheBox(Cache {
     len: 0,
     bytes: 0,
     clock: 0,
-}));
+});
 
-pub struct CacheBox(Cache);
-
+/// Large blocks handed out.
 pub static ALLOCS: AtomicU64 = AtomicU64::new(0);
+/// Large blocks freed.
 pub static FREES: AtomicU64 = AtomicU64::new(0);
+/// Large-block requests that failed.
 pub static FAILS: AtomicU64 = AtomicU64::new(0);
+/// Requests served from [`BLOCK_CACHE`].
 pub static CACHE_HITS: AtomicU64 = AtomicU64::new(0);
+/// Bytes (capacity) of live large blocks.
 pub static IN_USE: AtomicU64 = AtomicU64::new(0);
 
 /// Pages of the block that serves `size` bytes — the page count rounded up
@@ -91,14 +99,13 @@ pub fn pages_for(size: usize) -> Option<usize> {
 }
 
 /// Records the size last requested for the large block at `addr` (kept in
-/// the page map entry of its second page with tag 0, which `lookup` reads as
-/// "not a block start").
+/// the page map entry of its second page, [`PageEntry::noted_len`]).
 /// One-page blocks have no second page and record nothing.
 #[inline]
 fn note_len(addr: usize, block_bytes: usize, size: usize) {
     if block_bytes >= 2 * PAGE {
-        let pages = (size.div_ceil(PAGE)).clamp(1, MAX_PAGES) as u32;
-        pagemap::set(addr + PAGE, pages);
+        let pages = size.div_ceil(PAGE).clamp(1, MAX_PAGES);
+        pagemap::set(addr + PAGE, PageEntry::noted_len(pages));
     }
 }
 
@@ -119,7 +126,7 @@ pub fn resize_in_place(addr: usize, block_bytes: usize, size: usize) -> bool {
     let Some(slot) = pagemap::slot(addr + PAGE) else {
         return false;
     };
-    let noted = (slot.load(Ordering::Relaxed) & !pagemap::TAG) as usize;
+    let noted = slot.load().pages();
     let len = if noted == 0 || noted > block_bytes >> PAGE_SHIFT {
         block_bytes
     } else {
@@ -130,7 +137,7 @@ pub fn resize_in_place(addr: usize, block_bytes: usize, size: usize) -> bool {
     }
     let pages = size.div_ceil(PAGE).clamp(1, MAX_PAGES);
     if pages != noted {
-        slot.store(pages as u32, Ordering::Relaxed);
+        slot.store(PageEntry::noted_len(pages));
     }
     true
 }
@@ -139,7 +146,7 @@ fn noted_len(addr: usize, pages: usize) -> usize {
     if pages < 2 {
         return pages << PAGE_SHIFT;
     }
-    let v = (pagemap::raw(addr + PAGE) & !pagemap::TAG) as usize;
+    let v = pagemap::entry(addr + PAGE).pages();
     if v == 0 || v > pages {
         pages << PAGE_SHIFT
     } else {
@@ -157,8 +164,8 @@ const REUSE_SPAN: usize = 4;
 /// most recently freed among equals. Returns its address and its capacity
 /// in pages.
 fn take_cached(pages: usize) -> Option<(usize, usize)> {
-    let mut g = CACHE.lock();
-    let c = &mut g.0;
+    let mut g = BLOCK_CACHE.lock();
+    let c = &mut *g;
     let mut best: Option<usize> = None;
     for i in 0..c.len {
         let s = c.slots[i];
@@ -203,20 +210,20 @@ pub fn alloc_room(size: usize, room: usize, align: usize, zero: bool) -> *mut u8
         FAILS.fetch_add(1, Ordering::Relaxed);
         return core::ptr::null_mut();
     };
-    let (addr, pages, tag) = if align <= PAGE {
+    let (addr, pages, aligned) = if align <= PAGE {
         if let Some((a, p)) = take_cached(pages) {
             CACHE_HITS.fetch_add(1, Ordering::Relaxed);
             if zero {
                 // SAFETY: the cached block is ours and at least `size` long.
                 unsafe { core::ptr::write_bytes(a as *mut u8, 0, size) };
             }
-            (a, p, pagemap::LARGE)
+            (a, p, false)
         } else {
             match ARENAS
                 .oversize()
                 .alloc(pages << PAGE_SHIFT, Policy::InstantFit)
             {
-                Ok(a) => (a, pages, pagemap::LARGE),
+                Ok(a) => (a, pages, false),
                 Err(_) => {
                     FAILS.fetch_add(1, Ordering::Relaxed);
                     return core::ptr::null_mut();
@@ -226,15 +233,20 @@ pub fn alloc_room(size: usize, room: usize, align: usize, zero: bool) -> *mut u8
     } else {
         let req = XAllocRequest::new(pages << PAGE_SHIFT).align(align);
         match ARENAS.memalign().xalloc(&req) {
-            Ok(a) => (a, pages, pagemap::ALIGNED),
+            Ok(a) => (a, pages, true),
             Err(_) => {
                 FAILS.fetch_add(1, Ordering::Relaxed);
                 return core::ptr::null_mut();
             }
         }
     };
-    if !pagemap::set(addr, tag | pages as u32) {
-        give_back(addr, pages, tag);
+    let entry = if aligned {
+        PageEntry::aligned(pages)
+    } else {
+        PageEntry::large(pages)
+    };
+    if !pagemap::set(addr, entry) {
+        give_back(addr, pages, aligned);
         FAILS.fetch_add(1, Ordering::Relaxed);
         return core::ptr::null_mut();
     }
@@ -244,15 +256,16 @@ pub fn alloc_room(size: usize, room: usize, align: usize, zero: bool) -> *mut u8
     addr as *mut u8
 }
 
-/// Discards the contents and returns the block to its arena.
-fn give_back(addr: usize, pages: usize, tag: u32) {
+/// Discards the contents and returns the block to its arena
+/// (`umem_memalign` when `aligned`, else `umem_oversize`).
+fn give_back(addr: usize, pages: usize, aligned: bool) {
     let len = pages << PAGE_SHIFT;
     // SAFETY: the block is ours and nobody uses it any more.
     unsafe { sys::discard(addr, len) };
-    let r = if tag == pagemap::LARGE {
-        ARENAS.oversize().free(addr, len)
-    } else {
+    let r = if aligned {
         ARENAS.memalign().xfree(addr, len)
+    } else {
+        ARENAS.oversize().free(addr, len)
     };
     if let Err(e) = r {
         sys::fatal(format_args!(
@@ -262,28 +275,28 @@ fn give_back(addr: usize, pages: usize, tag: u32) {
 }
 
 /// Frees the large block starting at `addr` described by `e`
-/// (`Entry::Large` or `Entry::Aligned`).
-pub fn free(addr: usize, e: Entry) {
+/// (`PageKind::Large` or `PageKind::Aligned`).
+pub fn free(addr: usize, e: PageKind) {
     let saved = sys::errno();
-    let (pages, tag) = match e {
-        Entry::Large(p) => (p, pagemap::LARGE),
-        Entry::Aligned(p) => (p, pagemap::ALIGNED),
+    let (pages, aligned) = match e {
+        PageKind::Large(p) => (p, false),
+        PageKind::Aligned(p) => (p, true),
         _ => unreachable!(),
     };
     let bytes = noted_len(addr, pages);
-    pagemap::set(addr, 0);
+    pagemap::set(addr, PageEntry::NONE);
     if pages >= 2 {
-        pagemap::set(addr + PAGE, 0);
+        pagemap::set(addr + PAGE, PageEntry::NONE);
     }
     FREES.fetch_add(1, Ordering::Relaxed);
     IN_USE.fetch_sub((pages << PAGE_SHIFT) as u64, Ordering::Relaxed);
     let limit = options::LARGE_CACHE_BYTES.load(Ordering::Relaxed);
-    if tag == pagemap::LARGE && pages << PAGE_SHIFT <= MAX_CACHED_BLOCK && bytes <= limit {
+    if !aligned && pages << PAGE_SHIFT <= MAX_CACHED_BLOCK && bytes <= limit {
         let mut evicted = [(0usize, 0usize); 5];
         let mut n = 0;
         {
-            let mut g = CACHE.lock();
-            let c = &mut g.0;
+            let mut g = BLOCK_CACHE.lock();
+            let c = &mut *g;
             c.clock += 1;
             // Evict the oldest until the new block fits.
             while c.len > 0 && (c.len == SLOTS || c.bytes + bytes > limit) && n < 4 {
@@ -316,10 +329,10 @@ pub fn free(addr: usize, e: Entry) {
             }
         }
         for &(a, p) in &evicted[..n] {
-            give_back(a, p, pagemap::LARGE);
+            give_back(a, p, false);
         }
     } else {
-        give_back(addr, pages, tag);
+        give_back(addr, pages, aligned);
     }
     sys::set_errno(saved);
 }
@@ -328,8 +341,8 @@ pub fn free(addr: usize, e: Entry) {
 pub fn drain_cache() {
     loop {
         let s = {
-            let mut g = CACHE.lock();
-            let c = &mut g.0;
+            let mut g = BLOCK_CACHE.lock();
+            let c = &mut *g;
             if c.len == 0 {
                 return;
             }
@@ -338,12 +351,12 @@ pub fn drain_cache() {
             c.bytes -= s.charge;
             s
         };
-        give_back(s.addr, s.pages, pagemap::LARGE);
+        give_back(s.addr, s.pages, false);
     }
 }
 
 /// (blocks, bytes) currently held by the cache.
 pub fn cached() -> (usize, usize) {
-    let g = CACHE.lock();
-    (g.0.len, g.0.bytes)
+    let c = BLOCK_CACHE.lock();
+    (c.len, c.bytes)
 }

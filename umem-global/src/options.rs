@@ -27,6 +27,7 @@
 use core::ffi::CStr;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
+/// `nomagazines`: caches without the per-thread magazine layer.
 pub static NOMAGAZINES: AtomicBool = AtomicBool::new(false);
 /// `noregion`: no class region.
 pub static NOREGION: AtomicBool = AtomicBool::new(false);
@@ -35,9 +36,11 @@ pub static NOREGION: AtomicBool = AtomicBool::new(false);
 /// checked on reuse, double-free and redzone checks on free, abort with a
 /// message naming the buffer).
 pub static DEBUG: AtomicBool = AtomicBool::new(false);
+/// `UMEM_STATS` set: print the table at exit.
 pub static STATS_AT_EXIT: AtomicBool = AtomicBool::new(false);
 /// Nanoseconds between update steps; 0 = never.
 pub static REAP_INTERVAL_NS: AtomicU64 = AtomicU64::new(10_000_000_000);
+/// `large_cache=N`: bytes of freed large blocks kept for reuse.
 pub static LARGE_CACHE_BYTES: AtomicUsize = AtomicUsize::new(64 << 20);
 
 /// `UMEM_STATS=/path`: append the table to this file instead of stderr
@@ -46,6 +49,7 @@ pub struct StatsPath(core::cell::UnsafeCell<[u8; 256]>);
 // SAFETY: written once by the initialising thread before READY, read only
 // at exit.
 unsafe impl Sync for StatsPath {}
+/// The `UMEM_STATS=/path` file.
 pub static STATS_PATH: StatsPath = StatsPath(core::cell::UnsafeCell::new([0; 256]));
 
 impl StatsPath {

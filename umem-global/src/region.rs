@@ -13,7 +13,7 @@
 //!  | class 0 | class 1 | class 2 | … | class 0 | class 1 | …
 //! ```
 //!
-//! and `class_of(a) = ((a - BASE) >> 18) & 63`. Striping rather than one
+//! and `stripe_class(a) = ((a - BASE) >> 18) & 63`. Striping rather than one
 //! contiguous slice per class keeps the classes' first stripes next to each
 //! other (all 64 first stripes lie in 16 MiB): they share page-table pages
 //! and one page-map leaf, and used neighbouring classes share one mapping.
@@ -52,6 +52,7 @@
 //! `UMEM_DEBUG=default` to catch it).
 
 use crate::classes;
+use crate::pagemap;
 use crate::sys;
 use core::sync::atomic::{AtomicUsize, Ordering};
 use umem_vmem::{Addr, Source};
@@ -92,14 +93,14 @@ const fn parse_shift(b: &[u8]) -> u32 {
 }
 
 /// `BASE` when there is no region: the top `LEN` bytes of the address space,
-/// where no user pointer lives, so [`class_of`] finds nothing.
+/// where no user pointer lives, so [`stripe_class`] finds nothing.
 const NO_BASE: usize = 0usize.wrapping_sub(LEN);
 static BASE: AtomicUsize = AtomicUsize::new(NO_BASE);
 
 /// The class whose stripe holds `a`, if `a` is in the region. A subtraction,
 /// a compare, a shift and a mask; no memory but `BASE` (read-mostly).
 #[inline(always)]
-pub fn class_of(a: usize) -> Option<usize> {
+pub fn stripe_class(a: usize) -> Option<usize> {
     let off = a.wrapping_sub(BASE.load(Ordering::Relaxed));
     if off >= LEN {
         None
@@ -131,7 +132,7 @@ pub fn reserve() -> bool {
     };
     // SAFETY: our own fresh reservation, never handed out.
     let base = unsafe { sys::trim_to_aligned(b, LEN + STRIPE, LEN, STRIPE) };
-    if !crate::pagemap::in_range(base, LEN) {
+    if !pagemap::in_range(base, LEN) {
         // SAFETY: our own fresh reservation, never handed out.
         unsafe { sys::unmap(base, LEN) };
         return false;
@@ -160,8 +161,9 @@ pub static STRIPES: umem_slab::SpinLock<Stripes> = umem_slab::SpinLock::new(Stri
 /// Bytes of one round: a stripe for each class slot.
 pub const ROUND: usize = CLASS_SLOTS << STRIPE_SHIFT;
 
-/// Class `c`'s stripes as a span source (what [`import`]/[`release`] use).
+/// Class `c`'s stripes as a span source (what `import` and `release` use).
 pub struct StripeSource {
+    /// The size class.
     pub class: usize,
 }
 
@@ -245,7 +247,7 @@ pub fn import(c: usize, size: usize, align: usize) -> Option<Addr> {
 /// `addr` is not in the region. Its memory is discarded, so the free
 /// stripes of the region hold no memory.
 pub fn release(addr: Addr, size: usize) -> bool {
-    let Some(c) = class_of(addr) else {
+    let Some(c) = stripe_class(addr) else {
         return false;
     };
     // SAFETY: the class arena gives back a stripe it imported whole and no

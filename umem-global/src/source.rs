@@ -3,21 +3,29 @@
 //! from the class's stripes of the region (or from `umem_default`) and keeps
 //! the page map in step with the slabs.
 
+use crate::arenas::ARENAS;
+use crate::pagemap::{self, PageEntry};
+use crate::region;
 use crate::sys::{self, PAGE};
-use crate::{pagemap, region};
-use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU64, Ordering};
 use umem_vmem::{Addr, Source, Vmem};
 
 /// Anonymous-mmap page source. `import` maps fresh zeroed pages (over-mapping
 /// and trimming for alignments above a page), `release` unmaps them at once.
 /// Addresses the page map cannot describe (above 2^48) are refused.
 pub struct PageSource {
+    /// Bytes mapped now.
     pub mapped: AtomicU64,
+    /// `mmap` calls that succeeded.
     pub maps: AtomicU64,
+    /// `munmap` calls.
     pub unmaps: AtomicU64,
+    /// Imports refused (no memory, or above what the page map describes).
     pub fails: AtomicU64,
 }
 
+/// The page source at the root of the tree (the heap's and the large-block
+/// arenas' source).
 pub static PAGES: PageSource = PageSource {
     mapped: AtomicU64::new(0),
     maps: AtomicU64::new(0),
@@ -68,39 +76,35 @@ impl Source for PageSource {
     }
 }
 
-/// The parent of every recording source (`umem_default`), set once at init.
-pub static DEFAULT_ARENA: AtomicPtr<Vmem> = AtomicPtr::new(core::ptr::null_mut());
-
 /// A size class's source: imports spans from the class's stripes of the
 /// region ([`region`]), or from `umem_default` when there is no region or
 /// the class has no stripe left, and marks all their pages with the class in the page
 /// map; clears them before releasing.
 pub struct ClassSource {
+    /// The size class.
     pub class: usize,
 }
 
 /// Span granularity of the size-class arenas (several slabs per import).
 pub const CLASS_SPAN: usize = 16 * PAGE;
 
+/// `umem_default`, the fallback source (it exists before any class arena).
 fn default_arena() -> &'static Vmem {
-    let p = DEFAULT_ARENA.load(Ordering::Acquire);
-    assert!(
-        !p.is_null(),
-        "umem: class arena used before umem_default exists"
-    );
-    // SAFETY: set once from a `&'static Vmem` and never changed.
-    unsafe { &*p }
+    match ARENAS.default_arena() {
+        Some(v) => v,
+        None => panic!("umem: class arena used before umem_default exists"),
+    }
 }
 
 impl Source for ClassSource {
-    /// From the class's slice of the region when there is one and it has
-    /// room, else from `umem_default`.
+    /// From the class's stripes of the region when there is one and the
+    /// class has a stripe left, else from `umem_default`.
     fn import(&self, size: usize, align: usize) -> Option<Addr> {
         let a = match region::import(self.class, size, align) {
             Some(a) => a,
             None => Source::import(default_arena(), size, align)?,
         };
-        if !pagemap::set_range(a, size, pagemap::small(self.class)) {
+        if !pagemap::set_range(a, size, PageEntry::small(self.class)) {
             self.give_back(a, size);
             return None;
         }
@@ -108,7 +112,7 @@ impl Source for ClassSource {
     }
 
     fn release(&self, addr: Addr, size: usize) {
-        pagemap::set_range(addr, size, 0);
+        pagemap::set_range(addr, size, PageEntry::NONE);
         self.give_back(addr, size);
     }
 
@@ -124,7 +128,7 @@ impl Source for ClassSource {
 }
 
 impl ClassSource {
-    /// Returns a span to where it came from: its slice or `umem_default`.
+    /// Returns a span to where it came from: its stripe or `umem_default`.
     fn give_back(&self, addr: Addr, size: usize) {
         if !region::release(addr, size) {
             Source::release(default_arena(), addr, size);

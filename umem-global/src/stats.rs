@@ -1,22 +1,30 @@
-//! Statistics (`umem_global::stats()`) and the umastat-like table printed at
-//! exit with `UMEM_STATS=1`. Nothing here allocates: the snapshot is a
+//! Statistics ([`stats`]) and the umastat-like table ([`print_stats`])
+//! printed at exit with `UMEM_STATS=1`. Nothing here allocates: the snapshot is a
 //! fixed-size value and the table is formatted into a stack buffer and
 //! written with write(2).
 
+use crate::arenas::is_initialized;
 use crate::sys::StackBuf;
-use crate::{cache, classes, large, slabx, source, ARENAS};
+use crate::{caches, classes, large, options, region, source};
 use core::fmt::Write;
 use core::sync::atomic::Ordering;
 
 /// One size class's cache (the `::umastat` cache columns).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ClassStats {
+    /// The cache's name, `umem_alloc_<size>`.
     pub name: &'static str,
+    /// The class's size in bytes.
     pub buf_size: usize,
+    /// Buffers allocated and not freed (magazines' rounds count as free).
     pub buf_in_use: u64,
+    /// Buffers in the cache's slabs.
     pub buf_total: u64,
+    /// Bytes of buffers in use (`buf_in_use * buf_size`).
     pub mem_in_use: u64,
+    /// Allocations served.
     pub alloc: u64,
+    /// Allocations that failed.
     pub alloc_fail: u64,
     /// Rounds per magazine now (0: no magazine layer).
     pub mag_size: usize,
@@ -29,14 +37,20 @@ pub struct ClassStats {
 pub struct ArenaStats {
     name: [u8; 32],
     name_len: usize,
+    /// Bytes allocated from the arena.
     pub in_use: u64,
+    /// Bytes the arena holds (its spans).
     pub total: u64,
+    /// Bytes imported from its source.
     pub import: u64,
+    /// Allocations served.
     pub alloc: u64,
+    /// Allocations that failed.
     pub fail: u64,
 }
 
 impl ArenaStats {
+    /// The arena's name (at most 32 bytes of it).
     pub fn name(&self) -> &str {
         core::str::from_utf8(&self.name[..self.name_len]).unwrap_or("?")
     }
@@ -45,23 +59,35 @@ impl ArenaStats {
 /// Large blocks.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct LargeStats {
+    /// Bytes (capacity) of live large blocks.
     pub in_use: u64,
+    /// Large blocks handed out.
     pub alloc: u64,
+    /// Large blocks freed.
     pub free: u64,
+    /// Large-block requests that failed.
     pub fail: u64,
+    /// Requests served from the cache of freed blocks.
     pub cache_hits: u64,
+    /// Blocks in that cache now.
     pub cached_blocks: usize,
+    /// Bytes (requested lengths) of the blocks in that cache now.
     pub cached_bytes: usize,
 }
 
+/// The most arenas a [`Stats`] snapshot lists.
 pub const MAX_ARENAS: usize = 160;
 
 /// A snapshot of every cache and arena.
 #[derive(Clone, Copy, Debug)]
 pub struct Stats {
+    /// Every size class's cache, smallest first.
     pub classes: [ClassStats; classes::COUNT],
+    /// The first `narenas` entries: every vmem arena (see [`Stats::arenas`]).
     pub arenas: [ArenaStats; MAX_ARENAS],
+    /// How many of `arenas` are filled.
     pub narenas: usize,
+    /// Large blocks.
     pub large: LargeStats,
     /// Bytes of memory umem holds from the kernel: what its page source has
     /// mapped now plus the class region's spans in use (the rest of the
@@ -71,7 +97,9 @@ pub struct Stats {
     pub region_reserved: u64,
     /// Bytes of the region the class arenas hold (imported spans).
     pub region_in_use: u64,
+    /// `mmap` calls of the page source.
     pub maps: u64,
+    /// `munmap` calls of the page source.
     pub unmaps: u64,
 }
 
@@ -103,9 +131,9 @@ pub fn stats() -> Stats {
         region_reserved: 0,
         region_in_use: 0,
     };
-    if crate::region::base().is_some() {
-        s.region_reserved = crate::region::LEN as u64;
-        s.region_in_use = crate::region::in_use() as u64;
+    if region::base().is_some() {
+        s.region_reserved = region::LEN as u64;
+        s.region_in_use = region::in_use() as u64;
         s.mapped += s.region_in_use;
     }
     for c in 0..classes::COUNT {
@@ -114,12 +142,19 @@ pub fn stats() -> Stats {
             buf_size: classes::size(c),
             ..Default::default()
         };
-        if let Some(k) = cache(c) {
-            slabx::fill_stats(k, &mut cs);
+        if let Some(k) = caches::cache_of(c) {
+            let ks = k.stats();
+            cs.buf_in_use = ks.buf_inuse;
+            cs.buf_total = ks.buf_total as u64;
+            cs.mem_in_use = ks.buf_inuse * ks.buf_size as u64;
+            cs.alloc = ks.alloc;
+            cs.alloc_fail = ks.alloc_fail;
+            cs.mag_size = ks.mag_size;
+            cs.mag_resize = ks.mag_resize;
         }
         s.classes[c] = cs;
     }
-    let (cached_blocks, cached_bytes) = if crate::is_initialized() {
+    let (cached_blocks, cached_bytes) = if is_initialized() {
         large::cached()
     } else {
         (0, 0)
@@ -133,7 +168,7 @@ pub fn stats() -> Stats {
         cached_blocks,
         cached_bytes,
     };
-    if crate::is_initialized() {
+    if is_initialized() {
         let mut n = 0;
         umem_vmem::for_each_arena(&mut |v| {
             if n == MAX_ARENAS {
@@ -157,7 +192,6 @@ pub fn stats() -> Stats {
         });
         s.narenas = n;
     }
-    let _ = ARENAS.default_arena();
     s
 }
 
@@ -265,8 +299,8 @@ pub fn print_stats(fd: i32) {
 /// Runs at process exit (from `.fini_array`): prints the table when
 /// `UMEM_STATS` asked for it.
 extern "C" fn at_exit() {
-    if crate::is_initialized() && crate::options::STATS_AT_EXIT.load(Ordering::Relaxed) {
-        match crate::options::STATS_PATH.get() {
+    if is_initialized() && options::STATS_AT_EXIT.load(Ordering::Relaxed) {
+        match options::STATS_PATH.get() {
             None => print_stats(2),
             Some(path) => {
                 // SAFETY: a NUL-terminated path; open/close do not allocate.

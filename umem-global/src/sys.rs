@@ -1,6 +1,12 @@
 //! Thin wrappers over the system calls umem-global uses (mmap, munmap,
-//! madvise, write) and a formatter that writes into a stack buffer, so that
-//! messages and the statistics table never allocate.
+//! mprotect, madvise, write, errno, the clock), the page size, and the
+//! diagnostics: a formatter that writes into a stack buffer ([`StackBuf`]),
+//! so that messages and the statistics table never allocate, [`fatal`]
+//! (abort with a message) and [`no_unwind`].
+//!
+//! The page size, `fatal` and the stack buffer are here alone, so that they
+//! can later come from umem-vmem (`umem_vmem::page_size`, `diag::fatal`,
+//! `diag::StackStr`) by changing this file only.
 //!
 //! Every function here is safe to call at any time, from any thread,
 //! including inside `malloc` before initialisation.
@@ -9,6 +15,7 @@ use core::fmt;
 
 /// Granule of the page map and quantum of umem's page-level arenas.
 pub const PAGE: usize = 4096;
+/// log2 of [`PAGE`].
 pub const PAGE_SHIFT: u32 = 12;
 
 /// A fresh private anonymous `MAP_NORESERVE` mapping of `len` bytes with
@@ -125,6 +132,7 @@ pub struct StackBuf<const N: usize> {
 }
 
 impl<const N: usize> StackBuf<N> {
+    /// An empty buffer.
     pub const fn new() -> Self {
         StackBuf {
             buf: [0; N],
@@ -132,15 +140,15 @@ impl<const N: usize> StackBuf<N> {
             truncated: false,
         }
     }
+    /// What was written (and kept).
     pub fn as_bytes(&self) -> &[u8] {
         &self.buf[..self.len]
     }
+    /// Bytes written (and kept).
     pub fn len(&self) -> usize {
         self.len
     }
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
+    /// Forgets what was written.
     pub fn clear(&mut self) {
         self.len = 0;
         self.truncated = false;
@@ -152,12 +160,6 @@ impl<const N: usize> StackBuf<N> {
             write_fd(fd, b"...\n");
         }
         self.clear();
-    }
-}
-
-impl<const N: usize> Default for StackBuf<N> {
-    fn default() -> Self {
-        Self::new()
     }
 }
 
@@ -184,6 +186,30 @@ pub fn fatal(args: fmt::Arguments<'_>) -> ! {
     b.flush_to(2);
     // SAFETY: abort has no preconditions.
     unsafe { libc::abort() }
+}
+
+/// Runs `f`, aborting with a message if a panic unwinds out of it. The
+/// allocator must never unwind into its caller (unwinding out of a
+/// `GlobalAlloc` method is undefined behaviour, and out of a C function
+/// worse); `libumem.so` is built with `panic = "abort"`, but a Rust program
+/// using `Umem` may use `panic = "unwind"`. Every out-of-line entry (the
+/// `*_miss` functions, `realloc`'s move) runs its body in here; the inline
+/// hit paths contain nothing that can panic. With `panic = "abort"` this
+/// costs nothing: there is no unwinding, so no landing pad.
+#[inline(always)]
+pub fn no_unwind<R>(f: impl FnOnce() -> R) -> R {
+    struct Bomb;
+    impl Drop for Bomb {
+        fn drop(&mut self) {
+            fatal(format_args!(
+                "umem: a panic unwound into the allocator; aborting"
+            ));
+        }
+    }
+    let bomb = Bomb;
+    let r = f();
+    core::mem::forget(bomb);
+    r
 }
 
 /// Writes a message to stderr (no allocation).
@@ -215,15 +241,4 @@ pub fn keep_errno<R>(f: impl FnOnce() -> R) -> R {
     let r = f();
     set_errno(e);
     r
-}
-
-/// Monotonic time in nanoseconds (vDSO, no allocation).
-pub fn now_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: ts is a valid out-pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }

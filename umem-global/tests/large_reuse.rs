@@ -3,7 +3,8 @@
 //! what it hands out for `calloc` is zero even though the block is dirty.
 //! One test per binary: the cache is process-wide.
 
-use umem_global::{alloc, free, stats, usable_size};
+use umem_global::preload_abi::{alloc, free, usable_size};
+use umem_global::stats;
 
 const MB: usize = 1 << 20;
 

@@ -26,7 +26,7 @@ fn child(test: &str, case: &str) -> (Option<i32>, String) {
 #[test]
 fn a_panic_inside_no_unwind_aborts() {
     if std::env::var(CASE).as_deref() == Ok("panic") {
-        let r: usize = umem_global::no_unwind(|| panic!("boom inside the allocator"));
+        let r: usize = umem_global::preload_abi::no_unwind(|| panic!("boom inside the allocator"));
         println!("NOT ABORTED {r}");
         return;
     }
@@ -38,7 +38,7 @@ fn a_panic_inside_no_unwind_aborts() {
         "{err}"
     );
     // And nothing is in the way when nothing panics.
-    assert_eq!(umem_global::no_unwind(|| 6 * 7), 42);
+    assert_eq!(umem_global::preload_abi::no_unwind(|| 6 * 7), 42);
 }
 
 #[test]
@@ -48,10 +48,10 @@ fn a_panic_inside_no_unwind_aborts() {
 )]
 fn a_dealloc_with_the_wrong_layout_aborts_naming_it() {
     if std::env::var(CASE).as_deref() == Ok("layout") {
-        let p = umem_global::alloc(100, 16, false);
+        let p = umem_global::preload_abi::alloc(100, 16, false);
         println!("PTR {p:p}");
         // 100 bytes is the 112-byte class; 600 is the 640-byte class.
-        unsafe { umem_global::free_sized(p, 600, 16) };
+        unsafe { umem_global::preload_abi::free_sized(p, 600, 16) };
         println!("NOT ABORTED");
         return;
     }

@@ -3,7 +3,7 @@
 //! in place, keeps its contents, reports its usable length, and moves back
 //! out when shrunk a lot.
 
-use umem_global::{free, realloc, usable_size, REALLOC_GROW_LARGE};
+use umem_global::preload_abi::{free, realloc, usable_size, REALLOC_GROW_LARGE};
 
 fn fill(p: *mut u8, from: usize, to: usize) {
     for i in from..to {
@@ -19,7 +19,7 @@ fn check(p: *const u8, n: usize) {
 
 #[test]
 fn growth_is_in_place_after_the_first_large_move() {
-    let mut p = umem_global::alloc(64, 16, false);
+    let mut p = umem_global::preload_abi::alloc(64, 16, false);
     assert!(!p.is_null());
     fill(p, 0, 64);
     let mut n = 64usize;
@@ -55,7 +55,7 @@ fn growth_is_in_place_after_the_first_large_move() {
 
 #[test]
 fn shrinking_within_the_usable_length_stays_in_place() {
-    let p = umem_global::alloc(20_000, 16, false);
+    let p = umem_global::preload_abi::alloc(20_000, 16, false);
     let p = unsafe { realloc(p, 40_000, 16) }.unwrap();
     fill(p, 0, 40_000);
     let q = unsafe { realloc(p, 30_000, 16) }.unwrap();
@@ -71,7 +71,7 @@ fn small_blocks_grown_by_realloc_move_once_per_doubling() {
     // 64 B -> REALLOC_GROW_LARGE in ~6% steps crosses about 25 size
     // classes; a growing block gets twice its old size, so it moves about
     // log2(4096 / 64) times, then once more into a large block with room.
-    let mut p = umem_global::alloc(64, 16, false);
+    let mut p = umem_global::preload_abi::alloc(64, 16, false);
     fill(p, 0, 64);
     let mut n = 64usize;
     let mut moves = 0;

@@ -6,9 +6,10 @@
 //! committed in rounds, as one mapping. The tests take turns (one of them fills a slice that another
 //! checks).
 
-use umem_global::classes;
-use umem_global::region::{self, STRIPE, STRIPE_SHIFT};
-use umem_global::{alloc, free, owner, reap, stats, usable_size, Owner};
+use umem_global::preload_abi::classes;
+use umem_global::preload_abi::region::{self, STRIPE, STRIPE_SHIFT};
+use umem_global::preload_abi::{alloc, free, owner, usable_size, Owner};
+use umem_global::{reap, stats};
 use umem_vmem::Source;
 
 static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -36,11 +37,11 @@ fn every_class_lives_in_its_own_stripes() {
     let base = region::base().expect("no class region was reserved");
     assert_eq!(stats().region_reserved as usize, region::LEN);
     for c in 0..classes::COUNT {
-        let (n, a) = (classes::SIZES[c], classes::align_of(c));
+        let (n, a) = (classes::SIZES[c], classes::natural_align(c));
         let p = alloc(n, a, false);
         assert!(!p.is_null());
         let addr = p as usize;
-        assert_eq!(region::class_of(addr), Some(c), "class {n}: {addr:#x}");
+        assert_eq!(region::stripe_class(addr), Some(c), "class {n}: {addr:#x}");
         assert_eq!(((addr - base) >> STRIPE_SHIFT) % region::CLASS_SLOTS, c);
         assert_eq!(owner(p), Owner::Small(c));
         assert_eq!(usable_size(p), Some(n));
@@ -53,10 +54,10 @@ fn every_class_lives_in_its_own_stripes() {
         unsafe { free(q) }.unwrap();
     }
     // Nothing outside the region is taken for a class block.
-    assert_eq!(region::class_of(base.wrapping_sub(1)), None);
-    assert_eq!(region::class_of(base + region::LEN), None);
-    assert_eq!(region::class_of(0), None);
-    assert_eq!(region::class_of(usize::MAX), None);
+    assert_eq!(region::stripe_class(base.wrapping_sub(1)), None);
+    assert_eq!(region::stripe_class(base + region::LEN), None);
+    assert_eq!(region::stripe_class(0), None);
+    assert_eq!(region::stripe_class(usize::MAX), None);
 }
 
 #[test]
@@ -71,7 +72,7 @@ fn a_class_without_stripes_falls_back_to_umem_default() {
     let src = region::stripe_source(c);
     let mut taken = Vec::new();
     while let Some(a) = src.import(STRIPE, STRIPE) {
-        assert_eq!(region::class_of(a), Some(c));
+        assert_eq!(region::stripe_class(a), Some(c));
         taken.push(a);
     }
     assert!(
@@ -93,7 +94,7 @@ fn a_class_without_stripes_falls_back_to_umem_default() {
         .collect();
     let outside = blocks
         .iter()
-        .filter(|&&p| region::class_of(p as usize).is_none())
+        .filter(|&&p| region::stripe_class(p as usize).is_none())
         .count();
     assert!(
         outside > count / 2,
@@ -116,7 +117,9 @@ fn a_class_without_stripes_falls_back_to_umem_default() {
     unsafe { std::ptr::write_bytes(p, 1, n) };
     unsafe { free(p) }.unwrap();
     let q: Vec<*mut u8> = (0..100).map(|_| alloc(n, 16, false)).collect();
-    assert!(q.iter().any(|&p| region::class_of(p as usize) == Some(c)));
+    assert!(q
+        .iter()
+        .any(|&p| region::stripe_class(p as usize) == Some(c)));
     for p in q {
         unsafe { free(p) }.unwrap();
     }
@@ -139,7 +142,7 @@ fn spans_given_back_are_discarded() {
         .collect();
     assert!(blocks
         .iter()
-        .all(|&p| region::class_of(p as usize) == Some(c)));
+        .all(|&p| region::stripe_class(p as usize) == Some(c)));
     let held = region::in_use();
     assert!(held >= 64 << 20, "region holds {held} bytes");
     assert_eq!(stats().region_in_use as usize, held);
@@ -172,7 +175,7 @@ fn the_region_is_committed_in_rounds_as_one_mapping() {
     for c in 0..classes::COUNT {
         let n = classes::SIZES[c];
         for _ in 0..((3 << 20) / n).clamp(1, 2000) {
-            let p = alloc(n, classes::align_of(c), false);
+            let p = alloc(n, classes::natural_align(c), false);
             unsafe { std::ptr::write_bytes(p, 1, n.min(64)) };
             blocks.push(p);
         }

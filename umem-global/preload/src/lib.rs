@@ -4,8 +4,9 @@
 //!
 //! This cdylib is the only place with `#[no_mangle]` malloc-family symbols.
 //! Each entry point is a thin, non-unwinding wrapper over
-//! [`umem_global`]'s core ([`umem_global::alloc`], [`umem_global::free`],
-//! [`umem_global::realloc`], …) that adds glibc's C semantics: `malloc(0)`
+//! [`umem_global`]'s core through its internal interface for this crate,
+//! `umem_global::preload_abi` (`alloc`, `free`, `realloc`, …), and adds
+//! glibc's C semantics: `malloc(0)`
 //! returns a unique block, failures return NULL with `errno = ENOMEM`,
 //! `calloc`/`reallocarray` check for overflow, `posix_memalign` returns
 //! `EINVAL`/`ENOMEM` without touching `*memptr` or errno, `realloc(p, 0)`
@@ -40,14 +41,14 @@
 //! Locks: none of its own (see umem-global for the order).
 
 #![deny(unsafe_op_in_unsafe_fn)]
-#![allow(clippy::missing_safety_doc)]
 
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 mod nounwind;
 
 use core::ffi::{c_int, c_void};
 use core::ptr::null_mut;
-use umem_global::{sys, FreeError, Umem};
+use umem_global::preload_abi::{self as abi, sys, FreeError};
+use umem_global::Umem;
 
 #[global_allocator]
 static GLOBAL: Umem = Umem;
@@ -92,7 +93,7 @@ fn nomem() -> *mut c_void {
 
 #[inline]
 fn alloc_c(size: usize, align: usize, zero: bool) -> *mut c_void {
-    let p = umem_global::alloc(size, align, zero);
+    let p = abi::alloc(size, align, zero);
     if p.is_null() {
         return nomem();
     }
@@ -100,11 +101,12 @@ fn alloc_c(size: usize, align: usize, zero: bool) -> *mut c_void {
 }
 
 // malloc and free: the magazine hit inline (it makes no calls, so it needs
-// no stack frame), everything else in a tail-called cold function.
+// no stack frame; umem-global's theory statement, section 2), everything
+// else in a tail-called function.
 
 #[no_mangle]
 pub extern "C" fn malloc(size: usize) -> *mut c_void {
-    match umem_global::alloc16_hit(size) {
+    match abi::alloc16_hit(size) {
         Some(p) => p.cast(),
         None => malloc_miss(size),
     }
@@ -112,19 +114,22 @@ pub extern "C" fn malloc(size: usize) -> *mut c_void {
 
 #[inline(never)]
 fn malloc_miss(size: usize) -> *mut c_void {
-    let p = umem_global::alloc16(size, false);
+    let p = abi::alloc16(size, false);
     if p.is_null() {
         return nomem();
     }
     p.cast()
 }
 
+/// # Safety
+/// `p` is null or a block this library handed out and not freed since (a
+/// pointer it never handed out is detected and aborts).
 #[no_mangle]
 pub unsafe extern "C" fn free(p: *mut c_void) {
     // SAFETY: the caller passes a block it owns (or a foreign pointer,
     // which free_miss refuses).
     unsafe {
-        if !umem_global::free_hit(p.cast()) {
+        if !abi::free_hit(p.cast()) {
             free_miss(p)
         }
     }
@@ -135,11 +140,14 @@ pub unsafe extern "C" fn free(p: *mut c_void) {
 #[inline(never)]
 unsafe fn free_miss(p: *mut c_void) {
     // SAFETY: by the caller.
-    if let Err(FreeError::InvalidPointer(_)) = unsafe { umem_global::free(p.cast()) } {
+    if let Err(FreeError::InvalidPointer(_)) = unsafe { abi::free(p.cast()) } {
         invalid("free", p);
     }
 }
 
+/// # Safety
+/// `p` is null or a block this library handed out and not freed since (a
+/// pointer it never handed out is detected and aborts).
 #[no_mangle]
 pub unsafe extern "C" fn cfree(p: *mut c_void) {
     // SAFETY: same contract as free.
@@ -150,7 +158,7 @@ pub unsafe extern "C" fn cfree(p: *mut c_void) {
 pub extern "C" fn calloc(n: usize, size: usize) -> *mut c_void {
     match n.checked_mul(size) {
         Some(total) => {
-            let p = umem_global::alloc16(total, true);
+            let p = abi::alloc16(total, true);
             if p.is_null() {
                 return nomem();
             }
@@ -160,6 +168,9 @@ pub extern "C" fn calloc(n: usize, size: usize) -> *mut c_void {
     }
 }
 
+/// # Safety
+/// `p` is null or a block this library handed out and not freed since; on
+/// success the old block must no longer be used.
 #[no_mangle]
 pub unsafe extern "C" fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
     if p.is_null() {
@@ -172,13 +183,16 @@ pub unsafe extern "C" fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
         return null_mut();
     }
     // SAFETY: as in free.
-    match unsafe { umem_global::realloc(p.cast(), size, MIN_ALIGN) } {
+    match unsafe { abi::realloc(p.cast(), size, MIN_ALIGN) } {
         Ok(q) if q.is_null() => nomem(),
         Ok(q) => q.cast(),
         Err(_) => invalid("realloc", p),
     }
 }
 
+/// # Safety
+/// `p` is null or a block this library handed out and not freed since; on
+/// success the old block must no longer be used.
 #[no_mangle]
 pub unsafe extern "C" fn reallocarray(p: *mut c_void, n: usize, size: usize) -> *mut c_void {
     match n.checked_mul(size) {
@@ -211,13 +225,15 @@ pub extern "C" fn aligned_alloc(align: usize, size: usize) -> *mut c_void {
     memalign(align, size)
 }
 
+/// # Safety
+/// `out` is valid for a write of a pointer.
 #[no_mangle]
 pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, size: usize) -> c_int {
     // A power of two is a multiple of sizeof(void *) iff it is at least that.
     if !align.is_power_of_two() || align < core::mem::size_of::<*mut c_void>() {
         return libc::EINVAL;
     }
-    let p = sys::keep_errno(|| umem_global::alloc(size, align.max(MIN_ALIGN), false));
+    let p = sys::keep_errno(|| abi::alloc(size, align.max(MIN_ALIGN), false));
     if p.is_null() {
         return libc::ENOMEM;
     }
@@ -239,12 +255,14 @@ pub extern "C" fn pvalloc(size: usize) -> *mut c_void {
     }
 }
 
+/// # Safety
+/// `p` is null or a live block this library handed out.
 #[no_mangle]
 pub unsafe extern "C" fn malloc_usable_size(p: *mut c_void) -> usize {
     if p.is_null() {
         return 0;
     }
-    match umem_global::usable_size(p.cast()) {
+    match abi::usable_size(p.cast()) {
         Some(n) => n,
         None => invalid("malloc_usable_size", p),
     }
@@ -262,6 +280,9 @@ pub extern "C" fn malloc_trim(_pad: usize) -> c_int {
 pub extern "C" fn __libc_malloc(size: usize) -> *mut c_void {
     malloc(size)
 }
+/// # Safety
+/// `p` is null or a block this library handed out and not freed since (a
+/// pointer it never handed out is detected and aborts).
 #[no_mangle]
 pub unsafe extern "C" fn __libc_free(p: *mut c_void) {
     // SAFETY: same contract.
@@ -271,6 +292,9 @@ pub unsafe extern "C" fn __libc_free(p: *mut c_void) {
 pub extern "C" fn __libc_calloc(n: usize, size: usize) -> *mut c_void {
     calloc(n, size)
 }
+/// # Safety
+/// `p` is null or a block this library handed out and not freed since; on
+/// success the old block must no longer be used.
 #[no_mangle]
 pub unsafe extern "C" fn __libc_realloc(p: *mut c_void, size: usize) -> *mut c_void {
     // SAFETY: same contract.
@@ -288,6 +312,8 @@ pub extern "C" fn __libc_valloc(size: usize) -> *mut c_void {
 pub extern "C" fn __libc_pvalloc(size: usize) -> *mut c_void {
     pvalloc(size)
 }
+/// # Safety
+/// `out` is valid for a write of a pointer.
 #[no_mangle]
 pub unsafe extern "C" fn __posix_memalign(
     out: *mut *mut c_void,

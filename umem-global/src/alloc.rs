@@ -1,0 +1,128 @@
+//! The allocation path (libumem's `umem_alloc` and `malloc`): the magazine
+//! hit inline, everything else out of line.
+//!
+//! * hit: [`alloc16_hit`] (C sizes up to 1 KiB: one `ALLOC_TABLE` load) or
+//!   the class's `FREE_TABLE` entry ([`alloc`]), then `umem_slab::hit_alloc`;
+//! * miss (`*_miss`): the class's cache past its magazines;
+//! * slow (`alloc_slow`): initialisation, the bootstrap arena during it, a
+//!   class's first allocation, large blocks.
+
+use crate::arenas::{self, FAILED};
+use crate::caches::{self, ClassCache};
+use crate::hit_tables;
+use crate::init::ensure_init;
+use crate::sys::no_unwind;
+use crate::{boot, classes, large};
+use core::ptr::null_mut;
+use core::sync::atomic::Ordering;
+use umem_slab::InlineIndex;
+
+/// Allocates `size` bytes aligned to `align` (a power of two). Null on
+/// failure. The block is zeroed when `zero`.
+///
+/// As in [`alloc16`], only the magazine hit is inline.
+#[inline(always)]
+pub fn alloc(size: usize, align: usize, zero: bool) -> *mut u8 {
+    if let Some(c) = classes::layout_class(size, align) {
+        if let Some(p) = hit_alloc_at(hit_tables::free_entry_of(c).inline_index()) {
+            return zeroed_if(p, size, zero);
+        }
+    }
+    alloc_miss(size, align, zero)
+}
+
+/// The magazine hit at the inline index `ii` (from a hit table).
+#[inline(always)]
+fn hit_alloc_at(ii: InlineIndex) -> Option<*mut u8> {
+    // SAFETY: the hit tables hold inline indices of the class caches (or
+    // MISS), stored when each class's cache is made.
+    unsafe { umem_slab::hit_alloc(ii) }.map(|a| a as *mut u8)
+}
+
+/// `p`, a fresh block of at least `size` bytes (or null), zeroed when
+/// `zero`.
+#[inline(always)]
+fn zeroed_if(p: *mut u8, size: usize, zero: bool) -> *mut u8 {
+    if zero && !p.is_null() {
+        // SAFETY: a fresh block of at least `size` bytes.
+        unsafe { core::ptr::write_bytes(p, 0, size) };
+    }
+    p
+}
+
+/// A block of `size` bytes from cache `k` past the magazine hit (or null),
+/// zeroed when `zero`.
+#[inline(always)]
+fn cache_alloc(k: ClassCache, size: usize, zero: bool) -> *mut u8 {
+    zeroed_if(k.alloc().unwrap_or(null_mut()), size, zero)
+}
+
+/// Class `c`'s block from its cache, past the magazine hit; `None` when the
+/// cache does not exist (yet).
+#[inline(always)]
+fn class_alloc(c: usize, size: usize, zero: bool) -> Option<*mut u8> {
+    caches::class_cache(c).map(|k| cache_alloc(k, size, zero))
+}
+
+/// [`alloc`] past the magazine hit.
+#[inline(never)]
+fn alloc_miss(size: usize, align: usize, zero: bool) -> *mut u8 {
+    no_unwind(|| {
+        classes::layout_class(size, align)
+            .and_then(|c| class_alloc(c, size, zero))
+            .unwrap_or_else(|| alloc_slow(size, align, zero))
+    })
+}
+
+/// [`alloc`] for the C ABI's default 16-byte alignment (`malloc`,
+/// `calloc`): every class from 16 bytes up is 16-aligned, so the class
+/// comes straight from the size table. Only the magazine hit is inline.
+#[inline(always)]
+pub fn alloc16(size: usize, zero: bool) -> *mut u8 {
+    match alloc16_hit(size) {
+        Some(p) => zeroed_if(p, size, zero),
+        None => alloc16_miss(size, zero),
+    }
+}
+
+/// The magazine hit of [`alloc16`] alone (sizes up to 1 KiB; `None`: call
+/// [`alloc16`]). It makes no calls (crate doc, section 2).
+#[inline(always)]
+pub fn alloc16_hit(size: usize) -> Option<*mut u8> {
+    if size > classes::C_TABLE_MAX {
+        return None;
+    }
+    hit_alloc_at(hit_tables::alloc_index(size))
+}
+
+/// [`alloc16`] past the magazine hit: the slow paths, sizes above 1 KiB,
+/// and calls before init.
+#[inline(never)]
+fn alloc16_miss(size: usize, zero: bool) -> *mut u8 {
+    no_unwind(|| {
+        if size <= classes::MAX_SMALL {
+            if let Some(p) = class_alloc(classes::c_size_class(size), size, zero) {
+                return p;
+            }
+        }
+        alloc_slow(size, 16, zero)
+    })
+}
+
+/// Initialisation, the bootstrap arena, a class's first allocation, and
+/// large blocks.
+#[cold]
+#[inline(never)]
+fn alloc_slow(size: usize, align: usize, zero: bool) -> *mut u8 {
+    if !ensure_init() {
+        if arenas::STATE.load(Ordering::Acquire) == FAILED {
+            return null_mut();
+        }
+        return boot::alloc(size, align);
+    }
+    if let Some(c) = classes::layout_class(size, align) {
+        // The class's first allocation (or its cache could not be made).
+        return caches::class_or_create(c).map_or(null_mut(), |k| cache_alloc(k, size, zero));
+    }
+    large::alloc(size, align, zero)
+}

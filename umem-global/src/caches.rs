@@ -1,0 +1,168 @@
+//! The size classes' slab caches (libumem's `umem_alloc_<n>` caches): the
+//! per-class table of cache pointer and fast index, and the making of a
+//! class on its first allocation (its arena, its cache, its hit-table
+//! entries), under [`CLASS_LOCK`].
+//!
+//! Classes are made on first use rather than all 46 at init, which cost
+//! about half of the first `malloc` of every process however few sizes it
+//! uses (`docs/performance.md`).
+
+use crate::arenas::{self, ARENAS};
+use crate::classes;
+use crate::hit_tables;
+use crate::options;
+use crate::region;
+use crate::source::ClassSource;
+use crate::sys::PAGE;
+use core::ptr::{null_mut, NonNull};
+use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
+use umem_slab::{Cache, CacheFlags, CacheOps, FastIndex};
+use umem_vmem::{CreateFlags, Source, Vmem};
+
+/// A class's cache and its fast index side by side (one cache line holds
+/// four classes), so the paths past the magazine hit do not first load the
+/// cache to find its index.
+#[repr(C, align(16))]
+struct ClassSlot {
+    cache: AtomicPtr<Cache>,
+    /// `cache.fast_index()` as a word, stored before `cache` is published.
+    fast: AtomicUsize,
+}
+
+#[allow(clippy::declare_interior_mutable_const)]
+const NO_CLASS: ClassSlot = ClassSlot {
+    cache: AtomicPtr::new(null_mut()),
+    fast: AtomicUsize::new(0),
+};
+static CLASS_CACHES: [ClassSlot; classes::COUNT] = [NO_CLASS; classes::COUNT];
+
+/// A class's cache with its fast index, read together from the table: what
+/// the cache's `alloc_with`/`free_with` take.
+#[derive(Clone, Copy)]
+pub struct ClassCache {
+    cache: &'static Cache,
+    fast: FastIndex,
+}
+
+impl ClassCache {
+    /// A buffer from the cache past the magazine hit (`None`: no memory).
+    #[inline(always)]
+    pub fn alloc(self) -> Option<*mut u8> {
+        debug_assert_eq!(self.fast, self.cache.fast_index());
+        // SAFETY: `fast` was stored from this cache's fast index
+        // (`class_or_create`).
+        unsafe { self.cache.alloc_with(self.fast) }.map(NonNull::as_ptr)
+    }
+
+    /// Frees `p` to the cache past the magazine hit.
+    ///
+    /// # Safety
+    /// `p` must be a live buffer of this cache.
+    #[inline(always)]
+    pub unsafe fn free(self, p: *mut u8) {
+        debug_assert_eq!(self.fast, self.cache.fast_index());
+        // SAFETY: per the caller, `p` is a live non-null buffer of the
+        // cache; `fast` is the cache's fast index.
+        unsafe { self.cache.free_with(self.fast, NonNull::new_unchecked(p)) }
+    }
+}
+
+/// Class `c`'s cache, if it is made.
+#[inline]
+pub fn cache_of(c: usize) -> Option<&'static Cache> {
+    let p = CLASS_CACHES[c].cache.load(Ordering::Acquire);
+    // SAFETY: published once from a `&'static Cache` and never destroyed.
+    (!p.is_null()).then(|| unsafe { &*p })
+}
+
+/// Class `c`'s cache with its fast index, if the class is made.
+#[inline(always)]
+pub fn class_cache(c: usize) -> Option<ClassCache> {
+    let e = &CLASS_CACHES[c];
+    let p = e.cache.load(Ordering::Acquire);
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: published once from a `&'static Cache` (after its fast index,
+    // with Release) and never destroyed.
+    let cache = unsafe { &*p };
+    Some(ClassCache {
+        cache,
+        fast: FastIndex::from_raw(e.fast.load(Ordering::Relaxed)),
+    })
+}
+
+static CLASS_SOURCES: [ClassSource; classes::COUNT] = {
+    const S: ClassSource = ClassSource { class: 0 };
+    let mut t = [S; classes::COUNT];
+    let mut c = 0;
+    while c < classes::COUNT {
+        t[c] = ClassSource { class: c };
+        c += 1;
+    }
+    t
+};
+
+/// Serialises the making of classes ([`class_or_create`]). Lock order:
+/// after the large-block cache lock, before every umem-slab and umem-vmem
+/// lock (making a class takes those); `prefork` takes it in that place.
+pub static CLASS_LOCK: umem_slab::SpinLock<()> = umem_slab::SpinLock::new(());
+
+/// The class cache for `umem_alloc_<n>` (magazines unless `nomagazines`,
+/// the debug layout with `UMEM_DEBUG`).
+fn create_cache(c: usize, arena: &'static Vmem) -> Option<&'static Cache> {
+    let mut flags = if options::NOMAGAZINES.load(Ordering::Relaxed) {
+        CacheFlags::NOMAGAZINE
+    } else {
+        CacheFlags::NONE
+    };
+    if options::DEBUG.load(Ordering::Relaxed) {
+        flags = flags | CacheFlags::DEBUG;
+    }
+    Cache::create(
+        classes::NAMES[c],
+        classes::size(c),
+        classes::align(c),
+        CacheOps::NONE,
+        arena,
+        flags,
+    )
+    .ok()
+}
+
+/// Class `c`'s cache, made now (arena, cache, hit-table entries) if this is
+/// the class's first allocation; `None` if that fails (no memory).
+#[cold]
+#[inline(never)]
+pub fn class_or_create(c: usize) -> Option<ClassCache> {
+    if let Some(k) = class_cache(c) {
+        return Some(k);
+    }
+    let _g = CLASS_LOCK.lock();
+    if let Some(k) = class_cache(c) {
+        return Some(k);
+    }
+    let src: &'static dyn Source = &CLASS_SOURCES[c];
+    let arena = Vmem::create(
+        classes::NAMES[c],
+        None,
+        PAGE,
+        Some(src),
+        0,
+        CreateFlags::NO_QCACHE,
+    )
+    .ok()?;
+    if region::base().is_some() {
+        // Spans going back to the region are discarded: keep some (the
+        // heap's retention does this for spans going to umem_default).
+        arena.set_retain(region::CLASS_RETAIN);
+    }
+    arenas::publish(&ARENAS.class[c], arena);
+    let cache = create_cache(c, arena)?;
+    let slot = &CLASS_CACHES[c];
+    slot.fast.store(cache.fast_index().raw(), Ordering::Relaxed);
+    slot.cache
+        .store(cache as *const Cache as *mut Cache, Ordering::Release);
+    hit_tables::publish(c, cache.fast_index().inline());
+    class_cache(c)
+}

@@ -1,0 +1,46 @@
+//! **Not public API.** The internal interface between `umem-global` and its
+//! C ABI crate, `umem-preload` (`libumem.so`): exactly what that crate uses,
+//! plus the few internals this crate's integration tests inspect (the size
+//! classes, the class region, `owner`). It may change in any release
+//! without notice; a program that wants umem uses [`Umem`](crate::Umem) or
+//! `libumem.so`.
+//!
+//! The contract (DESIGN.md, umem-global ↔ preload):
+//! * umem-global supplies the allocator's core with Rust types: `alloc`
+//!   (size, alignment, zeroing), `free` (no size; `Err` for a pointer umem
+//!   does not own), `realloc`, `usable_size`, and the magazine hits alone
+//!   (`alloc16_hit`, `free_hit`), which make no calls so that a C entry
+//!   point that tail-calls the full function on a miss needs no stack
+//!   frame;
+//! * it never unwinds (out-of-line paths run under `no_unwind`), never
+//!   allocates from anything but its own tree, and keeps `errno` on `free`;
+//! * the preload crate adds the C semantics (ENOMEM and errno, overflow
+//!   checks, `realloc(p, 0)`, `posix_memalign`'s return codes), the abort
+//!   on a foreign pointer (with `sys::fatal`), the `#[no_mangle]` symbols
+//!   and the panic hook; it has no locks of its own.
+//!
+//! Fork handling, initialisation, the bootstrap arena and the statistics at
+//! exit are umem-global's own and need nothing from the preload crate.
+
+pub use crate::alloc::{alloc, alloc16, alloc16_hit};
+pub use crate::free::{free, free_hit, free_sized, owner, usable_size, FreeError, Owner};
+pub use crate::realloc::{realloc, REALLOC_GROW_LARGE};
+pub use crate::sys::no_unwind;
+
+/// The system-call and diagnostic helpers the C ABI uses.
+pub mod sys {
+    pub use crate::sys::{fatal, keep_errno, set_errno, PAGE};
+}
+
+/// The size classes (for tests that walk every class).
+pub mod classes {
+    pub use crate::classes::{natural_align, COUNT, SIZES};
+}
+
+/// The class region (for tests that check where classes live).
+pub mod region {
+    pub use crate::region::{
+        base, in_use, stripe_class, stripe_source, StripeSource, CLASS_SLOTS, LEN, ROUND, STRIPE,
+        STRIPES_PER_CLASS, STRIPE_SHIFT,
+    };
+}
