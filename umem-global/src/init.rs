@@ -63,6 +63,14 @@ pub fn ensure_init() -> bool {
 /// first allocation (`caches.rs`).
 fn build_tree() -> bool {
     options::read_env();
+    // PAGE is a constant (the hit paths shift by it); a system whose pages do
+    // not divide it cannot be served.
+    if PAGE % umem_vmem::page_size() != 0 {
+        crate::sys::fatal(format_args!(
+            "umem: the system page size {} does not divide umem's page-map granule {PAGE}",
+            umem_vmem::page_size()
+        ));
+    }
     // The heap's source: ours, unless someone built vmem's tree first.
     let _ = umem_vmem::init(&source::PAGES, PAGE);
     umem_slab::init();

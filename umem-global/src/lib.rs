@@ -88,7 +88,7 @@
 //!
 //! | file | holds |
 //! |---|---|
-//! | `sys.rs` | system calls, errno, the page size, `fatal`, `StackBuf`, `no_unwind` |
+//! | `sys.rs` | system calls, errno, the page size, `fatal`, `flush_to`, `no_unwind` |
 //! | `options.rs` | `UMEM_OPTIONS` and friends |
 //! | `boot.rs` | the bootstrap arena for allocations made during init |
 //! | `classes.rs` | the size classes and the size → class tables |

@@ -4,7 +4,7 @@
 //! written with write(2).
 
 use crate::arenas::is_initialized;
-use crate::sys::StackBuf;
+use crate::sys::{flush_to, StackStr};
 use crate::{caches, classes, large, options, region, source};
 use core::fmt::Write;
 use core::sync::atomic::Ordering;
@@ -198,7 +198,7 @@ pub fn stats() -> Stats {
 /// Prints the umastat-like table to `fd`.
 pub fn print_stats(fd: i32) {
     let s = stats();
-    let mut b = StackBuf::<4096>::new();
+    let mut b = StackStr::<4096>::new();
     let _ = writeln!(
         b,
         "{:<24} {:>7} {:>9} {:>9} {:>11} {:>11} {:>6} {:>5}",
@@ -214,7 +214,7 @@ pub fn print_stats(fd: i32) {
         "{:-<24} {:->7} {:->9} {:->9} {:->11} {:->11} {:->6} {:->5}",
         "", "", "", "", "", "", "", ""
     );
-    b.flush_to(fd);
+    flush_to(&mut b, fd);
     for c in &s.classes {
         let _ = writeln!(
             b,
@@ -229,7 +229,7 @@ pub fn print_stats(fd: i32) {
             c.mag_size
         );
         if b.len() > 3500 {
-            b.flush_to(fd);
+            flush_to(&mut b, fd);
         }
     }
     let l = s.large;
@@ -265,7 +265,7 @@ pub fn print_stats(fd: i32) {
         "{:-<24} {:->12} {:->12} {:->12} {:->11} {:->6}",
         "", "", "", "", "", ""
     );
-    b.flush_to(fd);
+    flush_to(&mut b, fd);
     for a in s.arenas() {
         let _ = writeln!(
             b,
@@ -278,7 +278,7 @@ pub fn print_stats(fd: i32) {
             a.fail
         );
         if b.len() > 3500 {
-            b.flush_to(fd);
+            flush_to(&mut b, fd);
         }
     }
     let _ = writeln!(
@@ -293,7 +293,7 @@ pub fn print_stats(fd: i32) {
         "class region: {} bytes reserved, {} bytes in spans",
         s.region_reserved, s.region_in_use
     );
-    b.flush_to(fd);
+    flush_to(&mut b, fd);
 }
 
 /// Runs at process exit (from `.fini_array`): prints the table when

@@ -1,12 +1,12 @@
 //! Thin wrappers over the system calls umem-global uses (mmap, munmap,
 //! mprotect, madvise, write, errno, the clock), the page size, and the
-//! diagnostics: a formatter that writes into a stack buffer ([`StackBuf`]),
-//! so that messages and the statistics table never allocate, [`fatal`]
-//! (abort with a message) and [`no_unwind`].
+//! diagnostics: [`fatal`] (abort with a message), [`warn`], [`flush_to`]
+//! for umem-vmem's allocation-free [`StackStr`], and [`no_unwind`].
 //!
-//! The page size, `fatal` and the stack buffer are here alone, so that they
-//! can later come from umem-vmem (`umem_vmem::page_size`, `diag::fatal`,
-//! `diag::StackStr`) by changing this file only.
+//! `fatal` and the stack buffer come from umem-vmem (`umem_vmem::diag`), the
+//! one home of those helpers in the workspace. [`PAGE`] is the page-map
+//! granule, a constant so that the hit paths shift by an immediate; init
+//! checks that the system page size (`umem_vmem::page_size()`) divides it.
 //!
 //! Every function here is safe to call at any time, from any thread,
 //! including inside `malloc` before initialisation.
@@ -123,69 +123,24 @@ pub fn write_fd(fd: i32, mut bytes: &[u8]) {
     }
 }
 
-/// A `fmt::Write` sink over a fixed byte array; output beyond its capacity
-/// is dropped (and marked with a trailing "...").
-pub struct StackBuf<const N: usize> {
-    buf: [u8; N],
-    len: usize,
-    truncated: bool,
-}
+pub use umem_vmem::diag::StackStr;
 
-impl<const N: usize> StackBuf<N> {
-    /// An empty buffer.
-    pub const fn new() -> Self {
-        StackBuf {
-            buf: [0; N],
-            len: 0,
-            truncated: false,
-        }
+/// Writes what `b` holds to `fd` (and "...\n" where text was cut), then
+/// empties it.
+pub fn flush_to<const N: usize>(b: &mut StackStr<N>, fd: i32) {
+    write_fd(fd, b.as_str().as_bytes());
+    if b.is_truncated() {
+        write_fd(fd, b"...\n");
     }
-    /// What was written (and kept).
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.buf[..self.len]
-    }
-    /// Bytes written (and kept).
-    pub fn len(&self) -> usize {
-        self.len
-    }
-    /// Forgets what was written.
-    pub fn clear(&mut self) {
-        self.len = 0;
-        self.truncated = false;
-    }
-    /// Writes the contents to `fd` and empties the buffer.
-    pub fn flush_to(&mut self, fd: i32) {
-        write_fd(fd, self.as_bytes());
-        if self.truncated {
-            write_fd(fd, b"...\n");
-        }
-        self.clear();
-    }
-}
-
-impl<const N: usize> fmt::Write for StackBuf<N> {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        let room = N - self.len;
-        let n = s.len().min(room);
-        self.buf[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
-        self.len += n;
-        if n < s.len() {
-            self.truncated = true;
-        }
-        Ok(())
-    }
+    b.clear();
 }
 
 /// Writes a one-line message to stderr and aborts the process. Never
-/// allocates and never unwinds.
+/// allocates and never unwinds (umem-vmem's `diag::fatal`, the one home of
+/// abort-with-message in the workspace).
 #[cold]
 pub fn fatal(args: fmt::Arguments<'_>) -> ! {
-    let mut b = StackBuf::<512>::new();
-    let _ = fmt::Write::write_fmt(&mut b, args);
-    let _ = fmt::Write::write_str(&mut b, "\n");
-    b.flush_to(2);
-    // SAFETY: abort has no preconditions.
-    unsafe { libc::abort() }
+    umem_vmem::diag::fatal(args)
 }
 
 /// Runs `f`, aborting with a message if a panic unwinds out of it. The
@@ -214,9 +169,9 @@ pub fn no_unwind<R>(f: impl FnOnce() -> R) -> R {
 
 /// Writes a message to stderr (no allocation).
 pub fn warn(args: fmt::Arguments<'_>) {
-    let mut b = StackBuf::<512>::new();
+    let mut b = StackStr::<512>::new();
     let _ = fmt::Write::write_fmt(&mut b, args);
-    b.flush_to(2);
+    flush_to(&mut b, 2);
 }
 
 /// errno of the calling thread.
