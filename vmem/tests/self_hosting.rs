@@ -8,14 +8,12 @@
 //! This file is its own test binary (its own process), so `init` here is the
 //! first one.
 
-mod common;
-
-use common::Rng;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::{Cell, UnsafeCell};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
-use umem_vmem::{CreateFlags, Policy, Source, Vmem, XAllocRequest};
+use umem_testkit::{child_arena, span_arena, Rng, POLICIES};
+use umem_vmem::{Policy, Source, XAllocRequest};
 
 /// Counts allocations made by the current thread.
 struct Counting;
@@ -118,13 +116,6 @@ impl Source for StaticSource {
     }
 }
 
-const POLICIES: [Policy; 4] = [
-    Policy::InstantFit,
-    Policy::BestFit,
-    Policy::FirstFit,
-    Policy::NextFit,
-];
-
 #[test]
 fn million_ops_with_zero_outside_allocation() {
     umem_vmem::init(&STATIC_SOURCE, PAGE).unwrap();
@@ -148,17 +139,9 @@ fn million_ops_with_zero_outside_allocation() {
     let mut ops = 0usize;
 
     // An integer arena (IDs/addresses) with 2*10^5 live segments at peak.
-    let ids = Vmem::create(
-        "ids",
-        Some((0x1000_0000, 1 << 34)),
-        16,
-        None,
-        0,
-        CreateFlags::NONE,
-    )
-    .unwrap();
+    let ids = span_arena("ids", 0x1000_0000, 1 << 34, 16);
     // A memory arena importing real pages through heap from the static source.
-    let memory = Vmem::create("memory", None, 64, Some(heap), 0, CreateFlags::NONE).unwrap();
+    let memory = child_arena("memory", 64, heap);
 
     for _ in 0..200_000 {
         let n = 16 * rng.range(1, 8);
@@ -214,9 +197,8 @@ fn million_ops_with_zero_outside_allocation() {
         }
         // Arenas come and go (their structures come from vmem_vmem).
         if i % 5_000 == 0 {
-            let t =
-                Vmem::create("temp", Some((0, 1 << 20)), 1, None, 0, CreateFlags::NONE).unwrap();
-            let c = Vmem::create("tempchild", None, 1, Some(t), 0, CreateFlags::NONE).unwrap();
+            let t = span_arena("temp", 0, 1 << 20, 1);
+            let c = child_arena("tempchild", 1, t);
             for _ in 0..10 {
                 let p = c.alloc(100, Policy::BestFit).unwrap();
                 c.free(p, 100).unwrap();
