@@ -4,27 +4,19 @@
 
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Mutex};
+use std::sync::mpsc;
 
 use umem_slab::{Cache, CacheFlags, CacheOps, SlabError};
-use umem_vmem::{CreateFlags, Vmem};
+use umem_testkit::{cache, heap_arena, serial, span_arena, CacheBuilder};
+use umem_vmem::Vmem;
 
-/// Tests in this binary that measure arena usage or global counters run one at a time.
-static SERIAL: Mutex<()> = Mutex::new(());
+// Tests in this binary that measure arena usage or global counters take turns (`serial()`).
 
 fn arena(name: &str) -> &'static Vmem {
     // No inline periodic update: it could reap a depot while a test checks exact counts.
     umem_slab::set_update_interval_ms(0);
     let page = 4096;
-    Vmem::create(
-        name,
-        None,
-        page,
-        Some(umem_vmem::heap()),
-        0,
-        CreateFlags::NONE,
-    )
-    .unwrap()
+    heap_arena(name, page)
 }
 
 fn inuse(a: &Vmem) -> u64 {
@@ -35,7 +27,7 @@ fn inuse(a: &Vmem) -> u64 {
 fn alloc_free_verify_small_and_hashed() {
     let a = arena("t_basic");
     for &size in &[8usize, 24, 64, 100, 500, 512, 1000, 4096, 5000, 20000] {
-        let c = Cache::create("basic", size, 0, CacheOps::NONE, a, CacheFlags::NONE).unwrap();
+        let c = cache("basic", size, a);
         assert_eq!(c.is_hashed(), c.chunk_size() >= 4096 / 8, "size {size}");
         let mut v = Vec::new();
         for i in 0..300 {
@@ -76,7 +68,7 @@ fn waste_at_most_one_eighth_for_size_classes() {
     sizes.extend((1..200).map(|k| k * 97 + 1));
     for size in sizes {
         let align = if size % 64 == 0 { 64 } else { 0 };
-        let c = Cache::create("waste", size, align, CacheOps::NONE, a, CacheFlags::NONE).unwrap();
+        let c = CacheBuilder::new("waste", size, a).align(align).create();
         let per = c.buffers_per_slab();
         let used = per * c.chunk_size();
         let waste = c.slab_size() - used;
@@ -118,7 +110,7 @@ fn dtor(p: NonNull<u8>, _private: *mut ()) {
 
 #[test]
 fn ctor_dtor_accounting() {
-    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _s = serial();
     let a = arena("t_ctor");
     let ops = CacheOps {
         ctor: Some(ctor),
@@ -129,7 +121,7 @@ fn ctor_dtor_accounting() {
     for &size in &[32usize, 3000] {
         CTORS.store(0, Ordering::SeqCst);
         DTORS.store(0, Ordering::SeqCst);
-        let c = Cache::create("ctor", size, 0, ops, a, CacheFlags::NONE).unwrap();
+        let c = CacheBuilder::new("ctor", size, a).ops(ops).create();
         // Churn: constructed objects come back constructed and are never re-constructed
         // while cached.
         let mut v = Vec::new();
@@ -181,7 +173,7 @@ fn ctor_dtor_accounting() {
 fn reap_returns_memory_to_arena() {
     let a = arena("t_reap");
     for &size in &[64usize, 2000] {
-        let c = Cache::create("reap", size, 0, CacheOps::NONE, a, CacheFlags::NONE).unwrap();
+        let c = cache("reap", size, a);
         let mut v: Vec<NonNull<u8>> = (0..20000).map(|_| c.alloc().unwrap()).collect();
         let big = inuse(a);
         // Keep every 1000th object.
@@ -214,8 +206,8 @@ fn reap_returns_memory_to_arena() {
 fn checked_free_reports_misuse() {
     let a = arena("t_checked");
     for &size in &[48usize, 1500] {
-        let c = Cache::create("chk_a", size, 0, CacheOps::NONE, a, CacheFlags::NONE).unwrap();
-        let d = Cache::create("chk_b", size, 0, CacheOps::NONE, a, CacheFlags::NONE).unwrap();
+        let c = cache("chk_a", size, a);
+        let d = cache("chk_b", size, a);
         let anchor = c.alloc().unwrap();
         let p = c.alloc().unwrap();
         assert_eq!(
@@ -283,7 +275,7 @@ fn checked_free_reports_misuse() {
 #[test]
 fn destroy_with_live_objects_is_refused_and_cache_stays_usable() {
     let a = arena("t_destroy_live");
-    let c = Cache::create("live", 128, 0, CacheOps::NONE, a, CacheFlags::NONE).unwrap();
+    let c = cache("live", 128, a);
     let p = c.alloc().unwrap();
     let q = c.alloc().unwrap();
     unsafe { c.free(q) };
@@ -318,7 +310,7 @@ fn destroy_takes_magazines_from_live_threads() {
         reclaim: None,
         private: std::ptr::null_mut(),
     };
-    let c = Cache::create("thr", 256, 0, ops, a, CacheFlags::NONE).unwrap();
+    let c = CacheBuilder::new("thr", 256, a).ops(ops).create();
     let (tx, rx) = mpsc::channel::<()>();
     let (done_tx, done_rx) = mpsc::channel::<()>();
     let h = std::thread::spawn(move || {
@@ -342,7 +334,7 @@ fn destroy_takes_magazines_from_live_threads() {
 #[test]
 fn thread_exit_flush_returns_cached_objects() {
     let a = arena("t_exit");
-    let c = Cache::create("exit", 96, 0, CacheOps::NONE, a, CacheFlags::NONE).unwrap();
+    let c = cache("exit", 96, a);
     std::thread::spawn(move || {
         let v: Vec<_> = (0..1000).map(|_| c.alloc().unwrap()).collect();
         for p in v {
@@ -377,7 +369,9 @@ fn thread_exit_flush_returns_cached_objects() {
 #[test]
 fn nomagazine_cache_goes_to_slabs() {
     let a = arena("t_nomag");
-    let c = Cache::create("nomag", 40, 0, CacheOps::NONE, a, CacheFlags::NOMAGAZINE).unwrap();
+    let c = CacheBuilder::new("nomag", 40, a)
+        .flags(CacheFlags::NOMAGAZINE)
+        .create();
     let p = c.alloc().unwrap();
     let q = c.alloc().unwrap();
     unsafe {
@@ -399,8 +393,10 @@ fn nomagazine_cache_goes_to_slabs() {
 #[test]
 fn nomagazine_cache_with_many_thread_blocks() {
     let a = arena("t_nomag_threads");
-    let mags = Cache::create("mags", 64, 0, CacheOps::NONE, a, CacheFlags::NONE).unwrap();
-    let c = Cache::create("nomag_t", 48, 0, CacheOps::NONE, a, CacheFlags::NOMAGAZINE).unwrap();
+    let mags = cache("mags", 64, a);
+    let c = CacheBuilder::new("nomag_t", 48, a)
+        .flags(CacheFlags::NOMAGAZINE)
+        .create();
     let barrier = std::sync::Barrier::new(4);
     std::thread::scope(|s| {
         for t in 0..4u8 {
@@ -504,7 +500,9 @@ fn bad_arguments() {
 #[test]
 fn verify_detects_corrupt_free_list() {
     let a = arena("t_verify");
-    let c = Cache::create("corrupt", 64, 0, CacheOps::NONE, a, CacheFlags::NOMAGAZINE).unwrap();
+    let c = CacheBuilder::new("corrupt", 64, a)
+        .flags(CacheFlags::NOMAGAZINE)
+        .create();
     let p = c.alloc().unwrap();
     let q = c.alloc().unwrap();
     unsafe { c.free(q) };
@@ -526,7 +524,9 @@ fn verify_detects_corrupt_free_list() {
 #[test]
 fn audit_records_last_transaction() {
     let a = arena("t_audit");
-    let c = Cache::create("audited", 100, 0, CacheOps::NONE, a, CacheFlags::AUDIT).unwrap();
+    let c = CacheBuilder::new("audited", 100, a)
+        .flags(CacheFlags::AUDIT)
+        .create();
     assert!(c.is_hashed(), "auditing uses external bufctls");
     assert!(c.flags().contains(CacheFlags::DEBUG));
     let me = unsafe { libc::pthread_self() } as usize;
@@ -573,17 +573,9 @@ fn exhausted_arena_and_failing_constructor() {
     // cleanly when it is full and work again after frees.
     let heap = umem_vmem::heap();
     let mem = heap.alloc(65536, umem_vmem::Policy::InstantFit).unwrap();
-    let a = Vmem::create(
-        "t_oom",
-        Some((mem, 65536)),
-        4096,
-        None,
-        0,
-        CreateFlags::NONE,
-    )
-    .unwrap();
+    let a = span_arena("t_oom", mem, 65536, 4096);
     for &size in &[64usize, 1000, 9000] {
-        let c = Cache::create("oom", size, 0, CacheOps::NONE, a, CacheFlags::NONE).unwrap();
+        let c = cache("oom", size, a);
         let mut v = Vec::new();
         while let Some(p) = c.alloc() {
             v.push(p);
@@ -609,7 +601,10 @@ fn exhausted_arena_and_failing_constructor() {
         reclaim: None,
         private: std::ptr::null_mut(),
     };
-    let c = Cache::create("ctorfail", 64, 64, ops, a, CacheFlags::NONE).unwrap();
+    let c = CacheBuilder::new("ctorfail", 64, a)
+        .align(64)
+        .ops(ops)
+        .create();
     let mut got = Vec::new();
     let mut fails = 0;
     for _ in 0..300 {
@@ -639,17 +634,9 @@ fn exhausted_arena_and_failing_constructor() {
 fn caches_on_a_small_quantum_arena() {
     // Quantum 16 over page-quantum memory: in-slab caches still get page-aligned one-page
     // slabs (constrained allocation); hashed caches get quantum-rounded slabs.
-    let a = Vmem::create(
-        "t_q16",
-        None,
-        16,
-        Some(umem_vmem::heap()),
-        0,
-        CreateFlags::NONE,
-    )
-    .unwrap();
+    let a = heap_arena("t_q16", 16);
     for &(size, align) in &[(32usize, 0usize), (200, 64), (1000, 0), (3000, 1024)] {
-        let c = Cache::create("q16", size, align, CacheOps::NONE, a, CacheFlags::NONE).unwrap();
+        let c = CacheBuilder::new("q16", size, a).align(align).create();
         let v: Vec<_> = (0..500).map(|_| c.alloc().unwrap()).collect();
         for p in &v {
             assert_eq!(p.as_ptr() as usize % c.align(), 0);
@@ -671,7 +658,7 @@ fn caches_on_a_small_quantum_arena() {
 #[test]
 fn threads_refilling_from_the_slab_layer_do_not_share_cache_lines() {
     let a = arena("t_batch");
-    let c = Cache::create("batch", 8, 0, CacheOps::NONE, a, CacheFlags::NONE).unwrap();
+    let c = cache("batch", 8, a);
     let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
     let (got_tx, got_rx) = std::sync::mpsc::channel::<usize>();
     let first = std::thread::spawn(move || {

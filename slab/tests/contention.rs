@@ -3,29 +3,20 @@
 
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Mutex};
+use std::sync::mpsc;
 use std::time::Duration;
 
-/// Both tests call the global update step: run them one at a time.
-static SERIAL: Mutex<()> = Mutex::new(());
+use umem_slab::CacheOps;
+use umem_testkit::{cache, heap_arena, serial, CacheBuilder};
 
-use umem_slab::{Cache, CacheFlags, CacheOps};
-use umem_vmem::{CreateFlags, Vmem};
+// Every test here calls the global update step: they take turns (`serial()`).
 
 #[test]
 fn magazines_grow_under_forced_depot_contention() {
-    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _s = serial();
     umem_slab::set_update_interval_ms(0);
-    let a = Vmem::create(
-        "c_arena",
-        None,
-        4096,
-        Some(umem_vmem::heap()),
-        0,
-        CreateFlags::NONE,
-    )
-    .unwrap();
-    let c = Cache::create("contend", 64, 0, CacheOps::NONE, a, CacheFlags::NONE).unwrap();
+    let a = heap_arena("c_arena", 4096);
+    let c = cache("contend", 64, a);
     // Prime the depot with a full magazine so that a fresh thread's first alloc goes there.
     let v: Vec<_> = (0..100).map(|_| c.alloc().unwrap()).collect();
     for p in v {
@@ -98,17 +89,9 @@ fn magazines_grow_under_forced_depot_contention() {
 
 #[test]
 fn working_set_reaping_frees_idle_magazines() {
-    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let a = Vmem::create(
-        "ws_arena",
-        None,
-        4096,
-        Some(umem_vmem::heap()),
-        0,
-        CreateFlags::NONE,
-    )
-    .unwrap();
-    let c = Cache::create("ws", 128, 0, CacheOps::NONE, a, CacheFlags::NONE).unwrap();
+    let _s = serial();
+    let a = heap_arena("ws_arena", 4096);
+    let c = cache("ws", 128, a);
     // A burst puts many full magazines in the depot (enough that the magazines growing on
     // the burst's depot traffic, which empties the depot, still leaves many).
     // (A joined std thread: its exit flush has run when join returns.)
@@ -134,17 +117,9 @@ fn working_set_reaping_frees_idle_magazines() {
 
 #[test]
 fn inline_update_runs_from_slow_paths_when_due() {
-    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let a = Vmem::create(
-        "iu_arena",
-        None,
-        4096,
-        Some(umem_vmem::heap()),
-        0,
-        CreateFlags::NONE,
-    )
-    .unwrap();
-    let c = Cache::create("inline_upd", 256, 0, CacheOps::NONE, a, CacheFlags::NONE).unwrap();
+    let _s = serial();
+    let a = heap_arena("iu_arena", 4096);
+    let c = cache("inline_upd", 256, a);
     std::thread::spawn(move || {
         let v: Vec<_> = (0..2000).map(|_| c.alloc().unwrap()).collect();
         for p in v {
@@ -157,7 +132,7 @@ fn inline_update_runs_from_slow_paths_when_due() {
     umem_slab::set_update_interval_ms(5);
     // Nobody calls update(): slow-path allocations (another cache's, from fresh threads)
     // run it inline once the interval passes; two idle intervals reap the idle depot.
-    let other = Cache::create("inline_upd2", 32, 0, CacheOps::NONE, a, CacheFlags::NONE).unwrap();
+    let other = cache("inline_upd2", 32, a);
     let t0 = std::time::Instant::now();
     while c.stats().depot_full != 0 {
         assert!(
@@ -184,17 +159,9 @@ fn inline_update_runs_from_slow_paths_when_due() {
 
 #[test]
 fn thousand_short_lived_threads_do_not_grow_memory() {
-    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let a = Vmem::create(
-        "st_arena",
-        None,
-        4096,
-        Some(umem_vmem::heap()),
-        0,
-        CreateFlags::NONE,
-    )
-    .unwrap();
-    let c = Cache::create("short", 48, 0, CacheOps::NONE, a, CacheFlags::NONE).unwrap();
+    let _s = serial();
+    let a = heap_arena("st_arena", 4096);
+    let c = cache("short", 48, a);
     let run = |n: usize| {
         for _ in 0..n {
             std::thread::spawn(move || {
@@ -237,18 +204,10 @@ fn thousand_short_lived_threads_do_not_grow_memory() {
 
 #[test]
 fn reap_asks_live_threads_to_flush_on_their_next_slow_path() {
-    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let a = Vmem::create(
-        "rf_arena",
-        None,
-        4096,
-        Some(umem_vmem::heap()),
-        0,
-        CreateFlags::NONE,
-    )
-    .unwrap();
-    let c = Cache::create("reapflush", 512, 0, CacheOps::NONE, a, CacheFlags::NONE).unwrap();
-    let other = Cache::create("reapflush2", 16, 0, CacheOps::NONE, a, CacheFlags::NONE).unwrap();
+    let _s = serial();
+    let a = heap_arena("rf_arena", 4096);
+    let c = cache("reapflush", 512, a);
+    let other = cache("reapflush2", 16, a);
     let (go_tx, go_rx) = mpsc::channel::<()>();
     let (done_tx, done_rx) = mpsc::channel::<()>();
     let h = std::thread::spawn(move || {
@@ -314,25 +273,11 @@ static TRACKER: Tracker = Tracker {
 #[test]
 fn object_ops_trait_and_reclaim_callback() {
     // umem_slab::reap() below reaps every cache: serialised with this binary's other tests.
-    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let a = Vmem::create(
-        "t_objops",
-        None,
-        4096,
-        Some(umem_vmem::heap()),
-        0,
-        CreateFlags::NONE,
-    )
-    .unwrap();
-    let c = Cache::create(
-        "objops",
-        24,
-        0,
-        CacheOps::from_object(&TRACKER),
-        a,
-        CacheFlags::NONE,
-    )
-    .unwrap();
+    let _s = serial();
+    let a = heap_arena("t_objops", 4096);
+    let c = CacheBuilder::new("objops", 24, a)
+        .ops(CacheOps::from_object(&TRACKER))
+        .create();
     let v: Vec<_> = (0..10).map(|_| c.alloc().unwrap()).collect();
     for p in &v {
         assert_eq!(unsafe { *(p.as_ptr() as *const u32) }, 0xc0ffee);
@@ -356,20 +301,12 @@ fn object_ops_trait_and_reclaim_callback() {
 
 #[test]
 fn magazines_grow_on_depot_traffic_of_one_thread() {
-    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _s = serial();
     umem_slab::set_update_interval_ms(0);
-    let a = Vmem::create(
-        "traffic_arena",
-        None,
-        4096,
-        Some(umem_vmem::heap()),
-        0,
-        CreateFlags::NONE,
-    )
-    .unwrap();
+    let a = heap_arena("traffic_arena", 4096);
     // 1000-byte buffers start with 3-round magazines; a churn over 64 live objects
     // visits the depot every few operations. No other thread, no contention.
-    let c = Cache::create("traffic", 1000, 0, CacheOps::NONE, a, CacheFlags::NONE).unwrap();
+    let c = cache("traffic", 1000, a);
     let p0 = c.alloc().unwrap();
     unsafe { c.free(p0) };
     let m0 = c.stats().mag_size;

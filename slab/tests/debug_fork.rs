@@ -1,80 +1,33 @@
 //! Debug caches (buftag, redzone, fill patterns) and fork safety (lockup/release while
-//! other threads allocate). Aborting cases run in forked children. One test function so
-//! that no other test thread of this binary holds allocator locks when we fork.
+//! other threads allocate). Aborting cases run in child processes (the test binary runs
+//! this test again, `umem_testkit::child`). One test function so that no other test thread
+//! of this binary holds allocator locks when we fork.
 
 #![allow(clippy::manual_is_multiple_of)] // keep the workspace MSRV (1.80)
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use umem_slab::{Cache, CacheFlags, CacheOps, SlabError};
-use umem_vmem::{CreateFlags, Vmem};
+use umem_slab::{CacheFlags, SlabError};
+use umem_testkit::{assert_aborts_with, cache, heap_arena, run_child, CacheBuilder};
 
 const REDZONE: u64 = 0xfeed_face_feed_face;
 
-/// Run `f` in a child; return whether it died of SIGABRT and what it wrote to stderr.
-fn child_abort_message(f: impl FnOnce()) -> (bool, String) {
-    let mut fds = [0i32; 2];
-    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0);
-    if pid == 0 {
-        unsafe {
-            libc::close(fds[0]);
-            libc::dup2(fds[1], 2);
-        }
-        f();
-        unsafe { libc::_exit(0) };
+/// Runs `f` in a child process (this test again, see `umem_testkit::child`) and asserts
+/// that it died of SIGABRT.
+#[track_caller]
+fn assert_child_aborts(name: &str, f: impl FnOnce()) {
+    if let Some(o) = run_child(name, f) {
+        assert!(o.aborted(), "child {name} did not abort:\n{}", o.show());
     }
-    unsafe { libc::close(fds[1]) };
-    let mut out = Vec::new();
-    let mut buf = [0u8; 512];
-    loop {
-        let n = unsafe { libc::read(fds[0], buf.as_mut_ptr() as *mut _, buf.len()) };
-        if n <= 0 {
-            break;
-        }
-        out.extend_from_slice(&buf[..n as usize]);
-    }
-    unsafe { libc::close(fds[0]) };
-    let mut status = 0;
-    unsafe { libc::waitpid(pid, &mut status, 0) };
-    (
-        libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGABRT,
-        String::from_utf8_lossy(&out).into_owned(),
-    )
-}
-
-fn child_aborts(f: impl FnOnce()) -> bool {
-    // SAFETY: the child runs `f` and exits without returning into the test harness.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0);
-    if pid == 0 {
-        // Silence the expected abort message.
-        unsafe {
-            let fd = libc::open(c"/dev/null".as_ptr(), libc::O_WRONLY);
-            libc::dup2(fd, 2);
-        }
-        f();
-        unsafe { libc::_exit(0) };
-    }
-    let mut status = 0;
-    unsafe { libc::waitpid(pid, &mut status, 0) };
-    libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGABRT
 }
 
 #[test]
 fn debug_caches_and_fork() {
-    let a = Vmem::create(
-        "d_arena",
-        None,
-        4096,
-        Some(umem_vmem::heap()),
-        0,
-        CreateFlags::NONE,
-    )
-    .unwrap();
+    let a = heap_arena("d_arena", 4096);
     for &size in &[40usize, 1000] {
-        let c = Cache::create("dbg", size, 0, CacheOps::NONE, a, CacheFlags::DEBUG).unwrap();
+        let c = CacheBuilder::new("dbg", size, a)
+            .flags(CacheFlags::DEBUG)
+            .create();
         let p = c.alloc().unwrap();
         let w = p.as_ptr() as *mut u64;
         // Fresh buffers carry the uninitialised pattern.
@@ -96,32 +49,35 @@ fn debug_caches_and_fork() {
         }
         c.verify().unwrap();
         // Use after free is caught when the buffer is handed out again.
-        assert!(child_aborts(|| {
+        assert_child_aborts(&format!("use-after-free-{size}"), || {
             let q = c.alloc().unwrap();
             unsafe {
                 c.free(q);
                 *(q.as_ptr() as *mut u64).add(1) = 7;
             }
             let _ = c.alloc(); // same buffer (LIFO magazine): fill check fails
-        }));
+        });
         // A double free through the unchecked path aborts with a message.
-        assert!(child_aborts(|| {
+        assert_child_aborts(&format!("double-free-{size}"), || {
             let q = c.alloc().unwrap();
             unsafe {
                 c.free(q);
                 c.free(q);
             }
-        }));
+        });
         // Freeing another debug cache's buffer through the unchecked path aborts, naming
         // the owner.
-        let other =
-            Cache::create("dbg_other", size, 0, CacheOps::NONE, a, CacheFlags::DEBUG).unwrap();
-        let (aborted, msg) = child_abort_message(|| {
-            let q = other.alloc().unwrap();
-            unsafe { c.free(q) };
-        });
-        assert!(aborted, "{msg}");
-        assert!(msg.contains("belongs to cache dbg_other"), "{msg}");
+        let other = CacheBuilder::new("dbg_other", size, a)
+            .flags(CacheFlags::DEBUG)
+            .create();
+        assert_aborts_with(
+            &format!("foreign-free-{size}"),
+            || {
+                let q = other.alloc().unwrap();
+                unsafe { c.free(q) };
+            },
+            "belongs to cache dbg_other",
+        );
         unsafe { other.destroy().unwrap() };
         // The parent is unaffected.
         let q = c.alloc().unwrap();
@@ -135,7 +91,7 @@ fn debug_caches_and_fork() {
     }
 
     // Fork while two threads allocate: lockup before, release in parent and child.
-    let c = Cache::create("forky", 72, 0, CacheOps::NONE, a, CacheFlags::NONE).unwrap();
+    let c = cache("forky", 72, a);
     let stop = AtomicBool::new(false);
     std::thread::scope(|s| {
         for t in 0..2 {

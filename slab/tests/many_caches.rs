@@ -2,32 +2,14 @@
 //! lazily allocated directory (alloc, free, thread-exit flush, stats, destroy).
 
 use std::ptr::NonNull;
-use umem_slab::{Cache, CacheFlags, CacheOps};
-use umem_vmem::{CreateFlags, Vmem};
+use umem_slab::Cache;
+use umem_testkit::{cache, heap_arena};
 
 #[test]
 fn caches_beyond_the_inline_slots_work_in_every_thread() {
-    let a = Vmem::create(
-        "many_arena",
-        None,
-        4096,
-        Some(umem_vmem::heap()),
-        0,
-        CreateFlags::NONE,
-    )
-    .unwrap();
+    let a = heap_arena("many_arena", 4096);
     let caches: Vec<&'static Cache> = (0..100)
-        .map(|i| {
-            Cache::create(
-                "many",
-                16 + 16 * (i % 8),
-                0,
-                CacheOps::NONE,
-                a,
-                CacheFlags::NONE,
-            )
-            .unwrap()
-        })
+        .map(|i| cache("many", 16 + 16 * (i % 8), a))
         .collect();
     assert!(umem_slab::cache_count() >= 100);
     let work = |caches: &[&'static Cache], tag: usize| {
