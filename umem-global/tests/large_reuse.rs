@@ -4,19 +4,17 @@
 //! One test per binary: the cache is process-wide.
 
 use umem_global::{alloc, free, stats, usable_size};
+use umem_testkit::pattern::fill_bytes;
 
 const MB: usize = 1 << 20;
-
-fn fill(p: *mut u8, n: usize, b: u8) {
-    unsafe { std::ptr::write_bytes(p, b, n) };
-}
 
 #[test]
 fn a_freed_large_block_serves_smaller_requests_and_zeroes_for_calloc() {
     // 7 MiB: capacity 8 MiB. Every byte dirty.
     let big = alloc(7 * MB, 16, false);
     assert!(!big.is_null());
-    fill(big, 7 * MB, 0xa5);
+    // SAFETY: `big` is a live block of at least 7 * MB bytes, ours.
+    unsafe { fill_bytes(big, 7 * MB, 0xa5) };
     unsafe { free(big) }.unwrap();
     let hits = stats().large.cache_hits;
 
@@ -32,7 +30,8 @@ fn a_freed_large_block_serves_smaller_requests_and_zeroes_for_calloc() {
     // Its usable length is the request (page-rounded), not the capacity.
     let u = usable_size(p).unwrap();
     assert!((3 * MB..3 * MB + 4096).contains(&u), "usable {u}");
-    fill(p, 3 * MB, 0x5a);
+    // SAFETY: `p` is a live block of at least 3 * MB bytes, ours.
+    unsafe { fill_bytes(p, 3 * MB, 0x5a) };
     unsafe { free(p) }.unwrap();
 
     // 1 MiB wants 1 MiB: the 8 MiB block is more than 4x too big and stays

@@ -9,13 +9,8 @@
 use umem_global::classes;
 use umem_global::region::{self, STRIPE, STRIPE_SHIFT};
 use umem_global::{alloc, free, owner, reap, stats, usable_size, Owner};
+use umem_testkit::serial;
 use umem_vmem::Source;
-
-static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn turn() -> std::sync::MutexGuard<'static, ()> {
-    TURN.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 fn class_of_size(n: usize) -> usize {
     classes::SIZES.iter().position(|&s| s == n).unwrap()
@@ -29,7 +24,7 @@ fn resident_bytes() -> usize {
 
 #[test]
 fn every_class_lives_in_its_own_stripes() {
-    let _t = turn();
+    let _t = serial();
     // Force init.
     let p = alloc(1, 1, false);
     unsafe { free(p) }.unwrap();
@@ -61,7 +56,7 @@ fn every_class_lives_in_its_own_stripes() {
 
 #[test]
 fn a_class_without_stripes_falls_back_to_umem_default() {
-    let _t = turn();
+    let _t = serial();
     let n = 4544;
     let c = class_of_size(n);
     let p0 = alloc(n, 16, false);
@@ -124,7 +119,7 @@ fn a_class_without_stripes_falls_back_to_umem_default() {
 
 #[test]
 fn spans_given_back_are_discarded() {
-    let _t = turn();
+    let _t = serial();
     let n = 2688;
     let c = class_of_size(n);
     let count = (64 << 20) / n;
@@ -165,7 +160,7 @@ fn spans_given_back_are_discarded() {
 
 #[test]
 fn the_region_is_committed_in_rounds_as_one_mapping() {
-    let _t = turn();
+    let _t = serial();
     let base = region::base().unwrap();
     // Use many classes, a few MiB each, so that several rounds are reached.
     let mut blocks = Vec::new();
