@@ -33,15 +33,18 @@ fn alloc_free_verify_small_and_hashed() {
         for i in 0..300 {
             let p = c.alloc().unwrap();
             assert_eq!(p.as_ptr() as usize % c.align(), 0);
+            // SAFETY: a fresh buffer of this cache, `size` bytes, ours.
             unsafe { std::ptr::write_bytes(p.as_ptr(), i as u8, size) };
             v.push((p, i as u8));
         }
         c.verify().unwrap();
         for &(p, b) in &v {
+            // SAFETY: a live buffer of `size` bytes, written above, not freed yet.
             let s = unsafe { std::slice::from_raw_parts(p.as_ptr(), size) };
             assert!(s.iter().all(|&x| x == b), "content of size {size}");
         }
         for (p, _) in v.drain(..) {
+            // SAFETY: the buffer came from this cache's `alloc` and is freed once.
             unsafe { c.free(p) };
         }
         c.verify().unwrap();
@@ -53,6 +56,7 @@ fn alloc_free_verify_small_and_hashed() {
         c.verify().unwrap();
         let st = c.stats();
         assert_eq!(st.slabs, 0, "size {size}: {st:?}");
+        // SAFETY: the test made it and nothing uses it after this (no other users).
         unsafe { c.destroy().unwrap() };
     }
 }
@@ -78,6 +82,7 @@ fn waste_at_most_one_eighth_for_size_classes() {
             c.slab_size(),
             c.chunk_size()
         );
+        // SAFETY: the test made it and nothing uses it after this (no other users).
         unsafe { c.destroy().unwrap() };
     }
 }
@@ -90,6 +95,8 @@ const DEAD: u64 = 0xdead_0b1e_c7ed_0002;
 fn ctor(p: NonNull<u8>, private: *mut ()) -> bool {
     assert_eq!(private as usize, 0x1234);
     let w = p.as_ptr() as *mut u64;
+    // SAFETY: the cache hands the constructor a buffer of at least 16 bytes, 8-aligned,
+    // that nothing else uses.
     unsafe {
         assert_ne!(*w, LIVE, "object constructed twice");
         *w = LIVE;
@@ -101,6 +108,8 @@ fn ctor(p: NonNull<u8>, private: *mut ()) -> bool {
 
 fn dtor(p: NonNull<u8>, _private: *mut ()) {
     let w = p.as_ptr() as *mut u64;
+    // SAFETY: the cache hands the destructor a constructed buffer (at least 16 bytes,
+    // 8-aligned) that nothing else uses.
     unsafe {
         assert_eq!(*w, LIVE, "destructing an unconstructed object");
         *w = DEAD;
@@ -129,6 +138,7 @@ fn ctor_dtor_accounting() {
             for _ in 0..100 {
                 let p = c.alloc().unwrap();
                 let w = p.as_ptr() as *mut u64;
+                // SAFETY: a live buffer of this cache (at least 16 bytes, 8-aligned), ours.
                 unsafe {
                     assert_eq!(*w, LIVE, "allocated object not constructed");
                     *w.add(1) += 1;
@@ -136,6 +146,7 @@ fn ctor_dtor_accounting() {
                 v.push(p);
             }
             for p in v.drain(..) {
+                // SAFETY: the buffer came from this cache's `alloc` and is freed once.
                 unsafe { c.free(p) };
             }
             if round == 0 {
@@ -153,11 +164,13 @@ fn ctor_dtor_accounting() {
                     v.push(c.alloc().unwrap());
                 }
                 for p in v {
+                    // SAFETY: the buffer came from this cache's `alloc` and is freed once.
                     unsafe { c.free(p) };
                 }
             });
         });
         c.verify().unwrap();
+        // SAFETY: the test made it and nothing uses it after this (no other users).
         unsafe { c.destroy().unwrap() };
         assert_eq!(
             CTORS.load(Ordering::SeqCst),
@@ -182,6 +195,7 @@ fn reap_returns_memory_to_arena() {
             if i % 1000 == 0 {
                 keep.push(p);
             } else {
+                // SAFETY: the buffer came from this cache's `alloc` and is freed once.
                 unsafe { c.free(p) };
             }
         }
@@ -193,11 +207,13 @@ fn reap_returns_memory_to_arena() {
         assert_eq!(inuse(a), (st.slabs * c.slab_size()) as u64);
         assert!(inuse(a) * 10 < big);
         for p in keep {
+            // SAFETY: the buffer came from this cache's `alloc` and is freed once.
             unsafe { c.free(p) };
         }
         c.reap();
         assert_eq!(inuse(a), 0);
         assert_eq!(c.stats().slabs, 0);
+        // SAFETY: the test made it and nothing uses it after this (no other users).
         unsafe { c.destroy().unwrap() };
     }
 }
@@ -218,6 +234,9 @@ fn checked_free_reports_misuse() {
         let q = d.alloc().unwrap();
         let mut local = 0u64;
         let stack = NonNull::new(&mut local as *mut u64 as *mut u8).unwrap();
+        // SAFETY: the checked free refuses what is not a live buffer of the cache (the
+        // misuse under test) without touching it; the buffers it accepts came from
+        // `alloc` and are freed once.
         unsafe {
             assert!(matches!(
                 c.free_checked(stack),
@@ -250,6 +269,7 @@ fn checked_free_reports_misuse() {
         }
         let keep = c.alloc().unwrap();
         let p2 = c.alloc().unwrap();
+        // SAFETY: the buffers came from this cache's `alloc`; each is freed once.
         unsafe {
             c.free(p2);
             c.reap();
@@ -264,6 +284,8 @@ fn checked_free_reports_misuse() {
             c.free_checked(anchor).unwrap();
         }
         c.reap();
+        // SAFETY: the test made these arenas/caches and nothing uses them after this (no
+        // other users); any buffer freed here came from its cache's `alloc`, freed once.
         unsafe {
             c.destroy().unwrap();
             d.reap();
@@ -278,13 +300,17 @@ fn destroy_with_live_objects_is_refused_and_cache_stays_usable() {
     let c = cache("live", 128, a);
     let p = c.alloc().unwrap();
     let q = c.alloc().unwrap();
+    // SAFETY: the buffer came from this cache's `alloc` and is freed once.
     unsafe { c.free(q) };
+    // SAFETY: the test made it and nothing uses it after this (no other users).
     match unsafe { c.destroy() } {
         Err(SlabError::NotEmpty { live, .. }) => assert_eq!(live, 1),
         r => panic!("expected NotEmpty, got {r:?}"),
     }
     c.verify().unwrap();
     let r = c.alloc().unwrap();
+    // SAFETY: the test made these arenas/caches and nothing uses them after this (no
+    // other users); any buffer freed here came from its cache's `alloc`, freed once.
     unsafe {
         c.free(r);
         c.free(p);
@@ -316,6 +342,7 @@ fn destroy_takes_magazines_from_live_threads() {
     let h = std::thread::spawn(move || {
         let v: Vec<_> = (0..50).map(|_| c.alloc().unwrap()).collect();
         for p in v {
+            // SAFETY: the buffer came from this cache's `alloc` and is freed once.
             unsafe { c.free(p) };
         }
         done_tx.send(()).unwrap();
@@ -323,6 +350,7 @@ fn destroy_takes_magazines_from_live_threads() {
     });
     done_rx.recv().unwrap();
     assert!(umem_slab::live_thread_blocks() >= 1);
+    // SAFETY: the test made it and nothing uses it after this (no other users).
     unsafe { c.destroy().unwrap() };
     assert_eq!(CT2.load(Ordering::SeqCst), DT2.load(Ordering::SeqCst));
     assert_eq!(CT2.load(Ordering::SeqCst), 50);
@@ -338,6 +366,7 @@ fn thread_exit_flush_returns_cached_objects() {
     std::thread::spawn(move || {
         let v: Vec<_> = (0..1000).map(|_| c.alloc().unwrap()).collect();
         for p in v {
+            // SAFETY: the buffer came from this cache's `alloc` and is freed once.
             unsafe { c.free(p) };
         }
         // Freed objects sit in this thread's magazines and the depot.
@@ -355,14 +384,17 @@ fn thread_exit_flush_returns_cached_objects() {
     assert_eq!(inuse(a), 0);
     // The explicit flush works too and the thread can go on allocating.
     let p = c.alloc().unwrap();
+    // SAFETY: the buffer came from this cache's `alloc` and is freed once.
     unsafe { c.free(p) };
     umem_slab::thread_exit_flush();
     assert!(c.stats().depot_full + c.stats().depot_empty > 0 || c.stats().slabs == 0);
     let p = c.alloc().unwrap();
+    // SAFETY: the buffer came from this cache's `alloc` and is freed once.
     unsafe { c.free(p) };
     umem_slab::thread_exit_flush();
     c.reap();
     assert_eq!(c.stats().slabs, 0);
+    // SAFETY: the test made it and nothing uses it after this (no other users).
     unsafe { c.destroy().unwrap() };
 }
 
@@ -374,6 +406,7 @@ fn nomagazine_cache_goes_to_slabs() {
         .create();
     let p = c.alloc().unwrap();
     let q = c.alloc().unwrap();
+    // SAFETY: the buffers came from this cache's `alloc`; each is freed once.
     unsafe {
         c.free(p);
         c.free(q);
@@ -383,6 +416,7 @@ fn nomagazine_cache_goes_to_slabs() {
     assert_eq!(st.slabs, 0, "no magazine holds them: slab freed at once");
     assert_eq!(st.alloc, 2);
     assert_eq!(st.free, 2);
+    // SAFETY: the test made it and nothing uses it after this (no other users).
     unsafe { c.destroy().unwrap() };
 }
 
@@ -404,16 +438,20 @@ fn nomagazine_cache_with_many_thread_blocks() {
             s.spawn(move || {
                 // A magazine cache first: this thread gets a block in the registry.
                 let m = mags.alloc().unwrap();
+                // SAFETY: the buffer came from this cache's `alloc` and is freed once.
                 unsafe { mags.free(m) };
                 barrier.wait();
                 for i in 0..2000u32 {
                     let p = c.alloc().unwrap();
                     let tag = (i as u8) ^ t;
+                    // SAFETY: a fresh 48-byte buffer, ours.
                     unsafe { std::ptr::write_bytes(p.as_ptr(), tag, 48) };
                     let q = c.alloc().unwrap();
                     assert_ne!(p, q);
+                    // SAFETY: a live 48-byte buffer, written above.
                     let s = unsafe { std::slice::from_raw_parts(p.as_ptr(), 48) };
                     assert!(s.iter().all(|&x| x == tag), "thread {t} round {i}");
+                    // SAFETY: the buffers came from this cache's `alloc`; each is freed once.
                     unsafe {
                         c.free(q);
                         c.free(p);
@@ -430,6 +468,7 @@ fn nomagazine_cache_with_many_thread_blocks() {
     assert_eq!(st.slabs, 0, "no magazine holds them: every slab went back");
     assert_eq!(st.alloc, 4 * 2 * 2000);
     assert_eq!(st.free, 4 * 2 * 2000);
+    // SAFETY: the test made it and nothing uses it after this (no other users).
     unsafe { c.destroy().unwrap() };
 }
 
@@ -505,16 +544,24 @@ fn verify_detects_corrupt_free_list() {
         .create();
     let p = c.alloc().unwrap();
     let q = c.alloc().unwrap();
+    // SAFETY: the buffer came from this cache's `alloc` and is freed once.
     unsafe { c.free(q) };
     c.verify().unwrap();
     // q is free: its link word (end of chunk) points to the next free buffer. Point it
     // at p's interior instead.
+    // SAFETY: the link word is the last word of q's chunk, inside the slab.
     let link = unsafe { q.as_ptr().add(c.chunk_size() - 8) as *mut usize };
+    // SAFETY: q is free in a NOMAGAZINE cache: no one but the slab layer, which this test
+    // thread alone drives, reads or writes its link word.
     let saved = unsafe { *link };
+    // SAFETY: as above; the corruption is undone before the next allocation.
     unsafe { *link = p.as_ptr() as usize + 8 };
     assert!(matches!(c.verify(), Err(SlabError::Corrupt { .. })));
+    // SAFETY: as above (restoring the saved link).
     unsafe { *link = saved };
     c.verify().unwrap();
+    // SAFETY: the test made these arenas/caches and nothing uses them after this (no
+    // other users); any buffer freed here came from its cache's `alloc`, freed once.
     unsafe {
         c.free(p);
         c.destroy().unwrap();
@@ -529,9 +576,11 @@ fn audit_records_last_transaction() {
         .create();
     assert!(c.is_hashed(), "auditing uses external bufctls");
     assert!(c.flags().contains(CacheFlags::DEBUG));
+    // SAFETY: `pthread_self` has no preconditions.
     let me = unsafe { libc::pthread_self() } as usize;
     let p = std::thread::spawn(move || {
         let p = c.alloc().unwrap();
+        // SAFETY: `pthread_self` has no preconditions.
         (p.as_ptr() as usize, unsafe { libc::pthread_self() }
             as usize)
     })
@@ -543,6 +592,7 @@ fn audit_records_last_transaction() {
     assert!(r1.allocated);
     assert_eq!(r1.thread, other);
     assert_eq!(r1.transactions, 1);
+    // SAFETY: the buffer came from this cache's `alloc` and is freed once.
     unsafe { c.free(p) };
     let r2 = c.audit(p).unwrap();
     assert!(!r2.allocated);
@@ -551,6 +601,7 @@ fn audit_records_last_transaction() {
     assert!(r2.timestamp_ns >= r1.timestamp_ns);
     // A double free is reported, naming nothing else.
     assert!(matches!(
+        // SAFETY: the checked free detects the double free and touches nothing.
         unsafe { c.free_checked(p) },
         Err(SlabError::DoubleFree { .. })
     ));
@@ -564,6 +615,7 @@ fn audit_records_last_transaction() {
     umem_slab::thread_exit_flush();
     c.reap();
     assert_eq!(c.stats().slabs, 0);
+    // SAFETY: the test made it and nothing uses it after this (no other users).
     unsafe { c.destroy().unwrap() };
 }
 
@@ -587,11 +639,14 @@ fn exhausted_arena_and_failing_constructor() {
         assert_eq!(st.buf_inuse as usize, v.len());
         c.verify().unwrap();
         for p in v.drain(..) {
+            // SAFETY: the buffer came from this cache's `alloc` and is freed once.
             unsafe { c.free(p) };
         }
+        // SAFETY: the buffer came from this cache's `alloc` and is freed once.
         assert!(c.alloc().map(|p| unsafe { c.free(p) }).is_some());
         c.reap();
         assert_eq!(a.stats().mem_inuse, 0);
+        // SAFETY: the test made it and nothing uses it after this (no other users).
         unsafe { c.destroy().unwrap() };
     }
     // Constructor failure: the allocation fails, the buffer goes back, nothing leaks.
@@ -619,10 +674,13 @@ fn exhausted_arena_and_failing_constructor() {
     assert_eq!(st.buf_slab_alloc, got.len());
     c.verify().unwrap();
     for p in got {
+        // SAFETY: the buffer came from this cache's `alloc` and is freed once.
         unsafe { c.free(p) };
     }
     c.reap();
     assert_eq!(a.stats().mem_inuse, 0);
+    // SAFETY: the test made these arenas/caches and nothing uses them after this (no
+    // other users); any buffer freed here came from its cache's `alloc`, freed once.
     unsafe {
         c.destroy().unwrap();
         a.destroy();
@@ -640,14 +698,17 @@ fn caches_on_a_small_quantum_arena() {
         let v: Vec<_> = (0..500).map(|_| c.alloc().unwrap()).collect();
         for p in &v {
             assert_eq!(p.as_ptr() as usize % c.align(), 0);
+            // SAFETY: a live buffer of `size` bytes, ours until freed below.
             unsafe { std::ptr::write_bytes(p.as_ptr(), 0x5a, size) };
         }
         c.verify().unwrap();
         for p in v {
+            // SAFETY: the buffer came from this cache's `alloc` and is freed once.
             unsafe { c.free(p) };
         }
         c.reap();
         assert_eq!(c.stats().slabs, 0);
+        // SAFETY: the test made it and nothing uses it after this (no other users).
         unsafe { c.destroy().unwrap() };
     }
     assert_eq!(a.stats().mem_inuse, 0);
@@ -665,12 +726,14 @@ fn threads_refilling_from_the_slab_layer_do_not_share_cache_lines() {
         let p = c.alloc().unwrap();
         got_tx.send(p.as_ptr() as usize).unwrap();
         go_rx.recv().unwrap(); // keep this thread's magazines until the other one allocated
+                               // SAFETY: the buffer came from this cache's `alloc` and is freed once.
         unsafe { c.free(p) };
     });
     let pa = got_rx.recv().unwrap();
     let pb = std::thread::spawn(move || {
         let p = c.alloc().unwrap();
         let v = p.as_ptr() as usize;
+        // SAFETY: the buffer came from this cache's `alloc` and is freed once.
         unsafe { c.free(p) };
         v
     })
@@ -685,5 +748,6 @@ fn threads_refilling_from_the_slab_layer_do_not_share_cache_lines() {
     c.reap();
     umem_slab::thread_exit_flush();
     c.reap();
+    // SAFETY: the test made it and nothing uses it after this (no other users).
     unsafe { c.destroy().unwrap() };
 }

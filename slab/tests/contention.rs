@@ -20,6 +20,7 @@ fn magazines_grow_under_forced_depot_contention() {
     // Prime the depot with a full magazine so that a fresh thread's first alloc goes there.
     let v: Vec<_> = (0..100).map(|_| c.alloc().unwrap()).collect();
     for p in v {
+        // SAFETY: the buffer came from this cache's `alloc` and is freed once.
         unsafe { c.free(p) };
     }
     umem_slab::thread_exit_flush();
@@ -33,6 +34,7 @@ fn magazines_grow_under_forced_depot_contention() {
             rx.recv().unwrap();
             // First alloc of a fresh thread visits the depot while it is held.
             let p = c.alloc().unwrap();
+            // SAFETY: the buffer came from this cache's `alloc` and is freed once.
             unsafe { c.free(p) };
         });
         umem_slab::__with_depot_locked(c, &mut |waiters| {
@@ -56,6 +58,7 @@ fn magazines_grow_under_forced_depot_contention() {
                 for _ in 0..50 {
                     let v: Vec<_> = (0..100).map(|_| c.alloc().unwrap()).collect();
                     for p in v {
+                        // SAFETY: the buffer came from this cache's `alloc` and is freed once.
                         unsafe { c.free(p) };
                     }
                 }
@@ -67,6 +70,7 @@ fn magazines_grow_under_forced_depot_contention() {
     }
     let v: Vec<_> = (0..100).map(|_| c.alloc().unwrap()).collect();
     for p in v {
+        // SAFETY: the buffer came from this cache's `alloc` and is freed once.
         unsafe { c.free(p) };
     }
     c.verify().unwrap();
@@ -84,6 +88,7 @@ fn magazines_grow_under_forced_depot_contention() {
     umem_slab::thread_exit_flush();
     c.reap();
     assert_eq!(c.stats().slabs, 0);
+    // SAFETY: the test made it and nothing uses it after this (no other users).
     unsafe { c.destroy().unwrap() };
 }
 
@@ -98,6 +103,7 @@ fn working_set_reaping_frees_idle_magazines() {
     std::thread::spawn(move || {
         let v: Vec<_> = (0..20000).map(|_| c.alloc().unwrap()).collect();
         for p in v {
+            // SAFETY: the buffer came from this cache's `alloc` and is freed once.
             unsafe { c.free(p) };
         }
     })
@@ -112,6 +118,7 @@ fn working_set_reaping_frees_idle_magazines() {
     assert_eq!(st.depot_full, 0, "idle magazines reaped: {st:?}");
     c.reap();
     assert_eq!(c.stats().slabs, 0);
+    // SAFETY: the test made it and nothing uses it after this (no other users).
     unsafe { c.destroy().unwrap() };
 }
 
@@ -123,6 +130,7 @@ fn inline_update_runs_from_slow_paths_when_due() {
     std::thread::spawn(move || {
         let v: Vec<_> = (0..2000).map(|_| c.alloc().unwrap()).collect();
         for p in v {
+            // SAFETY: the buffer came from this cache's `alloc` and is freed once.
             unsafe { c.free(p) };
         }
     })
@@ -142,6 +150,7 @@ fn inline_update_runs_from_slow_paths_when_due() {
         std::thread::sleep(Duration::from_millis(6));
         std::thread::spawn(move || {
             let p = other.alloc().unwrap();
+            // SAFETY: the buffer came from this cache's `alloc` and is freed once.
             unsafe { other.free(p) };
         })
         .join()
@@ -151,6 +160,8 @@ fn inline_update_runs_from_slow_paths_when_due() {
     c.reap();
     other.reap();
     assert_eq!(a.stats().mem_inuse, 0);
+    // SAFETY: the test made these arenas/caches and nothing uses them after this (no
+    // other users); any buffer freed here came from its cache's `alloc`, freed once.
     unsafe {
         c.destroy().unwrap();
         other.destroy().unwrap();
@@ -167,6 +178,7 @@ fn thousand_short_lived_threads_do_not_grow_memory() {
             std::thread::spawn(move || {
                 let v: Vec<_> = (0..40).map(|_| c.alloc().unwrap()).collect();
                 for p in v {
+                    // SAFETY: the buffer came from this cache's `alloc` and is freed once.
                     unsafe { c.free(p) };
                 }
             })
@@ -199,6 +211,7 @@ fn thousand_short_lived_threads_do_not_grow_memory() {
     c.verify().unwrap();
     c.reap();
     assert_eq!(c.stats().slabs, 0);
+    // SAFETY: the test made it and nothing uses it after this (no other users).
     unsafe { c.destroy().unwrap() };
 }
 
@@ -213,12 +226,14 @@ fn reap_asks_live_threads_to_flush_on_their_next_slow_path() {
     let h = std::thread::spawn(move || {
         let v: Vec<_> = (0..5).map(|_| c.alloc().unwrap()).collect();
         for p in v {
+            // SAFETY: the buffer came from this cache's `alloc` and is freed once.
             unsafe { c.free(p) };
         }
         done_tx.send(()).unwrap();
         go_rx.recv().unwrap();
         // Any slow path (here: another cache's first allocation) honours the request.
         let p = other.alloc().unwrap();
+        // SAFETY: the buffer came from this cache's `alloc` and is freed once.
         unsafe { other.free(p) };
         done_tx.send(()).unwrap();
         go_rx.recv().unwrap();
@@ -236,6 +251,8 @@ fn reap_asks_live_threads_to_flush_on_their_next_slow_path() {
     go_tx.send(()).unwrap();
     h.join().unwrap();
     other.reap();
+    // SAFETY: the test made these arenas/caches and nothing uses them after this (no
+    // other users); any buffer freed here came from its cache's `alloc`, freed once.
     unsafe {
         c.destroy().unwrap();
         other.destroy().unwrap();
@@ -252,11 +269,13 @@ struct Tracker {
 impl umem_slab::ObjectOps for Tracker {
     const HAS_RECLAIM: bool = true;
     fn construct(&self, buf: NonNull<u8>) -> bool {
+        // SAFETY: the constructor gets a buffer of at least 4 bytes, aligned for u32, that is its own.
         unsafe { *(buf.as_ptr() as *mut u32) = 0xc0ffee };
         self.ctors.fetch_add(1, Ordering::SeqCst);
         true
     }
     fn destruct(&self, buf: NonNull<u8>) {
+        // SAFETY: a constructed buffer (written by the constructor), at least 4 bytes.
         assert_eq!(unsafe { *(buf.as_ptr() as *const u32) }, 0xc0ffee);
         self.dtors.fetch_add(1, Ordering::SeqCst);
     }
@@ -280,9 +299,11 @@ fn object_ops_trait_and_reclaim_callback() {
         .create();
     let v: Vec<_> = (0..10).map(|_| c.alloc().unwrap()).collect();
     for p in &v {
+        // SAFETY: a live, constructed buffer of at least 4 bytes.
         assert_eq!(unsafe { *(p.as_ptr() as *const u32) }, 0xc0ffee);
     }
     for p in v {
+        // SAFETY: the buffer came from this cache's `alloc` and is freed once.
         unsafe { c.free(p) };
     }
     assert_eq!(TRACKER.ctors.load(Ordering::SeqCst), 10);
@@ -296,6 +317,7 @@ fn object_ops_trait_and_reclaim_callback() {
         10,
         "reap destructed every cached object"
     );
+    // SAFETY: the test made it and nothing uses it after this (no other users).
     unsafe { c.destroy().unwrap() };
 }
 
@@ -308,6 +330,7 @@ fn magazines_grow_on_depot_traffic_of_one_thread() {
     // visits the depot every few operations. No other thread, no contention.
     let c = cache("traffic", 1000, a);
     let p0 = c.alloc().unwrap();
+    // SAFETY: the buffer came from this cache's `alloc` and is freed once.
     unsafe { c.free(p0) };
     let m0 = c.stats().mag_size;
     assert_eq!(m0, 3);
@@ -322,14 +345,17 @@ fn magazines_grow_on_depot_traffic_of_one_thread() {
         for _ in 0..2000 {
             while v.len() < 64 {
                 let p = c.alloc().unwrap();
+                // SAFETY: a live buffer of this cache, at least a word long and word-aligned, ours.
                 unsafe { *(p.as_ptr() as *mut usize) = p.as_ptr() as usize };
                 v.push(p);
             }
             for p in v.drain(32..) {
                 assert_eq!(
+                    // SAFETY: as above: the buffer is still live.
                     unsafe { *(p.as_ptr() as *const usize) },
                     p.as_ptr() as usize
                 );
+                // SAFETY: the buffer came from this cache's `alloc` and is freed once.
                 unsafe { c.free(p) };
             }
         }
@@ -338,6 +364,7 @@ fn magazines_grow_on_depot_traffic_of_one_thread() {
     assert_eq!(st.depot_contention, 0, "{st:?}");
     assert!(st.mag_size > m0 && st.mag_resize >= 1, "{st:?}");
     for p in v {
+        // SAFETY: the buffer came from this cache's `alloc` and is freed once.
         unsafe { c.free(p) };
     }
     c.verify().unwrap();
@@ -345,5 +372,6 @@ fn magazines_grow_on_depot_traffic_of_one_thread() {
     umem_slab::thread_exit_flush();
     c.reap();
     assert_eq!(c.stats().slabs, 0);
+    // SAFETY: the test made it and nothing uses it after this (no other users).
     unsafe { c.destroy().unwrap() };
 }

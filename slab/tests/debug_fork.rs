@@ -31,9 +31,13 @@ fn debug_caches_and_fork() {
         let p = c.alloc().unwrap();
         let w = p.as_ptr() as *mut u64;
         // Fresh buffers carry the uninitialised pattern.
+        // SAFETY: a fresh buffer of at least 40 bytes, 8-aligned.
         unsafe { assert_eq!(*w, 0xbadd_cafe_badd_cafe) };
         // Write past the end: the redzone word right after the (8-rounded) buffer.
+        // SAFETY: a debug cache's buffer is followed by its redzone word, inside the same chunk.
         let rz = unsafe { p.as_ptr().add(size.next_multiple_of(8)) as *mut u64 };
+        // SAFETY: `rz` and `w` are words of p's chunk (redzone and buffer); the checked
+        // frees detect the corruption and the double free without touching anything else.
         unsafe {
             assert_eq!(*rz, REDZONE);
             *rz = 0;
@@ -51,6 +55,7 @@ fn debug_caches_and_fork() {
         // Use after free is caught when the buffer is handed out again.
         assert_child_aborts(&format!("use-after-free-{size}"), || {
             let q = c.alloc().unwrap();
+            // SAFETY: the buffers came from this cache's `alloc`; each is freed once.
             unsafe {
                 c.free(q);
                 *(q.as_ptr() as *mut u64).add(1) = 7;
@@ -60,6 +65,7 @@ fn debug_caches_and_fork() {
         // A double free through the unchecked path aborts with a message.
         assert_child_aborts(&format!("double-free-{size}"), || {
             let q = c.alloc().unwrap();
+            // SAFETY: the buffers came from this cache's `alloc`; each is freed once.
             unsafe {
                 c.free(q);
                 c.free(q);
@@ -74,19 +80,23 @@ fn debug_caches_and_fork() {
             &format!("foreign-free-{size}"),
             || {
                 let q = other.alloc().unwrap();
+                // SAFETY: the buffer came from this cache's `alloc` and is freed once.
                 unsafe { c.free(q) };
             },
             "belongs to cache dbg_other",
         );
+        // SAFETY: the test made it and nothing uses it after this (no other users).
         unsafe { other.destroy().unwrap() };
         // The parent is unaffected.
         let q = c.alloc().unwrap();
+        // SAFETY: the buffer came from this cache's `alloc` and is freed once.
         unsafe { c.free(q) };
         c.verify().unwrap();
         c.reap();
         umem_slab::thread_exit_flush();
         c.reap();
         assert_eq!(c.stats().slabs, 0);
+        // SAFETY: the test made it and nothing uses it after this (no other users).
         unsafe { c.destroy().unwrap() };
     }
 
@@ -104,6 +114,7 @@ fn debug_caches_and_fork() {
                     v.push(c.alloc().unwrap());
                     if v.len() > 200 + t * 50 {
                         for p in v.drain(..) {
+                            // SAFETY: the buffer came from this cache's `alloc` and is freed once.
                             unsafe { c.free(p) };
                         }
                     }
@@ -112,26 +123,33 @@ fn debug_caches_and_fork() {
                     }
                 }
                 for p in v {
+                    // SAFETY: the buffer came from this cache's `alloc` and is freed once.
                     unsafe { c.free(p) };
                 }
             });
         }
         for _ in 0..30 {
             umem_slab::lockup();
+            // SAFETY: after `lockup()` every allocator lock is held by this thread, so the child starts with consistent allocator state; it only allocates, verifies and `_exit`s.
             let pid = unsafe { libc::fork() };
             if pid == 0 {
+                // SAFETY: the parent did the `lockup()`; the child inherited its locks.
                 unsafe { umem_slab::release() };
                 let v: Vec<_> = (0..500).map(|_| c.alloc().unwrap()).collect();
                 for p in v {
+                    // SAFETY: the buffer came from this cache's `alloc` and is freed once.
                     unsafe { c.free(p) };
                 }
                 umem_slab::reap();
                 let ok = c.verify().is_ok();
+                // SAFETY: `_exit` ends the forked child without returning into the harness.
                 unsafe { libc::_exit(if ok { 0 } else { 3 }) };
             }
+            // SAFETY: this thread did the `lockup()` above.
             unsafe { umem_slab::release() };
             assert!(pid > 0);
             let mut status = 0;
+            // SAFETY: waiting for our own child, with a valid status pointer.
             unsafe { libc::waitpid(pid, &mut status, 0) };
             assert!(
                 libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,

@@ -18,12 +18,15 @@ fn caches_beyond_the_inline_slots_work_in_every_thread() {
             for (i, c) in caches.iter().enumerate() {
                 for _ in 0..(i % 5 + 1) {
                     let p = c.alloc().unwrap();
+                    // SAFETY: a live buffer of at least 16 bytes, word-aligned, ours.
                     unsafe { *(p.as_ptr() as *mut usize) = tag ^ i ^ round };
                     held.push((i, p));
                 }
             }
             for (i, p) in held {
+                // SAFETY: the same live buffer, written above.
                 assert_eq!(unsafe { *(p.as_ptr() as *const usize) }, tag ^ i ^ round);
+                // SAFETY: the buffer came from this cache's `alloc` and is freed once.
                 unsafe { caches[i].free(p) };
             }
         }
@@ -46,6 +49,7 @@ fn caches_beyond_the_inline_slots_work_in_every_thread() {
     }
     // Destroy takes the magazines of this (live) thread's directory slots back.
     for c in caches {
+        // SAFETY: the test made it and nothing uses it after this (no other users).
         unsafe { c.destroy().unwrap() };
     }
     assert_eq!(a.stats().mem_inuse, 0);

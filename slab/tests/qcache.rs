@@ -87,5 +87,6 @@ fn qcache_backed_arena_passes_model_test() {
     umem_slab::reap();
     assert_eq!(a.stats().mem_inuse, 0);
     a.verify().unwrap();
+    // SAFETY: the test made it and nothing uses it after this (no other users).
     assert_eq!(unsafe { a.destroy() }, 0, "no leaked bytes");
 }

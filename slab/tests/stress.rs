@@ -19,6 +19,7 @@ fn arena(name: &str) -> &'static Vmem {
 
 #[derive(Clone, Copy)]
 struct Obj(NonNull<u8>, usize, u64);
+// SAFETY: an `Obj` is a buffer handed from one thread to another with its ownership; the caches are thread-safe.
 unsafe impl Send for Obj {}
 
 #[test]
@@ -46,6 +47,7 @@ fn four_threads_cross_thread_frees_with_content_checks() {
                         // SAFETY: a live object of the cache, at least sizes[ci] bytes, 8-aligned, and only
                         // its holder (this thread) touches it.
                         unsafe { check_words(p.as_ptr(), sizes[ci], tag) };
+                        // SAFETY: the buffer came from this cache's `alloc` and is freed once.
                         unsafe { caches[ci].free(p) };
                     }
                     let r = rng.below(100);
@@ -63,6 +65,7 @@ fn four_threads_cross_thread_frees_with_content_checks() {
                         // its holder (this thread) touches it.
                         unsafe { check_words(o.0.as_ptr(), sizes[o.1], o.2) };
                         if r < 75 {
+                            // SAFETY: the buffer came from this cache's `alloc` and is freed once.
                             unsafe { caches[o.1].free(o.0) };
                         } else {
                             let to = (t + 1 + rng.below(THREADS as u64 - 1) as usize) % THREADS;
@@ -79,6 +82,7 @@ fn four_threads_cross_thread_frees_with_content_checks() {
                     // SAFETY: a live object of the cache, at least sizes[o.1] bytes, 8-aligned, and only
                     // its holder (this thread) touches it.
                     unsafe { check_words(o.0.as_ptr(), sizes[o.1], o.2) };
+                    // SAFETY: the buffer came from this cache's `alloc` and is freed once.
                     unsafe { caches[o.1].free(o.0) };
                 }
                 drop(txs);
@@ -87,6 +91,7 @@ fn four_threads_cross_thread_frees_with_content_checks() {
                     // SAFETY: a live object of the cache, at least sizes[ci] bytes, 8-aligned, and only
                     // its holder (this thread) touches it.
                     unsafe { check_words(p.as_ptr(), sizes[ci], tag) };
+                    // SAFETY: the buffer came from this cache's `alloc` and is freed once.
                     unsafe { caches[ci].free(p) };
                 }
             }));
@@ -103,6 +108,7 @@ fn four_threads_cross_thread_frees_with_content_checks() {
         assert_eq!(st.alloc, st.free);
         c.reap();
         assert_eq!(c.stats().slabs, 0);
+        // SAFETY: the test made it and nothing uses it after this (no other users).
         unsafe { c.destroy().unwrap() };
     }
     assert_eq!(a.stats().mem_inuse, 0);
@@ -154,8 +160,10 @@ fn randomized_model_alloc_free_reap() {
                 // its holder (this thread) touches it.
                 unsafe { check_words(p.as_ptr(), size.min(64), tag) };
                 if rng.below(10) == 0 {
+                    // SAFETY: the buffer came from this cache's `alloc` and is freed once.
                     unsafe { c.free_checked(p).unwrap() };
                 } else {
+                    // SAFETY: the buffer came from this cache's `alloc` and is freed once.
                     unsafe { c.free(p) };
                 }
             } else if r < 998 {
@@ -178,11 +186,13 @@ fn randomized_model_alloc_free_reap() {
             // SAFETY: a live object of the cache, at least size.min(64) bytes, 8-aligned, and only
             // its holder (this thread) touches it.
             unsafe { check_words(p.as_ptr(), size.min(64), tag) };
+            // SAFETY: the buffer came from this cache's `alloc` and is freed once.
             unsafe { c.free(p) };
         }
         c.reap();
         c.verify().unwrap();
         assert_eq!(c.stats().slabs, 0);
+        // SAFETY: the test made it and nothing uses it after this (no other users).
         unsafe { c.destroy().unwrap() };
     }
     assert_eq!(a.stats().mem_inuse, 0);

@@ -67,12 +67,13 @@ fn model_random_layouts() {
         if op < 4 || live.is_empty() {
             let layout = random_layout(&mut r);
             let zero = r.below(3) == 0;
-            // SAFETY: non-zero sizes only for the raw interface.
+            // Non-zero sizes only for the raw interface.
             let layout = if layout.size() == 0 {
                 Layout::from_size_align(1, layout.align()).unwrap()
             } else {
                 layout
             };
+            // SAFETY: a non-zero size (made so above) and a valid layout.
             let ptr = unsafe {
                 if zero {
                     GLOBAL.alloc_zeroed(layout)

@@ -17,6 +17,7 @@ fn growth_is_in_place_after_the_first_large_move() {
     let mut last_len = 64;
     while n <= 4 << 20 {
         let m = n + n / 16 + 64;
+        // SAFETY: the block is live (from `alloc`/`realloc`) and the old pointer is not used after.
         let q = unsafe { realloc(p, m, 16) }.unwrap();
         assert!(!q.is_null());
         if q != p && n >= REALLOC_GROW_LARGE {
@@ -39,26 +40,31 @@ fn growth_is_in_place_after_the_first_large_move() {
     // 16 KiB -> 4 MiB: one move into a reserved block (64x), at most one more.
     assert!(moves_large <= 1, "{moves_large} moves of a large block");
     // A big shrink moves the block to a size class, contents kept.
+    // SAFETY: the block is live (from `alloc`/`realloc`) and the old pointer is not used after.
     let q = unsafe { realloc(p, 1000, 16) }.unwrap();
     assert_ne!(q, p);
     // SAFETY: `q` is live and its first 1000 bytes were written.
     unsafe { check_with(q, 1000, mod251) };
     assert!(usable_size(q).unwrap() < 2048);
+    // SAFETY: a live block from `alloc`/`realloc`, freed once.
     unsafe { free(q) }.unwrap();
 }
 
 #[test]
 fn shrinking_within_the_usable_length_stays_in_place() {
     let p = umem_global::alloc(20_000, 16, false);
+    // SAFETY: the block is live (from `alloc`/`realloc`) and the old pointer is not used after.
     let p = unsafe { realloc(p, 40_000, 16) }.unwrap();
     // SAFETY: `p` is live with a usable length of at least 40_000 bytes.
     unsafe { fill_with(p, 0..40_000, mod251) };
+    // SAFETY: the block is live (from `alloc`/`realloc`) and the old pointer is not used after.
     let q = unsafe { realloc(p, 30_000, 16) }.unwrap();
     assert_eq!(p, q);
     // SAFETY: `q` is live and its first 30_000 bytes were written.
     unsafe { check_with(q, 30_000, mod251) };
     let u = usable_size(q).unwrap();
     assert!((30_000..30_000 + 4096).contains(&u), "usable {u}");
+    // SAFETY: a live block from `alloc`/`realloc`, freed once.
     unsafe { free(q) }.unwrap();
 }
 
@@ -74,6 +80,7 @@ fn small_blocks_grown_by_realloc_move_once_per_doubling() {
     let mut moves = 0;
     while n <= REALLOC_GROW_LARGE {
         let m = n + n / 16 + 64;
+        // SAFETY: the block is live (from `alloc`/`realloc`) and the old pointer is not used after.
         let q = unsafe { realloc(p, m, 16) }.unwrap();
         assert!(!q.is_null());
         if q != p {
@@ -91,7 +98,9 @@ fn small_blocks_grown_by_realloc_move_once_per_doubling() {
     unsafe { check_with(p, n, mod251) };
     assert!(moves <= 8, "{moves} moves growing 64 B -> {n} B");
     // Shrinking a doubled block a little stays in place.
+    // SAFETY: the block is live (from `alloc`/`realloc`) and the old pointer is not used after.
     let q = unsafe { realloc(p, n - 100, 16) }.unwrap();
     assert_eq!(q, p);
+    // SAFETY: a live block from `alloc`/`realloc`, freed once.
     unsafe { free(q) }.unwrap();
 }

@@ -27,6 +27,7 @@ fn every_class_lives_in_its_own_stripes() {
     let _t = serial();
     // Force init.
     let p = alloc(1, 1, false);
+    // SAFETY: a live block from `alloc`/`realloc`, freed once.
     unsafe { free(p) }.unwrap();
     let base = region::base().expect("no class region was reserved");
     assert_eq!(stats().region_reserved as usize, region::LEN);
@@ -39,12 +40,15 @@ fn every_class_lives_in_its_own_stripes() {
         assert_eq!(((addr - base) >> STRIPE_SHIFT) % region::CLASS_SLOTS, c);
         assert_eq!(owner(p), Owner::Small(c));
         assert_eq!(usable_size(p), Some(n));
+        // SAFETY: a live block of `n` bytes, ours.
         unsafe { std::ptr::write_bytes(p, 0x5a, n) };
+        // SAFETY: a live block from `alloc`/`realloc`, freed once.
         unsafe { free(p) }.unwrap();
         // The C-style free put it on this thread's magazine: the next
         // allocation of the class gets it back.
         let q = alloc(n, a, false);
         assert_eq!(q, p, "class {n}: freed block not reused");
+        // SAFETY: a live block from `alloc`/`realloc`, freed once.
         unsafe { free(q) }.unwrap();
     }
     // Nothing outside the region is taken for a class block.
@@ -60,6 +64,7 @@ fn a_class_without_stripes_falls_back_to_umem_default() {
     let n = 4544;
     let c = class_of_size(n);
     let p0 = alloc(n, 16, false);
+    // SAFETY: a live block from `alloc`/`realloc`, freed once.
     unsafe { free(p0) }.unwrap();
     // Take every stripe the class has left (address space: the rounds get
     // committed, nothing is touched).
@@ -82,6 +87,7 @@ fn a_class_without_stripes_falls_back_to_umem_default() {
         .map(|i| {
             let p = alloc(n, 16, false);
             assert!(!p.is_null());
+            // SAFETY: a live block of `n` bytes, ours.
             unsafe { std::ptr::write_bytes(p, i as u8, n) };
             p
         })
@@ -96,10 +102,12 @@ fn a_class_without_stripes_falls_back_to_umem_default() {
     );
     for (i, &p) in blocks.iter().enumerate() {
         assert_eq!(owner(p), Owner::Small(c));
+        // SAFETY: a live block of `n` bytes.
         let s = unsafe { std::slice::from_raw_parts(p, n) };
         assert!(s.iter().all(|&b| b == i as u8), "block {i} overwritten");
     }
     for &p in &blocks {
+        // SAFETY: a live block from `alloc`/`realloc`, freed once.
         unsafe { free(p) }.unwrap();
     }
     for a in taken {
@@ -108,11 +116,14 @@ fn a_class_without_stripes_falls_back_to_umem_default() {
     // The class takes stripes again.
     reap();
     let p = alloc(n, 16, false);
+    // SAFETY: a live block of `n` bytes, ours.
     unsafe { std::ptr::write_bytes(p, 1, n) };
+    // SAFETY: a live block from `alloc`/`realloc`, freed once.
     unsafe { free(p) }.unwrap();
     let q: Vec<*mut u8> = (0..100).map(|_| alloc(n, 16, false)).collect();
     assert!(q.iter().any(|&p| region::class_of(p as usize) == Some(c)));
     for p in q {
+        // SAFETY: a live block from `alloc`/`realloc`, freed once.
         unsafe { free(p) }.unwrap();
     }
 }
@@ -128,6 +139,7 @@ fn spans_given_back_are_discarded() {
         .map(|i| {
             let p = alloc(n, 16, false);
             assert!(!p.is_null());
+            // SAFETY: a live block of `n` bytes, ours.
             unsafe { std::ptr::write_bytes(p, i as u8 | 1, n) };
             p
         })
@@ -141,6 +153,7 @@ fn spans_given_back_are_discarded() {
     let rss1 = resident_bytes();
     assert!(rss1 >= rss0 + (56 << 20), "RSS {rss0} -> {rss1}");
     for &p in &blocks {
+        // SAFETY: a live block from `alloc`/`realloc`, freed once.
         unsafe { free(p) }.unwrap();
     }
     // Magazines and empty slabs go back, then the retained spans (the
@@ -168,6 +181,7 @@ fn the_region_is_committed_in_rounds_as_one_mapping() {
         let n = classes::SIZES[c];
         for _ in 0..((3 << 20) / n).clamp(1, 2000) {
             let p = alloc(n, classes::align_of(c), false);
+            // SAFETY: a live block of `n` bytes, ours.
             unsafe { std::ptr::write_bytes(p, 1, n.min(64)) };
             blocks.push(p);
         }
@@ -199,6 +213,7 @@ fn the_region_is_committed_in_rounds_as_one_mapping() {
         assert!((p as usize) < inside[0].1);
     }
     for p in blocks {
+        // SAFETY: a live block from `alloc`/`realloc`, freed once.
         unsafe { free(p) }.unwrap();
     }
 }

@@ -97,6 +97,7 @@ fn one_arena_many_threads() {
     assert_eq!(st.mem_total, 0, "every imported span went back");
     assert_eq!(st.alloc, st.free);
     assert_eq!(st.import, st.release);
+    // SAFETY: the test made it and nothing uses it after this (no other users).
     unsafe { assert_eq!(a.destroy(), 0) };
     umem_vmem::verify().unwrap();
 }
@@ -161,6 +162,7 @@ fn handles_freed_by_other_threads() {
     assert_eq!(st.mem_total, 0, "every imported span went back");
     assert_eq!(st.alloc, st.free);
     assert_eq!(st.alloc, (producers * per) as u64);
+    // SAFETY: the test made it and nothing uses it after this (no other users).
     unsafe { assert_eq!(a.destroy(), 0) };
     umem_vmem::verify().unwrap();
 }
@@ -190,6 +192,8 @@ fn arena_importing_from_arena_many_threads() {
     assert_eq!(child.stats().mem_total, 0);
     assert_eq!(parent.stats().mem_inuse, 0);
     assert_eq!(parent.stats().mem_total, 0);
+    // SAFETY: the test made these arenas/caches and nothing uses them after this (no
+    // other users); any buffer freed here came from its cache's `alloc`, freed once.
     unsafe {
         assert_eq!(child.destroy(), 0);
         assert_eq!(parent.destroy(), 0);
@@ -234,6 +238,8 @@ fn create_destroy_while_others_allocate() {
                     for p in v {
                         c.free(p, 64).unwrap();
                     }
+                    // SAFETY: the test made these arenas/caches and nothing uses them after this (no
+                    // other users); any buffer freed here came from its cache's `alloc`, freed once.
                     unsafe {
                         assert_eq!(c.destroy(), 0);
                         assert_eq!(a.destroy(), 0);
@@ -245,6 +251,7 @@ fn create_destroy_while_others_allocate() {
     });
     shared.verify().unwrap();
     assert_eq!(shared.size(SegTypes::ALLOC), 0);
+    // SAFETY: the test made it and nothing uses it after this (no other users).
     unsafe { shared.destroy() };
     umem_vmem::verify().unwrap();
 }
@@ -298,6 +305,7 @@ fn lockup_release_around_fork() {
                         Ok::<i32, i32>(0)
                     })()
                     .unwrap_or_else(|c| c);
+                    // SAFETY: `_exit` ends the forked child without returning into the harness.
                     unsafe { libc::_exit(code) };
                 }
                 let mut status = 0;
@@ -316,6 +324,7 @@ fn lockup_release_around_fork() {
         }
     });
     a.verify().unwrap();
+    // SAFETY: the test made it and nothing uses it after this (no other users).
     unsafe { assert_eq!(a.destroy(), 0) };
 }
 
@@ -376,6 +385,7 @@ fn maintenance_races_with_allocation() {
     let st = a.stats();
     assert_eq!(st.mem_inuse, 0);
     assert!(st.hash_rescale >= 2, "{st:?}");
+    // SAFETY: the test made it and nothing uses it after this (no other users).
     unsafe { assert_eq!(a.destroy(), 0) };
 }
 

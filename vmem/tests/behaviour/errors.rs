@@ -52,6 +52,7 @@ fn create_errors() {
     let long = "x".repeat(100);
     let a = Vmem::create(&long, None, 1, None, 0, CreateFlags::NONE).unwrap();
     assert_eq!(a.name().len(), umem_vmem::NAME_MAX);
+    // SAFETY: the test made it and nothing uses it after this (no other users).
     unsafe { a.destroy() };
 }
 
@@ -113,6 +114,7 @@ fn alloc_and_free_errors() {
     );
     a.verify().unwrap();
     assert_eq!(a.stats().mem_inuse, 0);
+    // SAFETY: the test made it and nothing uses it after this (no other users).
     unsafe { assert_eq!(a.destroy(), 0) };
 }
 
@@ -237,6 +239,7 @@ fn xalloc_parameter_errors() {
     a.xfree(x, 16).unwrap();
     a.xfree(y, 64).unwrap();
     a.verify().unwrap();
+    // SAFETY: the test made it and nothing uses it after this (no other users).
     unsafe { assert_eq!(a.destroy(), 0) };
 }
 
@@ -320,6 +323,7 @@ fn add_errors_and_contains() {
         vec![(0, 0x1000), (0x10000, 0x10000), (0x20000, 0x1000)]
     );
     a.verify().unwrap();
+    // SAFETY: the test made it and nothing uses it after this (no other users).
     unsafe { assert_eq!(a.destroy(), 0) };
 }
 

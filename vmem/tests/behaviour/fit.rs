@@ -43,6 +43,7 @@ fn nextfit_cycles_through_all_ids() {
     let i2 = a.alloc(1, Policy::InstantFit).unwrap();
     assert_eq!(i1, i2);
     a.free(i2, 1).unwrap();
+    // SAFETY: the test made it and nothing uses it after this (no other users).
     unsafe { assert_eq!(a.destroy(), 0) };
 }
 
@@ -65,6 +66,7 @@ fn nextfit_exhaustion_and_rotor_between_free_segments() {
     let two = a.alloc(2, Policy::NextFit).unwrap();
     assert!(two == v[62] || two == v[0]);
     a.verify().unwrap();
+    // SAFETY: the test made it and nothing uses it after this (no other users).
     unsafe { a.destroy() };
 }
 
@@ -122,6 +124,7 @@ fn best_first_and_instant_fit_choices() {
         a.free(k, 10).unwrap();
     }
     a.verify().unwrap();
+    // SAFETY: the test made it and nothing uses it after this (no other users).
     unsafe { assert_eq!(a.destroy(), 0) };
 }
 

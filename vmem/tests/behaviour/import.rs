@@ -62,6 +62,7 @@ fn extend_alloc_cases() {
     a.verify().unwrap();
     assert_eq!(a.size(SegTypes::ALLOC), 0);
     assert_eq!(a.size(SegTypes::FREE), 0x204000 - 0xfe000);
+    // SAFETY: the test made it and nothing uses it after this (no other users).
     unsafe { assert_eq!(a.destroy(), 0) };
 }
 
@@ -99,6 +100,8 @@ fn import_rounding_and_alignment() {
     let a = s.import(0x20000, 0x20000).unwrap();
     assert_eq!(a % 0x20000, 0);
     s.release(a, 0x20000);
+    // SAFETY: the test made these arenas/caches and nothing uses them after this (no
+    // other users); any buffer freed here came from its cache's `alloc`, freed once.
     unsafe {
         assert_eq!(child.destroy(), 0);
         assert_eq!(parent.destroy(), 0);

@@ -16,6 +16,7 @@ fn destroy_reports_leaks_and_releases_imports() {
     child.verify().unwrap();
     assert!(parent.stats().mem_inuse > 0);
     let segs_before = umem_vmem::global_free_segs();
+    // SAFETY: the test made it and nothing uses it after this (no other users).
     let leaked = unsafe { child.destroy() };
     assert_eq!(leaked, 112 + 5008 + 32);
     assert_eq!(
@@ -29,6 +30,7 @@ fn destroy_reports_leaks_and_releases_imports() {
     );
     parent.verify().unwrap();
     umem_vmem::verify().unwrap();
+    // SAFETY: the test made it and nothing uses it after this (no other users).
     unsafe { assert_eq!(parent.destroy(), 0) };
 }
 
@@ -53,6 +55,7 @@ fn arena_list_after_destroys_at_every_position() {
     assert_eq!(ids(&[a, b, c]), vec![a.id(), b.id(), c.id()]);
     // The newest (the tail) goes; the next create must still be listed.
     let cid = c.id();
+    // SAFETY: the test made it and nothing uses it after this (no other users).
     unsafe { c.destroy() };
     let d = mk("list_d");
     let all = [a, b, d];
@@ -61,17 +64,21 @@ fn arena_list_after_destroys_at_every_position() {
     umem_vmem::for_each_arena(&mut |vm| n += usize::from(vm.id() == cid));
     assert_eq!(n, 0, "destroyed arena still listed");
     // The oldest, then one in the middle.
+    // SAFETY: the test made it and nothing uses it after this (no other users).
     unsafe { a.destroy() };
     let e = mk("list_e");
     assert_eq!(ids(&[b, d, e]), vec![b.id(), d.id(), e.id()]);
+    // SAFETY: the test made it and nothing uses it after this (no other users).
     unsafe { d.destroy() };
     let f = mk("list_f");
     assert_eq!(ids(&[b, e, f]), vec![b.id(), e.id(), f.id()]);
     for vm in [b, e, f] {
+        // SAFETY: the test made it and nothing uses it after this (no other users).
         unsafe { vm.destroy() };
     }
     let g = mk("list_g");
     assert_eq!(ids(&[g]), vec![g.id()]);
+    // SAFETY: the test made it and nothing uses it after this (no other users).
     unsafe { g.destroy() };
 }
 
@@ -138,5 +145,6 @@ fn hash_grows_on_demand_and_update_shrinks() {
     a.rescale();
     assert!(a.stats().hash_size >= 32_768);
     let _ = w;
+    // SAFETY: the test made it and nothing uses it after this (no other users).
     unsafe { a.destroy() };
 }

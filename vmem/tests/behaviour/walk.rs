@@ -53,6 +53,7 @@ fn walk_types_and_reentrant_walk() {
     assert!(r.is_err());
     a.verify().unwrap();
     a.free(b, 16).unwrap();
+    // SAFETY: the test made it and nothing uses it after this (no other users).
     unsafe { assert_eq!(a.destroy(), 0) };
 }
 
@@ -75,6 +76,8 @@ fn reentrant_walk_on_sourced_arena_releases_spans() {
     );
     assert_eq!(parent.stats().mem_inuse, 0);
     let _ = v;
+    // SAFETY: the test made these arenas/caches and nothing uses them after this (no
+    // other users); any buffer freed here came from its cache's `alloc`, freed once.
     unsafe {
         child.destroy();
         parent.destroy();
