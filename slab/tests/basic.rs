@@ -4,27 +4,19 @@
 
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Mutex};
+use std::sync::mpsc;
 
 use umem_slab::{Cache, CacheFlags, CacheOps, SlabError};
-use umem_vmem::{CreateFlags, Vmem};
+use umem_testkit::{cache, heap_arena, serial, span_arena, CacheBuilder};
+use umem_vmem::Vmem;
 
-/// Tests in this binary that measure arena usage or global counters run one at a time.
-static SERIAL: Mutex<()> = Mutex::new(());
+// Tests in this binary that measure arena usage or global counters take turns (`serial()`).
 
 fn arena(name: &str) -> &'static Vmem {
     // No inline periodic update: it could reap a depot while a test checks exact counts.
     umem_slab::set_update_interval_ms(0);
     let page = 4096;
-    Vmem::create(
-        name,
-        None,
-        page,
-        Some(umem_vmem::heap()),
-        0,
-        CreateFlags::NONE,
-    )
-    .unwrap()
+    heap_arena(name, page)
 }
 
 fn inuse(a: &Vmem) -> u64 {
@@ -35,21 +27,24 @@ fn inuse(a: &Vmem) -> u64 {
 fn alloc_free_verify_small_and_hashed() {
     let a = arena("t_basic");
     for &size in &[8usize, 24, 64, 100, 500, 512, 1000, 4096, 5000, 20000] {
-        let c = Cache::create("basic", size, 0, CacheOps::NONE, a, CacheFlags::NONE).unwrap();
+        let c = cache("basic", size, a);
         assert_eq!(c.is_hashed(), c.chunk_size() >= 4096 / 8, "size {size}");
         let mut v = Vec::new();
         for i in 0..300 {
             let p = c.alloc().unwrap();
             assert_eq!(p.as_ptr() as usize % c.align(), 0);
+            // SAFETY: a fresh buffer of this cache, `size` bytes, ours.
             unsafe { std::ptr::write_bytes(p.as_ptr(), i as u8, size) };
             v.push((p, i as u8));
         }
         c.verify().unwrap();
         for &(p, b) in &v {
+            // SAFETY: a live buffer of `size` bytes, written above, not freed yet.
             let s = unsafe { std::slice::from_raw_parts(p.as_ptr(), size) };
             assert!(s.iter().all(|&x| x == b), "content of size {size}");
         }
         for (p, _) in v.drain(..) {
+            // SAFETY: the buffer came from this cache's `alloc` and is freed once.
             unsafe { c.free(p) };
         }
         c.verify().unwrap();
@@ -61,6 +56,7 @@ fn alloc_free_verify_small_and_hashed() {
         c.verify().unwrap();
         let st = c.stats();
         assert_eq!(st.slabs, 0, "size {size}: {st:?}");
+        // SAFETY: the test made it and nothing uses it after this (no other users).
         unsafe { c.destroy().unwrap() };
     }
 }
@@ -76,7 +72,7 @@ fn waste_at_most_one_eighth_for_size_classes() {
     sizes.extend((1..200).map(|k| k * 97 + 1));
     for size in sizes {
         let align = if size % 64 == 0 { 64 } else { 0 };
-        let c = Cache::create("waste", size, align, CacheOps::NONE, a, CacheFlags::NONE).unwrap();
+        let c = CacheBuilder::new("waste", size, a).align(align).create();
         let per = c.buffers_per_slab();
         let used = per * c.chunk_size();
         let waste = c.slab_size() - used;
@@ -86,6 +82,7 @@ fn waste_at_most_one_eighth_for_size_classes() {
             c.slab_size(),
             c.chunk_size()
         );
+        // SAFETY: the test made it and nothing uses it after this (no other users).
         unsafe { c.destroy().unwrap() };
     }
 }
@@ -98,6 +95,8 @@ const DEAD: u64 = 0xdead_0b1e_c7ed_0002;
 fn ctor(p: NonNull<u8>, private: *mut ()) -> bool {
     assert_eq!(private as usize, 0x1234);
     let w = p.as_ptr() as *mut u64;
+    // SAFETY: the cache hands the constructor a buffer of at least 16 bytes, 8-aligned,
+    // that nothing else uses.
     unsafe {
         assert_ne!(*w, LIVE, "object constructed twice");
         *w = LIVE;
@@ -109,6 +108,8 @@ fn ctor(p: NonNull<u8>, private: *mut ()) -> bool {
 
 fn dtor(p: NonNull<u8>, _private: *mut ()) {
     let w = p.as_ptr() as *mut u64;
+    // SAFETY: the cache hands the destructor a constructed buffer (at least 16 bytes,
+    // 8-aligned) that nothing else uses.
     unsafe {
         assert_eq!(*w, LIVE, "destructing an unconstructed object");
         *w = DEAD;
@@ -118,7 +119,7 @@ fn dtor(p: NonNull<u8>, _private: *mut ()) {
 
 #[test]
 fn ctor_dtor_accounting() {
-    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _s = serial();
     let a = arena("t_ctor");
     let ops = CacheOps {
         ctor: Some(ctor),
@@ -129,7 +130,7 @@ fn ctor_dtor_accounting() {
     for &size in &[32usize, 3000] {
         CTORS.store(0, Ordering::SeqCst);
         DTORS.store(0, Ordering::SeqCst);
-        let c = Cache::create("ctor", size, 0, ops, a, CacheFlags::NONE).unwrap();
+        let c = CacheBuilder::new("ctor", size, a).ops(ops).create();
         // Churn: constructed objects come back constructed and are never re-constructed
         // while cached.
         let mut v = Vec::new();
@@ -137,6 +138,7 @@ fn ctor_dtor_accounting() {
             for _ in 0..100 {
                 let p = c.alloc().unwrap();
                 let w = p.as_ptr() as *mut u64;
+                // SAFETY: a live buffer of this cache (at least 16 bytes, 8-aligned), ours.
                 unsafe {
                     assert_eq!(*w, LIVE, "allocated object not constructed");
                     *w.add(1) += 1;
@@ -144,6 +146,7 @@ fn ctor_dtor_accounting() {
                 v.push(p);
             }
             for p in v.drain(..) {
+                // SAFETY: the buffer came from this cache's `alloc` and is freed once.
                 unsafe { c.free(p) };
             }
             if round == 0 {
@@ -161,11 +164,13 @@ fn ctor_dtor_accounting() {
                     v.push(c.alloc().unwrap());
                 }
                 for p in v {
+                    // SAFETY: the buffer came from this cache's `alloc` and is freed once.
                     unsafe { c.free(p) };
                 }
             });
         });
         c.verify().unwrap();
+        // SAFETY: the test made it and nothing uses it after this (no other users).
         unsafe { c.destroy().unwrap() };
         assert_eq!(
             CTORS.load(Ordering::SeqCst),
@@ -181,7 +186,7 @@ fn ctor_dtor_accounting() {
 fn reap_returns_memory_to_arena() {
     let a = arena("t_reap");
     for &size in &[64usize, 2000] {
-        let c = Cache::create("reap", size, 0, CacheOps::NONE, a, CacheFlags::NONE).unwrap();
+        let c = cache("reap", size, a);
         let mut v: Vec<NonNull<u8>> = (0..20000).map(|_| c.alloc().unwrap()).collect();
         let big = inuse(a);
         // Keep every 1000th object.
@@ -190,6 +195,7 @@ fn reap_returns_memory_to_arena() {
             if i % 1000 == 0 {
                 keep.push(p);
             } else {
+                // SAFETY: the buffer came from this cache's `alloc` and is freed once.
                 unsafe { c.free(p) };
             }
         }
@@ -201,11 +207,13 @@ fn reap_returns_memory_to_arena() {
         assert_eq!(inuse(a), (st.slabs * c.slab_size()) as u64);
         assert!(inuse(a) * 10 < big);
         for p in keep {
+            // SAFETY: the buffer came from this cache's `alloc` and is freed once.
             unsafe { c.free(p) };
         }
         c.reap();
         assert_eq!(inuse(a), 0);
         assert_eq!(c.stats().slabs, 0);
+        // SAFETY: the test made it and nothing uses it after this (no other users).
         unsafe { c.destroy().unwrap() };
     }
 }
@@ -214,8 +222,8 @@ fn reap_returns_memory_to_arena() {
 fn checked_free_reports_misuse() {
     let a = arena("t_checked");
     for &size in &[48usize, 1500] {
-        let c = Cache::create("chk_a", size, 0, CacheOps::NONE, a, CacheFlags::NONE).unwrap();
-        let d = Cache::create("chk_b", size, 0, CacheOps::NONE, a, CacheFlags::NONE).unwrap();
+        let c = cache("chk_a", size, a);
+        let d = cache("chk_b", size, a);
         let anchor = c.alloc().unwrap();
         let p = c.alloc().unwrap();
         assert_eq!(
@@ -226,6 +234,9 @@ fn checked_free_reports_misuse() {
         let q = d.alloc().unwrap();
         let mut local = 0u64;
         let stack = NonNull::new(&mut local as *mut u64 as *mut u8).unwrap();
+        // SAFETY: the checked free refuses what is not a live buffer of the cache (the
+        // misuse under test) without touching it; the buffers it accepts came from
+        // `alloc` and are freed once.
         unsafe {
             assert!(matches!(
                 c.free_checked(stack),
@@ -258,6 +269,7 @@ fn checked_free_reports_misuse() {
         }
         let keep = c.alloc().unwrap();
         let p2 = c.alloc().unwrap();
+        // SAFETY: the buffers came from this cache's `alloc`; each is freed once.
         unsafe {
             c.free(p2);
             c.reap();
@@ -272,6 +284,8 @@ fn checked_free_reports_misuse() {
             c.free_checked(anchor).unwrap();
         }
         c.reap();
+        // SAFETY: the test made these arenas/caches and nothing uses them after this (no
+        // other users); any buffer freed here came from its cache's `alloc`, freed once.
         unsafe {
             c.destroy().unwrap();
             d.reap();
@@ -283,16 +297,20 @@ fn checked_free_reports_misuse() {
 #[test]
 fn destroy_with_live_objects_is_refused_and_cache_stays_usable() {
     let a = arena("t_destroy_live");
-    let c = Cache::create("live", 128, 0, CacheOps::NONE, a, CacheFlags::NONE).unwrap();
+    let c = cache("live", 128, a);
     let p = c.alloc().unwrap();
     let q = c.alloc().unwrap();
+    // SAFETY: the buffer came from this cache's `alloc` and is freed once.
     unsafe { c.free(q) };
+    // SAFETY: the test made it and nothing uses it after this (no other users).
     match unsafe { c.destroy() } {
         Err(SlabError::NotEmpty { live, .. }) => assert_eq!(live, 1),
         r => panic!("expected NotEmpty, got {r:?}"),
     }
     c.verify().unwrap();
     let r = c.alloc().unwrap();
+    // SAFETY: the test made these arenas/caches and nothing uses them after this (no
+    // other users); any buffer freed here came from its cache's `alloc`, freed once.
     unsafe {
         c.free(r);
         c.free(p);
@@ -318,12 +336,13 @@ fn destroy_takes_magazines_from_live_threads() {
         reclaim: None,
         private: std::ptr::null_mut(),
     };
-    let c = Cache::create("thr", 256, 0, ops, a, CacheFlags::NONE).unwrap();
+    let c = CacheBuilder::new("thr", 256, a).ops(ops).create();
     let (tx, rx) = mpsc::channel::<()>();
     let (done_tx, done_rx) = mpsc::channel::<()>();
     let h = std::thread::spawn(move || {
         let v: Vec<_> = (0..50).map(|_| c.alloc().unwrap()).collect();
         for p in v {
+            // SAFETY: the buffer came from this cache's `alloc` and is freed once.
             unsafe { c.free(p) };
         }
         done_tx.send(()).unwrap();
@@ -331,6 +350,7 @@ fn destroy_takes_magazines_from_live_threads() {
     });
     done_rx.recv().unwrap();
     assert!(umem_slab::live_thread_blocks() >= 1);
+    // SAFETY: the test made it and nothing uses it after this (no other users).
     unsafe { c.destroy().unwrap() };
     assert_eq!(CT2.load(Ordering::SeqCst), DT2.load(Ordering::SeqCst));
     assert_eq!(CT2.load(Ordering::SeqCst), 50);
@@ -342,10 +362,11 @@ fn destroy_takes_magazines_from_live_threads() {
 #[test]
 fn thread_exit_flush_returns_cached_objects() {
     let a = arena("t_exit");
-    let c = Cache::create("exit", 96, 0, CacheOps::NONE, a, CacheFlags::NONE).unwrap();
+    let c = cache("exit", 96, a);
     std::thread::spawn(move || {
         let v: Vec<_> = (0..1000).map(|_| c.alloc().unwrap()).collect();
         for p in v {
+            // SAFETY: the buffer came from this cache's `alloc` and is freed once.
             unsafe { c.free(p) };
         }
         // Freed objects sit in this thread's magazines and the depot.
@@ -363,23 +384,29 @@ fn thread_exit_flush_returns_cached_objects() {
     assert_eq!(inuse(a), 0);
     // The explicit flush works too and the thread can go on allocating.
     let p = c.alloc().unwrap();
+    // SAFETY: the buffer came from this cache's `alloc` and is freed once.
     unsafe { c.free(p) };
     umem_slab::thread_exit_flush();
     assert!(c.stats().depot_full + c.stats().depot_empty > 0 || c.stats().slabs == 0);
     let p = c.alloc().unwrap();
+    // SAFETY: the buffer came from this cache's `alloc` and is freed once.
     unsafe { c.free(p) };
     umem_slab::thread_exit_flush();
     c.reap();
     assert_eq!(c.stats().slabs, 0);
+    // SAFETY: the test made it and nothing uses it after this (no other users).
     unsafe { c.destroy().unwrap() };
 }
 
 #[test]
 fn nomagazine_cache_goes_to_slabs() {
     let a = arena("t_nomag");
-    let c = Cache::create("nomag", 40, 0, CacheOps::NONE, a, CacheFlags::NOMAGAZINE).unwrap();
+    let c = CacheBuilder::new("nomag", 40, a)
+        .flags(CacheFlags::NOMAGAZINE)
+        .create();
     let p = c.alloc().unwrap();
     let q = c.alloc().unwrap();
+    // SAFETY: the buffers came from this cache's `alloc`; each is freed once.
     unsafe {
         c.free(p);
         c.free(q);
@@ -389,6 +416,7 @@ fn nomagazine_cache_goes_to_slabs() {
     assert_eq!(st.slabs, 0, "no magazine holds them: slab freed at once");
     assert_eq!(st.alloc, 2);
     assert_eq!(st.free, 2);
+    // SAFETY: the test made it and nothing uses it after this (no other users).
     unsafe { c.destroy().unwrap() };
 }
 
@@ -399,8 +427,10 @@ fn nomagazine_cache_goes_to_slabs() {
 #[test]
 fn nomagazine_cache_with_many_thread_blocks() {
     let a = arena("t_nomag_threads");
-    let mags = Cache::create("mags", 64, 0, CacheOps::NONE, a, CacheFlags::NONE).unwrap();
-    let c = Cache::create("nomag_t", 48, 0, CacheOps::NONE, a, CacheFlags::NOMAGAZINE).unwrap();
+    let mags = cache("mags", 64, a);
+    let c = CacheBuilder::new("nomag_t", 48, a)
+        .flags(CacheFlags::NOMAGAZINE)
+        .create();
     let barrier = std::sync::Barrier::new(4);
     std::thread::scope(|s| {
         for t in 0..4u8 {
@@ -408,16 +438,20 @@ fn nomagazine_cache_with_many_thread_blocks() {
             s.spawn(move || {
                 // A magazine cache first: this thread gets a block in the registry.
                 let m = mags.alloc().unwrap();
+                // SAFETY: the buffer came from this cache's `alloc` and is freed once.
                 unsafe { mags.free(m) };
                 barrier.wait();
                 for i in 0..2000u32 {
                     let p = c.alloc().unwrap();
                     let tag = (i as u8) ^ t;
+                    // SAFETY: a fresh 48-byte buffer, ours.
                     unsafe { std::ptr::write_bytes(p.as_ptr(), tag, 48) };
                     let q = c.alloc().unwrap();
                     assert_ne!(p, q);
+                    // SAFETY: a live 48-byte buffer, written above.
                     let s = unsafe { std::slice::from_raw_parts(p.as_ptr(), 48) };
                     assert!(s.iter().all(|&x| x == tag), "thread {t} round {i}");
+                    // SAFETY: the buffers came from this cache's `alloc`; each is freed once.
                     unsafe {
                         c.free(q);
                         c.free(p);
@@ -434,6 +468,7 @@ fn nomagazine_cache_with_many_thread_blocks() {
     assert_eq!(st.slabs, 0, "no magazine holds them: every slab went back");
     assert_eq!(st.alloc, 4 * 2 * 2000);
     assert_eq!(st.free, 4 * 2 * 2000);
+    // SAFETY: the test made it and nothing uses it after this (no other users).
     unsafe { c.destroy().unwrap() };
 }
 
@@ -504,19 +539,29 @@ fn bad_arguments() {
 #[test]
 fn verify_detects_corrupt_free_list() {
     let a = arena("t_verify");
-    let c = Cache::create("corrupt", 64, 0, CacheOps::NONE, a, CacheFlags::NOMAGAZINE).unwrap();
+    let c = CacheBuilder::new("corrupt", 64, a)
+        .flags(CacheFlags::NOMAGAZINE)
+        .create();
     let p = c.alloc().unwrap();
     let q = c.alloc().unwrap();
+    // SAFETY: the buffer came from this cache's `alloc` and is freed once.
     unsafe { c.free(q) };
     c.verify().unwrap();
     // q is free: its link word (end of chunk) points to the next free buffer. Point it
     // at p's interior instead.
+    // SAFETY: the link word is the last word of q's chunk, inside the slab.
     let link = unsafe { q.as_ptr().add(c.chunk_size() - 8) as *mut usize };
+    // SAFETY: q is free in a NOMAGAZINE cache: no one but the slab layer, which this test
+    // thread alone drives, reads or writes its link word.
     let saved = unsafe { *link };
+    // SAFETY: as above; the corruption is undone before the next allocation.
     unsafe { *link = p.as_ptr() as usize + 8 };
     assert!(matches!(c.verify(), Err(SlabError::Corrupt { .. })));
+    // SAFETY: as above (restoring the saved link).
     unsafe { *link = saved };
     c.verify().unwrap();
+    // SAFETY: the test made these arenas/caches and nothing uses them after this (no
+    // other users); any buffer freed here came from its cache's `alloc`, freed once.
     unsafe {
         c.free(p);
         c.destroy().unwrap();
@@ -526,12 +571,16 @@ fn verify_detects_corrupt_free_list() {
 #[test]
 fn audit_records_last_transaction() {
     let a = arena("t_audit");
-    let c = Cache::create("audited", 100, 0, CacheOps::NONE, a, CacheFlags::AUDIT).unwrap();
+    let c = CacheBuilder::new("audited", 100, a)
+        .flags(CacheFlags::AUDIT)
+        .create();
     assert!(c.is_hashed(), "auditing uses external bufctls");
     assert!(c.flags().contains(CacheFlags::DEBUG));
+    // SAFETY: `pthread_self` has no preconditions.
     let me = unsafe { libc::pthread_self() } as usize;
     let p = std::thread::spawn(move || {
         let p = c.alloc().unwrap();
+        // SAFETY: `pthread_self` has no preconditions.
         (p.as_ptr() as usize, unsafe { libc::pthread_self() }
             as usize)
     })
@@ -543,6 +592,7 @@ fn audit_records_last_transaction() {
     assert!(r1.allocated);
     assert_eq!(r1.thread, other);
     assert_eq!(r1.transactions, 1);
+    // SAFETY: the buffer came from this cache's `alloc` and is freed once.
     unsafe { c.free(p) };
     let r2 = c.audit(p).unwrap();
     assert!(!r2.allocated);
@@ -551,6 +601,7 @@ fn audit_records_last_transaction() {
     assert!(r2.timestamp_ns >= r1.timestamp_ns);
     // A double free is reported, naming nothing else.
     assert!(matches!(
+        // SAFETY: the checked free detects the double free and touches nothing.
         unsafe { c.free_checked(p) },
         Err(SlabError::DoubleFree { .. })
     ));
@@ -564,6 +615,7 @@ fn audit_records_last_transaction() {
     umem_slab::thread_exit_flush();
     c.reap();
     assert_eq!(c.stats().slabs, 0);
+    // SAFETY: the test made it and nothing uses it after this (no other users).
     unsafe { c.destroy().unwrap() };
 }
 
@@ -573,17 +625,9 @@ fn exhausted_arena_and_failing_constructor() {
     // cleanly when it is full and work again after frees.
     let heap = umem_vmem::heap();
     let mem = heap.alloc(65536, umem_vmem::Policy::InstantFit).unwrap();
-    let a = Vmem::create(
-        "t_oom",
-        Some((mem, 65536)),
-        4096,
-        None,
-        0,
-        CreateFlags::NONE,
-    )
-    .unwrap();
+    let a = span_arena("t_oom", mem, 65536, 4096);
     for &size in &[64usize, 1000, 9000] {
-        let c = Cache::create("oom", size, 0, CacheOps::NONE, a, CacheFlags::NONE).unwrap();
+        let c = cache("oom", size, a);
         let mut v = Vec::new();
         while let Some(p) = c.alloc() {
             v.push(p);
@@ -595,11 +639,14 @@ fn exhausted_arena_and_failing_constructor() {
         assert_eq!(st.buf_inuse as usize, v.len());
         c.verify().unwrap();
         for p in v.drain(..) {
+            // SAFETY: the buffer came from this cache's `alloc` and is freed once.
             unsafe { c.free(p) };
         }
+        // SAFETY: the buffer came from this cache's `alloc` and is freed once.
         assert!(c.alloc().map(|p| unsafe { c.free(p) }).is_some());
         c.reap();
         assert_eq!(a.stats().mem_inuse, 0);
+        // SAFETY: the test made it and nothing uses it after this (no other users).
         unsafe { c.destroy().unwrap() };
     }
     // Constructor failure: the allocation fails, the buffer goes back, nothing leaks.
@@ -609,7 +656,10 @@ fn exhausted_arena_and_failing_constructor() {
         reclaim: None,
         private: std::ptr::null_mut(),
     };
-    let c = Cache::create("ctorfail", 64, 64, ops, a, CacheFlags::NONE).unwrap();
+    let c = CacheBuilder::new("ctorfail", 64, a)
+        .align(64)
+        .ops(ops)
+        .create();
     let mut got = Vec::new();
     let mut fails = 0;
     for _ in 0..300 {
@@ -624,10 +674,13 @@ fn exhausted_arena_and_failing_constructor() {
     assert_eq!(st.buf_slab_alloc, got.len());
     c.verify().unwrap();
     for p in got {
+        // SAFETY: the buffer came from this cache's `alloc` and is freed once.
         unsafe { c.free(p) };
     }
     c.reap();
     assert_eq!(a.stats().mem_inuse, 0);
+    // SAFETY: the test made these arenas/caches and nothing uses them after this (no
+    // other users); any buffer freed here came from its cache's `alloc`, freed once.
     unsafe {
         c.destroy().unwrap();
         a.destroy();
@@ -639,28 +692,23 @@ fn exhausted_arena_and_failing_constructor() {
 fn caches_on_a_small_quantum_arena() {
     // Quantum 16 over page-quantum memory: in-slab caches still get page-aligned one-page
     // slabs (constrained allocation); hashed caches get quantum-rounded slabs.
-    let a = Vmem::create(
-        "t_q16",
-        None,
-        16,
-        Some(umem_vmem::heap()),
-        0,
-        CreateFlags::NONE,
-    )
-    .unwrap();
+    let a = heap_arena("t_q16", 16);
     for &(size, align) in &[(32usize, 0usize), (200, 64), (1000, 0), (3000, 1024)] {
-        let c = Cache::create("q16", size, align, CacheOps::NONE, a, CacheFlags::NONE).unwrap();
+        let c = CacheBuilder::new("q16", size, a).align(align).create();
         let v: Vec<_> = (0..500).map(|_| c.alloc().unwrap()).collect();
         for p in &v {
             assert_eq!(p.as_ptr() as usize % c.align(), 0);
+            // SAFETY: a live buffer of `size` bytes, ours until freed below.
             unsafe { std::ptr::write_bytes(p.as_ptr(), 0x5a, size) };
         }
         c.verify().unwrap();
         for p in v {
+            // SAFETY: the buffer came from this cache's `alloc` and is freed once.
             unsafe { c.free(p) };
         }
         c.reap();
         assert_eq!(c.stats().slabs, 0);
+        // SAFETY: the test made it and nothing uses it after this (no other users).
         unsafe { c.destroy().unwrap() };
     }
     assert_eq!(a.stats().mem_inuse, 0);
@@ -671,19 +719,21 @@ fn caches_on_a_small_quantum_arena() {
 #[test]
 fn threads_refilling_from_the_slab_layer_do_not_share_cache_lines() {
     let a = arena("t_batch");
-    let c = Cache::create("batch", 8, 0, CacheOps::NONE, a, CacheFlags::NONE).unwrap();
+    let c = cache("batch", 8, a);
     let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
     let (got_tx, got_rx) = std::sync::mpsc::channel::<usize>();
     let first = std::thread::spawn(move || {
         let p = c.alloc().unwrap();
         got_tx.send(p.as_ptr() as usize).unwrap();
         go_rx.recv().unwrap(); // keep this thread's magazines until the other one allocated
+                               // SAFETY: the buffer came from this cache's `alloc` and is freed once.
         unsafe { c.free(p) };
     });
     let pa = got_rx.recv().unwrap();
     let pb = std::thread::spawn(move || {
         let p = c.alloc().unwrap();
         let v = p.as_ptr() as usize;
+        // SAFETY: the buffer came from this cache's `alloc` and is freed once.
         unsafe { c.free(p) };
         v
     })
@@ -698,5 +748,6 @@ fn threads_refilling_from_the_slab_layer_do_not_share_cache_lines() {
     c.reap();
     umem_slab::thread_exit_flush();
     c.reap();
+    // SAFETY: the test made it and nothing uses it after this (no other users).
     unsafe { c.destroy().unwrap() };
 }

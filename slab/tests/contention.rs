@@ -3,32 +3,24 @@
 
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Mutex};
+use std::sync::mpsc;
 use std::time::Duration;
 
-/// Both tests call the global update step: run them one at a time.
-static SERIAL: Mutex<()> = Mutex::new(());
+use umem_slab::CacheOps;
+use umem_testkit::{cache, heap_arena, serial, CacheBuilder};
 
-use umem_slab::{Cache, CacheFlags, CacheOps};
-use umem_vmem::{CreateFlags, Vmem};
+// Every test here calls the global update step: they take turns (`serial()`).
 
 #[test]
 fn magazines_grow_under_forced_depot_contention() {
-    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _s = serial();
     umem_slab::set_update_interval_ms(0);
-    let a = Vmem::create(
-        "c_arena",
-        None,
-        4096,
-        Some(umem_vmem::heap()),
-        0,
-        CreateFlags::NONE,
-    )
-    .unwrap();
-    let c = Cache::create("contend", 64, 0, CacheOps::NONE, a, CacheFlags::NONE).unwrap();
+    let a = heap_arena("c_arena", 4096);
+    let c = cache("contend", 64, a);
     // Prime the depot with a full magazine so that a fresh thread's first alloc goes there.
     let v: Vec<_> = (0..100).map(|_| c.alloc().unwrap()).collect();
     for p in v {
+        // SAFETY: the buffer came from this cache's `alloc` and is freed once.
         unsafe { c.free(p) };
     }
     umem_slab::thread_exit_flush();
@@ -42,6 +34,7 @@ fn magazines_grow_under_forced_depot_contention() {
             rx.recv().unwrap();
             // First alloc of a fresh thread visits the depot while it is held.
             let p = c.alloc().unwrap();
+            // SAFETY: the buffer came from this cache's `alloc` and is freed once.
             unsafe { c.free(p) };
         });
         umem_slab::__with_depot_locked(c, &mut |waiters| {
@@ -65,6 +58,7 @@ fn magazines_grow_under_forced_depot_contention() {
                 for _ in 0..50 {
                     let v: Vec<_> = (0..100).map(|_| c.alloc().unwrap()).collect();
                     for p in v {
+                        // SAFETY: the buffer came from this cache's `alloc` and is freed once.
                         unsafe { c.free(p) };
                     }
                 }
@@ -76,6 +70,7 @@ fn magazines_grow_under_forced_depot_contention() {
     }
     let v: Vec<_> = (0..100).map(|_| c.alloc().unwrap()).collect();
     for p in v {
+        // SAFETY: the buffer came from this cache's `alloc` and is freed once.
         unsafe { c.free(p) };
     }
     c.verify().unwrap();
@@ -93,28 +88,22 @@ fn magazines_grow_under_forced_depot_contention() {
     umem_slab::thread_exit_flush();
     c.reap();
     assert_eq!(c.stats().slabs, 0);
+    // SAFETY: the test made it and nothing uses it after this (no other users).
     unsafe { c.destroy().unwrap() };
 }
 
 #[test]
 fn working_set_reaping_frees_idle_magazines() {
-    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let a = Vmem::create(
-        "ws_arena",
-        None,
-        4096,
-        Some(umem_vmem::heap()),
-        0,
-        CreateFlags::NONE,
-    )
-    .unwrap();
-    let c = Cache::create("ws", 128, 0, CacheOps::NONE, a, CacheFlags::NONE).unwrap();
+    let _s = serial();
+    let a = heap_arena("ws_arena", 4096);
+    let c = cache("ws", 128, a);
     // A burst puts many full magazines in the depot (enough that the magazines growing on
     // the burst's depot traffic, which empties the depot, still leaves many).
     // (A joined std thread: its exit flush has run when join returns.)
     std::thread::spawn(move || {
         let v: Vec<_> = (0..20000).map(|_| c.alloc().unwrap()).collect();
         for p in v {
+            // SAFETY: the buffer came from this cache's `alloc` and is freed once.
             unsafe { c.free(p) };
         }
     })
@@ -129,25 +118,19 @@ fn working_set_reaping_frees_idle_magazines() {
     assert_eq!(st.depot_full, 0, "idle magazines reaped: {st:?}");
     c.reap();
     assert_eq!(c.stats().slabs, 0);
+    // SAFETY: the test made it and nothing uses it after this (no other users).
     unsafe { c.destroy().unwrap() };
 }
 
 #[test]
 fn inline_update_runs_from_slow_paths_when_due() {
-    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let a = Vmem::create(
-        "iu_arena",
-        None,
-        4096,
-        Some(umem_vmem::heap()),
-        0,
-        CreateFlags::NONE,
-    )
-    .unwrap();
-    let c = Cache::create("inline_upd", 256, 0, CacheOps::NONE, a, CacheFlags::NONE).unwrap();
+    let _s = serial();
+    let a = heap_arena("iu_arena", 4096);
+    let c = cache("inline_upd", 256, a);
     std::thread::spawn(move || {
         let v: Vec<_> = (0..2000).map(|_| c.alloc().unwrap()).collect();
         for p in v {
+            // SAFETY: the buffer came from this cache's `alloc` and is freed once.
             unsafe { c.free(p) };
         }
     })
@@ -157,7 +140,7 @@ fn inline_update_runs_from_slow_paths_when_due() {
     umem_slab::set_update_interval_ms(5);
     // Nobody calls update(): slow-path allocations (another cache's, from fresh threads)
     // run it inline once the interval passes; two idle intervals reap the idle depot.
-    let other = Cache::create("inline_upd2", 32, 0, CacheOps::NONE, a, CacheFlags::NONE).unwrap();
+    let other = cache("inline_upd2", 32, a);
     let t0 = std::time::Instant::now();
     while c.stats().depot_full != 0 {
         assert!(
@@ -167,6 +150,7 @@ fn inline_update_runs_from_slow_paths_when_due() {
         std::thread::sleep(Duration::from_millis(6));
         std::thread::spawn(move || {
             let p = other.alloc().unwrap();
+            // SAFETY: the buffer came from this cache's `alloc` and is freed once.
             unsafe { other.free(p) };
         })
         .join()
@@ -176,6 +160,8 @@ fn inline_update_runs_from_slow_paths_when_due() {
     c.reap();
     other.reap();
     assert_eq!(a.stats().mem_inuse, 0);
+    // SAFETY: the test made these arenas/caches and nothing uses them after this (no
+    // other users); any buffer freed here came from its cache's `alloc`, freed once.
     unsafe {
         c.destroy().unwrap();
         other.destroy().unwrap();
@@ -184,22 +170,15 @@ fn inline_update_runs_from_slow_paths_when_due() {
 
 #[test]
 fn thousand_short_lived_threads_do_not_grow_memory() {
-    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let a = Vmem::create(
-        "st_arena",
-        None,
-        4096,
-        Some(umem_vmem::heap()),
-        0,
-        CreateFlags::NONE,
-    )
-    .unwrap();
-    let c = Cache::create("short", 48, 0, CacheOps::NONE, a, CacheFlags::NONE).unwrap();
+    let _s = serial();
+    let a = heap_arena("st_arena", 4096);
+    let c = cache("short", 48, a);
     let run = |n: usize| {
         for _ in 0..n {
             std::thread::spawn(move || {
                 let v: Vec<_> = (0..40).map(|_| c.alloc().unwrap()).collect();
                 for p in v {
+                    // SAFETY: the buffer came from this cache's `alloc` and is freed once.
                     unsafe { c.free(p) };
                 }
             })
@@ -232,34 +211,29 @@ fn thousand_short_lived_threads_do_not_grow_memory() {
     c.verify().unwrap();
     c.reap();
     assert_eq!(c.stats().slabs, 0);
+    // SAFETY: the test made it and nothing uses it after this (no other users).
     unsafe { c.destroy().unwrap() };
 }
 
 #[test]
 fn reap_asks_live_threads_to_flush_on_their_next_slow_path() {
-    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let a = Vmem::create(
-        "rf_arena",
-        None,
-        4096,
-        Some(umem_vmem::heap()),
-        0,
-        CreateFlags::NONE,
-    )
-    .unwrap();
-    let c = Cache::create("reapflush", 512, 0, CacheOps::NONE, a, CacheFlags::NONE).unwrap();
-    let other = Cache::create("reapflush2", 16, 0, CacheOps::NONE, a, CacheFlags::NONE).unwrap();
+    let _s = serial();
+    let a = heap_arena("rf_arena", 4096);
+    let c = cache("reapflush", 512, a);
+    let other = cache("reapflush2", 16, a);
     let (go_tx, go_rx) = mpsc::channel::<()>();
     let (done_tx, done_rx) = mpsc::channel::<()>();
     let h = std::thread::spawn(move || {
         let v: Vec<_> = (0..5).map(|_| c.alloc().unwrap()).collect();
         for p in v {
+            // SAFETY: the buffer came from this cache's `alloc` and is freed once.
             unsafe { c.free(p) };
         }
         done_tx.send(()).unwrap();
         go_rx.recv().unwrap();
         // Any slow path (here: another cache's first allocation) honours the request.
         let p = other.alloc().unwrap();
+        // SAFETY: the buffer came from this cache's `alloc` and is freed once.
         unsafe { other.free(p) };
         done_tx.send(()).unwrap();
         go_rx.recv().unwrap();
@@ -277,6 +251,8 @@ fn reap_asks_live_threads_to_flush_on_their_next_slow_path() {
     go_tx.send(()).unwrap();
     h.join().unwrap();
     other.reap();
+    // SAFETY: the test made these arenas/caches and nothing uses them after this (no
+    // other users); any buffer freed here came from its cache's `alloc`, freed once.
     unsafe {
         c.destroy().unwrap();
         other.destroy().unwrap();
@@ -293,11 +269,13 @@ struct Tracker {
 impl umem_slab::ObjectOps for Tracker {
     const HAS_RECLAIM: bool = true;
     fn construct(&self, buf: NonNull<u8>) -> bool {
+        // SAFETY: the constructor gets a buffer of at least 4 bytes, aligned for u32, that is its own.
         unsafe { *(buf.as_ptr() as *mut u32) = 0xc0ffee };
         self.ctors.fetch_add(1, Ordering::SeqCst);
         true
     }
     fn destruct(&self, buf: NonNull<u8>) {
+        // SAFETY: a constructed buffer (written by the constructor), at least 4 bytes.
         assert_eq!(unsafe { *(buf.as_ptr() as *const u32) }, 0xc0ffee);
         self.dtors.fetch_add(1, Ordering::SeqCst);
     }
@@ -314,30 +292,18 @@ static TRACKER: Tracker = Tracker {
 #[test]
 fn object_ops_trait_and_reclaim_callback() {
     // umem_slab::reap() below reaps every cache: serialised with this binary's other tests.
-    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let a = Vmem::create(
-        "t_objops",
-        None,
-        4096,
-        Some(umem_vmem::heap()),
-        0,
-        CreateFlags::NONE,
-    )
-    .unwrap();
-    let c = Cache::create(
-        "objops",
-        24,
-        0,
-        CacheOps::from_object(&TRACKER),
-        a,
-        CacheFlags::NONE,
-    )
-    .unwrap();
+    let _s = serial();
+    let a = heap_arena("t_objops", 4096);
+    let c = CacheBuilder::new("objops", 24, a)
+        .ops(CacheOps::from_object(&TRACKER))
+        .create();
     let v: Vec<_> = (0..10).map(|_| c.alloc().unwrap()).collect();
     for p in &v {
+        // SAFETY: a live, constructed buffer of at least 4 bytes.
         assert_eq!(unsafe { *(p.as_ptr() as *const u32) }, 0xc0ffee);
     }
     for p in v {
+        // SAFETY: the buffer came from this cache's `alloc` and is freed once.
         unsafe { c.free(p) };
     }
     assert_eq!(TRACKER.ctors.load(Ordering::SeqCst), 10);
@@ -351,26 +317,20 @@ fn object_ops_trait_and_reclaim_callback() {
         10,
         "reap destructed every cached object"
     );
+    // SAFETY: the test made it and nothing uses it after this (no other users).
     unsafe { c.destroy().unwrap() };
 }
 
 #[test]
 fn magazines_grow_on_depot_traffic_of_one_thread() {
-    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _s = serial();
     umem_slab::set_update_interval_ms(0);
-    let a = Vmem::create(
-        "traffic_arena",
-        None,
-        4096,
-        Some(umem_vmem::heap()),
-        0,
-        CreateFlags::NONE,
-    )
-    .unwrap();
+    let a = heap_arena("traffic_arena", 4096);
     // 1000-byte buffers start with 3-round magazines; a churn over 64 live objects
     // visits the depot every few operations. No other thread, no contention.
-    let c = Cache::create("traffic", 1000, 0, CacheOps::NONE, a, CacheFlags::NONE).unwrap();
+    let c = cache("traffic", 1000, a);
     let p0 = c.alloc().unwrap();
+    // SAFETY: the buffer came from this cache's `alloc` and is freed once.
     unsafe { c.free(p0) };
     let m0 = c.stats().mag_size;
     assert_eq!(m0, 3);
@@ -385,14 +345,17 @@ fn magazines_grow_on_depot_traffic_of_one_thread() {
         for _ in 0..2000 {
             while v.len() < 64 {
                 let p = c.alloc().unwrap();
+                // SAFETY: a live buffer of this cache, at least a word long and word-aligned, ours.
                 unsafe { *(p.as_ptr() as *mut usize) = p.as_ptr() as usize };
                 v.push(p);
             }
             for p in v.drain(32..) {
                 assert_eq!(
+                    // SAFETY: as above: the buffer is still live.
                     unsafe { *(p.as_ptr() as *const usize) },
                     p.as_ptr() as usize
                 );
+                // SAFETY: the buffer came from this cache's `alloc` and is freed once.
                 unsafe { c.free(p) };
             }
         }
@@ -401,6 +364,7 @@ fn magazines_grow_on_depot_traffic_of_one_thread() {
     assert_eq!(st.depot_contention, 0, "{st:?}");
     assert!(st.mag_size > m0 && st.mag_resize >= 1, "{st:?}");
     for p in v {
+        // SAFETY: the buffer came from this cache's `alloc` and is freed once.
         unsafe { c.free(p) };
     }
     c.verify().unwrap();
@@ -408,5 +372,6 @@ fn magazines_grow_on_depot_traffic_of_one_thread() {
     umem_slab::thread_exit_flush();
     c.reap();
     assert_eq!(c.stats().slabs, 0);
+    // SAFETY: the test made it and nothing uses it after this (no other users).
     unsafe { c.destroy().unwrap() };
 }

@@ -2,32 +2,14 @@
 //! lazily allocated directory (alloc, free, thread-exit flush, stats, destroy).
 
 use std::ptr::NonNull;
-use umem_slab::{Cache, CacheFlags, CacheOps};
-use umem_vmem::{CreateFlags, Vmem};
+use umem_slab::Cache;
+use umem_testkit::{cache, heap_arena};
 
 #[test]
 fn caches_beyond_the_inline_slots_work_in_every_thread() {
-    let a = Vmem::create(
-        "many_arena",
-        None,
-        4096,
-        Some(umem_vmem::heap()),
-        0,
-        CreateFlags::NONE,
-    )
-    .unwrap();
+    let a = heap_arena("many_arena", 4096);
     let caches: Vec<&'static Cache> = (0..100)
-        .map(|i| {
-            Cache::create(
-                "many",
-                16 + 16 * (i % 8),
-                0,
-                CacheOps::NONE,
-                a,
-                CacheFlags::NONE,
-            )
-            .unwrap()
-        })
+        .map(|i| cache("many", 16 + 16 * (i % 8), a))
         .collect();
     assert!(umem_slab::cache_count() >= 100);
     let work = |caches: &[&'static Cache], tag: usize| {
@@ -36,12 +18,15 @@ fn caches_beyond_the_inline_slots_work_in_every_thread() {
             for (i, c) in caches.iter().enumerate() {
                 for _ in 0..(i % 5 + 1) {
                     let p = c.alloc().unwrap();
+                    // SAFETY: a live buffer of at least 16 bytes, word-aligned, ours.
                     unsafe { *(p.as_ptr() as *mut usize) = tag ^ i ^ round };
                     held.push((i, p));
                 }
             }
             for (i, p) in held {
+                // SAFETY: the same live buffer, written above.
                 assert_eq!(unsafe { *(p.as_ptr() as *const usize) }, tag ^ i ^ round);
+                // SAFETY: the buffer came from this cache's `alloc` and is freed once.
                 unsafe { caches[i].free(p) };
             }
         }
@@ -64,6 +49,7 @@ fn caches_beyond_the_inline_slots_work_in_every_thread() {
     }
     // Destroy takes the magazines of this (live) thread's directory slots back.
     for c in caches {
+        // SAFETY: the test made it and nothing uses it after this (no other users).
         unsafe { c.destroy().unwrap() };
     }
     assert_eq!(a.stats().mem_inuse, 0);

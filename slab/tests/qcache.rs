@@ -4,26 +4,14 @@
 
 use std::collections::BTreeMap;
 
-use umem_vmem::{CreateFlags, Policy, Vmem};
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
+use umem_testkit::{ArenaBuilder, Rng};
+use umem_vmem::{Policy, Vmem};
 
 const BASE: usize = 1 << 44;
 const SPAN: usize = 1 << 26;
 
 fn model_run(a: &'static Vmem, seed: u64, ops: usize, quantum: usize) {
-    let mut rng = Rng(seed);
+    let mut rng = Rng::from_state(seed);
     // addr -> (rounded size, requested size)
     let mut live: BTreeMap<usize, (usize, usize)> = BTreeMap::new();
     for step in 0..ops {
@@ -70,15 +58,11 @@ fn model_run(a: &'static Vmem, seed: u64, ops: usize, quantum: usize) {
 fn qcache_backed_arena_passes_model_test() {
     umem_slab::init();
     let quantum = 16;
-    let a = Vmem::create(
-        "qc_model",
-        Some((BASE, SPAN)),
-        quantum,
-        None,
-        8 * quantum,
-        CreateFlags::NONE,
-    )
-    .unwrap();
+    let a = ArenaBuilder::new("qc_model")
+        .span(BASE, SPAN)
+        .quantum(quantum)
+        .qcache_max(8 * quantum)
+        .create();
     model_run(a, 42, 30_000, quantum);
     // Two threads on the same arena.
     let hs: Vec<_> = (0..2)
@@ -103,5 +87,6 @@ fn qcache_backed_arena_passes_model_test() {
     umem_slab::reap();
     assert_eq!(a.stats().mem_inuse, 0);
     a.verify().unwrap();
+    // SAFETY: the test made it and nothing uses it after this (no other users).
     assert_eq!(unsafe { a.destroy() }, 0, "no leaked bytes");
 }

@@ -3,76 +3,33 @@
 
 use std::collections::HashMap;
 use std::ptr::NonNull;
-use std::sync::{mpsc, Mutex};
+use std::sync::mpsc;
 
-/// The model test runs the global update step, which reaps every cache's depot: keep it
-/// apart from the stress test's exact end-state checks.
-static SERIAL: Mutex<()> = Mutex::new(());
+use umem_slab::{Cache, CacheFlags};
+use umem_testkit::pattern::{check_words, fill_words};
+use umem_testkit::{cache, heap_arena, serial, CacheBuilder, Rng};
+use umem_vmem::Vmem;
 
-use umem_slab::{Cache, CacheFlags, CacheOps};
-use umem_vmem::{CreateFlags, Vmem};
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        // xorshift64*
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
+// The model test runs the global update step, which reaps every cache's depot: it takes
+// turns (`serial()`) with the stress test's exact end-state checks.
 
 fn arena(name: &str) -> &'static Vmem {
-    Vmem::create(
-        name,
-        None,
-        4096,
-        Some(umem_vmem::heap()),
-        0,
-        CreateFlags::NONE,
-    )
-    .unwrap()
+    heap_arena(name, 4096)
 }
 
 #[derive(Clone, Copy)]
 struct Obj(NonNull<u8>, usize, u64);
+// SAFETY: an `Obj` is a buffer handed from one thread to another with its ownership; the caches are thread-safe.
 unsafe impl Send for Obj {}
-
-fn fill(p: NonNull<u8>, len: usize, tag: u64) {
-    let w = p.as_ptr() as *mut u64;
-    for i in 0..len / 8 {
-        unsafe { *w.add(i) = tag ^ i as u64 };
-    }
-}
-
-fn check(p: NonNull<u8>, len: usize, tag: u64) {
-    let w = p.as_ptr() as *const u64;
-    for i in 0..len / 8 {
-        let v = unsafe { *w.add(i) };
-        assert_eq!(
-            v,
-            tag ^ i as u64,
-            "object {:p} word {i} corrupted",
-            p.as_ptr()
-        );
-    }
-}
 
 #[test]
 fn four_threads_cross_thread_frees_with_content_checks() {
-    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _s = serial();
     const THREADS: usize = 4;
     const OPS: usize = 150_000;
     let a = arena("s_stress");
     let sizes = [16usize, 64, 200, 1024, 3000];
-    let caches: Vec<&'static Cache> = sizes
-        .iter()
-        .map(|&s| Cache::create("stress", s, 0, CacheOps::NONE, a, CacheFlags::NONE).unwrap())
-        .collect();
+    let caches: Vec<&'static Cache> = sizes.iter().map(|&s| cache("stress", s, a)).collect();
     let (txs, rxs): (Vec<_>, Vec<_>) = (0..THREADS).map(|_| mpsc::channel::<Obj>()).unzip();
     // Plain std threads, joined: a join returns after the thread's exit flush.
     let mut handles = Vec::new();
@@ -81,12 +38,16 @@ fn four_threads_cross_thread_frees_with_content_checks() {
             let txs = txs.clone();
             let caches = caches.clone();
             handles.push(std::thread::spawn(move || {
-                let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ ((t as u64 + 1) * 0x1234_5678));
+                let mut rng =
+                    Rng::from_state(0x9e37_79b9_7f4a_7c15 ^ ((t as u64 + 1) * 0x1234_5678));
                 let mut mine: Vec<Obj> = Vec::new();
                 for op in 0..OPS {
                     // Objects sent to us by other threads: check and free.
                     while let Ok(Obj(p, ci, tag)) = rx.try_recv() {
-                        check(p, sizes[ci], tag);
+                        // SAFETY: a live object of the cache, at least sizes[ci] bytes, 8-aligned, and only
+                        // its holder (this thread) touches it.
+                        unsafe { check_words(p.as_ptr(), sizes[ci], tag) };
+                        // SAFETY: the buffer came from this cache's `alloc` and is freed once.
                         unsafe { caches[ci].free(p) };
                     }
                     let r = rng.below(100);
@@ -94,13 +55,17 @@ fn four_threads_cross_thread_frees_with_content_checks() {
                         let ci = rng.below(sizes.len() as u64) as usize;
                         let p = caches[ci].alloc().unwrap();
                         let tag = rng.next();
-                        fill(p, sizes[ci], tag);
+                        // SAFETY: a fresh object of the cache, at least sizes[ci] bytes, 8-aligned, ours.
+                        unsafe { fill_words(p.as_ptr(), sizes[ci], tag) };
                         mine.push(Obj(p, ci, tag));
                     } else {
                         let i = rng.below(mine.len() as u64) as usize;
                         let o = mine.swap_remove(i);
-                        check(o.0, sizes[o.1], o.2);
+                        // SAFETY: a live object of the cache, at least sizes[o.1] bytes, 8-aligned, and only
+                        // its holder (this thread) touches it.
+                        unsafe { check_words(o.0.as_ptr(), sizes[o.1], o.2) };
                         if r < 75 {
+                            // SAFETY: the buffer came from this cache's `alloc` and is freed once.
                             unsafe { caches[o.1].free(o.0) };
                         } else {
                             let to = (t + 1 + rng.below(THREADS as u64 - 1) as usize) % THREADS;
@@ -114,13 +79,19 @@ fn four_threads_cross_thread_frees_with_content_checks() {
                     }
                 }
                 for o in mine {
-                    check(o.0, sizes[o.1], o.2);
+                    // SAFETY: a live object of the cache, at least sizes[o.1] bytes, 8-aligned, and only
+                    // its holder (this thread) touches it.
+                    unsafe { check_words(o.0.as_ptr(), sizes[o.1], o.2) };
+                    // SAFETY: the buffer came from this cache's `alloc` and is freed once.
                     unsafe { caches[o.1].free(o.0) };
                 }
                 drop(txs);
                 // Drain what the others still send until they are all done.
                 while let Ok(Obj(p, ci, tag)) = rx.recv() {
-                    check(p, sizes[ci], tag);
+                    // SAFETY: a live object of the cache, at least sizes[ci] bytes, 8-aligned, and only
+                    // its holder (this thread) touches it.
+                    unsafe { check_words(p.as_ptr(), sizes[ci], tag) };
+                    // SAFETY: the buffer came from this cache's `alloc` and is freed once.
                     unsafe { caches[ci].free(p) };
                 }
             }));
@@ -137,6 +108,7 @@ fn four_threads_cross_thread_frees_with_content_checks() {
         assert_eq!(st.alloc, st.free);
         c.reap();
         assert_eq!(c.stats().slabs, 0);
+        // SAFETY: the test made it and nothing uses it after this (no other users).
         unsafe { c.destroy().unwrap() };
     }
     assert_eq!(a.stats().mem_inuse, 0);
@@ -144,7 +116,7 @@ fn four_threads_cross_thread_frees_with_content_checks() {
 
 #[test]
 fn randomized_model_alloc_free_reap() {
-    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _s = serial();
     let a = arena("s_model");
     for (seed, &(size, flags)) in [
         (24usize, CacheFlags::NONE),
@@ -160,8 +132,8 @@ fn randomized_model_alloc_free_reap() {
     .iter()
     .enumerate()
     {
-        let c = Cache::create("model", size, 0, CacheOps::NONE, a, flags).unwrap();
-        let mut rng = Rng(seed as u64 * 7919 + 17);
+        let c = CacheBuilder::new("model", size, a).flags(flags).create();
+        let mut rng = Rng::from_state(seed as u64 * 7919 + 17);
         // Model: live address -> tag.
         let mut live: HashMap<usize, u64> = HashMap::new();
         let mut order: Vec<usize> = Vec::new();
@@ -174,7 +146,8 @@ fn randomized_model_alloc_free_reap() {
                 assert_eq!(addr % c.align(), 0);
                 assert!(!live.contains_key(&addr), "address handed out twice");
                 let tag = rng.next();
-                fill(p, size.min(64), tag);
+                // SAFETY: a fresh object of the cache, at least size.min(64) bytes, 8-aligned, ours.
+                unsafe { fill_words(p.as_ptr(), size.min(64), tag) };
                 live.insert(addr, tag);
                 order.push(addr);
                 allocs += 1;
@@ -183,10 +156,14 @@ fn randomized_model_alloc_free_reap() {
                 let addr = order.swap_remove(i);
                 let tag = live.remove(&addr).unwrap();
                 let p = NonNull::new(addr as *mut u8).unwrap();
-                check(p, size.min(64), tag);
+                // SAFETY: a live object of the cache, at least size.min(64) bytes, 8-aligned, and only
+                // its holder (this thread) touches it.
+                unsafe { check_words(p.as_ptr(), size.min(64), tag) };
                 if rng.below(10) == 0 {
+                    // SAFETY: the buffer came from this cache's `alloc` and is freed once.
                     unsafe { c.free_checked(p).unwrap() };
                 } else {
+                    // SAFETY: the buffer came from this cache's `alloc` and is freed once.
                     unsafe { c.free(p) };
                 }
             } else if r < 998 {
@@ -206,12 +183,16 @@ fn randomized_model_alloc_free_reap() {
         for addr in order {
             let tag = live.remove(&addr).unwrap();
             let p = NonNull::new(addr as *mut u8).unwrap();
-            check(p, size.min(64), tag);
+            // SAFETY: a live object of the cache, at least size.min(64) bytes, 8-aligned, and only
+            // its holder (this thread) touches it.
+            unsafe { check_words(p.as_ptr(), size.min(64), tag) };
+            // SAFETY: the buffer came from this cache's `alloc` and is freed once.
             unsafe { c.free(p) };
         }
         c.reap();
         c.verify().unwrap();
         assert_eq!(c.stats().slabs, 0);
+        // SAFETY: the test made it and nothing uses it after this (no other users).
         unsafe { c.destroy().unwrap() };
     }
     assert_eq!(a.stats().mem_inuse, 0);

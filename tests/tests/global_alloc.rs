@@ -9,29 +9,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::mpsc;
 use std::thread;
 use umem_global::Umem;
+use umem_testkit::pattern::{check_with, fill_with, seeded};
+use umem_testkit::Rng;
 
 #[global_allocator]
 static GLOBAL: Umem = Umem;
-
-/// xorshift64*
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545F4914F6CDD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
-fn pattern(seed: u64, i: usize) -> u8 {
-    (seed as usize)
-        .wrapping_mul(31)
-        .wrapping_add(i * 7 + (i >> 9)) as u8
-}
 
 fn random_layout(r: &mut Rng) -> Layout {
     let size = match r.below(10) {
@@ -55,31 +37,20 @@ struct Block {
 }
 
 fn check(b: &Block) {
-    for i in 0..b.layout.size() {
-        // SAFETY: the block is live and `size` long.
-        let v = unsafe { *b.ptr.add(i) };
-        assert_eq!(
-            v,
-            pattern(b.seed, i),
-            "block {:p} {:?} byte {i}",
-            b.ptr,
-            b.layout
-        );
-    }
+    // SAFETY: the block is live, `size` long, and only this thread touches it.
+    unsafe { check_with(b.ptr, b.layout.size(), seeded(b.seed)) };
 }
 
 fn fill(b: &Block) {
-    for i in 0..b.layout.size() {
-        // SAFETY: as in check.
-        unsafe { *b.ptr.add(i) = pattern(b.seed, i) };
-    }
+    // SAFETY: as in check.
+    unsafe { fill_with(b.ptr, 0..b.layout.size(), seeded(b.seed)) };
 }
 
 /// A model test: random alloc / alloc_zeroed / realloc / dealloc against a
 /// BTreeMap of live ranges that must never overlap, with content checks.
 #[test]
 fn model_random_layouts() {
-    let mut r = Rng(0x1234_5678_9abc_def1);
+    let mut r = Rng::from_state(0x1234_5678_9abc_def1);
     let mut live: Vec<Block> = Vec::new();
     let mut ranges: BTreeMap<usize, usize> = BTreeMap::new();
     let overlaps = |ranges: &BTreeMap<usize, usize>, a: usize, len: usize| {
@@ -96,12 +67,13 @@ fn model_random_layouts() {
         if op < 4 || live.is_empty() {
             let layout = random_layout(&mut r);
             let zero = r.below(3) == 0;
-            // SAFETY: non-zero sizes only for the raw interface.
+            // Non-zero sizes only for the raw interface.
             let layout = if layout.size() == 0 {
                 Layout::from_size_align(1, layout.align()).unwrap()
             } else {
                 layout
             };
+            // SAFETY: a non-zero size (made so above) and a valid layout.
             let ptr = unsafe {
                 if zero {
                     GLOBAL.alloc_zeroed(layout)
@@ -142,13 +114,10 @@ fn model_random_layouts() {
             assert!(!q.is_null());
             assert_eq!(q as usize % b.layout.align(), 0, "realloc lost alignment");
             let keep = b.layout.size().min(new_size);
+            let pattern = seeded(b.seed);
             for k in 0..keep {
                 // SAFETY: q is live with at least `keep` bytes.
-                assert_eq!(
-                    unsafe { *q.add(k) },
-                    pattern(b.seed, k),
-                    "realloc lost byte {k}"
-                );
+                assert_eq!(unsafe { *q.add(k) }, pattern(k), "realloc lost byte {k}");
             }
             assert!(!overlaps(&ranges, q as usize, new_size), "realloc overlap");
             ranges.insert(q as usize, new_size);
@@ -226,7 +195,7 @@ fn cross_thread_frees_with_content_checks() {
         .map(|t| {
             let tx = tx.clone();
             thread::spawn(move || {
-                let mut r = Rng(t + 99);
+                let mut r = Rng::from_state(t + 99);
                 for k in 0..20_000u64 {
                     let n = if r.below(20) == 0 {
                         r.below(30_000)

@@ -3,7 +3,7 @@
 
 use std::os::unix::process::ExitStatusExt;
 use std::process::Command;
-use umem_tests::{compile_c, libumem, run, show, stats_seen};
+use umem_testkit::preload::{compile_c, libumem, run, show, stats_seen};
 
 fn both(name: &str, args: &[&str], expect: &str) {
     let exe = compile_c(name);

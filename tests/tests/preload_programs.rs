@@ -4,7 +4,7 @@
 
 use std::path::Path;
 use std::process::Command;
-use umem_tests::{have, run, scratch, show, stats_file, stats_seen_in};
+use umem_testkit::preload::{have, run, scratch, show, stats_file, stats_seen_in};
 
 /// Runs `make()` with and without the preload and compares stdout.
 fn compare(what: &str, make: impl Fn(bool) -> Command) {

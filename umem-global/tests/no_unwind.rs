@@ -3,40 +3,28 @@
 //! built with `panic = "unwind"`, as a Rust program using `Umem` may be), and
 //! a `dealloc` whose layout does not match the block aborts naming it (with
 //! debug assertions, as `ci/test` builds). Each case runs in a child process
-//! (this test binary again, selecting the case by environment variable).
+//! (this test binary again, `umem_testkit::child`).
 
-use std::os::unix::process::ExitStatusExt;
-use std::process::Command;
-
-const CASE: &str = "UMEM_NO_UNWIND_CASE";
-
-/// Runs `test` of this binary in a child with `CASE=case`; returns (signal, stderr).
-fn child(test: &str, case: &str) -> (Option<i32>, String) {
-    let o = Command::new(std::env::current_exe().unwrap())
-        .args([test, "--exact", "--nocapture", "--test-threads=1"])
-        .env(CASE, case)
-        .output()
-        .unwrap();
-    (
-        o.status.signal(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
+use umem_testkit::assert_aborts_with;
 
 #[test]
 fn a_panic_inside_no_unwind_aborts() {
-    if std::env::var(CASE).as_deref() == Ok("panic") {
-        let r: usize = umem_global::preload_abi::no_unwind(|| panic!("boom inside the allocator"));
-        println!("NOT ABORTED {r}");
-        return;
+    if let Some(o) = assert_aborts_with(
+        "panic",
+        || {
+            let r: usize =
+                umem_global::preload_abi::no_unwind(|| panic!("boom inside the allocator"));
+            println!("NOT ABORTED {r}");
+        },
+        "boom inside the allocator",
+    ) {
+        assert!(
+            o.stderr
+                .contains("umem: a panic unwound into the allocator; aborting"),
+            "{}",
+            o.stderr
+        );
     }
-    let (sig, err) = child("a_panic_inside_no_unwind_aborts", "panic");
-    assert_eq!(sig, Some(libc::SIGABRT), "{err}");
-    assert!(err.contains("boom inside the allocator"), "{err}");
-    assert!(
-        err.contains("umem: a panic unwound into the allocator; aborting"),
-        "{err}"
-    );
     // And nothing is in the way when nothing panics.
     assert_eq!(umem_global::preload_abi::no_unwind(|| 6 * 7), 42);
 }
@@ -47,18 +35,19 @@ fn a_panic_inside_no_unwind_aborts() {
     ignore = "the layout check exists only with debug assertions (ci/test has them)"
 )]
 fn a_dealloc_with_the_wrong_layout_aborts_naming_it() {
-    if std::env::var(CASE).as_deref() == Ok("layout") {
-        let p = umem_global::preload_abi::alloc(100, 16, false);
-        println!("PTR {p:p}");
-        // 100 bytes is the 112-byte class; 600 is the 640-byte class.
-        unsafe { umem_global::preload_abi::free_sized(p, 600, 16) };
-        println!("NOT ABORTED");
-        return;
+    if let Some(o) = assert_aborts_with(
+        "layout",
+        || {
+            let p = umem_global::preload_abi::alloc(100, 16, false);
+            println!("PTR {p:p}");
+            // 100 bytes is the 112-byte class; 600 is the 640-byte class.
+            // SAFETY: deliberately wrong (the size is not the block's): the allocator must
+            // abort before it touches anything; this runs in a child process.
+            unsafe { umem_global::preload_abi::free_sized(p, 600, 16) };
+            println!("NOT ABORTED");
+        },
+        "does not match the block",
+    ) {
+        assert!(o.stderr.contains("size 600"), "{}", o.stderr);
     }
-    let (sig, err) = child("a_dealloc_with_the_wrong_layout_aborts_naming_it", "layout");
-    assert_eq!(sig, Some(libc::SIGABRT), "{err}");
-    assert!(
-        err.contains("does not match the block") && err.contains("size 600"),
-        "{err}"
-    );
 }

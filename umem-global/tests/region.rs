@@ -10,13 +10,8 @@ use umem_global::preload_abi::classes;
 use umem_global::preload_abi::region::{self, STRIPE, STRIPE_SHIFT};
 use umem_global::preload_abi::{alloc, free, owner, usable_size, Owner};
 use umem_global::{reap, stats};
+use umem_testkit::serial;
 use umem_vmem::Source;
-
-static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn turn() -> std::sync::MutexGuard<'static, ()> {
-    TURN.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 fn class_of_size(n: usize) -> usize {
     classes::SIZES.iter().position(|&s| s == n).unwrap()
@@ -30,9 +25,10 @@ fn resident_bytes() -> usize {
 
 #[test]
 fn every_class_lives_in_its_own_stripes() {
-    let _t = turn();
+    let _t = serial();
     // Force init.
     let p = alloc(1, 1, false);
+    // SAFETY: a live block from `alloc`/`realloc`, freed once.
     unsafe { free(p) }.unwrap();
     let base = region::base().expect("no class region was reserved");
     assert_eq!(stats().region_reserved as usize, region::LEN);
@@ -45,12 +41,15 @@ fn every_class_lives_in_its_own_stripes() {
         assert_eq!(((addr - base) >> STRIPE_SHIFT) % region::CLASS_SLOTS, c);
         assert_eq!(owner(p), Owner::Small(c));
         assert_eq!(usable_size(p), Some(n));
+        // SAFETY: a live block of `n` bytes, ours.
         unsafe { std::ptr::write_bytes(p, 0x5a, n) };
+        // SAFETY: a live block from `alloc`/`realloc`, freed once.
         unsafe { free(p) }.unwrap();
         // The C-style free put it on this thread's magazine: the next
         // allocation of the class gets it back.
         let q = alloc(n, a, false);
         assert_eq!(q, p, "class {n}: freed block not reused");
+        // SAFETY: a live block from `alloc`/`realloc`, freed once.
         unsafe { free(q) }.unwrap();
     }
     // Nothing outside the region is taken for a class block.
@@ -62,10 +61,11 @@ fn every_class_lives_in_its_own_stripes() {
 
 #[test]
 fn a_class_without_stripes_falls_back_to_umem_default() {
-    let _t = turn();
+    let _t = serial();
     let n = 4544;
     let c = class_of_size(n);
     let p0 = alloc(n, 16, false);
+    // SAFETY: a live block from `alloc`/`realloc`, freed once.
     unsafe { free(p0) }.unwrap();
     // Take every stripe the class has left (address space: the rounds get
     // committed, nothing is touched).
@@ -88,6 +88,7 @@ fn a_class_without_stripes_falls_back_to_umem_default() {
         .map(|i| {
             let p = alloc(n, 16, false);
             assert!(!p.is_null());
+            // SAFETY: a live block of `n` bytes, ours.
             unsafe { std::ptr::write_bytes(p, i as u8, n) };
             p
         })
@@ -102,10 +103,12 @@ fn a_class_without_stripes_falls_back_to_umem_default() {
     );
     for (i, &p) in blocks.iter().enumerate() {
         assert_eq!(owner(p), Owner::Small(c));
+        // SAFETY: a live block of `n` bytes.
         let s = unsafe { std::slice::from_raw_parts(p, n) };
         assert!(s.iter().all(|&b| b == i as u8), "block {i} overwritten");
     }
     for &p in &blocks {
+        // SAFETY: a live block from `alloc`/`realloc`, freed once.
         unsafe { free(p) }.unwrap();
     }
     for a in taken {
@@ -114,20 +117,23 @@ fn a_class_without_stripes_falls_back_to_umem_default() {
     // The class takes stripes again.
     reap();
     let p = alloc(n, 16, false);
+    // SAFETY: a live block of `n` bytes, ours.
     unsafe { std::ptr::write_bytes(p, 1, n) };
+    // SAFETY: a live block from `alloc`/`realloc`, freed once.
     unsafe { free(p) }.unwrap();
     let q: Vec<*mut u8> = (0..100).map(|_| alloc(n, 16, false)).collect();
     assert!(q
         .iter()
         .any(|&p| region::stripe_class(p as usize) == Some(c)));
     for p in q {
+        // SAFETY: a live block from `alloc`/`realloc`, freed once.
         unsafe { free(p) }.unwrap();
     }
 }
 
 #[test]
 fn spans_given_back_are_discarded() {
-    let _t = turn();
+    let _t = serial();
     let n = 2688;
     let c = class_of_size(n);
     let count = (64 << 20) / n;
@@ -136,6 +142,7 @@ fn spans_given_back_are_discarded() {
         .map(|i| {
             let p = alloc(n, 16, false);
             assert!(!p.is_null());
+            // SAFETY: a live block of `n` bytes, ours.
             unsafe { std::ptr::write_bytes(p, i as u8 | 1, n) };
             p
         })
@@ -149,6 +156,7 @@ fn spans_given_back_are_discarded() {
     let rss1 = resident_bytes();
     assert!(rss1 >= rss0 + (56 << 20), "RSS {rss0} -> {rss1}");
     for &p in &blocks {
+        // SAFETY: a live block from `alloc`/`realloc`, freed once.
         unsafe { free(p) }.unwrap();
     }
     // Magazines and empty slabs go back, then the retained spans (the
@@ -168,7 +176,7 @@ fn spans_given_back_are_discarded() {
 
 #[test]
 fn the_region_is_committed_in_rounds_as_one_mapping() {
-    let _t = turn();
+    let _t = serial();
     let base = region::base().unwrap();
     // Use many classes, a few MiB each, so that several rounds are reached.
     let mut blocks = Vec::new();
@@ -176,6 +184,7 @@ fn the_region_is_committed_in_rounds_as_one_mapping() {
         let n = classes::SIZES[c];
         for _ in 0..((3 << 20) / n).clamp(1, 2000) {
             let p = alloc(n, classes::natural_align(c), false);
+            // SAFETY: a live block of `n` bytes, ours.
             unsafe { std::ptr::write_bytes(p, 1, n.min(64)) };
             blocks.push(p);
         }
@@ -207,6 +216,7 @@ fn the_region_is_committed_in_rounds_as_one_mapping() {
         assert!((p as usize) < inside[0].1);
     }
     for p in blocks {
+        // SAFETY: a live block from `alloc`/`realloc`, freed once.
         unsafe { free(p) }.unwrap();
     }
 }

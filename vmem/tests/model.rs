@@ -4,13 +4,10 @@
 // These tests rely on the lazily built tree (feature `std`).
 #![cfg(feature = "std")]
 
-mod common;
-
-use common::{bf_fits, round_up, Rng};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use umem_vmem::{
-    CreateFlags, Policy, SegHandle, SegType, SegTypes, Vmem, VmemError, WalkMode, XAllocRequest,
-};
+use umem_testkit::pattern::{check_bytes, fill_bytes};
+use umem_testkit::{bf_fits, child_arena, round_up, span_arena, Rng, POLICIES};
+use umem_vmem::{Policy, SegHandle, SegType, SegTypes, Vmem, VmemError, WalkMode, XAllocRequest};
 
 #[derive(Clone, Copy, PartialEq, Debug)]
 enum How {
@@ -50,13 +47,6 @@ struct Harness {
     successes: usize,
     handle_allocs: usize,
 }
-
-const POLICIES: [Policy; 4] = [
-    Policy::InstantFit,
-    Policy::BestFit,
-    Policy::FirstFit,
-    Policy::NextFit,
-];
 
 impl Harness {
     fn free_segs(&self) -> Vec<(usize, usize)> {
@@ -607,7 +597,7 @@ fn seeds(first: u64, n: u64) -> impl Iterator<Item = u64> {
 fn no_source_run(seed: u64, q: usize, base: usize, nops: usize) {
     let mut rng = Rng::new(seed);
     let size = q * rng.range(64, 4096);
-    let a = Vmem::create("model", Some((base, size)), q, None, 0, CreateFlags::NONE).unwrap();
+    let a = span_arena("model", base, size, q);
     let mut h = Harness {
         a,
         parent: None,
@@ -657,16 +647,8 @@ fn model_quantum_page() {
 
 fn sourced_run(seed: u64, pq: usize, cq: usize, psize: usize, nops: usize) {
     let base = 0x4_0000_0000usize;
-    let parent = Vmem::create(
-        "parent",
-        Some((base, psize)),
-        pq,
-        None,
-        0,
-        CreateFlags::NONE,
-    )
-    .unwrap();
-    let child = Vmem::create("child", None, cq, Some(parent), 0, CreateFlags::NONE).unwrap();
+    let parent = span_arena("parent", base, psize, pq);
+    let child = child_arena("child", cq, parent);
     assert_eq!(child.stats().source_id, parent.id());
     let mut h = Harness {
         a: child,
@@ -719,7 +701,7 @@ fn model_child_exhausts_parent() {
 #[test]
 fn model_child_of_heap_real_memory() {
     let heap = umem_vmem::heap();
-    let a = Vmem::create("heapchild", None, 64, Some(heap), 0, CreateFlags::NONE).unwrap();
+    let a = child_arena("heapchild", 64, heap);
     let mut rng = Rng::new(77);
     let mut live: Vec<(usize, usize)> = Vec::new();
     for i in 0..20000 {
@@ -727,15 +709,15 @@ fn model_child_of_heap_real_memory() {
             let size = 64 * rng.range(1, 200);
             let p = a.alloc(size, POLICIES[rng.below(4) as usize]).unwrap();
             // Real memory: write it.
-            unsafe { std::ptr::write_bytes(p as *mut u8, (p >> 6) as u8, size) };
+            // SAFETY: [p, p + size) was just allocated from a heap-backed arena; ours
+            // until freed below.
+            unsafe { fill_bytes(p as *mut u8, size, (p >> 6) as u8) };
             live.push((p, size));
         } else {
             let (p, size) = live.swap_remove(rng.below(live.len() as u64) as usize);
-            let b = unsafe { std::slice::from_raw_parts(p as *const u8, size) };
-            assert!(
-                b.iter().all(|&x| x == (p >> 6) as u8),
-                "content of {p:#x} overwritten"
-            );
+            // SAFETY: [p, p + size) is live (allocated above, not yet freed) and only
+            // this thread uses it.
+            unsafe { check_bytes(p as *const u8, size, (p >> 6) as u8) };
             a.free(p, size).unwrap();
         }
         if i % 1000 == 0 {

@@ -7,6 +7,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
+use umem_testkit::{ArenaBuilder, POLICIES};
 use umem_vmem::{
     set_qcache_factory, CreateFlags, Policy, QCache, QCacheFactory, Vmem, VmemError, XAllocRequest,
 };
@@ -126,15 +127,11 @@ fn caches_of(arena: &Vmem) -> Vec<&'static MockCache> {
 fn qcache_hook() {
     // Without a factory: qcache_max is asked for but everything works
     // through the segment path.
-    let plain = Vmem::create(
-        "plain",
-        Some((0x10000, 0x100000)),
-        16,
-        None,
-        64,
-        CreateFlags::NONE,
-    )
-    .unwrap();
+    let plain = ArenaBuilder::new("plain")
+        .span(0x10000, 0x100000)
+        .quantum(16)
+        .qcache_max(64)
+        .create();
     assert_eq!(plain.qcache_max(), 0);
     let p = plain.alloc(32, Policy::InstantFit).unwrap();
     assert_eq!(plain.stats().alloc, 1);
@@ -143,15 +140,11 @@ fn qcache_hook() {
     set_qcache_factory(&FACTORY);
 
     // qcache_max = 4 quanta: caches of 16, 32, 48, 64 named arena_size.
-    let a = Vmem::create(
-        "qa",
-        Some((0x1000_0000, 0x100_0000)),
-        16,
-        None,
-        64,
-        CreateFlags::NONE,
-    )
-    .unwrap();
+    let a = ArenaBuilder::new("qa")
+        .span(0x1000_0000, 0x100_0000)
+        .quantum(16)
+        .qcache_max(64)
+        .create();
     assert_eq!(a.qcache_max(), 64);
     let cs = caches_of(a);
     assert_eq!(
@@ -215,40 +208,29 @@ fn qcache_hook() {
     assert_eq!(a.stats().mem_inuse, 0, "reap gave every idle slab back");
 
     // The cap: at most 16 caches.
-    let b = Vmem::create(
-        "qb",
-        Some((0x2000_0000, 0x100_0000)),
-        8,
-        None,
-        1 << 20,
-        CreateFlags::NONE,
-    )
-    .unwrap();
+    let b = ArenaBuilder::new("qb")
+        .span(0x2000_0000, 0x100_0000)
+        .quantum(8)
+        .qcache_max(1 << 20)
+        .create();
     assert_eq!(b.qcache_max(), 16 * 8);
     assert_eq!(caches_of(b).len(), 16);
     // A factory that declines from some size on: qcache_max stops below it.
     FACTORY.limit.store(2 * 8, Ordering::Relaxed);
-    let c = Vmem::create(
-        "qc",
-        Some((0x3000_0000, 0x100_0000)),
-        8,
-        None,
-        64,
-        CreateFlags::NONE,
-    )
-    .unwrap();
+    let c = ArenaBuilder::new("qc")
+        .span(0x3000_0000, 0x100_0000)
+        .quantum(8)
+        .qcache_max(64)
+        .create();
     assert_eq!(c.qcache_max(), 16);
     FACTORY.limit.store(usize::MAX, Ordering::Relaxed);
     // NO_QCACHE.
-    let d = Vmem::create(
-        "qd",
-        Some((0x4000_0000, 0x100_0000)),
-        8,
-        None,
-        64,
-        CreateFlags::NO_QCACHE,
-    )
-    .unwrap();
+    let d = ArenaBuilder::new("qd")
+        .span(0x4000_0000, 0x100_0000)
+        .quantum(8)
+        .qcache_max(64)
+        .flags(CreateFlags::NO_QCACHE)
+        .create();
     assert_eq!(d.qcache_max(), 0);
     assert!(caches_of(d).is_empty());
 
@@ -281,10 +263,3 @@ fn qcache_hook() {
     assert!(cs.iter().all(|c| c.destroyed.load(Ordering::Relaxed) == 1));
     umem_vmem::verify().unwrap();
 }
-
-const POLICIES: [Policy; 4] = [
-    Policy::InstantFit,
-    Policy::BestFit,
-    Policy::FirstFit,
-    Policy::NextFit,
-];

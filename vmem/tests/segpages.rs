@@ -2,11 +2,8 @@
 //! global `vmem_seg` arena, which tests running beside it in the same process
 //! would pin (segments of their arenas share its chunks).
 
-use umem_vmem::{CreateFlags, Policy, Vmem};
-
-fn arena(name: &str, base: usize, size: usize, q: usize) -> &'static Vmem {
-    Vmem::create(name, Some((base, size)), q, None, 0, CreateFlags::NONE).unwrap()
-}
+use umem_testkit::span_arena;
+use umem_vmem::Policy;
 
 /// Segment structures of a destroyed (or shrunk) arena go back: `update()`
 /// moves excess reserves to the global list and gives every wholly free
@@ -14,7 +11,7 @@ fn arena(name: &str, base: usize, size: usize, q: usize) -> &'static Vmem {
 #[test]
 fn update_gives_segment_pages_back() {
     const N: usize = 100_000;
-    let a = arena("segpages", 1 << 40, 1 << 30, 1);
+    let a = span_arena("segpages", 1 << 40, 1 << 30, 1);
     let mut seg_arena = None;
     umem_vmem::for_each_arena(&mut |vm| {
         if vm.name() == "vmem_seg" {

@@ -8,14 +8,12 @@
 //! This file is its own test binary (its own process), so `init` here is the
 //! first one.
 
-mod common;
-
-use common::Rng;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::{Cell, UnsafeCell};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
-use umem_vmem::{CreateFlags, Policy, Source, Vmem, XAllocRequest};
+use umem_testkit::{child_arena, span_arena, Rng, POLICIES};
+use umem_vmem::{Policy, Source, XAllocRequest};
 
 /// Counts allocations made by the current thread.
 struct Counting;
@@ -24,23 +22,20 @@ thread_local! {
     static ALLOCS: Cell<u64> = const { Cell::new(0) };
 }
 
-// SAFETY: every method forwards to `System` with the caller's arguments,
-// which meet `GlobalAlloc`'s contract; counting touches only a thread-local
-// `Cell` and never allocates.
+// SAFETY: every method forwards to `System` with the caller's arguments, so `System`'s guarantees hold; counting touches only a thread-local counter.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
         ALLOCS.with(|c| c.set(c.get() + 1));
-        // SAFETY: forwarded with the caller's layout (the trait's contract).
+        // SAFETY: the caller's layout, as `GlobalAlloc::alloc` requires.
         unsafe { System.alloc(l) }
     }
     unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        // SAFETY: `p` came from `System` through this allocator with layout `l`.
+        // SAFETY: `p` came from `System` with layout `l` (every allocation here does).
         unsafe { System.dealloc(p, l) }
     }
     unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
         ALLOCS.with(|c| c.set(c.get() + 1));
-        // SAFETY: `p` came from `System` through this allocator with layout
-        // `l`; the caller meets `realloc`'s contract for `n`.
+        // SAFETY: the block is live (from `alloc`/`realloc`) and the old pointer is not used after.
         unsafe { System.realloc(p, l, n) }
     }
 }
@@ -125,13 +120,6 @@ impl Source for StaticSource {
     }
 }
 
-const POLICIES: [Policy; 4] = [
-    Policy::InstantFit,
-    Policy::BestFit,
-    Policy::FirstFit,
-    Policy::NextFit,
-];
-
 #[test]
 fn million_ops_with_zero_outside_allocation() {
     umem_vmem::init(&STATIC_SOURCE, PAGE).unwrap();
@@ -155,17 +143,9 @@ fn million_ops_with_zero_outside_allocation() {
     let mut ops = 0usize;
 
     // An integer arena (IDs/addresses) with 2*10^5 live segments at peak.
-    let ids = Vmem::create(
-        "ids",
-        Some((0x1000_0000, 1 << 34)),
-        16,
-        None,
-        0,
-        CreateFlags::NONE,
-    )
-    .unwrap();
+    let ids = span_arena("ids", 0x1000_0000, 1 << 34, 16);
     // A memory arena importing real pages through heap from the static source.
-    let memory = Vmem::create("memory", None, 64, Some(heap), 0, CreateFlags::NONE).unwrap();
+    let memory = child_arena("memory", 64, heap);
 
     for _ in 0..200_000 {
         let n = 16 * rng.range(1, 8);
@@ -221,9 +201,8 @@ fn million_ops_with_zero_outside_allocation() {
         }
         // Arenas come and go (their structures come from vmem_vmem).
         if i % 5_000 == 0 {
-            let t =
-                Vmem::create("temp", Some((0, 1 << 20)), 1, None, 0, CreateFlags::NONE).unwrap();
-            let c = Vmem::create("tempchild", None, 1, Some(t), 0, CreateFlags::NONE).unwrap();
+            let t = span_arena("temp", 0, 1 << 20, 1);
+            let c = child_arena("tempchild", 1, t);
             for _ in 0..10 {
                 let p = c.alloc(100, Policy::BestFit).unwrap();
                 c.free(p, 100).unwrap();

@@ -4,48 +4,11 @@
 // These tests rely on the lazily built tree (feature `std`).
 #![cfg(feature = "std")]
 
-mod common;
-
-use common::Rng;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Barrier;
-use umem_vmem::{CreateFlags, Policy, SegHandle, SegTypes, Vmem, WalkMode, XAllocRequest};
-
-const POLICIES: [Policy; 4] = [
-    Policy::InstantFit,
-    Policy::BestFit,
-    Policy::FirstFit,
-    Policy::NextFit,
-];
-
-/// An arena of `quantum` importing from `heap`, the shape most tests here use.
-fn heap_arena(name: &str, quantum: usize) -> Result<&'static Vmem, umem_vmem::VmemError> {
-    Vmem::create(
-        name,
-        None,
-        quantum,
-        Some(umem_vmem::heap()),
-        0,
-        CreateFlags::NONE,
-    )
-}
-
-fn fill(p: usize, n: usize, tag: u8) {
-    // SAFETY: the block [p, p+n) is ours (allocated from a heap-backed
-    // arena) until we free it.
-    unsafe { std::ptr::write_bytes(p as *mut u8, tag, n) };
-}
-
-fn check(p: usize, n: usize, tag: u8) {
-    // SAFETY: as above.
-    let b = unsafe { std::slice::from_raw_parts(p as *const u8, n) };
-    if let Some(i) = b.iter().position(|&x| x != tag) {
-        panic!(
-            "block {p:#x}+{n:#x} overwritten at +{i:#x}: {:#x} != {tag:#x}",
-            b[i]
-        );
-    }
-}
+use umem_testkit::pattern::{check_bytes, fill_bytes};
+use umem_testkit::{child_arena, heap_arena, span_arena, ArenaBuilder, Rng, POLICIES};
+use umem_vmem::{Policy, SegHandle, SegTypes, Vmem, WalkMode, XAllocRequest};
 
 /// How a live block of [`churn`] was allocated (so how to free it).
 enum Kind {
@@ -93,11 +56,14 @@ fn churn(a: &'static Vmem, seed: u64, ops: usize, max_units: usize, tag: u8) {
                 }
                 _ => (a.alloc(n, policy).unwrap(), Kind::Alloc),
             };
-            fill(p, n, tag);
+            // SAFETY: [p, p + n) was just allocated from this heap-backed arena and is
+            // ours until freed.
+            unsafe { fill_bytes(p as *mut u8, n, tag) };
             live.push((p, n, k));
         } else {
             let (p, n, k) = live.swap_remove(rng.below(live.len() as u64) as usize);
-            check(p, n, tag);
+            // SAFETY: [p, p + n) is live and only this thread touches it.
+            unsafe { check_bytes(p as *const u8, n, tag) };
             free_block(a, p, n, k);
         }
         if i % 5000 == 0 {
@@ -105,14 +71,15 @@ fn churn(a: &'static Vmem, seed: u64, ops: usize, max_units: usize, tag: u8) {
         }
     }
     for (p, n, k) in live {
-        check(p, n, tag);
+        // SAFETY: as above.
+        unsafe { check_bytes(p as *const u8, n, tag) };
         free_block(a, p, n, k);
     }
 }
 
 #[test]
 fn one_arena_many_threads() {
-    let a = heap_arena("mt", 64).unwrap();
+    let a = heap_arena("mt", 64);
     let threads = 4;
     let bar = Barrier::new(threads);
     std::thread::scope(|s| {
@@ -130,6 +97,7 @@ fn one_arena_many_threads() {
     assert_eq!(st.mem_total, 0, "every imported span went back");
     assert_eq!(st.alloc, st.free);
     assert_eq!(st.import, st.release);
+    // SAFETY: the test made it and nothing uses it after this (no other users).
     unsafe { assert_eq!(a.destroy(), 0) };
     umem_vmem::verify().unwrap();
 }
@@ -140,7 +108,7 @@ fn one_arena_many_threads() {
 #[test]
 fn handles_freed_by_other_threads() {
     use std::sync::mpsc;
-    let a = heap_arena("mth", 64).unwrap();
+    let a = heap_arena("mth", 64);
     let producers = 2;
     let per = 20_000;
     std::thread::scope(|s| {
@@ -151,7 +119,10 @@ fn handles_freed_by_other_threads() {
             s.spawn(move || {
                 let mut n = 0;
                 for (h, tag) in rx {
-                    check(h.addr(), h.size(), tag);
+                    // SAFETY: the producer filled the block and handed it over (the
+                    // channel orders its writes before these reads); it is live until
+                    // freed on the next line.
+                    unsafe { check_bytes(h.addr() as *const u8, h.size(), tag) };
                     a.free_handle(h).unwrap();
                     n += 1;
                     if n % 4096 == 0 {
@@ -168,7 +139,8 @@ fn handles_freed_by_other_threads() {
                 for i in 0..per {
                     let n = 64 * rng.range(1, 32) - rng.range(0, 63);
                     let h = a.alloc_handle(n, POLICIES[rng.below(4) as usize]).unwrap();
-                    fill(h.addr(), n, tag);
+                    // SAFETY: a fresh block of this heap-backed arena, ours until sent.
+                    unsafe { fill_bytes(h.addr() as *mut u8, n, tag) };
                     if i % 1000 == 0 {
                         assert_eq!(
                             a.free(h.addr(), n),
@@ -190,14 +162,15 @@ fn handles_freed_by_other_threads() {
     assert_eq!(st.mem_total, 0, "every imported span went back");
     assert_eq!(st.alloc, st.free);
     assert_eq!(st.alloc, (producers * per) as u64);
+    // SAFETY: the test made it and nothing uses it after this (no other users).
     unsafe { assert_eq!(a.destroy(), 0) };
     umem_vmem::verify().unwrap();
 }
 
 #[test]
 fn arena_importing_from_arena_many_threads() {
-    let parent = heap_arena("mtparent", 4096).unwrap();
-    let child = Vmem::create("mtchild", None, 16, Some(parent), 0, CreateFlags::NONE).unwrap();
+    let parent = heap_arena("mtparent", 4096);
+    let child = child_arena("mtchild", 16, parent);
     let bar = Barrier::new(4);
     std::thread::scope(|s| {
         for t in 0..3 {
@@ -219,6 +192,8 @@ fn arena_importing_from_arena_many_threads() {
     assert_eq!(child.stats().mem_total, 0);
     assert_eq!(parent.stats().mem_inuse, 0);
     assert_eq!(parent.stats().mem_total, 0);
+    // SAFETY: the test made these arenas/caches and nothing uses them after this (no
+    // other users); any buffer freed here came from its cache's `alloc`, freed once.
     unsafe {
         assert_eq!(child.destroy(), 0);
         assert_eq!(parent.destroy(), 0);
@@ -228,15 +203,7 @@ fn arena_importing_from_arena_many_threads() {
 
 #[test]
 fn create_destroy_while_others_allocate() {
-    let shared = Vmem::create(
-        "cd_shared",
-        Some((0x1_0000_0000, 1 << 30)),
-        8,
-        None,
-        0,
-        CreateFlags::NONE,
-    )
-    .unwrap();
+    let shared = span_arena("cd_shared", 0x1_0000_0000, 1 << 30, 8);
     let done = AtomicUsize::new(0);
     std::thread::scope(|s| {
         let done = &done;
@@ -260,17 +227,8 @@ fn create_destroy_while_others_allocate() {
                 let mut rng = Rng::new(50 + t);
                 for i in 0..300 {
                     let base = 0x10_0000 * (1 + rng.below(1000) as usize);
-                    let a = Vmem::create(
-                        "short",
-                        Some((base, 0x10_0000)),
-                        16,
-                        None,
-                        0,
-                        CreateFlags::NONE,
-                    )
-                    .unwrap();
-                    let c = Vmem::create("shortchild", None, 16, Some(a), 0, CreateFlags::NONE)
-                        .unwrap();
+                    let a = span_arena("short", base, 0x10_0000, 16);
+                    let c = child_arena("shortchild", 16, a);
                     let v: Vec<usize> = (0..20)
                         .map(|_| c.alloc(64, Policy::InstantFit).unwrap())
                         .collect();
@@ -280,6 +238,8 @@ fn create_destroy_while_others_allocate() {
                     for p in v {
                         c.free(p, 64).unwrap();
                     }
+                    // SAFETY: the test made these arenas/caches and nothing uses them after this (no
+                    // other users); any buffer freed here came from its cache's `alloc`, freed once.
                     unsafe {
                         assert_eq!(c.destroy(), 0);
                         assert_eq!(a.destroy(), 0);
@@ -291,13 +251,14 @@ fn create_destroy_while_others_allocate() {
     });
     shared.verify().unwrap();
     assert_eq!(shared.size(SegTypes::ALLOC), 0);
+    // SAFETY: the test made it and nothing uses it after this (no other users).
     unsafe { shared.destroy() };
     umem_vmem::verify().unwrap();
 }
 
 #[test]
 fn lockup_release_around_fork() {
-    let a = heap_arena("fork", 64).unwrap();
+    let a = heap_arena("fork", 64);
     let stop = AtomicBool::new(false);
     std::thread::scope(|s| {
         let stop = &stop;
@@ -333,13 +294,18 @@ fn lockup_release_around_fork() {
                         a.verify().map_err(|_| 2)?;
                         let p = a.alloc(4096, Policy::InstantFit).map_err(|_| 3)?;
                         a.free(p, 4096).map_err(|_| 4)?;
-                        let b = heap_arena("forkchild", 64).map_err(|_| 5)?;
+                        let b = ArenaBuilder::new("forkchild")
+                            .quantum(64)
+                            .from_heap()
+                            .try_create()
+                            .map_err(|_| 5)?;
                         let x = b.alloc(100_000, Policy::BestFit).map_err(|_| 6)?;
                         b.free(x, 100_000).map_err(|_| 7)?;
                         umem_vmem::verify().map_err(|_| 8)?;
                         Ok::<i32, i32>(0)
                     })()
                     .unwrap_or_else(|c| c);
+                    // SAFETY: `_exit` ends the forked child without returning into the harness.
                     unsafe { libc::_exit(code) };
                 }
                 let mut status = 0;
@@ -358,6 +324,7 @@ fn lockup_release_around_fork() {
         }
     });
     a.verify().unwrap();
+    // SAFETY: the test made it and nothing uses it after this (no other users).
     unsafe { assert_eq!(a.destroy(), 0) };
 }
 
@@ -365,15 +332,7 @@ fn lockup_release_around_fork() {
 fn maintenance_races_with_allocation() {
     // update() (hash rescale both ways), verify(), reentrant and locked
     // walks and next-fit allocations all at once on one arena.
-    let a = Vmem::create(
-        "race",
-        Some((0x10_0000_0000, 1 << 32)),
-        16,
-        None,
-        0,
-        CreateFlags::NONE,
-    )
-    .unwrap();
+    let a = span_arena("race", 0x10_0000_0000, 1 << 32, 16);
     let done = AtomicUsize::new(0);
     std::thread::scope(|s| {
         let done = &done;
@@ -426,6 +385,7 @@ fn maintenance_races_with_allocation() {
     let st = a.stats();
     assert_eq!(st.mem_inuse, 0);
     assert!(st.hash_rescale >= 2, "{st:?}");
+    // SAFETY: the test made it and nothing uses it after this (no other users).
     unsafe { assert_eq!(a.destroy(), 0) };
 }
 
@@ -434,24 +394,8 @@ fn update_gives_back_while_others_allocate() {
     // Retained spans and segment chunks given back by update() while two
     // threads grow and shrink an importing arena (populating, importing,
     // releasing) and a third creates and destroys arenas.
-    let parent = Vmem::create(
-        "giveback.parent",
-        Some((0x20_0000_0000, 1 << 34)),
-        4096,
-        None,
-        0,
-        CreateFlags::NONE,
-    )
-    .unwrap();
-    let child = Vmem::create(
-        "giveback.child",
-        None,
-        4096,
-        Some(parent),
-        0,
-        CreateFlags::NONE,
-    )
-    .unwrap();
+    let parent = span_arena("giveback.parent", 0x20_0000_0000, 1 << 34, 4096);
+    let child = child_arena("giveback.child", 4096, parent);
     child.set_retain(64 << 12);
     let done = AtomicUsize::new(0);
     std::thread::scope(|s| {
@@ -479,15 +423,7 @@ fn update_gives_back_while_others_allocate() {
             let mut i = 0u64;
             // At least one round, however fast the workers finish.
             while i == 0 || done.load(Ordering::Relaxed) < 2 {
-                let a = Vmem::create(
-                    "giveback.tmp",
-                    Some((1 << 40, 1 << 30)),
-                    1,
-                    None,
-                    0,
-                    CreateFlags::NONE,
-                )
-                .unwrap();
+                let a = span_arena("giveback.tmp", 1 << 40, 1 << 30, 1);
                 let v: Vec<usize> = (0..3000)
                     .map(|_| a.alloc(1, Policy::InstantFit).unwrap())
                     .collect();
