@@ -255,7 +255,7 @@ fn which(cmd: &str) -> Option<PathBuf> {
 }
 
 /// The header as an indented block and each table under a bold title: ready to paste into
-/// the README's "Latest results".
+/// `docs/benchmarks.md` (the harness tables there are this file, pasted unchanged).
 fn markdown(header: &str, tables: &str) -> String {
     let mut o = String::new();
     for l in header.lines() {

@@ -332,7 +332,7 @@ fn table(
     out.push('\n');
 }
 
-/// The terminal / README tables: per section, time then peak RSS.
+/// The terminal / docs/benchmarks.md tables: per section, time then peak RSS.
 pub fn text_tables(rows: &[Row]) -> String {
     let mut out = String::new();
     for (s, rs) in sections(rows) {
