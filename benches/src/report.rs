@@ -285,7 +285,7 @@ fn table(
     for _ in &allocs {
         sep.push_str(&format!("{}:|", "-".repeat(16)));
     }
-    sep.push_str("-----------:|---------------:|\n");
+    sep.push_str("-----------:|----------------:|\n");
     out.push_str(&sep);
     for r in rows {
         let mut l = format!("| {:<w0$} | {:>3} |", r.name, r.threads);
@@ -313,7 +313,7 @@ fn table(
             (Some(x), Some((_, who))) => format!("{x:.2}x {who}"),
             _ => "-".into(),
         };
-        l.push_str(&format!(" {rg:>10} | {rb:>14} |\n"));
+        l.push_str(&format!(" {rg:>10} | {rb:>15} |\n"));
         out.push_str(&l);
     }
     let mut g = format!("| {:<w0$} |     |", "geomean");
@@ -327,7 +327,7 @@ fn table(
     }
     let rg = geo_ratio(rows, SUBJECT, metric).map_or("-".into(), |x| format!("{x:.2}x"));
     let rb = geo_best_other(rows, SUBJECT, metric).map_or("-".into(), |x| format!("{x:.2}x"));
-    g.push_str(&format!(" {rg:>10} | {rb:>14} |\n"));
+    g.push_str(&format!(" {rg:>10} | {rb:>15} |\n"));
     out.push_str(&g);
     out.push('\n');
 }
