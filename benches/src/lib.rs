@@ -20,7 +20,7 @@
 //! only on (seed, threads, scale), never on scheduling or on the allocator, so the harness
 //! also compares checksums across allocators.
 
-// `is_multiple_of` is newer than the workspace's rust-version (1.80).
+// `is_multiple_of` is newer than the workspace's rust-version (1.82).
 #![allow(clippy::manual_is_multiple_of)]
 
 pub mod workloads;

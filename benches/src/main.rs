@@ -1,5 +1,6 @@
 //! `umem-bench`: runs every workload under every allocator in separate processes and reports
-//! median wall time and peak RSS, ratios to glibc and to the best peer, and geometric means,
+//! median wall time and peak RSS, ratios to glibc and to the best other allocator, and
+//! geometric means,
 //! as a terminal table, `results.csv`, `results.svg` and `results.txt` under
 //! `<target dir>/umem-bench/`. See the library's theory statement for the worker protocol.
 
@@ -19,7 +20,8 @@ umem-bench: umem against glibc malloc, mimalloc, jemalloc and tcmalloc
 
 usage: cargo run --release -p umem-bench -- [options]
 
-  --quick           small inputs, 3 runs: for CI (a minute or two)
+  --quick           small inputs, 3 runs: checks that everything runs (CI); its numbers are
+                    for checking, not for deciding
   --runs N          runs per workload and allocator; the median is reported (default 5)
   --threads N       threads of the multi-threaded workloads (default: CPU count, at least 2)
   --filter P[,P]    only workloads whose `section/name` contains one of the patterns,
@@ -163,9 +165,7 @@ pub fn machine_info() -> Vec<(String, String)> {
         .map_or("unknown".into(), |k| {
             format!("{:.1} GiB", k as f64 / 1048576.0)
         });
-    let load = std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default();
+    let load = loadavg().map(|l| l.1).unwrap_or_default();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .map(Path::to_path_buf);
@@ -205,6 +205,28 @@ pub fn machine_info() -> Vec<(String, String)> {
     ]
 }
 
+/// What `--quick` prints beside its results.
+const QUICK_NOTE: &str = "--quick: small inputs and 3 runs; these numbers are for checking that every workload runs and passes, not for deciding which allocator is faster (run without --quick for that)";
+
+/// The 1-minute load average (/proc/loadavg's first field) and all three as text.
+fn loadavg() -> Option<(f64, String)> {
+    let s = std::fs::read_to_string("/proc/loadavg").ok()?;
+    let three = s.split_whitespace().take(3).collect::<Vec<_>>().join(" ");
+    let one = s.split_whitespace().next()?.parse().ok()?;
+    Some((one, three))
+}
+
+/// A warning when the load average at `when` is above the core count: something else was
+/// running, so the times are inflated and noisier than the medians suggest.
+fn load_warning(when: &str, load: Option<(f64, String)>, cores: usize) -> Option<String> {
+    let (one, three) = load?;
+    (one > cores as f64).then(|| {
+        format!(
+            "WARNING: load average {three} at {when} is above the {cores} cores: other work competed for the CPUs, so these times are inflated and noisy; rerun on an idle machine before drawing conclusions"
+        )
+    })
+}
+
 fn find_lib(candidates: &[&str]) -> Option<PathBuf> {
     let dirs = [
         "/usr/lib/x86_64-linux-gnu",
@@ -233,7 +255,7 @@ fn which(cmd: &str) -> Option<PathBuf> {
 }
 
 /// The header as an indented block and each table under a bold title: ready to paste into
-/// the README's "Latest results".
+/// `docs/benchmarks.md` (the harness tables there are this file, pasted unchanged).
 fn markdown(header: &str, tables: &str) -> String {
     let mut o = String::new();
     for l in header.lines() {
@@ -583,6 +605,12 @@ fn main() {
 
     // ---------------------------------------------------------------- header
     let info = machine_info();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut warnings: Vec<String> = Vec::new();
+    if o.quick {
+        warnings.push(QUICK_NOTE.to_string());
+    }
+    warnings.extend(load_warning("start", loadavg(), cores));
     let started = Instant::now();
     let mut header = String::new();
     header.push_str("umem-bench");
@@ -596,9 +624,12 @@ fn main() {
         "method", o.runs, o.seed, o.scale, o.threads
     ));
     header.push_str(
-        "  rust section: the same workload code as one worker binary per #[global_allocator] (glibc = std::alloc::System)\n  c section and programs: the C malloc family under LD_PRELOAD (glibc = no preload)\n  time: the workload's own wall time (programs: whole process); rss: peak resident set of the process\n",
+        "  rust section: the same workload code as one worker binary per #[global_allocator] (glibc = std::alloc::System)\n  c section and programs: the C malloc family under LD_PRELOAD (glibc = no preload)\n  time: the workload's own wall time (programs: whole process); rss: peak resident set of the process\n  columns: each allocator's median and its ratio to glibc; umem/glibc; umem/best other: umem over the best of the other allocators (mimalloc, jemalloc, tcmalloc; glibc is never counted there, it has its own column), and which one it was\n",
     );
     eprint!("{header}");
+    for w in &warnings {
+        eprintln!("  {w}");
+    }
     for n in &notes {
         eprintln!("  note: {n}");
     }
@@ -713,10 +744,17 @@ fn main() {
         "harness wall time",
         elapsed.as_secs_f64()
     ));
-    let load = std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default();
-    text.push_str(&format!("  {:<22} {load}\n\n", "load average at end"));
+    let end_load = loadavg();
+    text.push_str(&format!(
+        "  {:<22} {}\n",
+        "load average at end",
+        end_load.as_ref().map_or("", |l| l.1.as_str())
+    ));
+    warnings.extend(load_warning("end", end_load, cores));
+    for w in &warnings {
+        text.push_str(&format!("  {w}\n"));
+    }
+    text.push('\n');
     text.push_str(&table);
     text.push_str("Workloads:\n");
     for r in &rows {
@@ -730,6 +768,12 @@ fn main() {
         for f in &failures {
             text.push_str(&format!("  {f}\n"));
         }
+    }
+    for w in &warnings {
+        text.push_str(&format!("\n{w}"));
+    }
+    if !warnings.is_empty() {
+        text.push('\n');
     }
     println!("\n{text}");
     if let Err(e) = std::fs::create_dir_all(&out_dir) {
@@ -747,7 +791,7 @@ fn main() {
     );
     let files = [
         ("results.csv", report::csv(&rows)),
-        ("results.svg", report::svg(&rows, &title)),
+        ("results.svg", report::svg(&rows, &title, &warnings)),
         ("results.txt", text.clone()),
         (
             "results.md",
@@ -763,4 +807,21 @@ fn main() {
         eprintln!("wrote {}", p.display());
     }
     let _ = std::fs::remove_dir_all(&work);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_load_above_the_core_count_warns() {
+        let w = load_warning("start", Some((2.86, "2.86 1.30 0.51".into())), 2).unwrap();
+        assert!(
+            w.starts_with("WARNING: load average 2.86 1.30 0.51 at start"),
+            "{w}"
+        );
+        assert!(w.contains("above the 2 cores"), "{w}");
+        assert_eq!(load_warning("end", Some((1.9, "1.9 1 1".into())), 2), None);
+        assert_eq!(load_warning("end", None, 2), None);
+    }
 }

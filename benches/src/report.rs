@@ -2,6 +2,12 @@
 
 use crate::runner::Measure;
 
+/// The baseline every ratio is taken against (no preload / `std::alloc::System`). It has its
+/// own column and is never the "best other allocator" of anyone.
+pub const BASELINE: &str = "glibc";
+/// The allocator this harness is about: the tables' last two columns are its ratios.
+pub const SUBJECT: &str = "umem";
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Section {
     Rust,
@@ -78,6 +84,21 @@ impl Cell {
         self.ok()
             .then(|| median_f(&self.rss.iter().map(|&k| k as f64).collect::<Vec<_>>()))
     }
+    /// The fastest and the slowest of the runs (the SVG's whiskers).
+    pub fn time_range(&self) -> Option<(f64, f64)> {
+        self.ok().then(|| min_max(self.times.iter().copied()))
+    }
+    /// The smallest and the largest peak RSS of the runs.
+    pub fn rss_range(&self) -> Option<(f64, f64)> {
+        self.ok()
+            .then(|| min_max(self.rss.iter().map(|&k| k as f64)))
+    }
+}
+
+fn min_max(v: impl Iterator<Item = f64>) -> (f64, f64) {
+    v.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), x| {
+        (lo.min(x), hi.max(x))
+    })
 }
 
 pub fn median_f(v: &[f64]) -> f64 {
@@ -111,21 +132,24 @@ impl Row {
         let g = metric(self.cell("glibc")?)?;
         (g > 0.0).then(|| a / g)
     }
-    /// The best (lowest) `metric` among the other allocators, and who.
-    pub fn best_peer(
+    /// The best (lowest) `metric` among the *other* allocators, and who: every allocator
+    /// except `alloc` itself and the baseline (glibc has its own column, so it is never
+    /// named here). For umem that is the best of mimalloc, jemalloc and tcmalloc.
+    pub fn best_other(
         &self,
         alloc: &str,
         metric: fn(&Cell) -> Option<f64>,
     ) -> Option<(f64, &'static str)> {
         self.cells
             .iter()
-            .filter(|c| c.alloc != alloc)
+            .filter(|c| c.alloc != alloc && c.alloc != BASELINE)
             .filter_map(|c| metric(c).map(|v| (v, c.alloc)))
             .min_by(|a, b| a.0.total_cmp(&b.0))
     }
-    pub fn ratio_best(&self, alloc: &str, metric: fn(&Cell) -> Option<f64>) -> Option<f64> {
+    /// `metric` of `alloc` over the best other allocator's ([`Row::best_other`]).
+    pub fn ratio_best_other(&self, alloc: &str, metric: fn(&Cell) -> Option<f64>) -> Option<f64> {
         let a = metric(self.cell(alloc)?)?;
-        let (b, _) = self.best_peer(alloc, metric)?;
+        let (b, _) = self.best_other(alloc, metric)?;
         (b > 0.0).then(|| a / b)
     }
 }
@@ -232,11 +256,11 @@ fn geo_ratio(rows: &[&Row], alloc: &str, metric: fn(&Cell) -> Option<f64>) -> Op
     )
 }
 
-fn geo_best(rows: &[&Row], alloc: &str, metric: fn(&Cell) -> Option<f64>) -> Option<f64> {
+fn geo_best_other(rows: &[&Row], alloc: &str, metric: fn(&Cell) -> Option<f64>) -> Option<f64> {
     geomean(
         &rows
             .iter()
-            .filter_map(|r| r.ratio_best(alloc, metric))
+            .filter_map(|r| r.ratio_best_other(alloc, metric))
             .collect::<Vec<_>>(),
     )
 }
@@ -255,13 +279,13 @@ fn table(
     for a in &allocs {
         h.push_str(&format!(" {a:>15} |"));
     }
-    h.push_str(" umem/glibc | umem/best peer |\n");
+    h.push_str(" umem/glibc | umem/best other |\n");
     out.push_str(&h);
     let mut sep = format!("|{}|----:|", "-".repeat(w0 + 2));
     for _ in &allocs {
         sep.push_str(&format!("{}:|", "-".repeat(16)));
     }
-    sep.push_str("-----------:|---------------:|\n");
+    sep.push_str("-----------:|----------------:|\n");
     out.push_str(&sep);
     for r in rows {
         let mut l = format!("| {:<w0$} | {:>3} |", r.name, r.threads);
@@ -280,13 +304,16 @@ fn table(
             l.push_str(&format!(" {v:>15} |"));
         }
         let rg = r
-            .ratio_glibc("umem", metric)
+            .ratio_glibc(SUBJECT, metric)
             .map_or("-".into(), |x| format!("{x:.2}x"));
-        let rb = match (r.ratio_best("umem", metric), r.best_peer("umem", metric)) {
+        let rb = match (
+            r.ratio_best_other(SUBJECT, metric),
+            r.best_other(SUBJECT, metric),
+        ) {
             (Some(x), Some((_, who))) => format!("{x:.2}x {who}"),
             _ => "-".into(),
         };
-        l.push_str(&format!(" {rg:>10} | {rb:>14} |\n"));
+        l.push_str(&format!(" {rg:>10} | {rb:>15} |\n"));
         out.push_str(&l);
     }
     let mut g = format!("| {:<w0$} |     |", "geomean");
@@ -298,14 +325,14 @@ fn table(
         };
         g.push_str(&format!(" {v:>15} |"));
     }
-    let rg = geo_ratio(rows, "umem", metric).map_or("-".into(), |x| format!("{x:.2}x"));
-    let rb = geo_best(rows, "umem", metric).map_or("-".into(), |x| format!("{x:.2}x"));
-    g.push_str(&format!(" {rg:>10} | {rb:>14} |\n"));
+    let rg = geo_ratio(rows, SUBJECT, metric).map_or("-".into(), |x| format!("{x:.2}x"));
+    let rb = geo_best_other(rows, SUBJECT, metric).map_or("-".into(), |x| format!("{x:.2}x"));
+    g.push_str(&format!(" {rg:>10} | {rb:>15} |\n"));
     out.push_str(&g);
     out.push('\n');
 }
 
-/// The terminal / README tables: per section, time then peak RSS.
+/// The terminal / docs/benchmarks.md tables: per section, time then peak RSS.
 pub fn text_tables(rows: &[Row]) -> String {
     let mut out = String::new();
     for (s, rs) in sections(rows) {
@@ -369,7 +396,7 @@ fn opt(v: Option<f64>, prec: usize) -> String {
     v.map_or(String::new(), |x| format!("{x:.prec$}"))
 }
 
-pub const CSV_HEADER: &str = "section,workload,threads,allocator,status,runs,median_s,min_s,max_s,median_peak_rss_kib,time_vs_glibc,time_vs_best_peer,best_peer,rss_vs_glibc,rss_vs_best_peer,note";
+pub const CSV_HEADER: &str = "section,workload,threads,allocator,status,runs,median_s,min_s,max_s,median_peak_rss_kib,time_vs_glibc,time_vs_best_other,best_other,rss_vs_glibc,rss_vs_best_other,note";
 
 /// One line per (section, workload, allocator), then one `geomean` line per (section, allocator).
 pub fn csv(rows: &[Row]) -> String {
@@ -398,10 +425,10 @@ pub fn csv(rows: &[Row]) -> String {
                 opt(ok.then_some(max), 6),
                 opt(c.rss(), 0),
                 opt(r.ratio_glibc(c.alloc, Cell::time), 4),
-                opt(r.ratio_best(c.alloc, Cell::time), 4),
-                r.best_peer(c.alloc, Cell::time).map_or("", |b| b.1),
+                opt(r.ratio_best_other(c.alloc, Cell::time), 4),
+                r.best_other(c.alloc, Cell::time).map_or("", |b| b.1),
                 opt(r.ratio_glibc(c.alloc, Cell::rss), 4),
-                opt(r.ratio_best(c.alloc, Cell::rss), 4),
+                opt(r.ratio_best_other(c.alloc, Cell::rss), 4),
                 csv_field(&note)
             ));
         }
@@ -412,9 +439,9 @@ pub fn csv(rows: &[Row]) -> String {
                 "{},geomean,,{a},ok,,,,,,{},{},,{},{},geometric mean of the ratios over the workloads where both ran\n",
                 s.key(),
                 opt(geo_ratio(&rs, a, Cell::time), 4),
-                opt(geo_best(&rs, a, Cell::time), 4),
+                opt(geo_best_other(&rs, a, Cell::time), 4),
                 opt(geo_ratio(&rs, a, Cell::rss), 4),
-                opt(geo_best(&rs, a, Cell::rss), 4),
+                opt(geo_best_other(&rs, a, Cell::rss), 4),
             ));
         }
     }
@@ -423,8 +450,11 @@ pub fn csv(rows: &[Row]) -> String {
 
 /// How a cell is measured: its median time or its median peak RSS.
 type Metric = fn(&Cell) -> Option<f64>;
-/// One bar of the chart: allocator, ratio to glibc (None: no result), whether it failed.
-type Bar<'a> = (&'a str, Option<f64>, bool);
+/// The fastest and slowest (smallest and largest) of a cell's runs.
+type Range = fn(&Cell) -> Option<(f64, f64)>;
+/// One bar of the chart: allocator, median's ratio to glibc (None: no result), the min and
+/// max runs' ratios to glibc's median (the whisker), whether it failed.
+type Bar<'a> = (&'a str, Option<f64>, Option<(f64, f64)>, bool);
 
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
@@ -445,41 +475,60 @@ fn color(alloc: &str) -> &'static str {
 }
 
 /// Grouped bar charts: per section, time and peak RSS as ratios to glibc (1.0 = glibc), one
-/// group of bars per workload (plus the geometric mean), one bar per allocator.
-pub fn svg(rows: &[Row], title: &str) -> String {
+/// group of bars per workload (plus the geometric mean), one bar per allocator; each bar is
+/// the median run and carries a whisker from its fastest to its slowest run (both over
+/// glibc's median), so a reader sees how far the runs spread. `warnings` (the load average,
+/// `--quick`) are printed under the title.
+pub fn svg(rows: &[Row], title: &str, warnings: &[String]) -> String {
     const BAR: f64 = 11.0;
     const GAP: f64 = 14.0;
     const LEFT: f64 = 60.0;
     const PLOT_H: f64 = 200.0;
     const PANEL_H: f64 = PLOT_H + 110.0;
     let secs = sections(rows);
-    let mut panels: Vec<(String, Vec<&Row>, Metric)> = Vec::new();
+    let mut panels: Vec<(String, Vec<&Row>, Metric, Range)> = Vec::new();
     for (s, rs) in &secs {
         panels.push((
-            format!("{}: wall time vs glibc", s.title()),
+            format!(
+                "{}: wall time vs glibc (lower is better; whiskers: fastest–slowest run)",
+                s.title()
+            ),
             rs.clone(),
             Cell::time,
+            Cell::time_range,
         ));
         panels.push((
-            format!("{}: peak RSS vs glibc", s.title()),
+            format!(
+                "{}: peak RSS vs glibc (lower is better; whiskers: smallest–largest run)",
+                s.title()
+            ),
             rs.clone(),
             Cell::rss,
+            Cell::rss_range,
         ));
     }
+    let head = 40.0 + 16.0 * warnings.len() as f64;
     let width = panels
         .iter()
-        .map(|(_, rs, _)| {
+        .map(|(_, rs, _, _)| {
             let n = allocs_of(rs).len() as f64;
             LEFT + (rs.len() as f64 + 1.0) * (n * BAR + GAP) + 150.0
         })
         .fold(600.0, f64::max);
-    let height = 40.0 + panels.len() as f64 * PANEL_H;
+    let height = head + panels.len() as f64 * PANEL_H;
     let mut o = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width:.0}\" height=\"{height:.0}\" viewBox=\"0 0 {width:.0} {height:.0}\" font-family=\"sans-serif\" font-size=\"11\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n<text x=\"10\" y=\"22\" font-size=\"14\" font-weight=\"bold\">{}</text>\n",
         esc(title)
     );
-    for (pi, (ptitle, rs, metric)) in panels.iter().enumerate() {
-        let top = 40.0 + pi as f64 * PANEL_H;
+    for (i, w) in warnings.iter().enumerate() {
+        o.push_str(&format!(
+            "<text x=\"10\" y=\"{:.1}\" font-size=\"12\" fill=\"#b00\">{}</text>\n",
+            40.0 + 16.0 * i as f64,
+            esc(w)
+        ));
+    }
+    for (pi, (ptitle, rs, metric, range)) in panels.iter().enumerate() {
+        let top = head + pi as f64 * PANEL_H;
         let base = top + 25.0 + PLOT_H;
         let allocs = allocs_of(rs);
         let mut groups: Vec<(String, Vec<Bar>)> = rs
@@ -491,7 +540,14 @@ pub fn svg(rows: &[Row], title: &str) -> String {
                         let failed = r
                             .cell(a)
                             .is_some_and(|c| matches!(c.outcome, Outcome::Failed(_)));
-                        (*a, r.ratio_glibc(a, *metric), failed)
+                        let whisker = match (
+                            r.cell(a).and_then(range),
+                            r.cell(BASELINE).and_then(*metric),
+                        ) {
+                            (Some((lo, hi)), Some(g)) if g > 0.0 => Some((lo / g, hi / g)),
+                            _ => None,
+                        };
+                        (*a, r.ratio_glibc(a, *metric), whisker, failed)
                     })
                     .collect();
                 (r.name.clone(), bars)
@@ -509,6 +565,7 @@ pub fn svg(rows: &[Row], title: &str) -> String {
                         } else {
                             geo_ratio(rs, a, *metric)
                         },
+                        None,
                         false,
                     )
                 })
@@ -516,7 +573,7 @@ pub fn svg(rows: &[Row], title: &str) -> String {
         ));
         let maxv = groups
             .iter()
-            .flat_map(|g| g.1.iter().filter_map(|b| b.1))
+            .flat_map(|g| g.1.iter().flat_map(|b| [b.1, b.2.map(|w| w.1)]).flatten())
             .fold(1.0f64, f64::max)
             .min(4.0);
         let ymax = (maxv * 2.0).ceil() / 2.0 + 0.25;
@@ -542,7 +599,7 @@ pub fn svg(rows: &[Row], title: &str) -> String {
         }
         for (gi, (name, bars)) in groups.iter().enumerate() {
             let gx = LEFT + GAP / 2.0 + gi as f64 * (allocs.len() as f64 * BAR + GAP);
-            for (bi, (a, v, failed)) in bars.iter().enumerate() {
+            for (bi, (a, v, whisker, failed)) in bars.iter().enumerate() {
                 let x = gx + bi as f64 * BAR;
                 match v {
                     Some(v) => {
@@ -555,6 +612,19 @@ pub fn svg(rows: &[Row], title: &str) -> String {
                             esc(name),
                             a
                         ));
+                        if let Some((lo, hi)) = whisker {
+                            let (ylo, yhi) = (y(*lo), y(*hi));
+                            let cx = x + (BAR - 1.0) / 2.0;
+                            o.push_str(&format!(
+                                "<path d=\"M{cx:.1} {ylo:.1}V{yhi:.1}M{:.1} {ylo:.1}h{:.1}M{:.1} {yhi:.1}h{:.1}\" stroke=\"#000\" stroke-width=\"1\" fill=\"none\"><title>{} {}: runs {lo:.3}x–{hi:.3}x glibc</title></path>\n",
+                                cx - 2.5,
+                                5.0,
+                                cx - 2.5,
+                                5.0,
+                                esc(name),
+                                a
+                            ));
+                        }
                         if *v > ymax {
                             o.push_str(&format!(
                                 "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"8\" text-anchor=\"middle\">{v:.1}</text>\n",
@@ -594,7 +664,7 @@ pub fn svg(rows: &[Row], title: &str) -> String {
             ));
         }
         o.push_str(&format!(
-            "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"9\" fill=\"#666\">✗ failed · skipped</text>\n",
+            "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"9\" fill=\"#666\">bar: median run; ✗ failed · skipped</text>\n",
             right + 15.0,
             top + 35.0 + allocs.len() as f64 * 16.0 + 6.0
         ));
@@ -651,11 +721,43 @@ mod tests {
             ],
         );
         assert_eq!(r.ratio_glibc("umem", Cell::time), Some(1.5));
-        // The best peer of umem is mimalloc (1.5 s); of mimalloc, glibc (2 s).
-        assert_eq!(r.best_peer("umem", Cell::time), Some((1.5, "mimalloc")));
-        assert_eq!(r.ratio_best("umem", Cell::time), Some(2.0));
-        assert_eq!(r.ratio_best("mimalloc", Cell::time), Some(0.75));
+        // The best other allocator of umem is mimalloc (1.5 s); of mimalloc, umem (3 s):
+        // glibc (2 s) is the baseline with its own column, never "the best other".
+        assert_eq!(r.best_other("umem", Cell::time), Some((1.5, "mimalloc")));
+        assert_eq!(r.ratio_best_other("umem", Cell::time), Some(2.0));
+        assert_eq!(r.best_other("mimalloc", Cell::time), Some((3.0, "umem")));
+        assert_eq!(r.ratio_best_other("mimalloc", Cell::time), Some(0.5));
         assert_eq!(r.ratio_glibc("umem", Cell::rss), Some(2.0));
+        assert_eq!(r.cells[1].time_range(), Some((1.0, 3.0)));
+        assert_eq!(r.cells[0].rss_range(), Some((100.0, 100.0)));
+    }
+
+    #[test]
+    fn glibc_is_never_the_best_other_allocator() {
+        // glibc is fastest, but umem's best other allocator is jemalloc; with no other
+        // allocator there is none (and the table says "-", not "glibc").
+        let r = row(
+            "w",
+            vec![
+                cell("glibc", &[1.0], &[10], 7),
+                cell("umem", &[2.0], &[10], 7),
+                cell("jemalloc", &[4.0], &[10], 7),
+            ],
+        );
+        assert_eq!(r.best_other("umem", Cell::time), Some((4.0, "jemalloc")));
+        assert_eq!(r.ratio_best_other("umem", Cell::time), Some(0.5));
+        let alone = row(
+            "w",
+            vec![
+                cell("glibc", &[1.0], &[10], 7),
+                cell("umem", &[2.0], &[10], 7),
+            ],
+        );
+        assert_eq!(alone.best_other("umem", Cell::time), None);
+        let t = text_tables(&[alone]);
+        assert!(t.contains("umem/best other"), "{t}");
+        let umem_row = t.lines().find(|l| l.starts_with("| w ")).unwrap();
+        assert!(!umem_row.contains("x glibc"), "{umem_row}");
     }
 
     #[test]
@@ -708,9 +810,14 @@ mod tests {
         assert!(lines
             .iter()
             .any(|l| l.starts_with("c,geomean,,mimalloc,ok,,,,,,0.5000,")));
-        let svg = svg(&rows, "t <&>");
+        let svg = svg(&rows, "t <&>", &["WARNING: busy".to_string()]);
         assert!(svg.starts_with("<svg ") && svg.trim_end().ends_with("</svg>"));
         assert!(svg.contains("t &lt;&amp;&gt;"));
+        assert!(svg.contains("WARNING: busy"));
+        // Every panel (time and RSS of the one section) says which way is better, and each
+        // bar with runs has a whisker.
+        assert_eq!(svg.matches("lower is better").count(), 2, "{svg}");
+        assert!(svg.matches("<path d=\"M").count() >= 4, "{svg}");
         assert_eq!(svg.matches("<svg").count(), 1);
         let table = text_tables(&rows);
         assert!(table.contains("| a ") && table.contains("FAIL"));

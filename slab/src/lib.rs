@@ -179,7 +179,7 @@
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
-// `is_multiple_of` is newer than the workspace MSRV (1.80).
+// `is_multiple_of` is newer than the workspace MSRV (1.82).
 #![allow(clippy::manual_is_multiple_of)]
 
 // The files, lowest concept first; a file imports (`use crate::…`) only files on lines

@@ -51,6 +51,10 @@ fn env_bytes(name: &[u8]) -> Option<&'static [u8]> {
     }
 }
 
+// SAFETY: in mode `none` every block is a fresh, suitably aligned, disjoint range of the
+// mapping that is never reused, which is what GlobalAlloc requires. The fault modes break
+// that contract on purpose: they exist only so that benches/tests/verify.rs can show that
+// every workload notices a wrong allocator (no other code runs under them).
 unsafe impl GlobalAlloc for Broken {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
         while LOCK

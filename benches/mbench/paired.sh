@@ -3,8 +3,8 @@
 # so that slow phases of a noisy machine hit both sides of a pair; reports the median of the
 # per-round ratios (and of the absolute numbers).
 #
-#   umem-global/bench/paired.sh WORKLOAD N REF LIB...
-#   e.g. umem-global/bench/paired.sh churn 21 /usr/lib/x86_64-linux-gnu/libmimalloc.so.2 \
+#   benches/mbench/paired.sh WORKLOAD N REF LIB...
+#   e.g. benches/mbench/paired.sh churn 21 /usr/lib/x86_64-linux-gnu/libmimalloc.so.2 \
 #        target/release/libumem.so
 #
 # WORKLOAD is one of mbench's (hit, churn, cross, grow, large); a library "glibc" means no

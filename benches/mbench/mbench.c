@@ -1,5 +1,5 @@
-/* Quick malloc benchmark for umem-global (the full harness lives in
- * benches/). Run under different allocators with LD_PRELOAD:
+/* Quick malloc benchmark for umem-global (the full comparison harness is
+ * umem-bench, benches/src). Run under different allocators with LD_PRELOAD:
  *   cc -O2 -pthread -fno-builtin-malloc -o /tmp/mbench mbench.c
  *   LD_PRELOAD=.../libumem.so /tmp/mbench
  * For A/B comparisons on a noisy machine use paired.sh beside this file
