@@ -9,7 +9,8 @@
 //! * `afunc` NULL: no source (the arena has only the spans it is given);
 //! * `afunc == vmem_alloc` and `ffunc == vmem_free` (this library's own
 //!   functions, the usual way to stack arenas) with a `source` arena: the
-//!   parent [`Vmem`] itself is the source, with no C round trip;
+//!   parent [`Vmem`] itself is the source, with no C round trip (without
+//!   a `source`: no source);
 //! * any other pair: a [`CSource`] calls `afunc(source, size, VM_NOSLEEP)`
 //!   to import and `ffunc(source, addr, size)` to release; its quantum is
 //!   the `source` arena's (1 without one). A span it returns that is not
@@ -219,7 +220,13 @@ fn with_policy(
         match attempt() {
             Ok(addr) => return addr as *mut c_void,
             Err(VmemError::ZeroSize) => return null_mut(),
-            Err(e @ (VmemError::Exhausted { .. } | VmemError::NoMetadata)) => {
+            // A window too small for the request is no misuse: nothing in
+            // it fits (libumem fails or waits, as when the arena is full).
+            Err(
+                e @ (VmemError::Exhausted { .. }
+                | VmemError::NoMetadata
+                | VmemError::BadAddrRange { .. }),
+            ) if !matches!(e, VmemError::BadAddrRange { minaddr, maxaddr, .. } if minaddr >= maxaddr) => {
                 if !reaped {
                     reaped = true;
                     umem_global::reap();
@@ -287,6 +294,8 @@ pub unsafe extern "C" fn vmem_create(
     let src: Option<&'static dyn Source> = match (afunc, parent) {
         (None, _) => None,
         (Some(_), Some(p)) if own_pair => Some(p.vm),
+        // The idiom without a parent: nothing to import from.
+        (Some(_), None) if own_pair => None,
         (Some(f), _) => {
             csrc = Box::into_raw(Box::new(CSource {
                 afunc: f,
