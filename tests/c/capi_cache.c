@@ -166,13 +166,16 @@ main(int argc, char **argv)
 		v[i] = umem_cache_alloc(c, UMEM_DEFAULT);
 		CHECK(v[i]->magic == CONSTRUCTED);
 	}
-	/* Reused objects kept their state: no new construction needed. */
-	CHECK(nctor == before);
+	/* Reused objects kept their state: no new construction needed.
+	 * (Under UMEM_DEBUG objects are destructed on every free, so that
+	 * their free fill can be checked -- libumem's rule too.) */
+	int debug = getenv("UMEM_DEBUG") != NULL;
+	CHECK(debug || nctor == before);
 	int kept = 0;
 	for (i = 0; i < 100; i++)
 		if (v[i]->uses >= 1000)
 			kept++;
-	CHECK(kept == 100);
+	CHECK(debug || kept == 100);
 	for (i = 0; i < 100; i++)
 		umem_cache_free(c, v[i]);
 
