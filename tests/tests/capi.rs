@@ -70,7 +70,9 @@ fn build(name: &str, cxx: bool) -> PathBuf {
 
 fn run(name: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(build(name, false));
-    cmd.args(args).env_remove("LD_PRELOAD").env_remove("UMEM_DEBUG");
+    cmd.args(args)
+        .env_remove("LD_PRELOAD")
+        .env_remove("UMEM_DEBUG");
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -123,7 +125,11 @@ fn nofail_callback_retries_then_exits_with_its_status() {
     let o = run("capi_umem", &["nofail"], &[]);
     assert_eq!(o.status.code(), Some(7), "{}", show(&o));
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("nofail callback 1") && err.contains("nofail callback 2"), "{}", show(&o));
+    assert!(
+        err.contains("nofail callback 1") && err.contains("nofail callback 2"),
+        "{}",
+        show(&o)
+    );
     assert!(!err.contains("returned"), "{}", show(&o));
 }
 
@@ -137,7 +143,10 @@ fn nofail_without_callback_exits_255() {
 fn umem_free_with_the_wrong_size_aborts_under_umem_debug() {
     let o = run("capi_umem", &["badsize"], &[("UMEM_DEBUG", "default")]);
     aborted_with(&o, "umem_free(");
-    aborted_with(&o, "wrong size: the buffer is a 112-byte block, a 300-byte allocation is a 320-byte block");
+    aborted_with(
+        &o,
+        "wrong size: the buffer is a 112-byte block, a 300-byte allocation is a 320-byte block",
+    );
     let o = run("capi_umem", &["foreign"], &[("UMEM_DEBUG", "default")]);
     aborted_with(&o, "not a buffer from umem_alloc");
 }
@@ -163,7 +172,11 @@ fn object_caches_under_umem_debug() {
 fn failing_constructor_under_nofail_goes_to_the_callback() {
     let o = run("capi_cache", &["ctorfail-nofail"], &[]);
     assert_eq!(o.status.code(), Some(9), "{}", show(&o));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("nofail callback 3"), "{}", show(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("nofail callback 3"),
+        "{}",
+        show(&o)
+    );
 }
 
 #[test]
@@ -183,7 +196,10 @@ fn vmem_misuse_aborts_with_a_message() {
 fn mallinfo2_and_malloc_info_report_umem() {
     let o = ok("capi_mallinfo");
     let out = String::from_utf8_lossy(&o.stdout);
-    assert!(out.contains("<malloc version=\"1\">") && out.contains("</malloc>"), "{out}");
+    assert!(
+        out.contains("<malloc version=\"1\">") && out.contains("</malloc>"),
+        "{out}"
+    );
     assert!(out.contains("<heap nr=\"0\">"), "{out}");
     // malloc_stats: umem's table on stderr.
     assert!(umem_tests::stats_seen(&o.stderr), "{}", show(&o));

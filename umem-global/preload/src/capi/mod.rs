@@ -6,16 +6,16 @@
 //! the malloc family, so that a C program written for illumos's libumem
 //! (`#include <umem.h>`, `-lumem`) builds and runs unchanged:
 //!
-//! * [`umem`]: `umem_alloc`, `umem_zalloc`, `umem_free`, `umem_alloc_align`,
+//! * [`umem`] — `umem_alloc`, `umem_zalloc`, `umem_free`, `umem_alloc_align`,
 //!   `umem_free_align`, `umem_nofail_callback`, `umem_reap`, `umem_setmtbf`
 //!   — sized blocks from umem-global's size classes and large blocks
 //!   (through [`umem_global::Umem`], 8-byte aligned as libumem's
 //!   `UMEM_ALIGN`);
-//! * [`cache`]: `umem_cache_create/alloc/free/destroy` — umem-slab object
+//! * [`cache`] — `umem_cache_create/alloc/free/destroy` — umem-slab object
 //!   caches whose callbacks are C functions (Rust trampolines, see there);
-//! * [`vmem`]: `vmem_create/destroy/alloc/xalloc/free/xfree/add/contains/
+//! * [`vmem`] — `vmem_create/destroy/alloc/xalloc/free/xfree/add/contains/
 //!   walk/size` — umem-vmem arenas, with C `afunc`/`ffunc` sources;
-//! * [`introspect`]: glibc's `mallinfo`, `mallinfo2`, `malloc_stats`,
+//! * [`introspect`] — glibc's `mallinfo`, `mallinfo2`, `malloc_stats`,
 //!   `malloc_info` and `mallopt`, answered from [`umem_global::stats`].
 //!
 //! Handles given to C (`umem_cache_t *`, `vmem_t *`) point at small
@@ -57,6 +57,9 @@
 //! path (a word that is never released); C callbacks (constructors,
 //! destructors, reclaim, afunc/ffunc, walk callbacks) run with the locks
 //! of umem-slab/umem-vmem that those crates document.
+
+// The crate allows it for the malloc family; here every unsafe fn says why.
+#![deny(clippy::missing_safety_doc)]
 
 pub mod cache;
 pub mod introspect;
@@ -168,6 +171,8 @@ pub extern "C" fn umem_setmtbf(thresh: u32) {
 
 /// Whether this allocation (with `flags`) is to fail on purpose.
 #[inline]
+// `is_multiple_of` is newer than the workspace MSRV (1.80).
+#[allow(clippy::manual_is_multiple_of)]
 pub(crate) fn inject(flags: c_int) -> bool {
     let n = MTBF.load(Ordering::Relaxed);
     if n == 0 || flags & UMEM_NOFAIL != 0 {

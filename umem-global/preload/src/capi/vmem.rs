@@ -49,8 +49,7 @@ use core::ptr::null_mut;
 use core::sync::atomic::{AtomicU32, Ordering};
 use umem_global::sys;
 use umem_vmem::{
-    Addr, CreateFlags, Policy, SegType, SegTypes, Source, Vmem, VmemError, WalkMode,
-    XAllocRequest,
+    Addr, CreateFlags, Policy, SegType, SegTypes, Source, Vmem, VmemError, WalkMode, XAllocRequest,
 };
 
 /// `VM_NOSLEEP`.
@@ -226,7 +225,8 @@ fn with_policy(
                 e @ (VmemError::Exhausted { .. }
                 | VmemError::NoMetadata
                 | VmemError::BadAddrRange { .. }),
-            ) if !matches!(e, VmemError::BadAddrRange { minaddr, maxaddr, .. } if minaddr >= maxaddr) => {
+            ) if !matches!(e, VmemError::BadAddrRange { minaddr, maxaddr, .. } if minaddr >= maxaddr) =>
+            {
                 if !reaped {
                     reaped = true;
                     umem_global::reap();
