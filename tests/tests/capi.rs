@@ -222,3 +222,75 @@ fn the_headers_build_as_cxx() {
     let o = Command::new(exe).output().expect("run");
     assert!(o.status.success(), "{}", show(&o));
 }
+
+#[test]
+fn installs_with_headers_and_pkg_config() {
+    // ci/install-c into a scratch prefix (with the library already built),
+    // then build the man-page program the way a user would:
+    // `cc $(pkg-config --cflags --libs umem)`.
+    let prefix = scratch("capi-install").join("usr");
+    let target = libumem()
+        .parent()
+        .and_then(Path::parent)
+        .expect("libumem.so in <target>/release");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let o = Command::new(root.join("ci/install-c"))
+        .arg(&prefix)
+        .env("UMEM_INSTALL_NO_BUILD", "1")
+        .env("CARGO_TARGET_DIR", target)
+        .output()
+        .expect("running ci/install-c");
+    assert!(o.status.success(), "{}", show(&o));
+    for f in [
+        "lib/libumem.so.0",
+        "lib/libumem.so",
+        "include/umem.h",
+        "include/sys/vmem.h",
+        "lib/pkgconfig/umem.pc",
+    ] {
+        assert!(prefix.join(f).exists(), "{f} not installed");
+    }
+    let pc = std::fs::read_to_string(prefix.join("lib/pkgconfig/umem.pc")).unwrap();
+    assert!(pc.contains(&format!("prefix={}", prefix.display())), "{pc}");
+    assert!(pc.contains("Libs: -L${libdir} -lumem"), "{pc}");
+    let flags = if umem_tests::have("pkg-config") {
+        let o = Command::new("pkg-config")
+            .args(["--cflags", "--libs", "umem"])
+            .env("PKG_CONFIG_PATH", prefix.join("lib/pkgconfig"))
+            .output()
+            .expect("pkg-config");
+        assert!(o.status.success(), "{}", show(&o));
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    } else {
+        format!("-I{0}/include -L{0}/lib -lumem", prefix.display())
+    };
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("c/capi_doc.c");
+    let exe = prefix.join("capi_doc");
+    let o = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "cc -O2 -pthread -o '{}' '{}' {flags}",
+            exe.display(),
+            src.display()
+        ))
+        .output()
+        .expect("cc");
+    assert!(o.status.success(), "{}", show(&o));
+    let o = Command::new(&exe)
+        .env("LD_LIBRARY_PATH", prefix.join("lib"))
+        .env_remove("LD_PRELOAD")
+        .output()
+        .expect("run");
+    assert!(o.status.success(), "{}", show(&o));
+    let o = Command::new("ldd")
+        .arg(&exe)
+        .env("LD_LIBRARY_PATH", prefix.join("lib"))
+        .output();
+    if let Ok(o) = o {
+        let s = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            s.contains(&format!("{}/lib/libumem.so.0", prefix.display())),
+            "{s}"
+        );
+    }
+}
