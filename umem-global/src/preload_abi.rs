@@ -29,12 +29,12 @@ pub use crate::sys::no_unwind;
 
 /// The system-call and diagnostic helpers the C ABI uses.
 pub mod sys {
-    pub use crate::sys::{fatal, keep_errno, set_errno, PAGE};
+    pub use crate::sys::{fatal, keep_errno, set_errno, warn, PAGE};
 }
 
 /// The size classes (for tests that walk every class).
 pub mod classes {
-    pub use crate::classes::{natural_align, COUNT, SIZES};
+    pub use crate::classes::{layout_class, natural_align, size, COUNT, SIZES};
 }
 
 /// The class region (for tests that check where classes live).

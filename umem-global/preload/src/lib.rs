@@ -42,6 +42,7 @@
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
+mod capi;
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 mod nounwind;
 
