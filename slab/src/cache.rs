@@ -17,7 +17,7 @@ use crate::flags::CacheFlags;
 use crate::magazine::ThreadCache;
 use crate::ops::CacheOps;
 use crate::slab::{SlabLayer, SLAB_HDR};
-use crate::sync::SpinLock;
+use umem_vmem::sync::SpinLock;
 
 /// A value alone on its cache line(s), so that two locks never share a line.
 #[repr(C, align(64))]

@@ -26,7 +26,7 @@ use crate::qcache;
 use crate::registry::{self, InternalCaches};
 use crate::slab::{Bufctl, BufctlAudit, SlabLayer, HASH_INITIAL, SLAB_HDR};
 use crate::slab_layer::highbit;
-use crate::sync::SpinLock;
+use umem_vmem::sync::SpinLock;
 
 /// Minimum alignment of buffers the allocator may write into (`UMEM_ALIGN`).
 const ALIGN: usize = 8;

@@ -215,7 +215,6 @@ mod registry;
 mod slab;
 mod slab_layer;
 mod stats;
-use umem_vmem::sync;
 mod update;
 mod verify;
 

@@ -25,7 +25,7 @@ use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use crate::diag::fatal;
 use crate::magazine::ThreadCache;
 use crate::metadata::{arena_alloc, arena_free, arenas};
-use crate::sync::{RawSpin, SpinLock};
+use umem_vmem::sync::{RawSpin, SpinLock};
 
 pub(crate) const SLOTS_PER_CHUNK: usize = 64;
 pub(crate) const CHUNKS: usize = 64;

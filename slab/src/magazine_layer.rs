@@ -11,7 +11,7 @@ use crate::depot::Depot;
 use crate::magazine::{magtype_index, reload, Magazine, ThreadCache, MAGTYPES};
 use crate::magazine_block;
 use crate::registry::internal_caches;
-use crate::sync::SpinGuard;
+use umem_vmem::sync::SpinGuard;
 
 impl Cache {
     /// Take every thread's magazines for this cache and empty the depot.

@@ -11,7 +11,7 @@ use crate::cache::Cache;
 use crate::diag::fatal;
 use crate::magazine::ThreadCache;
 use crate::magazine_block::{self, MAX_IDS};
-use crate::sync::SpinLock;
+use umem_vmem::sync::SpinLock;
 
 struct CacheList {
     head: *mut Cache,
