@@ -10,7 +10,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::{Mutex, OnceLock};
-use umem_tests::{libumem, scratch, show};
+use umem_testkit::preload::{libumem, scratch, show};
 
 /// A directory with `libumem.so` and `libumem.so.0` pointing at the build.
 fn lib_dir() -> &'static Path {
@@ -202,7 +202,7 @@ fn mallinfo2_and_malloc_info_report_umem() {
     );
     assert!(out.contains("<heap nr=\"0\">"), "{out}");
     // malloc_stats: umem's table on stderr.
-    assert!(umem_tests::stats_seen(&o.stderr), "{}", show(&o));
+    assert!(umem_testkit::preload::stats_seen(&o.stderr), "{}", show(&o));
 }
 
 #[test]
@@ -215,7 +215,7 @@ fn a_program_written_from_the_man_pages_runs_unchanged() {
 fn the_headers_build_as_cxx() {
     // capi_doc.c compiled as C++ (-fpermissive for C's implicit void *
     // conversions): the headers' declarations must link as extern "C".
-    if !umem_tests::have("c++") {
+    if !umem_testkit::preload::have("c++") {
         panic!("no c++ compiler (ci/install-deps installs one)");
     }
     let exe = build("capi_doc", true);
@@ -253,7 +253,7 @@ fn installs_with_headers_and_pkg_config() {
     let pc = std::fs::read_to_string(prefix.join("lib/pkgconfig/umem.pc")).unwrap();
     assert!(pc.contains(&format!("prefix={}", prefix.display())), "{pc}");
     assert!(pc.contains("Libs: -L${libdir} -lumem"), "{pc}");
-    let flags = if umem_tests::have("pkg-config") {
+    let flags = if umem_testkit::preload::have("pkg-config") {
         let o = Command::new("pkg-config")
             .args(["--cflags", "--libs", "umem"])
             .env("PKG_CONFIG_PATH", prefix.join("lib/pkgconfig"))

@@ -6,7 +6,7 @@
 
 use std::path::Path;
 use std::process::Command;
-use umem_tests::{have, libumem, run, scratch, show, stats_seen};
+use umem_testkit::preload::{have, libumem, run, scratch, show, stats_seen};
 
 const README: &str = include_str!("../../README.md");
 const EXAMPLE: &str = include_str!("../src/bin/readme_example.rs");
