@@ -30,6 +30,7 @@ enum outcome {
     OUT_ABORT = 1,    /* SIGABRT with a message on stderr (containing $HARD_ABORT_WORD if set) */
     OUT_ALIAS = 3,    /* exit 3: two live blocks shared memory */
     OUT_WILD = 4,     /* exit 4: malloc returned a chosen or outside pointer */
+    OUT_SKIP = 5,     /* exit 5: the case could not be set up (no adjacent blocks) */
     OUT_OTHER = 9,    /* any other end: another signal, a silent abort, another status */
 };
 
@@ -68,6 +69,7 @@ __attribute__((unused)) static struct child_result run_case(void (*fn)(void *), 
     if (WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0) r.out = OUT_CLEAN;
     else if (WIFEXITED(r.status) && WEXITSTATUS(r.status) == 3) r.out = OUT_ALIAS;
     else if (WIFEXITED(r.status) && WEXITSTATUS(r.status) == 4) r.out = OUT_WILD;
+    else if (WIFEXITED(r.status) && WEXITSTATUS(r.status) == 5) r.out = OUT_SKIP;
     else if (WIFSIGNALED(r.status) && WTERMSIG(r.status) == SIGABRT && got > 0 &&
              (!word || !*word || strcasestr(r.err, word)))
         r.out = OUT_ABORT;
@@ -81,6 +83,7 @@ __attribute__((unused)) static const char *outcome_name(enum outcome o) {
     case OUT_ABORT: return "abort-with-message";
     case OUT_ALIAS: return "ALIASING";
     case OUT_WILD: return "CHOSEN/OUTSIDE-POINTER";
+    case OUT_SKIP: return "skipped";
     default: return "OTHER";
     }
 }
