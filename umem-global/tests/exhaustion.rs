@@ -1,8 +1,8 @@
 //! Issue 11, defect 1, on the Rust side: after `Umem` has run out of
 //! address space and everything was freed, allocations must succeed again
 //! at once. The case runs in a child process (this test binary again,
-//! selected by an environment variable) whose address space is limited to
-//! what it has mapped plus 200 MiB.
+//! selected by an environment variable) whose address space is limited, before
+//! umem's first allocation, to what it has mapped plus 200 MiB.
 
 use std::alloc::{GlobalAlloc, Layout};
 use std::process::Command;
@@ -28,9 +28,9 @@ fn vm_size() -> u64 {
 /// within ~1 s allowed).
 fn exhaust_then_allocate() -> bool {
     let small = Layout::from_size_align(64, 8).unwrap();
-    // Set the allocator up before measuring what is mapped.
-    // SAFETY: a valid non-zero layout; freed with the same layout.
-    unsafe { Umem.dealloc(Umem.alloc(small), small) };
+    // The limit is set before umem's first allocation (as a C program's
+    // `ulimit -v` would be): its class region reservation then does not fit
+    // and is not counted.
     let limit = vm_size() + (200 << 20);
     let lim = libc::rlimit {
         rlim_cur: limit,
