@@ -85,7 +85,10 @@ fn overflow_into_a_free_link_never_returns_the_chosen_address() {
     passes_under_umem(
         "hard_link",
         &["20"],
-        &[("HARD_ABORT_WORD", "corrupt"), ("UMEM_OPTIONS", "nomagazines")],
+        &[
+            ("HARD_ABORT_WORD", "corrupt"),
+            ("UMEM_OPTIONS", "nomagazines"),
+        ],
     );
 }
 

@@ -86,7 +86,9 @@ fn exhaust_then_allocate() -> bool {
             }
         }
         if ok {
-            say(&format!("24,000 and 300,000 bytes allocated at attempt {attempt}\n"));
+            say(&format!(
+                "24,000 and 300,000 bytes allocated at attempt {attempt}\n"
+            ));
             return true;
         }
         say(&format!(
