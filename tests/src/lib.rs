@@ -152,3 +152,4 @@ pub fn stats_seen_in(path: &Path) -> bool {
 pub fn stats_seen(stderr: &[u8]) -> bool {
     String::from_utf8_lossy(stderr).contains("umem_alloc_")
 }
+pub mod fuzz;
