@@ -10,6 +10,9 @@
 //! every answer against a simple model, and panics (with the operation
 //! that went wrong) on a mismatch.
 
+// `is_multiple_of` is newer than the workspace's rust-version (1.80).
+#![allow(clippy::manual_is_multiple_of)]
+
 pub mod umem_alloc;
 pub mod vmem_model;
 

@@ -80,7 +80,7 @@ pub fn run(data: &[u8]) {
                 if p.is_null() {
                     continue;
                 }
-                if p as usize % l.align() != 0 {
+                if p as usize & (l.align() - 1) != 0 {
                     panic!("umem_alloc: alloc({l:?}) = {p:p} is misaligned");
                 }
                 let blk = Block { p, layout: l, seed };
@@ -126,7 +126,7 @@ pub fn run(data: &[u8]) {
                     layout: Layout::from_size_align(new, blk.layout.align()).unwrap(),
                     seed: blk.seed,
                 };
-                if q as usize % nb.layout.align() != 0 {
+                if q as usize & (nb.layout.align() - 1) != 0 {
                     panic!("umem_alloc: realloc to {new} = {q:p} is misaligned");
                 }
                 check(&nb, new.min(blk.layout.size()), "prefix after realloc");
