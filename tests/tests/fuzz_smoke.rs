@@ -47,10 +47,9 @@ fn drive(name: &str, target: fn(&[u8])) {
     let start = Instant::now();
     let mut execs = 0u64;
     let mut input = Vec::with_capacity(4096);
-    let mut x = seed | 1;
     while start.elapsed() < Duration::from_secs_f64(secs) {
         // xorshift64*, reseeded per iteration so one can be replayed alone.
-        x = seed ^ execs.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        let mut x = seed ^ execs.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
         let mut next = || {
             x ^= x >> 12;
             x ^= x << 25;
