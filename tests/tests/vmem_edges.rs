@@ -15,7 +15,7 @@
 use std::collections::HashSet;
 use std::process::Command;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use umem_slab::{Cache, CacheFlags, CacheOps};
 use umem_vmem::{CreateFlags, Policy, Vmem, VmemError};
@@ -147,9 +147,15 @@ fn qcache_free_of_a_handle_address_is_an_error() {
 static HELD: Mutex<Vec<usize>> = Mutex::new(Vec::new());
 static CACHE: Mutex<Option<&'static Cache>> = Mutex::new(None);
 static RECLAIMS: AtomicUsize = AtomicUsize::new(0);
+/// The callback gives objects back only when armed (not while the test
+/// fills the arena: a fixed allocator reaps when the fill runs dry).
+static ARMED: AtomicBool = AtomicBool::new(false);
 
 fn give_back(_: *mut ()) {
     RECLAIMS.fetch_add(1, Ordering::Relaxed);
+    if !ARMED.load(Ordering::Relaxed) {
+        return;
+    }
     let c = CACHE.lock().unwrap().expect("cache");
     for p in HELD.lock().unwrap().drain(..) {
         // SAFETY: every held pointer was allocated from `c` and is live.
@@ -212,6 +218,7 @@ fn a_failing_arena_allocation_reaps_every_cache() {
         arena.xalloc(&umem_vmem::XAllocRequest::new(4096).minaddr(base as usize)),
         Err(VmemError::Exhausted { .. })
     ));
+    ARMED.store(true, Ordering::Relaxed);
     let before = RECLAIMS.load(Ordering::Relaxed);
     let got = arena.alloc(4096, Policy::InstantFit);
     assert!(
@@ -223,9 +230,11 @@ fn a_failing_arena_allocation_reaps_every_cache() {
     assert!(RECLAIMS.load(Ordering::Relaxed) > before);
     arena.free(got.unwrap(), 4096).unwrap();
     // The same through another cache of the arena: fill again, then c2.
+    ARMED.store(false, Ordering::Relaxed);
     while let Some(p) = c.alloc() {
         HELD.lock().unwrap().push(p.as_ptr() as usize);
     }
+    ARMED.store(true, Ordering::Relaxed);
     let before = RECLAIMS.load(Ordering::Relaxed);
     let q = c2.alloc();
     assert!(
