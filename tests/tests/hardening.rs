@@ -1,0 +1,214 @@
+//! Regression tests for issue 11 (hardening), through the C programs
+//! `tests/c/hard_*.c` run with `LD_PRELOAD=libumem.so`:
+//!
+//! 1. recovery after exhaustion (`hard_exhaust`),
+//! 2. realloc's reserved room under an address-space limit (`hard_realloc_room`),
+//! 3. a linear overflow into a free chunk's in-band link (`hard_link`),
+//! 4. double, interior and wild frees in every layer (`hard_double`),
+//! 5. freed small-block memory going back on `malloc_trim(0)` (`hard_trim`),
+//!
+//! and the heap-corruption family (`hard_corrupt`, and `hard_double` over
+//! many classes): every case ends in a clean abort with a message or in
+//! correct behaviour, never in two live blocks sharing memory or a pointer
+//! outside the heap. Where glibc behaves correctly the program is run
+//! against it first, so the program itself is known right; where it does
+//! not (glibc's own heap is not hardened against every overflow, and does
+//! not trim exited threads' arenas), a sanity mode of the program is run
+//! instead.
+
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Command, Output};
+use umem_testkit::preload::{compile_c, run, show};
+
+/// Runs tests/c/`name`.c with `args` and `env`, under umem when `preload`.
+fn prog(name: &str, args: &[&str], env: &[(&str, &str)], preload: bool) -> Output {
+    let mut c = Command::new(compile_c(name));
+    c.args(args);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    run(c, preload)
+}
+
+/// The program passes (exit 0 and its "`name`: OK" line) under glibc.
+fn passes_under_glibc(name: &str, args: &[&str]) {
+    let o = prog(name, args, &[], false);
+    assert!(
+        o.status.success() && String::from_utf8_lossy(&o.stdout).contains(&format!("{name}: OK")),
+        "{name} {args:?} fails under glibc (the program is wrong):\n{}",
+        show(&o)
+    );
+}
+
+/// The program passes (exit 0 and its "`name`: OK" line) under umem.
+fn passes_under_umem(name: &str, args: &[&str], env: &[(&str, &str)]) {
+    let o = prog(name, args, env, true);
+    assert!(
+        o.status.success() && String::from_utf8_lossy(&o.stdout).contains(&format!("{name}: OK")),
+        "{name} {args:?} {env:?} under libumem:\n{}",
+        show(&o)
+    );
+}
+
+// ------------------------------------------------------------ defect 1 --
+
+/// Under RLIMIT_AS = 200 MiB: fill with 64-byte blocks until NULL, free all;
+/// malloc(200) and malloc(300000) must then succeed within ~1 s.
+#[test]
+fn exhaustion_is_recovered_from_at_once() {
+    passes_under_glibc("hard_exhaust", &["200"]);
+    passes_under_umem("hard_exhaust", &["200"], &[]);
+}
+
+// ------------------------------------------------------------ defect 2 --
+
+/// Under RLIMIT_AS = 200 MiB, 20,000 buffers grown 16 B -> 6 KiB by realloc
+/// must fit (glibc: ~33,600), contents intact.
+#[test]
+fn realloc_room_does_not_exhaust_the_address_space() {
+    passes_under_glibc("hard_realloc_room", &["200", "20000"]);
+    passes_under_umem("hard_realloc_room", &["200", "20000"], &[]);
+}
+
+// ------------------------------------------------------------ defect 3 --
+
+/// 15 classes x 20 heap layouts: a block overflowed by its size with a
+/// static buffer's address; malloc must never return that address (an
+/// abort must say "corrupt").
+#[test]
+fn overflow_into_a_free_link_never_returns_the_chosen_address() {
+    // Sanity: without the overflow every layout is clean, under both.
+    let sanity = ["20", "-1"];
+    passes_under_glibc("hard_link", &sanity);
+    passes_under_umem("hard_link", &sanity, &[]);
+    passes_under_umem("hard_link", &["20"], &[("HARD_ABORT_WORD", "corrupt")]);
+    passes_under_umem(
+        "hard_link",
+        &["20"],
+        &[
+            ("HARD_ABORT_WORD", "corrupt"),
+            ("UMEM_OPTIONS", "nomagazines"),
+        ],
+    );
+}
+
+// ------------------------------------------------------------ defect 4 --
+
+/// Runs `hard_double mode size` under umem (with `env`) and requires an
+/// abort whose message names the bad pointer on one line.
+fn aborts_naming_the_pointer(mode: &str, size: &str, env: &[(&str, &str)]) {
+    let o = prog("hard_double", &[mode, size], env, true);
+    let out = String::from_utf8_lossy(&o.stdout);
+    let ptr = out
+        .lines()
+        .find_map(|l| l.strip_prefix("PTR "))
+        .unwrap_or_else(|| panic!("{mode} {size} {env:?}: no PTR line\n{}", show(&o)))
+        .trim()
+        .to_string();
+    assert_eq!(
+        o.status.signal(),
+        Some(libc::SIGABRT),
+        "{mode} free of {ptr} (size {size}, {env:?}) must abort with a message\n{}",
+        show(&o)
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.lines().any(|l| l.contains(&ptr) && l.contains("free")),
+        "{mode} (size {size}, {env:?}): no one-line message naming free() and {ptr}\n{}",
+        show(&o)
+    );
+}
+
+#[test]
+fn double_free_in_the_magazine_aborts() {
+    aborts_naming_the_pointer("mag", "32", &[]);
+}
+
+#[test]
+fn double_free_in_the_depot_aborts() {
+    aborts_naming_the_pointer("depot", "32", &[]);
+}
+
+#[test]
+fn double_free_in_the_slab_aborts() {
+    aborts_naming_the_pointer("mag", "32", &[("UMEM_OPTIONS", "nomagazines")]);
+    aborts_naming_the_pointer("depot", "32", &[("UMEM_OPTIONS", "nomagazines")]);
+    aborts_naming_the_pointer("slab", "32", &[]);
+}
+
+#[test]
+fn interior_pointer_free_aborts() {
+    aborts_naming_the_pointer("interior", "48", &[]);
+    aborts_naming_the_pointer("interior", "48", &[("UMEM_OPTIONS", "nomagazines")]);
+}
+
+#[test]
+fn never_allocated_address_free_aborts() {
+    aborts_naming_the_pointer("wild", "32", &[]);
+    aborts_naming_the_pointer("wild", "320", &[("UMEM_OPTIONS", "nomagazines")]);
+}
+
+// ------------------------------------------------------------ defect 5 --
+
+/// 256 MiB in 64-byte blocks (the issue's 1 GiB takes ~7 s under umem on a
+/// shared 2-core machine; 256 MiB shows the same defect: ~46 MiB stays),
+/// freed, malloc_trim(0): RSS back within 16 MiB of the start.
+#[test]
+fn freed_small_blocks_go_back_on_malloc_trim() {
+    passes_under_glibc("hard_trim", &["bulk", "256"]);
+    passes_under_umem("hard_trim", &["bulk", "256"], &[]);
+}
+
+/// 16 threads each allocate and free 32 MiB of small blocks and exit;
+/// malloc_trim(0) then brings RSS back within 16 MiB of the start. (glibc
+/// does not: its exited threads' arenas keep their top chunks, ~285 MiB;
+/// so there is no glibc baseline here.)
+#[test]
+fn exited_threads_memory_goes_back_on_malloc_trim() {
+    passes_under_umem("hard_trim", &["threads", "16"], &[]);
+}
+
+// ------------------------------------------- the heap-corruption family --
+
+/// Overflow by 8/16/32/64 bytes into live, magazine-free and slab-free
+/// neighbours of every class up to 896 bytes (with and without magazines):
+/// clean abort or correct behaviour, never aliasing or a wild pointer.
+#[test]
+fn overflows_into_neighbours_end_cleanly() {
+    // Sanity: no overflow, every case clean (the cases need umem's
+    // adjacent chunks, so this runs under umem, not glibc).
+    passes_under_umem("hard_corrupt", &["896", "0"], &[]);
+    passes_under_umem("hard_corrupt", &["896", "8,16,32,64"], &[]);
+    passes_under_umem(
+        "hard_corrupt",
+        &["896", "8,16,32,64"],
+        &[("UMEM_OPTIONS", "nomagazines")],
+    );
+}
+
+/// Double free in every layer, interior and wild frees, for classes from
+/// 16 to 896 bytes, with and without magazines: an abort with a message, or
+/// a run in which no two live blocks overlap (exit 0).
+#[test]
+fn bad_frees_of_every_class_end_cleanly() {
+    let mut failures = Vec::new();
+    for env in [&[][..], &[("UMEM_OPTIONS", "nomagazines")][..]] {
+        for size in ["16", "32", "64", "128", "256", "448", "896"] {
+            for mode in ["mag", "depot", "slab", "interior", "wild"] {
+                let o = prog("hard_double", &[mode, size], env, true);
+                let aborted = o.status.signal() == Some(libc::SIGABRT) && !o.stderr.is_empty();
+                if !(o.status.success() || aborted) {
+                    let out = String::from_utf8_lossy(&o.stdout);
+                    let last = out.lines().last().unwrap_or("").to_string();
+                    failures.push(format!("{mode} {size} {env:?}: {:?}: {last}", o.status));
+                }
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} bad-free cases ended in aliasing or a crash:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
