@@ -4,9 +4,14 @@
 //! as a terminal table, `results.csv`, `results.svg` and `results.txt` under
 //! `<target dir>/umem-bench/`. See the library's theory statement for the worker protocol.
 
+mod args;
+mod machine;
 mod report;
 mod runner;
+mod svg;
 
+use args::parse_args;
+use machine::{find_lib, load_warning, loadavg, machine_info, which};
 use report::{Cell, Outcome, Row, Section};
 use runner::{run_job, Job};
 use std::collections::BTreeMap;
@@ -14,108 +19,6 @@ use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use umem_bench::workloads;
-
-const USAGE: &str = "\
-umem-bench: umem against glibc malloc, mimalloc, jemalloc and tcmalloc
-
-usage: cargo run --release -p umem-bench -- [options]
-
-  --quick           small inputs, 3 runs: checks that everything runs (CI); its numbers are
-                    for checking, not for deciding
-  --runs N          runs per workload and allocator; the median is reported (default 5)
-  --threads N       threads of the multi-threaded workloads (default: CPU count, at least 2)
-  --filter P[,P]    only workloads whose `section/name` contains one of the patterns,
-                    e.g. `larson`, `c/`, `programs/`, `rust/glibc`
-  --alloc A[,A]     only these allocators (glibc, the baseline, always runs)
-  --sections S[,S]  rust, c, programs (default: all three)
-  --seed N          seed of every workload (default 42)
-  --scale X         multiply every workload's operation count by X
-  --out DIR         where results go (default: <target dir>/umem-bench)
-  --no-build        do not run cargo to build missing worker binaries or libumem.so
-  --list            list workloads and allocators and exit
-";
-
-struct Opts {
-    quick: bool,
-    runs: usize,
-    threads: usize,
-    filters: Vec<String>,
-    allocs: Vec<String>,
-    sections: Vec<String>,
-    seed: u64,
-    scale: f64,
-    out: Option<PathBuf>,
-    build: bool,
-    list: bool,
-}
-
-fn parse_args() -> Result<Opts, String> {
-    let ncpu = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let mut o = Opts {
-        quick: false,
-        runs: 0,
-        threads: ncpu.max(2),
-        filters: Vec::new(),
-        allocs: Vec::new(),
-        sections: Vec::new(),
-        seed: 42,
-        scale: 0.0,
-        out: None,
-        build: true,
-        list: false,
-    };
-    let mut args = std::env::args().skip(1);
-    let list = |s: String| -> Vec<String> {
-        s.split(',')
-            .filter(|x| !x.is_empty())
-            .map(str::to_string)
-            .collect()
-    };
-    while let Some(a) = args.next() {
-        let mut val = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
-        match a.as_str() {
-            "--quick" => o.quick = true,
-            "--runs" => o.runs = val("--runs")?.parse().map_err(|e| format!("--runs: {e}"))?,
-            "--threads" => {
-                o.threads = val("--threads")?
-                    .parse()
-                    .map_err(|e| format!("--threads: {e}"))?
-            }
-            "--filter" => o.filters.extend(list(val("--filter")?)),
-            "--alloc" => o.allocs.extend(list(val("--alloc")?)),
-            "--sections" => o.sections.extend(list(val("--sections")?)),
-            "--seed" => o.seed = val("--seed")?.parse().map_err(|e| format!("--seed: {e}"))?,
-            "--scale" => {
-                o.scale = val("--scale")?
-                    .parse()
-                    .map_err(|e| format!("--scale: {e}"))?
-            }
-            "--out" => o.out = Some(PathBuf::from(val("--out")?)),
-            "--no-build" => o.build = false,
-            "--list" => o.list = true,
-            "-h" | "--help" => {
-                print!("{USAGE}");
-                std::process::exit(0);
-            }
-            other => return Err(format!("unknown argument {other:?}\n\n{USAGE}")),
-        }
-    }
-    if o.threads == 0 {
-        return Err("--threads must be at least 1".into());
-    }
-    if o.runs == 0 {
-        o.runs = if o.quick { 3 } else { 5 };
-    }
-    if o.scale <= 0.0 {
-        o.scale = if o.quick { 0.1 } else { 1.0 };
-    }
-    for s in &o.sections {
-        if !["rust", "c", "programs"].contains(&s.as_str()) {
-            return Err(format!("unknown section {s:?} (rust, c, programs)"));
-        }
-    }
-    Ok(o)
-}
 
 /// An allocator of one section: how to run a job under it, or why it is skipped.
 #[derive(Clone)]
@@ -136,123 +39,8 @@ struct Bench {
     job: Box<dyn Fn(&Alloc) -> Job>,
 }
 
-pub fn machine_info() -> Vec<(String, String)> {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown".into());
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "unknown".into());
-    // SAFETY: gnu_get_libc_version returns a static NUL-terminated string.
-    let glibc = unsafe { std::ffi::CStr::from_ptr(libc::gnu_get_libc_version()) }
-        .to_string_lossy()
-        .into_owned();
-    let mem = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("MemTotal"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|k| k.parse::<u64>().ok())
-        })
-        .map_or("unknown".into(), |k| {
-            format!("{:.1} GiB", k as f64 / 1048576.0)
-        });
-    let load = loadavg().map(|l| l.1).unwrap_or_default();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(Path::to_path_buf);
-    let git = |args: &[&str]| {
-        root.as_ref().and_then(|r| {
-            std::process::Command::new("git")
-                .args(args)
-                .current_dir(r)
-                .output()
-                .ok()
-                .filter(|o| o.status.success())
-                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        })
-    };
-    let commit = match git(&["rev-parse", "--short", "HEAD"]) {
-        Some(c) => {
-            let dirty = git(&["status", "--porcelain", "--untracked-files=no"])
-                .is_some_and(|s| !s.is_empty());
-            format!("{c}{}", if dirty { " + uncommitted changes" } else { "" })
-        }
-        None => "unknown".into(),
-    };
-    vec![
-        ("commit".into(), commit),
-        ("cpu".into(), cpu),
-        ("cores".into(), cores.to_string()),
-        ("memory".into(), mem),
-        ("kernel".into(), kernel),
-        ("glibc".into(), glibc),
-        (
-            "rustc".into(),
-            option_env!("UMEM_BENCH_RUSTC")
-                .unwrap_or("unknown")
-                .to_string(),
-        ),
-        ("load average at start".into(), load),
-    ]
-}
-
 /// What `--quick` prints beside its results.
 const QUICK_NOTE: &str = "--quick: small inputs and 3 runs; these numbers are for checking that every workload runs and passes, not for deciding which allocator is faster (run without --quick for that)";
-
-/// The 1-minute load average (/proc/loadavg's first field) and all three as text.
-fn loadavg() -> Option<(f64, String)> {
-    let s = std::fs::read_to_string("/proc/loadavg").ok()?;
-    let three = s.split_whitespace().take(3).collect::<Vec<_>>().join(" ");
-    let one = s.split_whitespace().next()?.parse().ok()?;
-    Some((one, three))
-}
-
-/// A warning when the load average at `when` is above the core count: something else was
-/// running, so the times are inflated and noisier than the medians suggest.
-fn load_warning(when: &str, load: Option<(f64, String)>, cores: usize) -> Option<String> {
-    let (one, three) = load?;
-    (one > cores as f64).then(|| {
-        format!(
-            "WARNING: load average {three} at {when} is above the {cores} cores: other work competed for the CPUs, so these times are inflated and noisy; rerun on an idle machine before drawing conclusions"
-        )
-    })
-}
-
-fn find_lib(candidates: &[&str]) -> Option<PathBuf> {
-    let dirs = [
-        "/usr/lib/x86_64-linux-gnu",
-        "/usr/lib/aarch64-linux-gnu",
-        "/usr/lib64",
-        "/usr/lib",
-        "/usr/local/lib",
-    ];
-    for c in candidates {
-        for d in dirs {
-            let p = Path::new(d).join(c);
-            if p.exists() {
-                return Some(p);
-            }
-        }
-    }
-    None
-}
-
-fn which(cmd: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join(cmd))
-            .find(|p| p.is_file())
-    })
-}
 
 /// The header as an indented block and each table under a bold title: ready to paste into
 /// `docs/benchmarks.md` (the harness tables there are this file, pasted unchanged).
@@ -791,7 +579,7 @@ fn main() {
     );
     let files = [
         ("results.csv", report::csv(&rows)),
-        ("results.svg", report::svg(&rows, &title, &warnings)),
+        ("results.svg", svg::svg(&rows, &title, &warnings)),
         ("results.txt", text.clone()),
         (
             "results.md",
@@ -807,21 +595,4 @@ fn main() {
         eprintln!("wrote {}", p.display());
     }
     let _ = std::fs::remove_dir_all(&work);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_load_above_the_core_count_warns() {
-        let w = load_warning("start", Some((2.86, "2.86 1.30 0.51".into())), 2).unwrap();
-        assert!(
-            w.starts_with("WARNING: load average 2.86 1.30 0.51 at start"),
-            "{w}"
-        );
-        assert!(w.contains("above the 2 cores"), "{w}");
-        assert_eq!(load_warning("end", Some((1.9, "1.9 1 1".into())), 2), None);
-        assert_eq!(load_warning("end", None, 2), None);
-    }
 }

@@ -293,7 +293,7 @@ pub fn programs(work: &Path, scale: f64, threads: usize) -> Vec<Result<Program, 
     let mut v = Vec::new();
     let _ = std::fs::create_dir_all(work);
     let n = |base: f64| ((base * scale) as usize).max(1000);
-    let have = |c: &str| crate::which(c).is_some();
+    let have = |c: &str| crate::machine::which(c).is_some();
     let write = |name: &str, body: &str| -> Result<(), String> {
         std::fs::write(work.join(name), body)
             .map_err(|e| format!("cannot write {}: {e}", work.display()))
