@@ -24,7 +24,8 @@ use crate::metadata::{self, arena_alloc, arena_free, arenas, MetadataArenas};
 use crate::ops::CacheOps;
 use crate::qcache;
 use crate::registry::{self, InternalCaches};
-use crate::slab::{Bufctl, BufctlAudit, SlabLayer, HASH_INITIAL, SLAB_HDR};
+use crate::secret;
+use crate::slab::{Bufctl, BufctlAudit, ChunkDivisor, SlabLayer, HASH_INITIAL, SLAB_HDR};
 use crate::slab_layer::highbit;
 use crate::sync::SpinLock;
 
@@ -66,6 +67,8 @@ pub(crate) fn init() {
             }
         }
     }
+    // Before the first slab: every in-slab link and slab tag is encoded with it.
+    secret::init();
     let page = page_size();
     let heap = umem_vmem::heap();
     let mk = |name: &str, quantum: usize| -> &'static Vmem {
@@ -408,6 +411,7 @@ impl Cache {
             slabsize_: AtomicUsize::new(geo.slabsize),
             link_off: geo.link_off,
             buftag_off: geo.buftag_off,
+            chunk_div: ChunkDivisor::new(geo.chunksize),
             maxcolor_: AtomicUsize::new(geo.maxcolor),
             hash_shift: highbit(geo.chunksize) - 1,
             hashed: geo.hashed,

@@ -185,7 +185,8 @@
 // The files, lowest concept first; a file imports (`use crate::…`) only files on lines
 // above its own, so the imports form no cycle:
 //   error, flags, ops, clock        locks; public value types; the coarse clock
-//   diag                                  fatal with the umem-slab prefix (umem_vmem::diag)
+//   diag, secret                          fatal with the umem-slab prefix (umem_vmem::diag);
+//                                         the secret of the in-band links
 //   magazine, metadata                    magazines and thread caches; metadata arenas
 //   magazine_block                        the thread's magazine block and its TLS word
 //   depot, slab                           depot state; slab and bufctl records
@@ -212,6 +213,7 @@ mod miss;
 mod ops;
 mod qcache;
 mod registry;
+mod secret;
 mod slab;
 mod slab_layer;
 mod stats;
@@ -227,6 +229,7 @@ pub use hit::{hit_alloc, hit_free, FastIndex, InlineIndex};
 pub use magazine_block::{live_thread_blocks, thread_exit_flush};
 pub use ops::{CacheOps, CtorFn, DtorFn, ObjectOps, ReclaimFn};
 pub use registry::for_each_cache;
+pub use secret::process_secret;
 pub use stats::CacheStats;
 /// The spin lock umem-slab uses (no allocation, no poisoning), for the
 /// crates above it that need one for their own short critical sections.

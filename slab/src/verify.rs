@@ -10,6 +10,7 @@ use crate::error::SlabError;
 use crate::magazine::Magazine;
 use crate::magazine_block;
 use crate::registry;
+use crate::secret;
 use crate::slab::{Bufctl, BufferLookup, Slab, SlabLayer, SLAB_HDR};
 
 impl Cache {
@@ -163,7 +164,7 @@ impl Cache {
             unsafe {
                 while !sp.is_null() {
                     let s = &*sp;
-                    if s.cache != self.owner() {
+                    if !s.owned_by(self.owner()) {
                         return Err(corrupt("slab of another cache", sp as usize));
                     }
                     if s.prev != prev {
@@ -214,7 +215,10 @@ impl Cache {
                         f = if self.hashed {
                             (*(f as *const Bufctl)).next as usize
                         } else {
-                            *((f + self.link_off) as *const usize)
+                            // Decoded; checked at the top of the loop before it is
+                            // followed.
+                            let at = f + self.link_off;
+                            secret::decode(*(at as *const usize), at)
                         };
                     }
                     if nfree + s.refcnt != s.chunks {
@@ -249,7 +253,7 @@ impl Cache {
                             return Err(corrupt("bufctl in the wrong bucket", a));
                         }
                         let sp = (*bc).slab;
-                        if (*sp).cache != self.owner()
+                        if !(*sp).owned_by(self.owner())
                             || a < (*sp).base
                             || a >= (*sp).base + (*sp).chunks * self.chunksize
                         {
@@ -337,7 +341,7 @@ impl Cache {
                             if f == buf {
                                 return false;
                             }
-                            f = *((f + self.link_off) as *const usize);
+                            f = self.next_free(sp, f + self.link_off);
                         }
                         return true;
                     }
