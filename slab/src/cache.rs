@@ -53,6 +53,8 @@ pub struct Cache {
     pub(crate) hash_shift: u32,
     pub(crate) hashed: bool,
     pub(crate) audit: bool,
+    /// `CacheFlags::FREE_KEY`: new in-slab chunks start marked with the free key.
+    pub(crate) free_key: bool,
     pub(crate) slab_xalloc: bool,
     pub(crate) qcache: bool,
     /// Caches created after `init` (not the internal ones, not quantum caches) without

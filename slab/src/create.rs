@@ -280,7 +280,11 @@ pub(crate) fn slab_geometry(
         }
         hashed = false;
         slabsize = small_slab;
-        maxcolor = (slabsize - SLAB_HDR) % chunksize;
+        maxcolor = if flags.contains(CacheFlags::FREE_KEY) {
+            0
+        } else {
+            (slabsize - SLAB_HDR) % chunksize
+        };
     } else {
         hashed = true;
         let q = quantum;
@@ -310,7 +314,7 @@ pub(crate) fn slab_geometry(
             }
             slabsize = if pick != 0 { pick } else { best };
         }
-        maxcolor = if slabsize == 0 {
+        maxcolor = if slabsize == 0 || flags.contains(CacheFlags::FREE_KEY) {
             0
         } else {
             (slabsize % chunksize).min(q.saturating_sub(1))
@@ -338,7 +342,12 @@ impl Cache {
         source: &'static Vmem,
         flags: CacheFlags,
     ) -> Result<&'static Cache, SlabError> {
-        if flags.0 & CacheFlags::QCACHE.0 != 0 {
+        if flags.0 & CacheFlags::QCACHE.0 != 0
+            || (flags.contains(CacheFlags::FREE_KEY)
+                && (flags.contains(CacheFlags::NOTOUCH)
+                    || ops.ctor.is_some()
+                    || ops.dtor.is_some()))
+        {
             return Err(SlabError::BadFlags { flags: flags.0 });
         }
         init();
@@ -416,6 +425,7 @@ impl Cache {
             hash_shift: highbit(geo.chunksize) - 1,
             hashed: geo.hashed,
             audit: flags.contains(CacheFlags::AUDIT),
+            free_key: flags.contains(CacheFlags::FREE_KEY),
             slab_xalloc: slab_align > quantum,
             qcache: flags.contains(CacheFlags::QCACHE),
             grow_on_traffic: is_ready()

@@ -235,6 +235,7 @@ pub use stats::CacheStats;
 /// crates above it that need one for their own short critical sections.
 pub use umem_vmem::sync::{RawSpin, SpinGuard, SpinLock};
 pub use umem_vmem::Vmem;
+pub use verify::SlabGrid;
 
 /// Build the metadata arenas and internal caches and install the quantum-cache factory in
 /// umem-vmem. Idempotent; `Cache::create` calls it.

@@ -124,6 +124,13 @@ impl Cache {
             let sp = (mem + self.slabsize() - SLAB_HDR) as *mut Slab;
             let base = mem + color;
             let chunks = (self.slabsize() - SLAB_HDR - color) / self.chunksize;
+            // FREE_KEY caches: a never-allocated chunk reads as free (its first word, when
+            // that is not the link word, holds the free key; debug caches have their fill).
+            let key = if self.free_key && self.buftag_off == 0 && self.link_off != 0 {
+                secret::process_secret()
+            } else {
+                0
+            };
             // SAFETY: the slab memory is ours and writable (touchable cache); buffers and
             // header are inside it.
             unsafe {
@@ -139,6 +146,9 @@ impl Cache {
                         let bt = (buf + self.buftag_off) as *mut usize;
                         *(bt as *mut u64) = REDZONE_PATTERN;
                         *bt.add(2) = self.buftag_status(buf, BUFTAG_FREE);
+                    }
+                    if key != 0 {
+                        *(buf as *mut usize) = key;
                     }
                     let at = buf + self.link_off;
                     *(at as *mut usize) = secret::encode(next, at);
