@@ -24,7 +24,7 @@ use umem_slab::InlineIndex;
 #[inline(always)]
 pub fn alloc(size: usize, align: usize, zero: bool) -> *mut u8 {
     if let Some(c) = classes::layout_class(size, align) {
-        if let Some(p) = hit_alloc_at(hit_tables::free_entry_of(c).0.inline_index()) {
+        if let Some(p) = hit_alloc_at(hit_tables::free_entry_of(c).inline_index()) {
             return zeroed_if(p, size, zero);
         }
     }

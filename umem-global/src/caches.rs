@@ -172,6 +172,11 @@ pub fn class_or_create(c: usize) -> Option<ClassCache> {
     slot.fast.store(cache.fast_index().raw(), Ordering::Relaxed);
     slot.cache
         .store(cache as *const Cache as *mut Cache, Ordering::Release);
-    hit_tables::publish(c, cache.fast_index().inline(), cache.grid());
+    hit_tables::publish(
+        c,
+        cache.fast_index().inline(),
+        cache.grid(),
+        options::DEBUG.load(Ordering::Relaxed),
+    );
     class_cache(c)
 }

@@ -35,6 +35,8 @@
 
 use crate::caches;
 use crate::hit_tables;
+use crate::options;
+use core::sync::atomic::Ordering;
 use crate::pagemap::{self, PageKind};
 use crate::region;
 use crate::sys::{self, no_unwind, PAGE};
@@ -109,8 +111,7 @@ pub unsafe fn free_hit(p: *mut u8) -> bool {
             hit_tables::free_entry_at(slot.load())
         }
     };
-    let (e, m) = e;
-    if !e.is_start(a, m) {
+    if !e.is_start(a) {
         return false;
     }
     let key = hit_tables::free_key();
@@ -137,13 +138,18 @@ pub unsafe fn free_hit(p: *mut u8) -> bool {
 /// past the hit, which abort naming `func`, the pointer and the class: a
 /// block start (by the class's hit-table entry) that does not hold the free
 /// key, or does and is allocated (`ClassCache::check_free`). Then marks it
-/// with the key.
+/// with the key. Not with `UMEM_DEBUG` (the debug caches' own checks).
 #[inline]
 fn check_and_mark(func: &str, a: usize, c: usize, k: caches::ClassCache) {
-    let (e, m) = hit_tables::free_entry_of(c);
+    if options::DEBUG.load(Ordering::Relaxed) {
+        // Debug caches check every free themselves (buftags), and their
+        // chunks are not the grid the block-start test assumes.
+        return;
+    }
+    let e = hit_tables::free_entry_of(c);
     let size = classes::size(c);
     let name = classes::NAMES[c];
-    if !e.is_start(a, m) {
+    if !e.is_start(a) {
         sys::fatal(format_args!(
             "umem: {func}({a:#x}): not the start of a block: a pointer inside a {size}-byte block (class {name})"
         ));
@@ -247,14 +253,14 @@ pub unsafe fn free_sized(p: *mut u8, size: usize, align: usize) {
         if boot::owns(p as usize) {
             return;
         }
-        let (e, m) = hit_tables::free_entry_of(c);
+        let e = hit_tables::free_entry_of(c);
         let a = p as usize;
         let key = hit_tables::free_key();
         // SAFETY: the caller's contract: a block of class c, so its first
         // word is readable and, once pushed, ours to mark; the entry holds
         // that class cache's inline index (or MISS).
         unsafe {
-            if e.is_start(a, m) && *(a as *const usize) != key {
+            if e.is_start(a) && *(a as *const usize) != key {
                 if umem_slab::hit_free(e.inline_index(), a) {
                     *(a as *mut usize) = key;
                     return;

@@ -4,8 +4,8 @@
 //! * [`ALLOC_TABLE`] (libumem's `umem_alloc_table`, for the C ABI's 16-byte
 //!   alignment): per 16-byte granule of a size up to
 //!   [`classes::C_TABLE_MAX`], the [`InlineIndex`] of its class's cache.
-//! * `FREE_TABLE`: a [`FreeEntry`] per class (and the multiplier of its
-//!   block-start test beside it, on the same cache line), indexed by a page-map entry's
+//! * `FREE_TABLE`: a [`FreeSlot`] per class (its [`FreeEntry`] and the two
+//!   words of its block-start test, on one cache line), indexed by a page-map entry's
 //!   top byte (`0x40 | class`, [`PageEntry::free_table_index`]); every other
 //!   byte finds the zero entry, on which every hit misses. So `free` indexes it by the page map's
 //!   top byte with no tag test, and by `0x40 | class` (a constant
@@ -29,73 +29,30 @@ const NO_ALLOC_ENTRY: AtomicU16 = AtomicU16::new(0);
 static ALLOC_TABLE: [AtomicU16; classes::C_TABLE_MAX / 16 + 1] =
     [NO_ALLOC_ENTRY; classes::C_TABLE_MAX / 16 + 1];
 
-/// A `FREE_TABLE` entry, packed in a `u64`, with the multiplier `m` of its
-/// block-start test in the next word:
+/// A `FREE_TABLE` entry, packed in a `u64`:
 ///
 /// ```text
-///  63       48 47     22 21   16 15            0
-/// | limit     | 0       | shift | inline index  |   class made
-/// | 0         | 0       | 0     | 0             |   a miss: not a class page, or class not made yet
+///  63            16 15            0
+/// | align - 1      | inline index  |   class made: its alignment mask and slot
+/// | 0              | 0             |   a miss: not a class page, or class not made yet
 /// ```
-///
-/// **The block-start test** ([`FreeEntry::is_start`]): `a` may be one of the
-/// class's blocks iff `rotr((a mod PAGE) * m, shift) < limit`. For a class
-/// whose slabs are one page with no colouring (`umem_slab::Cache::grid`:
-/// every class below 512 bytes), `chunk = odd << shift` and `m` is `odd`'s
-/// inverse modulo 2^64, so the rotated product is the block's index in its
-/// slab for a multiple of the chunk size and huge otherwise (Granlund and
-/// Montgomery's divisibility test): one test catches both an interior
-/// pointer and one into the slab's record, with no division and no load
-/// but this entry. For other classes it is the alignment test: `m = 1`,
-/// `shift = log2(align)`, `limit = PAGE >> shift`. The zero entry's limit
-/// is 0: every test fails, so the hit misses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(transparent)]
 pub struct FreeEntry(u64);
 
 impl FreeEntry {
     /// The entry of a class whose buffers are `align`-aligned and whose
-    /// cache's inline index is `ii`, checked for alignment only (its
-    /// multiplier is 1).
+    /// cache's inline index is `ii`.
     #[inline]
     pub const fn new(align: usize, ii: InlineIndex) -> FreeEntry {
-        let shift = align.trailing_zeros() as u64;
-        FreeEntry(((PAGE as u64 >> shift) << 48) | (shift << 16) | ii.raw() as u64)
+        FreeEntry(((align as u64 - 1) << 16) | ii.raw() as u64)
     }
 
-    /// The entry of a class whose slabs are the page grid `g` (one page,
-    /// no colouring), with its multiplier.
-    pub const fn grid(g: SlabGrid, ii: InlineIndex) -> (FreeEntry, u64) {
-        let shift = g.chunk_size.trailing_zeros() as u64;
-        let odd = (g.chunk_size >> shift) as u64;
-        // Newton's iteration for odd's inverse modulo 2^64 (from 3 bits).
-        let mut m = odd;
-        let mut i = 0;
-        while i < 6 {
-            m = m.wrapping_mul(2u64.wrapping_sub(odd.wrapping_mul(m)));
-            i += 1;
-        }
-        (
-            FreeEntry(((g.chunks as u64) << 48) | (shift << 16) | ii.raw() as u64),
-            m,
-        )
-    }
-
-    /// Whether `a` is off the class's alignment (so certainly not one of
-    /// its blocks: the hit misses and the slow path decides).
+    /// Bits 16..: whether `a` is off the class's alignment (so certainly not
+    /// one of its blocks: the hit misses and the slow path decides).
     #[cfg(test)]
     pub const fn misaligned(self, a: usize) -> bool {
-        a as u64 & ((1u64 << ((self.0 >> 16) & 63)) - 1) != 0
-    }
-
-    /// The block-start test (see the type): `false` when `a` is certainly
-    /// not a block of the class, `m` the multiplier stored beside the entry.
-    #[inline(always)]
-    pub const fn is_start(self, a: usize, m: u64) -> bool {
-        ((a & (PAGE - 1)) as u64)
-            .wrapping_mul(m)
-            .rotate_right((self.0 >> 16) as u32 & 63)
-            < self.0 >> 48
+        a as u64 & (self.0 >> 16) != 0
     }
 
     /// Bits 0..16: the class cache's inline index ([`InlineIndex::MISS`]
@@ -108,21 +65,112 @@ impl FreeEntry {
     }
 }
 
-/// A `FREE_TABLE` slot: the entry and its multiplier, on one cache line.
-#[repr(C, align(16))]
-struct FreeSlot {
+/// The block-start test of a class whose blocks are `chunk` bytes apart
+/// from the start of each page, `chunks` of them per page: the multiplier
+/// `m` and the bound `t` such that, for `o = a mod PAGE`, `o * m mod 2^64
+/// < t` exactly when `o = k * chunk` with `k < chunks`.
+///
+/// With `m = floor(2^64 / chunk) + 1`, `m * chunk = 2^64 + r` with
+/// `1 <= r <= chunk`; so for `o = k * chunk + j` (`0 <= j < chunk`),
+/// `o * m ≡ k * r + j * m`: below `chunks * r` when `j = 0` and `k <
+/// chunks`, and at least `m` (about `2^64 / chunk`, far above it) when
+/// `j > 0`, with no wrap since `o < PAGE`. (Lemire, Kaser and Kurz's
+/// divisibility test, with the index bound folded into the compare.) One
+/// multiply and one compare: an interior pointer, or one into the slab's
+/// record at the end of its page, fails it. For a class checked for
+/// alignment only, `chunk` is the alignment and `chunks = PAGE / align`.
+pub const fn start_test(chunk: usize, chunks: usize) -> (u64, u64) {
+    let m = ((1u128 << 64) / chunk as u128) as u64 + 1;
+    let r = m.wrapping_mul(chunk as u64);
+    (m, chunks as u64 * r)
+}
+
+/// Bytes of umem-slab's `Slab` record at the end of an in-slab slab (checked
+/// against each class cache's [`SlabGrid`] when the class is made).
+const SLAB_RECORD: usize = 64;
+
+/// The one-page slab grid umem-slab gives class `c` with `FREE_KEY` and no
+/// debugging: chunks of the class size (a multiple of its alignment) from
+/// the page's start, the slab record at its end; `None` for the classes of
+/// 512 bytes and more (hashed slabs, not one page).
+pub const fn class_grid(c: usize) -> Option<SlabGrid> {
+    let size = classes::SIZES[c];
+    if size >= PAGE / 8 {
+        return None;
+    }
+    Some(SlabGrid {
+        slab_size: PAGE,
+        chunk_size: size,
+        chunks: (PAGE - SLAB_RECORD) / size,
+    })
+}
+
+/// A `FREE_TABLE` slot: the class's [`FreeEntry`] and its block-start
+/// test ([`start_test`]); 32 bytes, two slots per cache line. The test's
+/// words are constants (from [`class_grid`]), so the hit reads them as
+/// memory operands of its `imul` and `cmp`. A slot of no class fails the
+/// test (so the hit misses).
+#[repr(C, align(32))]
+pub struct FreeSlot {
     entry: AtomicU64,
-    mul: AtomicU64,
+    mul: u64,
+    bound: u64,
+}
+
+impl FreeSlot {
+    /// The class cache's inline index ([`InlineIndex::MISS`] for a zero
+    /// slot).
+    #[inline(always)]
+    pub fn inline_index(&self) -> InlineIndex {
+        FreeEntry(self.entry.load(Ordering::Relaxed)).inline_index()
+    }
+
+    /// Whether `a` may be a block of the class: exactly its block starts for
+    /// a class below 512 bytes (one-page, colour-free slabs), its aligned
+    /// addresses for the others (see [`start_test`]).
+    #[inline(always)]
+    pub fn is_start(&self, a: usize) -> bool {
+        ((a & (PAGE - 1)) as u64).wrapping_mul(self.mul) < self.bound
+    }
 }
 
 #[allow(clippy::declare_interior_mutable_const)]
 const NO_FREE_SLOT: FreeSlot = FreeSlot {
     entry: AtomicU64::new(0),
-    mul: AtomicU64::new(0),
+    mul: 0,
+    bound: 0,
 };
-/// By a page-map entry's top byte: the [`FreeEntry`] of the class of a
-/// small-class entry, zero for every other byte.
-static FREE_TABLE: [FreeSlot; 256] = [NO_FREE_SLOT; 256];
+
+/// The test words of class `c`'s slot: its grid, or its alignment.
+const fn class_test(c: usize) -> (u64, u64) {
+    match class_grid(c) {
+        Some(g) => start_test(g.chunk_size, g.chunks),
+        None => {
+            let align = classes::natural_align(c);
+            start_test(align, PAGE / align)
+        }
+    }
+}
+
+const fn build_free_table() -> [FreeSlot; 256] {
+    let mut t = [NO_FREE_SLOT; 256];
+    let mut c = 0;
+    while c < classes::COUNT {
+        let (m, b) = class_test(c);
+        let i = PageEntry::small(c).free_table_index();
+        t[i] = FreeSlot {
+            entry: AtomicU64::new(0),
+            mul: m,
+            bound: b,
+        };
+        c += 1;
+    }
+    t
+}
+
+/// By a page-map entry's top byte: the [`FreeSlot`] of the class of a
+/// small-class entry, a slot of no class for every other byte.
+static FREE_TABLE: [FreeSlot; 256] = build_free_table();
 const _: () = assert!(classes::COUNT <= 64);
 
 /// The slot of class `c`'s entry (`0x40 | c`).
@@ -131,25 +179,17 @@ fn free_slot(c: usize) -> &'static FreeSlot {
     &FREE_TABLE[PageEntry::small(c & 63).free_table_index()]
 }
 
+/// Class `c`'s [`FreeSlot`].
 #[inline(always)]
-fn read(s: &FreeSlot) -> (FreeEntry, u64) {
-    (
-        FreeEntry(s.entry.load(Ordering::Relaxed)),
-        s.mul.load(Ordering::Relaxed),
-    )
+pub fn free_entry_of(c: usize) -> &'static FreeSlot {
+    free_slot(c)
 }
 
-/// Class `c`'s [`FreeEntry`] and its multiplier.
+/// The [`FreeSlot`] for a page whose entry is `e` (a zero slot unless `e`
+/// is a small-class entry of a class already made).
 #[inline(always)]
-pub fn free_entry_of(c: usize) -> (FreeEntry, u64) {
-    read(free_slot(c))
-}
-
-/// The [`FreeEntry`] (and multiplier) for a page whose entry is `e` (the
-/// zero entry unless `e` is a small-class entry of a class already made).
-#[inline(always)]
-pub fn free_entry_at(e: PageEntry) -> (FreeEntry, u64) {
-    read(&FREE_TABLE[e.free_table_index()])
+pub fn free_entry_at(e: PageEntry) -> &'static FreeSlot {
+    &FREE_TABLE[e.free_table_index()]
 }
 
 /// The *free key* (issue 11, defect 4): `umem_slab::process_secret()`,
@@ -182,16 +222,21 @@ pub fn alloc_index(size: usize) -> InlineIndex {
 }
 
 /// Fills class `c`'s entries, once its cache (inline index `ii`, slab grid
-/// `grid`) exists. A grid of one page gives the exact block-start test;
-/// any other class is tested for alignment only.
-pub fn publish(c: usize, ii: InlineIndex, grid: Option<SlabGrid>) {
-    let (e, m) = match grid {
-        Some(g) if g.slab_size == PAGE => FreeEntry::grid(g, ii),
-        _ => (FreeEntry::new(classes::align(c), ii), 1),
-    };
+/// `grid`; `debug`: made with umem-slab's debug layout) exists. Without
+/// debugging its grid must be the one the block-start test assumes
+/// ([`class_grid`]): anything else aborts here rather than refuse good
+/// frees later. (A debug cache never hits; its frees take the miss path,
+/// which tests by the cache's real grid.)
+pub fn publish(c: usize, ii: InlineIndex, grid: Option<SlabGrid>, debug: bool) {
+    if !debug && grid != class_grid(c) {
+        crate::sys::fatal(format_args!(
+            "umem: class {}: slab grid {grid:?} is not the hit table's {:?}",
+            classes::NAMES[c],
+            class_grid(c)
+        ));
+    }
     let s = free_slot(c);
-    s.mul.store(m, Ordering::Relaxed);
-    s.entry.store(e.0, Ordering::Relaxed);
+    s.entry.store(FreeEntry::new(classes::align(c), ii).0, Ordering::Relaxed);
     for (g, h) in ALLOC_TABLE.iter().enumerate() {
         if classes::c_small_size_class(g * 16) == c {
             h.store(ii.raw(), Ordering::Relaxed);
@@ -219,32 +264,34 @@ mod tests {
 
     #[test]
     fn block_start_test_is_exact() {
-        // SAFETY: a made-up index, only decoded here, never used for a hit.
-        let ii = unsafe { InlineIndex::from_raw(0x40) };
-        // The zero entry fails every test (a miss).
-        assert!(!FreeEntry(0).is_start(0x1000, 0));
+        // A zero slot fails every test (a miss).
+        assert!(!NO_FREE_SLOT.is_start(0x1000));
+        let slot = |(m, t): (u64, u64)| FreeSlot {
+            entry: AtomicU64::new(0),
+            mul: m,
+            bound: t,
+        };
+        // Every class's one-page grid (64 bytes of slab record at the end).
         for &cs in classes::SIZES.iter().filter(|&&s| s < 512) {
             let chunks = (PAGE - 64) / cs;
-            let g = SlabGrid {
-                slab_size: PAGE,
-                chunk_size: cs,
-                chunks,
-            };
-            let (e, m) = FreeEntry::grid(g, ii);
-            assert_eq!(e.inline_index(), ii);
+            let s = slot(start_test(cs, chunks));
             for page in [0x7f12_3456_7000usize, 0x1000] {
                 for o in 0..PAGE {
                     let want = o % cs == 0 && o / cs < chunks;
-                    assert_eq!(e.is_start(page + o, m), want, "class {cs} offset {o}");
+                    assert_eq!(s.is_start(page + o), want, "class {cs} offset {o}");
                 }
             }
         }
+        // The table holds every class's test.
+        for c in 0..classes::COUNT {
+            assert_eq!(free_slot(c).mul, class_test(c).0);
+            assert_eq!(free_slot(c).bound, class_test(c).1);
+        }
         // Alignment-only entries: exactly the aligned addresses.
         for align in [8usize, 16, 64, 512, 4096] {
-            let e = FreeEntry::new(align, ii);
+            let s = slot(start_test(align, PAGE / align));
             for o in 0..2 * PAGE {
-                assert_eq!(e.is_start(0x5000_0000 + o, 1), o % align == 0);
-                assert_eq!(e.misaligned(0x5000_0000 + o), o % align != 0);
+                assert_eq!(s.is_start(0x5000_0000 + o), o % align == 0, "{align} {o}");
             }
         }
     }
