@@ -173,6 +173,12 @@ impl Cache {
             g.bufctls
         };
         let mut head: *mut Bufctl = null_mut();
+        // FREE_KEY caches: never-allocated buffers read as free (as above).
+        let key = if self.free_key && self.buftag_off == 0 {
+            secret::process_secret()
+        } else {
+            0
+        };
         for i in (0..chunks).rev() {
             let bc = match bcc.alloc_addr() {
                 Some(b) => b as *mut Bufctl,
@@ -191,6 +197,11 @@ impl Cache {
                 }
             };
             let buf = base + i * self.chunksize;
+            if key != 0 {
+                // SAFETY: a FREE_KEY cache is touchable (not NOTOUCH): the buffer is
+                // ours and free.
+                unsafe { *(buf as *mut usize) = key };
+            }
             // SAFETY: fresh bufctl.
             unsafe {
                 ptr::write(

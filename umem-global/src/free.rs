@@ -167,7 +167,7 @@ fn check_and_mark(func: &str, a: usize, c: usize, k: caches::ClassCache) {
                 "umem: {func}({a:#x}): not the start of a block: inside the {size}-byte block at {buffer:#x} (class {name})"
             )),
             Err(_) => sys::fatal(format_args!(
-                "umem: {func}({a:#x}): not a {size}-byte block of class {name} (never allocated)"
+                "umem: {func}({a:#x}): not an allocated {size}-byte block of class {name} (freed already, or never allocated)"
             )),
         }
     }
