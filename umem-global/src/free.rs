@@ -36,11 +36,11 @@
 use crate::caches;
 use crate::hit_tables;
 use crate::options;
-use core::sync::atomic::Ordering;
 use crate::pagemap::{self, PageKind};
 use crate::region;
 use crate::sys::{self, no_unwind, PAGE};
 use crate::{boot, classes, large};
+use core::sync::atomic::Ordering;
 
 /// What kind of pointer `p` is: by the page map, or `Boot`/`Foreign`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -236,7 +236,8 @@ pub fn publish(c: usize, ii: InlineIndex, grid: Option<SlabGrid>, debug: bool) {
         ));
     }
     let s = free_slot(c);
-    s.entry.store(FreeEntry::new(classes::align(c), ii).0, Ordering::Relaxed);
+    s.entry
+        .store(FreeEntry::new(classes::align(c), ii).0, Ordering::Relaxed);
     for (g, h) in ALLOC_TABLE.iter().enumerate() {
         if classes::c_small_size_class(g * 16) == c {
             h.store(ii.raw(), Ordering::Relaxed);
