@@ -260,11 +260,12 @@ pub unsafe fn free_sized(p: *mut u8, size: usize, align: usize) {
         // word is readable and, once pushed, ours to mark; the entry holds
         // that class cache's inline index (or MISS).
         unsafe {
-            if e.is_start(a) && *(a as *const usize) != key {
-                if umem_slab::hit_free(e.inline_index(), a) {
-                    *(a as *mut usize) = key;
-                    return;
-                }
+            if e.is_start(a)
+                && *(a as *const usize) != key
+                && umem_slab::hit_free(e.inline_index(), a)
+            {
+                *(a as *mut usize) = key;
+                return;
             }
         }
     }
