@@ -85,6 +85,19 @@
 //! depot magazine and asks every thread to flush its magazines to the depots on its next
 //! slow path (their thread caches belong to them alone).
 //!
+//! **In-band words** (`secret.rs`, issue 11). The only allocator state kept in memory a
+//! program can overflow into is the free-list link of each free chunk of an in-slab cache
+//! and the `Slab` record at the end of its slab. Both are protected with a per-process
+//! secret (getrandom at `init`): a link is stored as `((next ^ K) * M) ^ at` and checked
+//! after decoding (0, or a chunk start of its own slab, by a division-free test) before it
+//! is followed; the record begins with its owner cache encoded the same way, checked on
+//! every use. A bad word aborts with a message naming the slab, the cache and the word
+//! (`SlabError::CorruptSlab`); a link is cleared when its chunk is handed out.
+//! [`CacheFlags::FREE_KEY`] caches (umem-global's size classes) also lay their slabs out
+//! without colour, so that a chunk start is a function of the address ([`Cache::grid`]),
+//! start every new buffer marked with [`process_secret`], the *free key* their user
+//! writes into freed buffers, and answer [`Cache::check_free`], the slow check behind it.
+//!
 //! **Debugging** (`debug.rs`). With [`CacheFlags::DEBUG`] each chunk is `[buffer][buftag:
 //! redzone word, link word, status]`; free buffers are filled with `0xdeadbeef…` (checked
 //! when they leave the cache, replaced by `0xbaddcafe…`), frees check the status (double
