@@ -16,7 +16,7 @@ use crate::error::CacheName;
 use crate::flags::CacheFlags;
 use crate::magazine::ThreadCache;
 use crate::ops::CacheOps;
-use crate::slab::{SlabLayer, SLAB_HDR};
+use crate::slab::{ChunkDivisor, SlabLayer, SLAB_HDR};
 use umem_vmem::sync::SpinLock;
 
 /// A value alone on its cache line(s), so that two locks never share a line.
@@ -47,10 +47,14 @@ pub struct Cache {
     pub(crate) link_off: usize,
     /// Offset of the debug buftag (0 when none).
     pub(crate) buftag_off: usize,
+    /// "Is this offset a multiple of `chunksize`" without a division (free-list checks).
+    pub(crate) chunk_div: ChunkDivisor,
     pub(crate) maxcolor_: AtomicUsize,
     pub(crate) hash_shift: u32,
     pub(crate) hashed: bool,
     pub(crate) audit: bool,
+    /// `CacheFlags::FREE_KEY`: new in-slab chunks start marked with the free key.
+    pub(crate) free_key: bool,
     pub(crate) slab_xalloc: bool,
     pub(crate) qcache: bool,
     /// Caches created after `init` (not the internal ones, not quantum caches) without

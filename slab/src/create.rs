@@ -24,7 +24,8 @@ use crate::metadata::{self, arena_alloc, arena_free, arenas, MetadataArenas};
 use crate::ops::CacheOps;
 use crate::qcache;
 use crate::registry::{self, InternalCaches};
-use crate::slab::{Bufctl, BufctlAudit, SlabLayer, HASH_INITIAL, SLAB_HDR};
+use crate::secret;
+use crate::slab::{Bufctl, BufctlAudit, ChunkDivisor, SlabLayer, HASH_INITIAL, SLAB_HDR};
 use crate::slab_layer::highbit;
 use umem_vmem::sync::SpinLock;
 
@@ -66,6 +67,8 @@ pub(crate) fn init() {
             }
         }
     }
+    // Before the first slab: every in-slab link and slab tag is encoded with it.
+    secret::init();
     let page = page_size();
     let heap = umem_vmem::heap();
     let mk = |name: &str, quantum: usize| -> &'static Vmem {
@@ -277,7 +280,11 @@ pub(crate) fn slab_geometry(
         }
         hashed = false;
         slabsize = small_slab;
-        maxcolor = (slabsize - SLAB_HDR) % chunksize;
+        maxcolor = if flags.contains(CacheFlags::FREE_KEY) {
+            0
+        } else {
+            (slabsize - SLAB_HDR) % chunksize
+        };
     } else {
         hashed = true;
         let q = quantum;
@@ -307,7 +314,7 @@ pub(crate) fn slab_geometry(
             }
             slabsize = if pick != 0 { pick } else { best };
         }
-        maxcolor = if slabsize == 0 {
+        maxcolor = if slabsize == 0 || flags.contains(CacheFlags::FREE_KEY) {
             0
         } else {
             (slabsize % chunksize).min(q.saturating_sub(1))
@@ -335,7 +342,12 @@ impl Cache {
         source: &'static Vmem,
         flags: CacheFlags,
     ) -> Result<&'static Cache, SlabError> {
-        if flags.0 & CacheFlags::QCACHE.0 != 0 {
+        if flags.0 & CacheFlags::QCACHE.0 != 0
+            || (flags.contains(CacheFlags::FREE_KEY)
+                && (flags.contains(CacheFlags::NOTOUCH)
+                    || ops.ctor.is_some()
+                    || ops.dtor.is_some()))
+        {
             return Err(SlabError::BadFlags { flags: flags.0 });
         }
         init();
@@ -408,10 +420,12 @@ impl Cache {
             slabsize_: AtomicUsize::new(geo.slabsize),
             link_off: geo.link_off,
             buftag_off: geo.buftag_off,
+            chunk_div: ChunkDivisor::new(geo.chunksize),
             maxcolor_: AtomicUsize::new(geo.maxcolor),
             hash_shift: highbit(geo.chunksize) - 1,
             hashed: geo.hashed,
             audit: flags.contains(CacheFlags::AUDIT),
+            free_key: flags.contains(CacheFlags::FREE_KEY),
             slab_xalloc: slab_align > quantum,
             qcache: flags.contains(CacheFlags::QCACHE),
             grow_on_traffic: is_ready()

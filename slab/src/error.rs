@@ -122,6 +122,19 @@ pub enum SlabError {
         /// The cache.
         cache: CacheName,
     },
+    /// A word umem-slab keeps inside a slab was overwritten (a heap overflow or a write
+    /// after free): a free chunk's free-list link that decodes to no chunk of its slab,
+    /// or a slab record's owner tag.
+    CorruptSlab {
+        /// Which word.
+        what: &'static str,
+        /// The slab (its record's address).
+        slab: usize,
+        /// The bad word as found in memory.
+        value: usize,
+        /// The cache.
+        cache: CacheName,
+    },
     /// `verify` found a broken invariant.
     Corrupt {
         /// Which invariant.
@@ -178,6 +191,15 @@ impl fmt::Display for SlabError {
             NotEmpty { live, cache } => {
                 write!(f, "destroy of cache {cache} with {live} live buffers")
             }
+            CorruptSlab {
+                what,
+                slab,
+                value,
+                cache,
+            } => write!(
+                f,
+                "cache {cache}: slab {slab:#x}: {what} ({value:#x}): heap overflow or write after free"
+            ),
             Corrupt { what, addr, cache } => {
                 write!(f, "cache {cache} corrupt at {addr:#x}: {what}")
             }

@@ -30,6 +30,17 @@ impl CacheFlags {
     /// freed, thread, timestamp, transaction count), readable with `Cache::audit`. Forces
     /// the hashed slab layout, as in libumem.
     pub const AUDIT: CacheFlags = CacheFlags(32);
+    /// Free buffers carry a *free key* (issue 11: double and interior frees detected in
+    /// the default mode). The cache's user writes [`process_secret`](crate::process_secret)
+    /// into the first word of each buffer it frees and clears it on allocation, and calls
+    /// [`Cache::check_free`](crate::Cache::check_free) when a buffer it is about to free
+    /// already holds the key. For that the cache: starts every buffer of a new slab
+    /// marked with the key (so a never-allocated buffer reads as free; in-slab caches of
+    /// 8-byte chunks excepted, whose only word is the free-list link), and makes no
+    /// slab colouring (so a chunk start is a function of the address alone:
+    /// [`Cache::grid`](crate::Cache::grid)). Only for caches whose free buffers may be
+    /// written: no constructor or destructor, not `NOTOUCH` (`BadFlags` otherwise).
+    pub const FREE_KEY: CacheFlags = CacheFlags(64);
     /// Internal: a vmem quantum cache (slab size from the arena's `qcache_max`).
     pub(crate) const QCACHE: CacheFlags = CacheFlags(1 << 16);
 

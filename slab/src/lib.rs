@@ -85,6 +85,19 @@
 //! depot magazine and asks every thread to flush its magazines to the depots on its next
 //! slow path (their thread caches belong to them alone).
 //!
+//! **In-band words** (`secret.rs`, issue 11). The only allocator state kept in memory a
+//! program can overflow into is the free-list link of each free chunk of an in-slab cache
+//! and the `Slab` record at the end of its slab. Both are protected with a per-process
+//! secret (getrandom at `init`): a link is stored as `((next ^ K) * M) ^ at` and checked
+//! after decoding (0, or a chunk start of its own slab, by a division-free test) before it
+//! is followed; the record begins with its owner cache encoded the same way, checked on
+//! every use. A bad word aborts with a message naming the slab, the cache and the word
+//! (`SlabError::CorruptSlab`); a link is cleared when its chunk is handed out.
+//! [`CacheFlags::FREE_KEY`] caches (umem-global's size classes) also lay their slabs out
+//! without colour, so that a chunk start is a function of the address ([`Cache::grid`]),
+//! start every new buffer marked with [`process_secret`], the *free key* their user
+//! writes into freed buffers, and answer [`Cache::check_free`], the slow check behind it.
+//!
 //! **Debugging** (`debug.rs`). With [`CacheFlags::DEBUG`] each chunk is `[buffer][buftag:
 //! redzone word, link word, status]`; free buffers are filled with `0xdeadbeef…` (checked
 //! when they leave the cache, replaced by `0xbaddcafe…`), frees check the status (double
@@ -185,7 +198,8 @@
 // The files, lowest concept first; a file imports (`use crate::…`) only files on lines
 // above its own, so the imports form no cycle:
 //   error, flags, ops, clock        locks; public value types; the coarse clock
-//   diag                                  fatal with the umem-slab prefix (umem_vmem::diag)
+//   diag, secret                          fatal with the umem-slab prefix (umem_vmem::diag);
+//                                         the secret of the in-band links
 //   magazine, metadata                    magazines and thread caches; metadata arenas
 //   magazine_block                        the thread's magazine block and its TLS word
 //   depot, slab                           depot state; slab and bufctl records
@@ -212,6 +226,7 @@ mod miss;
 mod ops;
 mod qcache;
 mod registry;
+mod secret;
 mod slab;
 mod slab_layer;
 mod stats;
@@ -226,11 +241,13 @@ pub use hit::{hit_alloc, hit_free, FastIndex, InlineIndex};
 pub use magazine_block::{live_thread_blocks, thread_exit_flush};
 pub use ops::{CacheOps, CtorFn, DtorFn, ObjectOps, ReclaimFn};
 pub use registry::for_each_cache;
+pub use secret::process_secret;
 pub use stats::CacheStats;
 /// The spin lock umem-slab uses (no allocation, no poisoning), for the
 /// crates above it that need one for their own short critical sections.
 pub use umem_vmem::sync::{RawSpin, SpinGuard, SpinLock};
 pub use umem_vmem::Vmem;
+pub use verify::SlabGrid;
 
 /// Build the metadata arenas and internal caches and install the quantum-cache factory in
 /// umem-vmem. Idempotent; `Cache::create` calls it.

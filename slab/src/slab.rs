@@ -12,15 +12,24 @@
 use core::mem::size_of;
 use core::ptr::null_mut;
 
+use crate::secret;
+
 /// Buckets of a new hash table.
 pub(crate) const HASH_INITIAL: usize = 64;
 
 /// A slab: in the last bytes of the slab for small-buffer caches, from the slab cache
 /// otherwise.
+///
+/// The first field is the owner *tag*: the owning cache's address encoded with the
+/// process secret and the record's own address (`secret.rs`). In an in-slab slab it is the
+/// first word a linear overflow out of the last chunk reaches, and an overflow cannot
+/// rewrite it to a value that still decodes to the cache, so every use of the record
+/// checks it first ([`Slab::owned_by`]) and the later fields (list links, free-list head)
+/// are reachable only past a checked word.
 #[repr(C)]
 pub(crate) struct Slab {
-    /// The owning cache (its address; compared, never followed).
-    pub cache: *const (),
+    /// The owning cache's address, encoded (see above); compared, never followed.
+    tag: usize,
     /// Start of the slab's memory (from the source arena).
     pub mem: usize,
     /// First buffer (`mem` + colour).
@@ -41,8 +50,9 @@ pub(crate) const SLAB_HDR: usize = size_of::<Slab>();
 
 impl Slab {
     /// A slab of cache `cache` on no list, none of its `chunks` buffers allocated, its free
-    /// list starting at `head`.
+    /// list starting at `head`, to be written at `at` (its tag depends on where it lives).
     pub(crate) fn fresh(
+        at: *mut Slab,
         cache: *const (),
         mem: usize,
         base: usize,
@@ -50,7 +60,7 @@ impl Slab {
         chunks: usize,
     ) -> Slab {
         Slab {
-            cache,
+            tag: secret::encode(cache as usize, at as usize),
             mem,
             base,
             next: null_mut(),
@@ -59,6 +69,47 @@ impl Slab {
             refcnt: 0,
             chunks,
         }
+    }
+
+    /// Whether this record's tag says it belongs to cache `owner` (false for a record
+    /// overwritten by an overflow, or for memory that is not a slab record of `owner`).
+    #[inline(always)]
+    pub(crate) fn owned_by(&self, owner: *const ()) -> bool {
+        self.tag == secret::encode(owner as usize, self as *const Slab as usize)
+    }
+
+    /// The raw tag word (for messages).
+    pub(crate) fn raw_tag(&self) -> usize {
+        self.tag
+    }
+}
+
+/// An exact test of "`off` is a multiple of the chunk size" without a division: with
+/// `chunksize = odd << shift`, `off` is a multiple iff `rotr(off * odd⁻¹, shift) ≤
+/// usize::MAX / chunksize` (Granlund and Montgomery's divisibility test). A multiply, a
+/// rotate and a compare, for the checks on the free list and the free path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ChunkDivisor {
+    inv: usize,
+    shift: u32,
+    lim: usize,
+}
+
+impl ChunkDivisor {
+    /// The divisibility test for chunk size `chunksize` (> 0).
+    pub(crate) const fn new(chunksize: usize) -> ChunkDivisor {
+        let shift = chunksize.trailing_zeros();
+        ChunkDivisor {
+            inv: secret::inverse(chunksize >> shift),
+            shift,
+            lim: usize::MAX / chunksize,
+        }
+    }
+
+    /// Whether `off` is a multiple of the chunk size.
+    #[inline(always)]
+    pub(crate) fn divides(&self, off: usize) -> bool {
+        off.wrapping_mul(self.inv).rotate_right(self.shift) <= self.lim
     }
 }
 

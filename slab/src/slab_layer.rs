@@ -14,6 +14,7 @@ use crate::diag::fatal_error;
 use crate::error::SlabError;
 use crate::metadata::{arena_alloc, arena_free, arenas};
 use crate::registry::internal_caches;
+use crate::secret;
 use crate::slab::{
     list_push, list_remove, Bufctl, BufctlAudit, BufferLookup, Slab, SlabLayer, HASH_INITIAL,
     SLAB_HDR,
@@ -79,8 +80,19 @@ impl Cache {
                 (*bc).next = *b;
                 *b = bc;
             } else {
+                if !(*sp).owned_by(self.owner()) {
+                    fatal_error(&SlabError::CorruptSlab {
+                        what: "corrupt slab record (owner tag)",
+                        slab: sp as usize,
+                        value: (*sp).raw_tag(),
+                        cache: self.name,
+                    });
+                }
                 buf = (*sp).head;
-                (*sp).head = *((buf + self.link_off) as *const usize);
+                let at = buf + self.link_off;
+                (*sp).head = self.next_free(sp, at);
+                // The encoded link is not left for the new owner to read.
+                *(at as *mut usize) = 0;
             }
             (*sp).refcnt += 1;
             if (*sp).head == 0 {
@@ -112,6 +124,13 @@ impl Cache {
             let sp = (mem + self.slabsize() - SLAB_HDR) as *mut Slab;
             let base = mem + color;
             let chunks = (self.slabsize() - SLAB_HDR - color) / self.chunksize;
+            // FREE_KEY caches: a never-allocated chunk reads as free (its first word, when
+            // that is not the link word, holds the free key; debug caches have their fill).
+            let key = if self.free_key && self.buftag_off == 0 && self.link_off != 0 {
+                secret::process_secret()
+            } else {
+                0
+            };
             // SAFETY: the slab memory is ours and writable (touchable cache); buffers and
             // header are inside it.
             unsafe {
@@ -128,9 +147,13 @@ impl Cache {
                         *(bt as *mut u64) = REDZONE_PATTERN;
                         *bt.add(2) = self.buftag_status(buf, BUFTAG_FREE);
                     }
-                    *((buf + self.link_off) as *mut usize) = next;
+                    if key != 0 {
+                        *(buf as *mut usize) = key;
+                    }
+                    let at = buf + self.link_off;
+                    *(at as *mut usize) = secret::encode(next, at);
                 }
-                ptr::write(sp, Slab::fresh(self.owner(), mem, base, base, chunks));
+                ptr::write(sp, Slab::fresh(sp, self.owner(), mem, base, base, chunks));
             }
             return Some(sp);
         }
@@ -150,6 +173,12 @@ impl Cache {
             g.bufctls
         };
         let mut head: *mut Bufctl = null_mut();
+        // FREE_KEY caches: never-allocated buffers read as free (as above).
+        let key = if self.free_key && self.buftag_off == 0 {
+            secret::process_secret()
+        } else {
+            0
+        };
         for i in (0..chunks).rev() {
             let bc = match bcc.alloc_addr() {
                 Some(b) => b as *mut Bufctl,
@@ -168,6 +197,11 @@ impl Cache {
                 }
             };
             let buf = base + i * self.chunksize;
+            if key != 0 {
+                // SAFETY: a FREE_KEY cache is touchable (not NOTOUCH): the buffer is
+                // ours and free.
+                unsafe { *(buf as *mut usize) = key };
+            }
             // SAFETY: fresh bufctl.
             unsafe {
                 ptr::write(
@@ -207,7 +241,7 @@ impl Cache {
         unsafe {
             ptr::write(
                 sp,
-                Slab::fresh(self.owner(), mem, base, head as usize, chunks),
+                Slab::fresh(sp, self.owner(), mem, base, head as usize, chunks),
             )
         };
         Some(sp)
@@ -291,10 +325,20 @@ impl Cache {
                 g.lookup_depth += depth;
             } else {
                 sp = ((buf & !(self.slabsize() - 1)) + self.slabsize() - SLAB_HDR) as *mut Slab;
-                if (*sp).cache != self.owner() {
+                if !(*sp).owned_by(self.owner()) {
                     drop(g);
                     return Err(SlabError::NotOwned {
                         addr: buf,
+                        cache: self.name,
+                    });
+                }
+                if !self.is_chunk_of(&*sp, buf) {
+                    let s = &*sp;
+                    let i = (buf.saturating_sub(s.base) / self.chunksize).min(s.chunks - 1);
+                    drop(g);
+                    return Err(SlabError::BadAddress {
+                        addr: buf,
+                        buffer: s.base + i * self.chunksize,
                         cache: self.name,
                     });
                 }
@@ -302,7 +346,8 @@ impl Cache {
                     list_remove(&mut g.full, sp);
                     list_push(&mut g.partial, sp);
                 }
-                *((buf + self.link_off) as *mut usize) = (*sp).head;
+                let at = buf + self.link_off;
+                *(at as *mut usize) = secret::encode((*sp).head, at);
                 (*sp).head = buf;
             }
             (*sp).refcnt -= 1;
@@ -318,6 +363,37 @@ impl Cache {
             }
         }
         Ok(())
+    }
+
+    /// Whether `a` is the start of one of slab `s`'s chunks (no division: `ChunkDivisor`).
+    #[inline(always)]
+    pub(crate) fn is_chunk_of(&self, s: &Slab, a: usize) -> bool {
+        let off = a.wrapping_sub(s.base);
+        off < s.chunks * self.chunksize && self.chunk_div.divides(off)
+    }
+
+    /// The free buffer after the one whose (encoded) link word is at `at`, in in-slab slab
+    /// `sp`: the link decoded and checked — 0, or a chunk start of `sp` — before anyone
+    /// follows it. A bad link (a heap overflow or a write after free reached a free
+    /// chunk) aborts with a message naming the slab, the cache and the word found.
+    ///
+    /// # Safety
+    /// Slab lock held; `sp` is a live in-slab slab of this cache and `at` the link word of
+    /// one of its free chunks.
+    #[inline(always)]
+    pub(crate) unsafe fn next_free(&self, sp: *const Slab, at: usize) -> usize {
+        // SAFETY: by the caller, `at` is inside a free chunk of the live slab `sp`.
+        let (stored, s) = unsafe { (*(at as *const usize), &*sp) };
+        let next = secret::decode(stored, at);
+        if next == 0 || self.is_chunk_of(s, next) {
+            return next;
+        }
+        fatal_error(&SlabError::CorruptSlab {
+            what: "corrupt free-list link",
+            slab: sp as usize,
+            value: stored,
+            cache: self.name,
+        })
     }
 
     /// Resize the hash table to about the number of buffers.
@@ -393,7 +469,7 @@ impl Cache {
                                 if f == addr {
                                     return BufferLookup::Free;
                                 }
-                                f = *((f + self.link_off) as *const usize);
+                                f = self.next_free(sp, f + self.link_off);
                             }
                         }
                         return BufferLookup::Allocated;

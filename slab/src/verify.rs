@@ -10,9 +10,63 @@ use crate::error::SlabError;
 use crate::magazine::Magazine;
 use crate::magazine_block;
 use crate::registry;
+use crate::secret;
 use crate::slab::{Bufctl, BufferLookup, Slab, SlabLayer, SLAB_HDR};
 
+/// Where a cache's buffers start, from the address alone ([`Cache::grid`]): `a` is a
+/// buffer start iff `a % slab_size` is a multiple of `chunk_size` below
+/// `chunks * chunk_size`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SlabGrid {
+    /// Bytes per slab; every slab is aligned to it (a power of two).
+    pub slab_size: usize,
+    /// Bytes from one buffer to the next.
+    pub chunk_size: usize,
+    /// Buffers per slab, the first at the slab's start.
+    pub chunks: usize,
+}
+
 impl Cache {
+    /// The [`SlabGrid`] of an in-slab cache without colouring (`CacheFlags::FREE_KEY`), so
+    /// that a free path can tell a buffer start from an interior or stray pointer with no
+    /// lookup; `None` for hashed or coloured caches.
+    pub fn grid(&self) -> Option<SlabGrid> {
+        if self.hashed || self.maxcolor() != 0 || !self.slabsize().is_power_of_two() {
+            return None;
+        }
+        Some(SlabGrid {
+            slab_size: self.slabsize(),
+            chunk_size: self.chunksize,
+            chunks: (self.slabsize() - SLAB_HDR) / self.chunksize,
+        })
+    }
+
+    /// The slow check behind a free key (`CacheFlags::FREE_KEY`): `addr`, about to be
+    /// freed, already holds the key. `Ok` when it is an allocated buffer that is in
+    /// neither the calling thread's magazines nor the depot (its user data happened to
+    /// match the key: free it); `DoubleFree` when it is free there or on its slab's free
+    /// list (a never-allocated chunk included); `BadAddress` for a pointer inside a
+    /// buffer; `NotOwned` when no slab of this cache holds it. Frees nothing. Linear in
+    /// the cache's slabs, so for the rare case the key matches.
+    pub fn check_free(&self, addr: usize) -> Result<(), SlabError> {
+        match self.locate(addr) {
+            BufferLookup::Allocated if !self.in_magazines(addr) => Ok(()),
+            BufferLookup::Allocated | BufferLookup::Free => Err(SlabError::DoubleFree {
+                addr,
+                cache: self.name,
+            }),
+            BufferLookup::Interior(buffer) => Err(SlabError::BadAddress {
+                addr,
+                buffer,
+                cache: self.name,
+            }),
+            BufferLookup::NotInCache => Err(SlabError::NotOwned {
+                addr,
+                cache: self.name,
+            }),
+        }
+    }
+
     /// Is `addr` sitting in the calling thread's magazines or the depot's full magazines?
     pub(crate) fn in_magazines(&self, addr: usize) -> bool {
         if self.id == 0 {
@@ -163,7 +217,7 @@ impl Cache {
             unsafe {
                 while !sp.is_null() {
                     let s = &*sp;
-                    if s.cache != self.owner() {
+                    if !s.owned_by(self.owner()) {
                         return Err(corrupt("slab of another cache", sp as usize));
                     }
                     if s.prev != prev {
@@ -214,7 +268,10 @@ impl Cache {
                         f = if self.hashed {
                             (*(f as *const Bufctl)).next as usize
                         } else {
-                            *((f + self.link_off) as *const usize)
+                            // Decoded; checked at the top of the loop before it is
+                            // followed.
+                            let at = f + self.link_off;
+                            secret::decode(*(at as *const usize), at)
                         };
                     }
                     if nfree + s.refcnt != s.chunks {
@@ -249,7 +306,7 @@ impl Cache {
                             return Err(corrupt("bufctl in the wrong bucket", a));
                         }
                         let sp = (*bc).slab;
-                        if (*sp).cache != self.owner()
+                        if !(*sp).owned_by(self.owner())
                             || a < (*sp).base
                             || a >= (*sp).base + (*sp).chunks * self.chunksize
                         {
@@ -337,7 +394,7 @@ impl Cache {
                             if f == buf {
                                 return false;
                             }
-                            f = *((f + self.link_off) as *const usize);
+                            f = self.next_free(sp, f + self.link_off);
                         }
                         return true;
                     }

@@ -32,11 +32,25 @@ pub fn alloc(size: usize, align: usize, zero: bool) -> *mut u8 {
 }
 
 /// The magazine hit at the inline index `ii` (from a hit table).
+///
+/// The block's first word is cleared: it held the free key (`free.rs`).
 #[inline(always)]
 fn hit_alloc_at(ii: InlineIndex) -> Option<*mut u8> {
     // SAFETY: the hit tables hold inline indices of the class caches (or
-    // MISS), stored when each class's cache is made.
-    unsafe { umem_slab::hit_alloc(ii) }.map(|a| a as *mut u8)
+    // MISS), stored when each class's cache is made; a block handed out is
+    // ours to write.
+    unsafe { umem_slab::hit_alloc(ii).map(|a| unclaim(a as *mut u8)) }
+}
+
+/// Clears the free key from the first word of block `p`, just handed out.
+///
+/// # Safety
+/// `p` is a fresh block of a class cache (at least 8 bytes).
+#[inline(always)]
+unsafe fn unclaim(p: *mut u8) -> *mut u8 {
+    // SAFETY: by the caller.
+    unsafe { *(p as *mut usize) = 0 };
+    p
 }
 
 /// `p`, a fresh block of at least `size` bytes (or null), zeroed when
@@ -54,7 +68,9 @@ fn zeroed_if(p: *mut u8, size: usize, zero: bool) -> *mut u8 {
 /// zeroed when `zero`.
 #[inline(always)]
 fn cache_alloc(k: ClassCache, size: usize, zero: bool) -> *mut u8 {
-    zeroed_if(k.alloc().unwrap_or(null_mut()), size, zero)
+    // SAFETY: a fresh block of the class cache.
+    let p = k.alloc().map_or(null_mut(), |p| unsafe { unclaim(p) });
+    zeroed_if(p, size, zero)
 }
 
 /// Class `c`'s block from its cache, past the magazine hit; `None` when the

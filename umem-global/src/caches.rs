@@ -54,6 +54,13 @@ impl ClassCache {
         unsafe { self.cache.alloc_with(self.fast) }.map(NonNull::as_ptr)
     }
 
+    /// The cache's slow check of a block that is being freed and already
+    /// holds the free key (`umem_slab::Cache::check_free`).
+    #[cold]
+    pub fn check_free(self, a: usize) -> Result<(), umem_slab::SlabError> {
+        self.cache.check_free(a)
+    }
+
     /// Frees `p` to the cache past the magazine hit.
     ///
     /// # Safety
@@ -109,12 +116,13 @@ static CLASS_SOURCES: [ClassSource; classes::COUNT] = {
 pub static CLASS_LOCK: umem_slab::SpinLock<()> = umem_slab::SpinLock::new(());
 
 /// The class cache for `umem_alloc_<n>` (magazines unless `nomagazines`,
-/// the debug layout with `UMEM_DEBUG`).
+/// the debug layout with `UMEM_DEBUG`; always `FREE_KEY`: colour-free
+/// slabs, never-allocated chunks marked free, for `free.rs`'s checks).
 fn create_cache(c: usize, arena: &'static Vmem) -> Option<&'static Cache> {
     let mut flags = if options::NOMAGAZINES.load(Ordering::Relaxed) {
-        CacheFlags::NOMAGAZINE
+        CacheFlags::NOMAGAZINE | CacheFlags::FREE_KEY
     } else {
-        CacheFlags::NONE
+        CacheFlags::FREE_KEY
     };
     if options::DEBUG.load(Ordering::Relaxed) {
         flags = flags | CacheFlags::DEBUG;
@@ -158,11 +166,17 @@ pub fn class_or_create(c: usize) -> Option<ClassCache> {
         arena.set_retain(region::CLASS_RETAIN);
     }
     arenas::publish(&ARENAS.class[c], arena);
+    hit_tables::init_free_key();
     let cache = create_cache(c, arena)?;
     let slot = &CLASS_CACHES[c];
     slot.fast.store(cache.fast_index().raw(), Ordering::Relaxed);
     slot.cache
         .store(cache as *const Cache as *mut Cache, Ordering::Release);
-    hit_tables::publish(c, cache.fast_index().inline());
+    hit_tables::publish(
+        c,
+        cache.fast_index().inline(),
+        cache.grid(),
+        options::DEBUG.load(Ordering::Relaxed),
+    );
     class_cache(c)
 }

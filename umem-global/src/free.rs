@@ -2,23 +2,45 @@
 //! block's owner with no size and no header.
 //!
 //! * hit ([`free_hit`]): the class from the address (region) or from the
-//!   page map's top byte, the class's `FREE_TABLE` entry (alignment test,
-//!   inline index), then `umem_slab::hit_free`;
-//! * miss (`free_miss`): the page map's small-class entry, the class's
-//!   cache past its magazines;
+//!   page map's top byte, the class's `FREE_TABLE` entry (block-start test,
+//!   inline index), the free key, then `umem_slab::hit_free`;
+//! * miss (`free_miss`): the page map's small-class entry, the same tests
+//!   (aborting now), the class's cache past its magazines;
 //! * slow (`free_slow`): large blocks, bootstrap blocks, foreign pointers.
 //!
 //! Rust's `dealloc` knows the layout: [`free_sized`] takes the class from
 //! it and reads the page map only for large blocks (and, with debug
 //! assertions, to check the layout). [`owner`] classifies any pointer for
 //! the out-of-line paths (`usable_size`, `realloc`).
+//!
+//! **Bad frees of small blocks** (issue 11, defect 4) abort with a message
+//! naming the pointer and the class, in the default mode:
+//! * *interior pointers*: the block-start test of the class's hit-table
+//!   entry (`hit_tables::FreeEntry::is_start`): exact for every class
+//!   below 512 bytes (one-page, colour-free slabs: a multiply, a rotate and
+//!   a compare, in place of the alignment test it replaces); alignment only
+//!   for the larger classes;
+//! * *double frees*: a freed block's first word gets the free key
+//!   (`hit_tables::free_key`, a per-process secret), cleared when the block
+//!   is handed out again; a free that finds the key there takes
+//!   `Cache::check_free`, which looks for the block in the thread's
+//!   magazines, the depot and its slab's free list, and aborts if it is
+//!   there (else the user's data matched the key by chance: the free goes
+//!   on). Never-allocated chunks start with the key (`FREE_KEY` caches), so
+//!   a free of one is caught the same way. The hit writes the key only
+//!   after its push succeeded, so a miss never finds its own key.
+//!
+//! Large blocks: their page-map entry is cleared on free, so a second free
+//! or a free of an interior address finds no block start and is refused.
 
 use crate::caches;
 use crate::hit_tables;
+use crate::options;
 use crate::pagemap::{self, PageKind};
 use crate::region;
 use crate::sys::{self, no_unwind, PAGE};
 use crate::{boot, classes, large};
+use core::sync::atomic::Ordering;
 
 /// What kind of pointer `p` is: by the page map, or `Boot`/`Foreign`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,15 +111,69 @@ pub unsafe fn free_hit(p: *mut u8) -> bool {
             hit_tables::free_entry_at(slot.load())
         }
     };
-    if e.misaligned(a) {
+    if !e.is_start(a) {
         return false;
     }
+    let key = hit_tables::free_key();
     // SAFETY: `a` is in one of class c's stripes, which only class c's
     // arena imports from, or on a page the page map gives to class c; and
-    // aligned like its buffers: by the caller's contract a block of class c
-    // (region.rs says what this trusts). The entry holds the class cache's
-    // inline index (or MISS).
-    unsafe { umem_slab::hit_free(e.inline_index(), a) }
+    // a chunk start of its slab grid (or aligned like its buffers): by the
+    // caller's contract a block of class c (region.rs says what this
+    // trusts), so its first word is readable and, once pushed, ours to
+    // mark. The entry holds the class cache's inline index (or MISS).
+    unsafe {
+        if *(a as *const usize) == key {
+            // Perhaps a double free: the miss path checks.
+            return false;
+        }
+        if umem_slab::hit_free(e.inline_index(), a) {
+            *(a as *mut usize) = key;
+            return true;
+        }
+    }
+    false
+}
+
+/// The checks of a small block `a` of class `c` (cache `k`) being freed
+/// past the hit, which abort naming `func`, the pointer and the class: a
+/// block start (by the class's hit-table entry) that does not hold the free
+/// key, or does and is allocated (`ClassCache::check_free`). Then marks it
+/// with the key. Not with `UMEM_DEBUG` (the debug caches' own checks).
+#[inline]
+fn check_and_mark(func: &str, a: usize, c: usize, k: caches::ClassCache) {
+    if options::DEBUG.load(Ordering::Relaxed) {
+        // Debug caches check every free themselves (buftags), and their
+        // chunks are not the grid the block-start test assumes.
+        return;
+    }
+    let e = hit_tables::free_entry_of(c);
+    let size = classes::size(c);
+    let name = classes::NAMES[c];
+    if !e.is_start(a) {
+        sys::fatal(format_args!(
+            "umem: {func}({a:#x}): not the start of a block: a pointer inside a {size}-byte block (class {name})"
+        ));
+    }
+    let key = hit_tables::free_key();
+    // SAFETY: a block start of class c's slab grid, or an aligned address on
+    // one of the class's pages (the caller checked the page map): readable.
+    if unsafe { *(a as *const usize) } == key {
+        match k.check_free(a) {
+            Ok(()) => {}
+            Err(umem_slab::SlabError::DoubleFree { .. }) => sys::fatal(format_args!(
+                "umem: {func}({a:#x}): double free of a {size}-byte block (class {name})"
+            )),
+            Err(umem_slab::SlabError::BadAddress { buffer, .. }) => sys::fatal(format_args!(
+                "umem: {func}({a:#x}): not the start of a block: inside the {size}-byte block at {buffer:#x} (class {name})"
+            )),
+            Err(_) => sys::fatal(format_args!(
+                "umem: {func}({a:#x}): not an allocated {size}-byte block of class {name} (freed already, or never allocated)"
+            )),
+        }
+    }
+    // SAFETY: as above; the block is ours to free, and its first word is
+    // free-list state from now on.
+    unsafe { *(a as *mut usize) = key };
 }
 
 /// [`free`] past the magazine hit.
@@ -115,8 +191,9 @@ unsafe fn free_miss(p: *mut u8) -> Result<(), FreeError> {
             let c = e.small_class();
             if a & (classes::align(c) - 1) == 0 {
                 if let Some(k) = caches::class_cache(c) {
+                    check_and_mark("free", a, c, k);
                     // SAFETY: the page belongs to class c's slabs and `a` is
-                    // aligned like its buffers.
+                    // a block start of it that is not free (checked above).
                     unsafe { k.free(p) };
                     return Ok(());
                 }
@@ -176,11 +253,20 @@ pub unsafe fn free_sized(p: *mut u8, size: usize, align: usize) {
         if boot::owns(p as usize) {
             return;
         }
-        let ii = hit_tables::free_entry_of(c).inline_index();
-        // SAFETY: the caller's contract: a block of class c; the entry holds
+        let e = hit_tables::free_entry_of(c);
+        let a = p as usize;
+        let key = hit_tables::free_key();
+        // SAFETY: the caller's contract: a block of class c, so its first
+        // word is readable and, once pushed, ours to mark; the entry holds
         // that class cache's inline index (or MISS).
-        if unsafe { umem_slab::hit_free(ii, p as usize) } {
-            return;
+        unsafe {
+            if e.is_start(a)
+                && *(a as *const usize) != key
+                && umem_slab::hit_free(e.inline_index(), a)
+            {
+                *(a as *mut usize) = key;
+                return;
+            }
         }
     }
     // SAFETY: by the caller.
@@ -202,10 +288,14 @@ fn layout_mismatch(p: *mut u8, size: usize, align: usize) -> ! {
 #[inline(never)]
 unsafe fn free_sized_miss(p: *mut u8, size: usize, align: usize) {
     no_unwind(|| {
-        if let Some(k) = classes::layout_class(size, align).and_then(caches::class_cache) {
-            // SAFETY: the caller's contract: a block of the class's cache.
-            unsafe { k.free(p) };
-            return;
+        if let Some(c) = classes::layout_class(size, align) {
+            if let Some(k) = caches::class_cache(c) {
+                check_and_mark("dealloc", p as usize, c, k);
+                // SAFETY: the caller's contract: a block of the class's cache
+                // (and not a free one: checked above).
+                unsafe { k.free(p) };
+                return;
+            }
         }
         if let Err(FreeError::InvalidPointer(a)) = free_slow(p) {
             sys::fatal(format_args!(
