@@ -14,7 +14,7 @@
 
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Output};
-use umem_tests::{compile_c, run, show};
+use umem_testkit::preload::{compile_c, run, show};
 
 fn prog(name: &str, args: &[&str], env: &[(&str, &str)], preload: bool) -> Output {
     let mut c = Command::new(compile_c(name));
