@@ -266,7 +266,39 @@ pub fn reap() {
     if !create::is_ready() {
         return;
     }
-    update::reap();
+    update::reap_flagged();
+}
+
+/// Reap everything that can be reaped, for an allocation that failed: the calling
+/// thread's magazines, every depot (objects back to their slabs, empty slabs to their
+/// arenas), then an update (retained vmem spans back to their sources) and the hook
+/// installed with [`set_update_hook`] (`hook(true)`). Never waits and never recurses:
+/// `false` (nothing done) when an update, reap-all or fork lockup is in progress (possibly
+/// in this thread, from a callback) or the thread is exiting or destroying a cache. The
+/// caller holds no umem lock.
+pub fn try_reap_all() -> bool {
+    if !create::is_ready() {
+        return false;
+    }
+    update::try_reap_all()
+}
+
+/// [`try_reap_all`] that waits while another thread updates or reaps (`malloc_trim`).
+/// `false` only when this thread cannot reap here (exiting, destroying a cache, or inside
+/// an update or reap itself: never call it from a cache callback).
+pub fn reap_all() -> bool {
+    if !create::is_ready() {
+        return false;
+    }
+    update::reap_all()
+}
+
+/// Install the function run at the end of every periodic update (`f(false)`) and every
+/// [`try_reap_all`] / [`reap_all`] (`f(true)`), with the update flag held and no other
+/// lock taken: the layer above gives back what it keeps (umem-global discards the free
+/// memory of its arenas). It must not call `update`, `reap` or `try_reap_all`.
+pub fn set_update_hook(f: fn(bool)) {
+    update::set_hook(f);
 }
 
 /// Fork preparation: take the update flag, every umem-slab lock (cache list, block list,

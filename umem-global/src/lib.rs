@@ -230,6 +230,7 @@ mod pagemap;
 #[doc(hidden)]
 pub mod preload_abi;
 mod realloc;
+mod reclaim;
 mod region;
 mod source;
 mod stats;
@@ -239,13 +240,11 @@ pub use global_alloc::Umem;
 pub use stats::{print_stats, stats, ArenaStats, ClassStats, LargeStats, Stats, MAX_ARENAS};
 
 /// Gives back to the system every cached object, magazine and freed large
-/// block that can go (libumem's `umem_reap`), then runs the periodic update
-/// step. Does nothing before the first allocation.
+/// block that can go (libumem's `umem_reap`), runs the periodic update step,
+/// and discards every free page of umem's own arenas (what `malloc_trim(0)`
+/// does). Other threads' magazines follow on their next allocation slow
+/// path; exited threads' magazines are in the depots already. Does nothing
+/// before the first allocation.
 pub fn reap() {
-    if !arenas::is_initialized() {
-        return;
-    }
-    umem_slab::reap();
-    large::drain_cache();
-    umem_slab::update();
+    reclaim::trim();
 }
