@@ -257,6 +257,16 @@ pub fn update() {
     update::update();
 }
 
+/// Run the periodic update now if it is due (the interval passed) and nobody runs one —
+/// what the alloc slow path does every 64th call. For callers whose path costs far more
+/// than a clock read (umem-global's large blocks). Never waits.
+pub fn maybe_update() {
+    if !create::is_ready() {
+        return;
+    }
+    update::maybe_update_now();
+}
+
 /// Reap every cache (`umem_reap`): reclaim callbacks, the calling thread's magazines, and
 /// every depot magazine go back to the slab layer; empty slabs to their arenas. Other
 /// threads are asked to flush their magazines to the depots on their next slow path, so a

@@ -26,8 +26,17 @@ pub(crate) fn set_interval_ms(ms: u64) {
 /// one. A thread with a block reads the clock only on every 64th call.
 #[inline]
 pub(crate) fn maybe_update() {
+    if !magazine_block::clock_due() {
+        return;
+    }
+    maybe_update_now();
+}
+
+/// [`maybe_update`] without the every-64th-call throttle (umem-global's large-block paths,
+/// which cost far more than a clock read).
+pub(crate) fn maybe_update_now() {
     let iv = UPDATE_INTERVAL_MS.load(Ordering::Relaxed);
-    if iv == 0 || !magazine_block::clock_due() {
+    if iv == 0 {
         return;
     }
     let now = now_ms();
@@ -51,6 +60,12 @@ pub(crate) fn maybe_update() {
         return;
     }
     NEXT_UPDATE_MS.store(now + iv, Ordering::Relaxed);
+    // No update ran for two intervals or more (no slow path: the process was idle): the
+    // update that would have run in between would have found every depot magazine unused,
+    // so catch up — start two working-set intervals, and this update frees them.
+    if now >= next.saturating_add(iv) {
+        for_each_cache(&mut |c| c.depot_ws_update());
+    }
     update_all();
     UPDATING.store(false, Ordering::Release);
 }

@@ -201,6 +201,7 @@ pub fn len_of(addr: usize, bytes: usize) -> usize {
 /// `zero`. Null on failure (errno is the caller's business).
 /// No reap and retry here: the caller (`alloc.rs`) does that.
 pub fn alloc(size: usize, align: usize, zero: bool) -> *mut u8 {
+    umem_slab::maybe_update();
     alloc_room_once(size, size, align, zero)
 }
 
@@ -209,6 +210,9 @@ pub fn alloc(size: usize, align: usize, zero: bool) -> *mut u8 {
 /// arena fails, reaps everything (`reclaim::reap_for_retry`) and tries once
 /// more.
 pub fn alloc_room(size: usize, room: usize, align: usize, zero: bool) -> *mut u8 {
+    // The periodic update, when due (a clock read: a large block costs far
+    // more), so that a process that only makes large blocks gives back too.
+    umem_slab::maybe_update();
     let p = alloc_room_once(size, room, align, zero);
     if !p.is_null() || pages_for(size).is_none() || !crate::reclaim::reap_for_retry() {
         return p;
@@ -346,6 +350,8 @@ pub fn free(addr: usize, e: PageKind) {
     } else {
         give_back(addr, pages, aligned);
     }
+    // The periodic update, when due (see `alloc_room`).
+    umem_slab::maybe_update();
     sys::set_errno(saved);
 }
 
