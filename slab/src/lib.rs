@@ -83,7 +83,13 @@
 //! [`set_update_interval_ms`]) has passed and nobody else is running it; a thread with a
 //! block reads the coarse clock only on every 64th slow path. [`reap()`] frees every
 //! depot magazine and asks every thread to flush its magazines to the depots on its next
-//! slow path (their thread caches belong to them alone).
+//! slow path (their thread caches belong to them alone). An update that finds two intervals
+//! or more passed since the last one (the process was idle) starts the missed working-set
+//! interval first, so depot magazines unused since then go at once. [`try_reap_all()`]
+//! (for an allocation that failed) and [`reap_all()`] (`malloc_trim`) reap and update
+//! under the update flag; `try_reap_all` never waits for it, so a failing allocation inside
+//! an update, a reap or a thread-exit flush does not reap again. Both, and every update,
+//! end with the hook of [`set_update_hook`] (umem-global discards free memory there).
 //!
 //! **Debugging** (`debug.rs`). With [`CacheFlags::DEBUG`] each chunk is `[buffer][buftag:
 //! redzone word, link word, status]`; free buffers are filled with `0xdeadbeef…` (checked
