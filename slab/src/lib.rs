@@ -83,7 +83,13 @@
 //! [`set_update_interval_ms`]) has passed and nobody else is running it; a thread with a
 //! block reads the coarse clock only on every 64th slow path. [`reap()`] frees every
 //! depot magazine and asks every thread to flush its magazines to the depots on its next
-//! slow path (their thread caches belong to them alone).
+//! slow path (their thread caches belong to them alone). An update that finds two intervals
+//! or more passed since the last one (the process was idle) starts the missed working-set
+//! interval first, so depot magazines unused since then go at once. [`try_reap_all()`]
+//! (for an allocation that failed) and [`reap_all()`] (`malloc_trim`) reap and update
+//! under the update flag; `try_reap_all` never waits for it, so a failing allocation inside
+//! an update, a reap or a thread-exit flush does not reap again. Both, and every update,
+//! end with the hook of [`set_update_hook`] (umem-global discards free memory there).
 //!
 //! **In-band words** (`secret.rs`, issue 11). The only allocator state kept in memory a
 //! program can overflow into is the free-list link of each free chunk of an in-slab cache
@@ -274,6 +280,16 @@ pub fn update() {
     update::update();
 }
 
+/// Run the periodic update now if it is due (the interval passed) and nobody runs one —
+/// what the alloc slow path does every 64th call. For callers whose path costs far more
+/// than a clock read (umem-global's large blocks). Never waits.
+pub fn maybe_update() {
+    if !create::is_ready() {
+        return;
+    }
+    update::maybe_update_now();
+}
+
 /// Reap every cache (`umem_reap`): reclaim callbacks, the calling thread's magazines, and
 /// every depot magazine go back to the slab layer; empty slabs to their arenas. Other
 /// threads are asked to flush their magazines to the depots on their next slow path, so a
@@ -283,7 +299,39 @@ pub fn reap() {
     if !create::is_ready() {
         return;
     }
-    update::reap();
+    update::reap_flagged();
+}
+
+/// Reap everything that can be reaped, for an allocation that failed: the calling
+/// thread's magazines, every depot (objects back to their slabs, empty slabs to their
+/// arenas), then an update (retained vmem spans back to their sources) and the hook
+/// installed with [`set_update_hook`] (`hook(true)`). Never waits and never recurses:
+/// `false` (nothing done) when an update, reap-all or fork lockup is in progress (possibly
+/// in this thread, from a callback) or the thread is exiting or destroying a cache. The
+/// caller holds no umem lock.
+pub fn try_reap_all() -> bool {
+    if !create::is_ready() {
+        return false;
+    }
+    update::try_reap_all()
+}
+
+/// [`try_reap_all`] that waits while another thread updates or reaps (`malloc_trim`).
+/// `false` only when this thread cannot reap here (exiting, destroying a cache, or inside
+/// an update or reap itself: never call it from a cache callback).
+pub fn reap_all() -> bool {
+    if !create::is_ready() {
+        return false;
+    }
+    update::reap_all()
+}
+
+/// Install the function run at the end of every periodic update (`f(false)`) and every
+/// [`try_reap_all`] / [`reap_all`] (`f(true)`), with the update flag held and no other
+/// lock taken: the layer above gives back what it keeps (umem-global discards the free
+/// memory of its arenas). It must not call `update`, `reap` or `try_reap_all`.
+pub fn set_update_hook(f: fn(bool)) {
+    update::set_hook(f);
 }
 
 /// Fork preparation: take the update flag, every umem-slab lock (cache list, block list,

@@ -3,7 +3,7 @@
 //! update an alloc slow path runs when one is due (there is no update thread: creating
 //! one inside malloc is unsafe), and what an update or a reap does to each cache.
 
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
 
 use crate::cache::Cache;
 use crate::clock::now_ms;
@@ -26,8 +26,17 @@ pub(crate) fn set_interval_ms(ms: u64) {
 /// one. A thread with a block reads the clock only on every 64th call.
 #[inline]
 pub(crate) fn maybe_update() {
+    if !magazine_block::clock_due() {
+        return;
+    }
+    maybe_update_now();
+}
+
+/// [`maybe_update`] without the every-64th-call throttle (umem-global's large-block paths,
+/// which cost far more than a clock read).
+pub(crate) fn maybe_update_now() {
     let iv = UPDATE_INTERVAL_MS.load(Ordering::Relaxed);
-    if iv == 0 || !magazine_block::clock_due() {
+    if iv == 0 {
         return;
     }
     let now = now_ms();
@@ -51,6 +60,12 @@ pub(crate) fn maybe_update() {
         return;
     }
     NEXT_UPDATE_MS.store(now + iv, Ordering::Relaxed);
+    // No update ran for two intervals or more (no slow path: the process was idle): the
+    // update that would have run in between would have found every depot magazine unused,
+    // so catch up — start two working-set intervals, and this update frees them.
+    if now >= next.saturating_add(iv) {
+        for_each_cache(&mut |c| c.depot_ws_update());
+    }
     update_all();
     UPDATING.store(false, Ordering::Release);
 }
@@ -70,6 +85,74 @@ pub(crate) fn update() {
 fn update_all() {
     for_each_cache(&mut |c| c.update_one());
     umem_vmem::update();
+    run_hook(false);
+}
+
+/// What runs after every update and reap-all, with the update flag held and no other
+/// lock (see [`set_hook`]); null: nothing.
+static HOOK: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
+
+/// Install `f`, run at the end of every update (`f(false)`) and of every [`try_reap_all`]
+/// (`f(true)`), with the update flag held and no other lock: the layer above gives back
+/// what it keeps itself (umem-global discards the free memory of its arenas there).
+pub(crate) fn set_hook(f: fn(bool)) {
+    HOOK.store(f as *mut (), Ordering::Release);
+}
+
+fn run_hook(full: bool) {
+    let p = HOOK.load(Ordering::Acquire);
+    if !p.is_null() {
+        // SAFETY: only `set_hook` stores here, always a `fn(bool)`.
+        let f: fn(bool) = unsafe { core::mem::transmute::<*mut (), fn(bool)>(p) };
+        f(full);
+    }
+}
+
+/// Reap everything that can be reaped, for an allocation that failed (libumem reaps
+/// when its backend fails): the calling thread's magazines and every depot go back to
+/// the slab layer, empty slabs to their arenas, then an update gives retained spans back
+/// (and runs the hook with `true`). Other threads are asked to flush their magazines on
+/// their next slow path.
+///
+/// Never waits: returns `false` (nothing done) when this thread may not reap here — it is
+/// exiting or destroying a cache (its magazines are off and it may hold the block-list
+/// lock), or the update flag is taken (an update, a reap-all or a fork's lockup is in
+/// progress, possibly in this very thread, from a callback). So a failing allocation made
+/// from inside a reap or an update cannot deadlock or recurse.
+pub(crate) fn try_reap_all() -> bool {
+    if magazine_block::current() == magazine_block::dead_block() {
+        return false;
+    }
+    if UPDATING
+        .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+        .is_err()
+    {
+        return false;
+    }
+    reap();
+    for_each_cache(&mut |c| c.update_one());
+    umem_vmem::update();
+    run_hook(true);
+    UPDATING.store(false, Ordering::Release);
+    true
+}
+
+/// [`try_reap_all`] that waits for the update flag (for `malloc_trim`: never called with
+/// umem locks held). `false` when this thread is exiting or destroying a cache, or the
+/// flag stays taken for about 100,000 yields (a caller inside an update's callback would
+/// otherwise wait for itself).
+pub(crate) fn reap_all() -> bool {
+    if magazine_block::current() == magazine_block::dead_block() {
+        return false;
+    }
+    for _ in 0..100_000 {
+        if try_reap_all() {
+            return true;
+        }
+        // SAFETY: no preconditions.
+        unsafe { libc::sched_yield() };
+    }
+    false
 }
 
 /// Take the update flag for fork's lockup (yielding while an update runs), so that a
@@ -86,6 +169,21 @@ pub(crate) fn lock_flag() {
 
 /// Drop the update flag taken by [`lock_flag`].
 pub(crate) fn unlock_flag() {
+    UPDATING.store(false, Ordering::Release);
+}
+
+/// [`reap`] under the update flag (waiting for it as [`update`] does), so that it never
+/// runs beside an update or a [`try_reap_all`], and a failing allocation inside its
+/// reclaim callbacks finds the flag taken instead of reaping again (which would take the
+/// cache-list lock this thread holds).
+pub(crate) fn reap_flagged() {
+    while UPDATING
+        .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+        .is_err()
+    {
+        core::hint::spin_loop();
+    }
+    reap();
     UPDATING.store(false, Ordering::Release);
 }
 

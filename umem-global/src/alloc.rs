@@ -12,7 +12,7 @@ use crate::caches::{self, ClassCache};
 use crate::hit_tables;
 use crate::init::ensure_init;
 use crate::sys::no_unwind;
-use crate::{boot, classes, large};
+use crate::{boot, classes, large, reclaim};
 use core::ptr::null_mut;
 use core::sync::atomic::Ordering;
 use umem_slab::InlineIndex;
@@ -83,11 +83,35 @@ fn class_alloc(c: usize, size: usize, zero: bool) -> Option<*mut u8> {
 /// [`alloc`] past the magazine hit.
 #[inline(never)]
 fn alloc_miss(size: usize, align: usize, zero: bool) -> *mut u8 {
-    no_unwind(|| {
-        classes::layout_class(size, align)
-            .and_then(|c| class_alloc(c, size, zero))
-            .unwrap_or_else(|| alloc_slow(size, align, zero))
+    no_unwind(|| match alloc_once(size, align, zero) {
+        p if p.is_null() => alloc_retry(size, align, zero, false),
+        p => p,
     })
+}
+
+/// [`alloc_miss`]'s one try.
+#[inline(always)]
+fn alloc_once(size: usize, align: usize, zero: bool) -> *mut u8 {
+    classes::layout_class(size, align)
+        .and_then(|c| class_alloc(c, size, zero))
+        .unwrap_or_else(|| alloc_slow(size, align, zero))
+}
+
+/// An allocation failed (its slab, its class's making, its large block):
+/// reap everything that can be reaped (`reclaim.rs`) and try once more, as
+/// libumem does when its backend fails. Bounded: one reap, one retry.
+#[cold]
+#[inline(never)]
+fn alloc_retry(size: usize, align: usize, zero: bool, c16: bool) -> *mut u8 {
+    // A request no block can serve fails without a reap.
+    if large::pages_for(size).is_none() || !reclaim::reap_for_retry() {
+        return null_mut();
+    }
+    if c16 {
+        alloc16_once(size, zero)
+    } else {
+        alloc_once(size, align, zero)
+    }
 }
 
 /// [`alloc`] for the C ABI's default 16-byte alignment (`malloc`,
@@ -115,14 +139,21 @@ pub fn alloc16_hit(size: usize) -> Option<*mut u8> {
 /// and calls before init.
 #[inline(never)]
 fn alloc16_miss(size: usize, zero: bool) -> *mut u8 {
-    no_unwind(|| {
-        if size <= classes::MAX_SMALL {
-            if let Some(p) = class_alloc(classes::c_size_class(size), size, zero) {
-                return p;
-            }
-        }
-        alloc_slow(size, 16, zero)
+    no_unwind(|| match alloc16_once(size, zero) {
+        p if p.is_null() => alloc_retry(size, 16, zero, true),
+        p => p,
     })
+}
+
+/// [`alloc16_miss`]'s one try.
+#[inline(always)]
+fn alloc16_once(size: usize, zero: bool) -> *mut u8 {
+    if size <= classes::MAX_SMALL {
+        if let Some(p) = class_alloc(classes::c_size_class(size), size, zero) {
+            return p;
+        }
+    }
+    alloc_slow(size, 16, zero)
 }
 
 /// Initialisation, the bootstrap arena, a class's first allocation, and

@@ -102,6 +102,9 @@ fn build_tree() -> bool {
     // The periodic update (`umem_update`: working-set reaping, magazine
     // resize, hash rescale of caches and arenas) runs inline on umem-slab's
     // alloc slow paths every `reap_interval`; no thread is created.
+    // After each update, discard the free memory of umem's own arenas
+    // (`reclaim.rs`).
+    umem_slab::set_update_hook(crate::reclaim::after_update);
     umem_slab::set_update_interval_ms(
         options::REAP_INTERVAL_NS.load(Ordering::Relaxed) / 1_000_000,
     );

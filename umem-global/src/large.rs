@@ -199,13 +199,29 @@ pub fn len_of(addr: usize, bytes: usize) -> usize {
 
 /// Allocates a block of at least `size` bytes aligned to `align`; zeroed if
 /// `zero`. Null on failure (errno is the caller's business).
+/// No reap and retry here: the caller (`alloc.rs`) does that.
 pub fn alloc(size: usize, align: usize, zero: bool) -> *mut u8 {
-    alloc_room(size, size, align, zero)
+    umem_slab::maybe_update();
+    alloc_room_once(size, size, align, zero)
 }
 
 /// [`alloc`] with capacity for `room` bytes (`room >= size`; falls back to
-/// `size` when that is too big). The usable length is `size`.
+/// `size` when that is too big). The usable length is `size`. When the
+/// arena fails, reaps everything (`reclaim::reap_for_retry`) and tries once
+/// more.
 pub fn alloc_room(size: usize, room: usize, align: usize, zero: bool) -> *mut u8 {
+    // The periodic update, when due (a clock read: a large block costs far
+    // more), so that a process that only makes large blocks gives back too.
+    umem_slab::maybe_update();
+    let p = alloc_room_once(size, room, align, zero);
+    if !p.is_null() || pages_for(size).is_none() || !crate::reclaim::reap_for_retry() {
+        return p;
+    }
+    alloc_room_once(size, room, align, zero)
+}
+
+/// [`alloc_room`]'s one try.
+fn alloc_room_once(size: usize, room: usize, align: usize, zero: bool) -> *mut u8 {
     let Some(pages) = pages_for(room.max(size)).or_else(|| pages_for(size)) else {
         FAILS.fetch_add(1, Ordering::Relaxed);
         return core::ptr::null_mut();
@@ -334,6 +350,8 @@ pub fn free(addr: usize, e: PageKind) {
     } else {
         give_back(addr, pages, aligned);
     }
+    // The periodic update, when due (see `alloc_room`).
+    umem_slab::maybe_update();
     sys::set_errno(saved);
 }
 

@@ -104,6 +104,7 @@
 //! | `alloc.rs` | the allocation path: hit, miss, slow |
 //! | `free.rs` | the free path, owner lookup, `FreeError` |
 //! | `realloc.rs` | the C `realloc` and its reserved room |
+//! | `reclaim.rs` | reap and retry on exhaustion, `malloc_trim`, discarding free memory |
 //! | `global_alloc.rs` | [`Umem`] |
 //! | `stats.rs` | [`stats`], [`print_stats`], the table at exit |
 //! | `preload_abi.rs` | the internal interface for `umem-preload` |
@@ -149,8 +150,48 @@
 //!
 //! **Periodic work** (libumem's `umem_update`): every `reap_interval`
 //! (default 10 s) umem-slab runs [`umem_slab::update`] inline on an alloc
-//! slow path (working-set reaping, magazine resize, hash rescale of caches
-//! and arenas); [`reap`] runs it at once, after giving back what it can.
+//! slow path (every 64th per thread reads the clock) or a large-block
+//! allocation or free (every one reads it): working-set reaping of the
+//! depots, magazine resize, hash rescale of caches and arenas, retained
+//! spans back to their sources, and then its hook, `reclaim::after_update`,
+//! which discards (`MADV_DONTNEED`) free segments of 64 KiB and more in
+//! umem's own arenas (`reclaim.rs`). A depot magazine goes back once it was
+//! unused for a whole interval, so memory a program frees is given back by
+//! the second update after the free: within two intervals of further
+//! allocator activity that leaves the magazine hit; an update that finds two
+//! intervals or more passed without one (an idle process) catches up and
+//! gives everything unused back at once.
+//!
+//! **An idle process gives nothing back** until its next allocation slow
+//! path or large-block call (or `malloc_trim`, or [`reap`]): there is no
+//! update thread (libumem has one; jemalloc's background thread is
+//! optional and off by default). Creating a thread from inside `malloc` is
+//! unsafe — a process may be single-threaded by contract, sandboxed
+//! (seccomp), about to `fork`, or inside a signal handler or a TLS
+//! destructor — and a thread umem starts would outlive `fork` only in the
+//! parent. What an idle process keeps is bounded by what it freed since its
+//! last activity.
+//!
+//! **Exhaustion** (libumem reaps and retries when its backend fails): when
+//! an allocation fails — a slab, a class's making, a large block, a
+//! `realloc` move — the out-of-line path calls `reclaim::reap_for_retry`
+//! and tries once more. That drains the large-block cache and runs
+//! [`umem_slab::try_reap_all`]: the calling thread's magazines and every
+//! depot go back to the slab layer, empty slabs to their arenas, retained
+//! vmem spans (the heap's 4 MiB, the class arenas' 1 MiB each) back to the
+//! page source or their stripes, and every free page is discarded. It never
+//! waits for another reaper: when an update or reap is running (maybe in
+//! this very thread, from a cache callback) or the thread is exiting, it
+//! just retries. One reap, one retry, no lock held (section 3). Other
+//! threads' magazines are flushed on their next slow path; exited threads'
+//! went to the depots at their exit. Freed stripes go back to their class's
+//! bitmap (each stripe belongs to one class by construction; other classes
+//! and large blocks get memory elsewhere: the region is address space, so
+//! what they need is memory, which the discards give back).
+//!
+//! **`malloc_trim(0)`** and [`reap`] do the same reap, waiting for a running
+//! update, and discard every free page of umem's arenas; `malloc_trim`
+//! returns 1 when memory went back (unmapped or discarded).
 //!
 //! ### 3. Locks and their order
 //!
@@ -189,6 +230,10 @@
 //! * Nothing here allocates from anything but the tree, unwinds (out-of-line
 //!   paths run under `no_unwind`), or holds one of its own locks while
 //!   calling into another layer, except `CLASS_LOCK` (order above).
+//! * A reap (reap-and-retry, [`reap`], `malloc_trim`) starts only with no
+//!   umem lock held: from the top of an out-of-line allocation path or from
+//!   the caller of [`reap`]. Free segments are discarded under their arena's
+//!   lock, and only in umem's own arenas (`reclaim.rs`).
 //!
 //! ### 5. Deviations from illumos libumem
 //!
@@ -204,7 +249,11 @@
 //!   freed, and given realloc room: address space is cheap on 64-bit and
 //!   page faults and `mmap` calls are not.
 //! * **No update thread**: the periodic update runs inline on slow paths,
-//!   so the library creates no thread (safe in any process, and at fork).
+//!   so the library creates no thread (safe in any process, and at fork);
+//!   an idle process gives nothing back until its next slow path (section 2).
+//! * **Free memory is discarded**: `malloc_trim`, reaps and the periodic
+//!   update `MADV_DONTNEED` free segments of umem's arenas, so memory pinned
+//!   only by fragmentation of the heap's spans is not resident.
 //! * **Re-entrant init** is served by a static bootstrap arena instead of
 //!   waiting (a libc routine called during init may allocate).
 //! * **mmap only** (no `sbrk` backend); `UMEM_DEBUG` supports the debug
@@ -230,6 +279,7 @@ mod pagemap;
 #[doc(hidden)]
 pub mod preload_abi;
 mod realloc;
+mod reclaim;
 mod region;
 mod source;
 mod stats;
@@ -239,13 +289,11 @@ pub use global_alloc::Umem;
 pub use stats::{print_stats, stats, ArenaStats, ClassStats, LargeStats, Stats, MAX_ARENAS};
 
 /// Gives back to the system every cached object, magazine and freed large
-/// block that can go (libumem's `umem_reap`), then runs the periodic update
-/// step. Does nothing before the first allocation.
+/// block that can go (libumem's `umem_reap`), runs the periodic update step,
+/// and discards every free page of umem's own arenas (what `malloc_trim(0)`
+/// does). Other threads' magazines follow on their next allocation slow
+/// path; exited threads' magazines are in the depots already. Does nothing
+/// before the first allocation.
 pub fn reap() {
-    if !arenas::is_initialized() {
-        return;
-    }
-    umem_slab::reap();
-    large::drain_cache();
-    umem_slab::update();
+    reclaim::trim();
 }

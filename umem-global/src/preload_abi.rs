@@ -25,6 +25,7 @@
 pub use crate::alloc::{alloc, alloc16, alloc16_hit};
 pub use crate::free::{free, free_hit, free_sized, owner, usable_size, FreeError, Owner};
 pub use crate::realloc::{realloc, REALLOC_GROW_LARGE};
+pub use crate::reclaim::trim;
 pub use crate::sys::no_unwind;
 
 /// The system-call and diagnostic helpers the C ABI uses.

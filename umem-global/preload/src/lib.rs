@@ -273,8 +273,9 @@ pub unsafe extern "C" fn malloc_usable_size(p: *mut c_void) -> usize {
 
 #[no_mangle]
 pub extern "C" fn malloc_trim(_pad: usize) -> c_int {
-    umem_global::reap();
-    1
+    // A full reap, every retained span back to the system and every free
+    // page of umem's arenas discarded; 1 if memory went back (as glibc).
+    c_int::from(umem_global::preload_abi::trim())
 }
 
 // glibc-internal names (used by some programs and by older glibc internals).
