@@ -206,18 +206,19 @@ pub fn alloc(size: usize, align: usize, zero: bool) -> *mut u8 {
 }
 
 /// [`alloc`] with capacity for `room` bytes (`room >= size`; falls back to
-/// `size` when that is too big). The usable length is `size`. When the
-/// arena fails, reaps everything (`reclaim::reap_for_retry`) and tries once
-/// more.
+/// `size` when that is too big). The usable length is `size`. No reap and
+/// retry here: the caller (`realloc.rs`) does that.
 pub fn alloc_room(size: usize, room: usize, align: usize, zero: bool) -> *mut u8 {
     // The periodic update, when due (a clock read: a large block costs far
     // more), so that a process that only makes large blocks gives back too.
     umem_slab::maybe_update();
-    let p = alloc_room_once(size, room, align, zero);
-    if !p.is_null() || pages_for(size).is_none() || !crate::reclaim::reap_for_retry() {
-        return p;
-    }
     alloc_room_once(size, room, align, zero)
+}
+
+/// Whether some block could ever serve `size` bytes (a request past that is
+/// not worth a reap before failing).
+pub fn servable(size: usize) -> bool {
+    pages_for(size).is_some()
 }
 
 /// [`alloc_room`]'s one try.

@@ -100,8 +100,14 @@ unsafe fn realloc_move(p: *mut u8, size: usize, align: usize) -> Result<*mut u8,
             Owner::Foreign => return Err(FreeError::InvalidPointer(p as usize)),
         };
         let q = if size > old && size >= REALLOC_GROW_LARGE && align <= PAGE {
-            // Past REALLOC_GROW_LARGE: a large block with room to grow in place.
-            large::alloc_room(size, realloc_room(size), align, false)
+            // Past REALLOC_GROW_LARGE: a large block with room to grow in place;
+            // when the arena fails, reap everything and try once more.
+            let q = large::alloc_room(size, realloc_room(size), align, false);
+            if q.is_null() && large::servable(size) && crate::reclaim::reap_for_retry() {
+                large::alloc_room(size, realloc_room(size), align, false)
+            } else {
+                q
+            }
         } else if size > old {
             // A small block that grows by realloc is likely to grow again: give
             // it twice its old size (up to REALLOC_GROW_LARGE) so that growth in
