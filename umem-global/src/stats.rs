@@ -95,6 +95,10 @@ pub struct Stats {
     pub mapped: u64,
     /// Bytes of address space reserved for the class region (0 without one).
     pub region_reserved: u64,
+    /// Bytes of the region made accessible (read/write) so far: it is
+    /// committed in rounds of 16 MiB as classes reach them; pages in it
+    /// that no class span holds have been discarded.
+    pub region_committed: u64,
     /// Bytes of the region the class arenas hold (imported spans).
     pub region_in_use: u64,
     /// `mmap` calls of the page source.
@@ -129,11 +133,13 @@ pub fn stats() -> Stats {
         maps: source::PAGES.maps.load(Ordering::Relaxed),
         unmaps: source::PAGES.unmaps.load(Ordering::Relaxed),
         region_reserved: 0,
+        region_committed: 0,
         region_in_use: 0,
     };
     if region::base().is_some() {
         s.region_reserved = region::LEN as u64;
         s.region_in_use = region::in_use() as u64;
+        s.region_committed = region::committed() as u64;
         s.mapped += s.region_in_use;
     }
     for c in 0..classes::COUNT {
@@ -195,125 +201,271 @@ pub fn stats() -> Stats {
     s
 }
 
-/// Prints the umastat-like table to `fd`.
+/// A byte count in a table column: `608`, `1.5K`, `12M`, `1.0T` (binary
+/// units, one decimal below 100 of the unit); right-aligned by the caller's
+/// width.
+#[derive(Clone, Copy)]
+struct Col(u64);
+
+/// A byte count in prose: `608 B`, `1.5 KiB`, `12.3 MiB`, `1.0 TiB`.
+#[derive(Clone, Copy)]
+struct Prose(u64);
+
+/// Writes `n` bytes as a whole or one-decimal multiple of the largest
+/// binary unit not above it; `units` are the names of K, M, G, T.
+fn scaled(b: &mut StackStr<24>, n: u64, units: [&str; 5]) {
+    let mut unit = 0;
+    while unit < 4 && n >= 1024u64 << (10 * unit) {
+        unit += 1;
+    }
+    if unit == 0 {
+        let _ = write!(b, "{n}{}", units[0]);
+        return;
+    }
+    let div = 1u64 << (10 * unit);
+    let whole = n / div;
+    let tenth = (n % div) * 10 / div;
+    if whole < 100 {
+        let _ = write!(b, "{whole}.{tenth}{}", units[unit]);
+    } else {
+        let _ = write!(b, "{whole}{}", units[unit]);
+    }
+}
+
+impl core::fmt::Display for Col {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let mut b = StackStr::<24>::new();
+        scaled(&mut b, self.0, ["", "K", "M", "G", "T"]);
+        f.pad(b.as_str())
+    }
+}
+
+impl core::fmt::Display for Prose {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let mut b = StackStr::<24>::new();
+        scaled(&mut b, self.0, [" B", " KiB", " MiB", " GiB", " TiB"]);
+        f.pad(b.as_str())
+    }
+}
+
+/// Whether a cache row is worth showing without `stats_all`.
+fn class_used(c: &ClassStats) -> bool {
+    c.alloc != 0 || c.buf_total != 0 || c.alloc_fail != 0
+}
+
+/// Whether an arena row is worth showing without `stats_all`.
+fn arena_used(a: &ArenaStats) -> bool {
+    a.alloc != 0 || a.total != 0 || a.fail != 0
+}
+
+fn plural(n: u64) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
+/// Prints the statistics table (in the spirit of mdb's `::umastat`) to
+/// file descriptor `fd`: one row per size-class cache, the large blocks, a
+/// totals row, one row per vmem arena, then a summary of the memory umem
+/// holds. Byte columns carry binary units (`K`, `M`, `G`, `T`). Only the
+/// caches and arenas that were used are listed, unless `UMEM_STATS=all` or
+/// `UMEM_OPTIONS=stats_all` asked for every one. Nothing is allocated: the
+/// text is formatted on the stack and written with `write(2)`.
+///
+/// ```
+/// #[global_allocator]
+/// static GLOBAL: umem_global::Umem = umem_global::Umem;
+///
+/// fn main() {
+///     let v = vec![0u8; 1000];
+///     umem_global::print_stats(2); // to stderr
+///     drop(v);
+/// }
+/// ```
 pub fn print_stats(fd: i32) {
+    print_table(fd, options::STATS_ALL.load(Ordering::Relaxed));
+}
+
+fn print_table(fd: i32, all: bool) {
     let s = stats();
     let mut b = StackStr::<4096>::new();
-    let _ = writeln!(
-        b,
-        "{:<24} {:>7} {:>9} {:>9} {:>11} {:>11} {:>6} {:>5}",
-        "cache", "buf", "buf", "buf", "memory", "alloc", "alloc", "mag"
-    );
-    let _ = writeln!(
-        b,
-        "{:<24} {:>7} {:>9} {:>9} {:>11} {:>11} {:>6} {:>5}",
-        "name", "size", "in use", "total", "in use", "succeed", "fail", "size"
-    );
-    let _ = writeln!(
-        b,
-        "{:-<24} {:->7} {:->9} {:->9} {:->11} {:->11} {:->6} {:->5}",
-        "", "", "", "", "", "", "", ""
-    );
-    flush_to(&mut b, fd);
+    macro_rules! row {
+        ($($a:expr),* $(,)?) => {
+            let _ = writeln!(
+                b,
+                "{:<22} {:>7} {:>8} {:>8} {:>7} {:>10} {:>5} {:>4}",
+                $($a),*
+            );
+            if b.len() > 3500 {
+                flush_to(&mut b, fd);
+            }
+        };
+    }
+    row!("cache", "buf", "buf", "buf", "memory", "alloc", "alloc", "mag");
+    row!("name", "size", "in use", "total", "in use", "succeed", "fail", "size");
+    row!("----------------------", "-------", "--------", "--------", "-------", "----------", "-----", "----");
+    let mut hidden = 0u64;
+    let mut t = ClassStats::default();
     for c in &s.classes {
-        let _ = writeln!(
-            b,
-            "{:<24} {:>7} {:>9} {:>9} {:>11} {:>11} {:>6} {:>5}",
+        t.buf_in_use += c.buf_in_use;
+        t.buf_total += c.buf_total;
+        t.mem_in_use += c.mem_in_use;
+        t.alloc += c.alloc;
+        t.alloc_fail += c.alloc_fail;
+        if !all && !class_used(c) {
+            hidden += 1;
+            continue;
+        }
+        row!(
             c.name,
-            c.buf_size,
+            Col(c.buf_size as u64),
             c.buf_in_use,
             c.buf_total,
-            c.mem_in_use,
+            Col(c.mem_in_use),
             c.alloc,
             c.alloc_fail,
             c.mag_size
         );
-        if b.len() > 3500 {
-            flush_to(&mut b, fd);
-        }
     }
     let l = s.large;
-    let _ = writeln!(
-        b,
-        "{:<24} {:>7} {:>9} {:>9} {:>11} {:>11} {:>6} {:>5}",
+    let live = l.alloc.saturating_sub(l.free);
+    row!(
         "(large blocks)",
         "-",
-        l.alloc - l.free,
-        l.alloc - l.free + l.cached_blocks as u64,
-        l.in_use,
+        live,
+        live + l.cached_blocks as u64,
+        Col(l.in_use),
         l.alloc,
         l.fail,
         "-"
     );
-    let _ = writeln!(
-        b,
-        "large-block cache: {} blocks, {} bytes, {} hits\n",
-        l.cached_blocks, l.cached_bytes, l.cache_hits
+    row!("----------------------", "", "--------", "--------", "-------", "----------", "-----", "");
+    row!(
+        "total",
+        "",
+        t.buf_in_use + live,
+        t.buf_total + live + l.cached_blocks as u64,
+        Col(t.mem_in_use + l.in_use),
+        t.alloc + l.alloc,
+        t.alloc_fail + l.fail,
+        ""
     );
-    let _ = writeln!(
-        b,
-        "{:<24} {:>12} {:>12} {:>12} {:>11} {:>6}",
-        "vmem arena", "memory", "memory", "memory", "alloc", "alloc"
-    );
-    let _ = writeln!(
-        b,
-        "{:<24} {:>12} {:>12} {:>12} {:>11} {:>6}",
-        "name", "in use", "total", "import", "succeed", "fail"
-    );
-    let _ = writeln!(
-        b,
-        "{:-<24} {:->12} {:->12} {:->12} {:->11} {:->6}",
-        "", "", "", "", "", ""
-    );
-    flush_to(&mut b, fd);
-    for a in s.arenas() {
+    if hidden != 0 {
         let _ = writeln!(
             b,
-            "{:<24} {:>12} {:>12} {:>12} {:>11} {:>6}",
-            a.name(),
-            a.in_use,
-            a.total,
-            a.import,
-            a.alloc,
-            a.fail
+            "({hidden} unused size class{} not listed; UMEM_STATS=all lists every one)",
+            if hidden == 1 { "" } else { "es" }
         );
-        if b.len() > 3500 {
-            flush_to(&mut b, fd);
-        }
     }
     let _ = writeln!(
         b,
-        "page source: {} bytes mapped now, {} mmaps, {} munmaps",
-        s.mapped - s.region_in_use,
-        s.maps,
-        s.unmaps
+        "large-block cache: {} block{} ({}) kept for reuse, {} hit{}\n",
+        l.cached_blocks,
+        plural(l.cached_blocks as u64),
+        Prose(l.cached_bytes as u64),
+        l.cache_hits,
+        plural(l.cache_hits)
+    );
+    flush_to(&mut b, fd);
+
+    macro_rules! arow {
+        ($($a:expr),* $(,)?) => {
+            let _ = writeln!(b, "{:<22} {:>8} {:>8} {:>8} {:>10} {:>5}", $($a),*);
+            if b.len() > 3500 {
+                flush_to(&mut b, fd);
+            }
+        };
+    }
+    arow!("vmem arena", "memory", "memory", "memory", "alloc", "alloc");
+    arow!("name", "in use", "total", "import", "succeed", "fail");
+    arow!("----------------------", "--------", "--------", "--------", "----------", "-----");
+    let mut hidden = 0u64;
+    for a in s.arenas() {
+        if !all && !arena_used(a) {
+            hidden += 1;
+            continue;
+        }
+        arow!(a.name(), Col(a.in_use), Col(a.total), Col(a.import), a.alloc, a.fail);
+    }
+    if hidden != 0 {
+        let _ = writeln!(
+            b,
+            "({hidden} unused arena{} not listed; UMEM_STATS=all lists every one)",
+            plural(hidden)
+        );
+    }
+    let _ = writeln!(
+        b,
+        "\nin use by the program: {} ({} in size classes, {} in large blocks)",
+        Prose(s.bytes_in_use()),
+        Prose(t.mem_in_use),
+        Prose(l.in_use)
     );
     let _ = writeln!(
         b,
-        "class region: {} bytes reserved, {} bytes in spans",
-        s.region_reserved, s.region_in_use
+        "held from the kernel:  {} ({} mapped by the page source: {} mmap{}, {} munmap{}; {} in class-region spans)",
+        Prose(s.mapped),
+        Prose(s.mapped - s.region_in_use),
+        s.maps,
+        plural(s.maps),
+        s.unmaps,
+        plural(s.unmaps),
+        Prose(s.region_in_use)
     );
+    if s.region_reserved != 0 {
+        let _ = writeln!(
+            b,
+            "class region: {} of address space reserved (PROT_NONE, not memory), {} of it made accessible, {} in class spans",
+            Prose(s.region_reserved),
+            Prose(s.region_committed),
+            Prose(s.region_in_use)
+        );
+    } else if options::NOREGION.load(Ordering::Relaxed) {
+        let _ = writeln!(b, "class region: none (UMEM_OPTIONS=noregion)");
+    } else {
+        let _ = writeln!(
+            b,
+            "class region: none (its {} address-space reservation failed, e.g. under ulimit -v; size classes use umem_default)",
+            Prose(region::LEN as u64)
+        );
+    }
     flush_to(&mut b, fd);
 }
 
 /// Runs at process exit (from `.fini_array`): prints the table when
-/// `UMEM_STATS` asked for it.
+/// `UMEM_STATS` asked for it, to stderr or to the file it names (opened
+/// relative to the working directory at exit, appended to). A file that
+/// cannot be opened gets a warning and the table goes to stderr.
 extern "C" fn at_exit() {
     if is_initialized() && options::STATS_AT_EXIT.load(Ordering::Relaxed) {
         match options::STATS_PATH.get() {
             None => print_stats(2),
             Some(path) => {
-                // SAFETY: a NUL-terminated path; open/close do not allocate.
-                unsafe {
-                    let fd = libc::open(
+                // SAFETY: a NUL-terminated path (options.rs); open does not
+                // allocate.
+                let fd = unsafe {
+                    libc::open(
                         path,
                         libc::O_WRONLY | libc::O_CREAT | libc::O_APPEND | libc::O_CLOEXEC,
                         0o644,
-                    );
-                    if fd >= 0 {
-                        print_stats(fd);
-                        libc::close(fd);
-                    }
+                    )
+                };
+                if fd >= 0 {
+                    print_stats(fd);
+                    // SAFETY: the descriptor opened above, closed once.
+                    unsafe { libc::close(fd) };
+                } else {
+                    let e = crate::sys::errno();
+                    // SAFETY: the same NUL-terminated path.
+                    let name = unsafe { core::ffi::CStr::from_ptr(path) };
+                    crate::sys::warn(format_args!(
+                        "umem: UMEM_STATS: cannot open '{}' (errno {}); the table goes to stderr\n",
+                        name.to_str().unwrap_or("<non-utf8>"),
+                        e
+                    ));
+                    print_stats(2);
                 }
             }
         }
