@@ -111,18 +111,39 @@ fn show(b: &[u8]) -> &str {
     core::str::from_utf8(b).unwrap_or("<non-utf8>")
 }
 
-/// The words `UMEM_OPTIONS` understands, each with the value it expects
-/// (empty: a word without `=`). The warning for an unknown word lists them.
-const WORDS: &[(&str, &str)] = &[
-    ("nomagazines", ""),
-    ("noregion", ""),
-    ("stats_all", ""),
-    ("reap_interval", "a whole number of seconds (e.g. reap_interval=5; 0 turns the periodic update off)"),
-    ("large_cache", "a number of bytes, optionally with k, m or g (e.g. large_cache=64m)"),
-    ("backend", "mmap (e.g. backend=mmap; sbrk is not supported)"),
-    ("concurrency", "a number (e.g. concurrency=4; accepted, no effect)"),
-    ("max_contention", "a number (e.g. max_contention=4; accepted, no effect)"),
-    ("perthread_cache", "a number of bytes (e.g. perthread_cache=1m; accepted, no effect)"),
+/// The words `UMEM_OPTIONS` understands: each with the value it expects
+/// (empty: a word without `=`) and its short form for the list of valid
+/// words that the warning for an unknown word gives.
+const WORDS: &[(&str, &str, &str)] = &[
+    ("nomagazines", "", "nomagazines"),
+    ("noregion", "", "noregion"),
+    ("stats_all", "", "stats_all"),
+    (
+        "reap_interval",
+        "a whole number of seconds (e.g. reap_interval=5; 0 turns the periodic update off)",
+        "reap_interval=<seconds>",
+    ),
+    (
+        "large_cache",
+        "a number of bytes, optionally with k, m or g (e.g. large_cache=64m)",
+        "large_cache=<bytes>",
+    ),
+    ("backend", "mmap (sbrk is not supported)", "backend=mmap"),
+    (
+        "concurrency",
+        "a number (e.g. concurrency=4; accepted, no effect)",
+        "concurrency=<n>",
+    ),
+    (
+        "max_contention",
+        "a number (e.g. max_contention=4; accepted, no effect)",
+        "max_contention=<n>",
+    ),
+    (
+        "perthread_cache",
+        "a number of bytes (e.g. perthread_cache=1m; accepted, no effect)",
+        "perthread_cache=<bytes>",
+    ),
 ];
 
 /// Why an `UMEM_OPTIONS` item was not applied.
@@ -138,8 +159,8 @@ pub enum Problem {
 fn expects(name: &[u8]) -> Problem {
     WORDS
         .iter()
-        .find(|(w, _)| w.as_bytes() == name)
-        .map_or(Problem::Unknown, |&(_, e)| Problem::Expects(e))
+        .find(|(w, _, _)| w.as_bytes() == name)
+        .map_or(Problem::Unknown, |&(_, e, _)| Problem::Expects(e))
 }
 
 /// Applies one `name[=value]` item.
@@ -198,7 +219,7 @@ fn distance(a: &[u8], b: &[u8]) -> usize {
 fn suggestion(name: &[u8]) -> Option<&'static str> {
     let (w, d) = WORDS
         .iter()
-        .map(|&(w, _)| (w, distance(name, w.as_bytes())))
+        .map(|&(w, _, _)| (w, distance(name, w.as_bytes())))
         .min_by_key(|&(_, d)| d)?;
     (d <= 2 || (d <= 3 && name.len() >= 8)).then_some(w)
 }
@@ -210,7 +231,12 @@ fn warn_item(item: &[u8], problem: Problem) {
     let _ = write!(b, "umem: UMEM_OPTIONS: '{}' ignored: ", show(item));
     match problem {
         Problem::Expects("") => {
-            let _ = write!(b, "{} takes no value (write just '{}')", show(name), show(name));
+            let _ = write!(
+                b,
+                "{} takes no value (write just '{}')",
+                show(name),
+                show(name)
+            );
         }
         Problem::Expects(e) => {
             let _ = write!(b, "{} expects {}", show(name), e);
@@ -221,11 +247,10 @@ fn warn_item(item: &[u8], problem: Problem) {
                 let _ = write!(b, " (did you mean {w}?)");
             }
             let _ = write!(b, "; valid options:");
-            for (i, &(w, e)) in WORDS.iter().enumerate() {
+            for (i, &(_, _, short)) in WORDS.iter().enumerate() {
                 let sep = if i == 0 { " " } else { ", " };
-                let _ = write!(b, "{sep}{w}{}", if e.is_empty() { "" } else { "=N" });
+                let _ = write!(b, "{sep}{short}");
             }
-            let _ = write!(b, " (backend=mmap)");
         }
     }
     let _ = writeln!(b);
@@ -360,7 +385,9 @@ mod tests {
         };
         assert!(e.contains("seconds"), "{e}");
         assert_eq!(apply(b"reap_interval"), apply(b"reap_interval=5s"));
-        assert!(matches!(apply(b"large_cache=lots"), Err(Problem::Expects(e)) if e.contains("bytes")));
+        assert!(
+            matches!(apply(b"large_cache=lots"), Err(Problem::Expects(e)) if e.contains("bytes"))
+        );
         assert_eq!(apply(b"nomagazines=1"), Err(Problem::Expects("")));
         assert_eq!(apply(b"bogus"), Err(Problem::Unknown));
         assert_eq!(suggestion(b"nomagazine"), Some("nomagazines"));

@@ -201,9 +201,9 @@ pub fn stats() -> Stats {
     s
 }
 
-/// A byte count in a table column: `608`, `1.5K`, `12M`, `1.0T` (binary
-/// units, one decimal below 100 of the unit); right-aligned by the caller's
-/// width.
+/// A byte count in a table column: exact below 10 KiB (`608`, `1152`),
+/// else in binary units with one decimal below 100 of the unit (`12.0K`,
+/// `104K`, `1.5M`, `1.0T`); right-aligned by the caller's width.
 #[derive(Clone, Copy)]
 struct Col(u64);
 
@@ -235,7 +235,11 @@ fn scaled(b: &mut StackStr<24>, n: u64, units: [&str; 5]) {
 impl core::fmt::Display for Col {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         let mut b = StackStr::<24>::new();
-        scaled(&mut b, self.0, ["", "K", "M", "G", "T"]);
+        if self.0 < 10 << 10 {
+            let _ = write!(b, "{}", self.0);
+        } else {
+            scaled(&mut b, self.0, ["", "K", "M", "G", "T"]);
+        }
         f.pad(b.as_str())
     }
 }
@@ -256,6 +260,17 @@ fn class_used(c: &ClassStats) -> bool {
 /// Whether an arena row is worth showing without `stats_all`.
 fn arena_used(a: &ArenaStats) -> bool {
     a.alloc != 0 || a.total != 0 || a.fail != 0
+}
+
+/// Appends one line to `b`, without trailing blanks (the table's empty
+/// cells), flushing `b` to `fd` when it is nearly full.
+fn line(b: &mut StackStr<4096>, fd: i32, args: core::fmt::Arguments<'_>) {
+    let mut l = StackStr::<256>::new();
+    let _ = l.write_fmt(args);
+    let _ = writeln!(b, "{}", l.as_str().trim_end());
+    if b.len() > 3500 {
+        flush_to(b, fd);
+    }
 }
 
 fn plural(n: u64) -> &'static str {
@@ -293,19 +308,25 @@ fn print_table(fd: i32, all: bool) {
     let mut b = StackStr::<4096>::new();
     macro_rules! row {
         ($($a:expr),* $(,)?) => {
-            let _ = writeln!(
-                b,
-                "{:<22} {:>7} {:>8} {:>8} {:>7} {:>10} {:>5} {:>4}",
-                $($a),*
+            line(
+                &mut b,
+                fd,
+                format_args!("{:<22} {:>7} {:>8} {:>8} {:>7} {:>10} {:>5} {:>4}", $($a),*),
             );
-            if b.len() > 3500 {
-                flush_to(&mut b, fd);
-            }
         };
     }
     row!("cache", "buf", "buf", "buf", "memory", "alloc", "alloc", "mag");
     row!("name", "size", "in use", "total", "in use", "succeed", "fail", "size");
-    row!("----------------------", "-------", "--------", "--------", "-------", "----------", "-----", "----");
+    row!(
+        "----------------------",
+        "-------",
+        "--------",
+        "--------",
+        "-------",
+        "----------",
+        "-----",
+        "----"
+    );
     let mut hidden = 0u64;
     let mut t = ClassStats::default();
     for c in &s.classes {
@@ -341,7 +362,16 @@ fn print_table(fd: i32, all: bool) {
         l.fail,
         "-"
     );
-    row!("----------------------", "", "--------", "--------", "-------", "----------", "-----", "");
+    row!(
+        "----------------------",
+        "",
+        "--------",
+        "--------",
+        "-------",
+        "----------",
+        "-----",
+        ""
+    );
     row!(
         "total",
         "",
@@ -372,22 +402,37 @@ fn print_table(fd: i32, all: bool) {
 
     macro_rules! arow {
         ($($a:expr),* $(,)?) => {
-            let _ = writeln!(b, "{:<22} {:>8} {:>8} {:>8} {:>10} {:>5}", $($a),*);
-            if b.len() > 3500 {
-                flush_to(&mut b, fd);
-            }
+            line(
+                &mut b,
+                fd,
+                format_args!("{:<22} {:>8} {:>8} {:>8} {:>10} {:>5}", $($a),*),
+            );
         };
     }
     arow!("vmem arena", "memory", "memory", "memory", "alloc", "alloc");
     arow!("name", "in use", "total", "import", "succeed", "fail");
-    arow!("----------------------", "--------", "--------", "--------", "----------", "-----");
+    arow!(
+        "----------------------",
+        "--------",
+        "--------",
+        "--------",
+        "----------",
+        "-----"
+    );
     let mut hidden = 0u64;
     for a in s.arenas() {
         if !all && !arena_used(a) {
             hidden += 1;
             continue;
         }
-        arow!(a.name(), Col(a.in_use), Col(a.total), Col(a.import), a.alloc, a.fail);
+        arow!(
+            a.name(),
+            Col(a.in_use),
+            Col(a.total),
+            Col(a.import),
+            a.alloc,
+            a.fail
+        );
     }
     if hidden != 0 {
         let _ = writeln!(
