@@ -9,43 +9,55 @@ use crate::{caches, classes, large, options, region, source};
 use core::fmt::Write;
 use core::sync::atomic::Ordering;
 
-/// One size class's cache (the `::umastat` cache columns).
+/// One size class's cache (the `::umastat` cache columns; a row of the
+/// statistics table). Counts are since the start of the process; "now"
+/// values are as of the snapshot.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ClassStats {
-    /// The cache's name, `umem_alloc_<size>`.
+    /// The cache's name, `umem_alloc_<size>` (a `'static` string even for a
+    /// class not made yet).
     pub name: &'static str,
-    /// The class's size in bytes.
+    /// The class's size in bytes: every buffer of the cache has it (8 B to
+    /// 128 KiB, libumem's sizes).
     pub buf_size: usize,
-    /// Buffers allocated and not freed (magazines' rounds count as free).
+    /// Buffers the program holds now: allocated and not freed (buffers in
+    /// magazines and the depot count as free).
     pub buf_in_use: u64,
-    /// Buffers in the cache's slabs.
+    /// Buffers the cache's slabs hold now, in use or free (in slabs,
+    /// magazines or the depot); `buf_total - buf_in_use` is what the cache
+    /// keeps for reuse.
     pub buf_total: u64,
-    /// Bytes of buffers in use (`buf_in_use * buf_size`).
+    /// Bytes the program holds in this cache now (`buf_in_use * buf_size`).
     pub mem_in_use: u64,
-    /// Allocations served.
+    /// Allocations the cache served since start (magazine hits included).
     pub alloc: u64,
-    /// Allocations that failed.
+    /// Allocations the cache could not serve (its arena was out of memory).
     pub alloc_fail: u64,
-    /// Rounds per magazine now (0: no magazine layer).
+    /// Rounds per magazine now (0: the class is not made yet, or
+    /// `nomagazines`). It grows when the depot lock is contended.
     pub mag_size: usize,
-    /// Times the magazines grew.
+    /// Times the magazine size grew since start.
     pub mag_resize: u64,
 }
 
-/// One arena (the `::umastat` vmem columns).
+/// One vmem arena (the `::umastat` vmem columns; a row of the second part
+/// of the statistics table). Arenas import from one another, so these do
+/// not add up across arenas: [`Stats::mapped`] is the total.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ArenaStats {
     name: [u8; 32],
     name_len: usize,
-    /// Bytes allocated from the arena.
+    /// Bytes allocated from the arena now (segments handed out, including
+    /// those its quantum caches hold).
     pub in_use: u64,
-    /// Bytes the arena holds (its spans).
+    /// Bytes the arena manages now: its spans, imported or added.
     pub total: u64,
-    /// Bytes imported from its source.
+    /// Bytes of `total` imported from its source (another arena, the page
+    /// source or the class region).
     pub import: u64,
-    /// Allocations served.
+    /// Segments allocated from the arena since start.
     pub alloc: u64,
-    /// Allocations that failed.
+    /// Allocations the arena could not serve since start.
     pub fail: u64,
 }
 
@@ -56,54 +68,66 @@ impl ArenaStats {
     }
 }
 
-/// Large blocks.
+/// Large blocks: requests above 128 KiB (or aligned above a page), served
+/// in whole pages from the `umem_oversize` and `umem_memalign` arenas.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct LargeStats {
-    /// Bytes (capacity) of live large blocks.
+    /// Bytes of live large blocks now (their capacity: the request rounded up
+    /// to a power of two pages, plus realloc room; address space, of which
+    /// only the touched pages are memory).
     pub in_use: u64,
-    /// Large blocks handed out.
+    /// Large blocks handed out since start (from the cache or the arenas).
     pub alloc: u64,
-    /// Large blocks freed.
+    /// Large blocks freed since start (`alloc - free` are live now).
     pub free: u64,
-    /// Large-block requests that failed.
+    /// Large-block requests that failed since start (no address space or
+    /// memory).
     pub fail: u64,
-    /// Requests served from the cache of freed blocks.
+    /// Requests served from the cache of freed large blocks since start.
     pub cache_hits: u64,
-    /// Blocks in that cache now.
+    /// Freed large blocks kept in that cache now (at most `large_cache`
+    /// bytes of them).
     pub cached_blocks: usize,
-    /// Bytes (requested lengths) of the blocks in that cache now.
+    /// Bytes (their last requested lengths) of the blocks in that cache now.
     pub cached_bytes: usize,
 }
 
 /// The most arenas a [`Stats`] snapshot lists.
 pub const MAX_ARENAS: usize = 160;
 
-/// A snapshot of every cache and arena.
+/// A snapshot of every size-class cache and vmem arena and of the memory
+/// umem holds, as [`stats`] returns it (the numbers of the statistics
+/// table). A plain value: it does not change after it is taken.
 #[derive(Clone, Copy, Debug)]
 pub struct Stats {
-    /// Every size class's cache, smallest first.
+    /// Every size class's cache, smallest first (all 46, made or not).
     pub classes: [ClassStats; classes::COUNT],
-    /// The first `narenas` entries: every vmem arena (see [`Stats::arenas`]).
+    /// Every vmem arena in the first `narenas` entries, in the order they
+    /// were made (read them with [`Stats::arenas`] or [`Stats::arena`]).
     pub arenas: [ArenaStats; MAX_ARENAS],
-    /// How many of `arenas` are filled.
+    /// How many of `arenas` are filled (at most [`MAX_ARENAS`]; later arenas
+    /// are left out).
     pub narenas: usize,
-    /// Large blocks.
+    /// Large blocks (above 128 KiB).
     pub large: LargeStats,
     /// Bytes of memory umem holds from the kernel: what its page source has
     /// mapped now plus the class region's spans in use (the rest of the
     /// region is address space whose pages are discarded).
     pub mapped: u64,
-    /// Bytes of address space reserved for the class region (0 without one).
+    /// Bytes of address space reserved for the class region: 1 TiB, or 0
+    /// without a region (`UMEM_OPTIONS=noregion`, or the reservation
+    /// failed). `PROT_NONE` address space, not memory.
     pub region_reserved: u64,
     /// Bytes of the region made accessible (read/write) so far: it is
     /// committed in rounds of 16 MiB as classes reach them; pages in it
     /// that no class span holds have been discarded.
     pub region_committed: u64,
-    /// Bytes of the region the class arenas hold (imported spans).
+    /// Bytes of the region the class arenas hold now (imported spans);
+    /// counted in `mapped`.
     pub region_in_use: u64,
-    /// `mmap` calls of the page source.
+    /// `mmap` calls the page source made since start.
     pub maps: u64,
-    /// `munmap` calls of the page source.
+    /// `munmap` calls the page source made since start.
     pub unmaps: u64,
 }
 
@@ -123,6 +147,27 @@ impl Stats {
 }
 
 /// A snapshot of umem's statistics (all zero before the first allocation).
+/// It allocates nothing (a [`Stats`] is a plain value of fixed size, about
+/// 16 KiB: keep it off small thread stacks) and takes each cache's and
+/// arena's lock briefly, one at a time.
+///
+/// ```
+/// #[global_allocator]
+/// static GLOBAL: umem_global::Umem = umem_global::Umem;
+///
+/// fn main() {
+///     let v = vec![7u8; 100];
+///     let s = umem_global::stats();
+///     // The 100-byte Vec lives in the 112-byte class.
+///     let c = s.classes.iter().find(|c| c.name == "umem_alloc_112").unwrap();
+///     assert!(c.buf_in_use >= 1 && c.alloc >= 1);
+///     assert!(s.bytes_in_use() >= 112);
+///     // Arenas by name: the large-block arena, and what umem holds in all.
+///     assert!(s.arena("umem_oversize").is_some());
+///     println!("umem holds {} bytes from the kernel", s.mapped);
+///     drop(v);
+/// }
+/// ```
 pub fn stats() -> Stats {
     let mut s = Stats {
         classes: [ClassStats::default(); classes::COUNT],
