@@ -1,5 +1,64 @@
 //! # umem-slab — Bonwick's object caches: slab, magazine and depot layers on vmem arenas
 //!
+//! An object cache ([`Cache`]) hands out fixed-size buffers of one kind of object, fast:
+//! a freed buffer goes to the calling thread's magazine and the next allocation takes it
+//! back with no lock. Buffers stay *constructed* while they are in the cache, so an
+//! expensive constructor runs once per buffer, not once per allocation. The cache's slabs
+//! come from a [`Vmem`] arena (umem-vmem).
+//!
+//! ```
+//! use core::ptr::NonNull;
+//! use umem_slab::{Cache, CacheFlags, CacheOps};
+//! use umem_vmem::{CreateFlags, Vmem};
+//!
+//! struct Conn {
+//!     fd: i32,
+//!     requests: u64,
+//! }
+//!
+//! // Runs when a buffer leaves the slab layer, not on every allocation.
+//! fn conn_ctor(buf: NonNull<u8>, _private: *mut ()) -> bool {
+//!     // SAFETY: the cache hands the constructor an unused buffer of its size and
+//!     // alignment (those of `Conn`).
+//!     unsafe { buf.cast::<Conn>().as_ptr().write(Conn { fd: -1, requests: 0 }) };
+//!     true // constructed (false would fail the allocation)
+//! }
+//!
+//! // Slabs come from an arena that imports pages from vmem's `heap`.
+//! let pages = Vmem::create(
+//!     "conn_pages",
+//!     None,
+//!     umem_vmem::page_size(),
+//!     Some(umem_vmem::heap()),
+//!     0,
+//!     CreateFlags::NONE,
+//! )
+//! .expect("arena");
+//! let conns = Cache::create(
+//!     "conn",
+//!     core::mem::size_of::<Conn>(),
+//!     core::mem::align_of::<Conn>(),
+//!     CacheOps { ctor: Some(conn_ctor), ..CacheOps::NONE },
+//!     pages,
+//!     CacheFlags::NONE,
+//! )
+//! .expect("cache");
+//!
+//! let c = conns.alloc().expect("out of memory").cast::<Conn>();
+//! // SAFETY: a constructed buffer of this cache, ours until we free it.
+//! let conn = unsafe { &mut *c.as_ptr() };
+//! assert_eq!(conn.fd, -1);
+//! conn.fd = 3;
+//! conn.requests += 1;
+//! conn.fd = -1; // back in constructed state before it returns to the cache
+//! // SAFETY: allocated from `conns` above, freed once, not used afterwards.
+//! unsafe { conns.free(c.cast()) };
+//! assert_eq!(conns.stats().buf_inuse, 0);
+//! conns.verify().expect("consistent");
+//! ```
+//!
+//! # Theory statement
+//!
 //! ## 1. Concepts
 //!
 //! **Object caching.** An *object cache* ([`Cache`], libumem's `umem_cache_t`) hands out

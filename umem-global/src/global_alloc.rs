@@ -9,9 +9,18 @@ use core::alloc::{GlobalAlloc, Layout};
 
 /// umem as Rust's global allocator:
 ///
-/// ```no_run
+/// ```
 /// #[global_allocator]
 /// static A: umem_global::Umem = umem_global::Umem;
+///
+/// fn main() {
+///     let names: Vec<String> = (0..100).map(|i| format!("name {i}")).collect();
+///     assert_eq!(names[42], "name 42");
+///     // Blocks of every size and alignment, freed with their layout.
+///     let big = vec![0u8; 1 << 20];
+///     assert!(umem_global::stats().large.in_use >= 1 << 20);
+///     drop(big);
+/// }
 /// ```
 ///
 /// Allocation never unwinds (a panic inside the allocator aborts with a

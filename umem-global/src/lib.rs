@@ -1,4 +1,28 @@
-//! # umem-global — libumem's arena tree as a general-purpose allocator
+//! # umem-global — libumem's allocator as Rust's `#[global_allocator]`
+//!
+//! [`Umem`] is a general-purpose allocator built, as illumos libumem is, from Bonwick's
+//! vmem arenas ([`umem_vmem`]) and slab caches with per-thread magazines
+//! ([`umem_slab`]). Make it your program's allocator with two lines; [`stats`] tells
+//! what it holds, [`reap`] gives cached memory back to the system, and the `UMEM_*`
+//! environment variables (below) tune and debug it without a rebuild.
+//!
+//! ```
+//! use umem_global::Umem;
+//!
+//! #[global_allocator]
+//! static GLOBAL: Umem = Umem;
+//!
+//! fn main() {
+//!     // Every Box, Vec and String of the program now comes from umem.
+//!     let v: Vec<u64> = (0..10_000).collect();
+//!     let s = umem_global::stats();
+//!     assert!(s.bytes_in_use() >= 80_000); // v's 80 000 bytes, at least
+//!     drop(v);
+//!     umem_global::reap(); // give cached memory back now
+//! }
+//! ```
+//!
+//! ## What is in it
 //!
 //! This crate wires [`umem_vmem`] arenas and [`umem_slab`] object caches into
 //! `malloc`, the way libumem's `umem_init` and `malloc.c` do, and offers it
@@ -18,10 +42,14 @@
 //!   accepted and have no effect;
 //! * `UMEM_DEBUG=default` (or `guards`, `contents`): the slab caches' debug
 //!   layout (redzones, fill patterns, double-free checks);
-//! * `UMEM_STATS=1` prints the statistics table to stderr at exit,
-//!   `UMEM_STATS=/path` appends it to that file.
+//! * `UMEM_STATS=1` (or `stderr`) prints the statistics table to stderr at
+//!   exit, `UMEM_STATS=all` lists every cache and arena in it, not only the
+//!   used ones (so does the `UMEM_OPTIONS` word `stats_all`), and any other
+//!   value is a file to append the table to (`UMEM_STATS=stats.txt`: relative
+//!   to the working directory at exit).
 //!
-//! Unknown options get a one-line warning on stderr and are ignored.
+//! An unknown or malformed option gets a one-line warning on stderr that
+//! says what was expected, and is otherwise ignored.
 //!
 //! ## Theory statement
 //!
@@ -294,6 +322,19 @@ pub use stats::{print_stats, stats, ArenaStats, ClassStats, LargeStats, Stats, M
 /// does). Other threads' magazines follow on their next allocation slow
 /// path; exited threads' magazines are in the depots already. Does nothing
 /// before the first allocation.
+///
+/// ```
+/// #[global_allocator]
+/// static GLOBAL: umem_global::Umem = umem_global::Umem;
+///
+/// fn main() {
+///     let blocks: Vec<Vec<u8>> = (0..1000).map(|_| vec![1u8; 4000]).collect();
+///     drop(blocks); // freed, but kept in umem's caches for reuse
+///     let before = umem_global::stats().mapped;
+///     umem_global::reap();
+///     assert!(umem_global::stats().mapped <= before);
+/// }
+/// ```
 pub fn reap() {
     reclaim::trim();
 }

@@ -1,7 +1,9 @@
 //! `UMEM_OPTIONS`, `UMEM_DEBUG`, `UMEM_LOGGING` and `UMEM_STATS`, read once
 //! at initialisation with `getenv` (which does not allocate) and parsed
-//! without allocating. Unknown or malformed options get a one-line warning
-//! on stderr and are otherwise ignored.
+//! without allocating. An unknown or malformed option gets a one-line
+//! warning on stderr that says what was expected (for an unknown word: the
+//! valid words, and the closest one if it looks like a typo) and is
+//! otherwise ignored.
 //!
 //! `UMEM_OPTIONS` is a comma-separated list, as in libumem:
 //! * `nomagazines` — caches run without the magazine (per-thread) layer;
@@ -13,18 +15,26 @@
 //!   spans from `umem_default` and `free` finds every block through the
 //!   page map (slower; for comparison, and what happens when the region
 //!   cannot be reserved);
+//! * `stats_all` — the statistics table lists every cache and arena, not
+//!   only those that were used;
 //! * `backend=mmap` — accepted (the only backend); `backend=sbrk` warns;
 //! * `concurrency=N`, `max_contention=N`, `perthread_cache=N` — accepted
 //!   for compatibility, no effect (magazines are per thread and resize on
 //!   contention by themselves).
 //!
-//! `UMEM_STATS=1` prints the statistics table to stderr at exit;
-//! `UMEM_STATS=/path` appends it to that file instead. `UMEM_DEBUG=default`
-//! (or `guards`, `contents`) turns on umem-slab's debug layout in the
-//! size-class caches; its other words (`audit`, `firewall=`, …) and
-//! `UMEM_LOGGING` are not supported yet: a warning says so.
+//! `UMEM_STATS` prints the statistics table at exit. Its value is a keyword
+//! or a path: unset, empty or `0` — no table; `1` or `stderr` — to stderr;
+//! `all` — to stderr, every cache and arena (as `stats_all`); anything
+//! else is a file to append the table to, absolute or relative to the
+//! working directory at exit (`UMEM_STATS=stats.txt`). A file that cannot
+//! be opened gets a warning and the table goes to stderr.
+//!
+//! `UMEM_DEBUG=default` (or `guards`, `contents`) turns on umem-slab's debug
+//! layout in the size-class caches; its other words (`audit`, `firewall=`,
+//! …) and `UMEM_LOGGING` are not supported yet: a warning says so.
 
 use core::ffi::CStr;
+use core::fmt::Write;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 /// `nomagazines`: caches without the per-thread magazine layer.
@@ -36,6 +46,9 @@ pub static NOREGION: AtomicBool = AtomicBool::new(false);
 /// checked on reuse, double-free and redzone checks on free, abort with a
 /// message naming the buffer).
 pub static DEBUG: AtomicBool = AtomicBool::new(false);
+/// `stats_all` (or `UMEM_STATS=all`): the table lists every cache and
+/// arena, not only those that were used.
+pub static STATS_ALL: AtomicBool = AtomicBool::new(false);
 /// `UMEM_STATS` set: print the table at exit.
 pub static STATS_AT_EXIT: AtomicBool = AtomicBool::new(false);
 /// Nanoseconds between update steps; 0 = never.
@@ -98,8 +111,60 @@ fn show(b: &[u8]) -> &str {
     core::str::from_utf8(b).unwrap_or("<non-utf8>")
 }
 
-/// Applies one `name[=value]` item; returns false if it is not understood.
-pub fn apply(item: &[u8]) -> bool {
+/// The words `UMEM_OPTIONS` understands: each with the value it expects
+/// (empty: a word without `=`) and its short form for the list of valid
+/// words that the warning for an unknown word gives.
+const WORDS: &[(&str, &str, &str)] = &[
+    ("nomagazines", "", "nomagazines"),
+    ("noregion", "", "noregion"),
+    ("stats_all", "", "stats_all"),
+    (
+        "reap_interval",
+        "a whole number of seconds (e.g. reap_interval=5; 0 turns the periodic update off)",
+        "reap_interval=<seconds>",
+    ),
+    (
+        "large_cache",
+        "a number of bytes, optionally with k, m or g (e.g. large_cache=64m)",
+        "large_cache=<bytes>",
+    ),
+    ("backend", "mmap (sbrk is not supported)", "backend=mmap"),
+    (
+        "concurrency",
+        "a number (e.g. concurrency=4; accepted, no effect)",
+        "concurrency=<n>",
+    ),
+    (
+        "max_contention",
+        "a number (e.g. max_contention=4; accepted, no effect)",
+        "max_contention=<n>",
+    ),
+    (
+        "perthread_cache",
+        "a number of bytes (e.g. perthread_cache=1m; accepted, no effect)",
+        "perthread_cache=<bytes>",
+    ),
+];
+
+/// Why an `UMEM_OPTIONS` item was not applied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Problem {
+    /// Not one of [`WORDS`].
+    Unknown,
+    /// A known word with a missing, unexpected or malformed value: what it
+    /// expects (`""`: no value at all).
+    Expects(&'static str),
+}
+
+fn expects(name: &[u8]) -> Problem {
+    WORDS
+        .iter()
+        .find(|(w, _, _)| w.as_bytes() == name)
+        .map_or(Problem::Unknown, |&(_, e, _)| Problem::Expects(e))
+}
+
+/// Applies one `name[=value]` item.
+pub fn apply(item: &[u8]) -> Result<(), Problem> {
     let (name, value) = match item.iter().position(|&c| c == b'=') {
         Some(i) => (&item[..i], Some(&item[i + 1..])),
         None => (item, None),
@@ -108,14 +173,15 @@ pub fn apply(item: &[u8]) -> bool {
     match (name, value) {
         (b"nomagazines", None) => NOMAGAZINES.store(true, Ordering::Relaxed),
         (b"noregion", None) => NOREGION.store(true, Ordering::Relaxed),
-        (b"reap_interval", Some(_)) => match num {
-            Some(s) => REAP_INTERVAL_NS.store(s.saturating_mul(1_000_000_000), Ordering::Relaxed),
-            None => return false,
-        },
-        (b"large_cache", Some(_)) => match num {
-            Some(n) => LARGE_CACHE_BYTES.store(n as usize, Ordering::Relaxed),
-            None => return false,
-        },
+        (b"stats_all", None) => STATS_ALL.store(true, Ordering::Relaxed),
+        (b"reap_interval", Some(_)) if num.is_some() => {
+            let s = num.unwrap_or(0);
+            REAP_INTERVAL_NS.store(s.saturating_mul(1_000_000_000), Ordering::Relaxed)
+        }
+        (b"large_cache", Some(_)) if num.is_some() => {
+            let n = num.unwrap_or(0);
+            LARGE_CACHE_BYTES.store(usize::try_from(n).unwrap_or(usize::MAX), Ordering::Relaxed)
+        }
         (b"backend", Some(b"mmap")) => {}
         (b"backend", Some(b"sbrk")) => {
             crate::sys::warn(format_args!(
@@ -123,9 +189,97 @@ pub fn apply(item: &[u8]) -> bool {
             ));
         }
         (b"concurrency" | b"max_contention" | b"perthread_cache", Some(_)) if num.is_some() => {}
-        _ => return false,
+        _ => return Err(expects(name)),
     }
-    true
+    Ok(())
+}
+
+/// Edit distance between two short words (at most 32 bytes are compared),
+/// without allocating: to suggest the word that was meant.
+fn distance(a: &[u8], b: &[u8]) -> usize {
+    let (a, b) = (&a[..a.len().min(32)], &b[..b.len().min(32)]);
+    let mut row = [0usize; 33];
+    for (j, r) in row.iter_mut().enumerate().take(b.len() + 1) {
+        *r = j;
+    }
+    for i in 1..=a.len() {
+        let mut diag = row[0];
+        row[0] = i;
+        for j in 1..=b.len() {
+            let up = row[j];
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            row[j] = (up + 1).min(row[j - 1] + 1).min(diag + cost);
+            diag = up;
+        }
+    }
+    row[b.len()]
+}
+
+/// The known word closest to `name`, if it is close enough to be a typo.
+fn suggestion(name: &[u8]) -> Option<&'static str> {
+    let (w, d) = WORDS
+        .iter()
+        .map(|&(w, _, _)| (w, distance(name, w.as_bytes())))
+        .min_by_key(|&(_, d)| d)?;
+    (d <= 2 || (d <= 3 && name.len() >= 8)).then_some(w)
+}
+
+/// Writes the warning for an item [`apply`] refused.
+fn warn_item(item: &[u8], problem: Problem) {
+    let name = item.split(|&c| c == b'=').next().unwrap_or(b"");
+    let mut b = crate::sys::StackStr::<1024>::new();
+    let _ = write!(b, "umem: UMEM_OPTIONS: '{}' ignored: ", show(item));
+    match problem {
+        Problem::Expects("") => {
+            let _ = write!(
+                b,
+                "{} takes no value (write just '{}')",
+                show(name),
+                show(name)
+            );
+        }
+        Problem::Expects(e) => {
+            let _ = write!(b, "{} expects {}", show(name), e);
+        }
+        Problem::Unknown => {
+            let _ = write!(b, "unknown option");
+            if let Some(w) = suggestion(name) {
+                let _ = write!(b, " (did you mean {w}?)");
+            }
+            let _ = write!(b, "; valid options:");
+            for (i, &(_, _, short)) in WORDS.iter().enumerate() {
+                let sep = if i == 0 { " " } else { ", " };
+                let _ = write!(b, "{sep}{short}");
+            }
+        }
+    }
+    let _ = writeln!(b);
+    crate::sys::flush_to(&mut b, 2);
+}
+
+/// Where `UMEM_STATS=<value>` sends the table, if anywhere.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StatsTo<'a> {
+    /// Unset, empty or `0`: no table.
+    Nowhere,
+    /// `1` or `stderr` (`all`: with every row, as `stats_all`).
+    Stderr {
+        /// `all`: every cache and arena, used or not.
+        all: bool,
+    },
+    /// Anything else: a file, appended to, relative to the working
+    /// directory at exit.
+    File(&'a [u8]),
+}
+
+/// The rule for `UMEM_STATS`'s value (see the module documentation).
+pub fn stats_to(v: &[u8]) -> StatsTo<'_> {
+    match v {
+        b"" | b"0" => StatsTo::Nowhere,
+        b"1" | b"stderr" => StatsTo::Stderr { all: false },
+        b"all" => StatsTo::Stderr { all: true },
+        path => StatsTo::File(path),
+    }
 }
 
 /// Reads and applies the environment. Called once during initialisation.
@@ -135,22 +289,33 @@ pub fn read_env() {
             if item.is_empty() {
                 continue;
             }
-            if !apply(item) {
-                crate::sys::warn(format_args!(
-                    "umem: UMEM_OPTIONS: unknown or malformed option '{}' ignored\n",
-                    show(item)
-                ));
+            if let Err(p) = apply(item) {
+                warn_item(item, p);
             }
         }
     }
     if let Some(v) = getenv(c"UMEM_STATS") {
-        if !v.is_empty() && v != b"0" {
-            STATS_AT_EXIT.store(true, Ordering::Relaxed);
-            if v[0] == b'/' && v.len() < 256 {
-                // SAFETY: only the initialising thread writes, before READY.
-                let b = unsafe { &mut *STATS_PATH.0.get() };
-                b[..v.len()].copy_from_slice(v);
-                b[v.len()] = 0;
+        match stats_to(v) {
+            StatsTo::Nowhere => {}
+            StatsTo::Stderr { all } => {
+                STATS_AT_EXIT.store(true, Ordering::Relaxed);
+                if all {
+                    STATS_ALL.store(true, Ordering::Relaxed);
+                }
+            }
+            StatsTo::File(path) => {
+                STATS_AT_EXIT.store(true, Ordering::Relaxed);
+                if path.len() < 256 && !path.contains(&0) {
+                    // SAFETY: only the initialising thread writes, before READY.
+                    let b = unsafe { &mut *STATS_PATH.0.get() };
+                    b[..path.len()].copy_from_slice(path);
+                    b[path.len()] = 0;
+                } else {
+                    crate::sys::warn(format_args!(
+                        "umem: UMEM_STATS: a path of {} bytes is too long (at most 255); the table goes to stderr\n",
+                        path.len()
+                    ));
+                }
             }
         }
     }
@@ -199,17 +364,48 @@ mod tests {
 
     #[test]
     fn items() {
-        assert!(apply(b"reap_interval=3"));
+        assert!(apply(b"reap_interval=3").is_ok());
         assert_eq!(REAP_INTERVAL_NS.load(Ordering::Relaxed), 3_000_000_000);
-        assert!(apply(b"large_cache=1m"));
+        assert!(apply(b"large_cache=1m").is_ok());
         assert_eq!(LARGE_CACHE_BYTES.load(Ordering::Relaxed), 1 << 20);
-        assert!(apply(b"large_cache=64m"));
-        assert!(apply(b"backend=mmap"));
-        assert!(apply(b"concurrency=4"));
-        assert!(!apply(b"reap_interval"));
-        assert!(!apply(b"reap_interval=abc"));
-        assert!(!apply(b"bogus"));
-        assert!(!apply(b"nomagazines=1"));
-        assert!(apply(b"reap_interval=10"));
+        assert!(apply(b"large_cache=64m").is_ok());
+        assert!(apply(b"backend=mmap").is_ok());
+        assert!(apply(b"concurrency=4").is_ok());
+        assert!(apply(b"reap_interval").is_err());
+        assert!(apply(b"reap_interval=abc").is_err());
+        assert!(apply(b"bogus").is_err());
+        assert!(apply(b"nomagazines=1").is_err());
+        assert!(apply(b"reap_interval=10").is_ok());
+    }
+
+    #[test]
+    fn problems_say_what_was_expected() {
+        let Err(Problem::Expects(e)) = apply(b"reap_interval=5s") else {
+            panic!("reap_interval=5s accepted")
+        };
+        assert!(e.contains("seconds"), "{e}");
+        assert_eq!(apply(b"reap_interval"), apply(b"reap_interval=5s"));
+        assert!(
+            matches!(apply(b"large_cache=lots"), Err(Problem::Expects(e)) if e.contains("bytes"))
+        );
+        assert_eq!(apply(b"nomagazines=1"), Err(Problem::Expects("")));
+        assert_eq!(apply(b"bogus"), Err(Problem::Unknown));
+        assert_eq!(suggestion(b"nomagazine"), Some("nomagazines"));
+        assert_eq!(suggestion(b"reap_intervall"), Some("reap_interval"));
+        assert_eq!(suggestion(b"large-cache"), Some("large_cache"));
+        assert_eq!(suggestion(b"bogus_option"), None);
+        assert_eq!(distance(b"", b"abc"), 3);
+        assert_eq!(distance(b"kitten", b"sitting"), 3);
+    }
+
+    #[test]
+    fn stats_destination() {
+        assert_eq!(stats_to(b""), StatsTo::Nowhere);
+        assert_eq!(stats_to(b"0"), StatsTo::Nowhere);
+        assert_eq!(stats_to(b"1"), StatsTo::Stderr { all: false });
+        assert_eq!(stats_to(b"stderr"), StatsTo::Stderr { all: false });
+        assert_eq!(stats_to(b"all"), StatsTo::Stderr { all: true });
+        assert_eq!(stats_to(b"stats.txt"), StatsTo::File(b"stats.txt"));
+        assert_eq!(stats_to(b"/tmp/s"), StatsTo::File(b"/tmp/s"));
     }
 }

@@ -261,3 +261,8 @@ pub fn release(addr: Addr, size: usize) -> bool {
 pub fn in_use() -> usize {
     STRIPES.lock().in_use * STRIPE
 }
+
+/// Bytes of the region made accessible so far (whole rounds, from its start).
+pub fn committed() -> usize {
+    STRIPES.lock().rounds * ROUND
+}

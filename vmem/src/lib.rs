@@ -1,5 +1,12 @@
 //! # umem-vmem — Bonwick's vmem resource arenas
 //!
+//! A vmem arena ([`Vmem`]) hands out ranges of integers — addresses, IDs, device
+//! memory — in constant time whatever their size and however fragmented the arena, with
+//! alignment, phase and boundary constraints when asked ([`Vmem::xalloc`]). Arenas stack:
+//! one imports its spans from another (its *source*), down to a page source. `no_std`
+//! without the default `std` feature; with it, [`heap`] gives a page-quantum arena on
+//! `mmap` with no setup.
+//!
 //! ```
 //! use umem_vmem::{CreateFlags, Policy, Vmem, VmemError, XAllocRequest};
 //!
