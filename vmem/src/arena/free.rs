@@ -10,7 +10,7 @@
 
 use super::{Inner, Vmem};
 use crate::error::VmemError;
-use crate::p2::flist_of;
+use crate::p2::{flist_of, round_up_nz};
 use crate::seg::{a_insert_after, a_remove, Seg, T_ALLOC, T_FREE, T_HEAD, T_MARKER, T_SPAN};
 use crate::types::Addr;
 use core::ptr;
@@ -102,7 +102,7 @@ impl Inner {
         // SAFETY: s is a valid segment on the address list; lock held.
         unsafe {
             let q = self.quantum;
-            (*s).end = ((*s).end + q - 1) & !(q - 1);
+            (*s).end = round_up_nz((*s).end, q);
             let next = (*s).anext;
             let prev = (*s).aprev;
             let target;
