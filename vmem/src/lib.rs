@@ -282,7 +282,7 @@ pub use error::VmemError;
 pub use mmap::{MmapSource, MMAP_SOURCE};
 pub use qcache::{set_qcache_factory, QCacheFactory};
 pub use segpool::global_free_segs;
-pub use source::{QCache, Source};
+pub use source::{QCache, QCacheFree, Source};
 pub use sys::page_size;
 pub use types::{
     Addr, CreateFlags, Policy, SegType, SegTypes, VmemStats, WalkMode, XAllocRequest, NAME_MAX,
