@@ -83,7 +83,11 @@
 //! [`set_update_interval_ms`]) has passed and nobody else is running it; a thread with a
 //! block reads the coarse clock only on every 64th slow path. [`reap()`] frees every
 //! depot magazine and asks every thread to flush its magazines to the depots on its next
-//! slow path (their thread caches belong to them alone).
+//! slow path (their thread caches belong to them alone). `init()` installs the same reap
+//! as umem-vmem's reap hook (`umem_vmem::set_reap_hook`), so an arena allocation about to
+//! fail first reaps every cache and retries (libumem's `umem_reap`); the hook does
+//! nothing on an exiting thread or while the cache-list lock is held (tried, never waited
+//! for: its holder may be the allocating thread, inside a callback).
 //!
 //! **Debugging** (`debug.rs`). With [`CacheFlags::DEBUG`] each chunk is `[buffer][buftag:
 //! redzone word, link word, status]`; free buffers are filled with `0xdeadbeef…` (checked
@@ -114,7 +118,8 @@
 //! drops them. All locks are spin locks (umem-vmem's `sync`, the one spin lock of the workspace) that yield after a short spin.
 //!
 //! Callbacks: constructors run with no lock held. Destructors and reclaim callbacks may
-//! run inside `update()`/`reap()` (cache-list lock held), thread-exit flushes and
+//! run inside `update()`/`reap()` and the reap hook of a failing arena allocation
+//! (cache-list lock held), thread-exit flushes and
 //! `destroy` (block-list lock held, the calling thread's magazines switched off): they may
 //! allocate and free, but must not create, destroy or reap caches, call `stats()` or
 //! `update()` (libumem's callbacks have similar limits).
