@@ -203,13 +203,31 @@ pub fn alloc(size: usize, align: usize, zero: bool) -> *mut u8 {
     alloc_room(size, size, align, zero)
 }
 
-/// [`alloc`] with capacity for `room` bytes (`room >= size`; falls back to
-/// `size` when that is too big). The usable length is `size`.
+/// [`alloc`] with capacity for `room` bytes (`room >= size`). Falls back to
+/// `size` when the room is too big or cannot be had (the arena or the
+/// kernel refuses it): a block is never refused for its room. The usable
+/// length is `size`.
 pub fn alloc_room(size: usize, room: usize, align: usize, zero: bool) -> *mut u8 {
-    let Some(pages) = pages_for(room.max(size)).or_else(|| pages_for(size)) else {
+    let Some(exact) = pages_for(size) else {
         FAILS.fetch_add(1, Ordering::Relaxed);
         return core::ptr::null_mut();
     };
+    if let Some(pages) = pages_for(room).filter(|&p| p > exact) {
+        let p = alloc_pages(size, pages, align, zero);
+        if !p.is_null() {
+            return p;
+        }
+    }
+    let p = alloc_pages(size, exact, align, zero);
+    if p.is_null() {
+        FAILS.fetch_add(1, Ordering::Relaxed);
+    }
+    p
+}
+
+/// [`alloc_room`] with the capacity decided: `pages` (a power of two, at
+/// least `size`'s). Null when it cannot be had (the caller counts `FAILS`).
+fn alloc_pages(size: usize, pages: usize, align: usize, zero: bool) -> *mut u8 {
     let (addr, pages, aligned) = if align <= PAGE {
         if let Some((a, p)) = take_cached(pages) {
             CACHE_HITS.fetch_add(1, Ordering::Relaxed);
@@ -225,7 +243,6 @@ pub fn alloc_room(size: usize, room: usize, align: usize, zero: bool) -> *mut u8
             {
                 Ok(a) => (a, pages, false),
                 Err(_) => {
-                    FAILS.fetch_add(1, Ordering::Relaxed);
                     return core::ptr::null_mut();
                 }
             }
@@ -235,7 +252,6 @@ pub fn alloc_room(size: usize, room: usize, align: usize, zero: bool) -> *mut u8
         match ARENAS.memalign().xalloc(&req) {
             Ok(a) => (a, pages, true),
             Err(_) => {
-                FAILS.fetch_add(1, Ordering::Relaxed);
                 return core::ptr::null_mut();
             }
         }
@@ -247,7 +263,6 @@ pub fn alloc_room(size: usize, room: usize, align: usize, zero: bool) -> *mut u8
     };
     if !pagemap::set(addr, entry) {
         give_back(addr, pages, aligned);
-        FAILS.fetch_add(1, Ordering::Relaxed);
         return core::ptr::null_mut();
     }
     note_len(addr, pages << PAGE_SHIFT, size);
