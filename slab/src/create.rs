@@ -27,6 +27,7 @@ use crate::registry::{self, InternalCaches};
 use crate::secret;
 use crate::slab::{Bufctl, BufctlAudit, ChunkDivisor, SlabLayer, HASH_INITIAL, SLAB_HDR};
 use crate::slab_layer::highbit;
+use crate::update;
 use umem_vmem::sync::SpinLock;
 
 /// Minimum alignment of buffers the allocator may write into (`UMEM_ALIGN`).
@@ -122,6 +123,7 @@ pub(crate) fn init() {
     unsafe { registry::set_internal_caches(g) };
     magazine_block::init_key(registry::flush_thread_cache);
     umem_vmem::set_qcache_factory(&qcache::FACTORY);
+    umem_vmem::set_reap_hook(update::reap_hook);
     STATE.store(READY, Ordering::Release);
 }
 

@@ -149,6 +149,11 @@
 //! under the update flag; `try_reap_all` never waits for it, so a failing allocation inside
 //! an update, a reap or a thread-exit flush does not reap again. Both, and every update,
 //! end with the hook of [`set_update_hook`] (umem-global discards free memory there).
+//! `init()` installs the same reap
+//! as umem-vmem's reap hook (`umem_vmem::set_reap_hook`), so an arena allocation about to
+//! fail first reaps every cache and retries (libumem's `umem_reap`); the hook does
+//! nothing on an exiting thread or while the cache-list lock is held (tried, never waited
+//! for: its holder may be the allocating thread, inside a callback).
 //!
 //! **In-band words** (`secret.rs`, issue 11). The only allocator state kept in memory a
 //! program can overflow into is the free-list link of each free chunk of an in-slab cache
@@ -192,7 +197,8 @@
 //! drops them. All locks are spin locks (umem-vmem's `sync`, the one spin lock of the workspace) that yield after a short spin.
 //!
 //! Callbacks: constructors run with no lock held. Destructors and reclaim callbacks may
-//! run inside `update()`/`reap()` (cache-list lock held), thread-exit flushes and
+//! run inside `update()`/`reap()` and the reap hook of a failing arena allocation
+//! (cache-list lock held), thread-exit flushes and
 //! `destroy` (block-list lock held, the calling thread's magazines switched off): they may
 //! allocate and free, but must not create, destroy or reap caches, call `stats()` or
 //! `update()` (libumem's callbacks have similar limits).

@@ -153,6 +153,23 @@ pub fn for_each_cache(f: &mut dyn FnMut(&'static Cache)) {
     }
 }
 
+/// [`for_each_cache`] if the cache-list lock is free now; `false` (nothing called) if
+/// anyone holds it — possibly the calling thread (the reap hook, `update.rs`).
+pub(crate) fn try_for_each_cache(f: &mut dyn FnMut(&'static Cache)) -> bool {
+    let Some(l) = CACHE_LIST.try_lock() else {
+        return false;
+    };
+    let mut cp = l.head;
+    while !cp.is_null() {
+        // SAFETY: live under CACHE_LIST.
+        let c = unsafe { &*cp };
+        f(c);
+        // SAFETY: as above.
+        cp = unsafe { (*c.links.get()).next };
+    }
+    true
+}
+
 /// The first cache for which `pred` holds (cache-list lock held meanwhile).
 pub(crate) fn find_cache(pred: &mut dyn FnMut(&Cache) -> bool) -> Option<&'static Cache> {
     let l = CACHE_LIST.lock();

@@ -8,7 +8,7 @@ use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
 use crate::cache::Cache;
 use crate::clock::now_ms;
 use crate::magazine_block;
-use crate::registry::for_each_cache;
+use crate::registry::{for_each_cache, try_for_each_cache};
 use crate::slab::HASH_INITIAL;
 
 static UPDATE_INTERVAL_MS: AtomicU64 = AtomicU64::new(10_000);
@@ -192,6 +192,27 @@ pub(crate) fn reap_flagged() {
 pub(crate) fn reap() {
     magazine_block::request_flush();
     for_each_cache(&mut |c| c.reap());
+}
+
+/// umem-vmem's reap hook (installed by `init`): an arena allocation is about to fail, so
+/// reap every cache as [`reap`] does — reclaim callbacks, the calling thread's magazines,
+/// every depot — and ask every thread to flush; vmem then retries the allocation once.
+///
+/// vmem calls it with no vmem lock held, never on its populating thread or under its
+/// arena-list lock, and never while another hook runs. Here it must not wait for a lock
+/// the allocating thread may hold (slab code never allocates from an arena while holding
+/// a depot or slab-layer lock), so it does nothing when:
+/// * the thread is exiting or flushing its magazines (its TLS names the dead block): it
+///   holds the block-list lock, which a reap can need;
+/// * the cache-list lock is held — by an `update()`/`reap()`/`for_each_cache` whose
+///   callback (destructor, reclaim) is the allocating code, by fork's lockup, or briefly
+///   by a cache being registered. It is tried, not waited for.
+pub(crate) fn reap_hook() {
+    if magazine_block::current() == magazine_block::dead_block() {
+        return;
+    }
+    magazine_block::request_flush();
+    try_for_each_cache(&mut |c| c.reap());
 }
 
 impl Cache {

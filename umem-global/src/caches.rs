@@ -147,6 +147,9 @@ pub fn class_or_create(c: usize) -> Option<ClassCache> {
         return Some(k);
     }
     let _g = CLASS_LOCK.lock();
+    // A failing allocation while the class is made must not run the reap hook: a reclaim
+    // callback it calls may malloc a class not made yet and wait for CLASS_LOCK (ours).
+    let _no_reap = umem_vmem::ReapHookOff::new();
     if let Some(k) = class_cache(c) {
         return Some(k);
     }

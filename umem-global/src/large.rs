@@ -205,9 +205,11 @@ pub fn alloc(size: usize, align: usize, zero: bool) -> *mut u8 {
     alloc_room_once(size, size, align, zero)
 }
 
-/// [`alloc`] with capacity for `room` bytes (`room >= size`; falls back to
-/// `size` when that is too big). The usable length is `size`. No reap and
-/// retry here: the caller (`realloc.rs`) does that.
+/// [`alloc`] with capacity for `room` bytes (`room >= size`). Falls back to
+/// `size` when the room is too big or cannot be had (the arena or the
+/// kernel refuses it): a block is never refused for its room. The usable
+/// length is `size`. No reap and retry here: the caller (`realloc.rs`) does
+/// that.
 pub fn alloc_room(size: usize, room: usize, align: usize, zero: bool) -> *mut u8 {
     // The periodic update, when due (a clock read: a large block costs far
     // more), so that a process that only makes large blocks gives back too.
@@ -221,12 +223,28 @@ pub fn servable(size: usize) -> bool {
     pages_for(size).is_some()
 }
 
-/// [`alloc_room`]'s one try.
+/// [`alloc_room`]'s one try: the room if it can be had, else the exact size.
 fn alloc_room_once(size: usize, room: usize, align: usize, zero: bool) -> *mut u8 {
-    let Some(pages) = pages_for(room.max(size)).or_else(|| pages_for(size)) else {
+    let Some(exact) = pages_for(size) else {
         FAILS.fetch_add(1, Ordering::Relaxed);
         return core::ptr::null_mut();
     };
+    if let Some(pages) = pages_for(room).filter(|&p| p > exact) {
+        let p = alloc_pages(size, pages, align, zero);
+        if !p.is_null() {
+            return p;
+        }
+    }
+    let p = alloc_pages(size, exact, align, zero);
+    if p.is_null() {
+        FAILS.fetch_add(1, Ordering::Relaxed);
+    }
+    p
+}
+
+/// [`alloc_room`] with the capacity decided: `pages` (a power of two, at
+/// least `size`'s). Null when it cannot be had (the caller counts `FAILS`).
+fn alloc_pages(size: usize, pages: usize, align: usize, zero: bool) -> *mut u8 {
     let (addr, pages, aligned) = if align <= PAGE {
         if let Some((a, p)) = take_cached(pages) {
             CACHE_HITS.fetch_add(1, Ordering::Relaxed);
@@ -242,7 +260,6 @@ fn alloc_room_once(size: usize, room: usize, align: usize, zero: bool) -> *mut u
             {
                 Ok(a) => (a, pages, false),
                 Err(_) => {
-                    FAILS.fetch_add(1, Ordering::Relaxed);
                     return core::ptr::null_mut();
                 }
             }
@@ -252,7 +269,6 @@ fn alloc_room_once(size: usize, room: usize, align: usize, zero: bool) -> *mut u
         match ARENAS.memalign().xalloc(&req) {
             Ok(a) => (a, pages, true),
             Err(_) => {
-                FAILS.fetch_add(1, Ordering::Relaxed);
                 return core::ptr::null_mut();
             }
         }
@@ -264,7 +280,6 @@ fn alloc_room_once(size: usize, room: usize, align: usize, zero: bool) -> *mut u
     };
     if !pagemap::set(addr, entry) {
         give_back(addr, pages, aligned);
-        FAILS.fetch_add(1, Ordering::Relaxed);
         return core::ptr::null_mut();
     }
     note_len(addr, pages << PAGE_SHIFT, size);

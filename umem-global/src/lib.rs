@@ -78,7 +78,9 @@
 //!
 //! **Reserved realloc room.** A C `realloc` that grows a block gives it room
 //! to grow again: twice its size while small, then a large block with room
-//! for 64× (8× above 1 MiB) of address space, grown in place
+//! for 64× (8× above 1 MiB) of address space, grown in place — unless
+//! address space or commit is scarce (`RLIMIT_AS`, strict overcommit), and
+//! never at the cost of failing: without room the block gets its size
 //! (`realloc.rs`). A large block's usable length is its last requested size
 //! (page-rounded), noted in the page map, not its reserved capacity.
 //!

@@ -205,7 +205,8 @@ pub fn lookup(addr: usize) -> PageKind {
 /// (address space: a leaf's pages cost memory only once written), so a
 /// process whose memory is spread over the address space (the class region,
 /// large blocks, `umem_default`) makes one `mmap` per 32 leaves instead of
-/// one per leaf.
+/// one per leaf — unless address space or commit is scarce
+/// (`sys::room_is_scarce`): then one leaf per `mmap`.
 const POOL_LEAVES: usize = 32;
 const LEAF_BYTES: usize = core::mem::size_of::<Leaf>();
 
@@ -217,8 +218,16 @@ pub static POOL: umem_slab::SpinLock<(usize, usize)> = umem_slab::SpinLock::new(
 fn take_leaf() -> Option<*mut Leaf> {
     let mut p = POOL.lock();
     if p.0 == p.1 {
-        let chunk = sys::map(POOL_LEAVES * LEAF_BYTES)?;
-        *p = (chunk, chunk + POOL_LEAVES * LEAF_BYTES);
+        // Where address space or commit is scarce (`RLIMIT_AS`, strict
+        // overcommit, which charges these writable pages in full), one leaf
+        // at a time: 32 leaves are tens of MiB nobody may ever use.
+        let n = if sys::room_is_scarce() {
+            1
+        } else {
+            POOL_LEAVES
+        };
+        let chunk = sys::map(n * LEAF_BYTES)?;
+        *p = (chunk, chunk + n * LEAF_BYTES);
     }
     let leaf = p.0;
     p.0 += LEAF_BYTES;

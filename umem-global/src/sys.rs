@@ -36,6 +36,68 @@ fn map_anon(len: usize, prot: libc::c_int) -> Option<usize> {
     (p != libc::MAP_FAILED).then_some(p as usize)
 }
 
+/// Whether address space or commit charge is scarce, so that reserving
+/// room nobody uses yet can make a later allocation fail: a finite
+/// `RLIMIT_AS`, or `vm.overcommit_memory = 2`, where `MAP_NORESERVE` is
+/// ignored and every writable private page counts against the commit limit
+/// (read once from `/proc/sys/vm/overcommit_memory`; unreadable counts as
+/// not strict). Used only on the path that moves a growing large block
+/// (`realloc.rs`). A program may lower `RLIMIT_AS` at any time, so the
+/// limit is asked again on the first call and every 16th after, and on
+/// every call while it is finite (a `getrlimit` on each call cost the
+/// `mbench grow` workload about 25%: numbers in `docs/performance.md`).
+pub fn room_is_scarce() -> bool {
+    use core::sync::atomic::{AtomicU32, Ordering};
+    /// Calls since the limit was last asked, or `u32::MAX` while it is
+    /// finite (or not asked yet).
+    static SINCE_ASKED: AtomicU32 = AtomicU32::new(u32::MAX);
+    let n = SINCE_ASKED.load(Ordering::Relaxed);
+    if n < 15 {
+        SINCE_ASKED.store(n + 1, Ordering::Relaxed);
+        return overcommit_strict();
+    }
+    let mut rl = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes the struct we pass; it allocates nothing.
+    let limited = unsafe { libc::getrlimit(libc::RLIMIT_AS, &mut rl) } == 0
+        && rl.rlim_cur != libc::RLIM_INFINITY;
+    SINCE_ASKED.store(if limited { u32::MAX } else { 0 }, Ordering::Relaxed);
+    limited || overcommit_strict()
+}
+
+/// `vm.overcommit_memory == 2`, read once (0 unknown, 1 no, 2 yes).
+fn overcommit_strict() -> bool {
+    use core::sync::atomic::{AtomicU8, Ordering};
+    static STRICT: AtomicU8 = AtomicU8::new(0);
+    match STRICT.load(Ordering::Relaxed) {
+        1 => return false,
+        2 => return true,
+        _ => {}
+    }
+    let strict = keep_errno(|| {
+        // SAFETY: a NUL-terminated path; the descriptor is ours and closed below.
+        let fd = unsafe {
+            libc::open(
+                c"/proc/sys/vm/overcommit_memory".as_ptr(),
+                libc::O_RDONLY | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return false;
+        }
+        let mut b = [0u8; 1];
+        // SAFETY: reads at most one byte into `b`.
+        let n = unsafe { libc::read(fd, b.as_mut_ptr().cast(), 1) };
+        // SAFETY: our descriptor, closed once.
+        unsafe { libc::close(fd) };
+        n == 1 && b[0] == b'2'
+    });
+    STRICT.store(if strict { 2 } else { 1 }, Ordering::Relaxed);
+    strict
+}
+
 /// Maps `len` bytes of fresh, zeroed, private anonymous memory.
 pub fn map(len: usize) -> Option<usize> {
     map_anon(len, libc::PROT_READ | libc::PROT_WRITE)

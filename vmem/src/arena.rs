@@ -50,6 +50,7 @@ mod hash;
 mod import;
 mod lifecycle;
 pub(crate) mod populate;
+pub(crate) mod reaphook;
 pub(crate) mod segs;
 mod verify;
 mod walk;

@@ -16,8 +16,9 @@ use crate::error::VmemError;
 use crate::qcache::FACTORY;
 use crate::segpool::{trim_free_segs, SEG_POOL};
 use crate::sync::SpinLock;
+use crate::sys::thread_id;
 use core::ptr;
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
 // -------------------------------------------------------------------------
 // The arena list and ids
@@ -41,6 +42,34 @@ static ARENA_LIST: SpinLock<ArenaList> = SpinLock::new(ArenaList {
 });
 
 static NEXT_ID: AtomicU32 = AtomicU32::new(1);
+
+/// The thread holding the arena-list lock where it may allocate or run a
+/// caller's code under it (`update`, `verify`, `for_each_arena`, the hash
+/// rescale, `lockup`), 0 otherwise: the reap hook
+/// (`arena/reaphook.rs`) must not run on that thread.
+static LIST_OWNER: AtomicUsize = AtomicUsize::new(0);
+
+/// Marks the calling thread as the list-lock holder until dropped; declare
+/// it after the guard so that it is dropped (the mark cleared) first.
+struct OwnerMark;
+
+impl OwnerMark {
+    fn set() -> OwnerMark {
+        LIST_OWNER.store(thread_id(), Ordering::Relaxed);
+        OwnerMark
+    }
+}
+
+impl Drop for OwnerMark {
+    fn drop(&mut self) {
+        LIST_OWNER.store(0, Ordering::Relaxed);
+    }
+}
+
+/// Whether the calling thread holds the arena-list lock (as marked above).
+pub(crate) fn list_held_here() -> bool {
+    LIST_OWNER.load(Ordering::Relaxed) == thread_id()
+}
 
 /// A new arena id (creation order, from 1).
 pub(crate) fn next_id() -> u32 {
@@ -100,12 +129,14 @@ fn each_listed(l: &ArenaList, f: &mut dyn FnMut(&'static Vmem)) {
 /// Run `f` holding the arena-list lock.
 pub(crate) fn with_list_lock<R>(f: impl FnOnce() -> R) -> R {
     let _list = ARENA_LIST.lock();
+    let _mark = OwnerMark::set();
     f()
 }
 
 /// Run `f` holding the arena-list lock if it is free; `None` if not.
 pub(crate) fn try_with_list_lock<R>(f: impl FnOnce() -> R) -> Option<R> {
     let _list = ARENA_LIST.try_lock()?;
+    let _mark = OwnerMark::set();
     Some(f())
 }
 
@@ -118,6 +149,7 @@ pub(crate) fn try_with_list_lock<R>(f: impl FnOnce() -> R) -> Option<R> {
 /// `vmem_lockup`, for the `pthread_atfork` prepare handler.
 pub fn lockup() {
     ARENA_LIST.raw().lock();
+    LIST_OWNER.store(thread_id(), Ordering::Relaxed);
     POPULATE_LOCK.lock();
     // SAFETY: the list lock is held (taken just above, kept until
     // `release`).
@@ -140,6 +172,7 @@ pub unsafe fn release() {
         each_listed(ARENA_LIST.data_unlocked(), &mut |vm| vm.unlock());
         clear_populating_thread();
         POPULATE_LOCK.unlock();
+        LIST_OWNER.store(0, Ordering::Relaxed);
         ARENA_LIST.raw().unlock();
     }
 }
@@ -155,6 +188,7 @@ pub unsafe fn release() {
 /// its source.
 pub fn update() {
     let l = ARENA_LIST.lock();
+    let _mark = OwnerMark::set();
     each_listed(&l, &mut |vm| {
         vm.rescale_list_held(false);
         vm.trim_reserve();
@@ -182,6 +216,7 @@ pub fn update() {
 pub fn verify() -> Result<(), VmemError> {
     let mut r = Ok(());
     let l = ARENA_LIST.lock();
+    let _mark = OwnerMark::set();
     each_listed(&l, &mut |vm| {
         if r.is_ok() {
             r = vm.verify();
@@ -194,6 +229,7 @@ pub fn verify() -> Result<(), VmemError> {
 /// (so `f` must not create or destroy arenas).
 pub fn for_each_arena(f: &mut dyn FnMut(&'static Vmem)) {
     let l = ARENA_LIST.lock();
+    let _mark = OwnerMark::set();
     each_listed(&l, f);
 }
 

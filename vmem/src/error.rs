@@ -94,6 +94,15 @@ pub enum VmemError {
         /// The size the segment was allocated with.
         allocated: usize,
     },
+    /// `free` of an object of a quantum-cached size that the quantum cache
+    /// already holds as free (a double free; see
+    /// [`Vmem::free`](crate::Vmem::free) for when this is checked).
+    DoubleFree {
+        /// The address given.
+        addr: Addr,
+        /// The size given to the free.
+        size: usize,
+    },
     /// `free`/`xfree` of a segment allocated through a handle
     /// ([`Vmem::alloc_handle`](crate::Vmem::alloc_handle)): it is freed only
     /// by [`Vmem::free_handle`](crate::Vmem::free_handle) and stays allocated.
@@ -207,6 +216,10 @@ impl fmt::Display for VmemError {
             WrongSize { addr, size, allocated } => write!(
                 f,
                 "bad free: segment at {addr:#x} freed with size {size:#x}, allocated with {allocated:#x}"
+            ),
+            DoubleFree { addr, size } => write!(
+                f,
+                "bad free: [{addr:#x}, +{size:#x}) is already free (double free)"
             ),
             HandleAllocated { addr, size } => write!(
                 f,

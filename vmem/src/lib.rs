@@ -74,6 +74,13 @@
 //! `xalloc`/`xfree`, go to the segments. An allocation that fails reaps
 //! the caches and is retried once.
 //!
+//! **The reap hook** (`arena/reaphook.rs`). An allocation about to fail
+//! then calls the process-wide hook ([`set_reap_hook`]; umem-slab installs
+//! one that reaps every object cache, as libumem's `umem_reap`) once, with
+//! no vmem lock held, and retries once. It is skipped on the populating
+//! thread, under the arena-list lock, while another hook runs, and while a
+//! [`ReapHookOff`] guard lives.
+//!
 //! **Fit policies** ([`Policy`], the paper's section 4.4). **Instant fit**
 //! (the default) takes the head of the lowest freelist whose members are
 //! all large enough: O(1). **Best fit** takes the smallest segment that
@@ -184,7 +191,9 @@
 //!    under them.
 //!
 //! `update` frees chunks to `vmem_seg` and releases retained spans holding
-//! only the arena-list lock. Quantum-cache (slab) locks come before all of
+//! only the arena-list lock. The arena-list lock's holder (where it may
+//! allocate) and the populate lock's are recorded, so the reap hook is
+//! never called on a thread holding either (it could need them). Quantum-cache (slab) locks come before all of
 //! these: caches call the arena with no vmem lock held, and the arena calls
 //! caches with none held. [`lockup`] takes 1–4 in this order for `fork`;
 //! [`release`] drops them.
@@ -281,6 +290,7 @@ mod sys;
 mod types;
 
 pub use arena::handle::SegHandle;
+pub use arena::reaphook::{set_reap_hook, ReapHookOff};
 pub use arena::Vmem;
 pub use arenas::{arena_count, for_each_arena, lockup, release, update, verify};
 pub use bootstrap::{heap, init, is_initialized, try_heap, HEAP_RETAIN};
@@ -289,7 +299,7 @@ pub use error::VmemError;
 pub use mmap::{MmapSource, MMAP_SOURCE};
 pub use qcache::{set_qcache_factory, QCacheFactory};
 pub use segpool::global_free_segs;
-pub use source::{QCache, Source};
+pub use source::{QCache, QCacheFree, Source};
 pub use sys::page_size;
 pub use types::{
     Addr, CreateFlags, Policy, SegType, SegTypes, VmemStats, WalkMode, XAllocRequest, NAME_MAX,

@@ -22,6 +22,17 @@ pub(crate) fn round_up(x: usize, q: usize) -> Option<usize> {
     x.checked_add(q - 1).map(|v| v & !(q - 1))
 }
 
+/// Round the non-zero `x` up to a multiple of the power of two `q`, for
+/// ends and sizes that are known to round to a representable value (a
+/// segment's end rounds to at most its span's quantum-aligned end):
+/// `((x - 1) | (q - 1)) + 1` never forms `x + q - 1`, which overflows for
+/// a range ending at the top of the address space (`usize::MAX`, quantum 1).
+#[inline(always)]
+pub(crate) fn round_up_nz(x: usize, q: usize) -> usize {
+    debug_assert!(x != 0 && q.is_power_of_two());
+    ((x - 1) | (q - 1)) + 1
+}
+
 /// The smallest `a >= x` with `a % align == phase` (P2PHASEUP), `None` on
 /// overflow. `align` is a power of two, `phase < align`.
 #[inline]

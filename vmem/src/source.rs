@@ -38,9 +38,29 @@ pub trait Source: Sync {
 pub trait QCache: Sync {
     /// One object of the cache's size, or `None` if the arena is exhausted.
     fn alloc(&self) -> Option<Addr>;
-    /// Give back an object earlier returned by `alloc` of this cache.
-    /// Misuse detection (bad or double free) is the cache's job.
+    /// Give back an object earlier returned by `alloc` of this cache,
+    /// unchecked (the caller vouches for it).
     fn free(&self, addr: Addr);
+    /// Give back `addr` only if it is an object this cache handed out and
+    /// that is still allocated, as far as the cache can tell; otherwise
+    /// leave everything unchanged and say why. [`Vmem::free`] uses it
+    /// with debug assertions on (see there for what it catches).
+    ///
+    /// The default does no checking: it frees and answers
+    /// [`QCacheFree::Freed`].
+    ///
+    /// [`Vmem::free`]: crate::Vmem::free
+    fn free_checked(&self, addr: Addr) -> QCacheFree {
+        self.free(addr);
+        QCacheFree::Freed
+    }
+    /// Whether `addr` is an object this cache handed out and that has not
+    /// reached its slab layer again (used only to diagnose a refused
+    /// checked free; the default, `false`, means "cannot tell").
+    fn is_allocated(&self, addr: Addr) -> bool {
+        let _ = addr;
+        false
+    }
     /// Return cached objects to the arena (called when the arena runs short).
     fn reap(&self);
     /// Destroy the cache, returning all its slabs to the arena.
@@ -49,4 +69,19 @@ pub trait QCache: Sync {
     /// No other thread may use the cache, and no object may still be
     /// allocated from it; the cache is not used again.
     unsafe fn destroy(&self);
+}
+
+/// The answer of [`QCache::free_checked`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QCacheFree {
+    /// The object was allocated and is now freed.
+    Freed,
+    /// Not an allocated object of this cache: never handed out, not the
+    /// start of an object, or free in the cache's slab layer. Nothing was
+    /// changed.
+    NotAllocated,
+    /// An object of this cache that is already free and cached (in the
+    /// calling thread's magazines or the depot): a double free. Nothing
+    /// was changed.
+    AlreadyFree,
 }

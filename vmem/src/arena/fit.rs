@@ -14,6 +14,7 @@
 //! `Inner::seg_alloc` carves the chosen range out of its free segment.
 //! Sizes up to `qcache_max` go to the quantum caches first.
 
+use super::reaphook;
 use super::{Inner, Vmem, FREELISTS};
 use crate::error::VmemError;
 use crate::p2::{crosses, flist_of, phase_up, round_up, same_highbit};
@@ -243,8 +244,14 @@ impl Vmem {
         self.lock();
         // SAFETY: lock held.
         if unsafe { self.inner().short() } && !self.populate() {
+            // No metadata: the general path reaps (the hook) and retries.
             self.unlock();
-            return self.fail_nometa();
+            return self.xalloc_impl::<H>(ValidatedRequest::plain(
+                size,
+                realsize,
+                self.quantum,
+                Policy::InstantFit,
+            ));
         }
         // SAFETY: lock held (re-derived after populate).
         let inner = unsafe { self.inner() };
@@ -321,8 +328,14 @@ impl Vmem {
         self.lock();
         // SAFETY: lock held.
         if unsafe { self.inner().short() } && !self.populate() {
+            // No metadata: the general path reaps (the hook) and retries.
             self.unlock();
-            return self.fail_nometa();
+            return self.xalloc_impl::<H>(ValidatedRequest::plain(
+                size,
+                realsize,
+                self.quantum,
+                Policy::FirstFit,
+            ));
         }
         // SAFETY: lock held throughout; `advance` may drop and retake it,
         // after which we only follow pointers from the rotor again.
@@ -421,11 +434,20 @@ impl Vmem {
     /// reaping when short.
     pub(super) fn xalloc_impl<const H: bool>(&self, r: ValidatedRequest) -> SegAllocResult {
         let mut reaped = false;
+        let mut hooked = false;
+        let gen = reaphook::generation();
         self.lock();
         loop {
             // SAFETY: lock held.
             if unsafe { self.inner().short() } && !self.populate() {
                 self.unlock();
+                if !hooked {
+                    hooked = true;
+                    if reaphook::reap_before_failing(gen) {
+                        self.lock();
+                        continue;
+                    }
+                }
                 return self.fail_nometa();
             }
             // SAFETY: lock held.
@@ -468,6 +490,16 @@ impl Vmem {
                 self.reap();
                 self.lock();
                 continue;
+            }
+            if !hooked {
+                // The whole process's caches (umem_reap), then once more.
+                hooked = true;
+                self.unlock();
+                let retry = reaphook::reap_before_failing(gen);
+                self.lock();
+                if retry {
+                    continue;
+                }
             }
             // SAFETY: lock held.
             unsafe { self.inner().ks.fail += 1 };

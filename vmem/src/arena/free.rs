@@ -10,8 +10,9 @@
 
 use super::{Inner, Vmem};
 use crate::error::VmemError;
-use crate::p2::flist_of;
+use crate::p2::{flist_of, round_up_nz};
 use crate::seg::{a_insert_after, a_remove, Seg, T_ALLOC, T_FREE, T_HEAD, T_MARKER, T_SPAN};
+use crate::source::QCacheFree;
 use crate::types::Addr;
 use core::ptr;
 use core::sync::atomic::Ordering;
@@ -20,22 +21,85 @@ use core::sync::atomic::Ordering;
 // Free and xfree
 // -------------------------------------------------------------------------
 
+/// Whether [`Vmem::free`] checks frees of quantum-cached sizes (with debug
+/// assertions; see `free`'s documentation and `docs/performance.md`).
+const CHECK_QCACHE_FREES: bool = cfg!(debug_assertions);
+
 impl Vmem {
     /// Free `[addr, addr + size)` allocated by [`alloc`](Vmem::alloc)
     /// (`vmem_free`). `size` must be the size allocated.
     ///
-    /// Errors: `ZeroSize`, `NotAllocated`, `WrongSize`. Frees of sizes
-    /// served by a quantum cache go to the cache and are checked by it.
+    /// Errors: `ZeroSize`, `NotAllocated`, `WrongSize`, `HandleAllocated`,
+    /// and for quantum-cached sizes `DoubleFree`.
+    ///
+    /// **What is checked.** Sizes served by the segments are always checked
+    /// exactly (the hash knows every allocated segment). Sizes served by a
+    /// quantum cache are checked when umem-vmem is built with debug
+    /// assertions (`QCache::free_checked`): the address must be an object
+    /// the cache handed out that its slab layer still counts as allocated
+    /// (one hash lookup under the cache's slab lock), and must not sit in
+    /// the calling thread's magazines or the cache's depot (a scan of
+    /// those: the cost grows with the depot). A refused free leaves
+    /// everything unchanged and is diagnosed: `DoubleFree`, `WrongSize`
+    /// (another quantum cache, or the segment layer, holds the address
+    /// with another size), `HandleAllocated`, else `NotAllocated`. A
+    /// segment of a cached size that came from `xalloc` is freed as
+    /// `xfree` would free it. What is never caught: a double free of an
+    /// object that sits in *another* thread's magazines (no thread reads
+    /// another's magazines), and two threads freeing the same object at
+    /// the same moment. Without debug assertions frees of cached sizes go
+    /// to the cache unchecked, as in vmem.c (a bad one is undefined: the
+    /// range may later be handed out twice).
     #[inline]
     pub fn free(&self, addr: Addr, size: usize) -> Result<(), VmemError> {
         if size.wrapping_sub(1) < self.qcache_max.load(Ordering::Acquire) {
             let i = (size - 1) >> self.qshift;
             // SAFETY: i < qcache_max / quantum, so the entry was published.
             if let Some(c) = unsafe { (*self.qcache.get())[i] } {
+                if CHECK_QCACHE_FREES {
+                    return match c.free_checked(addr) {
+                        QCacheFree::Freed => Ok(()),
+                        r => self.qcache_free_refused(addr, size, i, r),
+                    };
+                }
                 c.free(addr);
                 return Ok(());
             }
         }
+        self.xfree(addr, size)
+    }
+
+    /// Diagnose a free of a quantum-cached size that cache `i` refused
+    /// (`r`); nothing has changed yet.
+    #[cold]
+    #[inline(never)]
+    fn qcache_free_refused(
+        &self,
+        addr: Addr,
+        size: usize,
+        i: usize,
+        r: QCacheFree,
+    ) -> Result<(), VmemError> {
+        if r == QCacheFree::AlreadyFree {
+            return Err(VmemError::DoubleFree { addr, size });
+        }
+        let n = self.qcache_max() >> self.qshift;
+        for j in (0..n).filter(|&j| j != i) {
+            // SAFETY: j < qcache_max / quantum, so the entry was published.
+            if let Some(c) = unsafe { (*self.qcache.get())[j] } {
+                if c.is_allocated(addr) {
+                    return Err(VmemError::WrongSize {
+                        addr,
+                        size,
+                        allocated: (j + 1) << self.qshift,
+                    });
+                }
+            }
+        }
+        // Not a cached object: the segment layer answers (NotAllocated,
+        // WrongSize, HandleAllocated — or frees an xalloc'd segment of this
+        // size, which is what the caller meant). Quantum caches' slabs are
+        // larger than qcache_max, so this never frees a slab.
         self.xfree(addr, size)
     }
 
@@ -102,7 +166,7 @@ impl Inner {
         // SAFETY: s is a valid segment on the address list; lock held.
         unsafe {
             let q = self.quantum;
-            (*s).end = ((*s).end + q - 1) & !(q - 1);
+            (*s).end = round_up_nz((*s).end, q);
             let next = (*s).anext;
             let prev = (*s).aprev;
             let target;

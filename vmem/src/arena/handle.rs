@@ -38,6 +38,7 @@
 use super::{Inner, Vmem};
 use crate::diag::vmem_fatal;
 use crate::error::VmemError;
+use crate::p2::round_up_nz;
 use crate::seg::{Seg, T_ALLOC, T_HEAD, T_MARKER, T_SPAN};
 use crate::types::{Addr, Policy, XAllocRequest};
 use core::fmt;
@@ -198,7 +199,7 @@ impl Inner {
         // SAFETY: s is an allocated handle segment of this arena.
         unsafe {
             debug_assert!((*s).typ == T_ALLOC && (*s).handle);
-            let real = ((*s).end - (*s).start + self.quantum - 1) & !(self.quantum - 1);
+            let real = round_up_nz((*s).end - (*s).start, self.quantum);
             self.ks.mem_inuse -= real as u64;
         }
         self.ks.free += 1;

@@ -15,6 +15,7 @@ use crate::arena::populate::populating_thread;
 use crate::arenas::{try_with_list_lock, with_list_lock};
 use crate::error::VmemError;
 use crate::internal::{alloc_hash_table, free_hash_table};
+use crate::p2::round_up_nz;
 use crate::seg::{Seg, T_ALLOC};
 use crate::sys::thread_id;
 use crate::types::Addr;
@@ -113,7 +114,7 @@ impl Inner {
                     }
                     *pp = (*s).knext;
                     self.ks.free += 1;
-                    self.ks.mem_inuse -= ((size + self.quantum - 1) & !(self.quantum - 1)) as u64;
+                    self.ks.mem_inuse -= round_up_nz(size, self.quantum) as u64;
                     self.nalloc -= 1;
                     return Ok(s);
                 }
