@@ -117,6 +117,30 @@ pub fn run(mut cmd: Command, preload: bool) -> Output {
     cmd.output().expect("spawning test program")
 }
 
+/// Runs `tests/c/<name>.c` (compiled by [`compile_c`]) with `args` and `env`,
+/// under umem when `preload`.
+pub fn run_c(name: &str, args: &[&str], env: &[(&str, &str)], preload: bool) -> Output {
+    let mut c = Command::new(compile_c(name));
+    c.args(args);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    run(c, preload)
+}
+
+/// Asserts that `tests/c/<name>.c` passes: exit 0 and its "`name`: OK" line,
+/// under umem when `preload` (else under glibc: a failure there means the
+/// program itself is wrong).
+pub fn assert_c_passes(name: &str, args: &[&str], env: &[(&str, &str)], preload: bool) {
+    let o = run_c(name, args, env, preload);
+    let under = if preload { "libumem" } else { "glibc" };
+    assert!(
+        o.status.success() && String::from_utf8_lossy(&o.stdout).contains(&format!("{name}: OK")),
+        "{name} {args:?} {env:?} under {under}:\n{}",
+        show(&o)
+    );
+}
+
 /// Renders an Output for assertion messages.
 pub fn show(o: &Output) -> String {
     format!(

@@ -17,37 +17,21 @@
 //! instead.
 
 use std::os::unix::process::ExitStatusExt;
-use std::process::{Command, Output};
-use umem_testkit::preload::{compile_c, run, show};
+use std::process::Output;
+use umem_testkit::preload::{assert_c_passes, run_c, show};
 
-/// Runs tests/c/`name`.c with `args` and `env`, under umem when `preload`.
 fn prog(name: &str, args: &[&str], env: &[(&str, &str)], preload: bool) -> Output {
-    let mut c = Command::new(compile_c(name));
-    c.args(args);
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    run(c, preload)
+    run_c(name, args, env, preload)
 }
 
 /// The program passes (exit 0 and its "`name`: OK" line) under glibc.
 fn passes_under_glibc(name: &str, args: &[&str]) {
-    let o = prog(name, args, &[], false);
-    assert!(
-        o.status.success() && String::from_utf8_lossy(&o.stdout).contains(&format!("{name}: OK")),
-        "{name} {args:?} fails under glibc (the program is wrong):\n{}",
-        show(&o)
-    );
+    assert_c_passes(name, args, &[], false)
 }
 
 /// The program passes (exit 0 and its "`name`: OK" line) under umem.
 fn passes_under_umem(name: &str, args: &[&str], env: &[(&str, &str)]) {
-    let o = prog(name, args, env, true);
-    assert!(
-        o.status.success() && String::from_utf8_lossy(&o.stdout).contains(&format!("{name}: OK")),
-        "{name} {args:?} {env:?} under libumem:\n{}",
-        show(&o)
-    );
+    assert_c_passes(name, args, env, true)
 }
 
 // ------------------------------------------------------------ defect 1 --
