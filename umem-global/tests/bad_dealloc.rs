@@ -3,7 +3,7 @@
 //! the thread's magazine, or in the depot) and a free of a pointer inside a
 //! block abort
 //! with one line naming the pointer and the class (a never-allocated chunk
-//! start is tested in C, `tests/tests/hardening_free.rs`, where the heap is
+//! start is tested in C, `tests/tests/hardening.rs`, where the heap is
 //! known to be fresh). Each case runs in a
 //! forked child (one test function: no other test thread holds allocator
 //! locks when we fork).
