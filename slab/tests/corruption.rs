@@ -3,61 +3,15 @@
 //! record) are encoded with a per-process secret and checked before use, so a linear
 //! overflow aborts with a message naming the slab, the cache and the bad word instead of
 //! making `alloc` return an address of the attacker's choosing. Aborting cases run in
-//! forked children; one test function, so that no other test thread of this binary holds
-//! allocator locks when we fork.
+//! child processes (the test kit's re-exec runner: each replays the test up to its case).
 
 #![allow(clippy::manual_is_multiple_of)] // keep the workspace MSRV (1.80)
 
 use std::ptr::NonNull;
 
 use umem_slab::{Cache, CacheFlags, CacheOps, SlabError};
+use umem_testkit::run_child;
 use umem_vmem::{CreateFlags, Vmem};
-
-/// Run `f` in a child with its stderr captured; return whether it died of SIGABRT, its
-/// exit status otherwise, and what it wrote to stderr.
-fn child(f: impl FnOnce()) -> (bool, i32, String) {
-    let mut fds = [0i32; 2];
-    // SAFETY: `fds` is a writable array of two ints.
-    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
-    // SAFETY: the child runs `f` and leaves with `_exit`, never returning into the harness.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0);
-    if pid == 0 {
-        // SAFETY: plain descriptor calls in the child.
-        unsafe {
-            libc::close(fds[0]);
-            libc::dup2(fds[1], 2);
-        }
-        f();
-        // SAFETY: leaves the child without running the parent's exit handlers.
-        unsafe { libc::_exit(0) };
-    }
-    // SAFETY: our end of the pipe.
-    unsafe { libc::close(fds[1]) };
-    let mut out = Vec::new();
-    let mut buf = [0u8; 512];
-    loop {
-        // SAFETY: `buf` is writable for its length.
-        let n = unsafe { libc::read(fds[0], buf.as_mut_ptr() as *mut _, buf.len()) };
-        if n <= 0 {
-            break;
-        }
-        out.extend_from_slice(&buf[..n as usize]);
-    }
-    let mut status = 0;
-    // SAFETY: our pipe end and our child.
-    unsafe {
-        libc::close(fds[0]);
-        libc::waitpid(pid, &mut status, 0);
-    }
-    let aborted = libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGABRT;
-    let code = if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
-    } else {
-        -1
-    };
-    (aborted, code, String::from_utf8_lossy(&out).into_owned())
-}
 
 /// Where an overflow would like `alloc` to return.
 static mut TARGET: [usize; 64] = [0; 64];
@@ -92,8 +46,13 @@ unsafe fn smash(at: usize, len: usize, word: usize) {
     }
 }
 
+/// Runs `f` in a child process (the kit's re-exec runner; `what` names the child) and
+/// requires one line on stderr containing every word of `want`, then SIGABRT.
 fn expect_abort(what: &str, want: &[&str], f: impl FnOnce()) {
-    let (aborted, code, msg) = child(f);
+    let Some(o) = run_child(what, f) else {
+        return; // a child started for another case
+    };
+    let (aborted, code, msg) = (o.aborted(), o.code().unwrap_or(-1), o.stderr);
     assert_ne!(
         code, GOT_TARGET,
         "{what}: alloc returned the chosen address"

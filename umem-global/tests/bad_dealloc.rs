@@ -5,61 +5,24 @@
 //! with one line naming the pointer and the class (a never-allocated chunk
 //! start is tested in C, `tests/tests/hardening.rs`, where the heap is
 //! known to be fresh). Each case runs in a
-//! forked child (one test function: no other test thread holds allocator
-//! locks when we fork).
+//! child process (the test kit's re-exec runner).
 
 use std::alloc::{GlobalAlloc, Layout};
 
 use umem_global::Umem;
+use umem_testkit::run_child;
 
 #[global_allocator]
 static A: Umem = Umem;
 
-/// Runs `f` in a child with its stderr captured: whether it died of
-/// SIGABRT, and what it wrote.
-fn child(f: impl FnOnce()) -> (bool, String) {
-    let mut fds = [0i32; 2];
-    // SAFETY: `fds` is a writable array of two ints.
-    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
-    // SAFETY: the child runs `f` and leaves with `_exit`.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0);
-    if pid == 0 {
-        // SAFETY: descriptor calls in the child.
-        unsafe {
-            libc::close(fds[0]);
-            libc::dup2(fds[1], 2);
-        }
-        f();
-        // SAFETY: leaves the child at once.
-        unsafe { libc::_exit(0) };
-    }
-    // SAFETY: our end of the pipe.
-    unsafe { libc::close(fds[1]) };
-    let mut out = Vec::new();
-    let mut buf = [0u8; 512];
-    loop {
-        // SAFETY: `buf` is writable for its length.
-        let n = unsafe { libc::read(fds[0], buf.as_mut_ptr().cast(), buf.len()) };
-        if n <= 0 {
-            break;
-        }
-        out.extend_from_slice(&buf[..n as usize]);
-    }
-    let mut status = 0;
-    // SAFETY: our pipe end and our child.
-    unsafe {
-        libc::close(fds[0]);
-        libc::waitpid(pid, &mut status, 0);
-    }
-    (
-        libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGABRT,
-        String::from_utf8_lossy(&out).into_owned(),
-    )
-}
-
+/// Runs `f` in a child process (the kit's re-exec runner; `case` names the
+/// child) and requires an abort whose message names the announced pointer,
+/// `what` and `class` on one line.
 fn expect(case: &str, what: &str, class: &str, f: impl FnOnce()) {
-    let (aborted, msg) = child(f);
+    let Some(o) = run_child(case, f) else {
+        return; // a child started for another case
+    };
+    let (aborted, msg) = (o.aborted(), o.stderr);
     let ptr = msg
         .lines()
         .find_map(|l| l.strip_prefix("PTR "))
