@@ -467,6 +467,23 @@ pub(crate) mod tests {
         c
     }
 
+    /// Workload "a" (glibc, mimalloc at half its time) and "b" (glibc, and umem whose
+    /// content check failed): the rows the CSV, table and SVG tests share.
+    pub(crate) fn two_rows_one_failed() -> Vec<Row> {
+        let mut failed = cell("umem", &[], &[], 0);
+        failed.outcome = Outcome::Failed("content check failed, at 0x1".into());
+        vec![
+            row(
+                "a",
+                vec![
+                    cell("glibc", &[1.0], &[10], 1),
+                    cell("mimalloc", &[0.5], &[20], 1),
+                ],
+            ),
+            row("b", vec![cell("glibc", &[2.0], &[10], 1), failed]),
+        ]
+    }
+
     pub(crate) fn row(name: &str, cells: Vec<Cell>) -> Row {
         Row {
             section: Section::C,
@@ -565,18 +582,7 @@ pub(crate) mod tests {
 
     #[test]
     fn csv_has_one_line_per_cell_plus_geomeans() {
-        let mut failed = cell("umem", &[], &[], 0);
-        failed.outcome = Outcome::Failed("content check failed, at 0x1".into());
-        let rows = vec![
-            row(
-                "a",
-                vec![
-                    cell("glibc", &[1.0], &[10], 1),
-                    cell("mimalloc", &[0.5], &[20], 1),
-                ],
-            ),
-            row("b", vec![cell("glibc", &[2.0], &[10], 1), failed]),
-        ];
+        let rows = two_rows_one_failed();
         let csv = csv(&rows);
         let lines: Vec<&str> = csv.lines().collect();
         assert_eq!(lines[0], CSV_HEADER);

@@ -231,22 +231,11 @@ pub fn svg(rows: &[Row], title: &str, warnings: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::tests::{cell, row};
+    use crate::report::tests::two_rows_one_failed;
 
     #[test]
     fn svg_is_a_document() {
-        let mut failed = cell("umem", &[], &[], 0);
-        failed.outcome = Outcome::Failed("content check failed, at 0x1".into());
-        let rows = vec![
-            row(
-                "a",
-                vec![
-                    cell("glibc", &[1.0], &[10], 1),
-                    cell("mimalloc", &[0.5], &[20], 1),
-                ],
-            ),
-            row("b", vec![cell("glibc", &[2.0], &[10], 1), failed]),
-        ];
+        let rows = two_rows_one_failed();
         let svg = svg(&rows, "t <&>", &["WARNING: busy".to_string()]);
         assert!(svg.starts_with("<svg ") && svg.trim_end().ends_with("</svg>"));
         assert!(svg.contains("t &lt;&amp;&gt;"));
