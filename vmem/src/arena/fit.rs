@@ -212,12 +212,7 @@ impl Vmem {
             Policy::NextFit => self.alloc_nextfit::<H>(size),
             Policy::BestFit | Policy::FirstFit => {
                 let realsize = self.realsize(size)?;
-                self.xalloc_impl::<H>(ValidatedRequest::plain(
-                    size,
-                    realsize,
-                    self.quantum,
-                    policy,
-                ))
+                self.alloc_general::<H>(size, realsize, policy)
             }
         }
     }
@@ -237,21 +232,44 @@ impl Vmem {
         c.alloc().ok_or(VmemError::Exhausted { size })
     }
 
+    /// The general search for an unconstrained request of `size` bytes
+    /// (`realsize` once rounded): what the fast fits fall back to.
+    #[inline]
+    fn alloc_general<const H: bool>(
+        &self,
+        size: usize,
+        realsize: usize,
+        policy: Policy,
+    ) -> SegAllocResult {
+        self.xalloc_impl::<H>(ValidatedRequest::plain(
+            size,
+            realsize,
+            self.quantum,
+            policy,
+        ))
+    }
+
+    /// Takes the arena lock with segment structures at hand and answers
+    /// `true`; when none can be had, drops the lock and answers `false`, and
+    /// the caller goes to the general path, which reaps (the reap hook) and
+    /// retries.
+    #[inline(always)]
+    pub(super) fn lock_with_metadata(&self) -> bool {
+        self.lock();
+        // SAFETY: lock held.
+        if unsafe { self.inner().short() } && !self.populate() {
+            self.unlock();
+            return false;
+        }
+        true
+    }
+
     /// Instant fit, unconstrained: the hot path.
     #[inline]
     pub(super) fn alloc_instant<const H: bool>(&self, size: usize) -> SegAllocResult {
         let realsize = self.realsize(size)?;
-        self.lock();
-        // SAFETY: lock held.
-        if unsafe { self.inner().short() } && !self.populate() {
-            // No metadata: the general path reaps (the hook) and retries.
-            self.unlock();
-            return self.xalloc_impl::<H>(ValidatedRequest::plain(
-                size,
-                realsize,
-                self.quantum,
-                Policy::InstantFit,
-            ));
+        if !self.lock_with_metadata() {
+            return self.alloc_general::<H>(size, realsize, Policy::InstantFit);
         }
         // SAFETY: lock held (re-derived after populate).
         let inner = unsafe { self.inner() };
@@ -290,12 +308,7 @@ impl Vmem {
         };
         if map == 0 {
             self.unlock();
-            return self.xalloc_impl::<H>(ValidatedRequest::plain(
-                size,
-                realsize,
-                self.quantum,
-                Policy::InstantFit,
-            ));
+            return self.alloc_general::<H>(size, realsize, Policy::InstantFit);
         }
         let fl = map.trailing_zeros() as usize;
         // SAFETY: freemap bit set => list non-empty; lock held.
@@ -325,17 +338,8 @@ impl Vmem {
     /// Next fit (`vmem_nextfit_alloc`).
     pub(super) fn alloc_nextfit<const H: bool>(&self, size: usize) -> SegAllocResult {
         let realsize = self.realsize(size)?;
-        self.lock();
-        // SAFETY: lock held.
-        if unsafe { self.inner().short() } && !self.populate() {
-            // No metadata: the general path reaps (the hook) and retries.
-            self.unlock();
-            return self.xalloc_impl::<H>(ValidatedRequest::plain(
-                size,
-                realsize,
-                self.quantum,
-                Policy::FirstFit,
-            ));
+        if !self.lock_with_metadata() {
+            return self.alloc_general::<H>(size, realsize, Policy::FirstFit);
         }
         // SAFETY: lock held throughout; `advance` may drop and retake it,
         // after which we only follow pointers from the rotor again.

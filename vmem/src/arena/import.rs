@@ -120,10 +120,7 @@ impl Vmem {
     /// `[addr, addr + size)` overlapping no span; on `Ok` the lock is held, on
     /// error it is not (`add` and `extend_alloc`).
     pub(super) fn lock_for_new_span(&self, addr: Addr, size: usize) -> Result<(), VmemError> {
-        self.lock();
-        // SAFETY: lock held.
-        if unsafe { self.inner().short() } && !self.populate() {
-            self.unlock();
+        if !self.lock_with_metadata() {
             return Err(VmemError::NoMetadata);
         }
         // SAFETY: lock held.
