@@ -93,24 +93,32 @@ pub(crate) fn register_populator(vm: &'static Vmem) {
 // -------------------------------------------------------------------------
 
 impl Vmem {
+    /// Move segment structures from the global free list (and, for a
+    /// populator arena, the populator pool) into the reserve until it is not
+    /// short or they run out; answers whether the reserve is full enough.
+    /// Lock held.
+    fn refill_from_global(&self, populator: bool) -> bool {
+        // SAFETY: the caller holds the arena lock.
+        let inner = unsafe { self.inner() };
+        while inner.short() {
+            match getseg_global(populator) {
+                // SAFETY: lock held; a structure from the global list or the
+                // pool is unused and nothing else refers to it.
+                Some(s) => unsafe { inner.putseg(s) },
+                None => break,
+            }
+        }
+        !inner.short()
+    }
+
     /// Refill the reserve of segment structures to MINFREE
     /// (`vmem_populate`). Called and returns with the lock held; may drop it.
     #[cold]
     #[inline(never)]
     pub(crate) fn populate(&self) -> bool {
         let pop = self.is_populator();
-        // SAFETY: lock held on entry.
-        unsafe {
-            let inner = self.inner();
-            while inner.short() {
-                match getseg_global(pop) {
-                    Some(s) => inner.putseg(s),
-                    None => break,
-                }
-            }
-            if !inner.short() {
-                return true;
-            }
+        if self.refill_from_global(pop) {
+            return true;
         }
         let me = thread_id();
         if populating_thread() == me {
@@ -129,20 +137,10 @@ impl Vmem {
         self.unlock();
         populate_lock(me);
         self.lock();
-        // SAFETY: lock held. Another thread may have refilled the global
-        // list while we waited.
-        unsafe {
-            let inner = self.inner();
-            while inner.short() {
-                match getseg_global(pop) {
-                    Some(s) => inner.putseg(s),
-                    None => break,
-                }
-            }
-            if !inner.short() {
-                populate_unlock();
-                return true;
-            }
+        // Another thread may have refilled the global list while we waited.
+        if self.refill_from_global(pop) {
+            populate_unlock();
+            return true;
         }
         self.unlock();
         let npop = npopulators();
