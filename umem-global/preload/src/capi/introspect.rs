@@ -161,6 +161,15 @@ impl Write for FileWriter {
     }
 }
 
+/// The `<system>` and `<aspace>` lines glibc writes both per heap and for the
+/// whole process: umem has one heap, so both carry the same figures.
+fn write_system(w: &mut FileWriter, held: usize, mprotect: u64) -> core::fmt::Result {
+    writeln!(w, "<system type=\"current\" size=\"{held}\"/>")?;
+    writeln!(w, "<system type=\"max\" size=\"{held}\"/>")?;
+    writeln!(w, "<aspace type=\"total\" size=\"{held}\"/>")?;
+    writeln!(w, "<aspace type=\"mprotect\" size=\"{mprotect}\"/>")
+}
+
 fn write_info(w: &mut FileWriter, s: &Stats) -> core::fmt::Result {
     let (free_bufs, free_bytes) = class_free(s);
     let m = info(s);
@@ -193,14 +202,7 @@ fn write_info(w: &mut FileWriter, s: &Stats) -> core::fmt::Result {
         w,
         "<total type=\"rest\" count=\"{free_bufs}\" size=\"{free_bytes}\"/>"
     )?;
-    writeln!(w, "<system type=\"current\" size=\"{}\"/>", m.arena)?;
-    writeln!(w, "<system type=\"max\" size=\"{}\"/>", m.arena)?;
-    writeln!(w, "<aspace type=\"total\" size=\"{}\"/>", m.arena)?;
-    writeln!(
-        w,
-        "<aspace type=\"mprotect\" size=\"{}\"/>",
-        s.region_in_use
-    )?;
+    write_system(w, m.arena, s.region_in_use)?;
     writeln!(w, "</heap>")?;
     writeln!(w, "<total type=\"fast\" count=\"0\" size=\"0\"/>")?;
     writeln!(
@@ -214,14 +216,7 @@ fn write_info(w: &mut FileWriter, s: &Stats) -> core::fmt::Result {
         "<total type=\"mmap\" count=\"{}\" size=\"{}\"/>",
         m.hblks, m.hblkhd
     )?;
-    writeln!(w, "<system type=\"current\" size=\"{}\"/>", m.arena)?;
-    writeln!(w, "<system type=\"max\" size=\"{}\"/>", m.arena)?;
-    writeln!(w, "<aspace type=\"total\" size=\"{}\"/>", m.arena)?;
-    writeln!(
-        w,
-        "<aspace type=\"mprotect\" size=\"{}\"/>",
-        s.region_in_use
-    )?;
+    write_system(w, m.arena, s.region_in_use)?;
     writeln!(w, "</malloc>")
 }
 
