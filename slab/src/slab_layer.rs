@@ -109,16 +109,29 @@ impl Cache {
         Some(buf)
     }
 
-    pub(crate) fn slab_create(&self, color: usize) -> Option<*mut Slab> {
-        let slab_align = if self.slab_xalloc {
-            if self.hashed {
-                self.align
-            } else {
-                self.slabsize()
-            }
+    /// The alignment slabs are taken from the source with: their size for in-page slabs
+    /// made by `xalloc` (so a chunk start follows from the address), the buffer
+    /// alignment for hashed ones, else none beyond the arena's quantum.
+    fn slab_align(&self) -> usize {
+        match (self.slab_xalloc, self.hashed) {
+            (true, true) => self.align,
+            (true, false) => self.slabsize(),
+            (false, _) => 1,
+        }
+    }
+
+    /// The internal cache this cache's external bufctls come from.
+    fn bufctl_cache(&self) -> &'static Cache {
+        let g = internal_caches();
+        if self.audit {
+            g.audit_bufctls
         } else {
-            1
-        };
+            g.bufctls
+        }
+    }
+
+    pub(crate) fn slab_create(&self, color: usize) -> Option<*mut Slab> {
+        let slab_align = self.slab_align();
         let mem = arena_alloc(self.source, self.slabsize(), slab_align)?;
         if !self.hashed {
             let sp = (mem + self.slabsize() - SLAB_HDR) as *mut Slab;
@@ -167,11 +180,7 @@ impl Cache {
         };
         let base = mem + color;
         let chunks = (self.slabsize() - color) / self.chunksize;
-        let bcc = if self.audit {
-            g.audit_bufctls
-        } else {
-            g.bufctls
-        };
+        let bcc = self.bufctl_cache();
         let mut head: *mut Bufctl = null_mut();
         // FREE_KEY caches: never-allocated buffers read as free (as above).
         let key = if self.free_key && self.buftag_off == 0 {
@@ -185,11 +194,7 @@ impl Cache {
                 None => {
                     // SAFETY: the bufctls on `head` and the slab struct are ours.
                     unsafe {
-                        while !head.is_null() {
-                            let n = (*head).next;
-                            bcc.free_addr(head as usize);
-                            head = n;
-                        }
+                        free_bufctl_chain(bcc, head);
                         g.slabs.free_addr(sp as usize);
                     }
                     arena_free(self.source, mem, self.slabsize(), slab_align);
@@ -249,32 +254,14 @@ impl Cache {
 
     /// Give an empty slab (already off the lists) back to the source arena.
     pub(crate) fn slab_destroy(&self, sp: *mut Slab) {
-        let slab_align = if self.slab_xalloc {
-            if self.hashed {
-                self.align
-            } else {
-                self.slabsize()
-            }
-        } else {
-            1
-        };
+        let slab_align = self.slab_align();
         // SAFETY: the slab is empty and unreachable from the cache.
         let mem = unsafe { (*sp).mem };
         if self.hashed {
             let g = internal_caches();
             // SAFETY: every bufctl of an empty slab is on its free list.
             unsafe {
-                let bcc = if self.audit {
-                    g.audit_bufctls
-                } else {
-                    g.bufctls
-                };
-                let mut bc = (*sp).head as *mut Bufctl;
-                while !bc.is_null() {
-                    let n = (*bc).next;
-                    bcc.free_addr(bc as usize);
-                    bc = n;
-                }
+                free_bufctl_chain(self.bufctl_cache(), (*sp).head as *mut Bufctl);
                 g.slabs.free_addr(sp as usize);
             }
         }
@@ -485,4 +472,19 @@ impl Cache {
 /// `1 + floor(log2(x))` for `x > 0`, 0 for 0 (libumem's `highbit`).
 pub(crate) fn highbit(x: usize) -> u32 {
     usize::BITS - x.leading_zeros()
+}
+
+/// Give a chain of bufctls (linked through `next`) back to their cache `bcc`.
+///
+/// # Safety
+/// Every bufctl on the chain came from `bcc`, is unused, and nothing else refers to it.
+unsafe fn free_bufctl_chain(bcc: &Cache, mut bc: *mut Bufctl) {
+    while !bc.is_null() {
+        // SAFETY: by the caller, `bc` is a live bufctl of `bcc`.
+        unsafe {
+            let n = (*bc).next;
+            bcc.free_addr(bc as usize);
+            bc = n;
+        }
+    }
 }
