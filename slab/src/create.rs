@@ -87,6 +87,8 @@ pub(crate) fn init() {
             hash_arena,
         })
     };
+    // The magazine mode, once, before the first cache.
+    crate::percpu::setup();
     let internal_cache = |name: &str, size: usize, align: usize| {
         Cache::create_inner(
             name,

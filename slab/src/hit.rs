@@ -21,6 +21,7 @@ use core::ptr::NonNull;
 use crate::cache::Cache;
 use crate::magazine::{pop, push, ThreadCache};
 use crate::magazine_block::{self, INLINE_SLOT_NEVER_NULL, SLOTS_PER_CHUNK};
+use crate::percpu;
 
 /// A cache's index for the per-thread fast path ([`Cache::fast_index`]); 0 (always a
 /// miss) for caches without a magazine layer and debug caches.
@@ -89,6 +90,11 @@ impl InlineIndex {
 /// `ii` is `cache.fast_index().inline()` of a live cache (the buffer comes from it).
 #[inline(always)]
 pub unsafe fn hit_alloc(ii: InlineIndex) -> Option<usize> {
+    let t = percpu::table();
+    if t != 0 {
+        // SAFETY: per-CPU mode; ii is id * 64 with id < 64 (or 0: the header, a miss).
+        return unsafe { percpu::hit_pop(t, ii.0 as usize) };
+    }
     // SAFETY: ii < 64; the slot, if any, is the calling thread's.
     unsafe { pop::<{ !INLINE_SLOT_NEVER_NULL }>(magazine_block::inline_slot(ii.0)) }
 }
@@ -102,6 +108,11 @@ pub unsafe fn hit_alloc(ii: InlineIndex) -> Option<usize> {
 /// [`Cache::free`]).
 #[inline(always)]
 pub unsafe fn hit_free(ii: InlineIndex, addr: usize) -> bool {
+    let t = percpu::table();
+    if t != 0 {
+        // SAFETY: as in hit_alloc; the buffer is the slot's cache's by the caller.
+        return unsafe { percpu::hit_push(t, ii.0 as usize, addr) };
+    }
     // SAFETY: as in hit_alloc; the buffer is the slot's cache's by the caller.
     unsafe { push::<{ !INLINE_SLOT_NEVER_NULL }>(magazine_block::inline_slot(ii.0), addr) }
 }
@@ -170,9 +181,16 @@ impl Cache {
     /// `fast_index` is this cache's fast index.
     #[inline(always)]
     unsafe fn alloc_addr_at(&self, fast_index: usize) -> Option<usize> {
-        // SAFETY: fast_index < MAX_IDS (it is an id or 0); the slot is the calling
-        // thread's.
-        match unsafe { pop::<true>(magazine_block::fast_slot(fast_index)) } {
+        let t = percpu::table();
+        let hit = if t != 0 && fast_index < percpu::SLOTS {
+            // SAFETY: per-CPU mode and an inline id (or 0: the header, a miss).
+            unsafe { percpu::hit_pop(t, fast_index * percpu::SLOT) }
+        } else {
+            // SAFETY: fast_index < MAX_IDS (it is an id or 0); the slot is the calling
+            // thread's.
+            unsafe { pop::<true>(magazine_block::fast_slot(fast_index)) }
+        };
+        match hit {
             Some(buf) => Some(buf),
             None => self.alloc_slow(),
         }
@@ -203,11 +221,18 @@ impl Cache {
     /// As [`Cache::free_addr`]; `fast_index` is this cache's fast index.
     #[inline(always)]
     unsafe fn free_addr_at(&self, fast_index: usize, addr: usize) {
-        // SAFETY: as in alloc_addr_at.
-        unsafe {
-            if !push::<true>(magazine_block::fast_slot(fast_index), addr) {
-                self.free_slow(addr)
+        let t = percpu::table();
+        // SAFETY: as in alloc_addr_at; the buffer is this cache's by the caller.
+        let hit = unsafe {
+            if t != 0 && fast_index < percpu::SLOTS {
+                percpu::hit_push(t, fast_index * percpu::SLOT, addr)
+            } else {
+                push::<true>(magazine_block::fast_slot(fast_index), addr)
             }
+        };
+        if !hit {
+            // SAFETY: by the caller.
+            unsafe { self.free_slow(addr) }
         }
     }
 }

@@ -295,8 +295,11 @@ mod magazine_layer;
 mod metadata;
 mod miss;
 mod ops;
+mod percpu;
+mod percpu_layer;
 mod qcache;
 mod registry;
+mod rseq;
 mod secret;
 mod slab;
 mod slab_layer;
@@ -324,6 +327,34 @@ pub use verify::SlabGrid;
 /// umem-vmem. Idempotent; `Cache::create` calls it.
 pub fn init() {
     create::init();
+}
+
+/// Ask for per-CPU magazines (restartable sequences): takes effect in [`init`] (call it
+/// before), when glibc registered an rseq area for the threads; else, and by default,
+/// magazines are per thread. See [`magazine_mode`].
+pub fn set_percpu(on: bool) {
+    percpu::set_wanted(on);
+}
+
+/// Where the magazine layer keeps its loaded magazines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MagazineMode {
+    /// One pair per thread and cache (the default, and the fallback without rseq).
+    PerThread,
+    /// One pair per CPU and cache (ids below 64; higher ids stay per thread), for this
+    /// many possible CPUs.
+    PerCpu {
+        /// Possible CPUs (slots per cache).
+        cpus: usize,
+    },
+}
+
+/// The magazine mode chosen by [`init`] (per thread before it).
+pub fn magazine_mode() -> MagazineMode {
+    match percpu::cpus() {
+        0 => MagazineMode::PerThread,
+        cpus => MagazineMode::PerCpu { cpus },
+    }
 }
 
 /// Disable the magazine layer for caches created from now on (`UMEM_OPTIONS=nomagazines`).

@@ -127,6 +127,11 @@ pub(crate) fn request_flush() {
     REAP_GEN.fetch_add(1, Ordering::Relaxed);
 }
 
+/// The current reap generation's low 32 bits (what a flushed thread or CPU records).
+pub(crate) fn reap_gen() -> u32 {
+    REAP_GEN.load(Ordering::Relaxed) as u32
+}
+
 /// A static block that is never written: every slot is empty and it has no directory, so
 /// the hit paths always miss on it. Two of them: the *dead* block a thread points at after
 /// its exit flush (the slow path recognises it and uses the slab layer), and, on x86_64
@@ -589,6 +594,14 @@ pub(crate) fn for_each_slot(index: usize, f: &mut dyn FnMut(*mut ThreadCache)) {
             t = (*t).hdr.next;
         }
     }
+    drop(g);
+}
+
+/// Run `f` under the block-list lock (the per-CPU layer's flushes and purges hold it as
+/// the per-thread ones do, so a destroy never races a flush).
+pub(crate) fn with_block_list_locked(f: &mut dyn FnMut()) {
+    let g = BLOCK_LIST.lock();
+    f();
     drop(g);
 }
 

@@ -31,6 +31,7 @@ impl Cache {
                     }
                 });
             });
+            self.cpu_purge();
         }
         self.depot_purge();
     }

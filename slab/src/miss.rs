@@ -8,7 +8,6 @@ use core::sync::atomic::Ordering;
 use crate::cache::Cache;
 use crate::diag::fatal_error;
 use crate::magazine::bump;
-use crate::magazine_block;
 use crate::registry::internal_caches;
 
 /// Batch refill from the slab layer (see `Cache::batch_refill`): buffers up to this size
@@ -23,17 +22,19 @@ impl Cache {
     pub(crate) fn alloc_slow(&self) -> Option<usize> {
         crate::update::maybe_update();
         if self.id != 0 {
-            let slot = magazine_block::slot_for(self.id);
-            if !slot.is_null() {
-                // SAFETY: our own slot.
-                if let Some(buf) = unsafe { self.mag_alloc(slot) } {
-                    // SAFETY: our own slot.
-                    unsafe { bump(&(*slot).allocs) };
-                    if self.buftag_off != 0 {
-                        return self.debug_alloc(buf);
-                    }
-                    return Some(buf);
+            // SAFETY: our own slot (or our private copy of the CPU's).
+            let got = self.with_my_slot(|slot| unsafe {
+                let b = self.mag_alloc(slot);
+                if b.is_some() {
+                    bump(&(*slot).allocs);
                 }
+                b
+            });
+            if let Some(Some(buf)) = got {
+                if self.buftag_off != 0 {
+                    return self.debug_alloc(buf);
+                }
+                return Some(buf);
             }
         }
         self.slow_allocs.fetch_add(1, Ordering::Relaxed);
@@ -82,26 +83,24 @@ impl Cache {
         {
             return;
         }
-        let slot = magazine_block::slot_for(self.id);
-        if slot.is_null() {
-            return;
-        }
-        // SAFETY: our own slot; only its size field is read.
-        let magsize = unsafe { (*slot).magsize };
-        let n = magsize.min(BATCH_BYTES / self.bufsize);
-        for _ in 1..n {
-            let Some(extra) = self.slab_alloc() else {
-                return;
-            };
-            // SAFETY: `slot` is our own slot; `extra` is a free buffer of this cache that
-            // nobody else holds (no constructor to run: see above). The client-visible
-            // alloc/free counts don't change: the buffer goes straight from the slab
-            // layer to the magazine layer.
-            if !unsafe { self.mag_free(slot, extra) } {
-                self.slab_free_trusted(extra);
-                return;
+        self.with_my_slot(|slot| {
+            // SAFETY: our own slot; only its size field is read.
+            let magsize = unsafe { (*slot).magsize };
+            let n = magsize.min(BATCH_BYTES / self.bufsize);
+            for _ in 1..n {
+                let Some(extra) = self.slab_alloc() else {
+                    return;
+                };
+                // SAFETY: `slot` is our own slot; `extra` is a free buffer of this cache
+                // that nobody else holds (no constructor to run: see above). The
+                // client-visible alloc/free counts don't change: the buffer goes straight
+                // from the slab layer to the magazine layer.
+                if !unsafe { self.mag_free(slot, extra) } {
+                    self.slab_free_trusted(extra);
+                    return;
+                }
             }
-        }
+        });
     }
 
     /// The free slow path: the debug checks of a debug cache, then [`Cache::free_to_layers`].
@@ -127,11 +126,15 @@ impl Cache {
     /// `addr` is a buffer of this cache being freed once.
     pub(crate) unsafe fn free_to_layers(&self, addr: usize) {
         if self.id != 0 {
-            let slot = magazine_block::slot_for(self.id);
-            // SAFETY: our own slot.
-            if !slot.is_null() && unsafe { self.mag_free(slot, addr) } {
-                // SAFETY: our own slot.
-                unsafe { bump(&(*slot).frees) };
+            // SAFETY: our own slot (or our private copy of the CPU's).
+            let done = self.with_my_slot(|slot| unsafe {
+                let ok = self.mag_free(slot, addr);
+                if ok {
+                    bump(&(*slot).frees);
+                }
+                ok
+            });
+            if done == Some(true) {
                 return;
             }
         }

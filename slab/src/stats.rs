@@ -22,7 +22,8 @@ pub struct CacheStats {
     pub buf_total: usize,
     /// Buffers out of the slab layer (held by clients or by magazines).
     pub buf_slab_alloc: usize,
-    /// Buffers held by clients (allocs - frees over all threads).
+    /// Buffers held by clients (allocs - frees over all threads; with per-CPU magazines,
+    /// buffers out of the slab layer less those in the depot's and the CPUs' magazines).
     pub buf_inuse: u64,
     /// Constructed buffers held in depot magazines.
     pub buf_depot: usize,
@@ -62,6 +63,8 @@ pub struct CacheStats {
     pub mem_total: usize,
     /// Reaps of this cache.
     pub reap: u64,
+    /// Buffers held in this cache's per-CPU magazines, all CPUs (0 in per-thread mode).
+    pub cpu_rounds: usize,
 }
 
 impl Cache {
@@ -80,6 +83,9 @@ impl Cache {
                 }
             });
         }
+        let (cpu_rounds, pops, pushes) = self.cpu_occupancy();
+        allocs += pops;
+        frees += pushes;
         let mut st = CacheStats {
             buf_size: self.bufsize,
             align: self.align,
@@ -90,6 +96,7 @@ impl Cache {
             buf_inuse: allocs.saturating_sub(frees),
             alloc_fail: self.alloc_fail.load(Ordering::Relaxed),
             reap: self.reaps.load(Ordering::Relaxed),
+            cpu_rounds,
             ..CacheStats::default()
         };
         {
@@ -114,6 +121,14 @@ impl Cache {
             st.hash_rescale = g.rescale;
             st.hash_lookup_depth = g.lookup_depth;
             st.mem_total = g.nslabs * self.slabsize();
+        }
+        if self.on_cpu_layer() {
+            // The per-CPU hits count inside their sections (an abort at that point counts
+            // twice): take the clients' share from the layers instead, exact when no
+            // thread is inside a slow path.
+            st.buf_inuse = st
+                .buf_slab_alloc
+                .saturating_sub(st.buf_depot + st.cpu_rounds) as u64;
         }
         st
     }

@@ -8,6 +8,7 @@ use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
 use crate::cache::Cache;
 use crate::clock::now_ms;
 use crate::magazine_block;
+use crate::percpu;
 use crate::registry::{for_each_cache, try_for_each_cache};
 use crate::slab::HASH_INITIAL;
 
@@ -26,7 +27,12 @@ pub(crate) fn set_interval_ms(ms: u64) {
 /// one. A thread with a block reads the clock only on every 64th call.
 #[inline]
 pub(crate) fn maybe_update() {
-    if !magazine_block::clock_due() {
+    let due = if percpu::enabled() {
+        percpu::tick(magazine_block::CLOCK_EVERY)
+    } else {
+        magazine_block::clock_due()
+    };
+    if !due {
         return;
     }
     maybe_update_now();
@@ -228,11 +234,8 @@ impl Cache {
         if self.id != 0 {
             let t = magazine_block::current();
             if !t.is_null() && t != magazine_block::dead_block() {
-                let slot = magazine_block::slot_for(self.id);
-                if !slot.is_null() {
-                    // SAFETY: our own slot; counters stay with the slot.
-                    unsafe { self.flush_slot(slot, false) };
-                }
+                // SAFETY: our own slot; counters stay with the slot.
+                self.with_my_slot(|slot| unsafe { self.flush_slot(slot, false) });
             }
         }
         self.depot_purge();

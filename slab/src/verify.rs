@@ -8,7 +8,6 @@ use crate::cache::Cache;
 use crate::debug::{BUFTAG_ALLOC, BUFTAG_FREE};
 use crate::error::SlabError;
 use crate::magazine::Magazine;
-use crate::magazine_block;
 use crate::registry;
 use crate::secret;
 use crate::slab::{Bufctl, BufferLookup, Slab, SlabLayer, SLAB_HDR};
@@ -72,19 +71,20 @@ impl Cache {
         if self.id == 0 {
             return false;
         }
-        let slot = magazine_block::slot_for(self.id);
-        // SAFETY: our own slot; depot magazines are read under the depot lock.
+        // SAFETY: our own slot (or our private copy of the CPU's).
+        let mine = self.with_my_slot(|slot| unsafe {
+            let s = &*slot;
+            [(s.loaded, s.rounds), (s.ploaded, s.prounds)]
+                .into_iter()
+                .any(|(m, r)| {
+                    (0..if m.is_null() { 0 } else { r }).any(|i| *Magazine::round(m, i) == addr)
+                })
+        });
+        if mine == Some(true) {
+            return true;
+        }
+        // SAFETY: depot magazines are read under the depot lock.
         unsafe {
-            if !slot.is_null() {
-                let s = &*slot;
-                for (m, r) in [(s.loaded, s.rounds), (s.ploaded, s.prounds)] {
-                    for i in 0..if m.is_null() { 0 } else { r } {
-                        if *Magazine::round(m, i) == addr {
-                            return true;
-                        }
-                    }
-                }
-            }
             let d = self.depot.0.lock();
             let n = d.rounds();
             let mut m = d.full.head;

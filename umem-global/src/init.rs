@@ -9,6 +9,7 @@
 
 use crate::arenas::{self, ARENAS, BUSY, FAILED, INIT_OWNER, READY, STATE, UNINIT};
 use crate::fork;
+use crate::magazines;
 use crate::options;
 use crate::region;
 use crate::source;
@@ -73,6 +74,7 @@ fn build_tree() -> bool {
     }
     // The heap's source: ours, unless someone built vmem's tree first.
     let _ = umem_vmem::init(&source::PAGES, PAGE);
+    magazines::choose();
     umem_slab::init();
     let heap: &'static dyn Source = umem_vmem::heap();
     let Ok(default) = Vmem::create(

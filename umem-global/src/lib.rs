@@ -304,6 +304,7 @@ mod global_alloc;
 mod hit_tables;
 mod init;
 mod large;
+mod magazines;
 mod options;
 mod pagemap;
 #[doc(hidden)]
@@ -316,6 +317,7 @@ mod stats;
 mod sys;
 
 pub use global_alloc::Umem;
+pub use magazines::{MagazineMode, MAX_CPU_ROWS};
 pub use stats::{print_stats, stats, ArenaStats, ClassStats, LargeStats, Stats, MAX_ARENAS};
 
 /// Gives back to the system every cached object, magazine and freed large

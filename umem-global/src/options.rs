@@ -11,6 +11,10 @@
 //!   (default 10; 0 disables the periodic step);
 //! * `large_cache=N` — bytes of recently freed large blocks kept for reuse
 //!   (default 64 MiB; suffixes k, m, g);
+//! * `percpu` — per-CPU magazines over restartable sequences (memory bounded
+//!   by the CPUs, not the threads; `magazines.rs`), where glibc registered
+//!   an rseq area; else per-thread ones. `nopercpu` — per-thread magazines
+//!   (the default);
 //! * `noregion` — no class region (`region.rs`): size classes take their
 //!   spans from `umem_default` and `free` finds every block through the
 //!   page map (slower; for comparison, and what happens when the region
@@ -39,6 +43,8 @@ use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 /// `nomagazines`: caches without the per-thread magazine layer.
 pub static NOMAGAZINES: AtomicBool = AtomicBool::new(false);
+/// `percpu` / `nopercpu`: per-CPU magazines asked for.
+pub static PERCPU: AtomicBool = AtomicBool::new(false);
 /// `noregion`: no class region.
 pub static NOREGION: AtomicBool = AtomicBool::new(false);
 /// `UMEM_DEBUG=default|guards|contents`: size-class caches get umem-slab's
@@ -117,6 +123,8 @@ fn show(b: &[u8]) -> &str {
 const WORDS: &[(&str, &str, &str)] = &[
     ("nomagazines", "", "nomagazines"),
     ("noregion", "", "noregion"),
+    ("percpu", "", "percpu"),
+    ("nopercpu", "", "nopercpu"),
     ("stats_all", "", "stats_all"),
     (
         "reap_interval",
@@ -173,6 +181,8 @@ pub fn apply(item: &[u8]) -> Result<(), Problem> {
     match (name, value) {
         (b"nomagazines", None) => NOMAGAZINES.store(true, Ordering::Relaxed),
         (b"noregion", None) => NOREGION.store(true, Ordering::Relaxed),
+        (b"percpu", None) => PERCPU.store(true, Ordering::Relaxed),
+        (b"nopercpu", None) => PERCPU.store(false, Ordering::Relaxed),
         (b"stats_all", None) => STATS_ALL.store(true, Ordering::Relaxed),
         (b"reap_interval", Some(_)) if num.is_some() => {
             let s = num.unwrap_or(0);

@@ -4,6 +4,7 @@
 //! written with write(2).
 
 use crate::arenas::is_initialized;
+use crate::magazines::{self, MagazineMode, MAX_CPU_ROWS};
 use crate::sys::{flush_to, StackStr};
 use crate::{caches, classes, large, options, region, source};
 use core::fmt::Write;
@@ -38,6 +39,8 @@ pub struct ClassStats {
     pub mag_size: usize,
     /// Times the magazine size grew since start.
     pub mag_resize: u64,
+    /// Buffers in the class's per-CPU magazines now, all CPUs (0 per thread).
+    pub cpu_rounds: u64,
 }
 
 /// One vmem arena (the `::umastat` vmem columns; a row of the second part
@@ -129,6 +132,11 @@ pub struct Stats {
     pub maps: u64,
     /// `munmap` calls the page source made since start.
     pub unmaps: u64,
+    /// Where the magazines are: per CPU or per thread (`UMEM_OPTIONS=percpu`).
+    pub magazines: MagazineMode,
+    /// Buffers in the per-CPU magazines of all classes, for each of the first
+    /// [`MAX_CPU_ROWS`] CPUs (zero per thread).
+    pub cpu_rounds: [u64; MAX_CPU_ROWS],
 }
 
 impl Stats {
@@ -180,6 +188,12 @@ pub fn stats() -> Stats {
         region_reserved: 0,
         region_committed: 0,
         region_in_use: 0,
+        magazines: magazines::mode(),
+        cpu_rounds: if is_initialized() {
+            magazines::cpu_rounds()
+        } else {
+            [0; MAX_CPU_ROWS]
+        },
     };
     if region::base().is_some() {
         s.region_reserved = region::LEN as u64;
@@ -202,6 +216,7 @@ pub fn stats() -> Stats {
             cs.alloc_fail = ks.alloc_fail;
             cs.mag_size = ks.mag_size;
             cs.mag_resize = ks.mag_resize;
+            cs.cpu_rounds = ks.cpu_rounds as u64;
         }
         s.classes[c] = cs;
     }
@@ -348,6 +363,29 @@ pub fn print_stats(fd: i32) {
     print_table(fd, options::STATS_ALL.load(Ordering::Relaxed));
 }
 
+/// The magazine mode line, and with per-CPU magazines the buffers each CPU's
+/// magazines hold (all classes).
+fn write_magazines(b: &mut StackStr<4096>, s: &Stats) {
+    match s.magazines {
+        MagazineMode::PerThread => {
+            let _ = writeln!(b, "magazines: per thread\n");
+        }
+        MagazineMode::PerCpu { cpus } => {
+            let _ = write!(
+                b,
+                "magazines: per CPU ({cpus} possible); buffers held per CPU:"
+            );
+            for (i, r) in s.cpu_rounds.iter().enumerate().take(cpus) {
+                let _ = write!(b, " cpu{i}={r}");
+            }
+            if cpus > MAX_CPU_ROWS {
+                let _ = write!(b, " (first {MAX_CPU_ROWS} CPUs)");
+            }
+            let _ = writeln!(b, "\n");
+        }
+    }
+}
+
 fn print_table(fd: i32, all: bool) {
     let s = stats();
     let mut b = StackStr::<4096>::new();
@@ -443,6 +481,7 @@ fn print_table(fd: i32, all: bool) {
         l.cache_hits,
         plural(l.cache_hits)
     );
+    write_magazines(&mut b, &s);
     flush_to(&mut b, fd);
 
     macro_rules! arow {

@@ -1,0 +1,366 @@
+//! Restartable sequences (Linux `rseq(2)`): the few critical sections the per-CPU
+//! magazine layer (`percpu.rs`) is built from, and how a thread finds its rseq area.
+//!
+//! **The idea.** The kernel keeps, in a per-thread *rseq area* registered with it, the
+//! number of the CPU the thread runs on (`cpu_id`, offset 4). A *critical section* is a
+//! short run of instructions, described to the kernel by a descriptor (start, length,
+//! abort address) whose address the thread stores in its area (`rseq_cs`, offset 8) before
+//! it starts: if the thread is preempted, migrated or interrupted by a signal while its
+//! instruction pointer is inside the range, the kernel does not resume it there but at the
+//! abort address. So a section that reads `cpu_id`, works on that CPU's data and ends with
+//! **one store** (the *commit*) behaves as if it ran alone on the CPU: either the commit
+//! happened on the CPU whose data it read, with nothing else on that CPU in between, or
+//! nothing happened and the section starts again. No lock and no atomic
+//! read-modify-write (tcmalloc's per-CPU caches are the production reference).
+//!
+//! **The per-CPU table.** Every section here works on the table of `percpu.rs`: one
+//! 4 KiB page per CPU (`table + cpu * 4096`), and a byte offset in the page (a cache's
+//! slot: the same offsets as the inline slots of a thread's magazine block). A slot's
+//! first word is its *loaded* magazine packed as `address << 16 | capacity << 8 | rounds`
+//! (`percpu.rs`), so pushing or popping a round changes one word and the commit is that
+//! word's store. `cpu_id` is read sign-extended: a thread the kernel does not know
+//! (`-1`, not registered; `-2`, registration failed) lands on one of the two pages below
+//! the table, which are zero and never written, so its hits miss; the sections that
+//! write anywhere else test the sign first.
+//!
+//! **Aborts restart.** Each section's abort handler (in section `__rseq_failure`, after
+//! the 4-byte signature the kernel checks) jumps back to the store of the descriptor
+//! address and the section runs again, on whatever CPU the thread is now: a thread
+//! migrated in the middle never commits into the old CPU's slot.
+//!
+//! **Where the area is.** glibc (2.35 and later) registers an area for every thread and
+//! exports its offset from the thread pointer (`__rseq_offset`) and its size
+//! (`__rseq_size`, 0 when registration failed or was turned off). They are referenced
+//! *weakly*, so an older glibc links and simply reports none. Only x86_64 Linux has the
+//! sections; elsewhere [`area_offset`] is `None` and umem keeps per-thread magazines.
+//! umem does not register an area of its own (not written yet): where glibc registered
+//! none, the per-thread magazines are used.
+
+/// The signature before every abort handler (the value of `RSEQ_SIG` on x86).
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+const RSEQ_SIG: u32 = 0x5305_3053;
+
+/// Bytes per CPU in the per-CPU table (`percpu.rs`): the sections shift the CPU number
+/// by this much.
+pub(crate) const CPU_SHIFT: u32 = 12;
+
+/// The offset of the calling thread's rseq area from the thread pointer, when glibc has
+/// registered one that the kernel keeps up to date (its `cpu_id` is a CPU number now).
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+pub(crate) fn area_offset() -> Option<isize> {
+    #[cfg(umem_rseq_fake)]
+    {
+        fake::offset()
+    }
+    #[cfg(not(umem_rseq_fake))]
+    {
+        let off: *const isize;
+        let size: *const u32;
+        // SAFETY: reads two GOT entries; an undefined weak symbol's entry is 0.
+        unsafe {
+            core::arch::asm!(
+                ".weak __rseq_offset",
+                ".weak __rseq_size",
+                "mov {o}, qword ptr [rip + __rseq_offset@GOTPCREL]",
+                "mov {s}, qword ptr [rip + __rseq_size@GOTPCREL]",
+                o = out(reg) off,
+                s = out(reg) size,
+                options(nostack, readonly, preserves_flags),
+            );
+        }
+        if off.is_null() || size.is_null() {
+            return None;
+        }
+        // SAFETY: glibc's two exported constants (the symbols resolved).
+        let (off, size) = unsafe { (*off, *size) };
+        // `cpu_id` (offset 4) and `rseq_cs` (offset 8) are in every area of the original
+        // 32-byte ABI; glibc reports 20 or 32 for it.
+        if size < 16 {
+            return None;
+        }
+        // SAFETY: the area is registered (size != 0); cpu_id is a 4-byte field of it.
+        let cpu = unsafe { read_cpu(off) };
+        (cpu >= 0).then_some(off)
+    }
+}
+
+/// No restartable sequences here: per-thread magazines.
+#[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+pub(crate) fn area_offset() -> Option<isize> {
+    None
+}
+
+/// The calling thread's `cpu_id` (negative: the kernel does not keep it up to date).
+///
+/// # Safety
+/// `rs` is [`area_offset`]'s value.
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+#[inline]
+pub(crate) unsafe fn read_cpu(rs: isize) -> i32 {
+    let cpu: i32;
+    // SAFETY: by the caller `fs:[rs]` is this thread's rseq area (every thread's area is
+    // at the same offset from its thread pointer).
+    unsafe {
+        core::arch::asm!(
+            "mov {c:e}, dword ptr fs:[{rs} + 4]",
+            rs = in(reg) rs,
+            c = out(reg) cpu,
+            options(nostack, readonly, preserves_flags),
+        );
+    }
+    cpu
+}
+
+/// See the x86_64 version.
+///
+/// # Safety
+/// None needed: never called where [`area_offset`] is `None`.
+#[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+pub(crate) unsafe fn read_cpu(_rs: isize) -> i32 {
+    -1
+}
+
+/// Pops the top round of the loaded magazine of slot `off` on the current CPU: returns
+/// `(round, rounds before)`, or `(_, 0)` when the magazine is empty (or the thread has
+/// no CPU number). Counts the pop in the slot's word 2.
+///
+/// # Safety
+/// `table` is the per-CPU table (with its two zero pages below), `rs` is
+/// [`area_offset`]'s value, `off` a slot's byte offset in a CPU's page whose word 0 is a
+/// packed magazine word as in `percpu.rs`.
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+#[inline(always)]
+pub(crate) unsafe fn pop(table: usize, rs: isize, off: usize) -> (usize, usize) {
+    let buf: usize;
+    let n: usize;
+    // SAFETY: by the caller; see the module doc for the section's protocol. The commit is
+    // the store of the decremented word; the round read lies below `rounds`, so a pop
+    // that is aborted before its commit changed nothing.
+    unsafe {
+        core::arch::asm!(
+            ".pushsection __rseq_cs, \"aw\"",
+            ".balign 32",
+            "7:",
+            ".long 0, 0",
+            ".quad 3f, (4f - 3f), 6f",
+            ".popsection",
+            ".pushsection __rseq_failure, \"ax\"",
+            ".byte 0x0f, 0xb9, 0x3d",
+            ".long {sig}",
+            "6:",
+            "jmp 2f",
+            ".popsection",
+            "2:",
+            "lea {t}, [rip + 7b]",
+            "mov qword ptr fs:[{rs} + 8], {t}",
+            "3:",
+            "movsxd {c}, dword ptr fs:[{rs} + 4]",
+            "shl {c}, {shift}",
+            "add {c}, {tab}",
+            "mov {w}, qword ptr [{c} + {off}]",
+            "movzx {n:e}, {w:l}",
+            "test {n:e}, {n:e}",
+            "jz 4f",
+            "mov {buf}, {w}",
+            "shr {buf}, 16",
+            "mov {buf}, qword ptr [{buf} + {n} * 8]",
+            "inc qword ptr [{c} + {off} + 16]",
+            "dec {w}",
+            "mov qword ptr [{c} + {off}], {w}",
+            "4:",
+            sig = const RSEQ_SIG,
+            shift = const CPU_SHIFT,
+            rs = in(reg) rs,
+            tab = in(reg) table,
+            off = in(reg) off,
+            t = out(reg) _,
+            c = out(reg) _,
+            w = out(reg) _,
+            n = out(reg) n,
+            buf = out(reg) buf,
+            options(nostack),
+        );
+    }
+    (buf, n)
+}
+
+/// Pushes `addr` onto the loaded magazine of slot `off` on the current CPU: `false`
+/// (nothing done) when it is full, absent, or the thread has no CPU number. Counts the
+/// push in the slot's word 3.
+///
+/// # Safety
+/// As [`pop`]; `addr` is a free buffer of the slot's cache that the caller gives up.
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+#[inline(always)]
+pub(crate) unsafe fn push(table: usize, rs: isize, off: usize, addr: usize) -> bool {
+    let ok: u8;
+    // SAFETY: by the caller. The round is written above `rounds` before the commit (the
+    // store of the incremented word), so an aborted push left only a dead slot written.
+    // The success flag is CF of the `rounds < cap` compare, which neither `mov` nor `inc`
+    // changes.
+    unsafe {
+        core::arch::asm!(
+            ".pushsection __rseq_cs, \"aw\"",
+            ".balign 32",
+            "7:",
+            ".long 0, 0",
+            ".quad 3f, (4f - 3f), 6f",
+            ".popsection",
+            ".pushsection __rseq_failure, \"ax\"",
+            ".byte 0x0f, 0xb9, 0x3d",
+            ".long {sig}",
+            "6:",
+            "jmp 2f",
+            ".popsection",
+            "2:",
+            "lea {t}, [rip + 7b]",
+            "mov qword ptr fs:[{rs} + 8], {t}",
+            "3:",
+            "movsxd {c}, dword ptr fs:[{rs} + 4]",
+            "shl {c}, {shift}",
+            "add {c}, {tab}",
+            "mov {w}, qword ptr [{c} + {off}]",
+            "movzx {n:e}, {w:l}",
+            "mov {m}, {w}",
+            "shr {m}, 8",
+            "movzx {t:e}, {m:l}",
+            "shr {m}, 8",
+            "cmp {n}, {t}",
+            "jae 4f",
+            "mov qword ptr [{m} + {n} * 8 + 8], {addr}",
+            "inc qword ptr [{c} + {off} + 24]",
+            "inc {w}",
+            "mov qword ptr [{c} + {off}], {w}",
+            "4:",
+            "setb {ok}",
+            sig = const RSEQ_SIG,
+            shift = const CPU_SHIFT,
+            rs = in(reg) rs,
+            tab = in(reg) table,
+            off = in(reg) off,
+            addr = in(reg) addr,
+            t = out(reg) _,
+            c = out(reg) _,
+            w = out(reg) _,
+            n = out(reg) _,
+            m = out(reg) _,
+            ok = out(reg_byte) ok,
+            options(nostack),
+        );
+    }
+    ok != 0
+}
+
+/// Exchanges word `off` of the current CPU's page for `new`: returns the old word and the
+/// CPU, or a negative CPU (nothing done) when the thread has no CPU number.
+///
+/// # Safety
+/// As [`pop`]; `off` is a word of a CPU's page that only such sections write.
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+#[inline]
+pub(crate) unsafe fn exchange(table: usize, rs: isize, off: usize, new: usize) -> (usize, isize) {
+    let old: usize;
+    let cpu: isize;
+    // SAFETY: by the caller; the commit is the store of `new`.
+    unsafe {
+        core::arch::asm!(
+            ".pushsection __rseq_cs, \"aw\"",
+            ".balign 32",
+            "7:",
+            ".long 0, 0",
+            ".quad 3f, (4f - 3f), 6f",
+            ".popsection",
+            ".pushsection __rseq_failure, \"ax\"",
+            ".byte 0x0f, 0xb9, 0x3d",
+            ".long {sig}",
+            "6:",
+            "jmp 2f",
+            ".popsection",
+            "2:",
+            "lea {t}, [rip + 7b]",
+            "mov qword ptr fs:[{rs} + 8], {t}",
+            "3:",
+            "movsxd {cpu}, dword ptr fs:[{rs} + 4]",
+            "test {cpu}, {cpu}",
+            "js 4f",
+            "mov {t}, {cpu}",
+            "shl {t}, {shift}",
+            "add {t}, {tab}",
+            "mov {old}, qword ptr [{t} + {off}]",
+            "mov qword ptr [{t} + {off}], {new}",
+            "4:",
+            sig = const RSEQ_SIG,
+            shift = const CPU_SHIFT,
+            rs = in(reg) rs,
+            tab = in(reg) table,
+            off = in(reg) off,
+            new = in(reg) new,
+            t = out(reg) _,
+            cpu = out(reg) cpu,
+            old = out(reg) old,
+            options(nostack),
+        );
+    }
+    (old, cpu)
+}
+
+/// See the x86_64 version (never called: [`area_offset`] is `None` here).
+///
+/// # Safety
+/// None needed.
+#[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+#[inline(always)]
+pub(crate) unsafe fn pop(_table: usize, _rs: isize, _off: usize) -> (usize, usize) {
+    (0, 0)
+}
+
+/// See the x86_64 version (never called: [`area_offset`] is `None` here).
+///
+/// # Safety
+/// None needed.
+#[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+#[inline(always)]
+pub(crate) unsafe fn push(_table: usize, _rs: isize, _off: usize, _addr: usize) -> bool {
+    false
+}
+
+/// See the x86_64 version (never called: [`area_offset`] is `None` here).
+///
+/// # Safety
+/// None needed.
+#[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+pub(crate) unsafe fn exchange(_t: usize, _rs: isize, _off: usize, _new: usize) -> (usize, isize) {
+    (0, -1)
+}
+
+/// Instruction counting only (`RUSTFLAGS="--cfg umem_rseq_fake"`, never in a shipped
+/// build): valgrind does not implement rseq, so glibc's registration fails under it. This
+/// gives every thread an area of its own whose `cpu_id` is always 0 and that no kernel
+/// watches: the sections run exactly as in a real build, unprotected. Correct only for a
+/// program with one thread (the mbench workloads `hit` and `churn`).
+#[cfg(all(umem_rseq_fake, target_arch = "x86_64", target_os = "linux"))]
+mod fake {
+    core::arch::global_asm!(
+        ".pushsection .tbss.umem_rseq_fake,\"awT\",@nobits",
+        ".p2align 5",
+        ".globl umem_rseq_fake_area",
+        ".hidden umem_rseq_fake_area",
+        "umem_rseq_fake_area:",
+        ".zero 32",
+        ".popsection",
+    );
+
+    pub(super) fn offset() -> Option<isize> {
+        let off: isize;
+        // SAFETY: the initial-exec offset of our own TLS area (as the magazine block's
+        // TLS word).
+        unsafe {
+            core::arch::asm!(
+                "mov {o}, qword ptr [rip + umem_rseq_fake_area@GOTTPOFF]",
+                o = out(reg) off,
+                options(nostack, readonly, preserves_flags),
+            );
+        }
+        Some(off)
+    }
+}
