@@ -316,6 +316,154 @@ pub(crate) fn tick(every: u64) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicBool, AtomicI32};
+    use std::sync::Arc;
+
+    /// Tokens for the section test: `TOKENS` per CPU, each with a "held" flag.
+    const TOKENS: usize = 100;
+    static HELD: [AtomicBool; 4096] = [const { AtomicBool::new(false) }; 4096];
+
+    /// Pop a token on the current CPU, check nobody else holds it, push it back: the
+    /// number of tokens popped (0 or 1), and the token when its CPU had no room for it.
+    fn cycle(t: usize, rs: isize) -> (u64, Option<usize>) {
+        // SAFETY: `t` is the test table, slot 64 holds a packed magazine.
+        let (tok, n) = unsafe { rseq::pop(t, rs, SLOT) };
+        if n == 0 {
+            return (0, None);
+        }
+        let i = tok >> 3;
+        assert!(!HELD[i].swap(true, Ordering::AcqRel), "token {i} handed out twice");
+        HELD[i].store(false, Ordering::Release);
+        // SAFETY: as above; the token is ours to give back.
+        let pushed = unsafe { rseq::push(t, rs, SLOT, tok) };
+        (1, (!pushed).then_some(tok))
+    }
+
+    extern "C" fn on_signal(_: libc::c_int) {
+        let t = SIG_TABLE.load(Ordering::Relaxed);
+        if t != 0 {
+            // A token the handler could not put back (its CPU was full) is only marked.
+            if let (_, Some(tok)) = cycle(t, RS.load(Ordering::Relaxed)) {
+                LOST_IN_HANDLER[tok >> 3].store(true, Ordering::Relaxed);
+            }
+        }
+    }
+    static SIG_TABLE: AtomicUsize = AtomicUsize::new(0);
+    static LOST_IN_HANDLER: [AtomicBool; 4096] = [const { AtomicBool::new(false) }; 4096];
+
+    /// The sections under forced migration, preemption and signals: 16 threads cycle
+    /// tokens through CPU magazines while their affinity changes and signals whose
+    /// handler runs sections of its own interrupt them. Without restart on abort a
+    /// token would be handed out twice or lost; in the end every token is in exactly
+    /// one magazine (or one thread's spares).
+    #[test]
+    fn sections_restart_under_migration_and_signals() {
+        let Some(rs) = rseq::area_offset() else {
+            return; // no rseq here: nothing to test
+        };
+        let n = possible_cpus().unwrap();
+        let layout =
+            std::alloc::Layout::from_size_align((n + GUARD_PAGES) * CPU_PAGE, CPU_PAGE).unwrap();
+        // SAFETY: a non-zero size.
+        let base = unsafe { std::alloc::alloc_zeroed(layout) } as usize;
+        let t = base + GUARD_PAGES * CPU_PAGE;
+        let mag_layout = std::alloc::Layout::from_size_align(144 * 8, 64).unwrap();
+        let mut mags = Vec::new();
+        for cpu in 0..n.min(4096 / TOKENS) {
+            // SAFETY: a non-zero size.
+            let m = unsafe { std::alloc::alloc_zeroed(mag_layout) } as *mut usize;
+            for i in 0..TOKENS {
+                // SAFETY: rounds follow the link word; 144 words.
+                unsafe { *m.add(1 + i) = (cpu * TOKENS + i) << 3 };
+            }
+            let w = (t + cpu * CPU_PAGE + SLOT) as *mut usize;
+            // SAFETY: the slot's word 0 in CPU `cpu`'s page.
+            unsafe { *w = pack(m.cast(), TOKENS, 143) };
+            mags.push(m);
+        }
+        let total = mags.len() * TOKENS;
+        RS.store(rs, Ordering::Relaxed);
+        SIG_TABLE.store(t, Ordering::Relaxed);
+        // SAFETY: installing a handler that only runs sections and atomics.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as usize;
+            sa.sa_flags = libc::SA_RESTART;
+            libc::sigaction(libc::SIGUSR2, &sa, std::ptr::null_mut());
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let tids: Arc<Vec<AtomicI32>> = Arc::new((0..16).map(|_| AtomicI32::new(0)).collect());
+        let workers: Vec<_> = (0..16)
+            .map(|k| {
+                let (stop, tids) = (stop.clone(), tids.clone());
+                std::thread::spawn(move || {
+                    // SAFETY: no preconditions.
+                    tids[k].store(unsafe { libc::gettid() }, Ordering::Relaxed);
+                    let mut spare = Vec::new();
+                    let mut hits = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        let (h, extra) = cycle(t, rs);
+                        hits += h;
+                        spare.extend(extra);
+                        if let Some(tok) = spare.pop() {
+                            // SAFETY: the test table; the token is ours to give back.
+                            if !unsafe { rseq::push(t, rs, SLOT, tok) } {
+                                spare.push(tok);
+                            }
+                        }
+                    }
+                    (hits, spare)
+                })
+            })
+            .collect();
+        let mut k = 0u64;
+        let end = std::time::Instant::now() + std::time::Duration::from_millis(600);
+        while std::time::Instant::now() < end {
+            k += 1;
+            let tid = tids[(k % 16) as usize].load(Ordering::Relaxed);
+            if tid != 0 {
+                // SAFETY: plain syscalls on our own threads.
+                unsafe {
+                    let mut set: libc::cpu_set_t = std::mem::zeroed();
+                    libc::CPU_SET((k as usize / 16) % n, &mut set);
+                    if k % 3 == 0 {
+                        for c in 0..n {
+                            libc::CPU_SET(c, &mut set);
+                        }
+                    }
+                    libc::sched_setaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &set);
+                    libc::syscall(libc::SYS_tgkill, libc::getpid(), tid, libc::SIGUSR2);
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_micros(50));
+        }
+        stop.store(true, Ordering::Relaxed);
+        let mut seen = vec![false; total];
+        let mut hits = 0;
+        for w in workers {
+            let (h, spare) = w.join().unwrap();
+            hits += h;
+            for tok in spare {
+                assert!(!std::mem::replace(&mut seen[tok >> 3], true));
+            }
+        }
+        SIG_TABLE.store(0, Ordering::Relaxed);
+        for cpu in 0..n {
+            // SAFETY: the slot's word 0 of CPU `cpu`'s page; all threads are done.
+            let (m, r, _) = unpack(unsafe { *((t + cpu * CPU_PAGE + SLOT) as *const usize) });
+            for i in 0..r {
+                // SAFETY: a test magazine with `r` rounds.
+                let tok = unsafe { *(m as *const usize).add(1 + i) };
+                assert!(!std::mem::replace(&mut seen[tok >> 3], true), "token twice");
+            }
+        }
+        let lost_in_handler = (0..total)
+            .filter(|&i| LOST_IN_HANDLER[i].load(Ordering::Relaxed) && !seen[i])
+            .count();
+        let present = seen.iter().filter(|&&s| s).count();
+        assert_eq!(present + lost_in_handler, total, "tokens lost");
+        assert!(hits > 10_000, "{hits}");
+    }
 
     #[test]
     fn cpu_lists() {
