@@ -84,8 +84,14 @@ impl Cache {
             return;
         }
         self.with_my_slot(|slot| {
-            // SAFETY: our own slot; only its size field is read.
-            let magsize = unsafe { (*slot).magsize };
+            // SAFETY: our own slot. A per-CPU slot taken empty has no size yet (its words
+            // keep none): the depot's current one.
+            let magsize = unsafe {
+                if (*slot).magsize == 0 && (*slot).loaded.is_null() && (*slot).ploaded.is_null() {
+                    (*slot).magsize = self.depot.0.lock().rounds();
+                }
+                (*slot).magsize
+            };
             let n = magsize.min(BATCH_BYTES / self.bufsize);
             for _ in 1..n {
                 let Some(extra) = self.slab_alloc() else {

@@ -279,6 +279,37 @@ pub(crate) unsafe fn take_all(off: usize, f: &mut dyn FnMut(usize, usize, u64, u
     }
 }
 
+/// Run `f` on every possible CPU in turn, the calling thread moved there with
+/// `sched_setaffinity` (its own affinity is restored afterwards): how a reap reaches the
+/// magazines of CPUs it does not run on, whose slots only sections on that CPU may write.
+/// A CPU the thread may not run on (cpuset, offline) is skipped: its magazines stay until
+/// a thread there takes a slow path after the reap (the reap generation asks for it).
+pub(crate) fn on_each_cpu(f: &mut dyn FnMut()) {
+    if !enabled() {
+        return;
+    }
+    // SAFETY: a zeroed cpu_set_t is a valid (empty) set; the calls only read and write
+    // these local sets.
+    unsafe {
+        let size = core::mem::size_of::<libc::cpu_set_t>();
+        let mut saved: libc::cpu_set_t = core::mem::zeroed();
+        if libc::sched_getaffinity(0, size, &mut saved) != 0 {
+            return;
+        }
+        for cpu in 0..cpus().min(libc::CPU_SETSIZE as usize) {
+            if !libc::CPU_ISSET(cpu, &saved) {
+                continue;
+            }
+            let mut one: libc::cpu_set_t = core::mem::zeroed();
+            libc::CPU_SET(cpu, &mut one);
+            if libc::sched_setaffinity(0, size, &one) == 0 && cpu_now() == Some(cpu) {
+                f();
+            }
+        }
+        libc::sched_setaffinity(0, size, &saved);
+    }
+}
+
 /// The CPU the thread runs on now (a hint: it may move at once), or `None`.
 fn cpu_now() -> Option<usize> {
     // SAFETY: per-CPU mode: `rs()` is the area's offset.
@@ -332,7 +363,10 @@ mod tests {
             return (0, None);
         }
         let i = tok >> 3;
-        assert!(!HELD[i].swap(true, Ordering::AcqRel), "token {i} handed out twice");
+        assert!(
+            !HELD[i].swap(true, Ordering::AcqRel),
+            "token {i} handed out twice"
+        );
         HELD[i].store(false, Ordering::Release);
         // SAFETY: as above; the token is ours to give back.
         let pushed = unsafe { rseq::push(t, rs, SLOT, tok) };

@@ -225,7 +225,8 @@ impl Cache {
     /// Reclaim what this cache holds: call the reclaim callback, return the calling
     /// thread's magazines to the depot, and free every depot magazine (objects go back
     /// to their slabs; empty slabs go back to the source arena). Magazines loaded in other
-    /// threads stay there (they are flushed at those threads' exit).
+    /// threads stay there (they are flushed at those threads' exit). With per-CPU
+    /// magazines, every CPU's go back (the calling thread visits each CPU it may run on).
     pub fn reap(&self) {
         if let Some(r) = self.ops.reclaim {
             r(self.ops.private);
@@ -234,8 +235,16 @@ impl Cache {
         if self.id != 0 {
             let t = magazine_block::current();
             if !t.is_null() && t != magazine_block::dead_block() {
-                // SAFETY: our own slot; counters stay with the slot.
-                self.with_my_slot(|slot| unsafe { self.flush_slot(slot, false) });
+                if self.on_cpu_layer() {
+                    // Per CPU: every CPU's magazines, visiting each CPU.
+                    percpu::on_each_cpu(&mut || {
+                        // SAFETY: our private copy of the CPU's slot.
+                        self.with_my_slot(|slot| unsafe { self.flush_slot(slot, false) });
+                    });
+                } else {
+                    // SAFETY: our own slot; counters stay with the slot.
+                    self.with_my_slot(|slot| unsafe { self.flush_slot(slot, false) });
+                }
             }
         }
         self.depot_purge();

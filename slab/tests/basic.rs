@@ -6,7 +6,8 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 
-use umem_slab::{Cache, CacheFlags, CacheOps, SlabError};
+use umem_slab::{Cache, CacheFlags, CacheOps, MagazineMode, SlabError};
+use umem_testkit::cpus::{online_cpus, pin};
 use umem_testkit::{cache, heap_arena, serial, span_arena, CacheBuilder};
 use umem_vmem::Vmem;
 
@@ -349,7 +350,12 @@ fn destroy_takes_magazines_from_live_threads() {
         rx.recv().unwrap(); // stay alive (holding magazines) until destroy is done
     });
     done_rx.recv().unwrap();
-    assert!(umem_slab::live_thread_blocks() >= 1);
+    if umem_slab::magazine_mode() == MagazineMode::PerThread {
+        assert!(umem_slab::live_thread_blocks() >= 1);
+    } else {
+        // Per CPU: the thread's frees filled its CPU's magazines, not a block of its own.
+        assert!(c.stats().cpu_rounds >= 1);
+    }
     // SAFETY: the test made it and nothing uses it after this (no other users).
     unsafe { c.destroy().unwrap() };
     assert_eq!(CT2.load(Ordering::SeqCst), DT2.load(Ordering::SeqCst));
@@ -387,7 +393,12 @@ fn thread_exit_flush_returns_cached_objects() {
     // SAFETY: the buffer came from this cache's `alloc` and is freed once.
     unsafe { c.free(p) };
     umem_slab::thread_exit_flush();
-    assert!(c.stats().depot_full + c.stats().depot_empty > 0 || c.stats().slabs == 0);
+    // Per CPU the magazines belong to the CPU and stay there (a thread flushes nothing).
+    let st = c.stats();
+    assert!(st.depot_full + st.depot_empty > 0 || st.slabs == 0 || st.cpu_rounds > 0);
+    if umem_slab::magazine_mode() == MagazineMode::PerThread {
+        assert!(st.depot_full + st.depot_empty > 0 || st.slabs == 0);
+    }
     let p = c.alloc().unwrap();
     // SAFETY: the buffer came from this cache's `alloc` and is freed once.
     unsafe { c.free(p) };
@@ -722,7 +733,18 @@ fn threads_refilling_from_the_slab_layer_do_not_share_cache_lines() {
     let c = cache("batch", 8, a);
     let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
     let (got_tx, got_rx) = std::sync::mpsc::channel::<usize>();
+    // Per CPU, threads on one CPU share its magazines, and a cache line shared on one
+    // core is no false sharing: put the two threads on two CPUs when there are two.
+    let cpus = online_cpus();
+    let split = umem_slab::magazine_mode() != MagazineMode::PerThread && cpus.len() > 1;
+    let on = move |i: usize| {
+        if split {
+            pin(0, &[[cpus[0], cpus[1]][i]]);
+        }
+    };
+    let on2 = on.clone();
     let first = std::thread::spawn(move || {
+        on(0);
         let p = c.alloc().unwrap();
         got_tx.send(p.as_ptr() as usize).unwrap();
         go_rx.recv().unwrap(); // keep this thread's magazines until the other one allocated
@@ -731,6 +753,7 @@ fn threads_refilling_from_the_slab_layer_do_not_share_cache_lines() {
     });
     let pa = got_rx.recv().unwrap();
     let pb = std::thread::spawn(move || {
+        on2(1);
         let p = c.alloc().unwrap();
         let v = p.as_ptr() as usize;
         // SAFETY: the buffer came from this cache's `alloc` and is freed once.

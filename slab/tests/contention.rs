@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use umem_slab::CacheOps;
+use umem_slab::{CacheOps, MagazineMode};
 use umem_testkit::{cache, heap_arena, serial, CacheBuilder};
 
 // Every test here calls the global update step: they take turns (`serial()`).
@@ -28,7 +28,13 @@ fn magazines_grow_under_forced_depot_contention() {
     assert_eq!(m0, 15, "64-byte buffers start with 15-round magazines");
     umem_slab::update(); // start a fresh interval
     let before = c.stats().depot_contention;
+    let per_cpu = umem_slab::magazine_mode() != MagazineMode::PerThread;
     for _ in 0..4 {
+        if per_cpu {
+            // A fresh thread has no magazines of its own only per thread: per CPU, empty
+            // every CPU's so that its first allocation goes to the depot.
+            c.reap();
+        }
         let (tx, rx) = mpsc::channel::<()>();
         let h = std::thread::spawn(move || {
             rx.recv().unwrap();
@@ -149,6 +155,11 @@ fn inline_update_runs_from_slow_paths_when_due() {
         );
         std::thread::sleep(Duration::from_millis(6));
         std::thread::spawn(move || {
+            if umem_slab::magazine_mode() != MagazineMode::PerThread {
+                // Per CPU a fresh thread may hit its CPU's magazines: empty them, so that
+                // this allocation takes a slow path as a fresh thread's does.
+                other.reap();
+            }
             let p = other.alloc().unwrap();
             // SAFETY: the buffer came from this cache's `alloc` and is freed once.
             unsafe { other.free(p) };
@@ -240,10 +251,15 @@ fn reap_asks_live_threads_to_flush_on_their_next_slow_path() {
     });
     done_rx.recv().unwrap();
     umem_slab::reap();
-    assert!(
-        c.stats().slabs > 0,
-        "the live thread still holds its magazines"
-    );
+    if umem_slab::magazine_mode() == MagazineMode::PerThread {
+        assert!(
+            c.stats().slabs > 0,
+            "the live thread still holds its magazines"
+        );
+    } else {
+        // Per CPU the magazines are the CPUs', and a reap visits every CPU.
+        assert_eq!(c.stats().slabs, 0, "every CPU's magazines reaped");
+    }
     go_tx.send(()).unwrap();
     done_rx.recv().unwrap();
     umem_slab::reap();

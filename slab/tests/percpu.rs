@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Mutex, Once};
 
 use umem_slab::{Cache, MagazineMode};
+use umem_testkit::cpus::{gettid, online_cpus, pin, possible_cpus};
 use umem_testkit::pattern::{check_words, fill_words};
 use umem_testkit::{cache, heap_arena, serial, Child, Rng};
 
@@ -31,48 +32,6 @@ fn glibc_rseq() -> bool {
         let p = libc::dlsym(libc::RTLD_DEFAULT, c"__rseq_size".as_ptr()) as *const u32;
         !p.is_null() && *p != 0
     }
-}
-
-fn possible_cpus() -> usize {
-    let s = std::fs::read_to_string("/sys/devices/system/cpu/possible").unwrap();
-    let max = s
-        .trim()
-        .split([',', '-'])
-        .filter_map(|x| x.parse::<usize>().ok())
-        .max()
-        .unwrap();
-    max + 1
-}
-
-fn online_cpus() -> Vec<usize> {
-    // SAFETY: a zeroed cpu_set_t is valid; sched_getaffinity fills it.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: valid pointer and size.
-    let rc =
-        unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
-    assert_eq!(rc, 0);
-    // SAFETY: reading a filled set.
-    (0..libc::CPU_SETSIZE as usize)
-        .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) })
-        .collect()
-}
-
-/// Pin thread `tid` (0: the calling thread) to `cpus`; errors ignored (the thread may
-/// have exited).
-fn pin(tid: i32, cpus: &[usize]) {
-    // SAFETY: a zeroed cpu_set_t is valid; CPU_SET on numbers below CPU_SETSIZE.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        for &c in cpus {
-            libc::CPU_SET(c, &mut set);
-        }
-        libc::sched_setaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &set);
-    }
-}
-
-fn gettid() -> i32 {
-    // SAFETY: no preconditions.
-    unsafe { libc::syscall(libc::SYS_gettid) as i32 }
 }
 
 /// Buffers held by clients: out of the slab layer, minus the depot's and the CPUs'

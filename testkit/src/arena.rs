@@ -72,6 +72,8 @@ impl<'a> ArenaBuilder<'a> {
 
     /// `Vmem::create` with these arguments, its result as is.
     pub fn try_create(self) -> Result<&'static Vmem, VmemError> {
+        #[cfg(feature = "slab")]
+        crate::cache::magazine_mode_from_env();
         Vmem::create(
             self.name,
             self.span,

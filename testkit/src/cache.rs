@@ -48,6 +48,7 @@ impl<'a> CacheBuilder<'a> {
 
     /// `Cache::create` with these arguments, its result as is.
     pub fn try_create(self) -> Result<&'static Cache, SlabError> {
+        magazine_mode_from_env();
         Cache::create(
             self.name, self.size, self.align, self.ops, self.arena, self.flags,
         )
@@ -70,4 +71,20 @@ impl<'a> CacheBuilder<'a> {
 #[track_caller]
 pub fn cache(name: &str, size: usize, arena: &'static Vmem) -> &'static Cache {
     CacheBuilder::new(name, size, arena).create()
+}
+
+/// umem-slab's tests run in either magazine mode: where `UMEM_OPTIONS` names the word
+/// `percpu` (as umem-global reads it), ask umem-slab for per-CPU magazines before its
+/// `init` (the kit's arena and cache builders call this first; after `init` it changes
+/// nothing).
+pub fn magazine_mode_from_env() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let on = std::env::var("UMEM_OPTIONS")
+            .map(|v| v.split(',').any(|w| w == "percpu"))
+            .unwrap_or(false);
+        if on {
+            umem_slab::set_percpu(true);
+        }
+    });
 }

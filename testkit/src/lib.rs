@@ -11,6 +11,7 @@
 //!   [`assert_aborts_with`];
 //! - [`preload`]: locating the release `libumem.so`, compiling the C test programs and
 //!   running programs with and without `LD_PRELOAD`;
+//! - [`cpus`]: the CPUs the process may use and moving threads between them;
 //! - [`serial`]: one lock for the tests of a binary that must take turns.
 //!
 //! Use it only from integration tests (`tests/` folders). A crate's unit tests compile the
@@ -24,13 +25,14 @@ mod arena;
 #[cfg(feature = "slab")]
 mod cache;
 pub mod child;
+pub mod cpus;
 pub mod pattern;
 pub mod preload;
 mod rng;
 
 pub use arena::{child_arena, heap_arena, span_arena, ArenaBuilder, POLICIES};
 #[cfg(feature = "slab")]
-pub use cache::{cache, CacheBuilder};
+pub use cache::{cache, magazine_mode_from_env, CacheBuilder};
 pub use child::{assert_aborts_with, run_child, Child, ChildOutput};
 pub use rng::Rng;
 
