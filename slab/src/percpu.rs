@@ -47,6 +47,7 @@ pub(crate) const SLOTS: usize = CPU_PAGE / SLOT;
 /// Byte offsets of a slot's words.
 pub(crate) const LOADED: usize = 0;
 pub(crate) const PREV: usize = 8;
+/// Pops and pushes counted (the sections in `rseq.rs` write them at these offsets).
 const POPS: usize = 16;
 const PUSHES: usize = 24;
 /// Header words (slot 0).
@@ -170,14 +171,23 @@ fn rs() -> isize {
 }
 
 /// The per-CPU hit of an allocation: the top round of the current CPU's loaded magazine
-/// in slot `off`, or `None` (the caller takes the slow path).
+/// in slot `off`, else of its previous one, or `None` (the caller takes the slow path).
+/// Each try is its own section: the previous magazine serves a working set a little
+/// larger than one magazine (the per-thread hit swaps the two; a swap writes two words,
+/// too many for one commit).
 ///
 /// # Safety
 /// `t` is [`table`]'s non-zero value; `off` is `id * SLOT` of a cache with `id < SLOTS`.
 #[inline(always)]
 pub(crate) unsafe fn hit_pop(t: usize, off: usize) -> Option<usize> {
+    let rs = rs();
     // SAFETY: by the caller; the table and the rseq area were set up together.
-    let (buf, n) = unsafe { rseq::pop(t, rs(), off) };
+    let (buf, n) = unsafe { rseq::pop::<LOADED>(t, rs, off) };
+    if n != 0 {
+        return Some(buf);
+    }
+    // SAFETY: as above.
+    let (buf, n) = unsafe { rseq::pop::<PREV>(t, rs, off) };
     if n != 0 {
         Some(buf)
     } else {
@@ -185,15 +195,19 @@ pub(crate) unsafe fn hit_pop(t: usize, off: usize) -> Option<usize> {
     }
 }
 
-/// The per-CPU hit of a free: `false` when the current CPU's loaded magazine in slot
-/// `off` has no room (the caller takes the slow path).
+/// The per-CPU hit of a free: onto the current CPU's loaded magazine in slot `off`, else
+/// its previous one; `false` when neither has room (the caller takes the slow path).
 ///
 /// # Safety
 /// As [`hit_pop`]; `addr` is a free buffer of the slot's cache.
 #[inline(always)]
 pub(crate) unsafe fn hit_push(t: usize, off: usize, addr: usize) -> bool {
+    let rs = rs();
     // SAFETY: by the caller.
-    unsafe { rseq::push(t, rs(), off, addr) }
+    unsafe {
+        rseq::push::<LOADED>(t, rs, off, addr)
+            || rseq::push::<PREV>(t, rs, off, addr)
+    }
 }
 
 /// Exchange word `word` (`LOADED` or `PREV`) of slot `off` on the current CPU for `new`:
@@ -358,7 +372,7 @@ mod tests {
     /// number of tokens popped (0 or 1), and the token when its CPU had no room for it.
     fn cycle(t: usize, rs: isize) -> (u64, Option<usize>) {
         // SAFETY: `t` is the test table, slot 64 holds a packed magazine.
-        let (tok, n) = unsafe { rseq::pop(t, rs, SLOT) };
+        let (tok, n) = unsafe { rseq::pop::<LOADED>(t, rs, SLOT) };
         if n == 0 {
             return (0, None);
         }
@@ -369,7 +383,7 @@ mod tests {
         );
         HELD[i].store(false, Ordering::Release);
         // SAFETY: as above; the token is ours to give back.
-        let pushed = unsafe { rseq::push(t, rs, SLOT, tok) };
+        let pushed = unsafe { rseq::push::<LOADED>(t, rs, SLOT, tok) };
         (1, (!pushed).then_some(tok))
     }
 
@@ -441,7 +455,7 @@ mod tests {
                         spare.extend(extra);
                         if let Some(tok) = spare.pop() {
                             // SAFETY: the test table; the token is ours to give back.
-                            if !unsafe { rseq::push(t, rs, SLOT, tok) } {
+                            if !unsafe { rseq::push::<LOADED>(t, rs, SLOT, tok) } {
                                 spare.push(tok);
                             }
                         }

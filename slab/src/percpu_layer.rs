@@ -23,7 +23,7 @@
 use core::sync::atomic::Ordering;
 
 use crate::cache::Cache;
-use crate::magazine::ThreadCache;
+use crate::magazine::{reload, ThreadCache};
 use crate::magazine_block::{self, SLOTS_PER_CHUNK};
 use crate::percpu::{self, LOADED, PREV, SLOT};
 use crate::registry;
@@ -86,6 +86,14 @@ impl Cache {
         } else if !pm.is_null() {
             // Two CPUs' magazines of different sizes (a migration across a resize).
             self.give_back(p);
+        }
+        // The per-CPU hits fill and drain the previous magazine too, so it may be partly
+        // full; the depot exchange (`mag_free`) sends a previous magazine to the *full*
+        // list when the loaded one is full. Keep the partial one loaded: it has room and
+        // rounds, so the exchange never sees it as previous.
+        if tc.prounds != 0 && tc.prounds < tc.magsize {
+            let (m, r) = (tc.ploaded, tc.prounds);
+            reload(tc, m, r);
         }
         true
     }

@@ -120,17 +120,17 @@ pub(crate) unsafe fn read_cpu(_rs: isize) -> i32 {
     -1
 }
 
-/// Pops the top round of the loaded magazine of slot `off` on the current CPU: returns
-/// `(round, rounds before)`, or `(_, 0)` when the magazine is empty (or the thread has
-/// no CPU number). Counts the pop in the slot's word 2.
+/// Pops the top round of the magazine packed in word `off + WORD` of the current CPU's
+/// page: returns `(round, rounds before)`, or `(_, 0)` when the magazine is empty (or the
+/// thread has no CPU number). Counts the pop in word `off + 16`.
 ///
 /// # Safety
 /// `table` is the per-CPU table (with its two zero pages below), `rs` is
-/// [`area_offset`]'s value, `off` a slot's byte offset in a CPU's page whose word 0 is a
-/// packed magazine word as in `percpu.rs`.
+/// [`area_offset`]'s value, `off` a slot's byte offset in a CPU's page and `off + WORD`
+/// that of a packed magazine word as in `percpu.rs`.
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 #[inline(always)]
-pub(crate) unsafe fn pop(table: usize, rs: isize, off: usize) -> (usize, usize) {
+pub(crate) unsafe fn pop<const WORD: usize>(table: usize, rs: isize, off: usize) -> (usize, usize) {
     let buf: usize;
     let n: usize;
     // SAFETY: by the caller; see the module doc for the section's protocol. The commit is
@@ -151,13 +151,13 @@ pub(crate) unsafe fn pop(table: usize, rs: isize, off: usize) -> (usize, usize) 
             "jmp 2f",
             ".popsection",
             "2:",
-            "lea {t}, [rip + 7b]",
-            "mov qword ptr fs:[{rs} + 8], {t}",
+            "lea {buf}, [rip + 7b]",
+            "mov qword ptr fs:[{rs} + 8], {buf}",
             "3:",
             "movsxd {c}, dword ptr fs:[{rs} + 4]",
             "shl {c}, {shift}",
             "add {c}, {tab}",
-            "mov {w}, qword ptr [{c} + {off}]",
+            "mov {w}, qword ptr [{c} + {off} + {word}]",
             "movzx {n:e}, {w:l}",
             "test {n:e}, {n:e}",
             "jz 4f",
@@ -166,14 +166,14 @@ pub(crate) unsafe fn pop(table: usize, rs: isize, off: usize) -> (usize, usize) 
             "mov {buf}, qword ptr [{buf} + {n} * 8]",
             "inc qword ptr [{c} + {off} + 16]",
             "dec {w}",
-            "mov qword ptr [{c} + {off}], {w}",
+            "mov qword ptr [{c} + {off} + {word}], {w}",
             "4:",
             sig = const RSEQ_SIG,
             shift = const CPU_SHIFT,
+            word = const WORD,
             rs = in(reg) rs,
             tab = in(reg) table,
             off = in(reg) off,
-            t = out(reg) _,
             c = out(reg) _,
             w = out(reg) _,
             n = out(reg) n,
@@ -184,20 +184,20 @@ pub(crate) unsafe fn pop(table: usize, rs: isize, off: usize) -> (usize, usize) 
     (buf, n)
 }
 
-/// Pushes `addr` onto the loaded magazine of slot `off` on the current CPU: `false`
-/// (nothing done) when it is full, absent, or the thread has no CPU number. Counts the
-/// push in the slot's word 3.
+/// Pushes `addr` onto the magazine packed in word `off + WORD` of the current CPU's page:
+/// `false` (nothing done) when it is full, absent, or the thread has no CPU number.
+/// Counts the push in word `off + 24`.
 ///
 /// # Safety
 /// As [`pop`]; `addr` is a free buffer of the slot's cache that the caller gives up.
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 #[inline(always)]
-pub(crate) unsafe fn push(table: usize, rs: isize, off: usize, addr: usize) -> bool {
+pub(crate) unsafe fn push<const WORD: usize>(table: usize, rs: isize, off: usize, addr: usize) -> bool {
     let ok: u8;
     // SAFETY: by the caller. The round is written above `rounds` before the commit (the
     // store of the incremented word), so an aborted push left only a dead slot written.
-    // The success flag is CF of the `rounds < cap` compare, which neither `mov` nor `inc`
-    // changes.
+    // The success flag is CF: clear when the `rounds < cap` compare jumps out, set by
+    // `stc` just before the commit (the `mov` of the commit keeps it).
     unsafe {
         core::arch::asm!(
             ".pushsection __rseq_cs, \"aw\"",
@@ -213,33 +213,33 @@ pub(crate) unsafe fn push(table: usize, rs: isize, off: usize, addr: usize) -> b
             "jmp 2f",
             ".popsection",
             "2:",
-            "lea {t}, [rip + 7b]",
-            "mov qword ptr fs:[{rs} + 8], {t}",
+            "lea {m}, [rip + 7b]",
+            "mov qword ptr fs:[{rs} + 8], {m}",
             "3:",
             "movsxd {c}, dword ptr fs:[{rs} + 4]",
             "shl {c}, {shift}",
             "add {c}, {tab}",
-            "mov {w}, qword ptr [{c} + {off}]",
+            "mov {w}, qword ptr [{c} + {off} + {word}]",
             "movzx {n:e}, {w:l}",
             "mov {m}, {w}",
             "shr {m}, 8",
-            "movzx {t:e}, {m:l}",
-            "shr {m}, 8",
-            "cmp {n}, {t}",
+            "cmp {n:l}, {m:l}",
             "jae 4f",
+            "shr {m}, 8",
             "mov qword ptr [{m} + {n} * 8 + 8], {addr}",
             "inc qword ptr [{c} + {off} + 24]",
             "inc {w}",
-            "mov qword ptr [{c} + {off}], {w}",
+            "stc",
+            "mov qword ptr [{c} + {off} + {word}], {w}",
             "4:",
             "setb {ok}",
             sig = const RSEQ_SIG,
             shift = const CPU_SHIFT,
+            word = const WORD,
             rs = in(reg) rs,
             tab = in(reg) table,
             off = in(reg) off,
             addr = in(reg) addr,
-            t = out(reg) _,
             c = out(reg) _,
             w = out(reg) _,
             n = out(reg) _,
@@ -310,7 +310,7 @@ pub(crate) unsafe fn exchange(table: usize, rs: isize, off: usize, new: usize) -
 /// None needed.
 #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
 #[inline(always)]
-pub(crate) unsafe fn pop(_table: usize, _rs: isize, _off: usize) -> (usize, usize) {
+pub(crate) unsafe fn pop<const WORD: usize>(_t: usize, _rs: isize, _off: usize) -> (usize, usize) {
     (0, 0)
 }
 
@@ -320,7 +320,7 @@ pub(crate) unsafe fn pop(_table: usize, _rs: isize, _off: usize) -> (usize, usiz
 /// None needed.
 #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
 #[inline(always)]
-pub(crate) unsafe fn push(_table: usize, _rs: isize, _off: usize, _addr: usize) -> bool {
+pub(crate) unsafe fn push<const WORD: usize>(_t: usize, _rs: isize, _o: usize, _a: usize) -> bool {
     false
 }
 
