@@ -45,13 +45,16 @@ impl FastIndex {
 impl FastIndex {
     /// The index as an [`InlineIndex`]: itself when it names one of the inline slots of a
     /// thread block (ids below 64), else the always-missing slot 0.
+    ///
+    /// With per-CPU magazines the offset carries a tag bit (bit 15) that sends the hit
+    /// paths to the CPU's slot at the same offset: the mode is in the index itself.
     #[inline]
-    pub const fn inline(self) -> InlineIndex {
-        if self.0 < SLOTS_PER_CHUNK {
-            InlineIndex((self.0 * core::mem::size_of::<ThreadCache>()) as u16)
-        } else {
-            InlineIndex::MISS
+    pub fn inline(self) -> InlineIndex {
+        if self.0 == 0 || self.0 >= SLOTS_PER_CHUNK {
+            return InlineIndex::MISS;
         }
+        let off = (self.0 * core::mem::size_of::<ThreadCache>()) as u16;
+        InlineIndex(if percpu::on() { off | percpu::TAG } else { off })
     }
 }
 
@@ -90,10 +93,9 @@ impl InlineIndex {
 /// `ii` is `cache.fast_index().inline()` of a live cache (the buffer comes from it).
 #[inline(always)]
 pub unsafe fn hit_alloc(ii: InlineIndex) -> Option<usize> {
-    let t = percpu::table();
-    if t != 0 {
-        // SAFETY: per-CPU mode; ii is id * 64 with id < 64 (or 0: the header, a miss).
-        return unsafe { percpu::hit_pop(t, ii.0 as usize) };
+    if ii.0 & percpu::TAG != 0 {
+        // SAFETY: a tagged index exists only in per-CPU mode: id * 64 | TAG, id < 64.
+        return unsafe { percpu::hit_pop(ii.0 as usize) };
     }
     // SAFETY: ii < 64; the slot, if any, is the calling thread's.
     unsafe { pop::<{ !INLINE_SLOT_NEVER_NULL }>(magazine_block::inline_slot(ii.0)) }
@@ -108,10 +110,9 @@ pub unsafe fn hit_alloc(ii: InlineIndex) -> Option<usize> {
 /// [`Cache::free`]).
 #[inline(always)]
 pub unsafe fn hit_free(ii: InlineIndex, addr: usize) -> bool {
-    let t = percpu::table();
-    if t != 0 {
+    if ii.0 & percpu::TAG != 0 {
         // SAFETY: as in hit_alloc; the buffer is the slot's cache's by the caller.
-        return unsafe { percpu::hit_push(t, ii.0 as usize, addr) };
+        return unsafe { percpu::hit_push(ii.0 as usize, addr) };
     }
     // SAFETY: as in hit_alloc; the buffer is the slot's cache's by the caller.
     unsafe { push::<{ !INLINE_SLOT_NEVER_NULL }>(magazine_block::inline_slot(ii.0), addr) }
@@ -181,10 +182,9 @@ impl Cache {
     /// `fast_index` is this cache's fast index.
     #[inline(always)]
     unsafe fn alloc_addr_at(&self, fast_index: usize) -> Option<usize> {
-        let t = percpu::table();
-        let hit = if t != 0 && fast_index < percpu::SLOTS {
+        let hit = if percpu::on() && fast_index < percpu::SLOTS {
             // SAFETY: per-CPU mode and an inline id (or 0: the header, a miss).
-            unsafe { percpu::hit_pop(t, fast_index * percpu::SLOT) }
+            unsafe { percpu::hit_pop(fast_index * percpu::SLOT | percpu::TAG as usize) }
         } else {
             // SAFETY: fast_index < MAX_IDS (it is an id or 0); the slot is the calling
             // thread's.
@@ -221,11 +221,10 @@ impl Cache {
     /// As [`Cache::free_addr`]; `fast_index` is this cache's fast index.
     #[inline(always)]
     unsafe fn free_addr_at(&self, fast_index: usize, addr: usize) {
-        let t = percpu::table();
         // SAFETY: as in alloc_addr_at; the buffer is this cache's by the caller.
         let hit = unsafe {
-            if t != 0 && fast_index < percpu::SLOTS {
-                percpu::hit_push(t, fast_index * percpu::SLOT, addr)
+            if percpu::on() && fast_index < percpu::SLOTS {
+                percpu::hit_push(fast_index * percpu::SLOT | percpu::TAG as usize, addr)
             } else {
                 push::<true>(magazine_block::fast_slot(fast_index), addr)
             }

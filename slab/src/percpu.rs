@@ -93,6 +93,7 @@ pub(crate) fn setup() {
     RS.store(rs, Ordering::Relaxed);
     NCPUS.store(n, Ordering::Relaxed);
     TABLE.store(base + GUARD_PAGES * CPU_PAGE, Ordering::Release);
+    ON.store(true, Ordering::Release);
 }
 
 /// The number of possible CPUs (highest number in `/sys/devices/system/cpu/possible`,
@@ -144,6 +145,16 @@ pub(crate) fn highest_cpu(text: &[u8]) -> Option<usize> {
     max
 }
 
+/// Set (once, in `setup`) when the magazines are per CPU: the one byte the hit paths test
+/// before anything else (a compare with memory and a branch), then [`table`].
+static ON: AtomicBool = AtomicBool::new(false);
+
+/// Whether the hit paths go per CPU (see [`ON`]).
+#[inline(always)]
+pub(crate) fn on() -> bool {
+    ON.load(Ordering::Relaxed)
+}
+
 /// CPU 0's page, or 0 in per-thread mode.
 #[inline(always)]
 pub(crate) fn table() -> usize {
@@ -170,24 +181,31 @@ fn rs() -> isize {
     RS.load(Ordering::Relaxed)
 }
 
+/// The bit a per-CPU mode slot offset carries in an [`InlineIndex`](crate::InlineIndex)
+/// (`FastIndex::inline`): the hit paths test it in the index they already loaded, so the
+/// per-thread mode pays one test and branch on a register for the mode switch.
+pub(crate) const TAG: u16 = 0x8000;
+const T: isize = TAG as isize;
+
 /// The per-CPU hit of an allocation: the top round of the current CPU's loaded magazine
-/// in slot `off`, else of its previous one, or `None` (the caller takes the slow path).
-/// Each try is its own section: the previous magazine serves a working set a little
-/// larger than one magazine (the per-thread hit swaps the two; a swap writes two words,
-/// too many for one commit).
+/// in slot `off` (tagged with [`TAG`]), else of its previous one, or `None` (the caller
+/// takes the slow path). Each try is its own section: the previous magazine serves a
+/// working set a little larger than one magazine (the per-thread hit swaps the two; a
+/// swap writes two words, too many for one commit).
 ///
 /// # Safety
-/// `t` is [`table`]'s non-zero value; `off` is `id * SLOT` of a cache with `id < SLOTS`.
+/// Per-CPU mode; `off` is `id * SLOT | TAG` of a cache with `id < SLOTS`.
 #[inline(always)]
-pub(crate) unsafe fn hit_pop(t: usize, off: usize) -> Option<usize> {
-    let rs = rs();
+pub(crate) unsafe fn hit_pop(off: usize) -> Option<usize> {
+    let (t, rs) = (table(), rs());
     // SAFETY: by the caller; the table and the rseq area were set up together.
-    let (buf, n) = unsafe { rseq::pop::<LOADED>(t, rs, off) };
+    let (buf, n) =
+        unsafe { rseq::pop::<{ LOADED as isize - T }, { POPS as isize - T }>(t, rs, off) };
     if n != 0 {
         return Some(buf);
     }
     // SAFETY: as above.
-    let (buf, n) = unsafe { rseq::pop::<PREV>(t, rs, off) };
+    let (buf, n) = unsafe { rseq::pop::<{ PREV as isize - T }, { POPS as isize - T }>(t, rs, off) };
     if n != 0 {
         Some(buf)
     } else {
@@ -195,18 +213,19 @@ pub(crate) unsafe fn hit_pop(t: usize, off: usize) -> Option<usize> {
     }
 }
 
-/// The per-CPU hit of a free: onto the current CPU's loaded magazine in slot `off`, else
-/// its previous one; `false` when neither has room (the caller takes the slow path).
+/// The per-CPU hit of a free: onto the current CPU's loaded magazine in slot `off`
+/// (tagged), else its previous one; `false` when neither has room (the caller takes the
+/// slow path).
 ///
 /// # Safety
 /// As [`hit_pop`]; `addr` is a free buffer of the slot's cache.
 #[inline(always)]
-pub(crate) unsafe fn hit_push(t: usize, off: usize, addr: usize) -> bool {
-    let rs = rs();
+pub(crate) unsafe fn hit_push(off: usize, addr: usize) -> bool {
+    let (t, rs) = (table(), rs());
     // SAFETY: by the caller.
     unsafe {
-        rseq::push::<LOADED>(t, rs, off, addr)
-            || rseq::push::<PREV>(t, rs, off, addr)
+        rseq::push::<{ LOADED as isize - T }, { PUSHES as isize - T }>(t, rs, off, addr)
+            || rseq::push::<{ PREV as isize - T }, { PUSHES as isize - T }>(t, rs, off, addr)
     }
 }
 
@@ -372,7 +391,7 @@ mod tests {
     /// number of tokens popped (0 or 1), and the token when its CPU had no room for it.
     fn cycle(t: usize, rs: isize) -> (u64, Option<usize>) {
         // SAFETY: `t` is the test table, slot 64 holds a packed magazine.
-        let (tok, n) = unsafe { rseq::pop::<LOADED>(t, rs, SLOT) };
+        let (tok, n) = unsafe { rseq::pop::<0, 16>(t, rs, SLOT) };
         if n == 0 {
             return (0, None);
         }
@@ -383,7 +402,7 @@ mod tests {
         );
         HELD[i].store(false, Ordering::Release);
         // SAFETY: as above; the token is ours to give back.
-        let pushed = unsafe { rseq::push::<LOADED>(t, rs, SLOT, tok) };
+        let pushed = unsafe { rseq::push::<0, 24>(t, rs, SLOT, tok) };
         (1, (!pushed).then_some(tok))
     }
 
@@ -455,7 +474,7 @@ mod tests {
                         spare.extend(extra);
                         if let Some(tok) = spare.pop() {
                             // SAFETY: the test table; the token is ours to give back.
-                            if !unsafe { rseq::push::<LOADED>(t, rs, SLOT, tok) } {
+                            if !unsafe { rseq::push::<0, 24>(t, rs, SLOT, tok) } {
                                 spare.push(tok);
                             }
                         }

@@ -122,7 +122,8 @@ pub(crate) unsafe fn read_cpu(_rs: isize) -> i32 {
 
 /// Pops the top round of the magazine packed in word `off + WORD` of the current CPU's
 /// page: returns `(round, rounds before)`, or `(_, 0)` when the magazine is empty (or the
-/// thread has no CPU number). Counts the pop in word `off + 16`.
+/// thread has no CPU number). Counts the pop in word `off + CTR`. (`WORD` and `CTR` are
+/// displacements: they may take back a tag bit `off` carries.)
 ///
 /// # Safety
 /// `table` is the per-CPU table (with its two zero pages below), `rs` is
@@ -130,7 +131,11 @@ pub(crate) unsafe fn read_cpu(_rs: isize) -> i32 {
 /// that of a packed magazine word as in `percpu.rs`.
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 #[inline(always)]
-pub(crate) unsafe fn pop<const WORD: usize>(table: usize, rs: isize, off: usize) -> (usize, usize) {
+pub(crate) unsafe fn pop<const WORD: isize, const CTR: isize>(
+    table: usize,
+    rs: isize,
+    off: usize,
+) -> (usize, usize) {
     let buf: usize;
     let n: usize;
     // SAFETY: by the caller; see the module doc for the section's protocol. The commit is
@@ -154,9 +159,9 @@ pub(crate) unsafe fn pop<const WORD: usize>(table: usize, rs: isize, off: usize)
             "lea {buf}, [rip + 7b]",
             "mov qword ptr fs:[{rs} + 8], {buf}",
             "3:",
-            "movsxd {c}, dword ptr fs:[{rs} + 4]",
-            "shl {c}, {shift}",
-            "add {c}, {tab}",
+            "movsxd {n}, dword ptr fs:[{rs} + 4]",
+            "shl {n}, {shift}",
+            "add {c}, {n}",
             "mov {w}, qword ptr [{c} + {off} + {word}]",
             "movzx {n:e}, {w:l}",
             "test {n:e}, {n:e}",
@@ -164,17 +169,17 @@ pub(crate) unsafe fn pop<const WORD: usize>(table: usize, rs: isize, off: usize)
             "mov {buf}, {w}",
             "shr {buf}, 16",
             "mov {buf}, qword ptr [{buf} + {n} * 8]",
-            "inc qword ptr [{c} + {off} + 16]",
+            "inc qword ptr [{c} + {off} + {ctr}]",
             "dec {w}",
             "mov qword ptr [{c} + {off} + {word}], {w}",
             "4:",
             sig = const RSEQ_SIG,
             shift = const CPU_SHIFT,
             word = const WORD,
+            ctr = const CTR,
             rs = in(reg) rs,
-            tab = in(reg) table,
             off = in(reg) off,
-            c = out(reg) _,
+            c = inout(reg) table => _,
             w = out(reg) _,
             n = out(reg) n,
             buf = out(reg) buf,
@@ -186,14 +191,19 @@ pub(crate) unsafe fn pop<const WORD: usize>(table: usize, rs: isize, off: usize)
 
 /// Pushes `addr` onto the magazine packed in word `off + WORD` of the current CPU's page:
 /// `false` (nothing done) when it is full, absent, or the thread has no CPU number.
-/// Counts the push in word `off + 24`.
+/// Counts the push in word `off + CTR`.
 ///
 /// # Safety
 /// As [`pop`]; `addr` is a free buffer of the slot's cache that the caller gives up.
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 #[inline(always)]
-pub(crate) unsafe fn push<const WORD: usize>(table: usize, rs: isize, off: usize, addr: usize) -> bool {
-    let ok: u8;
+pub(crate) unsafe fn push<const WORD: isize, const CTR: isize>(
+    table: usize,
+    rs: isize,
+    off: usize,
+    addr: usize,
+) -> bool {
+    let ok: usize;
     // SAFETY: by the caller. The round is written above `rounds` before the commit (the
     // store of the incremented word), so an aborted push left only a dead slot written.
     // The success flag is CF: clear when the `rounds < cap` compare jumps out, set by
@@ -216,9 +226,9 @@ pub(crate) unsafe fn push<const WORD: usize>(table: usize, rs: isize, off: usize
             "lea {m}, [rip + 7b]",
             "mov qword ptr fs:[{rs} + 8], {m}",
             "3:",
-            "movsxd {c}, dword ptr fs:[{rs} + 4]",
-            "shl {c}, {shift}",
-            "add {c}, {tab}",
+            "movsxd {n}, dword ptr fs:[{rs} + 4]",
+            "shl {n}, {shift}",
+            "add {c}, {n}",
             "mov {w}, qword ptr [{c} + {off} + {word}]",
             "movzx {n:e}, {w:l}",
             "mov {m}, {w}",
@@ -227,28 +237,27 @@ pub(crate) unsafe fn push<const WORD: usize>(table: usize, rs: isize, off: usize
             "jae 4f",
             "shr {m}, 8",
             "mov qword ptr [{m} + {n} * 8 + 8], {addr}",
-            "inc qword ptr [{c} + {off} + 24]",
+            "inc qword ptr [{c} + {off} + {ctr}]",
             "inc {w}",
             "stc",
             "mov qword ptr [{c} + {off} + {word}], {w}",
             "4:",
-            "setb {ok}",
+            "setb {n:l}",
             sig = const RSEQ_SIG,
             shift = const CPU_SHIFT,
             word = const WORD,
+            ctr = const CTR,
             rs = in(reg) rs,
-            tab = in(reg) table,
             off = in(reg) off,
             addr = in(reg) addr,
-            c = out(reg) _,
+            c = inout(reg) table => _,
             w = out(reg) _,
-            n = out(reg) _,
+            n = out(reg) ok,
             m = out(reg) _,
-            ok = out(reg_byte) ok,
             options(nostack),
         );
     }
-    ok != 0
+    ok & 0xff != 0
 }
 
 /// Exchanges word `off` of the current CPU's page for `new`: returns the old word and the
@@ -310,7 +319,11 @@ pub(crate) unsafe fn exchange(table: usize, rs: isize, off: usize, new: usize) -
 /// None needed.
 #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
 #[inline(always)]
-pub(crate) unsafe fn pop<const WORD: usize>(_t: usize, _rs: isize, _off: usize) -> (usize, usize) {
+pub(crate) unsafe fn pop<const WORD: isize, const CTR: isize>(
+    _t: usize,
+    _rs: isize,
+    _off: usize,
+) -> (usize, usize) {
     (0, 0)
 }
 
@@ -320,7 +333,12 @@ pub(crate) unsafe fn pop<const WORD: usize>(_t: usize, _rs: isize, _off: usize) 
 /// None needed.
 #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
 #[inline(always)]
-pub(crate) unsafe fn push<const WORD: usize>(_t: usize, _rs: isize, _o: usize, _a: usize) -> bool {
+pub(crate) unsafe fn push<const WORD: isize, const CTR: isize>(
+    _t: usize,
+    _rs: isize,
+    _o: usize,
+    _a: usize,
+) -> bool {
     false
 }
 
