@@ -184,7 +184,7 @@ impl Cache {
     unsafe fn alloc_addr_at(&self, fast_index: usize) -> Option<usize> {
         let hit = if percpu::on() && fast_index < percpu::SLOTS {
             // SAFETY: per-CPU mode and an inline id (or 0: the header, a miss).
-            unsafe { percpu::hit_pop(fast_index * percpu::SLOT | percpu::TAG as usize) }
+            unsafe { percpu::hit_pop((fast_index * percpu::SLOT) | percpu::TAG as usize) }
         } else {
             // SAFETY: fast_index < MAX_IDS (it is an id or 0); the slot is the calling
             // thread's.
@@ -224,7 +224,7 @@ impl Cache {
         // SAFETY: as in alloc_addr_at; the buffer is this cache's by the caller.
         let hit = unsafe {
             if percpu::on() && fast_index < percpu::SLOTS {
-                percpu::hit_push(fast_index * percpu::SLOT | percpu::TAG as usize, addr)
+                percpu::hit_push((fast_index * percpu::SLOT) | percpu::TAG as usize, addr)
             } else {
                 push::<true>(magazine_block::fast_slot(fast_index), addr)
             }

@@ -216,6 +216,10 @@
 //!   totals and `min ≤ total`; every round of a full depot magazine is a buffer the slab
 //!   layer counts as allocated.
 //! * Debug caches: every free buffer's buftag says free.
+//! * (Not walked, kept by construction.) Per CPU, a magazine is in exactly one place: a
+//!   CPU slot word, one thread's hands (between the take and the put-back of a slow path),
+//!   or the depot; a slot word is written only by rseq sections on its CPU (and by
+//!   `destroy`, which no thread races by contract).
 //! * (Not walked, kept by construction.) A thread cache's `cap` is the capacity of its
 //!   loaded magazine (0 if none), so the hit path needs no null test; a thread cache whose
 //!   magazine size differs from the depot's drains its magazines on its next depot visit
@@ -230,14 +234,23 @@
 //!
 //! ## 5. Deviations from illumos, and why
 //!
-//! * **Per-thread, not per-CPU, magazines.** libumem on Linux maps every thread to CPU
-//!   slot 0 and takes that slot's lock on every operation. Here each thread owns its
-//!   magazines: no lock on a hit and no shared cache line written (measured 3–4× faster
-//!   than a per-CPU design with `sched_getcpu()`; `docs/performance.md`). The cost: other
-//!   threads' magazines cannot be taken while they run, so a reap only *asks* threads to
-//!   flush, and an idle thread keeps its (at most two per cache) magazines until it exits;
-//!   a `pthread_key_create` destructor flushes them then and points the thread at a static
+//! * **Per-thread magazines by default, per-CPU ones on request.** libumem on Linux maps
+//!   every thread to CPU slot 0 and takes that slot's lock on every operation. Here each
+//!   thread owns its magazines by default: no lock on a hit and no shared cache line
+//!   written (measured 3–4× faster than a per-CPU design with `sched_getcpu()`;
+//!   `docs/performance.md`). The cost: memory grows with the threads, other threads'
+//!   magazines cannot be taken while they run, so a reap only *asks* threads to flush, and
+//!   an idle thread keeps its (at most two per cache) magazines until it exits; a
+//!   `pthread_key_create` destructor flushes them then and points the thread at a static
 //!   *dead* block, so allocations from later TLS destructors go to the slab layer.
+//!   [`set_percpu`] (umem-global: `UMEM_OPTIONS=percpu`) gives Bonwick's per-*CPU*
+//!   magazines instead, over Linux restartable sequences (`rseq.rs`, `percpu.rs`,
+//!   `percpu_layer.rs`), still with no lock and no atomic read-modify-write on a hit:
+//!   memory bounded by the CPUs (issue 16), at the price of a longer hit (the CPU number,
+//!   the section descriptor, two tries). A CPU slot is written only by sections on that
+//!   CPU, so a slow path *takes* the CPU's magazines by rseq exchanges, works on them as a
+//!   thread works on its own, and puts them back; a reap moves the reaping thread to each
+//!   CPU in turn. Caches with ids from 64 on keep per-thread magazines.
 //! * **One initial-exec TLS word** on x86_64 Linux (a `global_asm!` `.tdata` word), since a
 //!   cdylib's `thread_local!` costs a `__tls_get_addr` call per access; elsewhere a
 //!   const-initialised `thread_local!`.

@@ -252,7 +252,7 @@ pub(crate) fn pack(m: *mut Magazine, rounds: usize, cap: usize) -> usize {
     if a >> 48 != 0 || cap > 255 || rounds > cap {
         fatal("umem-slab: a magazine cannot be packed for the per-CPU layer");
     }
-    a << 16 | cap << 8 | rounds
+    (a << 16) | (cap << 8) | rounds
 }
 
 /// Unpack a word: (magazine, rounds, capacity).

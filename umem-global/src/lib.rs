@@ -34,7 +34,8 @@
 //! **Options** are read from the environment once, by the first allocation:
 //!
 //! * `UMEM_OPTIONS`, a comma-separated list as in libumem: `nomagazines`
-//!   (no per-thread layer), `reap_interval=N` (seconds between periodic
+//!   (no per-thread layer), `percpu` (per-CPU magazines over rseq,
+//!   `magazines.rs`), `reap_interval=N` (seconds between periodic
 //!   update steps, default 10, 0 = never), `large_cache=N` (bytes of freed
 //!   large blocks kept for reuse, default 64m; suffixes k, m, g),
 //!   `noregion` (no class region: slower `free`), `backend=mmap`; the
@@ -129,6 +130,7 @@
 //! | `large.rs` | large blocks and the cache of freed ones |
 //! | `hit_tables.rs` | the hit paths' tables and their packed `FreeEntry` |
 //! | `caches.rs` | the class caches and the making of a class |
+//! | `magazines.rs` | the magazine mode (per thread or per CPU) and per-CPU occupancy |
 //! | `fork.rs` | the `pthread_atfork` handlers |
 //! | `init.rs` | building the tree on the first allocation |
 //! | `alloc.rs` | the allocation path: hit, miss, slow |
