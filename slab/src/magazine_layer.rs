@@ -90,9 +90,12 @@ impl Cache {
                     s.rounds += 1;
                     return true;
                 }
-                if !s.ploaded.is_null() && s.prounds == 0 {
-                    let m = s.ploaded;
-                    reload(s, m, 0);
+                // The previous magazine has room: swap. Per thread it is then empty; per
+                // CPU the hits also fill it, so it may be partly full — and only a full one
+                // may go to the depot's full list below.
+                if !s.ploaded.is_null() && s.prounds < s.magsize {
+                    let (m, r) = (s.ploaded, s.prounds);
+                    reload(s, m, r);
                     continue;
                 }
                 let Some((mut d, mt)) = self.lock_depot_for(slot) else {

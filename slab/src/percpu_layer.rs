@@ -27,6 +27,7 @@ use crate::magazine::{reload, ThreadCache};
 use crate::magazine_block::{self, SLOTS_PER_CHUNK};
 use crate::percpu::{self, LOADED, PREV, SLOT};
 use crate::registry;
+use crate::rseq;
 
 impl Cache {
     /// Whether this cache's magazines are per CPU.
@@ -52,7 +53,10 @@ impl Cache {
             flush_this_cpu();
         }
         let mut tc = ThreadCache::EMPTY;
-        if !self.cpu_take(&mut tc) {
+        // A thread with no CPU number yet registers its rseq area (where umem registers
+        // them itself) and tries once more.
+        let taken = self.cpu_take(&mut tc) || (rseq::register_thread() && self.cpu_take(&mut tc));
+        if !taken {
             return None;
         }
         let r = f(&mut tc);

@@ -31,10 +31,9 @@
 //! **Where the area is.** glibc (2.35 and later) registers an area for every thread and
 //! exports its offset from the thread pointer (`__rseq_offset`) and its size
 //! (`__rseq_size`, 0 when registration failed or was turned off). They are referenced
-//! *weakly*, so an older glibc links and simply reports none. Only x86_64 Linux has the
-//! sections; elsewhere [`area_offset`] is `None` and umem keeps per-thread magazines.
-//! umem does not register an area of its own (not written yet): where glibc registered
-//! none, the per-thread magazines are used.
+//! *weakly*, so an older glibc links and simply reports none; then umem registers an area
+//! of its own per thread (module `own`). Only x86_64 Linux has the sections; elsewhere
+//! [`area_offset`] is `None` and umem keeps per-thread magazines.
 
 /// The signature before every abort handler (the value of `RSEQ_SIG` on x86).
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
@@ -44,8 +43,10 @@ const RSEQ_SIG: u32 = 0x5305_3053;
 /// by this much.
 pub(crate) const CPU_SHIFT: u32 = 12;
 
-/// The offset of the calling thread's rseq area from the thread pointer, when glibc has
-/// registered one that the kernel keeps up to date (its `cpu_id` is a CPU number now).
+/// The offset of the calling thread's rseq area from the thread pointer: glibc's, when it
+/// registered one that the kernel keeps up to date (its `cpu_id` is a CPU number now), else
+/// umem's own ([`own`]), when registering it for the calling thread succeeds; `None` when
+/// neither works (the magazines stay per thread).
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 pub(crate) fn area_offset() -> Option<isize> {
     #[cfg(umem_rseq_fake)]
@@ -54,33 +55,151 @@ pub(crate) fn area_offset() -> Option<isize> {
     }
     #[cfg(not(umem_rseq_fake))]
     {
-        let off: *const isize;
-        let size: *const u32;
-        // SAFETY: reads two GOT entries; an undefined weak symbol's entry is 0.
+        glibc_area().or_else(|| {
+            own::register_thread().then(|| {
+                OWN.store(true, core::sync::atomic::Ordering::Relaxed);
+                own::offset()
+            })
+        })
+    }
+}
+
+/// umem registers the areas itself (glibc registered none): each thread registers its own
+/// on its first per-CPU slow path ([`register_thread`]).
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+static OWN: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// A thread whose `cpu_id` is negative missed every per-CPU hit: where umem registers the
+/// areas itself, register the calling thread's now (once: a failure is remembered in the
+/// area, as `-2`). `true` when the thread has a registered area now.
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+pub(crate) fn register_thread() -> bool {
+    OWN.load(core::sync::atomic::Ordering::Relaxed) && own::register_thread()
+}
+
+/// See the x86_64 version.
+#[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+pub(crate) fn register_thread() -> bool {
+    false
+}
+
+/// glibc's area, if it registered one for the calling thread.
+#[cfg(all(target_arch = "x86_64", target_os = "linux", not(umem_rseq_fake)))]
+fn glibc_area() -> Option<isize> {
+    let off: *const isize;
+    let size: *const u32;
+    // SAFETY: reads two GOT entries; an undefined weak symbol's entry is 0.
+    unsafe {
+        core::arch::asm!(
+            ".weak __rseq_offset",
+            ".weak __rseq_size",
+            "mov {o}, qword ptr [rip + __rseq_offset@GOTPCREL]",
+            "mov {s}, qword ptr [rip + __rseq_size@GOTPCREL]",
+            o = out(reg) off,
+            s = out(reg) size,
+            options(nostack, readonly, preserves_flags),
+        );
+    }
+    if off.is_null() || size.is_null() {
+        return None;
+    }
+    // SAFETY: glibc's two exported constants (the symbols resolved).
+    let (off, size) = unsafe { (*off, *size) };
+    // `cpu_id` (offset 4) and `rseq_cs` (offset 8) are in every area of the original
+    // 32-byte ABI; glibc reports 20 or 32 for it.
+    if size < 16 {
+        return None;
+    }
+    // SAFETY: the area is registered (size != 0); cpu_id is a 4-byte field of it.
+    let cpu = unsafe { read_cpu(off) };
+    (cpu >= 0).then_some(off)
+}
+
+/// umem's own rseq area, for a process whose glibc registered none (glibc before 2.35, or
+/// `GLIBC_TUNABLES=glibc.pthread.rseq=0`): 32 bytes of initial-exec TLS whose `cpu_id`
+/// starts at `-1` (not registered), so a thread's hits miss until its first per-CPU slow
+/// path registers the area with `rseq(2)`. A thread's registration ends with the thread
+/// (the kernel stops writing the area at exit, before glibc frees or reuses its TLS); a
+/// forked child inherits its parent thread's. A registration the kernel refuses (no rseq,
+/// seccomp, valgrind) leaves `-2` there: that thread's allocations then go past the
+/// magazines (to the slab layer), and if the initialising thread's is refused the
+/// magazines stay per thread.
+#[cfg(all(target_arch = "x86_64", target_os = "linux", not(umem_rseq_fake)))]
+mod own {
+    core::arch::global_asm!(
+        ".pushsection .tdata.umem_rseq_area,\"awT\",@progbits",
+        ".p2align 5",
+        ".globl umem_rseq_area",
+        ".hidden umem_rseq_area",
+        ".type umem_rseq_area,@object",
+        ".size umem_rseq_area,32",
+        "umem_rseq_area:",
+        ".long 0",
+        ".long 0xffffffff",
+        ".quad 0",
+        ".long 0, 0, 0, 0",
+        ".popsection",
+    );
+
+    /// The area's offset from the thread pointer.
+    pub(super) fn offset() -> isize {
+        let off: isize;
+        // SAFETY: the initial-exec offset of our own TLS area (as the magazine block's
+        // TLS word).
         unsafe {
             core::arch::asm!(
-                ".weak __rseq_offset",
-                ".weak __rseq_size",
-                "mov {o}, qword ptr [rip + __rseq_offset@GOTPCREL]",
-                "mov {s}, qword ptr [rip + __rseq_size@GOTPCREL]",
+                "mov {o}, qword ptr [rip + umem_rseq_area@GOTTPOFF]",
                 o = out(reg) off,
-                s = out(reg) size,
                 options(nostack, readonly, preserves_flags),
             );
         }
-        if off.is_null() || size.is_null() {
-            return None;
+        off
+    }
+
+    /// Register the calling thread's area unless it was tried before; whether it is
+    /// registered now.
+    pub(super) fn register_thread() -> bool {
+        let off = offset();
+        // SAFETY: `fs:[off]` is this thread's area (32 bytes, 32-aligned); fs:0 holds the
+        // thread pointer itself (the x86_64 TLS ABI).
+        unsafe {
+            let cpu = super::read_cpu(off);
+            if cpu >= 0 {
+                return true;
+            }
+            if cpu != -1 {
+                return false; // tried and refused
+            }
+            let tp: usize;
+            core::arch::asm!(
+                "mov {t}, qword ptr fs:[0]",
+                t = out(reg) tp,
+                options(nostack, readonly, preserves_flags),
+            );
+            let area = tp.wrapping_add_signed(off);
+            let r = libc::syscall(libc::SYS_rseq, area, 32u32, 0i32, super::RSEQ_SIG);
+            if r != 0 || super::read_cpu(off) < 0 {
+                // Refused: remember it (cpu_id is ours to write while unregistered).
+                core::arch::asm!(
+                    "mov dword ptr fs:[{o} + 4], -2",
+                    o = in(reg) off,
+                    options(nostack, preserves_flags),
+                );
+                return false;
+            }
+            true
         }
-        // SAFETY: glibc's two exported constants (the symbols resolved).
-        let (off, size) = unsafe { (*off, *size) };
-        // `cpu_id` (offset 4) and `rseq_cs` (offset 8) are in every area of the original
-        // 32-byte ABI; glibc reports 20 or 32 for it.
-        if size < 16 {
-            return None;
-        }
-        // SAFETY: the area is registered (size != 0); cpu_id is a 4-byte field of it.
-        let cpu = unsafe { read_cpu(off) };
-        (cpu >= 0).then_some(off)
+    }
+}
+
+#[cfg(all(target_arch = "x86_64", target_os = "linux", umem_rseq_fake))]
+mod own {
+    /// The fake build has no registration of its own (see `fake`).
+    pub(super) fn register_thread() -> bool {
+        false
+    }
+    pub(super) fn offset() -> isize {
+        0
     }
 }
 

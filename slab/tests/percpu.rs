@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Mutex, Once};
 
 use umem_slab::{Cache, MagazineMode};
-use umem_testkit::cpus::{gettid, online_cpus, pin, possible_cpus};
+use umem_testkit::cpus::{deny_rseq, gettid, online_cpus, pin, possible_cpus};
 use umem_testkit::pattern::{check_words, fill_words};
 use umem_testkit::{cache, heap_arena, serial, Child, Rng};
 
@@ -312,25 +312,84 @@ fn fork_with_busy_threads() {
     assert_eq!(held(c), 0);
 }
 
-/// Where glibc registered no rseq area (here: turned off with its tunable), asking for
-/// per-CPU magazines gives the per-thread ones, and they work.
+/// Where glibc registered no rseq area (here: turned off with its tunable), umem registers
+/// one per thread itself: the magazines are per CPU all the same, threads register on
+/// their first slow path, and a migration stress holds.
 #[test]
-fn falls_back_to_per_thread_without_rseq() {
+fn registers_its_own_rseq_areas_where_glibc_did_not() {
     setup();
-    let o = Child::new("norseq")
+    let o = Child::new("own_rseq")
         .env("GLIBC_TUNABLES", "glibc.pthread.rseq=0")
         .run(|| {
-            assert_eq!(umem_slab::magazine_mode(), MagazineMode::PerThread);
-            let c = cache("pc_fallback", 32, heap_arena("pc_fallback", 4096));
-            let v: Vec<NonNull<u8>> = (0..1000).map(|_| c.alloc().unwrap()).collect();
-            for p in v {
-                // SAFETY: from this cache's alloc, freed once.
-                unsafe { c.free(p) };
+            assert!(!glibc_rseq());
+            assert!(matches!(
+                umem_slab::magazine_mode(),
+                MagazineMode::PerCpu { .. }
+            ));
+            let c = cache("pc_own", 40, heap_arena("pc_own", 4096));
+            let cpus = online_cpus();
+            let hs: Vec<_> = (0..8)
+                .map(|t| {
+                    let cpus = cpus.clone();
+                    std::thread::spawn(move || {
+                        let mut rng = Rng::new(t);
+                        let mut v: Vec<(NonNull<u8>, u64)> = Vec::new();
+                        for i in 0..20_000u64 {
+                            if i % 1000 == 0 {
+                                pin(0, &[cpus[rng.below(cpus.len() as u64) as usize]]);
+                            }
+                            if v.len() < 200 && rng.chance(55) {
+                                let p = c.alloc().unwrap();
+                                // SAFETY: a fresh 40-byte buffer, ours.
+                                unsafe { fill_words(p.as_ptr(), 40, i) };
+                                v.push((p, i));
+                            } else if let Some((p, tag)) = v.pop() {
+                                // SAFETY: our live buffer; freed once.
+                                unsafe {
+                                    check_words(p.as_ptr(), 40, tag);
+                                    c.free(p);
+                                }
+                            }
+                        }
+                        for (p, tag) in v {
+                            // SAFETY: as above.
+                            unsafe {
+                                check_words(p.as_ptr(), 40, tag);
+                                c.free(p);
+                            }
+                        }
+                    })
+                })
+                .collect();
+            for h in hs {
+                h.join().unwrap();
             }
-            assert_eq!(c.stats().cpu_rounds, 0);
-            assert_eq!(c.stats().buf_inuse, 0);
+            assert!(c.stats().cpu_rounds > 0);
+            assert_eq!(held(c), 0);
             c.verify().unwrap();
         });
+    if let Some(o) = o {
+        assert_eq!(o.code(), Some(0), "{}", o.show());
+    }
+}
+
+/// Where rseq(2) fails (a seccomp filter here, as under valgrind or an old kernel), the
+/// magazines are per thread, and they work.
+#[test]
+fn falls_back_to_per_thread_where_rseq_fails() {
+    setup();
+    let o = Child::new("norseq").before_exec(deny_rseq).run(|| {
+        assert_eq!(umem_slab::magazine_mode(), MagazineMode::PerThread);
+        let c = cache("pc_fallback", 32, heap_arena("pc_fallback", 4096));
+        let v: Vec<NonNull<u8>> = (0..1000).map(|_| c.alloc().unwrap()).collect();
+        for p in v {
+            // SAFETY: from this cache's alloc, freed once.
+            unsafe { c.free(p) };
+        }
+        assert_eq!(c.stats().cpu_rounds, 0);
+        assert_eq!(c.stats().buf_inuse, 0);
+        c.verify().unwrap();
+    });
     if let Some(o) = o {
         assert_eq!(o.code(), Some(0), "{}", o.show());
     }

@@ -78,6 +78,7 @@ pub struct Child {
     name: String,
     test: Option<String>,
     env: Vec<(OsString, Option<OsString>)>,
+    before_exec: Option<fn() -> std::io::Result<()>>,
 }
 
 impl Child {
@@ -88,7 +89,15 @@ impl Child {
             name: name.to_string(),
             test: None,
             env: Vec::new(),
+            before_exec: None,
         }
+    }
+
+    /// Runs `f` in the forked child just before it executes the test binary (it must be
+    /// async-signal-safe: e.g. [`crate::cpus::deny_rseq`]).
+    pub fn before_exec(mut self, f: fn() -> std::io::Result<()>) -> Child {
+        self.before_exec = Some(f);
+        self
     }
 
     /// The test the child runs (its full name, e.g. `module::test_fn`); by default the
@@ -139,6 +148,11 @@ impl Child {
                 Some(v) => cmd.env(k, v),
                 None => cmd.env_remove(k),
             };
+        }
+        if let Some(f) = self.before_exec {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: `f` is async-signal-safe by the contract of `before_exec`.
+            unsafe { cmd.pre_exec(f) };
         }
         let o = cmd
             .output()
