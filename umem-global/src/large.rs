@@ -191,6 +191,17 @@ fn take_cached(pages: usize) -> Option<(usize, usize)> {
     Some((s.addr, s.pages))
 }
 
+/// Writes the addresses of the blocks the cache of freed blocks holds into
+/// `out` (at most [`SLOTS`]) and answers how many (for the leak scan: they
+/// are allocated in their arena but free to the program).
+pub fn cached_blocks(out: &mut [usize; SLOTS]) -> usize {
+    let c = BLOCK_CACHE.lock();
+    for (o, s) in out.iter_mut().zip(&c.slots[..c.len]) {
+        *o = s.addr;
+    }
+    c.len
+}
+
 /// The usable length of the large block at `addr` with `bytes` of capacity:
 /// its last requested size rounded up to pages (see [`note_len`]).
 pub fn len_of(addr: usize, bytes: usize) -> usize {

@@ -304,6 +304,7 @@ mod global_alloc;
 mod hit_tables;
 mod init;
 mod large;
+mod leaks;
 mod options;
 mod pagemap;
 #[doc(hidden)]
@@ -311,12 +312,17 @@ pub mod preload_abi;
 mod realloc;
 mod reclaim;
 mod region;
+mod roots;
 mod source;
+mod stack;
 mod stats;
+mod symbolize;
 mod sys;
 
 pub use global_alloc::Umem;
+pub use leaks::{find_leaks, LeakGroup, LeakReport};
 pub use stats::{print_stats, stats, ArenaStats, ClassStats, LargeStats, Stats, MAX_ARENAS};
+pub use symbolize::{print_buffer_history, print_stack, write_frame};
 
 /// Gives back to the system every cached object, magazine and freed large
 /// block that can go (libumem's `umem_reap`), runs the periodic update step,
