@@ -18,8 +18,8 @@ pub(crate) fn fatal(msg: &str) -> ! {
     umem_vmem::diag::fatal(format_args!("{msg}"))
 }
 
-/// Called by [`fatal_error`] with the address an error is about, after its message and
-/// before the abort (umem-global prints the buffer's audit history there).
+/// Called by umem-slab's fatal errors with the address an error is about, after its
+/// message and before the abort (umem-global prints the buffer's audit history there).
 pub type ErrorHook = fn(addr: usize);
 
 /// The error hook as a function-pointer word (0: none).
@@ -27,7 +27,7 @@ static ERROR_HOOK: AtomicUsize = AtomicUsize::new(0);
 /// Set while the hook runs: a fatal error inside it aborts at once.
 static IN_HOOK: AtomicBool = AtomicBool::new(false);
 
-/// Installs the hook [`fatal_error`] calls before aborting (see [`ErrorHook`]). The hook
+/// Installs the hook umem-slab's fatal errors call before aborting (see [`ErrorHook`]). The hook
 /// must not allocate from umem and must return.
 pub fn set_error_hook(hook: ErrorHook) {
     ERROR_HOOK.store(hook as usize, Ordering::Release);

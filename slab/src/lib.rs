@@ -313,7 +313,7 @@ pub use audit::{
     AuditStack, AuditedBuffer, StackHook, DEFAULT_AUDIT_DEPTH, MAX_AUDIT_DEPTH,
 };
 pub use cache::Cache;
-pub use diag::set_error_hook;
+pub use diag::{set_error_hook, ErrorHook};
 pub use error::{CacheName, SlabError};
 pub use flags::CacheFlags;
 pub use hit::{hit_alloc, hit_free, FastIndex, InlineIndex};

@@ -48,7 +48,9 @@ fn leak_report_at_exit_names_two_groups_and_nothing_else() {
     assert!(String::from_utf8_lossy(&o.stdout).contains("leaks: OK"));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
-        err.contains("umem: findleaks: 27 leaked blocks") && err.contains("in 2 groups"),
+        err.contains("umem: findleaks (pid ")
+            && err.contains("): 27 leaked blocks")
+            && err.contains("in 2 groups"),
         "{}",
         show(&o)
     );

@@ -151,7 +151,9 @@ impl LeakReport {
         }
         let _ = writeln!(
             b,
-            "umem: findleaks: {} leaked block{} ({} bytes) in {} group{}; {} blocks held, {} bytes of roots scanned",
+            "umem: findleaks (pid {}): {} leaked block{} ({} bytes) in {} group{}; {} blocks held, {} bytes of roots scanned",
+            // SAFETY: getpid has no preconditions.
+            unsafe { libc::getpid() },
             self.leaked,
             if self.leaked == 1 { "" } else { "s" },
             self.leaked_bytes,

@@ -41,7 +41,11 @@
 //!   tuning options `concurrency`, `max_contention`, `perthread_cache` are
 //!   accepted and have no effect;
 //! * `UMEM_DEBUG=default` (or `guards`, `contents`): the slab caches' debug
-//!   layout (redzones, fill patterns, double-free checks);
+//!   layout (redzones, fill patterns, double-free checks); `audit[=frames]`
+//!   adds each buffer's last allocation and free with thread, time and
+//!   stack (`stack.rs`, printed by [`print_buffer_history`]), and then
+//!   `UMEM_OPTIONS=findleaks` prints a leak report at exit ([`find_leaks`]
+//!   runs the same scan on demand);
 //! * `UMEM_STATS=1` (or `stderr`) prints the statistics table to stderr at
 //!   exit, `UMEM_STATS=all` lists every cache and arena in it, not only the
 //!   used ones (so does the `UMEM_OPTIONS` word `stats_all`), and any other
@@ -126,9 +130,13 @@
 //! | `region.rs` | the class region, its stripes and their bitmaps |
 //! | `arenas.rs` | the tree's published arenas and the init state |
 //! | `source.rs` | the page source and the class arenas' source |
+//! | `stack.rs` | audit stacks: the unwinder, loaded only with `audit`, and the capture guard |
 //! | `large.rs` | large blocks and the cache of freed ones |
 //! | `hit_tables.rs` | the hit paths' tables and their packed `FreeEntry` |
 //! | `caches.rs` | the class caches and the making of a class |
+//! | `symbolize.rs` | `module!symbol+0xoff` frames and a buffer's audit history |
+//! | `roots.rs` | a leak scan's roots and its fault-proof reader |
+//! | `leaks.rs` | the leak scan, [`find_leaks`] and the report at exit |
 //! | `fork.rs` | the `pthread_atfork` handlers |
 //! | `init.rs` | building the tree on the first allocation |
 //! | `alloc.rs` | the allocation path: hit, miss, slow |
@@ -287,8 +295,8 @@
 //! * **Re-entrant init** is served by a static bootstrap arena instead of
 //!   waiting (a libc routine called during init may allocate).
 //! * **mmap only** (no `sbrk` backend); `UMEM_DEBUG` supports the debug
-//!   layout (`default`, `guards`, `contents`) only, and `UMEM_LOGGING` is
-//!   not supported.
+//!   layout (`default`, `guards`, `contents`) and `audit[=frames]` only, and
+//!   `UMEM_LOGGING` is not supported.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]

@@ -156,6 +156,17 @@ fn parse_line(line: &[u8]) -> Option<Mapping> {
     })
 }
 
+/// Whether `m` looks like a thread stack glibc made: anonymous, right above
+/// `prev`, a small inaccessible anonymous mapping (its guard).
+fn is_thread_stack(m: &Mapping, prev: &Mapping) -> bool {
+    m.anonymous
+        && prev.anonymous
+        && prev.hi == m.lo
+        && !prev.readable
+        && !prev.writable
+        && prev.hi - prev.lo <= MAX_GUARD
+}
+
 /// The largest guard mapping a thread stack is recognised by.
 const MAX_GUARD: usize = 256 << 10;
 
@@ -197,15 +208,8 @@ pub fn collect_stacks(roots: &mut Roots<'_>, sp: usize, buf: &mut [u8], avoid: R
         let overlaps = |lo: usize, hi: usize| m.lo < hi && lo < m.hi;
         if rw && m.lo <= sp && sp < m.hi {
             roots.push(sp, m.hi);
-        } else if rw && m.main_stack {
-            roots.push(m.lo, m.hi);
         } else if rw
-            && m.anonymous
-            && prev.anonymous
-            && prev.hi == m.lo
-            && !prev.readable
-            && !prev.writable
-            && prev.hi - prev.lo <= MAX_GUARD
+            && (m.main_stack || is_thread_stack(&m, &prev))
             && !overlaps(rlo, rhi)
             && !overlaps(avoid.lo, avoid.hi)
         {
