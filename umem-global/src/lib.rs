@@ -130,6 +130,7 @@
 //! | `region.rs` | the class region, its stripes and their bitmaps |
 //! | `arenas.rs` | the tree's published arenas and the init state |
 //! | `source.rs` | the page source and the class arenas' source |
+//! | `cfi.rs` | DWARF CFI: a cached frame-step rule per code address |
 //! | `stack.rs` | audit stacks: the unwinder, loaded only with `audit`, and the capture guard |
 //! | `large.rs` | large blocks and the cache of freed ones |
 //! | `hit_tables.rs` | the hit paths' tables and their packed `FreeEntry` |
@@ -305,6 +306,7 @@ mod alloc;
 mod arenas;
 mod boot;
 mod caches;
+mod cfi;
 mod classes;
 mod fork;
 mod free;

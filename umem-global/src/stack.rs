@@ -147,6 +147,10 @@ pub fn load_unwinder() {
                 return false;
             }
             find_self_text();
+            let find_fde = libc::dlsym(h, c"_Unwind_Find_FDE".as_ptr());
+            if !find_fde.is_null() {
+                crate::cfi::set_find_fde(find_fde as usize);
+            }
             GET_IP.store(ip as usize, Ordering::Release);
             BACKTRACE.store(bt as usize, Ordering::Release);
         }
@@ -220,33 +224,103 @@ struct Walk<'a> {
     leading: bool,
     lo: usize,
     hi: usize,
+}
+
+impl Walk<'_> {
+    /// Takes the next frame's address; `false` when the stack is full.
+    fn push(&mut self, pc: usize) -> bool {
+        if self.skip > 0 {
+            self.skip -= 1;
+            return true;
+        }
+        if self.leading && pc >= self.lo && pc < self.hi {
+            return true;
+        }
+        self.leading = false;
+        self.frames[self.n] = pc;
+        self.n += 1;
+        self.n < self.frames.len()
+    }
+}
+
+/// What `_Unwind_Backtrace` calls for each frame: a `Walk` and libgcc's
+/// `_Unwind_GetIP`.
+struct Trace<'a, 'b> {
+    walk: &'a mut Walk<'b>,
     get_ip: GetIpFn,
 }
 
 extern "C" fn trace(ctx: *mut c_void, arg: *mut c_void) -> i32 {
-    // SAFETY: `arg` is the `Walk` that `capture` passed; `ctx` a live
+    // SAFETY: `arg` is the `Trace` that `capture` passed; `ctx` a live
     // unwind context.
-    let w = unsafe { &mut *(arg as *mut Walk<'_>) };
+    let t = unsafe { &mut *(arg as *mut Trace<'_, '_>) };
     // SAFETY: as above.
-    let pc = unsafe { (w.get_ip)(ctx) };
-    if pc == 0 {
-        return URC_END_OF_STACK;
-    }
-    if w.skip > 0 {
-        w.skip -= 1;
-        return URC_NO_REASON;
-    }
-    if w.leading && pc >= w.lo && pc < w.hi {
-        return URC_NO_REASON;
-    }
-    w.leading = false;
-    w.frames[w.n] = pc;
-    w.n += 1;
-    if w.n == w.frames.len() {
+    let pc = unsafe { (t.get_ip)(ctx) };
+    if pc == 0 || !t.walk.push(pc) {
         URC_END_OF_STACK
     } else {
         URC_NO_REASON
     }
+}
+
+/// The fast walk (`cfi.rs`): steps from this function's own frame by the
+/// cached CFI rules. `false` when a frame needs a rule it does not follow
+/// (then libgcc walks the stack instead).
+#[cfg(target_arch = "x86_64")]
+#[inline(never)]
+fn fast_walk(w: &mut Walk<'_>) -> bool {
+    use crate::cfi::{rule_for, Step};
+    let (mut pc, mut sp, mut rbp): (usize, usize, usize);
+    // SAFETY: reads the instruction pointer, stack pointer and frame
+    // register; no memory is touched.
+    unsafe {
+        core::arch::asm!(
+            "lea {pc}, [rip]",
+            "mov {sp}, rsp",
+            "mov {bp}, rbp",
+            pc = out(reg) pc,
+            sp = out(reg) sp,
+            bp = out(reg) rbp,
+            options(nomem, nostack, preserves_flags),
+        );
+    }
+    let mut first = true;
+    for _ in 0..512 {
+        // A return address is looked up one byte back, in its call.
+        let step = rule_for(if first { pc } else { pc - 1 });
+        first = false;
+        let Step::Frame {
+            cfa_rbp,
+            cfa_off,
+            rbp_off,
+        } = step
+        else {
+            return step == Step::End;
+        };
+        let cfa = if cfa_rbp { rbp } else { sp }.wrapping_add(cfa_off as usize);
+        if cfa <= sp || cfa - sp > 64 << 20 || cfa % 8 != 0 {
+            return true; // not a sane frame: stop here
+        }
+        // SAFETY: by the frame's CFI (exact rules only, `cfi.rs`), the
+        // return address is at CFA - 8 and the caller's rbp at CFA +
+        // rbp_off, both in this thread's live stack.
+        unsafe {
+            pc = *((cfa - 8) as *const usize);
+            if let Some(o) = rbp_off {
+                rbp = *(cfa.wrapping_add_signed(o as isize) as *const usize);
+            }
+        }
+        sp = cfa;
+        if pc == 0 || !w.push(pc) {
+            return true;
+        }
+    }
+    true
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn fast_walk(_: &mut Walk<'_>) -> bool {
+    false
 }
 
 /// The stack hook: the calling thread's return addresses, callers of umem
@@ -268,19 +342,117 @@ pub fn capture(frames: &mut [usize]) -> usize {
         };
         let lo = SELF_TEXT[0].load(Ordering::Relaxed);
         let hi = SELF_TEXT[1].load(Ordering::Relaxed);
+        let skip = if lo == hi { 2 } else { 0 };
         let mut w = Walk {
             frames,
             n: 0,
-            skip: if lo == hi { 2 } else { 0 },
+            skip,
             leading: lo != hi,
             lo,
             hi,
+        };
+        if crate::cfi::available() && fast_walk(&mut w) {
+            return w.n;
+        }
+        w.n = 0;
+        w.skip = skip;
+        w.leading = lo != hi;
+        let mut t = Trace {
+            walk: &mut w,
             get_ip,
         };
-        // SAFETY: `trace` matches the callback type and only uses `w`,
+        // SAFETY: `trace` matches the callback type and only uses `t`,
         // which outlives the call.
-        unsafe { bt(trace, &mut w as *mut Walk<'_> as *mut c_void) };
+        unsafe { bt(trace, &mut t as *mut Trace<'_, '_> as *mut c_void) };
         w.n
     })
     .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// libgcc's walk from here (its first frame is this function).
+    #[inline(never)]
+    fn slow_walk(w: &mut Walk<'_>) {
+        // SAFETY: as in `capture`.
+        let (bt, get_ip) = unsafe {
+            (
+                core::mem::transmute::<usize, BacktraceFn>(BACKTRACE.load(Ordering::Acquire)),
+                core::mem::transmute::<usize, GetIpFn>(GET_IP.load(Ordering::Acquire)),
+            )
+        };
+        let mut t = Trace { walk: w, get_ip };
+        // SAFETY: as in `capture`.
+        unsafe { bt(trace, &mut t as *mut Trace<'_, '_> as *mut c_void) };
+    }
+
+    fn walk<'a>(frames: &'a mut [usize]) -> Walk<'a> {
+        Walk {
+            frames,
+            n: 0,
+            skip: 0,
+            leading: false,
+            lo: 0,
+            hi: 0,
+        }
+    }
+
+    /// Both walks from one function: (fast, slow) frames.
+    #[inline(never)]
+    fn both(out: &mut Vec<(Vec<usize>, Vec<usize>)>) {
+        let mut f = [0usize; 64];
+        let mut s = [0usize; 64];
+        let mut wf = walk(&mut f);
+        assert!(fast_walk(&mut wf), "a rule the fast walk does not follow");
+        let nf = wf.n;
+        let mut ws = walk(&mut s);
+        slow_walk(&mut ws);
+        let ns = ws.n;
+        out.push((f[..nf].to_vec(), s[..ns].to_vec()));
+    }
+
+    #[inline(never)]
+    fn deep(n: usize, out: &mut Vec<(Vec<usize>, Vec<usize>)>) -> usize {
+        let mut local = [n; 40];
+        core::hint::black_box(&mut local);
+        if n == 0 {
+            both(out);
+            return local[3];
+        }
+        let r = if n % 3 == 0 {
+            deep(n - 1, out)
+        } else {
+            deep_other(n - 1, out)
+        };
+        r + core::hint::black_box(local[n % 40])
+    }
+
+    #[inline(never)]
+    fn deep_other(n: usize, out: &mut Vec<(Vec<usize>, Vec<usize>)>) -> usize {
+        let v: Vec<u8> = vec![n as u8; n * 100 + 1];
+        core::hint::black_box(&v);
+        deep(n, out) + v.len()
+    }
+
+    #[test]
+    fn fast_walk_agrees_with_libgcc() {
+        load_unwinder();
+        assert!(unwinder_loaded() && crate::cfi::available());
+        let mut out = Vec::new();
+        deep(9, &mut out);
+        std::thread::spawn(move || {
+            deep(5, &mut out);
+            for (fast, slow) in &out {
+                // The fast walk starts at `both`'s call of it, libgcc at
+                // `slow_walk` and then `both`'s call of that: from the
+                // caller of `both` on they must agree, to the end.
+                assert!(fast.len() > 10, "{fast:x?}");
+                assert_eq!(fast[1..], slow[2..], "fast {fast:x?}\nslow {slow:x?}");
+            }
+        })
+        .join()
+        .unwrap();
+    }
 }
