@@ -116,6 +116,22 @@ fn double_free_report_shows_the_audit_stacks() {
     assert!(alloc < freed, "{}", show(&o));
     assert!(err[alloc..freed].contains("!make_block+"), "{}", show(&o));
     assert!(err[freed..].contains("!drop_block+"), "{}", show(&o));
+    // An invalid (interior, misaligned) free names the block it falls in.
+    let o = prog(
+        "audit_double",
+        &["interior"],
+        &[("UMEM_DEBUG", "audit")],
+        true,
+    );
+    assert_eq!(o.status.signal(), Some(libc::SIGABRT), "{}", show(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    let ptr = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("PTR ").map(str::to_string))
+        .expect("PTR line");
+    assert!(err.contains("invalid pointer"), "{}", show(&o));
+    assert!(err.contains(&format!("buffer {ptr} ")), "{}", show(&o));
+    assert!(err.contains("!make_block+"), "{}", show(&o));
     // audit=N sets the depth: one frame each.
     let o = prog("audit_double", &[], &[("UMEM_DEBUG", "audit=1")], true);
     let err = String::from_utf8_lossy(&o.stderr);

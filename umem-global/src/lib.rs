@@ -332,7 +332,7 @@ mod sys;
 pub use global_alloc::Umem;
 pub use leaks::{find_leaks, LeakGroup, LeakReport};
 pub use stats::{print_stats, stats, ArenaStats, ClassStats, LargeStats, Stats, MAX_ARENAS};
-pub use symbolize::{print_buffer_history, print_stack, write_frame};
+pub use symbolize::{has_buffer_history, print_buffer_history, print_stack, write_frame};
 
 /// Gives back to the system every cached object, magazine and freed large
 /// block that can go (libumem's `umem_reap`), runs the periodic update step,

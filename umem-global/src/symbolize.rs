@@ -90,21 +90,28 @@ fn print_event(fd: i32, what: &str, ev: &AuditEvent) {
     print_stack(fd, &frames[..frames.len().min(MAX_AUDIT_DEPTH)], 4);
 }
 
+/// The audit record of the small block at or around `addr`, if auditing
+/// keeps one, with the block's cache.
+fn detail_of(addr: usize) -> Option<(&'static umem_slab::Cache, umem_slab::AuditDetail)> {
+    let PageKind::Small(c) = pagemap::lookup(addr) else {
+        return None;
+    };
+    let cache = caches::cache_of(c)?;
+    let d = cache.audit_detail(NonNull::new(addr as *mut u8)?)?;
+    Some((cache, d))
+}
+
+/// Whether [`print_buffer_history`] has something to print for `addr`.
+pub fn has_buffer_history(addr: usize) -> bool {
+    detail_of(addr).is_some()
+}
+
 /// Prints the audit history of the small block at or around `addr`: its
 /// start and class, its last allocation and its last free with threads,
 /// times and stacks. `false` (nothing printed) when auditing is off or
 /// `addr` is not in an audit cache's slab.
 pub fn print_buffer_history(fd: i32, addr: usize) -> bool {
-    let PageKind::Small(c) = pagemap::lookup(addr) else {
-        return false;
-    };
-    let Some(cache) = caches::cache_of(c) else {
-        return false;
-    };
-    let Some(p) = NonNull::new(addr as *mut u8) else {
-        return false;
-    };
-    let Some(d) = cache.audit_detail(p) else {
+    let Some((cache, d)) = detail_of(addr) else {
         return false;
     };
     let mut b = StackStr::<256>::new();
