@@ -1,5 +1,5 @@
 /* Issue 12: the leak report (UMEM_DEBUG=audit UMEM_OPTIONS=findleaks).
- * Usage: leaks [ondemand]
+ * Usage: leaks [ondemand|large]
  * Leaks LEAK_A blocks of 24 bytes from leak_a() and LEAK_B blocks of 200
  * bytes from leak_b() (a chain that points into itself, with its head
  * dropped), and keeps others reachable in every way the scan must see:
@@ -9,6 +9,8 @@
  * Prints "leaks: OK" and exits 0 (the report goes to stderr at exit).
  * "ondemand" also calls umem_findleaks(1) (found with dlsym, so the program
  * runs under glibc too) and prints "leaks: ondemand N" with its result.
+ * "large" also leaks LEAK_BIG blocks of 300 KiB from leak_big() (a third
+ * group, of large blocks).
  * Build with -O2 -rdynamic so dladdr names the allocating functions. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -20,6 +22,7 @@
 
 #define LEAK_A 20
 #define LEAK_B 7
+#define LEAK_BIG 2
 
 struct node {
     struct node *next;
@@ -54,6 +57,13 @@ __attribute__((noinline)) void leak_b(void) {
     while (last->next) last = last->next;
     last->next = head;
     *(struct node *volatile *)&head = NULL;
+}
+
+__attribute__((noinline)) void leak_big(void) {
+    for (int i = 0; i < LEAK_BIG; i++) {
+        char *volatile p = malloc(300 << 10);
+        memset(p, 'b', 4096);
+    }
 }
 
 __attribute__((noinline)) void keep_some(void) {
@@ -98,6 +108,7 @@ int main(int argc, char **argv) {
     keep_some();
     leak_a();
     leak_b();
+    if (argc > 1 && !strcmp(argv[1], "large")) leak_big();
     clobber_stack();
     if (argc > 1 && !strcmp(argv[1], "ondemand")) {
         long (*findleaks)(int) = (long (*)(int))dlsym(RTLD_DEFAULT, "umem_findleaks");

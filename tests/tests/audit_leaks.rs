@@ -66,6 +66,33 @@ fn leak_report_at_exit_names_two_groups_and_nothing_else() {
 }
 
 #[test]
+fn leaked_large_blocks_have_their_stack() {
+    let o = prog("leaks", &["large"], AUDIT, true);
+    assert!(o.status.success(), "{}", show(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    let rows = table(&err);
+    // The two 300 KiB blocks come first (one group, or two when the
+    // compiler unrolled leak_big's loop into two call sites).
+    let big: Vec<_> = rows.iter().filter(|r| r.0 == "umem_oversize").collect();
+    assert!(!big.is_empty() && big.len() <= 2, "{}", show(&o));
+    assert_eq!(big.iter().map(|r| r.1).sum::<usize>(), 2, "{}", show(&o));
+    assert!(
+        big.iter().all(|r| r.2.contains("!leak_big+")),
+        "{}",
+        show(&o)
+    );
+    assert_eq!(
+        rows[..big.len()]
+            .iter()
+            .filter(|r| r.0 == "umem_oversize")
+            .count(),
+        big.len()
+    );
+    let small: Vec<_> = rows[big.len()..].iter().map(|r| r.1).collect();
+    assert_eq!(small, [7, 20], "{}", show(&o));
+}
+
+#[test]
 fn leak_scan_on_demand_from_c() {
     let o = prog("leaks", &["ondemand"], &[("UMEM_DEBUG", "audit")], true);
     assert!(o.status.success(), "{}", show(&o));

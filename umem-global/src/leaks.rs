@@ -25,7 +25,8 @@
 //!
 //! **Groups.** Leaked blocks with the same allocation stack form one group
 //! (count, bytes, an example block), largest first by bytes. Large blocks
-//! have no audit record: they form one group without a stack.
+//! take their stack from `large_audit.rs` (one without a record is grouped
+//! with the others that have none, without a stack).
 //!
 //! **At exit** with `UMEM_OPTIONS=findleaks` (and `UMEM_DEBUG=audit`) the
 //! report is printed to stderr from `.fini_array`, after the program's
@@ -36,6 +37,7 @@ use crate::arenas::{is_initialized, ARENAS};
 use crate::caches;
 use crate::classes;
 use crate::large;
+use crate::large_audit;
 use crate::options;
 use crate::roots::{self, Range, Roots, SafeReader};
 use crate::symbolize;
@@ -247,7 +249,7 @@ fn for_each_block(f: &mut dyn FnMut(Block)) {
                 f(Block {
                     addr,
                     len: large::len_of(addr, size).min(size),
-                    hash: 0,
+                    hash: large_audit::lookup(addr).map_or(0, |r| r.hash),
                     class: LARGE,
                     marked: 0,
                 })
@@ -462,7 +464,10 @@ fn group(blocks: &[Block], work: &mut [u32]) -> LeakReport {
 /// The cache name, allocating thread and allocation stack of a block.
 fn describe(b: &Block) -> (&'static str, usize, AuditStack) {
     if b.class == LARGE {
-        return ("umem_oversize", 0, AuditStack::EMPTY);
+        return match large_audit::lookup(b.addr) {
+            Some(r) => ("umem_oversize", r.thread, r.stack),
+            None => ("umem_oversize", 0, AuditStack::EMPTY),
+        };
     }
     let c = b.class as usize;
     let detail = caches::cache_of(c)

@@ -132,6 +132,7 @@
 //! | `source.rs` | the page source and the class arenas' source |
 //! | `cfi.rs` | DWARF CFI: a cached frame-step rule per code address |
 //! | `stack.rs` | audit stacks: the unwinder, loaded only with `audit`, and the capture guard |
+//! | `large_audit.rs` | audit records of large blocks (`audit`): a side table |
 //! | `large.rs` | large blocks and the cache of freed ones |
 //! | `hit_tables.rs` | the hit paths' tables and their packed `FreeEntry` |
 //! | `caches.rs` | the class caches and the making of a class |
@@ -244,7 +245,9 @@
 //! 3. umem-slab's locks, then umem-vmem's, in their own documented order
 //!    (`umem_slab::lockup` takes both groups in order);
 //! 4. leaf locks, under which nothing is taken: the page map's leaf pool
-//!    (`pagemap::POOL`) and the region's stripe bitmaps (`region::STRIPES`).
+//!    (`pagemap::POOL`), the region's stripe bitmaps (`region::STRIPES`)
+//!    and, with `audit`, the large blocks' audit table
+//!    (`large_audit::TABLE`; the leak scan reads it under an arena lock).
 //!
 //! The init state (`arenas.rs`) is not a lock held across calls: threads
 //! that find it `BUSY` yield until it is `READY` or `FAILED`.
@@ -314,6 +317,7 @@ mod global_alloc;
 mod hit_tables;
 mod init;
 mod large;
+mod large_audit;
 mod leaks;
 mod options;
 mod pagemap;
