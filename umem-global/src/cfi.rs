@@ -19,8 +19,11 @@
 //! expression, a signal frame, the return address or `rbp` kept in another
 //! register — answers [`Step::Unsupported`], and the caller falls back to
 //! libgcc for that stack. No FDE, or an undefined return address (the
-//! outermost frame, `_start`, `clone3`), is [`Step::End`].
+//! outermost frame, `_start`, `clone3`), is [`Step::End`]. The cache is
+//! emptied when an object is unloaded ([`check_loaded_objects`], called
+//! before each walk): another object may later be mapped at its addresses.
 
+use core::ffi::c_void;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// `struct dwarf_eh_bases` of libgcc's `_Unwind_Find_FDE`.
@@ -47,6 +50,40 @@ pub unsafe fn set_find_fde(f: usize) {
 /// Whether [`rule_for`] can compute rules.
 pub fn available() -> bool {
     FIND_FDE.load(Ordering::Acquire) != 0
+}
+
+/// `dl_iterate_phdr`'s load and unload counters when the cache was last
+/// known good.
+static LOADS: AtomicU64 = AtomicU64::new(0);
+static UNLOADS: AtomicU64 = AtomicU64::new(0);
+
+/// Empties the rule cache when objects were loaded or unloaded since the
+/// last call (a new object may sit where an unloaded one's code was, and
+/// its addresses must not get the old rules). One `dl_iterate_phdr` step:
+/// the counters come with its first record.
+pub fn check_loaded_objects() {
+    unsafe extern "C" fn first(info: *mut libc::dl_phdr_info, _: usize, arg: *mut c_void) -> i32 {
+        // SAFETY: dl_iterate_phdr hands a valid record; `arg` is our pair.
+        unsafe {
+            let out = &mut *(arg as *mut (u64, u64));
+            *out = ((*info).dlpi_adds, (*info).dlpi_subs);
+        }
+        1
+    }
+    let mut now = (0u64, 0u64);
+    // SAFETY: the callback writes only `now`.
+    unsafe { libc::dl_iterate_phdr(Some(first), &mut now as *mut (u64, u64) as *mut c_void) };
+    if now.0 == LOADS.load(Ordering::Acquire) && now.1 == UNLOADS.load(Ordering::Acquire) {
+        return;
+    }
+    if UNLOADS.load(Ordering::Acquire) != now.1 {
+        // Only an unload can leave stale rules (a load takes fresh addresses).
+        for s in &CACHE {
+            s.key.store(0, Ordering::Release);
+        }
+    }
+    LOADS.store(now.0, Ordering::Release);
+    UNLOADS.store(now.1, Ordering::Release);
 }
 
 /// How to step from a frame at some code address to its caller.

@@ -351,7 +351,10 @@ pub fn capture(frames: &mut [usize]) -> usize {
             lo,
             hi,
         };
-        if crate::cfi::available() && fast_walk(&mut w) {
+        if crate::cfi::available() && {
+            crate::cfi::check_loaded_objects();
+            fast_walk(&mut w)
+        } {
             return w.n;
         }
         w.n = 0;
