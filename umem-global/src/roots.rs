@@ -20,6 +20,9 @@
 //!    pointer) and, at its top, glibc's thread descriptor and the thread's
 //!    static TLS.
 //!
+//! Stacks of exited threads that glibc keeps mapped for reuse look like
+//! live ones and are scanned too: their stale words can only hide a leak.
+//!
 //! What this cannot see (so a block referenced only from there is reported
 //! as leaked): another running thread's registers (only what it has
 //! spilled to its stack); stacks not made by glibc's `pthread_create` with
