@@ -230,7 +230,10 @@
 //! all in it):
 //!
 //! 1. the large-block cache lock (`large::BLOCK_CACHE`): nothing else is
-//!    taken while it is held today; its place first is for `prefork`;
+//!    taken while it is held today; its place first is for `prefork`. The
+//!    periodic update's hook, which runs with umem-slab's update flag held,
+//!    only try-locks it (`large::age`) and leaves the pass pending when it
+//!    is taken;
 //! 2. the class-creation lock (`caches::CLASS_LOCK`), held while a class's
 //!    arena and cache are made, which takes the locks below;
 //! 3. umem-slab's locks, then umem-vmem's, in their own documented order
