@@ -44,7 +44,7 @@ fn sh6_sizes() -> Vec<usize> {
             if sz < 100 {
                 it *= 5;
             }
-            v.extend(std::iter::repeat(sz).take(it));
+            v.extend(std::iter::repeat_n(sz, it));
             sz /= 2;
         }
         base = base * 3 / 2 + 1;
