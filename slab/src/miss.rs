@@ -97,7 +97,17 @@ impl Cache {
         // The extra buffers under one slab-lock round trip (issue 15: one lock per
         // buffer made the refill cost about 94 instructions a buffer in a growing heap).
         let mut extra = [0usize; BATCH_MAX];
-        let got = self.slab_alloc_batch(&mut extra[..n - 1]);
+        let mut got = self.slab_alloc_batch(&mut extra[..n - 1]);
+        // The partly used slabs ran out: the rest one at a time, making a slab as needed
+        // (so a batch is as long as before; shorter ones meant more depot visits and
+        // earlier magazine growth).
+        while got < n - 1 {
+            let Some(b) = self.slab_alloc() else {
+                break;
+            };
+            extra[got] = b;
+            got += 1;
+        }
         // Straight into the loaded magazine while it has room (it is empty after the
         // miss that brought us here); through `mag_free`, which may trade with the depot
         // or make a magazine, for any rest.
