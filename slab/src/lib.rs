@@ -197,7 +197,7 @@
 //! to other caches only after the current cache's locks are dropped. [`lockup()`] (fork)
 //! takes them all in this order — update flag, cache list, block list, then each cache's
 //! depot and slab lock in list order, then `umem_vmem::lockup()` — and [`release()`]
-//! drops them. All locks are spin locks (umem-vmem's `sync`, the one spin lock of the workspace) that yield after a short spin.
+//! drops them. All locks are spin locks (umem-vmem's `sync`, the one spin lock of the workspace) that sleep on a futex after a short spin.
 //!
 //! Callbacks: constructors run with no lock held. Destructors and reclaim callbacks may
 //! run inside `update()`/`reap()` and the reap hook of a failing arena allocation

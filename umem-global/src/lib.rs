@@ -194,8 +194,9 @@
 //! allocation or free (every one reads it): working-set reaping of the
 //! depots, magazine resize, hash rescale of caches and arenas, retained
 //! spans back to their sources, and then its hook, `reclaim::after_update`,
-//! which discards (`MADV_DONTNEED`) free segments of 64 KiB and more in
-//! umem's own arenas (`reclaim.rs`). A depot magazine goes back once it was
+//! which ages the large-block cache (blocks cached at the previous update
+//! and not reused since go back: `large.rs`) and discards (`MADV_DONTNEED`)
+//! free segments of 64 KiB and more in umem's own arenas (`reclaim.rs`). A depot magazine goes back once it was
 //! unused for a whole interval, so memory a program frees is given back by
 //! the second update after the free: within two intervals of further
 //! allocator activity that leaves the magazine hit; an update that finds two
@@ -239,7 +240,10 @@
 //! all in it):
 //!
 //! 1. the large-block cache lock (`large::BLOCK_CACHE`): nothing else is
-//!    taken while it is held today; its place first is for `prefork`;
+//!    taken while it is held today; its place first is for `prefork`. The
+//!    periodic update's hook, which runs with umem-slab's update flag held,
+//!    only try-locks it (`large::age`) and leaves the pass pending when it
+//!    is taken;
 //! 2. the class-creation lock (`caches::CLASS_LOCK`), held while a class's
 //!    arena and cache are made, which takes the locks below;
 //! 3. umem-slab's locks, then umem-vmem's, in their own documented order

@@ -10,7 +10,8 @@
 //! * `reap_interval=N` — seconds between periodic update/reap steps
 //!   (default 10; 0 disables the periodic step);
 //! * `large_cache=N` — bytes of recently freed large blocks kept for reuse
-//!   (default 64 MiB; suffixes k, m, g);
+//!   (default 64 MiB; suffixes k, m, g); a kept block that is not reused
+//!   goes back by the second periodic update after its free;
 //! * `noregion` — no class region (`region.rs`): size classes take their
 //!   spans from `umem_default` and `free` finds every block through the
 //!   page map (slower; for comparison, and what happens when the region
