@@ -172,10 +172,13 @@
 //! redzone word, link word, status]`; free buffers are filled with `0xdeadbeef…` (checked
 //! when they leave the cache, replaced by `0xbaddcafe…`), frees check the status (double
 //! free) and the redzone, and objects are destructed on every free so that the fill can be
-//! checked. [`CacheFlags::AUDIT`] adds a record of each buffer's last transaction
-//! ([`Cache::audit`]). Debug caches have fast index 0, so they never hit and non-debug
-//! caches pay nothing for debugging. Not yet written: stack traces in audit records, the
-//! transaction and content logs, firewall arenas, `mtbf`, and the per-byte redzone after
+//! checked. [`CacheFlags::AUDIT`] (`audit.rs`) adds a record of each buffer's last
+//! allocation and last free — thread, time and a stack of [`audit_depth`] frames taken by
+//! the hook of [`set_stack_hook`] ([`Cache::audit`], [`Cache::audit_detail`],
+//! [`Cache::walk_audited`]); a fatal error about a buffer calls the hook of
+//! [`set_error_hook`] so the layer above can print that history. Debug caches have fast
+//! index 0, so they never hit and non-debug caches pay nothing for debugging. Not yet
+//! written: the transaction and content logs, firewall arenas, `mtbf`, and the per-byte redzone after
 //! the requested size (that one is `umem_alloc`'s, in umem-global).
 //!
 //! ## 3. Locks and their order
@@ -194,7 +197,7 @@
 //! to other caches only after the current cache's locks are dropped. [`lockup()`] (fork)
 //! takes them all in this order — update flag, cache list, block list, then each cache's
 //! depot and slab lock in list order, then `umem_vmem::lockup()` — and [`release()`]
-//! drops them. All locks are spin locks (umem-vmem's `sync`, the one spin lock of the workspace) that yield after a short spin.
+//! drops them. All locks are spin locks (umem-vmem's `sync`, the one spin lock of the workspace) that sleep on a futex after a short spin.
 //!
 //! Callbacks: constructors run with no lock held. Destructors and reclaim callbacks may
 //! run inside `update()`/`reap()` and the reap hook of a failing arena allocation
@@ -293,6 +296,7 @@
 //   debug, slab_layer, magazine_layer     buftags; slab-layer and depot-exchange paths
 //   update, miss, qcache                  update/reap; slow paths; vmem's quantum caches
 //   create, verify, stats                 creation and init; checking; statistics
+mod audit;
 mod cache;
 mod clock;
 mod create;
@@ -320,8 +324,12 @@ mod stats;
 mod update;
 mod verify;
 
+pub use audit::{
+    audit_depth, set_audit_depth, set_stack_hook, stack_hash, AuditDetail, AuditEvent, AuditRecord,
+    AuditStack, AuditedBuffer, StackHook, DEFAULT_AUDIT_DEPTH, MAX_AUDIT_DEPTH,
+};
 pub use cache::Cache;
-pub use debug::AuditRecord;
+pub use diag::{set_error_hook, ErrorHook};
 pub use error::{CacheName, SlabError};
 pub use flags::CacheFlags;
 pub use hit::{hit_alloc, hit_free, FastIndex, InlineIndex};
