@@ -16,9 +16,9 @@
 //! **The per-CPU table.** Every section here works on the table of `percpu.rs`: one
 //! 4 KiB page per CPU (`table + cpu * 4096`), and a byte offset in the page (a cache's
 //! slot: the same offsets as the inline slots of a thread's magazine block). A slot's
-//! first word is its *loaded* magazine packed as `address << 16 | capacity << 8 | rounds`
-//! (`percpu.rs`), so pushing or popping a round changes one word and the commit is that
-//! word's store. `cpu_id` is read sign-extended: a thread the kernel does not know
+//! first two words are its *loaded* and *previous* magazines, each packed as
+//! `address << 16 | capacity << 8 | rounds` (`percpu.rs`), so pushing or popping a round
+//! changes one word and the commit is that word's store. `cpu_id` is read sign-extended: a thread the kernel does not know
 //! (`-1`, not registered; `-2`, registration failed) lands on one of the two pages below
 //! the table, which are zero and never written, so its hits miss; the sections that
 //! write anywhere else test the sign first.
