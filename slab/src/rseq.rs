@@ -198,9 +198,6 @@ mod own {
     pub(super) fn register_thread() -> bool {
         false
     }
-    pub(super) fn offset() -> isize {
-        0
-    }
 }
 
 /// No restartable sequences here: per-thread magazines.
