@@ -301,10 +301,10 @@ pub(crate) unsafe fn fast_slot(index: usize) -> *mut ThreadCache {
 /// `offset` is a slot's offset in the block: `i * size_of::<ThreadCache>()` with
 /// `i < SLOTS_PER_CHUNK`.
 #[inline(always)]
-pub(crate) unsafe fn inline_slot(offset: u16) -> *mut ThreadCache {
+pub(crate) unsafe fn inline_slot(offset: usize) -> *mut ThreadCache {
     debug_assert!(
-        (offset as usize) % core::mem::size_of::<ThreadCache>() == 0
-            && (offset as usize) < core::mem::size_of::<MagazineBlock>()
+        offset % core::mem::size_of::<ThreadCache>() == 0
+            && offset < core::mem::size_of::<MagazineBlock>()
     );
     let t = current();
     if !tls_word::NEVER_NULL && t.is_null() {
@@ -312,7 +312,7 @@ pub(crate) unsafe fn inline_slot(offset: u16) -> *mut ThreadCache {
     }
     // SAFETY: `t` is the live block of this thread (or a static block), whose first chunk
     // holds SLOTS_PER_CHUNK slots; `offset` names one of them by the caller.
-    unsafe { (t as *mut u8).add(offset as usize) as *mut ThreadCache }
+    unsafe { (t as *mut u8).add(offset) as *mut ThreadCache }
 }
 
 /// [`fast_slot`] for ids from 64 on (through the directory), out of line.

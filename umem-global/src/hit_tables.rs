@@ -4,12 +4,12 @@
 //! * [`ALLOC_TABLE`] (libumem's `umem_alloc_table`, for the C ABI's 16-byte
 //!   alignment): per 16-byte granule of a size up to
 //!   [`classes::C_TABLE_MAX`], the [`InlineIndex`] of its class's cache.
-//! * `FREE_TABLE`: a [`FreeSlot`] per class (its [`FreeEntry`] and the two
-//!   words of its block-start test, on one cache line), indexed by a page-map entry's
-//!   top byte (`0x40 | class`, [`PageEntry::free_table_index`]); every other
-//!   byte finds the zero entry, on which every hit misses. So `free` indexes it by the page map's
-//!   top byte with no tag test, and by `0x40 | class` (a constant
-//!   displacement) when the class comes from the region.
+//! * `FREE_TABLE`: per class, its cache's [`InlineIndex`] and the two
+//!   words of its block-start test, indexed by a page-map entry's top byte
+//!   (`0x40 | class`, [`PageEntry::free_table_index`]; a [`FreeSlot`]);
+//!   every other byte finds a slot on which every hit misses. So `free`
+//!   indexes it by the page map's top byte with no tag test, and by
+//!   `0x40 | class` when the class comes from the region.
 //!
 //! Both are zero (every hit misses into the slow path, which initialises and
 //! makes the class) until [`publish`] fills a class's entries, when its
@@ -19,51 +19,15 @@
 use crate::classes;
 use crate::pagemap::PageEntry;
 use crate::sys::PAGE;
-use core::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicUsize, Ordering};
 use umem_slab::{InlineIndex, SlabGrid};
 
 #[allow(clippy::declare_interior_mutable_const)]
-const NO_ALLOC_ENTRY: AtomicU16 = AtomicU16::new(0);
-/// Per 16-byte granule of a `malloc` size up to `C_TABLE_MAX`: the raw
-/// [`InlineIndex`] of its class's cache (0 until the class is made).
-static ALLOC_TABLE: [AtomicU16; classes::C_TABLE_MAX / 16 + 1] =
+const NO_ALLOC_ENTRY: AtomicUsize = AtomicUsize::new(0);
+/// Per 16-byte granule of a `malloc` size up to `C_TABLE_MAX`: the
+/// [`InlineIndex::word`] of its class's cache (0 until the class is made).
+static ALLOC_TABLE: [AtomicUsize; classes::C_TABLE_MAX / 16 + 1] =
     [NO_ALLOC_ENTRY; classes::C_TABLE_MAX / 16 + 1];
-
-/// A `FREE_TABLE` entry, packed in a `u64`:
-///
-/// ```text
-///  63            16 15            0
-/// | align - 1      | inline index  |   class made: its alignment mask and slot
-/// | 0              | 0             |   a miss: not a class page, or class not made yet
-/// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(transparent)]
-pub struct FreeEntry(u64);
-
-impl FreeEntry {
-    /// The entry of a class whose buffers are `align`-aligned and whose
-    /// cache's inline index is `ii`.
-    #[inline]
-    pub const fn new(align: usize, ii: InlineIndex) -> FreeEntry {
-        FreeEntry(((align as u64 - 1) << 16) | ii.raw() as u64)
-    }
-
-    /// Bits 16..: whether `a` is off the class's alignment (so certainly not
-    /// one of its blocks: the hit misses and the slow path decides).
-    #[cfg(test)]
-    pub const fn misaligned(self, a: usize) -> bool {
-        a as u64 & (self.0 >> 16) != 0
-    }
-
-    /// Bits 0..16: the class cache's inline index ([`InlineIndex::MISS`]
-    /// for the zero entry).
-    #[inline(always)]
-    pub const fn inline_index(self) -> InlineIndex {
-        // SAFETY: the low 16 bits were stored from an `InlineIndex`'s `raw`
-        // by `new`, or are 0 (the zero entry of a table).
-        unsafe { InlineIndex::from_raw(self.0 as u16) }
-    }
-}
 
 /// The block-start test of a class whose blocks are `chunk` bytes apart
 /// from the start of each page, `chunks` of them per page: the multiplier
@@ -105,41 +69,52 @@ pub const fn class_grid(c: usize) -> Option<SlabGrid> {
     })
 }
 
-/// A `FREE_TABLE` slot: the class's [`FreeEntry`] and its block-start
-/// test ([`start_test`]); 32 bytes, two slots per cache line. The test's
-/// words are constants (from [`class_grid`]), so the hit reads them as
-/// memory operands of its `imul` and `cmp`. A slot of no class fails the
-/// test (so the hit misses).
-#[repr(C, align(32))]
-pub struct FreeSlot {
-    entry: AtomicU64,
-    mul: u64,
-    bound: u64,
+/// The `FREE_TABLE`: per page-map top byte, three words in three arrays
+/// (so that one base register and the byte, scaled by 8, reach all three):
+/// the class cache's [`InlineIndex`] word and the two words of the class's
+/// block-start test ([`start_test`]). The test's words are constants (from
+/// [`class_grid`]), read as memory operands of the hit's `imul` and `cmp`;
+/// the index is a whole word, so the hit loads it with no zero-extension.
+/// A byte of no class has a test no address passes (so the hit misses).
+#[repr(C, align(64))]
+struct FreeTable {
+    ii: [AtomicUsize; 256],
+    mul: [u64; 256],
+    bound: [u64; 256],
 }
 
+/// A class's place in the `FREE_TABLE` (a page-map top byte: `0x40 | c`
+/// for class `c`, anything else for no class).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FreeSlot(usize);
+
 impl FreeSlot {
-    /// The class cache's inline index ([`InlineIndex::MISS`] for a zero
-    /// slot).
+    /// The class cache's inline index ([`InlineIndex::MISS`] for a slot of
+    /// no class, or of a class not made yet).
     #[inline(always)]
-    pub fn inline_index(&self) -> InlineIndex {
-        FreeEntry(self.entry.load(Ordering::Relaxed)).inline_index()
+    pub fn inline_index(self) -> InlineIndex {
+        // SAFETY: `self.0 < 256` (every constructor masks it so); the word
+        // was stored from an `InlineIndex`'s `word` by `publish`, or is 0.
+        unsafe {
+            InlineIndex::from_word(FREE_TABLE.ii.get_unchecked(self.0).load(Ordering::Relaxed))
+        }
     }
 
     /// Whether `a` may be a block of the class: exactly its block starts for
     /// a class below 512 bytes (one-page, colour-free slabs), its aligned
     /// addresses for the others (see [`start_test`]).
     #[inline(always)]
-    pub fn is_start(&self, a: usize) -> bool {
-        ((a & (PAGE - 1)) as u64).wrapping_mul(self.mul) < self.bound
+    pub fn is_start(self, a: usize) -> bool {
+        // SAFETY: `self.0 < 256`, as in `inline_index`.
+        let (m, t) = unsafe {
+            (
+                *FREE_TABLE.mul.get_unchecked(self.0),
+                *FREE_TABLE.bound.get_unchecked(self.0),
+            )
+        };
+        ((a & (PAGE - 1)) as u64).wrapping_mul(m) < t
     }
 }
-
-#[allow(clippy::declare_interior_mutable_const)]
-const NO_FREE_SLOT: FreeSlot = FreeSlot {
-    entry: AtomicU64::new(0),
-    mul: 0,
-    bound: 0,
-};
 
 /// The test words of class `c`'s slot: its grid, or its alignment.
 const fn class_test(c: usize) -> (u64, u64) {
@@ -152,44 +127,42 @@ const fn class_test(c: usize) -> (u64, u64) {
     }
 }
 
-const fn build_free_table() -> [FreeSlot; 256] {
-    let mut t = [NO_FREE_SLOT; 256];
+#[allow(clippy::declare_interior_mutable_const)]
+const NO_II: AtomicUsize = AtomicUsize::new(0);
+
+const fn build_free_table() -> FreeTable {
+    let mut t = FreeTable {
+        ii: [NO_II; 256],
+        mul: [0; 256],
+        bound: [0; 256],
+    };
     let mut c = 0;
     while c < classes::COUNT {
         let (m, b) = class_test(c);
         let i = PageEntry::small(c).free_table_index();
-        t[i] = FreeSlot {
-            entry: AtomicU64::new(0),
-            mul: m,
-            bound: b,
-        };
+        t.mul[i] = m;
+        t.bound[i] = b;
         c += 1;
     }
     t
 }
 
-/// By a page-map entry's top byte: the [`FreeSlot`] of the class of a
-/// small-class entry, a slot of no class for every other byte.
-static FREE_TABLE: [FreeSlot; 256] = build_free_table();
+/// By a page-map entry's top byte: class `c`'s words at `0x40 | c`, a
+/// slot of no class for every other byte.
+static FREE_TABLE: FreeTable = build_free_table();
 const _: () = assert!(classes::COUNT <= 64);
 
-/// The slot of class `c`'s entry (`0x40 | c`).
+/// Class `c`'s [`FreeSlot`] (`0x40 | c`).
 #[inline(always)]
-fn free_slot(c: usize) -> &'static FreeSlot {
-    &FREE_TABLE[PageEntry::small(c & 63).free_table_index()]
+pub fn free_entry_of(c: usize) -> FreeSlot {
+    FreeSlot(PageEntry::small(c & 63).free_table_index() & 255)
 }
 
-/// Class `c`'s [`FreeSlot`].
+/// The [`FreeSlot`] for a page whose entry is `e` (a slot of no class
+/// unless `e` is a small-class entry).
 #[inline(always)]
-pub fn free_entry_of(c: usize) -> &'static FreeSlot {
-    free_slot(c)
-}
-
-/// The [`FreeSlot`] for a page whose entry is `e` (a zero slot unless `e`
-/// is a small-class entry of a class already made).
-#[inline(always)]
-pub fn free_entry_at(e: PageEntry) -> &'static FreeSlot {
-    &FREE_TABLE[e.free_table_index()]
+pub fn free_entry_at(e: PageEntry) -> FreeSlot {
+    FreeSlot(e.free_table_index() & 255)
 }
 
 /// The *free key* (issue 11, defect 4): `umem_slab::process_secret()`,
@@ -216,9 +189,9 @@ pub fn init_free_key() {
 #[inline(always)]
 pub fn alloc_index(size: usize) -> InlineIndex {
     debug_assert!(size <= classes::C_TABLE_MAX);
-    let raw = ALLOC_TABLE[(size + 15) >> 4].load(Ordering::Relaxed);
-    // SAFETY: ALLOC_TABLE holds `InlineIndex` raws (`publish`) or 0.
-    unsafe { InlineIndex::from_raw(raw) }
+    let w = ALLOC_TABLE[(size + 15) >> 4].load(Ordering::Relaxed);
+    // SAFETY: ALLOC_TABLE holds `InlineIndex` words (`publish`) or 0.
+    unsafe { InlineIndex::from_word(w) }
 }
 
 /// Fills class `c`'s entries, once its cache (inline index `ii`, slab grid
@@ -235,12 +208,10 @@ pub fn publish(c: usize, ii: InlineIndex, grid: Option<SlabGrid>, debug: bool) {
             class_grid(c)
         ));
     }
-    let s = free_slot(c);
-    s.entry
-        .store(FreeEntry::new(classes::align(c), ii).0, Ordering::Relaxed);
+    FREE_TABLE.ii[free_entry_of(c).0].store(ii.word(), Ordering::Relaxed);
     for (g, h) in ALLOC_TABLE.iter().enumerate() {
         if classes::c_small_size_class(g * 16) == c {
-            h.store(ii.raw(), Ordering::Relaxed);
+            h.store(ii.word(), Ordering::Relaxed);
         }
     }
 }
@@ -250,28 +221,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn free_entries_decode_to_what_they_encode() {
-        // SAFETY: a made-up index, only decoded here, never used for a hit.
-        let ii = unsafe { InlineIndex::from_raw(0x1230) };
-        let e = FreeEntry::new(64, ii);
-        assert_eq!(e.inline_index(), ii);
-        assert!(!e.misaligned(0x1000) && !e.misaligned(0x1040));
-        assert!(e.misaligned(0x1010) && e.misaligned(0x1001));
-        // The zero entry (a class not made, or not a class page): the
-        // alignment test passes and the inline index always misses.
-        assert_eq!(FreeEntry(0).inline_index(), InlineIndex::MISS);
-        assert!(!FreeEntry(0).misaligned(0x1001));
+    fn free_slots_start_empty() {
+        // A slot of no class, or of a class not made yet: the inline index
+        // always misses.
+        assert_eq!(FreeSlot(0).inline_index(), InlineIndex::MISS);
+        assert_eq!(FreeSlot(255).inline_index(), InlineIndex::MISS);
+        assert_eq!(free_entry_at(PageEntry::NONE), FreeSlot(0));
+        assert_eq!(free_entry_of(3), free_entry_at(PageEntry::small(3)));
     }
 
     #[test]
     fn block_start_test_is_exact() {
-        // A zero slot fails every test (a miss).
-        assert!(!FREE_TABLE[0].is_start(0x1000));
-        let slot = |(m, t): (u64, u64)| FreeSlot {
-            entry: AtomicU64::new(0),
-            mul: m,
-            bound: t,
-        };
+        // A slot of no class fails every test (a miss).
+        assert!(!FreeSlot(0).is_start(0x1000));
+        struct Test(u64, u64);
+        impl Test {
+            fn is_start(&self, a: usize) -> bool {
+                ((a & (PAGE - 1)) as u64).wrapping_mul(self.0) < self.1
+            }
+        }
+        let slot = |(m, t): (u64, u64)| Test(m, t);
         // Every class's one-page grid (64 bytes of slab record at the end).
         for &cs in classes::SIZES.iter().filter(|&&s| s < 512) {
             let chunks = (PAGE - 64) / cs;
@@ -285,8 +254,13 @@ mod tests {
         }
         // The table holds every class's test.
         for c in 0..classes::COUNT {
-            assert_eq!(free_slot(c).mul, class_test(c).0);
-            assert_eq!(free_slot(c).bound, class_test(c).1);
+            let i = free_entry_of(c).0;
+            assert_eq!(FREE_TABLE.mul[i], class_test(c).0);
+            assert_eq!(FREE_TABLE.bound[i], class_test(c).1);
+            for o in 0..PAGE {
+                let t = Test(class_test(c).0, class_test(c).1);
+                assert_eq!(free_entry_of(c).is_start(0x1000 + o), t.is_start(o));
+            }
         }
         // Alignment-only entries: exactly the aligned addresses.
         for align in [8usize, 16, 64, 512, 4096] {

@@ -127,7 +127,7 @@
 //! | `arenas.rs` | the tree's published arenas and the init state |
 //! | `source.rs` | the page source and the class arenas' source |
 //! | `large.rs` | large blocks and the cache of freed ones |
-//! | `hit_tables.rs` | the hit paths' tables and their packed `FreeEntry` |
+//! | `hit_tables.rs` | the hit paths' tables (`ALLOC_TABLE`, `FREE_TABLE`: `FreeSlot`) |
 //! | `caches.rs` | the class caches and the making of a class |
 //! | `fork.rs` | the `pthread_atfork` handlers |
 //! | `init.rs` | building the tree on the first allocation |
@@ -153,15 +153,15 @@
 //!   `alloc16_miss` → the class's cache (`caches.rs`, `ClassCache::alloc`)
 //!   → `alloc_slow` (init, the class's first allocation, large blocks).
 //! * `free(p)`: `free_hit` (`free.rs`) takes the class from the address
-//!   (`region::stripe_class`) and its `FreeEntry`, or, outside the region,
-//!   the `FreeEntry` indexed by the page map entry's top byte
+//!   (`region::stripe_class`) and its `FreeSlot`, or, outside the region,
+//!   the `FreeSlot` indexed by the page map entry's top byte
 //!   (`pagemap::slot`, `hit_tables::free_entry_at`); a pointer off the
 //!   class's alignment misses; else it pushes onto the thread's magazine
 //!   (`umem_slab::hit_free`). On a miss: `free_miss` (the page map's class,
 //!   the class's cache) → `free_slow` (large blocks, bootstrap blocks,
 //!   foreign pointers).
 //! * `Umem::alloc`/`dealloc`: the class from the layout
-//!   (`classes::layout_class`), its `FreeEntry`'s inline index, the same
+//!   (`classes::layout_class`), its `FreeSlot`'s inline index, the same
 //!   magazine pop or push; the misses as above.
 //!
 //! **Why a page map as well as the region:** blocks outside the region

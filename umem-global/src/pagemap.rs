@@ -162,13 +162,16 @@ impl PageSlot {
     }
 }
 
-#[inline]
+/// The root and leaf indices of `addr`, or `None` above 2^48. (The root
+/// index is shifted out first and compared with `ROOT_LEN`: one shift and
+/// a compare, where testing `addr >> 48` would take a second shift.)
+#[inline(always)]
 fn split(addr: usize) -> Option<(usize, usize)> {
-    if addr >> ADDR_BITS != 0 {
+    let r = addr >> (sys::PAGE_SHIFT + LEAF_BITS);
+    if r >= ROOT_LEN {
         return None;
     }
-    let pn = addr >> sys::PAGE_SHIFT;
-    Some((pn >> LEAF_BITS, pn & (LEAF_LEN - 1)))
+    Some((r, (addr >> sys::PAGE_SHIFT) & (LEAF_LEN - 1)))
 }
 
 /// Whether the map can describe `[addr, addr + len)` (below 2^48).

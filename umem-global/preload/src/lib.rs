@@ -132,8 +132,10 @@ pub unsafe extern "C" fn free(p: *mut c_void) {
     // SAFETY: the caller passes a block it owns (or a foreign pointer,
     // which free_miss refuses).
     unsafe {
-        if !abi::free_hit(p.cast()) {
-            free_miss(p)
+        match abi::free_hit(p.cast()) {
+            abi::FreeHit::Done => {}
+            abi::FreeHit::Miss => free_miss(p),
+            abi::FreeHit::Marked => abi::free_marked(p.cast()),
         }
     }
 }
