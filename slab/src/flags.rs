@@ -31,7 +31,7 @@ impl CacheFlags {
     /// the hashed slab layout, as in libumem.
     pub const AUDIT: CacheFlags = CacheFlags(32);
     /// Free buffers carry a *free key* (issue 11: double and interior frees detected in
-    /// the default mode). The cache's user writes [`process_secret`](crate::process_secret)
+    /// the default mode). The cache's user writes [`FREE_KEY_WORD`](crate::FREE_KEY_WORD)
     /// into the first word of each buffer it frees and clears it on allocation, and calls
     /// [`Cache::check_free`](crate::Cache::check_free) when a buffer it is about to free
     /// already holds the key. For that the cache: starts every buffer of a new slab
@@ -62,3 +62,12 @@ impl BitOr for CacheFlags {
         CacheFlags(self.0 | rhs.0)
     }
 }
+
+/// The *free key* of [`CacheFlags::FREE_KEY`] caches: the word that marks a free buffer
+/// (its first word). A constant, not a secret: it only sends a free that finds it to
+/// the slow check ([`Cache::check_free`](crate::Cache::check_free)), which decides by
+/// the cache's own records, so knowing it buys a program nothing but slower frees of
+/// blocks it filled with it. It is a sign-extended 32-bit immediate, so the hit path
+/// compares and stores it with no register and no load: an unlikely value as data (a
+/// negative 32-bit number in a 64-bit word, and not a canonical user-space pointer).
+pub const FREE_KEY_WORD: usize = 0x8b1f_5a3d_u32 as i32 as isize as usize;

@@ -165,7 +165,7 @@
 //! (`SlabError::CorruptSlab`); a link is cleared when its chunk is handed out.
 //! [`CacheFlags::FREE_KEY`] caches (umem-global's size classes) also lay their slabs out
 //! without colour, so that a chunk start is a function of the address ([`Cache::grid`]),
-//! start every new buffer marked with [`process_secret`], the *free key* their user
+//! start every new buffer marked with [`FREE_KEY_WORD`], the *free key* their user
 //! writes into freed buffers, and answer [`Cache::check_free`], the slow check behind it.
 //!
 //! **Debugging** (`debug.rs`). With [`CacheFlags::DEBUG`] each chunk is `[buffer][buftag:
@@ -307,7 +307,7 @@ mod verify;
 pub use cache::Cache;
 pub use debug::AuditRecord;
 pub use error::{CacheName, SlabError};
-pub use flags::CacheFlags;
+pub use flags::{CacheFlags, FREE_KEY_WORD};
 pub use hit::{hit_alloc, hit_free, FastIndex, InlineIndex};
 pub use magazine_block::{live_thread_blocks, thread_exit_flush};
 pub use ops::{CacheOps, CtorFn, DtorFn, ObjectOps, ReclaimFn};

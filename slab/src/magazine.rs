@@ -174,9 +174,12 @@ pub(crate) unsafe fn pop<const MAY_BE_NULL: bool>(slot: *mut ThreadCache) -> Opt
 /// `s` is the calling thread's slot and `s.rounds > 0`.
 #[inline(always)]
 unsafe fn take_round(s: &mut ThreadCache) -> usize {
-    s.rounds -= 1;
-    // SAFETY: by the caller `loaded` holds `rounds + 1` rounds.
-    let buf = unsafe { *Magazine::round(s.loaded, s.rounds) };
+    let r = s.rounds;
+    s.rounds = r - 1;
+    // SAFETY: by the caller `loaded` holds `r` rounds; round `r - 1` is the magazine's
+    // word `r` (after the link word), read from the magazine pointer and the old count
+    // (one scaled load, no address arithmetic).
+    let buf = unsafe { *(s.loaded as *const usize).add(r) };
     bump(&s.allocs);
     buf
 }

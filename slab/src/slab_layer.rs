@@ -140,7 +140,7 @@ impl Cache {
             // FREE_KEY caches: a never-allocated chunk reads as free (its first word, when
             // that is not the link word, holds the free key; debug caches have their fill).
             let key = if self.free_key && self.buftag_off == 0 && self.link_off != 0 {
-                secret::process_secret()
+                crate::flags::FREE_KEY_WORD
             } else {
                 0
             };
@@ -184,7 +184,7 @@ impl Cache {
         let mut head: *mut Bufctl = null_mut();
         // FREE_KEY caches: never-allocated buffers read as free (as above).
         let key = if self.free_key && self.buftag_off == 0 {
-            secret::process_secret()
+            crate::flags::FREE_KEY_WORD
         } else {
             0
         };

@@ -28,9 +28,11 @@ fn free_key_caches() {
         CreateFlags::NONE,
     )
     .unwrap();
-    let key = umem_slab::process_secret();
+    let secret = umem_slab::process_secret();
+    assert_ne!(secret, 0);
+    assert_eq!(secret, umem_slab::process_secret());
+    let key = umem_slab::FREE_KEY_WORD;
     assert_ne!(key, 0);
-    assert_eq!(key, umem_slab::process_secret());
 
     // Only caches whose free buffers may be written.
     fn ctor(_: NonNull<u8>, _: *mut ()) -> bool {

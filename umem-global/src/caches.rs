@@ -169,7 +169,6 @@ pub fn class_or_create(c: usize) -> Option<ClassCache> {
         arena.set_retain(region::CLASS_RETAIN);
     }
     arenas::publish(&ARENAS.class[c], arena);
-    hit_tables::init_free_key();
     let cache = create_cache(c, arena)?;
     let slot = &CLASS_CACHES[c];
     slot.fast.store(cache.fast_index().raw(), Ordering::Relaxed);

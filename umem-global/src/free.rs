@@ -21,7 +21,7 @@
 //!   a compare, in place of the alignment test it replaces); alignment only
 //!   for the larger classes;
 //! * *double frees*: a freed block's first word gets the free key
-//!   (`hit_tables::free_key`, a per-process secret), cleared when the block
+//!   (`hit_tables::free_key`, `umem_slab::FREE_KEY_WORD`), cleared when the block
 //!   is handed out again; a free that finds the key there takes
 //!   `Cache::check_free`, which looks for the block in the thread's
 //!   magazines, the depot and its slab's free list, and aborts if it is

@@ -165,23 +165,16 @@ pub fn free_entry_at(e: PageEntry) -> FreeSlot {
     FreeSlot(e.free_table_index() & 255)
 }
 
-/// The *free key* (issue 11, defect 4): `umem_slab::process_secret()`,
+/// The *free key* (issue 11, defect 4): `umem_slab::FREE_KEY_WORD`,
 /// written into the first word of every small block when it is freed and
 /// cleared when it is handed out, so that a free finding it already there
 /// takes the slow check for a double free (`free.rs`). The class caches are
 /// made with `CacheFlags::FREE_KEY`, which marks never-allocated chunks
-/// with it too. 0 until the first class is made (no block exists before).
-static FREE_KEY: AtomicUsize = AtomicUsize::new(0);
-
-/// The free key (see [`FREE_KEY`]).
+/// with it too. A constant (a 32-bit immediate to the hit path's compare
+/// and store); see `FREE_KEY_WORD` for why it need not be secret.
 #[inline(always)]
 pub fn free_key() -> usize {
-    FREE_KEY.load(Ordering::Relaxed)
-}
-
-/// Sets the free key (before the first class's entries are published).
-pub fn init_free_key() {
-    FREE_KEY.store(umem_slab::process_secret(), Ordering::Relaxed);
+    umem_slab::FREE_KEY_WORD
 }
 
 /// The inline index of the cache of `malloc` size `size`'s class
