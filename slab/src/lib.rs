@@ -283,6 +283,7 @@
 mod cache;
 mod clock;
 mod create;
+pub use create::hashed_slab_size;
 mod debug;
 mod depot;
 mod diag;

@@ -114,6 +114,8 @@ impl Cache {
     /// alignment for hashed ones, else none beyond the arena's quantum.
     fn slab_align(&self) -> usize {
         match (self.slab_xalloc, self.hashed) {
+            // FREE_KEY: aligned so that buffer starts follow from the address (`grid`).
+            (true, true) if self.free_key => self.slabsize().next_power_of_two(),
             (true, true) => self.align,
             (true, false) => self.slabsize(),
             (false, _) => 1,

@@ -16,10 +16,11 @@
 //! **Bad frees of small blocks** (issue 11, defect 4) abort with a message
 //! naming the pointer and the class, in the default mode:
 //! * *interior pointers*: the block-start test of the class's hit-table
-//!   entry (`hit_tables::FreeSlot::is_start`): exact for every class
-//!   below 512 bytes (one-page, colour-free slabs: a multiply, a rotate and
-//!   a compare, in place of the alignment test it replaces); alignment only
-//!   for the larger classes;
+//!   entry (`hit_tables::FreeSlot::is_start`): exact for every class (an
+//!   `and`, a multiply and a compare with constant table words, in place of
+//!   the alignment test it replaces): one-page colour-free slabs below 512
+//!   bytes, hashed slabs aligned to their size rounded up to a power of two
+//!   from 512 bytes;
 //! * *double frees*: a freed block's first word gets the free key
 //!   (`hit_tables::free_key`, `umem_slab::FREE_KEY_WORD`), cleared when the block
 //!   is handed out again; a free that finds the key there takes

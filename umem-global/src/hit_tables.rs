@@ -38,11 +38,13 @@ static ALLOC_TABLE: [AtomicUsize; classes::C_TABLE_MAX / 16 + 1] =
 /// `1 <= r <= chunk`; so for `o = k * chunk + j` (`0 <= j < chunk`),
 /// `o * m ≡ k * r + j * m`: below `chunks * r` when `j = 0` and `k <
 /// chunks`, and at least `m` (about `2^64 / chunk`, far above it) when
-/// `j > 0`, with no wrap since `o < PAGE`. (Lemire, Kaser and Kurz's
+/// `j > 0`, with no wrap since `o` is below the grid's period (a page, or
+/// at most 256 KiB for a hashed class), far below `m`. (Lemire, Kaser and Kurz's
 /// divisibility test, with the index bound folded into the compare.) One
 /// multiply and one compare: an interior pointer, or one into the slab's
-/// record at the end of its page, fails it. For a class checked for
-/// alignment only, `chunk` is the alignment and `chunks = PAGE / align`.
+/// record at the end of its page (or past a hashed slab's end), fails it.
+/// For an alignment test, `chunk` is the alignment and `chunks = PAGE /
+/// align`.
 pub const fn start_test(chunk: usize, chunks: usize) -> (u64, u64) {
     let m = ((1u128 << 64) / chunk as u128) as u64 + 1;
     let r = m.wrapping_mul(chunk as u64);
@@ -53,32 +55,46 @@ pub const fn start_test(chunk: usize, chunks: usize) -> (u64, u64) {
 /// against each class cache's [`SlabGrid`] when the class is made).
 const SLAB_RECORD: usize = 64;
 
-/// The one-page slab grid umem-slab gives class `c` with `FREE_KEY` and no
-/// debugging: chunks of the class size (a multiple of its alignment) from
-/// the page's start, the slab record at its end; `None` for the classes of
-/// 512 bytes and more (hashed slabs, not one page).
-pub const fn class_grid(c: usize) -> Option<SlabGrid> {
+/// The slab grid umem-slab gives class `c` with `FREE_KEY` and no
+/// debugging. Below 512 bytes: one-page in-slab slabs, chunks of the class
+/// size (a multiple of its alignment) from the page's start, the slab
+/// record at its end. From 512 bytes: hashed slabs of
+/// `umem_slab::hashed_slab_size` bytes (page quantum), aligned to that size
+/// rounded up to a power of two (the grid's period), chunks from the slab's
+/// start.
+pub const fn class_grid(c: usize) -> SlabGrid {
     let size = classes::SIZES[c];
-    if size >= PAGE / 8 {
-        return None;
+    if size < PAGE / 8 {
+        return SlabGrid {
+            slab_size: PAGE,
+            chunk_size: size,
+            chunks: (PAGE - SLAB_RECORD) / size,
+        };
     }
-    Some(SlabGrid {
-        slab_size: PAGE,
+    let s = match umem_slab::hashed_slab_size(size, PAGE) {
+        Some(s) => s,
+        None => panic!("class too large for a slab"),
+    };
+    SlabGrid {
+        slab_size: s.next_power_of_two(),
         chunk_size: size,
-        chunks: (PAGE - SLAB_RECORD) / size,
-    })
+        chunks: s / size,
+    }
 }
 
-/// The `FREE_TABLE`: per page-map top byte, three words in three arrays
-/// (so that one base register and the byte, scaled by 8, reach all three):
-/// the class cache's [`InlineIndex`] word and the two words of the class's
-/// block-start test ([`start_test`]). The test's words are constants (from
-/// [`class_grid`]), read as memory operands of the hit's `imul` and `cmp`;
-/// the index is a whole word, so the hit loads it with no zero-extension.
-/// A byte of no class has a test no address passes (so the hit misses).
+/// The `FREE_TABLE`: per page-map top byte, four words in four arrays (so
+/// that one base register and the byte, scaled by 8, reach all four): the
+/// class cache's [`InlineIndex`] word and the three words of the class's
+/// block-start test: the grid's period mask and [`start_test`]'s
+/// multiplier and bound, read as memory operands of the hit's `and`,
+/// `imul` and `cmp`. The index is a whole word, so the hit loads it with
+/// no zero-extension. A byte of no class has a test no address passes (so
+/// the hit misses). The test words are constants, from [`class_grid`]
+/// (which [`publish`] checks against each class cache's grid).
 #[repr(C, align(64))]
 struct FreeTable {
     ii: [AtomicUsize; 256],
+    mask: [u64; 256],
     mul: [u64; 256],
     bound: [u64; 256],
 }
@@ -100,30 +116,20 @@ impl FreeSlot {
         }
     }
 
-    /// Whether `a` may be a block of the class: exactly its block starts for
-    /// a class below 512 bytes (one-page, colour-free slabs), its aligned
-    /// addresses for the others (see [`start_test`]).
+    /// Whether `a` may be a block of the class: exactly its block starts
+    /// (offset in the grid's period a multiple of the chunk size, below the
+    /// chunks' end; see [`start_test`]).
     #[inline(always)]
     pub fn is_start(self, a: usize) -> bool {
         // SAFETY: `self.0 < 256`, as in `inline_index`.
-        let (m, t) = unsafe {
+        let (k, m, t) = unsafe {
             (
+                *FREE_TABLE.mask.get_unchecked(self.0),
                 *FREE_TABLE.mul.get_unchecked(self.0),
                 *FREE_TABLE.bound.get_unchecked(self.0),
             )
         };
-        ((a & (PAGE - 1)) as u64).wrapping_mul(m) < t
-    }
-}
-
-/// The test words of class `c`'s slot: its grid, or its alignment.
-const fn class_test(c: usize) -> (u64, u64) {
-    match class_grid(c) {
-        Some(g) => start_test(g.chunk_size, g.chunks),
-        None => {
-            let align = classes::natural_align(c);
-            start_test(align, PAGE / align)
-        }
+        (a as u64 & k).wrapping_mul(m) < t
     }
 }
 
@@ -133,13 +139,16 @@ const NO_II: AtomicUsize = AtomicUsize::new(0);
 const fn build_free_table() -> FreeTable {
     let mut t = FreeTable {
         ii: [NO_II; 256],
+        mask: [0; 256],
         mul: [0; 256],
         bound: [0; 256],
     };
     let mut c = 0;
     while c < classes::COUNT {
-        let (m, b) = class_test(c);
+        let g = class_grid(c);
+        let (m, b) = start_test(g.chunk_size, g.chunks);
         let i = PageEntry::small(c).free_table_index();
+        t.mask[i] = g.slab_size as u64 - 1;
         t.mul[i] = m;
         t.bound[i] = b;
         c += 1;
@@ -194,7 +203,7 @@ pub fn alloc_index(size: usize) -> InlineIndex {
 /// frees later. (A debug cache never hits; its frees take the miss path,
 /// which tests by the cache's real grid.)
 pub fn publish(c: usize, ii: InlineIndex, grid: Option<SlabGrid>, debug: bool) {
-    if !debug && grid != class_grid(c) {
+    if !debug && grid != Some(class_grid(c)) {
         crate::sys::fatal(format_args!(
             "umem: class {}: slab grid {grid:?} is not the hit table's {:?}",
             classes::NAMES[c],
@@ -245,14 +254,20 @@ mod tests {
                 }
             }
         }
-        // The table holds every class's test.
+        // The table holds every class's test, exact over its grid's period
+        // (a page below 512 bytes; the hashed classes' power of two).
         for c in 0..classes::COUNT {
-            let i = free_entry_of(c).0;
-            assert_eq!(FREE_TABLE.mul[i], class_test(c).0);
-            assert_eq!(FREE_TABLE.bound[i], class_test(c).1);
-            for o in 0..PAGE {
-                let t = Test(class_test(c).0, class_test(c).1);
-                assert_eq!(free_entry_of(c).is_start(0x1000 + o), t.is_start(o));
+            let g = class_grid(c);
+            assert!(g.slab_size.is_power_of_two() && g.chunks >= 1);
+            assert!(g.chunks * g.chunk_size <= g.slab_size);
+            let e = free_entry_of(c);
+            let step = if g.slab_size > PAGE { 8 } else { 1 };
+            for base in [0x7f00_0000_0000usize, 0x4000_0000] {
+                for o in (0..2 * g.slab_size).step_by(step) {
+                    let p = o % g.slab_size;
+                    let want = p % g.chunk_size == 0 && p / g.chunk_size < g.chunks;
+                    assert_eq!(e.is_start(base + o), want, "class {c} offset {o}");
+                }
             }
         }
         // Alignment-only entries: exactly the aligned addresses.
