@@ -59,8 +59,7 @@ pub const fn hashed_slab_size(chunk: usize, q: usize) -> Option<usize> {
         if waste * VOID_FRACTION <= s {
             return Some(s);
         }
-        if best_s == 0 || (waste as u128) * (best_s as u128) < (best_waste as u128) * (s as u128)
-        {
+        if best_s == 0 || (waste as u128) * (best_s as u128) < (best_waste as u128) * (s as u128) {
             best_waste = waste;
             best_s = s;
             best = s;

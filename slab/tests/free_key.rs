@@ -141,13 +141,19 @@ fn free_key_caches() {
     assert!(h.is_hashed());
     let g = h.grid().expect("hashed FREE_KEY caches have a grid");
     assert!(g.slab_size.is_power_of_two() && g.slab_size >= h.slab_size());
-    assert_eq!((g.chunk_size, g.chunks), (h.chunk_size(), h.slab_size() / h.chunk_size()));
+    assert_eq!(
+        (g.chunk_size, g.chunks),
+        (h.chunk_size(), h.slab_size() / h.chunk_size())
+    );
     let hv: Vec<usize> = (0..3 * g.chunks)
         .map(|_| h.alloc().unwrap().as_ptr() as usize)
         .collect();
     for &p in &hv {
         let o = p % g.slab_size;
-        assert!(o % g.chunk_size == 0 && o / g.chunk_size < g.chunks, "{p:#x} off {g:?}");
+        assert!(
+            o % g.chunk_size == 0 && o / g.chunk_size < g.chunks,
+            "{p:#x} off {g:?}"
+        );
     }
     for &p in &hv {
         // SAFETY: live blocks of h.

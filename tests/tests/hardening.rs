@@ -183,6 +183,17 @@ fn double_frees_abort_in_every_layer() {
 }
 
 #[test]
+fn interior_pointers_into_hashed_classes_abort() {
+    // Aligned like a block start (the block's alignment into it), so only
+    // the chunk-boundary test of its slab refuses it (issue 11, item 2a).
+    for env in [&[][..], &[("UMEM_OPTIONS", "nomagazines")][..]] {
+        for size in [640usize, 896, 1152, 1344, 4544, 9216, 24576] {
+            aborts_naming("interior", size, env, "not the start of a block");
+        }
+    }
+}
+
+#[test]
 fn interior_and_never_allocated_frees_abort() {
     // 16 bytes into a 48-byte block: aligned, so only the block-start test
     // (not the alignment test) refuses it.
