@@ -6,8 +6,8 @@
 //!
 //! * [`FastIndex`] is a cache id: `0` means *no magazine layer for this cache* (no
 //!   magazines, or a debug cache) and always misses, because id 0's place in every block
-//!   holds the block header, whose words at a thread cache's `rounds`/`cap`/`prounds`
-//!   offsets are zero; `1..64` is an inline thread cache of the block; `64..4096` goes
+//!   holds the block header, which reads as a thread cache with neither rounds nor room
+//!   and no previous magazine (`magazine_block.rs`); `1..64` is an inline thread cache of the block; `64..4096` goes
 //!   through the block's directory.
 //! * [`InlineIndex`] is the byte offset of an inline thread cache in the block
 //!   (`id * 64`): `0` again means *always miss*.

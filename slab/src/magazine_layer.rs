@@ -45,9 +45,8 @@ impl Cache {
         unsafe {
             loop {
                 let s = &mut *slot;
-                if s.rounds > 0 {
-                    s.rounds -= 1;
-                    return Some(*Magazine::round(s.loaded, s.rounds));
+                if s.rounds() > 0 {
+                    return Some(s.take());
                 }
                 if s.prounds > 0 {
                     let (m, r) = (s.ploaded, s.prounds);
@@ -84,9 +83,8 @@ impl Cache {
         unsafe {
             loop {
                 let s = &mut *slot;
-                if s.rounds < s.cap {
-                    *Magazine::round(s.loaded, s.rounds) = addr;
-                    s.rounds += 1;
+                if s.top < s.limit {
+                    s.put(addr);
                     return true;
                 }
                 if !s.ploaded.is_null() && s.prounds == 0 {
@@ -170,12 +168,10 @@ impl Cache {
         // SAFETY: by the caller.
         unsafe {
             let s = &mut *slot;
-            let (l, r, p, pr, ms) = (s.loaded, s.rounds, s.ploaded, s.prounds, s.magsize);
-            s.loaded = null_mut();
+            let (l, r, p, pr, ms) = (s.loaded, s.rounds(), s.ploaded, s.prounds, s.magsize);
+            s.set_loaded(null_mut(), 0);
             s.ploaded = null_mut();
-            s.rounds = 0;
             s.prounds = 0;
-            s.cap = 0;
             if ms != 0 {
                 let idx = magtype_index(ms);
                 if !l.is_null() {
@@ -209,7 +205,7 @@ impl Cache {
             {
                 let mut d = self.depot.0.lock();
                 let same = d.magtype == idx;
-                for (k, (m, r)) in [(s.loaded, s.rounds), (s.ploaded, s.prounds)]
+                for (k, (m, r)) in [(s.loaded, s.rounds()), (s.ploaded, s.prounds)]
                     .into_iter()
                     .enumerate()
                 {
@@ -225,11 +221,9 @@ impl Cache {
                     }
                 }
             }
-            s.loaded = null_mut();
+            s.set_loaded(null_mut(), 0);
             s.ploaded = null_mut();
-            s.rounds = 0;
             s.prounds = 0;
-            s.cap = 0;
             s.magsize = 0;
             for (m, r) in destroy {
                 if !m.is_null() {

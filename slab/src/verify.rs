@@ -94,7 +94,7 @@ impl Cache {
         unsafe {
             if !slot.is_null() {
                 let s = &*slot;
-                for (m, r) in [(s.loaded, s.rounds), (s.ploaded, s.prounds)] {
+                for (m, r) in [(s.loaded, s.rounds()), (s.ploaded, s.prounds)] {
                     for i in 0..if m.is_null() { 0 } else { r } {
                         if *Magazine::round(m, i) == addr {
                             return true;
