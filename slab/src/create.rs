@@ -296,6 +296,11 @@ pub(crate) fn slab_geometry(
         chunksize = chunksize.checked_add(BUFTAG_SIZE).ok_or(too_large)?;
     }
     chunksize = chunksize.checked_next_multiple_of(align).ok_or(too_large)?;
+    if flags.contains(CacheFlags::FREE_KEY) && !debug && chunksize < 2 * size_of::<usize>() {
+        // Room for both the free key (first word) and the free-list link (last word), so
+        // a buffer free on its slab still reads as free (a double free of it is caught).
+        chunksize = 2 * size_of::<usize>();
+    }
     let link_off = if debug {
         buftag_off + 8
     } else {

@@ -35,8 +35,9 @@ impl CacheFlags {
     /// into the first word of each buffer it frees and clears it on allocation, and calls
     /// [`Cache::check_free`](crate::Cache::check_free) when a buffer it is about to free
     /// already holds the key. For that the cache: starts every buffer of a new slab
-    /// marked with the key (so a never-allocated buffer reads as free; in-slab caches of
-    /// 8-byte chunks excepted, whose only word is the free-list link), and makes no
+    /// marked with the key (so a never-allocated buffer reads as free), gives buffers of
+    /// one word two-word chunks (the key and the free-list link both fit, so a buffer
+    /// free on its slab keeps the key), and makes no
     /// slab colouring (so a chunk start is a function of the address alone:
     /// [`Cache::grid`](crate::Cache::grid)). Only for caches whose free buffers may be
     /// written: no constructor or destructor, not `NOTOUCH` (`BadFlags` otherwise).

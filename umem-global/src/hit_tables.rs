@@ -57,18 +57,21 @@ const SLAB_RECORD: usize = 64;
 
 /// The slab grid umem-slab gives class `c` with `FREE_KEY` and no
 /// debugging. Below 512 bytes: one-page in-slab slabs, chunks of the class
-/// size (a multiple of its alignment) from the page's start, the slab
-/// record at its end. From 512 bytes: hashed slabs of
+/// size (a multiple of its alignment; 16 for the 8-byte class, so that the
+/// free key and the slab's free-list link both fit) from the page's start,
+/// the slab record at its end. From 512 bytes: hashed slabs of
 /// `umem_slab::hashed_slab_size` bytes (page quantum), aligned to that size
 /// rounded up to a power of two (the grid's period), chunks from the slab's
 /// start.
 pub const fn class_grid(c: usize) -> SlabGrid {
     let size = classes::SIZES[c];
     if size < PAGE / 8 {
+        // Two words at least: the free key and the free-list link (FREE_KEY).
+        let chunk = if size < 16 { 16 } else { size };
         return SlabGrid {
             slab_size: PAGE,
-            chunk_size: size,
-            chunks: (PAGE - SLAB_RECORD) / size,
+            chunk_size: chunk,
+            chunks: (PAGE - SLAB_RECORD) / chunk,
         };
     }
     let s = match umem_slab::hashed_slab_size(size, PAGE) {

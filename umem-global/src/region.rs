@@ -51,8 +51,7 @@
 //! another allocator, or the inside of a block) gets past it. Not caught
 //! on the hit: a free of a chunk start where no live slab sits any more
 //! (its span given back and its page discarded, so the key is gone: issue
-//! 11, item 2b, open), and a double free of an 8-byte block back on its
-//! slab (its only word is the slab's free-list link).
+//! 11, item 2b, open).
 
 use crate::classes;
 use crate::pagemap;
