@@ -138,12 +138,14 @@
 //! **Update and reap** (`update.rs`). [`update()`] runs, on every cache, the hash rescale,
 //! the depot working-set update and reap and the magazine resize on contention, then
 //! `umem_vmem::update()`. There is no update thread (creating one inside malloc is
-//! unsafe): an alloc slow path runs it inline when the interval (10 s by default,
-//! [`set_update_interval_ms`]) has passed and nobody else is running it; a thread with a
+//! unsafe): an alloc slow path runs it inline every half interval (10 s by default,
+//! [`set_update_interval_ms`]) when nobody else is running it, so a depot magazine unused
+//! since the free that filled it goes back within one interval (the working set is
+//! measured over half intervals); a thread with a
 //! block reads the coarse clock only on every 64th slow path. [`reap()`] frees every
 //! depot magazine and asks every thread to flush its magazines to the depots on its next
-//! slow path (their thread caches belong to them alone). An update that finds two intervals
-//! or more passed since the last one (the process was idle) starts the missed working-set
+//! slow path (their thread caches belong to them alone). An update that finds two half
+//! intervals or more passed since the last one (the process was idle) starts the missed working-set
 //! interval first, so depot magazines unused since then go at once. [`try_reap_all()`]
 //! (for an allocation that failed) and [`reap_all()`] (`malloc_trim`) reap and update
 //! under the update flag; `try_reap_all` never waits for it, so a failing allocation inside
@@ -332,7 +334,8 @@ pub fn set_nomagazines(on: bool) {
     create::set_nomagazines(on);
 }
 
-/// Interval of the inline periodic update (`reap_interval`); 0 disables inline updates.
+/// Interval of the inline periodic update (`reap_interval`): updates run every half of it,
+/// so that memory freed goes back within one; 0 disables inline updates.
 pub fn set_update_interval_ms(ms: u64) {
     update::set_interval_ms(ms);
 }

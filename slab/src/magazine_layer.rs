@@ -5,6 +5,7 @@
 //! working set; a thread's magazines are flushed back to the depot.
 
 use core::ptr::null_mut;
+use core::sync::atomic::Ordering;
 
 use crate::cache::Cache;
 use crate::depot::Depot;
@@ -247,8 +248,18 @@ impl Cache {
             }
             self.slab_free_trusted(buf);
         }
-        // SAFETY: magazines of type idx come from that magazine cache.
-        unsafe { internal_caches().magazines[idx].free_addr(m as usize) };
+        let mc = internal_caches().magazines[idx];
+        if mc.buftag_off == 0 {
+            // Straight to the magazine cache's slab layer (counted as a free, as its free
+            // slow path counts one), not onto that cache's own magazines: a reap or a
+            // working-set update then gives the magazine's memory back in the same step,
+            // instead of parking it in the magazine cache's depot for another period.
+            mc.slow_frees.fetch_add(1, Ordering::Relaxed);
+            mc.slab_free_trusted(m as usize);
+        } else {
+            // SAFETY: magazines of type idx come from that magazine cache.
+            unsafe { mc.free_addr(m as usize) };
+        }
     }
 
     /// Start a new working-set interval (`umem_depot_ws_update`).

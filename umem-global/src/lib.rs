@@ -185,12 +185,13 @@
 //! depots, magazine resize, hash rescale of caches and arenas, retained
 //! spans back to their sources, and then its hook, `reclaim::after_update`,
 //! which discards (`MADV_DONTNEED`) free segments of 64 KiB and more in
-//! umem's own arenas (`reclaim.rs`). A depot magazine goes back once it was
-//! unused for a whole interval, so memory a program frees is given back by
-//! the second update after the free: within two intervals of further
-//! allocator activity that leaves the magazine hit; an update that finds two
-//! intervals or more passed without one (an idle process) catches up and
-//! gives everything unused back at once.
+//! umem's own arenas (`reclaim.rs`). The update runs every half interval and
+//! a depot magazine goes back once it was unused for a whole half interval,
+//! so memory a program frees is given back by the second update after the
+//! free: within one interval of further allocator activity that leaves the
+//! magazine hit; an update that finds two half intervals or more passed
+//! without one (an idle process) catches up and gives everything unused
+//! back at once.
 //!
 //! **An idle process gives nothing back** until its next allocation slow
 //! path or large-block call (or `malloc_trim`, or [`reap`]): there is no
