@@ -112,9 +112,11 @@
 //! * The **registry** (`registry.rs`): the list of caches, the ids, the internal caches.
 //!
 //! **The hit path** (`hit.rs`, `magazine.rs`): `alloc` loads the TLS word, adds the
-//! cache's slot offset, and if `rounds != 0` takes `loaded[rounds - 1]`; else, if the
-//! previous magazine is full, swaps the two and takes from it. `free` is the mirror image
-//! (`rounds < cap`). That is a TLS load, a compare, a load and a store, plus an owner-only
+//! cache's slot offset, and if `top != loaded` (the loaded magazine is kept as the address
+//! of its top round, `top`, and of its last, `limit`) takes `*top` and steps `top` down;
+//! else, if the previous magazine is full, swaps the two and takes from it. `free` is the
+//! mirror image (`top < limit`: step up, store). That is a TLS load, a compare, a load and
+//! a store, plus an owner-only
 //! relaxed counter — no lock, no atomic read-modify-write, and no call: the hit inlines
 //! into its caller, so a caller whose hit ends there needs no stack frame. Callers that
 //! keep a cache's [`FastIndex`] skip loading it from the cache ([`Cache::alloc_with`]);
@@ -218,8 +220,9 @@
 //!   totals and `min ≤ total`; every round of a full depot magazine is a buffer the slab
 //!   layer counts as allocated.
 //! * Debug caches: every free buffer's buftag says free.
-//! * (Not walked, kept by construction.) A thread cache's `cap` is the capacity of its
-//!   loaded magazine (0 if none), so the hit path needs no null test; a thread cache whose
+//! * (Not walked, kept by construction.) A thread cache's `loaded <= top <= limit`, all
+//!   three null when it has no loaded magazine, so the hit path needs no null test; a
+//!   thread cache whose
 //!   magazine size differs from the depot's drains its magazines on its next depot visit
 //!   (that is how a resize reaches the threads).
 //!
