@@ -171,13 +171,11 @@ fn double_frees_abort_in_every_layer() {
                 aborts_naming(mode, size, env, what);
             }
         }
-        // The block back on its slab (malloc_trim): classes whose slab
-        // survives the trim. KNOWN GAP (issue 11, open): in the 4096- and
+        // The block back on its slab (malloc_trim). In the 4096- and
         // 8192-byte classes the trim gives the block's one-block slab back and
-        // discards its page, so the free key is gone and a second free of it
-        // is not detected (a free of an address where no slab sits); it is
-        // left out here rather than asserted, and listed in the issue.
-        for size in [16usize, 32, 48, 64, 128, 448, 512, 640] {
+        // discards its page (the free key with it); the page map, kept told
+        // where such a class's slabs live, catches the second free.
+        for size in [16usize, 32, 48, 64, 128, 448, 512, 640, 4096, 8192] {
             aborts_naming("slab", size, env, "double free");
         }
     }

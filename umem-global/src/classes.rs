@@ -44,6 +44,23 @@ pub const fn natural_align(c: usize) -> usize {
     }
 }
 
+/// Whether class `c`'s slabs hold one block each (umem-slab's hashed
+/// layout with page quantum, `umem_slab::hashed_slab_size`): the classes of
+/// whole pages from 4 KiB. Their slabs come through a
+/// [`LiveSource`](crate::source::LiveSource), which keeps the page map
+/// told where a slab lives, and their frees skip the hit for the miss,
+/// which reads it: a free where no slab lives is caught.
+pub const fn one_block_slab(c: usize) -> bool {
+    let s = SIZES[c];
+    if s < PAGE / 8 {
+        return false;
+    }
+    match umem_slab::hashed_slab_size(s, PAGE) {
+        Some(n) => n / s == 1,
+        None => false,
+    }
+}
+
 const fn first_class_at_least(n: usize) -> u8 {
     let mut c = 0;
     while SIZES[c] < n {

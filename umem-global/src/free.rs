@@ -32,6 +32,13 @@
 //!   before its push and puts the old word back when the push fails, so a
 //!   miss never finds its own key.
 //!
+//! * *frees where no slab lives* (classes whose slabs hold one block each,
+//!   whole pages from 4 KiB): their hit always misses; their slabs' pages
+//!   are marked live in the page map while the slab exists and dead after
+//!   (`source::LiveSource`), and a dead entry aborts (`dead_free`) — the
+//!   double free after a reap gave the block's slab back and discarded its
+//!   page (key and all).
+//!
 //! Large blocks: their page-map entry is cleared on free, so a second free
 //! or a free of an interior address finds no block start and is refused.
 
@@ -194,7 +201,7 @@ pub unsafe fn free_marked(p: *mut u8) {
 
 /// The checks of a small block `a` of class `c` (cache `k`) being freed
 /// past the hit, which abort naming `func`, the pointer and the class: a
-/// block start (by the class's hit-table entry) that does not hold the free
+/// block start (`hit_tables::is_block_start`) on a live slab that does not hold the free
 /// key, or does and is allocated (`ClassCache::check_free`). Then marks it
 /// with the key. Not with `UMEM_DEBUG` (the debug caches' own checks).
 #[inline]
@@ -204,13 +211,19 @@ fn check_and_mark(func: &str, a: usize, c: usize, k: caches::ClassCache) {
         // chunks are not the grid the block-start test assumes.
         return;
     }
-    let e = hit_tables::free_entry_of(c);
     let size = classes::size(c);
     let name = classes::NAMES[c];
-    if !e.is_start(a) {
+    if !hit_tables::is_block_start(c, a) {
         sys::fatal(format_args!(
             "umem: {func}({a:#x}): not the start of a block: a pointer inside a {size}-byte block (class {name})"
         ));
+    }
+    if classes::one_block_slab(c) {
+        // Its slab's pages say whether it lives (`source::LiveSource`); the
+        // C path read the entry already, `dealloc`'s did not.
+        if let Some(d) = pagemap::entry(a).dead_class() {
+            dead_free(func, a, d);
+        }
     }
     let key = hit_tables::free_key();
     // SAFETY: a block start of class c's slab grid, or an aligned address on
@@ -258,8 +271,23 @@ unsafe fn free_miss(p: *mut u8) -> Result<(), FreeError> {
             }
             return Err(FreeError::InvalidPointer(a));
         }
+        if let Some(c) = e.dead_class() {
+            dead_free("free", a, c);
+        }
         free_slow(p)
     })
+}
+
+/// A free of `a` on a page of class `c`'s arena where no slab lives (a
+/// class whose slabs hold one block each: `source::LiveSource`): its block
+/// was freed and its slab given back (a double free), or it never was one.
+#[cold]
+#[inline(never)]
+fn dead_free(func: &str, a: usize, c: usize) -> ! {
+    let (size, name) = (classes::size(c), classes::NAMES[c]);
+    sys::fatal(format_args!(
+        "umem: {func}({a:#x}): not an allocated {size}-byte block of class {name}: no slab holds it (a double free after its slab went back, or never allocated)"
+    ))
 }
 
 /// Null, large blocks, bootstrap blocks (ignored) and foreign pointers.

@@ -148,15 +148,39 @@ const fn build_free_table() -> FreeTable {
     };
     let mut c = 0;
     while c < classes::COUNT {
-        let g = class_grid(c);
-        let (m, b) = start_test(g.chunk_size, g.chunks);
+        let (k, m, b) = MISS_TEST[c];
         let i = PageEntry::small(c).free_table_index();
-        t.mask[i] = g.slab_size as u64 - 1;
+        t.mask[i] = k;
         t.mul[i] = m;
-        t.bound[i] = b;
+        // A class whose slabs hold one block each: no address passes on the
+        // hit (the miss reads the page map, which says where a slab lives).
+        t.bound[i] = if classes::one_block_slab(c) { 0 } else { b };
         c += 1;
     }
     t
+}
+
+/// Per class, its exact block-start test (mask, multiplier, bound), as the
+/// miss path applies it; the hit's is the same but for the classes whose
+/// slabs hold one block each (`classes::one_block_slab`), which always miss.
+const MISS_TEST: [(u64, u64, u64); classes::COUNT] = {
+    let mut t = [(0u64, 0u64, 0u64); classes::COUNT];
+    let mut c = 0;
+    while c < classes::COUNT {
+        let g = class_grid(c);
+        let (m, b) = start_test(g.chunk_size, g.chunks);
+        t[c] = (g.slab_size as u64 - 1, m, b);
+        c += 1;
+    }
+    t
+};
+
+/// Whether `a` is a block start of class `c` (the miss path's test: exact
+/// for every class, the one-block ones included).
+#[inline]
+pub fn is_block_start(c: usize, a: usize) -> bool {
+    let (k, m, b) = MISS_TEST[c];
+    (a as u64 & k).wrapping_mul(m) < b
 }
 
 /// By a page-map entry's top byte: class `c`'s words at `0x40 | c`, a
@@ -269,7 +293,10 @@ mod tests {
                 for o in (0..2 * g.slab_size).step_by(step) {
                     let p = o % g.slab_size;
                     let want = p % g.chunk_size == 0 && p / g.chunk_size < g.chunks;
-                    assert_eq!(e.is_start(base + o), want, "class {c} offset {o}");
+                    assert_eq!(is_block_start(c, base + o), want, "class {c} offset {o}");
+                    // The hit: the same, but nothing for one-block classes.
+                    let hit = want && !classes::one_block_slab(c);
+                    assert_eq!(e.is_start(base + o), hit, "class {c} offset {o}");
                 }
             }
         }

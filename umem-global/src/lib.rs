@@ -125,7 +125,7 @@
 //! | `pagemap.rs` | the page map and its packed `PageEntry` |
 //! | `region.rs` | the class region, its stripes and their bitmaps |
 //! | `arenas.rs` | the tree's published arenas and the init state |
-//! | `source.rs` | the page source and the class arenas' source |
+//! | `source.rs` | the page source, the class arenas' source, the one-block classes' slab source |
 //! | `large.rs` | large blocks and the cache of freed ones |
 //! | `hit_tables.rs` | the hit paths' tables (`ALLOC_TABLE`, `FREE_TABLE`: `FreeSlot`) |
 //! | `caches.rs` | the class caches and the making of a class |

@@ -48,10 +48,13 @@
 //! and does not hold the free key is taken as an allocated block of that
 //! class. Every such address is umem's own reserved memory, so only a
 //! pointer made up from umem's memory (not one from the stack, a global,
-//! another allocator, or the inside of a block) gets past it. Not caught
-//! on the hit: a free of a chunk start where no live slab sits any more
-//! (its span given back and its page discarded, so the key is gone: issue
-//! 11, item 2b, open).
+//! another allocator, or the inside of a block) gets past it. The classes
+//! whose slabs hold one block each (whole pages from 4 KiB) never hit: their
+//! frees read the page map, which says where their slabs live
+//! (`source::LiveSource`). Not caught: a free of a chunk start of a
+//! smaller class where no slab lives any more (all its blocks freed, its
+//! span given back and its page discarded, so the key is gone), for
+//! which the hit would have to read per-page state.
 
 use crate::classes;
 use crate::pagemap;
