@@ -50,16 +50,26 @@ pub const fn natural_align(c: usize) -> usize {
 /// [`LiveSource`](crate::source::LiveSource), which keeps the page map
 /// told where a slab lives, and their frees skip the hit for the miss,
 /// which reads it: a free where no slab lives is caught.
+#[inline]
 pub const fn one_block_slab(c: usize) -> bool {
-    let s = SIZES[c];
-    if s < PAGE / 8 {
-        return false;
-    }
-    match umem_slab::hashed_slab_size(s, PAGE) {
-        Some(n) => n / s == 1,
-        None => false,
-    }
+    ONE_BLOCK[c]
 }
+
+/// [`one_block_slab`] of every class, worked out at build time.
+const ONE_BLOCK: [bool; COUNT] = {
+    let mut t = [false; COUNT];
+    let mut c = 0;
+    while c < COUNT {
+        let s = SIZES[c];
+        t[c] = s >= PAGE / 8
+            && match umem_slab::hashed_slab_size(s, PAGE) {
+                Some(n) => n / s == 1,
+                None => false,
+            };
+        c += 1;
+    }
+    t
+};
 
 const fn first_class_at_least(n: usize) -> u8 {
     let mut c = 0;

@@ -205,7 +205,7 @@ pub unsafe fn free_marked(p: *mut u8) {
 /// key, or does and is allocated (`ClassCache::check_free`). Then marks it
 /// with the key. Not with `UMEM_DEBUG` (the debug caches' own checks).
 #[inline]
-fn check_and_mark(func: &str, a: usize, c: usize, k: caches::ClassCache) {
+fn check_and_mark(func: &str, a: usize, c: usize, k: caches::ClassCache, page_read: bool) {
     if options::DEBUG.load(Ordering::Relaxed) {
         // Debug caches check every free themselves (buftags), and their
         // chunks are not the grid the block-start test assumes.
@@ -218,9 +218,9 @@ fn check_and_mark(func: &str, a: usize, c: usize, k: caches::ClassCache) {
             "umem: {func}({a:#x}): not the start of a block: a pointer inside a {size}-byte block (class {name})"
         ));
     }
-    if classes::one_block_slab(c) {
+    if !page_read && classes::one_block_slab(c) {
         // Its slab's pages say whether it lives (`source::LiveSource`); the
-        // C path read the entry already, `dealloc`'s did not.
+        // C path read the entry already (`page_read`), `dealloc`'s did not.
         if let Some(d) = pagemap::entry(a).dead_class() {
             dead_free(func, a, d);
         }
@@ -247,12 +247,13 @@ fn check_and_mark(func: &str, a: usize, c: usize, k: caches::ClassCache) {
     unsafe { *(a as *mut usize) = key };
 }
 
-/// [`free`] past the magazine hit.
+/// [`free`] past the magazine hit: what to call when [`free_hit`]
+/// answered [`FreeHit::Miss`] (it does not try the hit again).
 ///
 /// # Safety
 /// As for [`free`].
 #[inline(never)]
-unsafe fn free_miss(p: *mut u8) -> Result<(), FreeError> {
+pub unsafe fn free_miss(p: *mut u8) -> Result<(), FreeError> {
     no_unwind(|| {
         let a = p as usize;
         let e = pagemap::entry(a);
@@ -260,9 +261,27 @@ unsafe fn free_miss(p: *mut u8) -> Result<(), FreeError> {
             // Every buffer of class c is aligned to the class's alignment,
             // so a misaligned pointer is certainly not a block start.
             let c = e.small_class();
+            if classes::one_block_slab(c)
+                && hit_tables::is_block_start(c, a)
+                && !options::DEBUG.load(Ordering::Relaxed)
+            {
+                // The hit these classes skip, now that the page map says a
+                // slab lives here: the key test and the magazine push.
+                // SAFETY: a block start of a live slab of class c; the
+                // slot holds that class cache's inline index (or MISS).
+                match unsafe { mark_and_push(hit_tables::free_entry_of(c).inline_index(), a) } {
+                    FreeHit::Done => return Ok(()),
+                    FreeHit::Marked => {
+                        // SAFETY: just marked, as by the hit.
+                        unsafe { free_marked(p) };
+                        return Ok(());
+                    }
+                    FreeHit::Miss => {} // the key is there: the checks below
+                }
+            }
             if a & (classes::align(c) - 1) == 0 {
                 if let Some(k) = caches::class_cache(c) {
-                    check_and_mark("free", a, c, k);
+                    check_and_mark("free", a, c, k, true);
                     // SAFETY: the page belongs to class c's slabs and `a` is
                     // a block start of it that is not free (checked above).
                     unsafe { k.free(p) };
@@ -378,7 +397,7 @@ unsafe fn free_sized_miss(p: *mut u8, size: usize, align: usize) {
     no_unwind(|| {
         if let Some(c) = classes::layout_class(size, align) {
             if let Some(k) = caches::class_cache(c) {
-                check_and_mark("dealloc", p as usize, c, k);
+                check_and_mark("dealloc", p as usize, c, k, false);
                 // SAFETY: the caller's contract: a block of the class's cache
                 // (and not a free one: checked above).
                 unsafe { k.free(p) };

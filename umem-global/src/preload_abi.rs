@@ -24,7 +24,8 @@
 
 pub use crate::alloc::{alloc, alloc16, alloc16_hit};
 pub use crate::free::{
-    free, free_hit, free_marked, free_sized, owner, usable_size, FreeError, FreeHit, Owner,
+    free, free_hit, free_marked, free_miss, free_sized, owner, usable_size, FreeError, FreeHit,
+    Owner,
 };
 pub use crate::realloc::{realloc, REALLOC_GROW_LARGE};
 pub use crate::reclaim::trim;

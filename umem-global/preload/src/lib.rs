@@ -140,12 +140,14 @@ pub unsafe extern "C" fn free(p: *mut c_void) {
     }
 }
 
+/// `free` past a hit that answered `Miss` (not trying the hit again).
+///
 /// # Safety
 /// As for `free`.
 #[inline(never)]
 unsafe fn free_miss(p: *mut c_void) {
     // SAFETY: by the caller.
-    if let Err(FreeError::InvalidPointer(_)) = unsafe { abi::free(p.cast()) } {
+    if let Err(FreeError::InvalidPointer(_)) = unsafe { abi::free_miss(p.cast()) } {
         invalid("free", p);
     }
 }
