@@ -59,6 +59,15 @@ extern void umem_reap(void);
 
 extern void umem_setmtbf(uint32_t);
 
+/*
+ * Extension (not in illumos libumem): with UMEM_DEBUG=audit, scan the
+ * process for blocks nothing references and print the report (grouped by
+ * allocation stack) to fd when fd >= 0. Returns the number of leaked
+ * blocks, or -1 when auditing is off. UMEM_OPTIONS=findleaks runs the same
+ * scan at exit.
+ */
+extern long umem_findleaks(int);
+
 #ifdef __cplusplus
 }
 #endif

@@ -25,7 +25,7 @@ use crate::ops::CacheOps;
 use crate::qcache;
 use crate::registry::{self, InternalCaches};
 use crate::secret;
-use crate::slab::{Bufctl, BufctlAudit, ChunkDivisor, SlabLayer, HASH_INITIAL, SLAB_HDR};
+use crate::slab::{Bufctl, ChunkDivisor, SlabLayer, HASH_INITIAL, SLAB_HDR};
 use crate::slab_layer::highbit;
 use crate::update;
 use umem_vmem::sync::SpinLock;
@@ -144,7 +144,11 @@ pub(crate) fn init() {
     }
     let slabs = internal_cache("umem_slab_cache", SLAB_HDR, 0);
     let bufctls = internal_cache("umem_bufctl_cache", size_of::<Bufctl>(), 0);
-    let audit_bufctls = internal_cache("umem_bufctl_audit_cache", size_of::<BufctlAudit>(), 0);
+    let audit_bufctls = internal_cache(
+        "umem_bufctl_audit_cache",
+        crate::audit::freeze_bufctl_size(),
+        0,
+    );
     let g = InternalCaches {
         magazines: mags.map(|m| m.unwrap_or_else(|| fatal("umem-slab: init"))),
         slabs,

@@ -25,9 +25,10 @@ impl CacheFlags {
     /// `UMEM_DEBUG=guards,contents` subset). Objects are destroyed on every free in such a
     /// cache, as in libumem, so that the fill can be verified.
     pub const DEBUG: CacheFlags = CacheFlags(16);
-    /// Auditing (implies `DEBUG`; libumem's `UMF_AUDIT` without stack traces yet): every
-    /// buffer gets an external audit bufctl recording the last transaction (allocated or
-    /// freed, thread, timestamp, transaction count), readable with `Cache::audit`. Forces
+    /// Auditing (implies `DEBUG`; libumem's `UMF_AUDIT`): every buffer gets an external
+    /// audit bufctl recording its last allocation and last free (thread, timestamp,
+    /// stack from the stack hook, transaction count), readable with `Cache::audit` and
+    /// `Cache::audit_detail` (`audit.rs`). Forces
     /// the hashed slab layout, as in libumem.
     pub const AUDIT: CacheFlags = CacheFlags(32);
     /// Free buffers carry a *free key* (issue 11: double and interior frees detected in

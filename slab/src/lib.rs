@@ -176,10 +176,13 @@
 //! redzone word, link word, status]`; free buffers are filled with `0xdeadbeef…` (checked
 //! when they leave the cache, replaced by `0xbaddcafe…`), frees check the status (double
 //! free) and the redzone, and objects are destructed on every free so that the fill can be
-//! checked. [`CacheFlags::AUDIT`] adds a record of each buffer's last transaction
-//! ([`Cache::audit`]). Debug caches have fast index 0, so they never hit and non-debug
-//! caches pay nothing for debugging. Not yet written: stack traces in audit records, the
-//! transaction and content logs, firewall arenas, `mtbf`, and the per-byte redzone after
+//! checked. [`CacheFlags::AUDIT`] (`audit.rs`) adds a record of each buffer's last
+//! allocation and last free — thread, time and a stack of [`audit_depth`] frames taken by
+//! the hook of [`set_stack_hook`] ([`Cache::audit`], [`Cache::audit_detail`],
+//! [`Cache::walk_audited`]); a fatal error about a buffer calls the hook of
+//! [`set_error_hook`] so the layer above can print that history. Debug caches have fast
+//! index 0, so they never hit and non-debug caches pay nothing for debugging. Not yet
+//! written: the transaction and content logs, firewall arenas, `mtbf`, and the per-byte redzone after
 //! the requested size (that one is `umem_alloc`'s, in umem-global).
 //!
 //! ## 3. Locks and their order
@@ -285,6 +288,7 @@
 //   debug, slab_layer, magazine_layer     buftags; slab-layer and depot-exchange paths
 //   update, miss, qcache                  update/reap; slow paths; vmem's quantum caches
 //   create, verify, stats                 creation and init; checking; statistics
+mod audit;
 mod cache;
 mod clock;
 mod create;
@@ -310,8 +314,12 @@ mod stats;
 mod update;
 mod verify;
 
+pub use audit::{
+    audit_depth, set_audit_depth, set_stack_hook, stack_hash, AuditDetail, AuditEvent, AuditRecord,
+    AuditStack, AuditedBuffer, StackHook, DEFAULT_AUDIT_DEPTH, MAX_AUDIT_DEPTH,
+};
 pub use cache::Cache;
-pub use debug::AuditRecord;
+pub use diag::{set_error_hook, ErrorHook};
 pub use error::{CacheName, SlabError};
 pub use flags::{CacheFlags, FREE_KEY_WORD};
 pub use hit::{hit_alloc, hit_free, FastIndex, InlineIndex};

@@ -230,6 +230,10 @@ impl Cache {
                     ptr::addr_of_mut!((*ba).timestamp).write(0);
                     ptr::addr_of_mut!((*ba).txn).write(0);
                     ptr::addr_of_mut!((*ba).allocated).write(false);
+                    ptr::addr_of_mut!((*ba).depth).write([0; 2]);
+                    ptr::addr_of_mut!((*ba).event_thread).write([0; 2]);
+                    ptr::addr_of_mut!((*ba).event_time).write([0; 2]);
+                    ptr::addr_of_mut!((*ba).stack_hash).write(0);
                 }
             }
             if self.buftag_off != 0 {

@@ -156,6 +156,9 @@ fn create_cache(c: usize, arena: &'static Vmem) -> Option<&'static Cache> {
     if options::DEBUG.load(Ordering::Relaxed) {
         flags = flags | CacheFlags::DEBUG;
     }
+    if options::AUDIT.load(Ordering::Relaxed) {
+        flags = flags | CacheFlags::AUDIT;
+    }
     Cache::create(
         classes::NAMES[c],
         classes::size(c),

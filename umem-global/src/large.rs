@@ -23,6 +23,7 @@
 //! capacity resident under a smaller charge. `reap()` empties the cache.
 
 use crate::arenas::ARENAS;
+use crate::large_audit;
 use crate::options;
 use crate::pagemap::{self, PageEntry, PageKind, MAX_PAGES};
 use crate::sys::{self, PAGE, PAGE_SHIFT};
@@ -191,6 +192,17 @@ fn take_cached(pages: usize) -> Option<(usize, usize)> {
     Some((s.addr, s.pages))
 }
 
+/// Writes the addresses of the blocks the cache of freed blocks holds into
+/// `out` (at most [`SLOTS`]) and answers how many (for the leak scan: they
+/// are allocated in their arena but free to the program).
+pub fn cached_blocks(out: &mut [usize; SLOTS]) -> usize {
+    let c = BLOCK_CACHE.lock();
+    for (o, s) in out.iter_mut().zip(&c.slots[..c.len]) {
+        *o = s.addr;
+    }
+    c.len
+}
+
 /// The usable length of the large block at `addr` with `bytes` of capacity:
 /// its last requested size rounded up to pages (see [`note_len`]).
 pub fn len_of(addr: usize, bytes: usize) -> usize {
@@ -285,6 +297,9 @@ fn alloc_pages(size: usize, pages: usize, align: usize, zero: bool) -> *mut u8 {
     note_len(addr, pages << PAGE_SHIFT, size);
     ALLOCS.fetch_add(1, Ordering::Relaxed);
     IN_USE.fetch_add((pages << PAGE_SHIFT) as u64, Ordering::Relaxed);
+    if options::AUDIT.load(Ordering::Relaxed) {
+        large_audit::record(addr);
+    }
     addr as *mut u8
 }
 
@@ -316,6 +331,9 @@ pub fn free(addr: usize, e: PageKind) {
         _ => unreachable!(),
     };
     let bytes = noted_len(addr, pages);
+    if options::AUDIT.load(Ordering::Relaxed) {
+        large_audit::forget(addr);
+    }
     pagemap::set(addr, PageEntry::NONE);
     if pages >= 2 {
         pagemap::set(addr + PAGE, PageEntry::NONE);

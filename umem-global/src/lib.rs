@@ -41,7 +41,11 @@
 //!   tuning options `concurrency`, `max_contention`, `perthread_cache` are
 //!   accepted and have no effect;
 //! * `UMEM_DEBUG=default` (or `guards`, `contents`): the slab caches' debug
-//!   layout (redzones, fill patterns, double-free checks);
+//!   layout (redzones, fill patterns, double-free checks); `audit[=frames]`
+//!   adds each buffer's last allocation and free with thread, time and
+//!   stack (`stack.rs`, printed by [`print_buffer_history`]), and then
+//!   `UMEM_OPTIONS=findleaks` prints a leak report at exit ([`find_leaks`]
+//!   runs the same scan on demand);
 //! * `UMEM_STATS=1` (or `stderr`) prints the statistics table to stderr at
 //!   exit, `UMEM_STATS=all` lists every cache and arena in it, not only the
 //!   used ones (so does the `UMEM_OPTIONS` word `stats_all`), and any other
@@ -126,9 +130,15 @@
 //! | `region.rs` | the class region, its stripes and their bitmaps |
 //! | `arenas.rs` | the tree's published arenas and the init state |
 //! | `source.rs` | the page source, the class arenas' source, the one-block classes' slab source |
+//! | `cfi.rs` | DWARF CFI: a cached frame-step rule per code address |
+//! | `stack.rs` | audit stacks: the unwinder, loaded only with `audit`, and the capture guard |
+//! | `large_audit.rs` | audit records of large blocks (`audit`): a side table |
 //! | `large.rs` | large blocks and the cache of freed ones |
 //! | `hit_tables.rs` | the hit paths' tables (`ALLOC_TABLE`, `FREE_TABLE`: `FreeSlot`) |
 //! | `caches.rs` | the class caches and the making of a class |
+//! | `symbolize.rs` | `module!symbol+0xoff` frames and a buffer's audit history |
+//! | `roots.rs` | a leak scan's roots and its fault-proof reader |
+//! | `leaks.rs` | the leak scan, [`find_leaks`] and the report at exit |
 //! | `fork.rs` | the `pthread_atfork` handlers |
 //! | `init.rs` | building the tree on the first allocation |
 //! | `alloc.rs` | the allocation path: hit, miss, slow |
@@ -236,7 +246,9 @@
 //! 3. umem-slab's locks, then umem-vmem's, in their own documented order
 //!    (`umem_slab::lockup` takes both groups in order);
 //! 4. leaf locks, under which nothing is taken: the page map's leaf pool
-//!    (`pagemap::POOL`) and the region's stripe bitmaps (`region::STRIPES`).
+//!    (`pagemap::POOL`), the region's stripe bitmaps (`region::STRIPES`)
+//!    and, with `audit`, the large blocks' audit table
+//!    (`large_audit::TABLE`; the leak scan reads it under an arena lock).
 //!
 //! The init state (`arenas.rs`) is not a lock held across calls: threads
 //! that find it `BUSY` yield until it is `READY` or `FAILED`.
@@ -288,8 +300,8 @@
 //! * **Re-entrant init** is served by a static bootstrap arena instead of
 //!   waiting (a libc routine called during init may allocate).
 //! * **mmap only** (no `sbrk` backend); `UMEM_DEBUG` supports the debug
-//!   layout (`default`, `guards`, `contents`) only, and `UMEM_LOGGING` is
-//!   not supported.
+//!   layout (`default`, `guards`, `contents`) and `audit[=frames]` only, and
+//!   `UMEM_LOGGING` is not supported.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
@@ -298,6 +310,7 @@ mod alloc;
 mod arenas;
 mod boot;
 mod caches;
+mod cfi;
 mod classes;
 mod fork;
 mod free;
@@ -305,6 +318,8 @@ mod global_alloc;
 mod hit_tables;
 mod init;
 mod large;
+mod large_audit;
+mod leaks;
 mod options;
 mod pagemap;
 #[doc(hidden)]
@@ -312,12 +327,17 @@ pub mod preload_abi;
 mod realloc;
 mod reclaim;
 mod region;
+mod roots;
 mod source;
+mod stack;
 mod stats;
+mod symbolize;
 mod sys;
 
 pub use global_alloc::Umem;
+pub use leaks::{find_leaks, LeakGroup, LeakReport};
 pub use stats::{print_stats, stats, ArenaStats, ClassStats, LargeStats, Stats, MAX_ARENAS};
+pub use symbolize::{has_buffer_history, print_buffer_history, print_stack, write_frame};
 
 /// Gives back to the system every cached object, magazine and freed large
 /// block that can go (libumem's `umem_reap`), runs the periodic update step,

@@ -18,6 +18,9 @@
 //!   cannot be reserved);
 //! * `stats_all` — the statistics table lists every cache and arena, not
 //!   only those that were used;
+//! * `findleaks` — with `UMEM_DEBUG=audit`, print a leak report at exit
+//!   (`leaks.rs`; libumem has no such option: its leaks are found with
+//!   mdb's `::findleaks`);
 //! * `backend=mmap` — accepted (the only backend); `backend=sbrk` warns;
 //! * `concurrency=N`, `max_contention=N`, `perthread_cache=N` — accepted
 //!   for compatibility, no effect (magazines are per thread and resize on
@@ -31,8 +34,9 @@
 //! be opened gets a warning and the table goes to stderr.
 //!
 //! `UMEM_DEBUG=default` (or `guards`, `contents`) turns on umem-slab's debug
-//! layout in the size-class caches; its other words (`audit`, `firewall=`,
-//! …) and `UMEM_LOGGING` are not supported yet: a warning says so.
+//! layout in the size-class caches; `audit[=frames]` adds the audit records
+//! with stacks (`stack.rs`); its other words (`firewall=`, …) and
+//! `UMEM_LOGGING` are not supported yet: a warning says so.
 
 use core::ffi::CStr;
 use core::fmt::Write;
@@ -47,6 +51,13 @@ pub static NOREGION: AtomicBool = AtomicBool::new(false);
 /// checked on reuse, double-free and redzone checks on free, abort with a
 /// message naming the buffer).
 pub static DEBUG: AtomicBool = AtomicBool::new(false);
+/// `UMEM_DEBUG=audit[=frames]`: the size-class caches also keep an audit
+/// record with the stacks of each buffer's last allocation and free
+/// (umem-slab's `AUDIT`; implies [`DEBUG`]; `stack.rs`).
+pub static AUDIT: AtomicBool = AtomicBool::new(false);
+/// `UMEM_OPTIONS=findleaks`: with `audit`, report unreferenced buffers at
+/// exit (`leaks.rs`).
+pub static FINDLEAKS: AtomicBool = AtomicBool::new(false);
 /// `stats_all` (or `UMEM_STATS=all`): the table lists every cache and
 /// arena, not only those that were used.
 pub static STATS_ALL: AtomicBool = AtomicBool::new(false);
@@ -119,6 +130,7 @@ const WORDS: &[(&str, &str, &str)] = &[
     ("nomagazines", "", "nomagazines"),
     ("noregion", "", "noregion"),
     ("stats_all", "", "stats_all"),
+    ("findleaks", "", "findleaks"),
     (
         "reap_interval",
         "a whole number of seconds (e.g. reap_interval=5; 0 turns the periodic update off)",
@@ -175,6 +187,7 @@ pub fn apply(item: &[u8]) -> Result<(), Problem> {
         (b"nomagazines", None) => NOMAGAZINES.store(true, Ordering::Relaxed),
         (b"noregion", None) => NOREGION.store(true, Ordering::Relaxed),
         (b"stats_all", None) => STATS_ALL.store(true, Ordering::Relaxed),
+        (b"findleaks", None) => FINDLEAKS.store(true, Ordering::Relaxed),
         (b"reap_interval", Some(_)) if num.is_some() => {
             let s = num.unwrap_or(0);
             REAP_INTERVAL_NS.store(s.saturating_mul(1_000_000_000), Ordering::Relaxed)
@@ -283,6 +296,28 @@ pub fn stats_to(v: &[u8]) -> StatsTo<'_> {
     }
 }
 
+/// `UMEM_DEBUG=audit[=frames]`: auditing with `frames` stack frames per
+/// record (default umem-slab's `DEFAULT_AUDIT_DEPTH`, 15 as in libumem; at
+/// most `MAX_AUDIT_DEPTH`).
+fn apply_audit(item: &[u8]) {
+    let frames = match item.strip_prefix(b"audit=") {
+        None if item == b"audit" => Some(umem_slab::DEFAULT_AUDIT_DEPTH as u64),
+        Some(v) => parse_num(v).filter(|&n| n >= 1 && n <= umem_slab::MAX_AUDIT_DEPTH as u64),
+        None => None,
+    };
+    let Some(frames) = frames else {
+        crate::sys::warn(format_args!(
+            "umem: UMEM_DEBUG: '{}' ignored: audit takes a number of frames from 1 to {} (e.g. audit=20)\n",
+            show(item),
+            umem_slab::MAX_AUDIT_DEPTH
+        ));
+        return;
+    };
+    umem_slab::set_audit_depth(frames as usize);
+    DEBUG.store(true, Ordering::Relaxed);
+    AUDIT.store(true, Ordering::Relaxed);
+}
+
 /// Reads and applies the environment. Called once during initialisation.
 pub fn read_env() {
     if let Some(v) = getenv(c"UMEM_OPTIONS") {
@@ -326,8 +361,9 @@ pub fn read_env() {
             match name {
                 b"" => {}
                 b"default" | b"guards" | b"contents" => DEBUG.store(true, Ordering::Relaxed),
-                b"audit" | b"verbose" | b"nosignal" | b"firewall" | b"lite" | b"maxverify"
-                | b"noabort" | b"mtbf" | b"checknull" => crate::sys::warn(format_args!(
+                b"audit" => apply_audit(item),
+                b"verbose" | b"nosignal" | b"firewall" | b"lite" | b"maxverify" | b"noabort"
+                | b"mtbf" | b"checknull" => crate::sys::warn(format_args!(
                     "umem: UMEM_DEBUG: '{}' is not supported yet; ignored\n",
                     show(item)
                 )),
@@ -337,6 +373,12 @@ pub fn read_env() {
                 )),
             }
         }
+    }
+    if FINDLEAKS.load(Ordering::Relaxed) && !AUDIT.load(Ordering::Relaxed) {
+        crate::sys::warn(format_args!(
+            "umem: UMEM_OPTIONS: findleaks needs UMEM_DEBUG=audit (the leak report groups buffers by their allocation stacks); ignored\n"
+        ));
+        FINDLEAKS.store(false, Ordering::Relaxed);
     }
     if let Some(v) = getenv(c"UMEM_LOGGING") {
         if !v.is_empty() {

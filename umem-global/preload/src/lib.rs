@@ -82,9 +82,19 @@ const MIN_ALIGN: usize = 16;
 
 #[cold]
 fn invalid(func: &str, p: *const c_void) -> ! {
+    let a = p as usize;
+    if umem_global::has_buffer_history(a) {
+        // UMEM_DEBUG=audit: the line, then the history of the block the
+        // pointer falls in.
+        sys::warn(format_args!(
+            "umem: {func}(): invalid pointer {a:#x} (not a block allocated by umem)\n"
+        ));
+        umem_global::print_buffer_history(2, a);
+        // SAFETY: abort has no preconditions.
+        unsafe { libc::abort() };
+    }
     sys::fatal(format_args!(
-        "umem: {func}(): invalid pointer {:#x} (not a block allocated by umem)",
-        p as usize
+        "umem: {func}(): invalid pointer {a:#x} (not a block allocated by umem)"
     ))
 }
 
