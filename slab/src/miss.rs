@@ -7,7 +7,7 @@ use core::sync::atomic::Ordering;
 
 use crate::cache::Cache;
 use crate::diag::fatal_error;
-use crate::magazine::{bump, Magazine};
+use crate::magazine::bump;
 use crate::magazine_block;
 use crate::registry::internal_caches;
 
@@ -112,17 +112,19 @@ impl Cache {
         // miss that brought us here); through `mag_free`, which may trade with the depot
         // or make a magazine, for any rest.
         // SAFETY: `slot` is our own slot: only this thread touches its magazine fields,
-        // and rounds below `cap` are inside the loaded magazine. The buffers are free
+        // and `put` stores only while `top < limit`, inside the loaded magazine. The buffers are free
         // buffers of this cache that nobody else holds (no constructor to run: see
         // above); the client-visible alloc/free counts don't change: they go straight
         // from the slab layer to the magazine layer.
         let direct = unsafe {
             let s = &mut *slot;
-            let k = got.min(s.cap.saturating_sub(s.rounds));
-            for (i, &b) in extra[..k].iter().enumerate() {
-                *Magazine::round(s.loaded, s.rounds + i) = b;
+            // Room left in the loaded magazine: the rounds between `top` and `limit`
+            // (both null, so none, when no magazine is loaded).
+            let room = (s.limit as usize - s.top as usize) / core::mem::size_of::<usize>();
+            let k = got.min(room);
+            for &b in &extra[..k] {
+                s.put(b);
             }
-            s.rounds += k;
             k
         };
         for (i, &b) in extra[..got].iter().enumerate().skip(direct) {
