@@ -6,8 +6,8 @@
 //!
 //! * [`FastIndex`] is a cache id: `0` means *no magazine layer for this cache* (no
 //!   magazines, or a debug cache) and always misses, because id 0's place in every block
-//!   holds the block header, whose words at a thread cache's `rounds`/`cap`/`prounds`
-//!   offsets are zero; `1..64` is an inline thread cache of the block; `64..4096` goes
+//!   holds the block header, which reads as a thread cache with neither rounds nor room
+//!   and no previous magazine (`magazine_block.rs`); `1..64` is an inline thread cache of the block; `64..4096` goes
 //!   through the block's directory.
 //! * [`InlineIndex`] is the byte offset of an inline thread cache in the block
 //!   (`id * 64`): `0` again means *always miss*.
@@ -21,7 +21,6 @@ use core::ptr::NonNull;
 use crate::cache::Cache;
 use crate::magazine::{pop, push, ThreadCache};
 use crate::magazine_block::{self, INLINE_SLOT_NEVER_NULL, SLOTS_PER_CHUNK};
-use crate::percpu;
 
 /// A cache's index for the per-thread fast path ([`Cache::fast_index`]); 0 (always a
 /// miss) for caches without a magazine layer and debug caches.
@@ -45,25 +44,23 @@ impl FastIndex {
 impl FastIndex {
     /// The index as an [`InlineIndex`]: itself when it names one of the inline slots of a
     /// thread block (ids below 64), else the always-missing slot 0.
-    ///
-    /// With per-CPU magazines the offset carries a tag bit (bit 15) that sends the hit
-    /// paths to the CPU's slot at the same offset: the mode is in the index itself.
     #[inline]
-    pub fn inline(self) -> InlineIndex {
-        if self.0 == 0 || self.0 >= SLOTS_PER_CHUNK {
-            return InlineIndex::MISS;
+    pub const fn inline(self) -> InlineIndex {
+        if self.0 < SLOTS_PER_CHUNK {
+            InlineIndex(self.0 * core::mem::size_of::<ThreadCache>())
+        } else {
+            InlineIndex::MISS
         }
-        let off = (self.0 * core::mem::size_of::<ThreadCache>()) as u16;
-        InlineIndex(if percpu::on() { off | percpu::TAG } else { off })
     }
 }
 
 /// A [`FastIndex`] that names an inline slot of a thread block (below 64), or the reserved
 /// slot 0, which always misses; kept as the slot's byte offset in the block. [`hit_alloc`]
 /// and [`hit_free`] reach its slot straight from the thread's block pointer: one add, no
-/// range check, no directory.
+/// range check, no directory. Held as a word, so that a table of [`InlineIndex::word`]s
+/// feeds the hit with one load and no zero-extension.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct InlineIndex(u16);
+pub struct InlineIndex(usize);
 
 impl InlineIndex {
     /// Slot 0: every hit on it misses.
@@ -71,7 +68,7 @@ impl InlineIndex {
     /// The index as a 16-bit word (to keep in an atomic table).
     #[inline(always)]
     pub const fn raw(self) -> u16 {
-        self.0
+        self.0 as u16
     }
     /// Rebuilds an index from [`InlineIndex::raw`].
     ///
@@ -79,6 +76,20 @@ impl InlineIndex {
     /// `v` came from `raw`.
     #[inline(always)]
     pub const unsafe fn from_raw(v: u16) -> InlineIndex {
+        InlineIndex(v as usize)
+    }
+    /// The index as a word (the same value as [`InlineIndex::raw`]), for a table the hit
+    /// path loads with no zero-extension.
+    #[inline(always)]
+    pub const fn word(self) -> usize {
+        self.0
+    }
+    /// Rebuilds an index from [`InlineIndex::word`].
+    ///
+    /// # Safety
+    /// `v` came from `word` (or is 0, [`InlineIndex::MISS`]).
+    #[inline(always)]
+    pub const unsafe fn from_word(v: usize) -> InlineIndex {
         InlineIndex(v)
     }
 }
@@ -93,10 +104,6 @@ impl InlineIndex {
 /// `ii` is `cache.fast_index().inline()` of a live cache (the buffer comes from it).
 #[inline(always)]
 pub unsafe fn hit_alloc(ii: InlineIndex) -> Option<usize> {
-    if ii.0 & percpu::TAG != 0 {
-        // SAFETY: a tagged index exists only in per-CPU mode: id * 64 | TAG, id < 64.
-        return unsafe { percpu::hit_pop(ii.0 as usize) };
-    }
     // SAFETY: ii < 64; the slot, if any, is the calling thread's.
     unsafe { pop::<{ !INLINE_SLOT_NEVER_NULL }>(magazine_block::inline_slot(ii.0)) }
 }
@@ -110,10 +117,6 @@ pub unsafe fn hit_alloc(ii: InlineIndex) -> Option<usize> {
 /// [`Cache::free`]).
 #[inline(always)]
 pub unsafe fn hit_free(ii: InlineIndex, addr: usize) -> bool {
-    if ii.0 & percpu::TAG != 0 {
-        // SAFETY: as in hit_alloc; the buffer is the slot's cache's by the caller.
-        return unsafe { percpu::hit_push(ii.0 as usize, addr) };
-    }
     // SAFETY: as in hit_alloc; the buffer is the slot's cache's by the caller.
     unsafe { push::<{ !INLINE_SLOT_NEVER_NULL }>(magazine_block::inline_slot(ii.0), addr) }
 }
@@ -182,15 +185,9 @@ impl Cache {
     /// `fast_index` is this cache's fast index.
     #[inline(always)]
     unsafe fn alloc_addr_at(&self, fast_index: usize) -> Option<usize> {
-        let hit = if percpu::on() && fast_index < percpu::SLOTS {
-            // SAFETY: per-CPU mode and an inline id (or 0: the header, a miss).
-            unsafe { percpu::hit_pop((fast_index * percpu::SLOT) | percpu::TAG as usize) }
-        } else {
-            // SAFETY: fast_index < MAX_IDS (it is an id or 0); the slot is the calling
-            // thread's.
-            unsafe { pop::<true>(magazine_block::fast_slot(fast_index)) }
-        };
-        match hit {
+        // SAFETY: fast_index < MAX_IDS (it is an id or 0); the slot is the calling
+        // thread's.
+        match unsafe { pop::<true>(magazine_block::fast_slot(fast_index)) } {
             Some(buf) => Some(buf),
             None => self.alloc_slow(),
         }
@@ -221,17 +218,11 @@ impl Cache {
     /// As [`Cache::free_addr`]; `fast_index` is this cache's fast index.
     #[inline(always)]
     unsafe fn free_addr_at(&self, fast_index: usize, addr: usize) {
-        // SAFETY: as in alloc_addr_at; the buffer is this cache's by the caller.
-        let hit = unsafe {
-            if percpu::on() && fast_index < percpu::SLOTS {
-                percpu::hit_push((fast_index * percpu::SLOT) | percpu::TAG as usize, addr)
-            } else {
-                push::<true>(magazine_block::fast_slot(fast_index), addr)
+        // SAFETY: as in alloc_addr_at.
+        unsafe {
+            if !push::<true>(magazine_block::fast_slot(fast_index), addr) {
+                self.free_slow(addr)
             }
-        };
-        if !hit {
-            // SAFETY: by the caller.
-            unsafe { self.free_slow(addr) }
         }
     }
 }

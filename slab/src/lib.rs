@@ -112,9 +112,11 @@
 //! * The **registry** (`registry.rs`): the list of caches, the ids, the internal caches.
 //!
 //! **The hit path** (`hit.rs`, `magazine.rs`): `alloc` loads the TLS word, adds the
-//! cache's slot offset, and if `rounds != 0` takes `loaded[rounds - 1]`; else, if the
-//! previous magazine is full, swaps the two and takes from it. `free` is the mirror image
-//! (`rounds < cap`). That is a TLS load, a compare, a load and a store, plus an owner-only
+//! cache's slot offset, and if `top != loaded` (the loaded magazine is kept as the address
+//! of its top round, `top`, and of its last, `limit`) takes `*top` and steps `top` down;
+//! else, if the previous magazine is full, swaps the two and takes from it. `free` is the
+//! mirror image (`top < limit`: step up, store). That is a TLS load, a compare, a load and
+//! a store, plus an owner-only
 //! relaxed counter — no lock, no atomic read-modify-write, and no call: the hit inlines
 //! into its caller, so a caller whose hit ends there needs no stack frame. Callers that
 //! keep a cache's [`FastIndex`] skip loading it from the cache ([`Cache::alloc_with`]);
@@ -138,12 +140,14 @@
 //! **Update and reap** (`update.rs`). [`update()`] runs, on every cache, the hash rescale,
 //! the depot working-set update and reap and the magazine resize on contention, then
 //! `umem_vmem::update()`. There is no update thread (creating one inside malloc is
-//! unsafe): an alloc slow path runs it inline when the interval (10 s by default,
-//! [`set_update_interval_ms`]) has passed and nobody else is running it; a thread with a
+//! unsafe): an alloc slow path runs it inline every half interval (10 s by default,
+//! [`set_update_interval_ms`]) when nobody else is running it, so a depot magazine unused
+//! since the free that filled it goes back within one interval (the working set is
+//! measured over half intervals); a thread with a
 //! block reads the coarse clock only on every 64th slow path. [`reap()`] frees every
 //! depot magazine and asks every thread to flush its magazines to the depots on its next
-//! slow path (their thread caches belong to them alone). An update that finds two intervals
-//! or more passed since the last one (the process was idle) starts the missed working-set
+//! slow path (their thread caches belong to them alone). An update that finds two half
+//! intervals or more passed since the last one (the process was idle) starts the missed working-set
 //! interval first, so depot magazines unused since then go at once. [`try_reap_all()`]
 //! (for an allocation that failed) and [`reap_all()`] (`malloc_trim`) reap and update
 //! under the update flag; `try_reap_all` never waits for it, so a failing allocation inside
@@ -165,7 +169,7 @@
 //! (`SlabError::CorruptSlab`); a link is cleared when its chunk is handed out.
 //! [`CacheFlags::FREE_KEY`] caches (umem-global's size classes) also lay their slabs out
 //! without colour, so that a chunk start is a function of the address ([`Cache::grid`]),
-//! start every new buffer marked with [`process_secret`], the *free key* their user
+//! start every new buffer marked with [`FREE_KEY_WORD`], the *free key* their user
 //! writes into freed buffers, and answer [`Cache::check_free`], the slow check behind it.
 //!
 //! **Debugging** (`debug.rs`). With [`CacheFlags::DEBUG`] each chunk is `[buffer][buftag:
@@ -222,9 +226,12 @@
 //! * (Not walked, kept by construction.) Per CPU, a magazine is in exactly one place: a
 //!   CPU slot word, one thread's hands (between the take and the put-back of a slow path),
 //!   or the depot; a slot word is written only by rseq sections on its CPU (and by
-//!   `destroy`, which no thread races by contract).
-//! * (Not walked, kept by construction.) A thread cache's `cap` is the capacity of its
-//!   loaded magazine (0 if none), so the hit path needs no null test; a thread cache whose
+//!   `destroy`, which no thread races by contract). Per CPU, the inline slots of the
+//!   threads' blocks stay empty (the per-thread hit misses into the slow path, where the
+//!   per-CPU hit runs).
+//! * (Not walked, kept by construction.) A thread cache's `loaded <= top <= limit`, all
+//!   three null when it has no loaded magazine, so the hit path needs no null test; a
+//!   thread cache whose
 //!   magazine size differs from the depot's drains its magazines on its next depot visit
 //!   (that is how a resize reaches the threads).
 //!
@@ -300,6 +307,7 @@ mod audit;
 mod cache;
 mod clock;
 mod create;
+pub use create::hashed_slab_size;
 mod debug;
 mod depot;
 mod diag;
@@ -331,7 +339,7 @@ pub use audit::{
 pub use cache::Cache;
 pub use diag::{set_error_hook, ErrorHook};
 pub use error::{CacheName, SlabError};
-pub use flags::CacheFlags;
+pub use flags::{CacheFlags, FREE_KEY_WORD};
 pub use hit::{hit_alloc, hit_free, FastIndex, InlineIndex};
 pub use magazine_block::{live_thread_blocks, thread_exit_flush};
 pub use ops::{CacheOps, CtorFn, DtorFn, ObjectOps, ReclaimFn};
@@ -383,7 +391,8 @@ pub fn set_nomagazines(on: bool) {
     create::set_nomagazines(on);
 }
 
-/// Interval of the inline periodic update (`reap_interval`); 0 disables inline updates.
+/// Interval of the inline periodic update (`reap_interval`): updates run every half of it,
+/// so that memory freed goes back within one; 0 disables inline updates.
 pub fn set_update_interval_ms(ms: u64) {
     update::set_interval_ms(ms);
 }

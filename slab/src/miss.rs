@@ -7,7 +7,8 @@ use core::sync::atomic::Ordering;
 
 use crate::cache::Cache;
 use crate::diag::fatal_error;
-use crate::magazine::{bump, Magazine};
+use crate::magazine::bump;
+use crate::percpu::{self, TAG};
 use crate::registry::internal_caches;
 
 /// Batch refill from the slab layer (see `Cache::batch_refill`): buffers up to this size
@@ -20,8 +21,20 @@ const BATCH_MAX: usize = 64;
 impl Cache {
     /// The alloc slow path: the periodic update when due, the magazine layer (depot), else
     /// a buffer from the slab layer, constructed.
+    ///
+    /// In per-CPU mode this is also where the per-CPU hit lives: the per-thread hit finds
+    /// nothing there (the thread's inline slots stay empty: `Cache::with_my_slot` never
+    /// loads them per CPU), so every allocation comes here and tries the CPU's magazines
+    /// first (`percpu::hit_pop`). The per-thread mode thus pays nothing for the switch.
     #[inline(never)]
     pub(crate) fn alloc_slow(&self) -> Option<usize> {
+        if percpu::on() && self.fast_index.wrapping_sub(1) < percpu::SLOTS - 1 {
+            // SAFETY: per-CPU mode and an inline id (1..SLOTS) of a cache whose hits may
+            // use magazines (a nonzero fast index: no debug cache).
+            if let Some(b) = unsafe { percpu::hit_pop(self.fast_index * percpu::SLOT | TAG) } {
+                return Some(b);
+            }
+        }
         crate::update::maybe_update();
         if self.id != 0 {
             // SAFETY: our own slot (or our private copy of the CPU's).
@@ -116,18 +129,20 @@ impl Cache {
             // miss that brought us here); through `mag_free`, which may trade with the
             // depot or make a magazine, for any rest.
             // SAFETY: `slot` is our own slot (or our private copy of the CPU's): only this
-            // thread touches its magazine fields, and rounds below `cap` are inside the
-            // loaded magazine. The buffers are free buffers of this cache that nobody else
-            // holds (no constructor to run: see above); the client-visible alloc/free
-            // counts don't change: they go straight from the slab layer to the magazine
-            // layer.
+            // thread touches its magazine fields, and `put` stores only while `top <
+            // limit`, inside the loaded magazine. The buffers are free buffers of this
+            // cache that nobody else holds (no constructor to run: see above); the
+            // client-visible alloc/free counts don't change: they go straight from the
+            // slab layer to the magazine layer.
             let direct = unsafe {
                 let s = &mut *slot;
-                let k = got.min(s.cap.saturating_sub(s.rounds));
-                for (i, &b) in extra[..k].iter().enumerate() {
-                    *Magazine::round(s.loaded, s.rounds + i) = b;
+                // Room left in the loaded magazine: the rounds between `top` and `limit`
+                // (both null, so none, when no magazine is loaded).
+                let room = (s.limit as usize - s.top as usize) / core::mem::size_of::<usize>();
+                let k = got.min(room);
+                for &b in &extra[..k] {
+                    s.put(b);
                 }
-                s.rounds += k;
                 k
             };
             for (i, &b) in extra[..got].iter().enumerate().skip(direct) {
@@ -146,8 +161,17 @@ impl Cache {
     ///
     /// # Safety
     /// As [`Cache::free`].
+    ///
+    /// In per-CPU mode the per-CPU hit comes first (see [`Cache::alloc_slow`]).
     #[inline(never)]
     pub(crate) unsafe fn free_slow(&self, addr: usize) {
+        if percpu::on() && self.fast_index.wrapping_sub(1) < percpu::SLOTS - 1 {
+            // SAFETY: as in alloc_slow; a nonzero fast index means no debug cache, and the
+            // buffer is this cache's, freed once, by the caller.
+            if unsafe { percpu::hit_push(self.fast_index * percpu::SLOT | TAG, addr) } {
+                return;
+            }
+        }
         if self.buftag_off != 0 {
             if let Err(e) = self.debug_free(addr) {
                 fatal_error(&e);

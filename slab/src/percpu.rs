@@ -145,8 +145,8 @@ pub(crate) fn highest_cpu(text: &[u8]) -> Option<usize> {
     max
 }
 
-/// Set (once, in `setup`) when the magazines are per CPU: the one byte the hit paths test
-/// before anything else (a compare with memory and a branch), then [`table`].
+/// Set (once, in `setup`) when the magazines are per CPU: the one byte the slow paths test
+/// before anything else (`miss.rs`: the per-CPU hit), then [`table`].
 static ON: AtomicBool = AtomicBool::new(false);
 
 /// Whether the hit paths go per CPU (see [`ON`]).
@@ -181,10 +181,11 @@ fn rs() -> isize {
     RS.load(Ordering::Relaxed)
 }
 
-/// The bit a per-CPU mode slot offset carries in an [`InlineIndex`](crate::InlineIndex)
-/// (`FastIndex::inline`): the hit paths test it in the index they already loaded, so the
-/// per-thread mode pays one test and branch on a register for the mode switch.
-pub(crate) const TAG: u16 = 0x8000;
+/// The bit a per-CPU slot offset carries (`id * SLOT | TAG`) where the hit paths take it:
+/// the sections' constant displacements subtract it again. (It kept the mode in the
+/// per-thread hit's index once; now the per-CPU hit runs in the slow paths, `miss.rs`, and
+/// the per-thread hit pays nothing for the mode.)
+pub(crate) const TAG: usize = 0x8000;
 const T: isize = TAG as isize;
 
 /// The per-CPU hit of an allocation: the top round of the current CPU's loaded magazine

@@ -80,10 +80,8 @@ impl Cache {
         let p = unsafe { percpu::exchange(off, PREV, 0) }.unwrap_or(0);
         let (lm, lr, lc) = percpu::unpack(l);
         let (pm, pr, pc) = percpu::unpack(p);
-        tc.loaded = lm;
-        tc.rounds = lr;
-        tc.cap = if lm.is_null() { 0 } else { lc };
         tc.magsize = if lm.is_null() { pc } else { lc };
+        tc.set_loaded(lm, lr);
         if !pm.is_null() && (lm.is_null() || pc == lc) {
             tc.ploaded = pm;
             tc.prounds = pr;
@@ -107,7 +105,7 @@ impl Cache {
     fn cpu_put(&self, tc: &mut ThreadCache) {
         let off = self.id * SLOT;
         let cap = tc.magsize;
-        let l = percpu::pack(tc.loaded, tc.rounds, cap);
+        let l = percpu::pack(tc.loaded, tc.rounds(), cap);
         let p = percpu::pack(tc.ploaded, tc.prounds, cap);
         // SAFETY: per-CPU mode, an inline id; we hand over our magazines and take over
         // the ones we displace.
@@ -134,10 +132,8 @@ impl Cache {
             return;
         }
         let mut tc = ThreadCache::EMPTY;
-        tc.loaded = m;
-        tc.rounds = r;
-        tc.cap = c;
         tc.magsize = c;
+        tc.set_loaded(m, r);
         // SAFETY: `tc` is ours alone.
         unsafe { self.flush_slot(&mut tc, false) };
     }
@@ -156,17 +152,13 @@ impl Cache {
                     self.folded_frees.fetch_add(pushes, Ordering::Relaxed);
                     let (lm, lr, lc) = percpu::unpack(l);
                     let mut tc = ThreadCache::EMPTY;
-                    tc.loaded = lm;
-                    tc.rounds = lr;
-                    tc.cap = lc;
                     tc.magsize = lc;
+                    tc.set_loaded(lm, lr);
                     self.drain_slot(&mut tc);
                     let (pm, pr, pc) = percpu::unpack(p);
                     let mut tc = ThreadCache::EMPTY;
-                    tc.loaded = pm;
-                    tc.rounds = pr;
-                    tc.cap = pc;
                     tc.magsize = pc;
+                    tc.set_loaded(pm, pr);
                     self.drain_slot(&mut tc);
                 });
             }

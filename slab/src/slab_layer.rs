@@ -146,6 +146,8 @@ impl Cache {
     /// alignment for hashed ones, else none beyond the arena's quantum.
     fn slab_align(&self) -> usize {
         match (self.slab_xalloc, self.hashed) {
+            // FREE_KEY: aligned so that buffer starts follow from the address (`grid`).
+            (true, true) if self.free_key => self.slabsize().next_power_of_two(),
             (true, true) => self.align,
             (true, false) => self.slabsize(),
             (false, _) => 1,
@@ -172,7 +174,7 @@ impl Cache {
             // FREE_KEY caches: a never-allocated chunk reads as free (its first word, when
             // that is not the link word, holds the free key; debug caches have their fill).
             let key = if self.free_key && self.buftag_off == 0 && self.link_off != 0 {
-                secret::process_secret()
+                crate::flags::FREE_KEY_WORD
             } else {
                 0
             };
@@ -216,7 +218,7 @@ impl Cache {
         let mut head: *mut Bufctl = null_mut();
         // FREE_KEY caches: never-allocated buffers read as free (as above).
         let key = if self.free_key && self.buftag_off == 0 {
-            secret::process_secret()
+            crate::flags::FREE_KEY_WORD
         } else {
             0
         };

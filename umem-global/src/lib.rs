@@ -130,12 +130,12 @@
 //! | `pagemap.rs` | the page map and its packed `PageEntry` |
 //! | `region.rs` | the class region, its stripes and their bitmaps |
 //! | `arenas.rs` | the tree's published arenas and the init state |
-//! | `source.rs` | the page source and the class arenas' source |
+//! | `source.rs` | the page source, the class arenas' source, the one-block classes' slab source |
 //! | `cfi.rs` | DWARF CFI: a cached frame-step rule per code address |
 //! | `stack.rs` | audit stacks: the unwinder, loaded only with `audit`, and the capture guard |
 //! | `large_audit.rs` | audit records of large blocks (`audit`): a side table |
 //! | `large.rs` | large blocks and the cache of freed ones |
-//! | `hit_tables.rs` | the hit paths' tables and their packed `FreeEntry` |
+//! | `hit_tables.rs` | the hit paths' tables (`ALLOC_TABLE`, `FREE_TABLE`: `FreeSlot`) |
 //! | `caches.rs` | the class caches and the making of a class |
 //! | `magazines.rs` | the magazine mode (per thread or per CPU) and per-CPU occupancy |
 //! | `symbolize.rs` | `module!symbol+0xoff` frames and a buffer's audit history |
@@ -165,15 +165,15 @@
 //!   `alloc16_miss` → the class's cache (`caches.rs`, `ClassCache::alloc`)
 //!   → `alloc_slow` (init, the class's first allocation, large blocks).
 //! * `free(p)`: `free_hit` (`free.rs`) takes the class from the address
-//!   (`region::stripe_class`) and its `FreeEntry`, or, outside the region,
-//!   the `FreeEntry` indexed by the page map entry's top byte
+//!   (`region::stripe_class`) and its `FreeSlot`, or, outside the region,
+//!   the `FreeSlot` indexed by the page map entry's top byte
 //!   (`pagemap::slot`, `hit_tables::free_entry_at`); a pointer off the
 //!   class's alignment misses; else it pushes onto the thread's magazine
 //!   (`umem_slab::hit_free`). On a miss: `free_miss` (the page map's class,
 //!   the class's cache) → `free_slow` (large blocks, bootstrap blocks,
 //!   foreign pointers).
 //! * `Umem::alloc`/`dealloc`: the class from the layout
-//!   (`classes::layout_class`), its `FreeEntry`'s inline index, the same
+//!   (`classes::layout_class`), its `FreeSlot`'s inline index, the same
 //!   magazine pop or push; the misses as above.
 //!
 //! **Why a page map as well as the region:** blocks outside the region
@@ -198,12 +198,13 @@
 //! spans back to their sources, and then its hook, `reclaim::after_update`,
 //! which ages the large-block cache (blocks cached at the previous update
 //! and not reused since go back: `large.rs`) and discards (`MADV_DONTNEED`)
-//! free segments of 64 KiB and more in umem's own arenas (`reclaim.rs`). A depot magazine goes back once it was
-//! unused for a whole interval, so memory a program frees is given back by
-//! the second update after the free: within two intervals of further
-//! allocator activity that leaves the magazine hit; an update that finds two
-//! intervals or more passed without one (an idle process) catches up and
-//! gives everything unused back at once.
+//! free segments of 64 KiB and more in umem's own arenas (`reclaim.rs`).
+//! The update runs every half interval and a depot magazine goes back once
+//! it was unused for a whole half interval, so memory a program frees is
+//! given back by the second update after the free: within one interval of
+//! further allocator activity that leaves the magazine hit; an update that
+//! finds two half intervals or more passed without one (an idle process)
+//! catches up and gives everything unused back at once.
 //!
 //! **An idle process gives nothing back** until its next allocation slow
 //! path or large-block call (or `malloc_trim`, or [`reap`]): there is no

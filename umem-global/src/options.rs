@@ -7,8 +7,9 @@
 //!
 //! `UMEM_OPTIONS` is a comma-separated list, as in libumem:
 //! * `nomagazines` — caches run without the magazine (per-thread) layer;
-//! * `reap_interval=N` — seconds between periodic update/reap steps
-//!   (default 10; 0 disables the periodic step);
+//! * `reap_interval=N` — seconds within which freed memory goes back (the
+//!   periodic update/reap steps run every N/2 s; default 10; 0 disables
+//!   them);
 //! * `large_cache=N` — bytes of recently freed large blocks kept for reuse
 //!   (default 64 MiB; suffixes k, m, g); a kept block that is not reused
 //!   goes back by the second periodic update after its free;
