@@ -258,12 +258,13 @@ pub(crate) fn slab_geometry(
     } else {
         size.checked_next_multiple_of(ALIGN).ok_or(too_large)?
     };
-    let mut buftag_off = 0;
     if debug {
-        buftag_off = chunksize;
         chunksize = chunksize.checked_add(BUFTAG_SIZE).ok_or(too_large)?;
     }
     chunksize = chunksize.checked_next_multiple_of(align).ok_or(too_large)?;
+    // The buftag ends the chunk (its status word is the last word before the next
+    // buffer, and the alignment padding is redzone slack: `redzone.rs`).
+    let buftag_off = if debug { chunksize - BUFTAG_SIZE } else { 0 };
     let link_off = if debug {
         buftag_off + 8
     } else {

@@ -280,10 +280,12 @@
 //   debug, slab_layer, magazine_layer     buftags; slab-layer and depot-exchange paths
 //   update, miss, qcache                  update/reap; slow paths; vmem's quantum caches
 //   create, verify, stats                 creation and init; checking; statistics
+mod buftag_verify;
 mod cache;
 mod clock;
 mod create;
 mod debug;
+mod debug_report;
 mod depot;
 mod diag;
 mod error;
@@ -296,6 +298,7 @@ mod metadata;
 mod miss;
 mod ops;
 mod qcache;
+mod redzone;
 mod registry;
 mod secret;
 mod slab;
@@ -306,11 +309,13 @@ mod verify;
 
 pub use cache::Cache;
 pub use debug::AuditRecord;
+pub use debug_report::{set_debug_report_hook, DebugReportHook};
 pub use error::{CacheName, SlabError};
 pub use flags::CacheFlags;
 pub use hit::{hit_alloc, hit_free, FastIndex, InlineIndex};
 pub use magazine_block::{live_thread_blocks, thread_exit_flush};
 pub use ops::{CacheOps, CtorFn, DtorFn, ObjectOps, ReclaimFn};
+pub use redzone::{set_debug_tuning, REDZONE_BYTE};
 pub use registry::for_each_cache;
 pub use secret::process_secret;
 pub use stats::CacheStats;

@@ -6,7 +6,7 @@
 use core::sync::atomic::Ordering;
 
 use crate::cache::Cache;
-use crate::diag::fatal_error;
+use crate::debug_report::debug_report;
 use crate::magazine::bump;
 use crate::magazine_block;
 use crate::registry::internal_caches;
@@ -112,7 +112,9 @@ impl Cache {
     pub(crate) unsafe fn free_slow(&self, addr: usize) {
         if self.buftag_off != 0 {
             if let Err(e) = self.debug_free(addr) {
-                fatal_error(&e);
+                // Carrying on (`noabort`): the buffer is left alone, not freed.
+                debug_report(self, &e);
+                return;
             }
         }
         // SAFETY: by the caller; checked above for debug caches.

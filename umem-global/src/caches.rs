@@ -127,6 +127,9 @@ fn create_cache(c: usize, arena: &'static Vmem) -> Option<&'static Cache> {
     if options::DEBUG.load(Ordering::Relaxed) {
         flags = flags | CacheFlags::DEBUG;
     }
+    if crate::debug_options::AUDIT.load(Ordering::Relaxed) {
+        flags = flags | CacheFlags::AUDIT;
+    }
     Cache::create(
         classes::NAMES[c],
         classes::size(c),
@@ -175,11 +178,13 @@ pub fn class_or_create(c: usize) -> Option<ClassCache> {
     slot.fast.store(cache.fast_index().raw(), Ordering::Relaxed);
     slot.cache
         .store(cache as *const Cache as *mut Cache, Ordering::Release);
-    hit_tables::publish(
-        c,
-        cache.fast_index().inline(),
-        cache.grid(),
-        options::DEBUG.load(Ordering::Relaxed),
-    );
+    // Under UMEM_DEBUG every allocation and free takes the debug path
+    // (`debug.rs`): the hit tables get no index.
+    let ii = if crate::debug_options::debug_path() {
+        umem_slab::InlineIndex::MISS
+    } else {
+        cache.fast_index().inline()
+    };
+    hit_tables::publish(c, ii, cache.grid(), options::DEBUG.load(Ordering::Relaxed));
     class_cache(c)
 }

@@ -39,7 +39,7 @@ use crate::options;
 use crate::pagemap::{self, PageKind};
 use crate::region;
 use crate::sys::{self, no_unwind, PAGE};
-use crate::{boot, classes, large};
+use crate::{boot, classes, debug, debug_large, debug_options, large};
 use core::sync::atomic::Ordering;
 
 /// What kind of pointer `p` is: by the page map, or `Boot`/`Foreign`.
@@ -183,6 +183,10 @@ fn check_and_mark(func: &str, a: usize, c: usize, k: caches::ClassCache) {
 #[inline(never)]
 unsafe fn free_miss(p: *mut u8) -> Result<(), FreeError> {
     no_unwind(|| {
+        // SAFETY: by the caller.
+        if debug_options::debug_path() && unsafe { debug::free(p) } == debug::Freed::Done {
+            return Ok(());
+        }
         let a = p as usize;
         let e = pagemap::entry(a);
         if e.is_small() {
@@ -228,7 +232,10 @@ pub fn usable_size(p: *const u8) -> Option<usize> {
         Owner::Large(n) => Some(large::len_of(p as usize, n)),
         // SAFETY: a bootstrap block has its header.
         Owner::Boot => Some(unsafe { boot::size_of(p as usize) }),
-        Owner::Foreign => None,
+        Owner::Foreign => debug_large::lookup(p as usize).map(|b| match b.kind {
+            debug_large::Kind::Firewall => b.size,
+            _ => b.len,
+        }),
     }
 }
 
@@ -244,6 +251,7 @@ pub unsafe fn free_sized(p: *mut u8, size: usize, align: usize) {
         // abort with a message (as libumem's debug mode does for a bad
         // free; a panic here would unwind out of `dealloc`).
         if cfg!(debug_assertions)
+            && !debug_options::debug_path()
             && !(matches!(owner(p), Owner::Small(pc) if pc == c) || boot::owns(p as usize))
         {
             layout_mismatch(p, size, align);
@@ -288,6 +296,10 @@ fn layout_mismatch(p: *mut u8, size: usize, align: usize) -> ! {
 #[inline(never)]
 unsafe fn free_sized_miss(p: *mut u8, size: usize, align: usize) {
     no_unwind(|| {
+        // SAFETY: by the caller.
+        if debug_options::debug_path() && unsafe { debug::free(p) } == debug::Freed::Done {
+            return;
+        }
         if let Some(c) = classes::layout_class(size, align) {
             if let Some(k) = caches::class_cache(c) {
                 check_and_mark("dealloc", p as usize, c, k);

@@ -74,6 +74,10 @@ fn build_tree() -> bool {
     // The heap's source: ours, unless someone built vmem's tree first.
     let _ = umem_vmem::init(&source::PAGES, PAGE);
     umem_slab::init();
+    if crate::debug_options::debug_path() {
+        umem_slab::set_debug_report_hook(crate::debug_report::slab_hook);
+        crate::umem_log::init();
+    }
     let heap: &'static dyn Source = umem_vmem::heap();
     let Ok(default) = Vmem::create(
         "umem_default",

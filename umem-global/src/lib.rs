@@ -298,6 +298,11 @@ mod arenas;
 mod boot;
 mod caches;
 mod classes;
+mod debug;
+mod debug_large;
+mod debug_options;
+pub mod debug_report;
+mod fault;
 mod fork;
 mod free;
 mod global_alloc;
@@ -314,9 +319,12 @@ mod region;
 mod source;
 mod stats;
 mod sys;
+pub mod umem_log;
+mod verify;
 
 pub use global_alloc::Umem;
 pub use stats::{print_stats, stats, ArenaStats, ClassStats, LargeStats, Stats, MAX_ARENAS};
+pub use verify::{verify, VerifyReport};
 
 /// Gives back to the system every cached object, magazine and freed large
 /// block that can go (libumem's `umem_reap`), runs the periodic update step,

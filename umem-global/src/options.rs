@@ -29,9 +29,10 @@
 //! working directory at exit (`UMEM_STATS=stats.txt`). A file that cannot
 //! be opened gets a warning and the table goes to stderr.
 //!
-//! `UMEM_DEBUG=default` (or `guards`, `contents`) turns on umem-slab's debug
-//! layout in the size-class caches; its other words (`audit`, `firewall=`,
-//! …) and `UMEM_LOGGING` are not supported yet: a warning says so.
+//! * `verify_at_exit` — check every cache, slab, buftag and arena at exit
+//!   (`umem_global::verify`) and report what is wrong.
+//!
+//! `UMEM_DEBUG` and `UMEM_LOGGING` are `debug_options.rs`'s.
 
 use core::ffi::CStr;
 use core::fmt::Write;
@@ -41,11 +42,7 @@ use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 pub static NOMAGAZINES: AtomicBool = AtomicBool::new(false);
 /// `noregion`: no class region.
 pub static NOREGION: AtomicBool = AtomicBool::new(false);
-/// `UMEM_DEBUG=default|guards|contents`: size-class caches get umem-slab's
-/// debug layout (redzone + buftag after each buffer, 0xdeadbeef fill
-/// checked on reuse, double-free and redzone checks on free, abort with a
-/// message naming the buffer).
-pub static DEBUG: AtomicBool = AtomicBool::new(false);
+pub use crate::debug_options::DEBUG;
 /// `stats_all` (or `UMEM_STATS=all`): the table lists every cache and
 /// arena, not only those that were used.
 pub static STATS_ALL: AtomicBool = AtomicBool::new(false);
@@ -107,7 +104,7 @@ fn parse_num(v: &[u8]) -> Option<u64> {
     n.checked_mul(mul)
 }
 
-fn show(b: &[u8]) -> &str {
+pub(crate) fn show(b: &[u8]) -> &str {
     core::str::from_utf8(b).unwrap_or("<non-utf8>")
 }
 
@@ -118,6 +115,7 @@ const WORDS: &[(&str, &str, &str)] = &[
     ("nomagazines", "", "nomagazines"),
     ("noregion", "", "noregion"),
     ("stats_all", "", "stats_all"),
+    ("verify_at_exit", "", "verify_at_exit"),
     (
         "reap_interval",
         "a whole number of seconds (e.g. reap_interval=5; 0 turns the periodic update off)",
@@ -174,6 +172,9 @@ pub fn apply(item: &[u8]) -> Result<(), Problem> {
         (b"nomagazines", None) => NOMAGAZINES.store(true, Ordering::Relaxed),
         (b"noregion", None) => NOREGION.store(true, Ordering::Relaxed),
         (b"stats_all", None) => STATS_ALL.store(true, Ordering::Relaxed),
+        (b"verify_at_exit", None) => {
+            crate::debug_options::VERIFY_AT_EXIT.store(true, Ordering::Relaxed)
+        }
         (b"reap_interval", Some(_)) if num.is_some() => {
             let s = num.unwrap_or(0);
             REAP_INTERVAL_NS.store(s.saturating_mul(1_000_000_000), Ordering::Relaxed)
@@ -319,32 +320,7 @@ pub fn read_env() {
             }
         }
     }
-    if let Some(v) = getenv(c"UMEM_DEBUG") {
-        for item in v.split(|&c| c == b',') {
-            let name = item.split(|&c| c == b'=').next().unwrap_or(b"");
-            match name {
-                b"" => {}
-                b"default" | b"guards" | b"contents" => DEBUG.store(true, Ordering::Relaxed),
-                b"audit" | b"verbose" | b"nosignal" | b"firewall" | b"lite" | b"maxverify"
-                | b"noabort" | b"mtbf" | b"checknull" => crate::sys::warn(format_args!(
-                    "umem: UMEM_DEBUG: '{}' is not supported yet; ignored\n",
-                    show(item)
-                )),
-                _ => crate::sys::warn(format_args!(
-                    "umem: UMEM_DEBUG: unknown option '{}' ignored\n",
-                    show(item)
-                )),
-            }
-        }
-    }
-    if let Some(v) = getenv(c"UMEM_LOGGING") {
-        if !v.is_empty() {
-            crate::sys::warn(format_args!(
-                "umem: UMEM_LOGGING={} is not supported yet; ignored\n",
-                show(v)
-            ));
-        }
-    }
+    crate::debug_options::read(getenv(c"UMEM_DEBUG"), getenv(c"UMEM_LOGGING"));
 }
 
 #[cfg(test)]
