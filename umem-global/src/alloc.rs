@@ -173,6 +173,10 @@ fn alloc_slow(size: usize, align: usize, zero: bool) -> *mut u8 {
         }
         return boot::alloc(size, align);
     }
+    if debug_options::debug_path() {
+        // The process's first allocation, made before UMEM_DEBUG was read.
+        return debug::alloc(size, align, zero);
+    }
     if let Some(c) = classes::layout_class(size, align) {
         // The class's first allocation (or its cache could not be made).
         return caches::class_or_create(c).map_or(null_mut(), |k| cache_alloc(k, size, zero));

@@ -228,7 +228,7 @@ pub unsafe fn free(p: *mut u8) -> Freed {
             }
             // SAFETY: by the caller; the checks refuse anything else.
             if let Err(e) = unsafe { k.free_debug(nn) } {
-                debug_report::slab_error(k, &e, false);
+                debug_report::slab_error("", k, &e, false);
             }
             Freed::Done
         }
@@ -282,10 +282,12 @@ fn readable(p: *mut u8) -> Option<usize> {
     }
     match pagemap::lookup(a) {
         PageKind::Small(c) => {
-            let k = caches::cache_of(c)?;
-            let nn = NonNull::new(p)?;
+            let (Some(k), Some(nn)) = (caches::cache_of(c), NonNull::new(p)) else {
+                report_invalid("bad realloc (not a live block umem handed out)", a);
+                return None;
+            };
             if let Err(e) = k.check_allocated(nn) {
-                debug_report::slab_error(k, &e, false);
+                debug_report::slab_error("bad realloc: ", k, &e, false);
                 return None;
             }
             // SAFETY: an allocated buffer of k (checked).
@@ -296,25 +298,27 @@ fn readable(p: *mut u8) -> Option<usize> {
         }
         // SAFETY: a bootstrap block has its header.
         _ if boot::owns(a) => Some(unsafe { boot::size_of(a) }),
-        _ => None,
+        _ => {
+            report_invalid("bad realloc (not a live block umem handed out)", a);
+            None
+        }
     }
 }
 
 /// `realloc` under `guards`: always a new block, after checking the old one
-/// (a bad one is reported as a bad realloc). `Ok(null)`: no memory, the old
-/// block untouched; `Err(())`: not a live block (reported; under `noabort`
-/// the caller returns null).
+/// (a bad one is reported as a bad realloc: abort, or under `noabort` null
+/// with the old block left alone). Null also when there is no memory (the
+/// old block untouched).
 ///
 /// # Safety
 /// As `realloc::realloc`.
-pub unsafe fn realloc(p: *mut u8, size: usize, align: usize) -> Result<*mut u8, ()> {
+pub unsafe fn realloc(p: *mut u8, size: usize, align: usize) -> *mut u8 {
     let Some(old) = readable(p) else {
-        report_invalid("bad realloc (not a live block umem handed out)", p as usize);
-        return Err(());
+        return null_mut();
     };
     let q = alloc(size, align, false);
     if q.is_null() {
-        return Ok(q);
+        return q;
     }
     // SAFETY: both live and distinct; min(old, size) bytes readable in `p`
     // and writable in `q`.
@@ -322,5 +326,5 @@ pub unsafe fn realloc(p: *mut u8, size: usize, align: usize) -> Result<*mut u8, 
         core::ptr::copy_nonoverlapping(p, q, old.min(size));
         free(p);
     }
-    Ok(q)
+    q
 }

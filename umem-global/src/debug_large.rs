@@ -4,7 +4,8 @@
 //! * A *plain* debug large block (above the largest size class, or an
 //!   alignment no class has) starts a run of pages from `umem_oversize`
 //!   (`umem_memalign` above a page's alignment); the rest of its last page
-//!   past the request is filled with the redzone byte `0xbb` and checked
+//!   past the request (at least 8 bytes: a request of whole pages gets one
+//!   more) is filled with the redzone byte `0xbb` and checked
 //!   when the block is freed or realloc'd: one byte past the request is
 //!   found, whatever the size.
 //! * A *firewall* block (`UMEM_DEBUG=firewall=N`, requests of at least N
@@ -226,7 +227,14 @@ pub fn wants_firewall(size: usize, align: usize) -> bool {
 /// documentation); null when there is no memory. Its pages read as zero.
 pub fn alloc(size: usize, align: usize) -> *mut u8 {
     let firewall = wants_firewall(size, align);
-    let Some(data) = size.max(1).checked_next_multiple_of(PAGE) else {
+    // At least 8 bytes of redzone after a plain block (a request of whole
+    // pages gets one more page); a firewall block has its guard page.
+    let room = if firewall {
+        size.max(1)
+    } else {
+        size.saturating_add(8)
+    };
+    let Some(data) = room.checked_next_multiple_of(PAGE) else {
         return core::ptr::null_mut();
     };
     let b = if firewall {

@@ -35,6 +35,8 @@ static STACKS: AtomicUsize = AtomicUsize::new(0);
 
 /// Installs the printer of a report's stacks section (the allocating and
 /// last-freeing stacks of the buffer, where stack capture is built in).
+/// It is not called for `verify`'s reports (they are made under the cache's
+/// slab lock, so the printer may take it: `Cache::audit` does).
 pub fn set_stacks_printer(f: StacksPrinter) {
     STACKS.store(f as usize, Ordering::Release);
 }
@@ -70,15 +72,21 @@ pub struct Report<'a> {
 }
 
 /// Writes `r` to stderr; then aborts (SIGABRT) unless `noabort` (or
-/// `never_abort`: a report from `verify`), and returns.
+/// `never_abort`: a report from `verify`, made under locks: without the
+/// audit and stacks sections), and returns.
 pub fn report(r: &Report<'_>, never_abort: bool) {
     let mut b = StackStr::<2048>::new();
     let _ = writeln!(b, "umem: heap error: {}", r.kind);
-    let _ = write!(b, "umem:   buffer  {:#x}", r.buf);
-    if let Some(s) = r.size {
-        let _ = write!(b, ", {s} bytes requested");
+    if r.buf == 0 {
+        let _ = write!(b, "umem:   request {} bytes", r.size.unwrap_or(0));
+    } else {
+        let _ = write!(b, "umem:   buffer  {:#x}", r.buf);
+        if let Some(s) = r.size {
+            let _ = write!(b, ", {s} bytes requested");
+        }
     }
     match r.owner {
+        _ if r.buf == 0 => {}
         Owner::Cache(c) => {
             let _ = write!(b, ", in cache {} ({}-byte buffers)", c.name(), c.buf_size());
         }
@@ -103,7 +111,9 @@ pub fn report(r: &Report<'_>, never_abort: bool) {
     if !d.is_empty() {
         let _ = writeln!(b, "umem:   detail  {}", d.as_str());
     }
-    if let Owner::Cache(c) = r.owner {
+    // Not from `verify`: it holds the cache's slab lock, which the audit
+    // lookup takes.
+    if let (Owner::Cache(c), false) = (r.owner, never_abort) {
         if let Some(buf) = NonNull::new(r.buf as *mut u8) {
             if let Some(a) = c.audit(buf) {
                 let now = now_ns();
@@ -120,7 +130,7 @@ pub fn report(r: &Report<'_>, never_abort: bool) {
         }
     }
     let f = STACKS.load(Ordering::Acquire);
-    if f != 0 {
+    if f != 0 && !never_abort {
         // SAFETY: only `set_stacks_printer` stores here, a `StacksPrinter`.
         let f: StacksPrinter = unsafe { core::mem::transmute::<usize, StacksPrinter>(f) };
         f(r.buf, &mut b);
@@ -178,8 +188,9 @@ fn dump<const N: usize>(b: &mut StackStr<N>, at: usize, len: usize) {
     }
 }
 
-/// The report of an error umem-slab's debug checks found in `cache`.
-pub fn slab_error(cache: &Cache, e: &SlabError, never_abort: bool) {
+/// The report of an error umem-slab's debug checks found in `cache`;
+/// `context` goes before the kind (`"bad realloc: "`, or empty).
+pub fn slab_error(context: &str, cache: &Cache, e: &SlabError, never_abort: bool) {
     let bt = cache.chunk_size() - 24;
     // SAFETY: the error names a buffer of `cache` (its start).
     let req = |a: usize| NonNull::new(a as *mut u8).and_then(|p| unsafe { cache.requested(p) });
@@ -231,9 +242,11 @@ pub fn slab_error(cache: &Cache, e: &SlabError, never_abort: bool) {
         _ => ("allocator error", 0, None, None),
     };
     let detail = Detail(e);
+    let mut k = StackStr::<160>::new();
+    let _ = write!(k, "{context}{kind}");
     report(
         &Report {
-            kind,
+            kind: k.as_str(),
             buf,
             size,
             owner: Owner::Cache(cache),
@@ -286,6 +299,6 @@ impl core::fmt::Display for Detail<'_> {
 /// umem-slab's hook ([`umem_slab::set_debug_report_hook`]): print the
 /// report, carry on under `noabort`.
 pub fn slab_hook(cache: &Cache, e: &SlabError) -> bool {
-    slab_error(cache, e, false);
+    slab_error("", cache, e, false);
     true
 }

@@ -54,8 +54,7 @@ unsafe impl GlobalAlloc for Umem {
             // SAFETY: GlobalAlloc's contract is realloc's.
             return crate::sys::no_unwind(|| unsafe {
                 crate::debug::realloc(ptr, new_size, align)
-            })
-            .unwrap_or(core::ptr::null_mut());
+            });
         }
         let oc = classes::layout_class(old, align);
         let nc = classes::layout_class(new_size, align);

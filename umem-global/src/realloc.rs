@@ -70,8 +70,9 @@ pub fn room_for_move(size: usize) -> usize {
 pub unsafe fn realloc(p: *mut u8, size: usize, align: usize) -> Result<*mut u8, FreeError> {
     if crate::debug_options::DEBUG.load(core::sync::atomic::Ordering::Relaxed) {
         // SAFETY: by the caller.
-        return no_unwind(|| unsafe { crate::debug::realloc(p, size, align) })
-            .map_err(|()| FreeError::InvalidPointer(p as usize));
+        return Ok(no_unwind(|| unsafe {
+            crate::debug::realloc(p, size, align)
+        }));
     }
     // The in-place cases first, inlined into the caller: a small block
     // whose class still fits, and a large block growing within its room

@@ -67,11 +67,11 @@ pub fn verify() -> VerifyReport {
         r.caches += 1;
         if let Err(e) = c.verify() {
             r.problems += 1;
-            debug_report::slab_error(c, &e, true);
+            debug_report::slab_error("verify: ", c, &e, true);
         }
         r.buffers += c.verify_buffers(&mut |e| {
             r.problems += 1;
-            debug_report::slab_error(c, e, true);
+            debug_report::slab_error("verify: ", c, e, true);
         });
     });
     let mut bad = [None; 16];
@@ -89,7 +89,7 @@ pub fn verify() -> VerifyReport {
     for &(b, off, v) in bad.iter().take(nbad.min(bad.len())).flatten() {
         debug_report::report(
             &Report {
-                kind: "redzone overrun (write past the end of the buffer)",
+                kind: "verify: redzone overrun (write past the end of the buffer)",
                 buf: b.ptr,
                 size: Some(b.size),
                 owner: Owner::Large {

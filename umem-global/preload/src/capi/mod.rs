@@ -62,6 +62,7 @@
 #![deny(clippy::missing_safety_doc)]
 
 pub mod cache;
+pub mod debug;
 pub mod introspect;
 pub mod umem;
 pub mod vmem;
@@ -198,7 +199,10 @@ pub(crate) fn debugging() -> bool {
                 let v = unsafe { CStr::from_ptr(p) }.to_bytes();
                 v.split(|&c| c == b',').any(|w| {
                     let name = w.split(|&c| c == b'=').next().unwrap_or(b"");
-                    matches!(name, b"default" | b"guards" | b"contents")
+                    matches!(
+                        name,
+                        b"default" | b"guards" | b"contents" | b"audit" | b"lite" | b"nosignal"
+                    )
                 })
             };
             DEBUGGING.store(if on { 2 } else { 1 }, Ordering::Relaxed);
