@@ -127,7 +127,7 @@ int main(int argc, char **argv) {
         poke(p, 30, 0);
         p = realloc(p, 100);
     } else if (!strcmp(mode, "checknull")) {
-        void *p = malloc((size_t)1 << 46);
+        void *p = malloc((size_t)1 << 62);
         printf("returned %p\n", p);
     } else if (!strcmp(mode, "mtbf")) {
         int nulls = 0, logged = 0;

@@ -198,10 +198,10 @@ pub fn slab_error(context: &str, cache: &Cache, e: &SlabError, never_abort: bool
         SlabError::DoubleFree { addr, .. } => {
             ("double free (the buffer is free already)", addr, None, None)
         }
-        SlabError::BadAddress { addr, .. } => (
+        SlabError::BadAddress { buffer, .. } => (
             "invalid free (a pointer inside a buffer, not its start)",
-            addr,
-            None,
+            buffer,
+            req(buffer),
             None,
         ),
         SlabError::NotOwned { addr, .. } | SlabError::WrongCache { addr, .. } => (
