@@ -168,15 +168,22 @@
 //! start every new buffer marked with [`process_secret`], the *free key* their user
 //! writes into freed buffers, and answer [`Cache::check_free`], the slow check behind it.
 //!
-//! **Debugging** (`debug.rs`). With [`CacheFlags::DEBUG`] each chunk is `[buffer][buftag:
-//! redzone word, link word, status]`; free buffers are filled with `0xdeadbeef…` (checked
-//! when they leave the cache, replaced by `0xbaddcafe…`), frees check the status (double
-//! free) and the redzone, and objects are destructed on every free so that the fill can be
-//! checked. [`CacheFlags::AUDIT`] adds a record of each buffer's last transaction
-//! ([`Cache::audit`]). Debug caches have fast index 0, so they never hit and non-debug
-//! caches pay nothing for debugging. Not yet written: stack traces in audit records, the
-//! transaction and content logs, firewall arenas, `mtbf`, and the per-byte redzone after
-//! the requested size (that one is `umem_alloc`'s, in umem-global).
+//! **Debugging** (`debug.rs`, `redzone.rs`). With [`CacheFlags::DEBUG`] each chunk is
+//! `[buffer][slack][buftag: redzone word, link word, status]`, the buftag ending the chunk;
+//! free buffers are filled with `0xdeadbeef…` (checked when they leave the cache, up to
+//! `maxverify` bytes, replaced by `0xbaddcafe…`; no patterns under `lite`:
+//! [`set_debug_tuning`]), frees check the status (double free), the redzone and the word
+//! before the buffer (the neighbour's status: an underrun), and objects are destructed on
+//! every free so that the fill can be checked. The redzone is byte-precise: the slack
+//! holds [`REDZONE_BYTE`] from the size the user asked for ([`Cache::set_requested`], a
+//! size-encoded redzone word as in libumem's `umem_alloc`) up to the buftag.
+//! [`CacheFlags::AUDIT`] adds a record of each buffer's last transaction
+//! ([`Cache::audit`]). Errors go to the user's report hook ([`set_debug_report_hook`],
+//! `debug_report.rs`: print and abort, or carry on) or abort; [`Cache::free_debug`] and
+//! [`Cache::check_allocated`] give them back instead; [`Cache::verify_buffers`] checks
+//! every buftag of a cache (`buftag_verify.rs`). Debug caches have fast index 0, so they
+//! never hit and non-debug caches pay nothing for debugging. Not written here: stack
+//! traces in audit records.
 //!
 //! ## 3. Locks and their order
 //!

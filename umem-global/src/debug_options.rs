@@ -278,5 +278,12 @@ mod tests {
         assert_eq!(LOG_FAIL.load(Ordering::Relaxed), LOG_DEFAULT);
         assert!(apply_logging(b"slab").is_err());
         assert!(apply_logging(b"fail=lots").is_err());
+        // Leave the process as it was (other tests of this binary).
+        for a in [&MTBF, &FIREWALL, &LOG_TRANSACTION, &LOG_FAIL] {
+            a.store(0, Ordering::Relaxed);
+        }
+        for b in [&DEBUG, &DEBUG_PATH, &AUDIT] {
+            b.store(false, Ordering::Relaxed);
+        }
     }
 }

@@ -40,8 +40,16 @@
 //!   `noregion` (no class region: slower `free`), `backend=mmap`; the
 //!   tuning options `concurrency`, `max_contention`, `perthread_cache` are
 //!   accepted and have no effect;
-//! * `UMEM_DEBUG=default` (or `guards`, `contents`): the slab caches' debug
-//!   layout (redzones, fill patterns, double-free checks);
+//! * `UMEM_DEBUG` (libumem's words: `default`, `audit[=frames]`,
+//!   `contents[=count]`, `guards`, `verbose`, `nosignal`, `firewall=size`,
+//!   `lite`, `maxverify=size`, `noabort`, `mtbf=n`, `checknull`) and
+//!   `UMEM_LOGGING` (`transaction`, `contents`, `fail` logs): finding heap
+//!   bugs at run time — byte-precise redzones after every block, fill
+//!   patterns, double, interior and invalid frees, firewall pages, fault
+//!   injection — each reported with the buffer, its size and cache, then
+//!   SIGABRT (`debug_options.rs` has each word's meaning; [`verify`] checks
+//!   the whole heap on demand, [`umem_log::read_log`] reads the logs,
+//!   [`debug_report::set_stacks_printer`] adds stacks to reports);
 //! * `UMEM_STATS=1` (or `stderr`) prints the statistics table to stderr at
 //!   exit, `UMEM_STATS=all` lists every cache and arena in it, not only the
 //!   used ones (so does the `UMEM_OPTIONS` word `stats_all`), and any other
@@ -231,7 +239,9 @@
 //! 1. the large-block cache lock (`large::BLOCK_CACHE`): nothing else is
 //!    taken while it is held today; its place first is for `prefork`;
 //! 2. the class-creation lock (`caches::CLASS_LOCK`), held while a class's
-//!    arena and cache are made, which takes the locks below;
+//!    arena and cache are made, which takes the locks below; then, under
+//!    `UMEM_DEBUG`, the debug large-block table's lock (`debug_large::TABLE`),
+//!    held while the table grows into pages of the heap (umem-vmem's locks);
 //! 3. umem-slab's locks, then umem-vmem's, in their own documented order
 //!    (`umem_slab::lockup` takes both groups in order);
 //! 4. leaf locks, under which nothing is taken: the page map's leaf pool
@@ -286,9 +296,12 @@
 //!   only by fragmentation of the heap's spans is not resident.
 //! * **Re-entrant init** is served by a static bootstrap arena instead of
 //!   waiting (a libc routine called during init may allocate).
-//! * **mmap only** (no `sbrk` backend); `UMEM_DEBUG` supports the debug
-//!   layout (`default`, `guards`, `contents`) only, and `UMEM_LOGGING` is
-//!   not supported.
+//! * **mmap only** (no `sbrk` backend). `UMEM_DEBUG=nosignal` cannot apply
+//!   on Linux (a library cannot tell that it runs in a signal handler: it
+//!   turns `audit` on and warns), `random` and `UMEM_LOGGING=slab` are not
+//!   supported, `mtbf` is deterministic (every n-th allocation), and every
+//!   report is written to stderr (there is no `::umem_status` buffer for mdb
+//!   to read; `verbose` adds a dump of the damaged bytes).
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]

@@ -51,7 +51,10 @@
 //! naming the buffer and both sizes if not; `umem_cache_free` uses the slab
 //! layer's checked free (wrong cache, interior pointer, double free); user
 //! caches get the slab debug layout unless created `UMC_NODEBUG` or
-//! `UMC_NOTOUCH`.
+//! `UMC_NOTOUCH`. A `umem_free` whose size is not the size allocated (the
+//! size-encoded redzone says) aborts too. [`debug`] adds `umem_verify()` and
+//! `umem_log_walk()` (extensions: mdb's `::umem_verify` and `::umalog` as
+//! calls).
 //!
 //! Nothing here takes a lock of its own except the exit lock of the nofail
 //! path (a word that is never released); C callbacks (constructors,
