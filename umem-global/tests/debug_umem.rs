@@ -1,7 +1,8 @@
 //! `UMEM_DEBUG` and `UMEM_LOGGING` through `Umem` (Rust's global allocator
 //! reads the environment the same way as the preload): a byte written past
 //! a `Vec`'s request is reported naming the buffer, `verify()` finds a
-//! damaged live block, and the transaction log is readable from Rust. Each
+//! damaged live block, and the transaction and contents logs are readable
+//! from Rust. Each
 //! case runs in a child process with the variables set (they are read at
 //! the child's first allocation).
 
@@ -81,9 +82,13 @@ fn verify_finds_a_damaged_live_block_and_a_clean_heap() {
 fn transaction_log_is_readable_from_rust() {
     let Some(o) = Child::new("log")
         .env("UMEM_DEBUG", "audit")
-        .env("UMEM_LOGGING", "transaction=256k")
+        .env("UMEM_LOGGING", "transaction=256k,contents=1m")
         .run(|| {
-            let b = Box::new([7u64; 5]);
+            let mut b = Box::new([0u64; 5]);
+            for w in b.iter_mut() {
+                *w = std::hint::black_box(7);
+            }
+            std::hint::black_box(&b);
             let addr = &*b as *const _ as usize;
             drop(b);
             let mut alloc = false;
@@ -95,6 +100,14 @@ fn transaction_log_is_readable_from_rust() {
                 }
             });
             assert!(alloc && free, "alloc {alloc} free {free}");
+            // The contents log kept the freed block's bytes.
+            let mut kept = false;
+            read_log(LogKind::Contents, &mut |e| {
+                if e.addr == addr && e.contents.len() == 40 {
+                    kept |= e.contents.chunks(8).all(|w| w == 7u64.to_ne_bytes());
+                }
+            });
+            assert!(kept, "no contents record of the freed box");
             assert_eq!(read_log(LogKind::Fail, &mut |_| {}), 0);
         })
     else {
