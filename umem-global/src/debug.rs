@@ -170,15 +170,18 @@ fn report_large(b: &Block, kind: &str, off: usize, v: u8) {
     );
 }
 
-/// Reports a pointer umem did not hand out (`what`: "free", "realloc").
-fn report_invalid(kind: &str, p: usize) {
+/// Reports a pointer umem did not hand out, given to `func` ("free",
+/// "realloc").
+fn report_invalid(kind: &str, func: &str, p: usize) {
     debug_report::report(
         &Report {
             kind,
             buf: p,
             size: None,
             owner: Owner::Unknown,
-            detail: format_args!("no size class, large block or debug block starts at {p:#x}"),
+            detail: format_args!(
+                "{func}({p:#x}): invalid pointer: no size class, large block or debug block starts there"
+            ),
             dump: None,
         },
         false,
@@ -211,7 +214,7 @@ pub unsafe fn free(p: *mut u8) -> Freed {
     match pagemap::lookup(a) {
         PageKind::Small(c) => {
             let Some(k) = caches::cache_of(c) else {
-                report_invalid("invalid free (not a block umem handed out)", a);
+                report_invalid("invalid free (not a block umem handed out)", "free", a);
                 return Freed::Done;
             };
             if !DEBUG.load(Ordering::Relaxed) {
@@ -240,7 +243,7 @@ pub unsafe fn free(p: *mut u8) -> Freed {
         }
         _ if boot::owns(a) => Freed::Done,
         _ => {
-            report_invalid("invalid free (not a block umem handed out)", a);
+            report_invalid("invalid free (not a block umem handed out)", "free", a);
             Freed::Done
         }
     }
@@ -283,7 +286,11 @@ fn readable(p: *mut u8) -> Option<usize> {
     match pagemap::lookup(a) {
         PageKind::Small(c) => {
             let (Some(k), Some(nn)) = (caches::cache_of(c), NonNull::new(p)) else {
-                report_invalid("bad realloc (not a live block umem handed out)", a);
+                report_invalid(
+                    "bad realloc (not a live block umem handed out)",
+                    "realloc",
+                    a,
+                );
                 return None;
             };
             if let Err(e) = k.check_allocated(nn) {
@@ -299,7 +306,11 @@ fn readable(p: *mut u8) -> Option<usize> {
         // SAFETY: a bootstrap block has its header.
         _ if boot::owns(a) => Some(unsafe { boot::size_of(a) }),
         _ => {
-            report_invalid("bad realloc (not a live block umem handed out)", a);
+            report_invalid(
+                "bad realloc (not a live block umem handed out)",
+                "realloc",
+                a,
+            );
             None
         }
     }
