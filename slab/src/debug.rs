@@ -240,14 +240,16 @@ impl Cache {
             }
             return Some(false);
         }
-        if !self.slab_xalloc || addr % 8 != 0 {
+        if addr % 8 != 0 {
             return None;
         }
         let size = self.slabsize();
         let sp = ((addr & !(size - 1)) + size - crate::slab::SLAB_HDR) as *const crate::slab::Slab;
-        // SAFETY: `addr` lies in memory of this cache's source handed to a slab of `size`
-        // bytes aligned to `size` (slab_xalloc) when it is one of our buffers; the record
-        // at the slab's end is read only after its owner tag says it is ours.
+        // SAFETY: an in-slab slab is `size` bytes aligned to `size` (taken aligned to its
+        // size, or its size is the source's quantum), so when `addr` is one of our
+        // buffers the record at its slab's end is ours; it is trusted only after its
+        // owner tag says so. The caller's `addr` lies in memory the source handed out
+        // (umem-global: a page its page map gives to this cache's class).
         unsafe {
             if !(*sp).owned_by(self.owner()) {
                 return None;

@@ -187,7 +187,7 @@ impl Cache {
 
     /// Checks the word just before `buf`: the status word of the chunk before it in its
     /// slab, which a write before `buf` (an underrun) breaks. Nothing to check for the
-    /// first chunk of a slab, or where the slab cannot be found cheaply.
+    /// first chunk of a slab.
     ///
     /// # Safety
     /// `buf` is an allocated buffer of this debug cache.
@@ -201,11 +201,10 @@ impl Cache {
                     return Ok(());
                 }
                 (*bc).bc.slab
-            } else if self.slab_xalloc {
+            } else {
+                // An in-slab slab is aligned to its size (see `Cache::debug_start`).
                 let size = self.slabsize();
                 ((buf & !(size - 1)) + size - SLAB_HDR) as *const Slab
-            } else {
-                return Ok(());
             };
             if sp.is_null() || !(*sp).owned_by(self.owner()) {
                 return Ok(());

@@ -253,3 +253,45 @@ fn every_word_is_accepted_or_explained() {
         show(&o)
     );
 }
+
+#[test]
+fn underrun_and_interior_free_in_the_in_slab_layout() {
+    // `guards` alone keeps small classes in one-page slabs (no audit bufctls).
+    let o = bug("underrun", "guards");
+    reported(&o, "redzone underrun", "the word before the buffer");
+    let o = bug("interior", "guards");
+    reported(&o, "invalid free", "16 bytes into the buffer at");
+}
+
+#[test]
+fn lite_keeps_redzones_and_drops_patterns() {
+    let o = bug("bad-realloc", "lite");
+    reported(&o, "bad realloc: redzone overrun", "byte at offset 30");
+    let o = bug("uninit", "lite");
+    assert!(o.status.success(), "{}", show(&o));
+    assert_ne!(printed(&o, "word"), "baddcafe", "{}", show(&o));
+    let o = bug("write-after-free", "lite");
+    assert!(o.status.success(), "lite checks no fill\n{}", show(&o));
+}
+
+#[test]
+fn maxverify_limits_the_fill_check() {
+    // The write is at offset 8: checking 8 bytes misses it, 16 find it.
+    let o = bug("write-after-free", "guards,maxverify=8");
+    assert!(o.status.success(), "{}", show(&o));
+    let o = bug("write-after-free", "guards,maxverify=16");
+    reported(&o, "modified free buffer", "word at offset 8");
+}
+
+#[test]
+fn verbose_dumps_the_damaged_bytes() {
+    let o = bug("write-after-free", "guards,verbose");
+    reported(&o, "modified free buffer", "word at offset 8");
+    let buf = printed(&o, "buf");
+    let line = format!("umem:   {buf}: ef be ad de ef be ad de 42 be ad de");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains(&line),
+        "{}",
+        show(&o)
+    );
+}
