@@ -15,9 +15,11 @@
 //! * **free**: a debug large block is checked and unmapped; a small block
 //!   goes to its cache's checked debug free (`Cache::free_debug`: start of a
 //!   buffer, buftag state, redzone, underrun); anything wrong is reported
-//!   (`debug_report.rs`) and the block left alone under `noabort`.
-//! * **realloc** always moves (so the new size gets its own redzone), after
-//!   checking the old block like a free.
+//!   (`debug_report.rs`) and the block left alone under `noabort`. Without
+//!   `guards` (only `mtbf`, `checknull`, `firewall` or a log) a small block
+//!   gets the default mode's checks (`free_check.rs`).
+//! * **realloc** always moves (so the new size gets its own redzone, or its
+//!   firewall page), after checking the old block like a free.
 //!
 //! With `UMEM_LOGGING=transaction` each alloc and free is logged, and with
 //! `contents` the first bytes of each freed block.
@@ -29,6 +31,7 @@ use crate::arenas::{self, FAILED};
 use crate::debug_large::{self, Block};
 use crate::debug_options::{CHECKNULL, DEBUG};
 use crate::debug_report::{self, Owner, Report};
+use crate::free_check::check_and_mark;
 use crate::init::ensure_init;
 use crate::pagemap::{self, PageKind};
 use crate::sys::PAGE;
@@ -127,17 +130,6 @@ fn failed(size: usize, align: usize) {
     }
 }
 
-/// What [`free`] did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Freed {
-    /// Freed, or reported (and left alone under `noabort`).
-    Done,
-    /// Not debugging's business: a small block of a cache without `guards`
-    /// (only `mtbf`, `checknull`, `firewall` or a log asked for the debug
-    /// path): the caller frees it the normal way.
-    NotDebug,
-}
-
 /// Logs the free of `p` (`size` bytes readable at it).
 fn log_free(p: usize, size: usize) {
     umem_log::record(LogKind::Transaction, LogOp::Free, p, size, &[]);
@@ -193,10 +185,10 @@ fn report_invalid(kind: &str, func: &str, p: usize) {
 /// # Safety
 /// As `free::free`: `p` is null, a block umem handed out and not freed since,
 /// or any other pointer (which is reported).
-pub unsafe fn free(p: *mut u8) -> Freed {
+pub unsafe fn free(p: *mut u8) {
     let a = p as usize;
     if p.is_null() {
-        return Freed::Done;
+        return;
     }
     if let Some(b) = debug_large::take(a) {
         if let Some((off, v)) = debug_large::check(&b) {
@@ -209,16 +201,26 @@ pub unsafe fn free(p: *mut u8) -> Freed {
         }
         log_free(a, b.size);
         debug_large::free_pages(&b);
-        return Freed::Done;
+        return;
     }
     match pagemap::lookup(a) {
         PageKind::Small(c) => {
-            let Some(k) = caches::cache_of(c) else {
+            let (Some(k), Some(cc)) = (caches::cache_of(c), caches::class_cache(c)) else {
                 report_invalid("invalid free (not a block umem handed out)", "free", a);
-                return Freed::Done;
+                return;
             };
             if !DEBUG.load(Ordering::Relaxed) {
-                return Freed::NotDebug;
+                // A cache without guards (only mtbf, checknull, firewall or a
+                // log asked for the debug path): the default mode's checks.
+                if a & (classes::align(c) - 1) != 0 {
+                    report_invalid("invalid free (not a block umem handed out)", "free", a);
+                    return;
+                }
+                log_free(a, classes::size(c));
+                check_and_mark("free", a, c, cc);
+                // SAFETY: a block start of class c that is not free (checked).
+                unsafe { cc.free(p) };
+                return;
             }
             // SAFETY: non-null.
             let nn = unsafe { NonNull::new_unchecked(p) };
@@ -233,19 +235,15 @@ pub unsafe fn free(p: *mut u8) -> Freed {
             if let Err(e) = unsafe { k.free_debug(nn) } {
                 debug_report::slab_error("", k, &e, false);
             }
-            Freed::Done
         }
         e @ (PageKind::Large(_) | PageKind::Aligned(_)) if a & (PAGE - 1) == 0 => {
             // A large block made before debugging was read (the first
             // allocation of the process).
+            log_free(a, 0);
             large::free(a, e);
-            Freed::Done
         }
-        _ if boot::owns(a) => Freed::Done,
-        _ => {
-            report_invalid("invalid free (not a block umem handed out)", "free", a);
-            Freed::Done
-        }
+        _ if boot::owns(a) => {}
+        _ => report_invalid("invalid free (not a block umem handed out)", "free", a),
     }
 }
 
@@ -284,7 +282,7 @@ fn readable(p: *mut u8) -> Option<usize> {
         return Some(b.size);
     }
     match pagemap::lookup(a) {
-        PageKind::Small(c) => {
+        PageKind::Small(c) if a & (classes::align(c) - 1) == 0 || DEBUG.load(Ordering::Relaxed) => {
             let (Some(k), Some(nn)) = (caches::cache_of(c), NonNull::new(p)) else {
                 report_invalid(
                     "bad realloc (not a live block umem handed out)",
@@ -316,7 +314,8 @@ fn readable(p: *mut u8) -> Option<usize> {
     }
 }
 
-/// `realloc` under `guards`: always a new block, after checking the old one
+/// `realloc` under `UMEM_DEBUG`: always a new block (so the new size gets its
+/// own redzone, and a firewall block its guard page), after checking the old one
 /// (a bad one is reported as a bad realloc: abort, or under `noabort` null
 /// with the old block left alone). Null also when there is no memory (the
 /// old block untouched).

@@ -34,13 +34,12 @@
 //! or a free of an interior address finds no block start and is refused.
 
 use crate::caches;
+use crate::free_check::check_and_mark;
 use crate::hit_tables;
-use crate::options;
 use crate::pagemap::{self, PageKind};
 use crate::region;
 use crate::sys::{self, no_unwind, PAGE};
 use crate::{boot, classes, debug, debug_large, debug_options, large};
-use core::sync::atomic::Ordering;
 
 /// What kind of pointer `p` is: by the page map, or `Boot`/`Foreign`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -134,48 +133,6 @@ pub unsafe fn free_hit(p: *mut u8) -> bool {
     false
 }
 
-/// The checks of a small block `a` of class `c` (cache `k`) being freed
-/// past the hit, which abort naming `func`, the pointer and the class: a
-/// block start (by the class's hit-table entry) that does not hold the free
-/// key, or does and is allocated (`ClassCache::check_free`). Then marks it
-/// with the key. Not with `UMEM_DEBUG` (the debug caches' own checks).
-#[inline]
-fn check_and_mark(func: &str, a: usize, c: usize, k: caches::ClassCache) {
-    if options::DEBUG.load(Ordering::Relaxed) {
-        // Debug caches check every free themselves (buftags), and their
-        // chunks are not the grid the block-start test assumes.
-        return;
-    }
-    let e = hit_tables::free_entry_of(c);
-    let size = classes::size(c);
-    let name = classes::NAMES[c];
-    if !e.is_start(a) {
-        sys::fatal(format_args!(
-            "umem: {func}({a:#x}): not the start of a block: a pointer inside a {size}-byte block (class {name})"
-        ));
-    }
-    let key = hit_tables::free_key();
-    // SAFETY: a block start of class c's slab grid, or an aligned address on
-    // one of the class's pages (the caller checked the page map): readable.
-    if unsafe { *(a as *const usize) } == key {
-        match k.check_free(a) {
-            Ok(()) => {}
-            Err(umem_slab::SlabError::DoubleFree { .. }) => sys::fatal(format_args!(
-                "umem: {func}({a:#x}): double free of a {size}-byte block (class {name})"
-            )),
-            Err(umem_slab::SlabError::BadAddress { buffer, .. }) => sys::fatal(format_args!(
-                "umem: {func}({a:#x}): not the start of a block: inside the {size}-byte block at {buffer:#x} (class {name})"
-            )),
-            Err(_) => sys::fatal(format_args!(
-                "umem: {func}({a:#x}): not an allocated {size}-byte block of class {name} (freed already, or never allocated)"
-            )),
-        }
-    }
-    // SAFETY: as above; the block is ours to free, and its first word is
-    // free-list state from now on.
-    unsafe { *(a as *mut usize) = key };
-}
-
 /// [`free`] past the magazine hit.
 ///
 /// # Safety
@@ -183,8 +140,9 @@ fn check_and_mark(func: &str, a: usize, c: usize, k: caches::ClassCache) {
 #[inline(never)]
 unsafe fn free_miss(p: *mut u8) -> Result<(), FreeError> {
     no_unwind(|| {
-        // SAFETY: by the caller.
-        if debug_options::debug_path() && unsafe { debug::free(p) } == debug::Freed::Done {
+        if debug_options::debug_path() {
+            // SAFETY: by the caller.
+            unsafe { debug::free(p) };
             return Ok(());
         }
         let a = p as usize;
@@ -296,8 +254,9 @@ fn layout_mismatch(p: *mut u8, size: usize, align: usize) -> ! {
 #[inline(never)]
 unsafe fn free_sized_miss(p: *mut u8, size: usize, align: usize) {
     no_unwind(|| {
-        // SAFETY: by the caller.
-        if debug_options::debug_path() && unsafe { debug::free(p) } == debug::Freed::Done {
+        if debug_options::debug_path() {
+            // SAFETY: by the caller.
+            unsafe { debug::free(p) };
             return;
         }
         if let Some(c) = classes::layout_class(size, align) {

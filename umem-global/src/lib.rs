@@ -318,6 +318,7 @@ pub mod debug_report;
 mod fault;
 mod fork;
 mod free;
+mod free_check;
 mod global_alloc;
 mod hit_tables;
 mod init;

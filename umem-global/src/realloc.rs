@@ -68,7 +68,7 @@ pub fn room_for_move(size: usize) -> usize {
 /// As for [`free`]; on success the old block must no longer be used.
 #[inline]
 pub unsafe fn realloc(p: *mut u8, size: usize, align: usize) -> Result<*mut u8, FreeError> {
-    if crate::debug_options::DEBUG.load(core::sync::atomic::Ordering::Relaxed) {
+    if crate::debug_options::debug_path() {
         // SAFETY: by the caller.
         return Ok(no_unwind(|| unsafe {
             crate::debug::realloc(p, size, align)
