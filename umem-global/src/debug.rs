@@ -121,6 +121,7 @@ fn failed(size: usize, align: usize) {
                     }
                 ),
                 dump: None,
+                fatal: true,
             },
             false,
         );
@@ -157,6 +158,7 @@ fn report_large(b: &Block, kind: &str, off: usize, v: u8) {
                 if off == b.size { "" } else { "s" }
             ),
             dump: Some((b.ptr + off, 16)),
+            fatal: false,
         },
         false,
     );
@@ -175,6 +177,7 @@ fn report_invalid(kind: &str, func: &str, p: usize) {
                 "{func}({p:#x}): invalid pointer: no size class, large block or debug block starts there"
             ),
             dump: None,
+            fatal: false,
         },
         false,
     );

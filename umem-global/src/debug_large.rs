@@ -22,9 +22,12 @@
 //! there.
 //!
 //! These blocks bypass the large-block cache and the page map (so `free`
-//! asks the table first under `UMEM_DEBUG`), and their pages are not filled
+//! asks the table first under `UMEM_DEBUG`; the statistics count them with
+//! the large blocks), and their pages are not filled
 //! with `0xbaddcafe` (arena pages read as zero), as libumem's debugging
 //! covers big blocks less than small ones.
+
+use core::sync::atomic::Ordering;
 
 use crate::arenas::ARENAS;
 use crate::sys::{discard, PAGE};
@@ -297,6 +300,8 @@ pub fn alloc(size: usize, align: usize) -> *mut u8 {
         release(&b);
         return core::ptr::null_mut();
     }
+    crate::large::ALLOCS.fetch_add(1, Ordering::Relaxed);
+    crate::large::IN_USE.fetch_add(b.len as u64, Ordering::Relaxed);
     b.ptr as *mut u8
 }
 
@@ -345,5 +350,7 @@ pub fn take(p: usize) -> Option<Block> {
 
 /// Gives a block taken with [`take`] back to its arena.
 pub fn free_pages(b: &Block) {
+    crate::large::FREES.fetch_add(1, Ordering::Relaxed);
+    crate::large::IN_USE.fetch_sub(b.len as u64, Ordering::Relaxed);
     release(b);
 }

@@ -69,6 +69,8 @@ pub struct Report<'a> {
     pub detail: core::fmt::Arguments<'a>,
     /// Where the damage is, for `verbose`'s dump: (start, length).
     pub dump: Option<(usize, usize)>,
+    /// Abort even under `noabort` (`checknull` asked for the abort).
+    pub fatal: bool,
 }
 
 /// Writes `r` to stderr; then aborts (SIGABRT) unless `noabort` (or
@@ -140,13 +142,15 @@ pub fn report(r: &Report<'_>, never_abort: bool) {
             dump(&mut b, at, len);
         }
     }
-    let carry_on = never_abort || NOABORT.load(Ordering::Relaxed);
+    let carry_on = never_abort || (NOABORT.load(Ordering::Relaxed) && !r.fatal);
     if !never_abort {
         let _ = writeln!(
             b,
             "umem: {}",
             if carry_on {
                 "carrying on (UMEM_DEBUG=noabort)"
+            } else if r.fatal {
+                "aborting"
             } else {
                 "aborting (UMEM_DEBUG=noabort reports and carries on)"
             }
@@ -252,6 +256,7 @@ pub fn slab_error(context: &str, cache: &Cache, e: &SlabError, never_abort: bool
             owner: Owner::Cache(cache),
             detail: format_args!("{detail}"),
             dump,
+            fatal: false,
         },
         never_abort,
     );
