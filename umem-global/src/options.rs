@@ -17,6 +17,8 @@
 //!   cannot be reserved);
 //! * `stats_all` — the statistics table lists every cache and arena, not
 //!   only those that were used;
+//! * `verify_at_exit` — check every cache, slab, buftag and arena at exit
+//!   (`umem_global::verify`) and report what is wrong;
 //! * `backend=mmap` — accepted (the only backend); `backend=sbrk` warns;
 //! * `concurrency=N`, `max_contention=N`, `perthread_cache=N` — accepted
 //!   for compatibility, no effect (magazines are per thread and resize on
@@ -28,9 +30,6 @@
 //! else is a file to append the table to, absolute or relative to the
 //! working directory at exit (`UMEM_STATS=stats.txt`). A file that cannot
 //! be opened gets a warning and the table goes to stderr.
-//!
-//! * `verify_at_exit` — check every cache, slab, buftag and arena at exit
-//!   (`umem_global::verify`) and report what is wrong.
 //!
 //! `UMEM_DEBUG` and `UMEM_LOGGING` are `debug_options.rs`'s.
 
