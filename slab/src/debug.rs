@@ -50,7 +50,7 @@ impl Cache {
     /// Check a buffer leaving the cache: buftag says free, fill pattern intact (up to
     /// `maxverify` bytes; none under `lite`); then mark it allocated, arm its redzone
     /// (`redzone.rs`) and construct it. A broken buftag or fill is reported
-    /// (`diag::debug_report`): abort, or carry on with the buffer refilled.
+    /// (`debug_report.rs`): abort, or carry on with the buffer refilled.
     pub(crate) fn debug_alloc(&self, buf: usize) -> Option<usize> {
         let off = self.buftag_off;
         let lite = crate::redzone::lite();

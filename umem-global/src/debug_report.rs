@@ -223,7 +223,7 @@ pub fn slab_error(context: &str, cache: &Cache, e: &SlabError, never_abort: bool
             Some((addr + offset, bt + 24 - offset)),
         ),
         SlabError::Redzone { addr, .. } => (
-            "redzone overrun (the redzone word after the buffer is overwritten)",
+            "redzone overrun (the buftag after the buffer is overwritten)",
             addr,
             None,
             Some((addr + bt, 24)),
@@ -279,9 +279,10 @@ impl core::fmt::Display for Detail<'_> {
                 offset - size + 1,
                 if offset - size == 0 { "" } else { "s" }
             ),
-            SlabError::Redzone { found, .. } => {
-                write!(f, "redzone word is {found:#018x} (neither 0xfeedfacefeedface nor an encoded size)")
-            }
+SlabError::Redzone { found, .. } => write!(
+                f,
+                "the buftag after the buffer is overwritten (found {found:#018x}): a write past the redzone"
+            ),
             SlabError::Underrun { found, .. } => write!(
                 f,
                 "the word before the buffer (its neighbour's buftag) is {found:#018x}"
