@@ -183,6 +183,17 @@ fn report_invalid(kind: &str, func: &str, p: usize) {
     );
 }
 
+/// The debug large block at `a` (page-map entry `kind`), asked of the table
+/// with `get` (`lookup` or `take`) only when `a` is not on a size class's
+/// pages, where no debug large block lies: small frees take no table lock.
+fn debug_large_at(a: usize, kind: PageKind, get: fn(usize) -> Option<Block>) -> Option<Block> {
+    if matches!(kind, PageKind::Small(_)) {
+        None
+    } else {
+        get(a)
+    }
+}
+
 /// Frees `p` under debugging (see the module documentation).
 ///
 /// # Safety
@@ -193,7 +204,10 @@ pub unsafe fn free(p: *mut u8) {
     if p.is_null() {
         return;
     }
-    if let Some(b) = debug_large::take(a) {
+    // Small blocks first (no table lock): debug large blocks never lie on a
+    // size class's pages.
+    let kind = pagemap::lookup(a);
+    if let Some(b) = debug_large_at(a, kind, debug_large::take) {
         if let Some((off, v)) = debug_large::check(&b) {
             report_large(
                 &b,
@@ -206,7 +220,7 @@ pub unsafe fn free(p: *mut u8) {
         debug_large::free_pages(&b);
         return;
     }
-    match pagemap::lookup(a) {
+    match kind {
         PageKind::Small(c) => {
             let (Some(k), Some(cc)) = (caches::cache_of(c), caches::class_cache(c)) else {
                 report_invalid("invalid free (not a block umem handed out)", "free", a);
@@ -254,10 +268,11 @@ pub unsafe fn free(p: *mut u8) {
 /// (a small block of a debug cache, a debug large block); `None` otherwise.
 pub fn requested_size(p: *const u8) -> Option<usize> {
     let a = p as usize;
-    if let Some(b) = debug_large::lookup(a) {
+    let kind = pagemap::lookup(a);
+    if let Some(b) = debug_large_at(a, kind, debug_large::lookup) {
         return Some(b.size);
     }
-    match pagemap::lookup(a) {
+    match kind {
         PageKind::Small(c) if DEBUG.load(Ordering::Relaxed) => {
             let k = caches::cache_of(c)?;
             let nn = NonNull::new(p as *mut u8)?;
@@ -273,7 +288,8 @@ pub fn requested_size(p: *const u8) -> Option<usize> {
 /// copies), or why it is not a live block (reported as a bad realloc).
 fn readable(p: *mut u8) -> Option<usize> {
     let a = p as usize;
-    if let Some(b) = debug_large::lookup(a) {
+    let kind = pagemap::lookup(a);
+    if let Some(b) = debug_large_at(a, kind, debug_large::lookup) {
         if let Some((off, v)) = debug_large::check(&b) {
             report_large(
                 &b,
@@ -284,7 +300,7 @@ fn readable(p: *mut u8) -> Option<usize> {
         }
         return Some(b.size);
     }
-    match pagemap::lookup(a) {
+    match kind {
         PageKind::Small(c) if a & (classes::align(c) - 1) == 0 || DEBUG.load(Ordering::Relaxed) => {
             let (Some(k), Some(nn)) = (caches::cache_of(c), NonNull::new(p)) else {
                 report_invalid(
