@@ -96,6 +96,15 @@ typedef struct umem_log_entry {
 extern int umem_log_walk(int log,
     int (*cb)(const umem_log_entry_t *, void *), void *arg);
 
+/*
+ * Extension (not in illumos libumem): with UMEM_DEBUG=audit, scan the
+ * process for blocks nothing references and print the report (grouped by
+ * allocation stack) to fd when fd >= 0. Returns the number of leaked
+ * blocks, or -1 when auditing is off. UMEM_OPTIONS=findleaks runs the same
+ * scan at exit.
+ */
+extern long umem_findleaks(int);
+
 #ifdef __cplusplus
 }
 #endif

@@ -502,12 +502,121 @@ static uint64_t mstress(const params *p) {
     return sum;
 }
 
+/* ------------------------------------------------------------------ heap growth (issue 15) */
+/* sh6bench's shape at scale: per thread, sizes from sh6bench's loops (size_base 1, then
+ * size_base*3/2+1 below 1000; for each, size = size_base, size/2, ... 1; 10x as many below
+ * 10000, 5x more below 1000, 5x more below 100) until the thread holds 300 MB * scale / threads,
+ * then every other block freed forward and the rest in reverse; two rounds. */
+static size_t hg_target;
+static void *hg_thread(void *a) {
+    targ *t = a;
+    size_t cap = hg_target / 8 + 16, n = 0;
+    slot *v = malloc(sizeof(slot) * cap);
+    uint64_t tags = 0;
+    for (int round = 0; round < 2; round++) {
+        size_t bytes = 0;
+        n = 0;
+        while (bytes < hg_target && n < cap)
+            for (size_t base = 1; base < 1000 && bytes < hg_target; base = base * 3 / 2 + 1)
+                for (size_t sz = base; sz && bytes < hg_target; sz /= 2) {
+                    int it = sz < 10000 ? 10 : 1;
+                    if (sz < 1000) it *= 5;
+                    if (sz < 100) it *= 5;
+                    while (it-- && n < cap) {
+                        uint64_t tag = ((uint64_t)t->id << 40) | ++tags;
+                        v[n++] = (slot){ new_block(sz, tag), sz, tag };
+                        bytes += sz;
+                    }
+                }
+        for (size_t k = 0; k < n; k += 2) t->sum += free_block(v[k].b, v[k].n, v[k].tag, "heap-growth");
+        for (size_t k = n; k-- > 0;)
+            if (k & 1) t->sum += free_block(v[k].b, v[k].n, v[k].tag, "heap-growth");
+    }
+    free(v);
+    return NULL;
+}
+static uint64_t heap_growth(const params *p) {
+    hg_target = (size_t)(300e6 * p->scale) / (size_t)p->threads;
+    if (hg_target < (64 << 10)) hg_target = 64 << 10;
+    return run_threads(p, p->threads, hg_thread, NULL);
+}
+
+/* ------------------------------------------------------------------ huge-block reuse (issue 15) */
+/* mimalloc-bench's malloc-large: 20 slots, each op allocates a block of 5-25 MiB (uniform) and
+ * then frees the slot's old one. A tag is written every 64 KiB and at the end (not every page:
+ * the checking runs under a bump allocator that never reuses memory); each block also gets a
+ * small descriptor block, so that small allocations are interleaved as in a real program. */
+#define HUGE_STRIDE (64 << 10)
+static uint64_t huge_free(slot *s) {
+    unsigned char *v = s->b;
+    size_t n = s->n;
+    uint64_t tag = s->tag;
+    for (size_t off = 0; off + 8 <= n - 8; off += HUGE_STRIDE) {
+        uint64_t x;
+        memcpy(&x, v + off, 8);
+        if (x != (tag ^ off)) { fail("huge", v, n, tag, off); break; }
+    }
+    uint64_t e;
+    memcpy(&e, v + n - 8, 8);
+    if (e != (tag ^ 0xdead)) fail("huge", v, n, tag, n - 8);
+    free(v);
+    return tag + n;
+}
+static uint64_t huge(const params *p) {
+    size_t n = ops(p, 2000, 16);
+    rng r = rstream(p->seed, 0);
+    slot s[20] = { 0 }, d[20] = { 0 };
+    uint64_t sum = 0;
+    for (size_t k = 0; k < n; k++) {
+        size_t j = rbelow(&r, 20), sz = rrange(&r, 5 << 20, 25 << 20);
+        uint64_t tag = k + 1;
+        unsigned char *v = malloc(sz);
+        if (!v) { printf("FAIL malloc(%zu) returned NULL\n", sz); exit(1); }
+        for (size_t off = 0; off + 8 <= sz - 8; off += HUGE_STRIDE) { uint64_t x = tag ^ off; memcpy(v + off, &x, 8); }
+        uint64_t e = tag ^ 0xdead;
+        memcpy(v + sz - 8, &e, 8);
+        if (s[j].b) sum += huge_free(&s[j]);
+        if (d[j].b) sum += free_block(d[j].b, d[j].n, d[j].tag, "huge");
+        s[j] = (slot){ v, sz, tag };
+        d[j] = (slot){ new_block(48, tag << 8), 48, tag << 8 };
+    }
+    for (int j = 0; j < 20; j++) {
+        if (s[j].b) sum += huge_free(&s[j]);
+        if (d[j].b) sum += free_block(d[j].b, d[j].n, d[j].tag, "huge");
+    }
+    return sum;
+}
+
+/* ------------------------------------------------------------------ tiny mixed bursts (issue 15) */
+/* Per thread: bursts of 100 allocations of mixed sizes 8-64 B, then all of them freed. */
+static size_t tb_bursts;
+static void *tb_thread(void *a) {
+    targ *t = a;
+    rng r = rstream(t->p->seed, t->id);
+    slot v[100];
+    uint64_t n = 0;
+    for (size_t b = 0; b < tb_bursts; b++) {
+        for (int k = 0; k < 100; k++) {
+            size_t sz = rrange(&r, 8, 64);
+            uint64_t tag = ((uint64_t)t->id << 40) | ++n;
+            v[k] = (slot){ new_block(sz, tag), sz, tag };
+        }
+        for (int k = 0; k < 100; k++) t->sum += free_block(v[k].b, v[k].n, v[k].tag, "tiny-bursts");
+    }
+    return NULL;
+}
+static uint64_t tiny_bursts(const params *p) {
+    tb_bursts = ops(p, 40000, 8) / (size_t)p->threads;
+    return run_threads(p, p->threads, tb_thread, NULL);
+}
+
 /* ------------------------------------------------------------------ main */
 static const struct { const char *name; uint64_t (*fn)(const params *); } W[] = {
     { "larson", larson },           { "xmalloc", xmalloc_w },         { "cache-scratch", cache_scratch },
     { "cache-thrash", cache_thrash }, { "mstress", mstress },         { "sh6bench", sh6bench },
     { "glibc-simple", glibc_simple }, { "glibc-thread", glibc_thread }, { "large", large },
-    { "realloc", realloc_w },
+    { "realloc", realloc_w },       { "heap-growth", heap_growth },   { "huge", huge },
+    { "tiny-bursts", tiny_bursts },
 };
 
 int main(int argc, char **argv) {

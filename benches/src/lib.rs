@@ -23,6 +23,7 @@
 // `is_multiple_of` is newer than the workspace's rust-version (1.82).
 #![allow(clippy::manual_is_multiple_of)]
 
+pub mod extremes;
 pub mod worker;
 pub mod workloads;
 

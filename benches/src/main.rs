@@ -307,6 +307,9 @@ fn main() {
         "glibc-thread",
         "large",
         "realloc",
+        "heap-growth",
+        "huge",
+        "tiny-bursts",
     ];
     if cwork.is_empty() || !Path::new(cwork).exists() {
         notes.push(

@@ -4,7 +4,7 @@
 //! Thread-using workloads use `Params::threads`; the others say `threads: false` in [`ALL`]
 //! and the harness reports them as single-threaded.
 
-use crate::{check, fill, free_block, new_block, Params, Rng, WResult};
+use crate::{check, extremes, fill, free_block, new_block, Params, Rng, WResult};
 use std::collections::{BTreeMap, HashMap};
 use std::hint::black_box;
 use std::sync::mpsc;
@@ -80,6 +80,24 @@ pub static ALL: &[Workload] = &[
         threads: false,
         about: "64 buffers grown by realloc (~12% steps) to 256 B-256 KiB, content checked after",
         run: realloc_growth,
+    },
+    Workload {
+        name: "heap-growth",
+        threads: true,
+        about: "sh6bench's size order (1-999 B, small sizes most) until 300 MB * scale is live, then every other block freed, then the rest in reverse; two rounds",
+        run: extremes::heap_growth,
+    },
+    Workload {
+        name: "huge",
+        threads: false,
+        about: "malloc-large: 20 slots of 5-25 MiB blocks (tag every 64 KiB) replaced at random, new block before the old one is freed",
+        run: extremes::huge,
+    },
+    Workload {
+        name: "tiny-bursts",
+        threads: true,
+        about: "bursts of 100 blocks of 8-64 B (uniform), then all freed, per thread",
+        run: extremes::tiny_bursts,
     },
     Workload {
         name: "rust-collections",

@@ -18,6 +18,8 @@ const BROKEN_SO: &str = env!("UMEM_BENCH_BROKEN_SO");
 fn args_for(w: &str) -> (Vec<String>, Option<&'static str>) {
     let (scale, every) = match w {
         "large" => ("0.12", Some("7")),
+        // Few, huge blocks (and one small descriptor each): a small K so the fault lands.
+        "huge" => ("0.02", Some("3")),
         "cache-scratch" | "cache-thrash" => ("0.2", None),
         _ => ("0.02", None),
     };

@@ -25,7 +25,7 @@ use crate::ops::CacheOps;
 use crate::qcache;
 use crate::registry::{self, InternalCaches};
 use crate::secret;
-use crate::slab::{Bufctl, BufctlAudit, ChunkDivisor, SlabLayer, HASH_INITIAL, SLAB_HDR};
+use crate::slab::{Bufctl, ChunkDivisor, SlabLayer, HASH_INITIAL, SLAB_HDR};
 use crate::slab_layer::highbit;
 use crate::update;
 use umem_vmem::sync::SpinLock;
@@ -36,6 +36,38 @@ const ALIGN: usize = 8;
 const SECOND_ALIGN: usize = 16;
 /// Small-slab threshold and waste bound: 1/8 (`UMEM_VOID_FRACTION`).
 const VOID_FRACTION: usize = 8;
+
+/// The slab size of a hashed cache of `chunk`-byte chunks whose source has quantum `q`:
+/// the smallest multiple of `q` holding 1 to 16 chunks that wastes at most 1/8, else the
+/// least wasteful of those (`None` on overflow). A `const fn`, so that a user laying out
+/// tables by it (umem-global's block-start tests for its hashed size classes) computes
+/// it at build time; such a user checks its result against [`Cache::grid`].
+pub const fn hashed_slab_size(chunk: usize, q: usize) -> Option<usize> {
+    let mut best = 0usize;
+    // The best ratio so far, best_waste / best_s (none yet while best_s is 0).
+    let (mut best_waste, mut best_s) = (0usize, 0usize);
+    let mut n = 1;
+    while n <= 2 * VOID_FRACTION {
+        let s = match chunk.checked_mul(n) {
+            Some(x) => match x.checked_next_multiple_of(q) {
+                Some(s) => s,
+                None => return None,
+            },
+            None => return None,
+        };
+        let waste = s - (s / chunk) * chunk;
+        if waste * VOID_FRACTION <= s {
+            return Some(s);
+        }
+        if best_s == 0 || (waste as u128) * (best_s as u128) < (best_waste as u128) * (s as u128) {
+            best_waste = waste;
+            best_s = s;
+            best = s;
+        }
+        n += 1;
+    }
+    Some(best)
+}
 
 const UNINIT: u8 = 0;
 const INITING: u8 = 1;
@@ -112,7 +144,11 @@ pub(crate) fn init() {
     }
     let slabs = internal_cache("umem_slab_cache", SLAB_HDR, 0);
     let bufctls = internal_cache("umem_bufctl_cache", size_of::<Bufctl>(), 0);
-    let audit_bufctls = internal_cache("umem_bufctl_audit_cache", size_of::<BufctlAudit>(), 0);
+    let audit_bufctls = internal_cache(
+        "umem_bufctl_audit_cache",
+        crate::audit::freeze_bufctl_size(),
+        0,
+    );
     let g = InternalCaches {
         magazines: mags.map(|m| m.unwrap_or_else(|| fatal("umem-slab: init"))),
         slabs,
@@ -262,6 +298,11 @@ pub(crate) fn slab_geometry(
         chunksize = chunksize.checked_add(BUFTAG_SIZE).ok_or(too_large)?;
     }
     chunksize = chunksize.checked_next_multiple_of(align).ok_or(too_large)?;
+    if flags.contains(CacheFlags::FREE_KEY) && !debug && chunksize < 2 * size_of::<usize>() {
+        // Room for both the free key (first word) and the free-list link (last word), so
+        // a buffer free on its slab still reads as free (a double free of it is caught).
+        chunksize = 2 * size_of::<usize>();
+    }
     // The buftag ends the chunk (its status word is the last word before the next
     // buffer, and the alignment padding is redzone slack: `redzone.rs`).
     let buftag_off = if debug { chunksize - BUFTAG_SIZE } else { 0 };
@@ -295,27 +336,7 @@ pub(crate) fn slab_geometry(
             // Decided at the first slab (see `Cache::qcache_geometry`).
             slabsize = 0;
         } else {
-            // Smallest slab that wastes at most 1/8; else the least wasteful one.
-            let mut best = 0usize;
-            let mut best_waste = f64::MAX;
-            let mut pick = 0usize;
-            for n in 1..=2 * VOID_FRACTION {
-                let s = chunksize
-                    .checked_mul(n)
-                    .and_then(|x| x.checked_next_multiple_of(q))
-                    .ok_or(too_large)?;
-                let fit = s / chunksize;
-                let waste = (s - fit * chunksize) as f64 / s as f64;
-                if waste * VOID_FRACTION as f64 <= 1.0 {
-                    pick = s;
-                    break;
-                }
-                if waste < best_waste {
-                    best_waste = waste;
-                    best = s;
-                }
-            }
-            slabsize = if pick != 0 { pick } else { best };
+            slabsize = hashed_slab_size(chunksize, q).ok_or(too_large)?;
         }
         maxcolor = if slabsize == 0 || flags.contains(CacheFlags::FREE_KEY) {
             0
@@ -389,7 +410,13 @@ impl Cache {
         }
         let quantum = source.quantum();
         let geo = slab_geometry(size, align, flags, quantum, page_size())?;
-        let slab_align = if geo.hashed { geo.align } else { geo.slabsize };
+        let slab_align = match (geo.hashed, flags.contains(CacheFlags::FREE_KEY)) {
+            // A hashed FREE_KEY cache's slabs are aligned to their size rounded up to a
+            // power of two, so a buffer start is a function of the address (`grid`).
+            (true, true) if geo.slabsize != 0 => geo.slabsize.next_power_of_two(),
+            (true, _) => geo.align,
+            (false, _) => geo.slabsize,
+        };
 
         let cache_arena = arenas().cache_arena;
         let cp = arena_alloc(cache_arena, size_of::<Cache>(), 64).ok_or(SlabError::NoMemory)?

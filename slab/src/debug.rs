@@ -1,6 +1,6 @@
 //! Debug caches ([`CacheFlags::DEBUG`](crate::CacheFlags::DEBUG) and `AUDIT`): the buftag
 //! after each buffer, the fill patterns, the checks made when a buffer leaves or comes
-//! back, and the audit record of each buffer.
+//! back. The audit record of each buffer (`AUDIT`) is `audit.rs`'s.
 //!
 //! A debug chunk is `[buffer][slack][buftag: redzone u64, link word, status]`: the link
 //! word is the free-list link of in-slab caches and the bufctl pointer of hashed ones; the
@@ -13,8 +13,6 @@ use core::sync::atomic::Ordering;
 use crate::cache::Cache;
 use crate::debug_report::debug_report;
 use crate::error::SlabError;
-use crate::slab::BufctlAudit;
-use crate::slab::BufferLookup;
 
 pub(crate) use crate::redzone::{BUFTAG_ALLOC, BUFTAG_FREE, REDZONE_PATTERN};
 
@@ -24,19 +22,6 @@ pub(crate) const BUFTAG_SIZE: usize = 24;
 pub(crate) const FREE_PATTERN: u64 = 0xdead_beef_dead_beef;
 /// What an allocated, never-written buffer holds.
 pub(crate) const UNINIT_PATTERN: u64 = 0xbadd_cafe_badd_cafe;
-
-/// The last transaction recorded for a buffer of an `AUDIT` cache.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct AuditRecord {
-    /// `true` when the last transaction was an allocation.
-    pub allocated: bool,
-    /// `pthread_self()` of the thread that made it.
-    pub thread: usize,
-    /// CLOCK_MONOTONIC nanoseconds.
-    pub timestamp_ns: u64,
-    /// Number of allocations and frees of this buffer since its slab was made.
-    pub transactions: u64,
-}
 
 impl Cache {
     /// The buftag status word of `buf` in `state` ([`BUFTAG_ALLOC`] or [`BUFTAG_FREE`]):
@@ -145,67 +130,6 @@ impl Cache {
             }
         }
         Ok(())
-    }
-
-    /// The audit bufctl of `buf` (from its buftag), checked against the buffer.
-    pub(crate) fn audit_bufctl(&self, buf: usize) -> Result<*mut BufctlAudit, SlabError> {
-        // SAFETY: `buf` is a buffer of this audit cache (caller); its buftag's middle word
-        // names its bufctl, which we check before trusting.
-        unsafe {
-            let ba = *((buf + self.buftag_off) as *const usize).add(1) as *mut BufctlAudit;
-            if ba.is_null()
-                || (ba as usize) % 8 != 0
-                || (*ba).bc.addr != buf
-                || (*ba).cache != self.owner()
-            {
-                return Err(SlabError::Corrupt {
-                    what: "bufctl corrupted",
-                    addr: buf,
-                    cache: self.name,
-                });
-            }
-            Ok(ba)
-        }
-    }
-
-    pub(crate) fn audit_record(&self, buf: usize, allocated: bool) -> Result<(), SlabError> {
-        let ba = self.audit_bufctl(buf)?;
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: valid out-pointer; `ba` checked above and owned by this transaction.
-        unsafe {
-            libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts);
-            (*ba).thread = libc::pthread_self() as usize;
-            (*ba).timestamp = ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64;
-            (*ba).txn += 1;
-            (*ba).allocated = allocated;
-        }
-        Ok(())
-    }
-
-    /// The last recorded transaction of a buffer of an `AUDIT` cache (`None` for other
-    /// caches or addresses that are not buffers of this cache).
-    pub fn audit(&self, ptr: NonNull<u8>) -> Option<AuditRecord> {
-        if !self.audit {
-            return None;
-        }
-        let addr = ptr.as_ptr() as usize;
-        match self.locate(addr) {
-            BufferLookup::Allocated | BufferLookup::Free => {}
-            _ => return None,
-        }
-        let ba = self.audit_bufctl(addr).ok()?;
-        // SAFETY: checked bufctl of a live slab.
-        unsafe {
-            Some(AuditRecord {
-                allocated: (*ba).allocated,
-                thread: (*ba).thread,
-                timestamp_ns: (*ba).timestamp,
-                transactions: (*ba).txn,
-            })
-        }
     }
 }
 

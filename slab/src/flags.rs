@@ -25,18 +25,20 @@ impl CacheFlags {
     /// `UMEM_DEBUG=guards,contents` subset). Objects are destroyed on every free in such a
     /// cache, as in libumem, so that the fill can be verified.
     pub const DEBUG: CacheFlags = CacheFlags(16);
-    /// Auditing (implies `DEBUG`; libumem's `UMF_AUDIT` without stack traces yet): every
-    /// buffer gets an external audit bufctl recording the last transaction (allocated or
-    /// freed, thread, timestamp, transaction count), readable with `Cache::audit`. Forces
+    /// Auditing (implies `DEBUG`; libumem's `UMF_AUDIT`): every buffer gets an external
+    /// audit bufctl recording its last allocation and last free (thread, timestamp,
+    /// stack from the stack hook, transaction count), readable with `Cache::audit` and
+    /// `Cache::audit_detail` (`audit.rs`). Forces
     /// the hashed slab layout, as in libumem.
     pub const AUDIT: CacheFlags = CacheFlags(32);
     /// Free buffers carry a *free key* (issue 11: double and interior frees detected in
-    /// the default mode). The cache's user writes [`process_secret`](crate::process_secret)
+    /// the default mode). The cache's user writes [`FREE_KEY_WORD`](crate::FREE_KEY_WORD)
     /// into the first word of each buffer it frees and clears it on allocation, and calls
     /// [`Cache::check_free`](crate::Cache::check_free) when a buffer it is about to free
     /// already holds the key. For that the cache: starts every buffer of a new slab
-    /// marked with the key (so a never-allocated buffer reads as free; in-slab caches of
-    /// 8-byte chunks excepted, whose only word is the free-list link), and makes no
+    /// marked with the key (so a never-allocated buffer reads as free), gives buffers of
+    /// one word two-word chunks (the key and the free-list link both fit, so a buffer
+    /// free on its slab keeps the key), and makes no
     /// slab colouring (so a chunk start is a function of the address alone:
     /// [`Cache::grid`](crate::Cache::grid)). Only for caches whose free buffers may be
     /// written: no constructor or destructor, not `NOTOUCH` (`BadFlags` otherwise).
@@ -62,3 +64,12 @@ impl BitOr for CacheFlags {
         CacheFlags(self.0 | rhs.0)
     }
 }
+
+/// The *free key* of [`CacheFlags::FREE_KEY`] caches: the word that marks a free buffer
+/// (its first word). A constant, not a secret: it only sends a free that finds it to
+/// the slow check ([`Cache::check_free`](crate::Cache::check_free)), which decides by
+/// the cache's own records, so knowing it buys a program nothing but slower frees of
+/// blocks it filled with it. It is a sign-extended 32-bit immediate, so the hit path
+/// compares and stores it with no register and no load: an unlikely value as data (a
+/// negative 32-bit number in a 64-bit word, and not a canonical user-space pointer).
+pub const FREE_KEY_WORD: usize = 0x8b1f_5a3d_u32 as i32 as isize as usize;

@@ -6,8 +6,8 @@
 //!
 //! * [`FastIndex`] is a cache id: `0` means *no magazine layer for this cache* (no
 //!   magazines, or a debug cache) and always misses, because id 0's place in every block
-//!   holds the block header, whose words at a thread cache's `rounds`/`cap`/`prounds`
-//!   offsets are zero; `1..64` is an inline thread cache of the block; `64..4096` goes
+//!   holds the block header, which reads as a thread cache with neither rounds nor room
+//!   and no previous magazine (`magazine_block.rs`); `1..64` is an inline thread cache of the block; `64..4096` goes
 //!   through the block's directory.
 //! * [`InlineIndex`] is the byte offset of an inline thread cache in the block
 //!   (`id * 64`): `0` again means *always miss*.
@@ -47,7 +47,7 @@ impl FastIndex {
     #[inline]
     pub const fn inline(self) -> InlineIndex {
         if self.0 < SLOTS_PER_CHUNK {
-            InlineIndex((self.0 * core::mem::size_of::<ThreadCache>()) as u16)
+            InlineIndex(self.0 * core::mem::size_of::<ThreadCache>())
         } else {
             InlineIndex::MISS
         }
@@ -57,9 +57,10 @@ impl FastIndex {
 /// A [`FastIndex`] that names an inline slot of a thread block (below 64), or the reserved
 /// slot 0, which always misses; kept as the slot's byte offset in the block. [`hit_alloc`]
 /// and [`hit_free`] reach its slot straight from the thread's block pointer: one add, no
-/// range check, no directory.
+/// range check, no directory. Held as a word, so that a table of [`InlineIndex::word`]s
+/// feeds the hit with one load and no zero-extension.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct InlineIndex(u16);
+pub struct InlineIndex(usize);
 
 impl InlineIndex {
     /// Slot 0: every hit on it misses.
@@ -67,7 +68,7 @@ impl InlineIndex {
     /// The index as a 16-bit word (to keep in an atomic table).
     #[inline(always)]
     pub const fn raw(self) -> u16 {
-        self.0
+        self.0 as u16
     }
     /// Rebuilds an index from [`InlineIndex::raw`].
     ///
@@ -75,6 +76,20 @@ impl InlineIndex {
     /// `v` came from `raw`.
     #[inline(always)]
     pub const unsafe fn from_raw(v: u16) -> InlineIndex {
+        InlineIndex(v as usize)
+    }
+    /// The index as a word (the same value as [`InlineIndex::raw`]), for a table the hit
+    /// path loads with no zero-extension.
+    #[inline(always)]
+    pub const fn word(self) -> usize {
+        self.0
+    }
+    /// Rebuilds an index from [`InlineIndex::word`].
+    ///
+    /// # Safety
+    /// `v` came from `word` (or is 0, [`InlineIndex::MISS`]).
+    #[inline(always)]
+    pub const unsafe fn from_word(v: usize) -> InlineIndex {
         InlineIndex(v)
     }
 }

@@ -112,9 +112,11 @@
 //! * The **registry** (`registry.rs`): the list of caches, the ids, the internal caches.
 //!
 //! **The hit path** (`hit.rs`, `magazine.rs`): `alloc` loads the TLS word, adds the
-//! cache's slot offset, and if `rounds != 0` takes `loaded[rounds - 1]`; else, if the
-//! previous magazine is full, swaps the two and takes from it. `free` is the mirror image
-//! (`rounds < cap`). That is a TLS load, a compare, a load and a store, plus an owner-only
+//! cache's slot offset, and if `top != loaded` (the loaded magazine is kept as the address
+//! of its top round, `top`, and of its last, `limit`) takes `*top` and steps `top` down;
+//! else, if the previous magazine is full, swaps the two and takes from it. `free` is the
+//! mirror image (`top < limit`: step up, store). That is a TLS load, a compare, a load and
+//! a store, plus an owner-only
 //! relaxed counter — no lock, no atomic read-modify-write, and no call: the hit inlines
 //! into its caller, so a caller whose hit ends there needs no stack frame. Callers that
 //! keep a cache's [`FastIndex`] skip loading it from the cache ([`Cache::alloc_with`]);
@@ -138,12 +140,14 @@
 //! **Update and reap** (`update.rs`). [`update()`] runs, on every cache, the hash rescale,
 //! the depot working-set update and reap and the magazine resize on contention, then
 //! `umem_vmem::update()`. There is no update thread (creating one inside malloc is
-//! unsafe): an alloc slow path runs it inline when the interval (10 s by default,
-//! [`set_update_interval_ms`]) has passed and nobody else is running it; a thread with a
+//! unsafe): an alloc slow path runs it inline every half interval (10 s by default,
+//! [`set_update_interval_ms`]) when nobody else is running it, so a depot magazine unused
+//! since the free that filled it goes back within one interval (the working set is
+//! measured over half intervals); a thread with a
 //! block reads the coarse clock only on every 64th slow path. [`reap()`] frees every
 //! depot magazine and asks every thread to flush its magazines to the depots on its next
-//! slow path (their thread caches belong to them alone). An update that finds two intervals
-//! or more passed since the last one (the process was idle) starts the missed working-set
+//! slow path (their thread caches belong to them alone). An update that finds two half
+//! intervals or more passed since the last one (the process was idle) starts the missed working-set
 //! interval first, so depot magazines unused since then go at once. [`try_reap_all()`]
 //! (for an allocation that failed) and [`reap_all()`] (`malloc_trim`) reap and update
 //! under the update flag; `try_reap_all` never waits for it, so a failing allocation inside
@@ -165,25 +169,28 @@
 //! (`SlabError::CorruptSlab`); a link is cleared when its chunk is handed out.
 //! [`CacheFlags::FREE_KEY`] caches (umem-global's size classes) also lay their slabs out
 //! without colour, so that a chunk start is a function of the address ([`Cache::grid`]),
-//! start every new buffer marked with [`process_secret`], the *free key* their user
+//! start every new buffer marked with [`FREE_KEY_WORD`], the *free key* their user
 //! writes into freed buffers, and answer [`Cache::check_free`], the slow check behind it.
 //!
-//! **Debugging** (`debug.rs`, `redzone.rs`). With [`CacheFlags::DEBUG`] each chunk is
-//! `[buffer][slack][buftag: redzone word, link word, status]`, the buftag ending the chunk;
-//! free buffers are filled with `0xdeadbeef…` (checked when they leave the cache, up to
-//! `maxverify` bytes, replaced by `0xbaddcafe…`; no patterns under `lite`:
+//! **Debugging** (`debug.rs`, `redzone.rs`, `audit.rs`). With [`CacheFlags::DEBUG`] each
+//! chunk is `[buffer][slack][buftag: redzone word, link word, status]`, the buftag ending
+//! the chunk; free buffers are filled with `0xdeadbeef…` (checked when they leave the
+//! cache, up to `maxverify` bytes, replaced by `0xbaddcafe…`; no patterns under `lite`:
 //! [`set_debug_tuning`]), frees check the status (double free), the redzone and the word
 //! before the buffer (the neighbour's status: an underrun), and objects are destructed on
 //! every free so that the fill can be checked. The redzone is byte-precise: the slack
 //! holds [`REDZONE_BYTE`] from the size the user asked for ([`Cache::set_requested`], a
 //! size-encoded redzone word as in libumem's `umem_alloc`) up to the buftag.
-//! [`CacheFlags::AUDIT`] adds a record of each buffer's last transaction
-//! ([`Cache::audit`]). Errors go to the user's report hook ([`set_debug_report_hook`],
-//! `debug_report.rs`: print and abort, or carry on) or abort; [`Cache::free_debug`] and
-//! [`Cache::check_allocated`] give them back instead; [`Cache::verify_buffers`] checks
+//! [`CacheFlags::AUDIT`] (`audit.rs`) adds a record of each buffer's last allocation and
+//! last free — thread, time and a stack of [`audit_depth`] frames taken by the hook of
+//! [`set_stack_hook`] ([`Cache::audit`], [`Cache::audit_detail`],
+//! [`Cache::walk_audited`]). Errors the debug checks find go to the user's report hook
+//! ([`set_debug_report_hook`], `debug_report.rs`: print — with the buffer's history — and
+//! abort, or carry on) or abort; other fatal errors about a buffer call the hook of
+//! [`set_error_hook`] so the layer above can print that history. [`Cache::free_debug`] and
+//! [`Cache::check_allocated`] give errors back instead; [`Cache::verify_buffers`] checks
 //! every buftag of a cache (`buftag_verify.rs`). Debug caches have fast index 0, so they
-//! never hit and non-debug caches pay nothing for debugging. Not written here: stack
-//! traces in audit records.
+//! never hit and non-debug caches pay nothing for debugging.
 //!
 //! ## 3. Locks and their order
 //!
@@ -201,7 +208,7 @@
 //! to other caches only after the current cache's locks are dropped. [`lockup()`] (fork)
 //! takes them all in this order — update flag, cache list, block list, then each cache's
 //! depot and slab lock in list order, then `umem_vmem::lockup()` — and [`release()`]
-//! drops them. All locks are spin locks (umem-vmem's `sync`, the one spin lock of the workspace) that yield after a short spin.
+//! drops them. All locks are spin locks (umem-vmem's `sync`, the one spin lock of the workspace) that sleep on a futex after a short spin.
 //!
 //! Callbacks: constructors run with no lock held. Destructors and reclaim callbacks may
 //! run inside `update()`/`reap()` and the reap hook of a failing arena allocation
@@ -223,8 +230,9 @@
 //!   totals and `min ≤ total`; every round of a full depot magazine is a buffer the slab
 //!   layer counts as allocated.
 //! * Debug caches: every free buffer's buftag says free.
-//! * (Not walked, kept by construction.) A thread cache's `cap` is the capacity of its
-//!   loaded magazine (0 if none), so the hit path needs no null test; a thread cache whose
+//! * (Not walked, kept by construction.) A thread cache's `loaded <= top <= limit`, all
+//!   three null when it has no loaded magazine, so the hit path needs no null test; a
+//!   thread cache whose
 //!   magazine size differs from the depot's drains its magazines on its next depot visit
 //!   (that is how a resize reaches the threads).
 //!
@@ -287,10 +295,12 @@
 //   debug, slab_layer, magazine_layer     buftags; slab-layer and depot-exchange paths
 //   update, miss, qcache                  update/reap; slow paths; vmem's quantum caches
 //   create, verify, stats                 creation and init; checking; statistics
+mod audit;
 mod buftag_verify;
 mod cache;
 mod clock;
 mod create;
+pub use create::hashed_slab_size;
 mod debug;
 mod debug_report;
 mod depot;
@@ -314,11 +324,15 @@ mod stats;
 mod update;
 mod verify;
 
+pub use audit::{
+    audit_depth, set_audit_depth, set_stack_hook, stack_hash, AuditDetail, AuditEvent, AuditRecord,
+    AuditStack, AuditedBuffer, StackHook, DEFAULT_AUDIT_DEPTH, MAX_AUDIT_DEPTH,
+};
 pub use cache::Cache;
-pub use debug::AuditRecord;
 pub use debug_report::{set_debug_report_hook, DebugReportHook};
+pub use diag::{set_error_hook, ErrorHook};
 pub use error::{CacheName, SlabError};
-pub use flags::CacheFlags;
+pub use flags::{CacheFlags, FREE_KEY_WORD};
 pub use hit::{hit_alloc, hit_free, FastIndex, InlineIndex};
 pub use magazine_block::{live_thread_blocks, thread_exit_flush};
 pub use ops::{CacheOps, CtorFn, DtorFn, ObjectOps, ReclaimFn};
@@ -343,7 +357,8 @@ pub fn set_nomagazines(on: bool) {
     create::set_nomagazines(on);
 }
 
-/// Interval of the inline periodic update (`reap_interval`); 0 disables inline updates.
+/// Interval of the inline periodic update (`reap_interval`): updates run every half of it,
+/// so that memory freed goes back within one; 0 disables inline updates.
 pub fn set_update_interval_ms(ms: u64) {
     update::set_interval_ms(ms);
 }

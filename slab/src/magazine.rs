@@ -107,17 +107,23 @@ impl Magazine {
 /// `umem_cpu_cache_t`): a *loaded* and a *previous* magazine with their fills. It lives in
 /// a slot of the thread's magazine block (`magazine_block.rs`).
 ///
-/// Invariants (owner thread): `cap` is the capacity of `loaded` (0 when `loaded` is null),
-/// so the hit path needs no null test; `0 <= rounds <= cap`; `prounds` is the fill of
-/// `ploaded` (0 when it is null); both magazines have `magsize` rounds of capacity. Only
-/// the owner thread touches the magazine fields; `allocs`/`frees` are written by the owner
-/// with a plain relaxed load and store ([`bump`]) so that `stats()` can read them
-/// elsewhere.
+/// The loaded magazine is kept as pointers, so that the hit moves one pointer: `top` is the
+/// address of its top round, or `loaded` itself (its link word) when it is empty; `limit`
+/// the address of its last round (`loaded` when there is none). So a pop is "`top !=
+/// loaded`: take `*top`, step `top` down" and a push "`top < limit`: step `top` up, store",
+/// with no index arithmetic.
+///
+/// Invariants (owner thread): `loaded <= top <= limit`, all three null when `loaded` is
+/// null, so the hit path needs no null test; its fill is [`ThreadCache::rounds`];
+/// `prounds` is the fill of `ploaded` (0 when it is null); both magazines have `magsize`
+/// rounds of capacity. Only the owner thread touches the magazine fields;
+/// `allocs`/`frees` are written by the owner with a plain relaxed load and store
+/// ([`bump`]) so that `stats()` can read them elsewhere.
 #[repr(C, align(64))]
 pub(crate) struct ThreadCache {
+    pub top: *mut usize,
     pub loaded: *mut Magazine,
-    pub rounds: usize,
-    pub cap: usize,
+    pub limit: *mut usize,
     pub ploaded: *mut Magazine,
     pub prounds: usize,
     pub magsize: usize,
@@ -129,15 +135,66 @@ impl ThreadCache {
     /// A thread cache with no magazines (every hit on it misses).
     #[allow(clippy::declare_interior_mutable_const)]
     pub(crate) const EMPTY: ThreadCache = ThreadCache {
+        top: null_mut(),
         loaded: null_mut(),
-        rounds: 0,
-        cap: 0,
+        limit: null_mut(),
         ploaded: null_mut(),
         prounds: 0,
         magsize: 0,
         allocs: AtomicU64::new(0),
         frees: AtomicU64::new(0),
     };
+}
+
+impl ThreadCache {
+    /// Rounds in the loaded magazine.
+    #[inline(always)]
+    pub(crate) fn rounds(&self) -> usize {
+        (self.top as usize - self.loaded as usize) / core::mem::size_of::<usize>()
+    }
+
+    /// Makes `mag` (null: none) the loaded magazine, holding `rounds` rounds, with
+    /// `magsize` rounds of capacity (the previous magazine is left alone).
+    #[inline(always)]
+    pub(crate) fn set_loaded(&mut self, mag: *mut Magazine, rounds: usize) {
+        let base = mag as *mut usize;
+        self.loaded = mag;
+        if mag.is_null() {
+            self.top = null_mut();
+            self.limit = null_mut();
+        } else {
+            self.top = base.wrapping_add(rounds);
+            self.limit = base.wrapping_add(self.magsize);
+        }
+    }
+
+    /// Takes the top round of the loaded magazine, which has one.
+    ///
+    /// # Safety
+    /// `self.rounds() > 0`, and the slot is the calling thread's.
+    #[inline(always)]
+    pub(crate) unsafe fn take(&mut self) -> usize {
+        let t = self.top;
+        // SAFETY: `loaded < top <= limit`: `top` is a round of the loaded magazine.
+        unsafe {
+            self.top = t.sub(1);
+            *t
+        }
+    }
+
+    /// Stores `addr` as the new top round of the loaded magazine, which has room.
+    ///
+    /// # Safety
+    /// `self.top < self.limit`, and the slot is the calling thread's.
+    #[inline(always)]
+    pub(crate) unsafe fn put(&mut self, addr: usize) {
+        // SAFETY: `top < limit`: the next word is a round of the loaded magazine.
+        unsafe {
+            let t = self.top.add(1);
+            *t = addr;
+            self.top = t;
+        }
+    }
 }
 
 /// Pops the top round of `slot`'s loaded magazine, first exchanging an empty loaded
@@ -152,33 +209,28 @@ pub(crate) unsafe fn pop<const MAY_BE_NULL: bool>(slot: *mut ThreadCache) -> Opt
     if MAY_BE_NULL && slot.is_null() {
         return None;
     }
-    // SAFETY: by the caller the slot is ours; when `rounds > 0`, `loaded` is a magazine
-    // holding that many rounds, and likewise `ploaded` with `prounds`.
+    // SAFETY: by the caller the slot is ours; `top != loaded` means the loaded magazine has
+    // a round, and `prounds > 0` that the previous one holds that many.
     unsafe {
         let s = &mut *slot;
-        if s.rounds != 0 {
-            return Some(take_round(s));
+        let t = s.top;
+        if t != s.loaded as *mut usize {
+            s.top = t.sub(1);
+            bump(&s.allocs);
+            return Some(*t);
         }
         if s.prounds == 0 {
             return None;
         }
+        // The loaded magazine is empty, so it is `t` itself (`top == loaded`): swap it
+        // with the previous one, reading `loaded` only for the compare above.
         let (m, r) = (s.ploaded, s.prounds);
-        reload(s, m, r);
-        Some(take_round(s))
+        s.ploaded = t as *mut Magazine;
+        s.prounds = 0;
+        s.set_loaded(m, r);
+        bump(&s.allocs);
+        Some(s.take())
     }
-}
-
-/// The top round of a loaded magazine that has one.
-///
-/// # Safety
-/// `s` is the calling thread's slot and `s.rounds > 0`.
-#[inline(always)]
-unsafe fn take_round(s: &mut ThreadCache) -> usize {
-    s.rounds -= 1;
-    // SAFETY: by the caller `loaded` holds `rounds + 1` rounds.
-    let buf = unsafe { *Magazine::round(s.loaded, s.rounds) };
-    bump(&s.allocs);
-    buf
 }
 
 /// Pushes `addr` onto `slot`'s loaded magazine, first exchanging a full loaded magazine
@@ -191,19 +243,23 @@ pub(crate) unsafe fn push<const MAY_BE_NULL: bool>(slot: *mut ThreadCache, addr:
     if MAY_BE_NULL && slot.is_null() {
         return false;
     }
-    // SAFETY: by the caller; `rounds < cap` means `loaded` has room for one more.
+    // SAFETY: by the caller; `top < limit` means `loaded` has room for one more.
     unsafe {
         let s = &mut *slot;
-        if s.rounds >= s.cap {
-            if s.ploaded.is_null() || s.prounds != 0 {
-                return false;
-            }
-            let m = s.ploaded;
-            reload(s, m, 0);
+        let t = s.top;
+        if t < s.limit {
+            let t = t.add(1);
+            *t = addr;
+            s.top = t;
+            bump(&s.frees);
+            return true;
         }
-        let r = s.rounds;
-        *Magazine::round(s.loaded, r) = addr;
-        s.rounds = r + 1;
+        if s.ploaded.is_null() || s.prounds != 0 {
+            return false;
+        }
+        let m = s.ploaded;
+        reload(s, m, 0);
+        s.put(addr);
         bump(&s.frees);
         true
     }
@@ -219,8 +275,6 @@ pub(crate) fn bump(c: &AtomicU64) {
 #[inline(always)]
 pub(crate) fn reload(s: &mut ThreadCache, mag: *mut Magazine, rounds: usize) {
     s.ploaded = s.loaded;
-    s.prounds = s.rounds;
-    s.loaded = mag;
-    s.rounds = rounds;
-    s.cap = if mag.is_null() { 0 } else { s.magsize };
+    s.prounds = s.rounds();
+    s.set_loaded(mag, rounds);
 }

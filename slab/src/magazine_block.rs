@@ -48,17 +48,21 @@ pub(crate) struct MagazineBlock {
     slots: [ThreadCache; SLOTS_PER_CHUNK - 1],
 }
 
-/// The block header, laid over slot 0. Its words at the offsets of a slot's `rounds`,
-/// `cap`, `ploaded` and `prounds` are always zero, so a hit path with fast index 0 (debug
-/// caches) reads an empty slot with no previous magazine and misses, exactly as it would
-/// on a real empty slot. Nothing writes slot 0 through a `ThreadCache` pointer: id 0 never gets
+/// The block header, laid over slot 0. Its words at the offsets of a slot's `top`,
+/// `loaded` and `limit` are equal (the directory pointer, three times) and those at
+/// `ploaded` and `prounds` are always zero, so a hit path with fast index 0 (debug caches)
+/// reads a slot with neither rounds nor room and no previous magazine, and misses,
+/// exactly as it would on a real empty slot. Nothing writes slot 0 through a `ThreadCache` pointer: id 0 never gets
 /// a slot from `slot_for`, the hit paths write only after a hit, and the flushes skip it.
 #[repr(C)]
 struct Header {
-    /// Chunks of ids 64.. (`chunks[0]` unused); null until needed.
+    /// Chunks of ids 64.. (`chunks[0]` unused); null until needed. Kept three times, at
+    /// a slot's `top`, `loaded` and `limit`, so that those read as a magazine with neither
+    /// rounds nor room (`top == loaded`, `top >= limit`); [`Header::set_dir`] writes all
+    /// three.
     dir: *mut Dir,
-    zero_rounds: usize,
-    zero_cap: usize,
+    dir_at_loaded: *mut Dir,
+    dir_at_limit: *mut Dir,
     zero_ploaded: usize,
     zero_prounds: usize,
     next: *mut MagazineBlock,
@@ -69,6 +73,15 @@ struct Header {
     ticks: u32,
 }
 
+impl Header {
+    /// Sets the directory pointer in all three of its places (see [`Header::dir`]).
+    fn set_dir(&mut self, d: *mut Dir) {
+        self.dir = d;
+        self.dir_at_loaded = d;
+        self.dir_at_limit = d;
+    }
+}
+
 #[repr(C)]
 pub(crate) struct Dir {
     chunks: [*mut SlotChunk; CHUNKS],
@@ -76,10 +89,13 @@ pub(crate) struct Dir {
 
 const _: () = {
     assert!(core::mem::size_of::<Header>() == core::mem::size_of::<ThreadCache>());
+    assert!(core::mem::offset_of!(Header, dir) == core::mem::offset_of!(ThreadCache, top));
     assert!(
-        core::mem::offset_of!(Header, zero_rounds) == core::mem::offset_of!(ThreadCache, rounds)
+        core::mem::offset_of!(Header, dir_at_loaded) == core::mem::offset_of!(ThreadCache, loaded)
     );
-    assert!(core::mem::offset_of!(Header, zero_cap) == core::mem::offset_of!(ThreadCache, cap));
+    assert!(
+        core::mem::offset_of!(Header, dir_at_limit) == core::mem::offset_of!(ThreadCache, limit)
+    );
     assert!(
         core::mem::offset_of!(Header, zero_ploaded) == core::mem::offset_of!(ThreadCache, ploaded)
     );
@@ -139,8 +155,8 @@ unsafe impl Sync for StaticBlock {}
 const STATIC_BLOCK: MagazineBlock = MagazineBlock {
     hdr: Header {
         dir: null_mut(),
-        zero_rounds: 0,
-        zero_cap: 0,
+        dir_at_loaded: null_mut(),
+        dir_at_limit: null_mut(),
         zero_ploaded: 0,
         zero_prounds: 0,
         next: null_mut(),
@@ -301,10 +317,10 @@ pub(crate) unsafe fn fast_slot(index: usize) -> *mut ThreadCache {
 /// `offset` is a slot's offset in the block: `i * size_of::<ThreadCache>()` with
 /// `i < SLOTS_PER_CHUNK`.
 #[inline(always)]
-pub(crate) unsafe fn inline_slot(offset: u16) -> *mut ThreadCache {
+pub(crate) unsafe fn inline_slot(offset: usize) -> *mut ThreadCache {
     debug_assert!(
-        (offset as usize) % core::mem::size_of::<ThreadCache>() == 0
-            && (offset as usize) < core::mem::size_of::<MagazineBlock>()
+        offset % core::mem::size_of::<ThreadCache>() == 0
+            && offset < core::mem::size_of::<MagazineBlock>()
     );
     let t = current();
     if !tls_word::NEVER_NULL && t.is_null() {
@@ -312,7 +328,7 @@ pub(crate) unsafe fn inline_slot(offset: u16) -> *mut ThreadCache {
     }
     // SAFETY: `t` is the live block of this thread (or a static block), whose first chunk
     // holds SLOTS_PER_CHUNK slots; `offset` names one of them by the caller.
-    unsafe { (t as *mut u8).add(offset as usize) as *mut ThreadCache }
+    unsafe { (t as *mut u8).add(offset) as *mut ThreadCache }
 }
 
 /// [`fast_slot`] for ids from 64 on (through the directory), out of line.
@@ -435,7 +451,7 @@ pub(crate) fn slot_for(index: usize) -> *mut ThreadCache {
             }
             ptr::write_bytes(d as *mut u8, 0, core::mem::size_of::<Dir>());
             let _g = BLOCK_LIST.lock();
-            (*t).hdr.dir = d;
+            (*t).hdr.set_dir(d);
         }
         let chunk = alloc_slot_chunk() as *mut SlotChunk;
         if chunk.is_null() {

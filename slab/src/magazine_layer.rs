@@ -5,6 +5,7 @@
 //! working set; a thread's magazines are flushed back to the depot.
 
 use core::ptr::null_mut;
+use core::sync::atomic::Ordering;
 
 use crate::cache::Cache;
 use crate::depot::Depot;
@@ -45,9 +46,8 @@ impl Cache {
         unsafe {
             loop {
                 let s = &mut *slot;
-                if s.rounds > 0 {
-                    s.rounds -= 1;
-                    return Some(*Magazine::round(s.loaded, s.rounds));
+                if s.rounds() > 0 {
+                    return Some(s.take());
                 }
                 if s.prounds > 0 {
                     let (m, r) = (s.ploaded, s.prounds);
@@ -84,9 +84,8 @@ impl Cache {
         unsafe {
             loop {
                 let s = &mut *slot;
-                if s.rounds < s.cap {
-                    *Magazine::round(s.loaded, s.rounds) = addr;
-                    s.rounds += 1;
+                if s.top < s.limit {
+                    s.put(addr);
                     return true;
                 }
                 if !s.ploaded.is_null() && s.prounds == 0 {
@@ -170,12 +169,10 @@ impl Cache {
         // SAFETY: by the caller.
         unsafe {
             let s = &mut *slot;
-            let (l, r, p, pr, ms) = (s.loaded, s.rounds, s.ploaded, s.prounds, s.magsize);
-            s.loaded = null_mut();
+            let (l, r, p, pr, ms) = (s.loaded, s.rounds(), s.ploaded, s.prounds, s.magsize);
+            s.set_loaded(null_mut(), 0);
             s.ploaded = null_mut();
-            s.rounds = 0;
             s.prounds = 0;
-            s.cap = 0;
             if ms != 0 {
                 let idx = magtype_index(ms);
                 if !l.is_null() {
@@ -209,7 +206,7 @@ impl Cache {
             {
                 let mut d = self.depot.0.lock();
                 let same = d.magtype == idx;
-                for (k, (m, r)) in [(s.loaded, s.rounds), (s.ploaded, s.prounds)]
+                for (k, (m, r)) in [(s.loaded, s.rounds()), (s.ploaded, s.prounds)]
                     .into_iter()
                     .enumerate()
                 {
@@ -225,11 +222,9 @@ impl Cache {
                     }
                 }
             }
-            s.loaded = null_mut();
+            s.set_loaded(null_mut(), 0);
             s.ploaded = null_mut();
-            s.rounds = 0;
             s.prounds = 0;
-            s.cap = 0;
             s.magsize = 0;
             for (m, r) in destroy {
                 if !m.is_null() {
@@ -253,8 +248,18 @@ impl Cache {
             }
             self.slab_free_trusted(buf);
         }
-        // SAFETY: magazines of type idx come from that magazine cache.
-        unsafe { internal_caches().magazines[idx].free_addr(m as usize) };
+        let mc = internal_caches().magazines[idx];
+        if mc.buftag_off == 0 {
+            // Straight to the magazine cache's slab layer (counted as a free, as its free
+            // slow path counts one), not onto that cache's own magazines: a reap or a
+            // working-set update then gives the magazine's memory back in the same step,
+            // instead of parking it in the magazine cache's depot for another period.
+            mc.slow_frees.fetch_add(1, Ordering::Relaxed);
+            mc.slab_free_trusted(m as usize);
+        } else {
+            // SAFETY: magazines of type idx come from that magazine cache.
+            unsafe { mc.free_addr(m as usize) };
+        }
     }
 
     /// Start a new working-set interval (`umem_depot_ws_update`).

@@ -15,6 +15,8 @@ use crate::registry::internal_caches;
 /// take part, and a batch covers at most this many bytes (and one magazine).
 const BATCH_MAX_BUFSIZE: usize = 512;
 const BATCH_BYTES: usize = 1024;
+/// The most extra buffers one batch takes (1024 bytes of the smallest, 16-byte, buffers).
+const BATCH_MAX: usize = 64;
 
 impl Cache {
     /// The alloc slow path: the periodic update when due, the magazine layer (depot), else
@@ -88,17 +90,49 @@ impl Cache {
         }
         // SAFETY: our own slot; only its size field is read.
         let magsize = unsafe { (*slot).magsize };
-        let n = magsize.min(BATCH_BYTES / self.bufsize);
-        for _ in 1..n {
-            let Some(extra) = self.slab_alloc() else {
-                return;
+        let n = magsize.min(BATCH_BYTES / self.bufsize).min(BATCH_MAX + 1);
+        if n < 2 {
+            return;
+        }
+        // The extra buffers under one slab-lock round trip (issue 15: one lock per
+        // buffer made the refill cost about 94 instructions a buffer in a growing heap).
+        let mut extra = [0usize; BATCH_MAX];
+        let mut got = self.slab_alloc_batch(&mut extra[..n - 1]);
+        // The partly used slabs ran out: the rest one at a time, making a slab as needed
+        // (so a batch is as long as before; shorter ones meant more depot visits and
+        // earlier magazine growth).
+        while got < n - 1 {
+            let Some(b) = self.slab_alloc() else {
+                break;
             };
-            // SAFETY: `slot` is our own slot; `extra` is a free buffer of this cache that
-            // nobody else holds (no constructor to run: see above). The client-visible
-            // alloc/free counts don't change: the buffer goes straight from the slab
-            // layer to the magazine layer.
-            if !unsafe { self.mag_free(slot, extra) } {
-                self.slab_free_trusted(extra);
+            extra[got] = b;
+            got += 1;
+        }
+        // Straight into the loaded magazine while it has room (it is empty after the
+        // miss that brought us here); through `mag_free`, which may trade with the depot
+        // or make a magazine, for any rest.
+        // SAFETY: `slot` is our own slot: only this thread touches its magazine fields,
+        // and `put` stores only while `top < limit`, inside the loaded magazine. The buffers are free
+        // buffers of this cache that nobody else holds (no constructor to run: see
+        // above); the client-visible alloc/free counts don't change: they go straight
+        // from the slab layer to the magazine layer.
+        let direct = unsafe {
+            let s = &mut *slot;
+            // Room left in the loaded magazine: the rounds between `top` and `limit`
+            // (both null, so none, when no magazine is loaded).
+            let room = (s.limit as usize - s.top as usize) / core::mem::size_of::<usize>();
+            let k = got.min(room);
+            for &b in &extra[..k] {
+                s.put(b);
+            }
+            k
+        };
+        for (i, &b) in extra[..got].iter().enumerate().skip(direct) {
+            // SAFETY: as above.
+            if !unsafe { self.mag_free(slot, b) } {
+                for &r in &extra[i..got] {
+                    self.slab_free_trusted(r);
+                }
                 return;
             }
         }

@@ -123,16 +123,25 @@ pub(crate) struct Bufctl {
 }
 
 /// The bufctl of an `AUDIT` cache: a `Bufctl` followed by the audit record (libumem's
-/// `umem_bufctl_audit_t`, without the stack yet).
+/// `umem_bufctl_audit_t`), itself followed in its object by two stacks of
+/// `audit::audit_depth()` words (last allocation, last free; `audit.rs`).
 #[repr(C)]
 pub(crate) struct BufctlAudit {
     pub bc: Bufctl,
     /// The owning cache (its address; compared, never followed).
     pub cache: *const (),
+    /// The last transaction's thread and time.
     pub thread: usize,
     pub timestamp: u64,
     pub txn: u64,
     pub allocated: bool,
+    /// Frames recorded in the allocation (0) and free (1) stacks.
+    pub depth: [u32; 2],
+    /// Thread and time of the last allocation (0) and of the last free (1).
+    pub event_thread: [usize; 2],
+    pub event_time: [u64; 2],
+    /// `audit::stack_hash` of the allocation stack.
+    pub stack_hash: u64,
 }
 
 /// The slab layer's state (under the cache's slab lock).

@@ -69,14 +69,52 @@ impl Cache {
             list_push(&mut g.partial, sp);
             rescale = self.hashed && g.buftotal > 2 * (g.hash_mask + 1);
         }
-        // SAFETY: slab lock held; sp is on the partial list so it has a free buffer.
-        let buf = unsafe {
+        // SAFETY: slab lock held (`g`); sp is on the partial list.
+        let buf = unsafe { self.take_buffer(&mut g, sp) };
+        g.bufalloc += 1;
+        drop(g);
+        if rescale {
+            self.hash_rescale();
+        }
+        Some(buf)
+    }
+
+    /// Up to `out.len()` raw buffers from the slab layer's partly used slabs, under one
+    /// lock round trip (no new slab is made: the caller has just made or found one);
+    /// returns how many were taken. The batch refill of `miss.rs` uses it.
+    pub(crate) fn slab_alloc_batch(&self, out: &mut [usize]) -> usize {
+        let mut g = self.slab.0.lock();
+        let mut n = 0;
+        while n < out.len() {
+            let sp = g.partial;
+            if sp.is_null() {
+                break;
+            }
+            // SAFETY: slab lock held (`g`); sp is on the partial list.
+            out[n] = unsafe { self.take_buffer(&mut g, sp) };
+            n += 1;
+        }
+        g.slab_alloc += n as u64;
+        g.bufalloc += n;
+        n
+    }
+
+    /// Takes the first free buffer of slab `sp` (moving the slab to the full list when it
+    /// was its last) and returns its address; the slab-layer counters are the caller's.
+    ///
+    /// # Safety
+    /// The slab lock is held (`g` is its data) and `sp` is on `g`'s partial list.
+    #[inline(always)]
+    unsafe fn take_buffer(&self, g: &mut SlabLayer, sp: *mut Slab) -> usize {
+        // SAFETY: by the caller: the lock is held and sp is partial, so it has a free
+        // buffer.
+        unsafe {
             let buf;
             if self.hashed {
                 let bc = (*sp).head as *mut Bufctl;
                 (*sp).head = (*bc).next as usize;
                 buf = (*bc).addr;
-                let b = self.hash_bucket(&g, buf);
+                let b = self.hash_bucket(g, buf);
                 (*bc).next = *b;
                 *b = bc;
             } else {
@@ -100,13 +138,7 @@ impl Cache {
                 list_push(&mut g.full, sp);
             }
             buf
-        };
-        g.bufalloc += 1;
-        drop(g);
-        if rescale {
-            self.hash_rescale();
         }
-        Some(buf)
     }
 
     /// The alignment slabs are taken from the source with: their size for in-page slabs
@@ -114,6 +146,8 @@ impl Cache {
     /// alignment for hashed ones, else none beyond the arena's quantum.
     fn slab_align(&self) -> usize {
         match (self.slab_xalloc, self.hashed) {
+            // FREE_KEY: aligned so that buffer starts follow from the address (`grid`).
+            (true, true) if self.free_key => self.slabsize().next_power_of_two(),
             (true, true) => self.align,
             (true, false) => self.slabsize(),
             (false, _) => 1,
@@ -140,7 +174,7 @@ impl Cache {
             // FREE_KEY caches: a never-allocated chunk reads as free (its first word, when
             // that is not the link word, holds the free key; debug caches have their fill).
             let key = if self.free_key && self.buftag_off == 0 && self.link_off != 0 {
-                secret::process_secret()
+                crate::flags::FREE_KEY_WORD
             } else {
                 0
             };
@@ -184,7 +218,7 @@ impl Cache {
         let mut head: *mut Bufctl = null_mut();
         // FREE_KEY caches: never-allocated buffers read as free (as above).
         let key = if self.free_key && self.buftag_off == 0 {
-            secret::process_secret()
+            crate::flags::FREE_KEY_WORD
         } else {
             0
         };
@@ -228,6 +262,10 @@ impl Cache {
                     ptr::addr_of_mut!((*ba).timestamp).write(0);
                     ptr::addr_of_mut!((*ba).txn).write(0);
                     ptr::addr_of_mut!((*ba).allocated).write(false);
+                    ptr::addr_of_mut!((*ba).depth).write([0; 2]);
+                    ptr::addr_of_mut!((*ba).event_thread).write([0; 2]);
+                    ptr::addr_of_mut!((*ba).event_time).write([0; 2]);
+                    ptr::addr_of_mut!((*ba).stack_hash).write(0);
                 }
             }
             if self.buftag_off != 0 {

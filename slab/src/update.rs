@@ -19,7 +19,15 @@ static UPDATING: AtomicBool = AtomicBool::new(false);
 /// Interval of the inline periodic update (`reap_interval`); 0 disables inline updates.
 pub(crate) fn set_interval_ms(ms: u64) {
     UPDATE_INTERVAL_MS.store(ms, Ordering::Relaxed);
-    NEXT_UPDATE_MS.store(now_ms().saturating_add(ms), Ordering::Relaxed);
+    NEXT_UPDATE_MS.store(now_ms().saturating_add(step_ms(ms)), Ordering::Relaxed);
+}
+
+/// The time between inline updates for an interval of `iv` ms: half of it. A depot
+/// magazine goes back at the second update after it was last used (the first ends the
+/// working-set period it was used in, the second finds it unused for a whole one), so
+/// updates every half interval give memory back within one interval of its free.
+fn step_ms(iv: u64) -> u64 {
+    (iv / 2).max(1)
 }
 
 /// Called on alloc slow paths: run an update inline when it is due and nobody else runs
@@ -39,10 +47,11 @@ pub(crate) fn maybe_update_now() {
     if iv == 0 {
         return;
     }
+    let step = step_ms(iv);
     let now = now_ms();
     let next = NEXT_UPDATE_MS.load(Ordering::Relaxed);
     if next == 0 {
-        NEXT_UPDATE_MS.store(now + iv, Ordering::Relaxed);
+        NEXT_UPDATE_MS.store(now + step, Ordering::Relaxed);
         return;
     }
     if now < next {
@@ -59,11 +68,11 @@ pub(crate) fn maybe_update_now() {
     {
         return;
     }
-    NEXT_UPDATE_MS.store(now + iv, Ordering::Relaxed);
-    // No update ran for two intervals or more (no slow path: the process was idle): the
+    NEXT_UPDATE_MS.store(now + step, Ordering::Relaxed);
+    // No update ran for two steps or more (no slow path: the process was idle): the
     // update that would have run in between would have found every depot magazine unused,
-    // so catch up — start two working-set intervals, and this update frees them.
-    if now >= next.saturating_add(iv) {
+    // so catch up — start two working-set periods, and this update frees them.
+    if now >= next.saturating_add(step) {
         for_each_cache(&mut |c| c.depot_ws_update());
     }
     update_all();

@@ -18,7 +18,9 @@ use crate::slab::{Bufctl, BufferLookup, Slab, SlabLayer, SLAB_HDR};
 /// `chunks * chunk_size`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SlabGrid {
-    /// Bytes per slab; every slab is aligned to it (a power of two).
+    /// The grid's period, a power of two: every slab starts at a multiple of it. An
+    /// in-slab cache's slab size; for a hashed `FREE_KEY` cache, its slab size rounded up
+    /// to a power of two (the slabs' alignment; the rest of each period is never used).
     pub slab_size: usize,
     /// Bytes from one buffer to the next.
     pub chunk_size: usize,
@@ -27,11 +29,26 @@ pub struct SlabGrid {
 }
 
 impl Cache {
-    /// The [`SlabGrid`] of an in-slab cache without colouring (`CacheFlags::FREE_KEY`), so
-    /// that a free path can tell a buffer start from an interior or stray pointer with no
-    /// lookup; `None` for hashed or coloured caches.
+    /// The [`SlabGrid`] of a cache without colouring (`CacheFlags::FREE_KEY`), so that a
+    /// free path can tell a buffer start from an interior or stray pointer with no
+    /// lookup: in-slab caches, and hashed `FREE_KEY` caches (whose slabs are aligned to
+    /// their size rounded up to a power of two, [`SlabGrid::slab_size`]); `None` for
+    /// other hashed caches and coloured ones.
     pub fn grid(&self) -> Option<SlabGrid> {
-        if self.hashed || self.maxcolor() != 0 || !self.slabsize().is_power_of_two() {
+        if self.maxcolor() != 0 {
+            return None;
+        }
+        if self.hashed {
+            if !self.free_key || self.slabsize() == 0 {
+                return None;
+            }
+            return Some(SlabGrid {
+                slab_size: self.slabsize().next_power_of_two(),
+                chunk_size: self.chunksize,
+                chunks: self.slabsize() / self.chunksize,
+            });
+        }
+        if !self.slabsize().is_power_of_two() {
             return None;
         }
         Some(SlabGrid {
@@ -77,7 +94,7 @@ impl Cache {
         unsafe {
             if !slot.is_null() {
                 let s = &*slot;
-                for (m, r) in [(s.loaded, s.rounds), (s.ploaded, s.prounds)] {
+                for (m, r) in [(s.loaded, s.rounds()), (s.ploaded, s.prounds)] {
                     for i in 0..if m.is_null() { 0 } else { r } {
                         if *Magazine::round(m, i) == addr {
                             return true;

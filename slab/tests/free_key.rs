@@ -28,9 +28,11 @@ fn free_key_caches() {
         CreateFlags::NONE,
     )
     .unwrap();
-    let key = umem_slab::process_secret();
+    let secret = umem_slab::process_secret();
+    assert_ne!(secret, 0);
+    assert_eq!(secret, umem_slab::process_secret());
+    let key = umem_slab::FREE_KEY_WORD;
     assert_ne!(key, 0);
-    assert_eq!(key, umem_slab::process_secret());
 
     // Only caches whose free buffers may be written.
     fn ctor(_: NonNull<u8>, _: *mut ()) -> bool {
@@ -133,7 +135,31 @@ fn free_key_caches() {
         }
         c.verify().unwrap();
     }
-    // Hashed caches have no grid.
+    // Hashed FREE_KEY caches have a grid too: their slabs are aligned to their size
+    // rounded up to a power of two, buffers from each slab's start.
     let h = Cache::create("fk_big", 1000, 0, CacheOps::NONE, a, CacheFlags::FREE_KEY).unwrap();
-    assert!(h.is_hashed() && h.grid().is_none());
+    assert!(h.is_hashed());
+    let g = h.grid().expect("hashed FREE_KEY caches have a grid");
+    assert!(g.slab_size.is_power_of_two() && g.slab_size >= h.slab_size());
+    assert_eq!(
+        (g.chunk_size, g.chunks),
+        (h.chunk_size(), h.slab_size() / h.chunk_size())
+    );
+    let hv: Vec<usize> = (0..3 * g.chunks)
+        .map(|_| h.alloc().unwrap().as_ptr() as usize)
+        .collect();
+    for &p in &hv {
+        let o = p % g.slab_size;
+        assert!(
+            o % g.chunk_size == 0 && o / g.chunk_size < g.chunks,
+            "{p:#x} off {g:?}"
+        );
+    }
+    for &p in &hv {
+        // SAFETY: live blocks of h.
+        unsafe { h.free(NonNull::new(p as *mut u8).unwrap()) };
+    }
+    // Hashed caches without FREE_KEY have none.
+    let n = Cache::create("nk_big", 1000, 0, CacheOps::NONE, a, CacheFlags::NONE).unwrap();
+    assert!(n.is_hashed() && n.grid().is_none());
 }

@@ -72,6 +72,13 @@ pub fn scratch(tag: &str) -> PathBuf {
 /// Compiles `tests/c/<name>.c` with `cc` (once per process and name; tests
 /// running in parallel share the executable) and returns its path.
 pub fn compile_c(name: &str) -> PathBuf {
+    compile_c_flags(name, &[])
+}
+
+/// [`compile_c`] with extra compiler flags (e.g. `-rdynamic`, so that
+/// `dladdr` names the program's functions in audit stacks). A program is
+/// always built with the flags of its first build in the process.
+pub fn compile_c_flags(name: &str, flags: &[&str]) -> PathBuf {
     static BUILT: Mutex<Vec<(String, PathBuf)>> = Mutex::new(Vec::new());
     let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
     if let Some((_, p)) = built.iter().find(|(n, _)| n == name) {
@@ -93,6 +100,7 @@ pub fn compile_c(name: &str) -> PathBuf {
             "-o",
         ])
         .arg(&exe)
+        .args(flags)
         .arg(&src)
         .arg("-ldl")
         .output()

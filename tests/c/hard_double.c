@@ -6,7 +6,8 @@
  *            first one again -- the block is in the depot
  *   slab     as depot, then malloc_trim(0) (magazines go back to the slabs)
  *            before the second free -- the block is free in its slab
- *   interior free(p + 16) of a live block (p + 8 for 16-byte blocks)
+ *   interior free(p + 16) of a live block (p + 8 for 16-byte blocks; from
+ *            512 bytes p + the block's alignment, where that is inside it)
  *   wild     free() of a never-allocated, chunk-aligned address inside the
  *            slab of a live block (p + 3 * SIZE)
  * Prints "PTR <pointer>" before the bad free. Then allocates 4100 blocks of
@@ -52,7 +53,11 @@ int main(int argc, char **argv) {
         bad = tmp[0];
         if (!strcmp(mode, "slab")) malloc_trim(0);
     } else if (!strcmp(mode, "interior")) {
-        bad = keep + (size >= 32 ? 16 : 8);
+        /* From 512 bytes: the block's own alignment in, where that is inside
+         * the block (aligned like a block start: only the chunk-boundary
+         * test of its slab refuses it). */
+        size_t al = size & -size;
+        bad = keep + (size >= 512 && al < size ? al : size >= 32 ? 16 : 8);
     } else if (!strcmp(mode, "wild")) {
         bad = keep + 3 * size;
     } else {

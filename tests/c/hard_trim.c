@@ -4,6 +4,13 @@
  *        hard_trim threads [N]  N threads (default 16) each allocate and free
  *                               32 MiB of 16..256-byte blocks, then exit;
  *                               malloc_trim(0) after joining them
+ *        hard_trim periodic MS [MiB]
+ *                               as bulk, but no malloc_trim: then keeps the
+ *                               allocator busy (a 256 KiB block allocated and
+ *                               freed every 10 ms) and waits for the periodic
+ *                               update to give the memory back, within MS
+ *                               milliseconds of the last free (run with
+ *                               UMEM_OPTIONS=reap_interval=...)
  * Either way the resident set (/proc/self/statm) must come back to within
  * $HARD_TRIM_SLACK_MIB (default 16) MiB of where it started. Exits 0
  * ("hard_trim: OK") only then. */
@@ -12,6 +19,16 @@
 #include <pthread.h>
 #include <fcntl.h>
 #include <stdint.h>
+#include <time.h>
+
+/* Through a volatile pointer, so the compiler keeps the malloc/free pair. */
+static char *volatile sink;
+
+static long now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 static long rss_kib(void) {
     char buf[128];
@@ -50,8 +67,10 @@ int main(int argc, char **argv) {
     /* Let the allocator set itself up before the baseline. */
     free(malloc(64));
     long start = rss_kib(), peak;
-    if (!strcmp(mode, "bulk")) {
-        long mib = argc > 2 ? atol(argv[2]) : 256;
+    if (!strcmp(mode, "bulk") || !strcmp(mode, "periodic")) {
+        int periodic = !strcmp(mode, "periodic");
+        long within = periodic && argc > 2 ? atol(argv[2]) : 0;
+        long mib = argc > 2 + periodic ? atol(argv[2 + periodic]) : 256;
         size_t n = (size_t)mib << 20 >> 6;
         void *head = NULL;
         for (size_t i = 0; i < n; i++) {
@@ -63,7 +82,29 @@ int main(int argc, char **argv) {
         }
         peak = rss_kib();
         while (head) { void *nx = *(void **)head; free(head); head = nx; }
-        sayf("bulk: %ld MiB in 64-byte blocks\n", mib);
+        sayf("%s: %ld MiB in 64-byte blocks\n", mode, mib);
+        if (periodic) {
+            long t0 = now_ms(), rss = rss_kib(), t = t0;
+            /* Busy for up to twice the limit, to report when it came back. */
+            while (rss - start > slack * 1024 && t - t0 <= 2 * within) {
+                struct timespec ts = {0, 10 * 1000 * 1000};
+                nanosleep(&ts, NULL);
+                sink = malloc(256 << 10);
+                if (sink) sink[0] = 1;
+                free(sink);
+                rss = rss_kib();
+                t = now_ms();
+            }
+            sayf("RSS KiB: start %ld, peak %ld, %ld after %ld ms of activity (allowed: %ld MiB "
+                 "more than start within %ld ms)\n", start, peak, rss, t - t0, slack, within);
+            if (rss - start > slack * 1024 || t - t0 > within) {
+                sayf("FAIL: the periodic update did not give the freed memory back within %ld ms\n",
+                     within);
+                return 1;
+            }
+            sayf("hard_trim: OK\n");
+            return 0;
+        }
     } else if (!strcmp(mode, "threads")) {
         int nt = argc > 2 ? atoi(argv[2]) : 16;
         pthread_t t[64];

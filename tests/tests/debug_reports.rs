@@ -58,6 +58,21 @@ fn double_free() {
         "{}",
         show(&o)
     );
+    // `default` includes `audit`: one report, whose stacks section is the
+    // buffer's history (allocating and last-freeing threads and stacks).
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err.matches("umem: heap error:").count(), 1, "{}", show(&o));
+    let buf = printed(&o, "buf");
+    let hist = err
+        .find(&format!("umem: buffer {buf} ("))
+        .unwrap_or_else(|| panic!("no history of {buf}\n{}", show(&o)));
+    let hist = &err[hist..];
+    let alloc = hist.find("allocated by thread").expect("allocation stack");
+    let freed = hist.find("last freed by thread").expect("free stack");
+    assert!(alloc < freed, "{}", show(&o));
+    assert!(hist[alloc..freed].contains("debug_bugs"), "{}", show(&o));
+    assert!(hist[freed..].contains("debug_bugs"), "{}", show(&o));
+    assert!(hist.contains("umem: aborting"), "{}", show(&o));
 }
 
 #[test]

@@ -12,7 +12,7 @@ use crate::classes;
 use crate::hit_tables;
 use crate::options;
 use crate::region;
-use crate::source::ClassSource;
+use crate::source::{ClassSource, LiveSource};
 use crate::sys::PAGE;
 use core::ptr::{null_mut, NonNull};
 use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
@@ -110,6 +110,35 @@ static CLASS_SOURCES: [ClassSource; classes::COUNT] = {
     t
 };
 
+static LIVE_SOURCES: [LiveSource; classes::COUNT] = {
+    const S: LiveSource = LiveSource { class: 0 };
+    let mut t = [S; classes::COUNT];
+    let mut c = 0;
+    while c < classes::COUNT {
+        t[c] = LiveSource { class: c };
+        c += 1;
+    }
+    t
+};
+
+/// The arena class `c`'s cache takes its slabs from: the class arena, or,
+/// for a class whose slabs hold one block each, an arena over its
+/// [`LiveSource`] (`umem_alloc_<n>_slabs`, no retained spans), so that the
+/// page map says where a slab lives.
+fn slab_arena(c: usize, arena: &'static Vmem) -> Option<&'static Vmem> {
+    if !classes::one_block_slab(c) {
+        return Some(arena);
+    }
+    let mut buf = [0u8; 32];
+    let (base, tail) = (classes::NAMES[c].as_bytes(), b"_slabs");
+    let n = base.len() + tail.len();
+    buf[..base.len()].copy_from_slice(base);
+    buf[base.len()..n].copy_from_slice(tail);
+    let name = core::str::from_utf8(&buf[..n]).unwrap_or("umem_alloc_slabs");
+    let src: &'static dyn Source = &LIVE_SOURCES[c];
+    Vmem::create(name, None, PAGE, Some(src), 0, CreateFlags::NO_QCACHE).ok()
+}
+
 /// Serialises the making of classes ([`class_or_create`]). Lock order:
 /// after the large-block cache lock, before every umem-slab and umem-vmem
 /// lock (making a class takes those); `prefork` takes it in that place.
@@ -127,7 +156,7 @@ fn create_cache(c: usize, arena: &'static Vmem) -> Option<&'static Cache> {
     if options::DEBUG.load(Ordering::Relaxed) {
         flags = flags | CacheFlags::DEBUG;
     }
-    if crate::debug_options::AUDIT.load(Ordering::Relaxed) {
+    if options::AUDIT.load(Ordering::Relaxed) {
         flags = flags | CacheFlags::AUDIT;
     }
     Cache::create(
@@ -172,8 +201,7 @@ pub fn class_or_create(c: usize) -> Option<ClassCache> {
         arena.set_retain(region::CLASS_RETAIN);
     }
     arenas::publish(&ARENAS.class[c], arena);
-    hit_tables::init_free_key();
-    let cache = create_cache(c, arena)?;
+    let cache = create_cache(c, slab_arena(c, arena)?)?;
     let slot = &CLASS_CACHES[c];
     slot.fast.store(cache.fast_index().raw(), Ordering::Relaxed);
     slot.cache
@@ -185,6 +213,12 @@ pub fn class_or_create(c: usize) -> Option<ClassCache> {
     } else {
         cache.fast_index().inline()
     };
-    hit_tables::publish(c, ii, cache.grid(), options::DEBUG.load(Ordering::Relaxed));
+    hit_tables::publish(
+        c,
+        ii,
+        cache.grid(),
+        options::DEBUG.load(Ordering::Relaxed),
+        crate::debug_options::debug_path(),
+    );
     class_cache(c)
 }

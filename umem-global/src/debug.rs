@@ -234,7 +234,7 @@ pub unsafe fn free(p: *mut u8) {
                     return;
                 }
                 log_free(a, classes::size(c));
-                check_and_mark("free", a, c, cc);
+                check_and_mark("free", a, c, cc, true);
                 // SAFETY: a block start of class c that is not free (checked).
                 unsafe { cc.free(p) };
                 return;

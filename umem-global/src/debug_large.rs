@@ -302,6 +302,11 @@ pub fn alloc(size: usize, align: usize) -> *mut u8 {
     }
     crate::large::ALLOCS.fetch_add(1, Ordering::Relaxed);
     crate::large::IN_USE.fetch_add(b.len as u64, Ordering::Relaxed);
+    if crate::debug_options::AUDIT.load(Ordering::Relaxed) {
+        // Its allocating stack, by the pages' start (what the leak scan
+        // walks in the arena), as `large.rs` records a plain large block.
+        crate::large_audit::record(b.base);
+    }
     b.ptr as *mut u8
 }
 
@@ -350,6 +355,9 @@ pub fn take(p: usize) -> Option<Block> {
 
 /// Gives a block taken with [`take`] back to its arena.
 pub fn free_pages(b: &Block) {
+    if crate::debug_options::AUDIT.load(Ordering::Relaxed) {
+        crate::large_audit::forget(b.base);
+    }
     crate::large::FREES.fetch_add(1, Ordering::Relaxed);
     crate::large::IN_USE.fetch_sub(b.len as u64, Ordering::Relaxed);
     release(b);

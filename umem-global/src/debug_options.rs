@@ -10,9 +10,9 @@
 //!   after every `malloc`'d block (`0xbb` from the requested size on, checked
 //!   when the block is freed or realloc'd, large blocks too), double, interior
 //!   and invalid frees;
-//! * `audit[=frames]` — guards, and each buffer's last transaction (thread,
-//!   time) in an audit record; `frames` (default 15, at most 64) is the depth
-//!   of the stacks recorded with it where stack capture is built in;
+//! * `audit[=frames]` — guards, and each buffer's last allocation and free
+//!   (thread, time, stack of `frames` frames: default 15 as in libumem, 1 to
+//!   64) in an audit record (`stack.rs` captures the stacks);
 //! * `contents[=count]` — guards; with `UMEM_LOGGING=contents`, the first
 //!   `count` (default 256) bytes of each freed buffer are logged;
 //! * `verbose` — reports add a dump of the buffer's redzone (every report is
@@ -51,12 +51,11 @@ fn show(b: &[u8]) -> &str {
 
 /// Any debugging word: allocations and frees go through `debug.rs`.
 pub static DEBUG_PATH: AtomicBool = AtomicBool::new(false);
-/// `audit`: audit records in the size classes' caches.
+/// `audit[=frames]`: the size-class caches (and large blocks) keep an
+/// audit record with the stacks of each buffer's last allocation and free
+/// (umem-slab's `AUDIT`, its depth `umem_slab::set_audit_depth`; implies
+/// [`DEBUG`]; `stack.rs`).
 pub static AUDIT: AtomicBool = AtomicBool::new(false);
-/// `audit=frames`: stack depth recorded (for stack capture, where built in).
-pub static AUDIT_FRAMES: AtomicUsize = AtomicUsize::new(15);
-/// Largest `audit=frames` honoured.
-pub const MAX_AUDIT_FRAMES: usize = 64;
 /// `contents=count`: bytes of each freed buffer the contents log keeps.
 pub static CONTENTS: AtomicUsize = AtomicUsize::new(256);
 /// `verbose`.
@@ -139,12 +138,17 @@ pub fn apply_debug(item: &[u8]) -> Result<(), &'static str> {
             audit();
             CONTENTS.store(256, Ordering::Relaxed);
         }
-        (b"audit", _) => {
+        (b"audit", None) => {
+            umem_slab::set_audit_depth(umem_slab::DEFAULT_AUDIT_DEPTH);
             audit();
-            if let Some(n) = size {
-                AUDIT_FRAMES.store(n.min(MAX_AUDIT_FRAMES), Ordering::Relaxed);
-            }
         }
+        (b"audit", Some(_)) => match size {
+            Some(n) if (1..=umem_slab::MAX_AUDIT_DEPTH).contains(&n) => {
+                umem_slab::set_audit_depth(n);
+                audit();
+            }
+            _ => return Err("ignored: audit takes a number of frames from 1 to 64 (e.g. audit=20)"),
+        },
         (b"contents", _) => {
             guards();
             if let Some(n) = size {
@@ -266,8 +270,8 @@ mod tests {
         assert_eq!(MTBF.load(Ordering::Relaxed), 7);
         assert!(apply_debug(b"firewall=8k").is_ok());
         assert_eq!(FIREWALL.load(Ordering::Relaxed), 8192);
-        assert!(apply_debug(b"audit=100").is_ok());
-        assert_eq!(AUDIT_FRAMES.load(Ordering::Relaxed), MAX_AUDIT_FRAMES);
+        assert!(apply_debug(b"audit=100").is_err());
+        assert!(apply_debug(b"audit=0").is_err());
         assert!(apply_debug(b"nosignal").is_err());
         assert!(apply_debug(b"noabort=1").is_err());
         assert!(apply_debug(b"firewall").is_err());

@@ -27,9 +27,12 @@ use crate::debug_options::{NOABORT, VERBOSE};
 use crate::sys::{flush_to, StackStr};
 use umem_slab::{Cache, SlabError};
 
-/// Prints a buffer's stacks into a report: called with the buffer's start
-/// and the report's buffer, after the audit line.
-pub type StacksPrinter = fn(buf: usize, out: &mut dyn Write);
+/// Prints a buffer's stacks as part of a report: called with the buffer's
+/// start and the file descriptor the report goes to, after the audit line
+/// (the lines before it are written already). umem-global installs
+/// `symbolize::print_buffer_history` under `audit`: the buffer's last
+/// allocation and free with threads, times and symbolized stacks.
+pub type StacksPrinter = fn(buf: usize, fd: i32);
 
 static STACKS: AtomicUsize = AtomicUsize::new(0);
 
@@ -132,10 +135,13 @@ pub fn report(r: &Report<'_>, never_abort: bool) {
         }
     }
     let f = STACKS.load(Ordering::Acquire);
-    if f != 0 && !never_abort {
+    if f != 0 && !never_abort && r.buf != 0 {
         // SAFETY: only `set_stacks_printer` stores here, a `StacksPrinter`.
         let f: StacksPrinter = unsafe { core::mem::transmute::<usize, StacksPrinter>(f) };
-        f(r.buf, &mut b);
+        // The stacks are longer than the report's buffer holds: what is
+        // there goes out first.
+        flush_to(&mut b, 2);
+        f(r.buf, 2);
     }
     if VERBOSE.load(Ordering::Relaxed) {
         if let Some((at, len)) = r.dump {

@@ -16,30 +16,41 @@
 //! **Bad frees of small blocks** (issue 11, defect 4) abort with a message
 //! naming the pointer and the class, in the default mode:
 //! * *interior pointers*: the block-start test of the class's hit-table
-//!   entry (`hit_tables::FreeEntry::is_start`): exact for every class
-//!   below 512 bytes (one-page, colour-free slabs: a multiply, a rotate and
-//!   a compare, in place of the alignment test it replaces); alignment only
-//!   for the larger classes;
+//!   entry (`hit_tables::FreeSlot::is_start`): exact for every class (an
+//!   `and`, a multiply and a compare with constant table words, in place of
+//!   the alignment test it replaces): one-page colour-free slabs below 512
+//!   bytes, hashed slabs aligned to their size rounded up to a power of two
+//!   from 512 bytes;
 //! * *double frees*: a freed block's first word gets the free key
-//!   (`hit_tables::free_key`, a per-process secret), cleared when the block
+//!   (`hit_tables::free_key`, `umem_slab::FREE_KEY_WORD`), cleared when the block
 //!   is handed out again; a free that finds the key there takes
 //!   `Cache::check_free`, which looks for the block in the thread's
 //!   magazines, the depot and its slab's free list, and aborts if it is
 //!   there (else the user's data matched the key by chance: the free goes
 //!   on). Never-allocated chunks start with the key (`FREE_KEY` caches), so
-//!   a free of one is caught the same way. The hit writes the key only
-//!   after its push succeeded, so a miss never finds its own key.
+//!   a free of one is caught the same way. The hit writes the key
+//!   before its push and puts the old word back when the push fails, so a
+//!   miss never finds its own key.
+//!
+//! * *frees where no slab lives* (classes whose slabs hold one block each,
+//!   whole pages from 4 KiB): their hit always misses; their slabs' pages
+//!   are marked live in the page map while the slab exists and dead after
+//!   (`source::LiveSource`), and a dead entry aborts (`dead_free`) — the
+//!   double free after a reap gave the block's slab back and discarded its
+//!   page (key and all).
 //!
 //! Large blocks: their page-map entry is cleared on free, so a second free
 //! or a free of an interior address finds no block start and is refused.
 
 use crate::caches;
-use crate::free_check::check_and_mark;
+use crate::free_check::{check_and_mark, dead_free};
 use crate::hit_tables;
+use crate::options;
 use crate::pagemap::{self, PageKind};
 use crate::region;
 use crate::sys::{self, no_unwind, PAGE};
 use crate::{boot, classes, debug, debug_large, debug_options, large};
+use core::sync::atomic::Ordering;
 
 /// What kind of pointer `p` is: by the page map, or `Boot`/`Foreign`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,21 +94,36 @@ pub enum FreeError {
 pub unsafe fn free(p: *mut u8) -> Result<(), FreeError> {
     // SAFETY: by the caller.
     unsafe {
-        if free_hit(p) {
-            return Ok(());
+        match free_hit(p) {
+            FreeHit::Done => Ok(()),
+            FreeHit::Miss => free_miss(p),
+            FreeHit::Marked => {
+                free_marked(p);
+                Ok(())
+            }
         }
-        free_miss(p)
     }
 }
 
-/// The magazine hit of [`free`] alone: `true` when `p` went onto this
-/// thread's magazine, `false` when nothing was done (then call [`free`]).
-/// It makes no calls (crate doc, section 2).
+/// What [`free_hit`] did with a pointer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FreeHit {
+    /// It went onto this thread's magazine: done.
+    Done,
+    /// Nothing was done: call [`free`] (which checks and frees, or refuses).
+    Miss,
+    /// A block of a made class that passed every check and now holds the
+    /// free key, but the magazines had no room: call [`free_marked`].
+    Marked,
+}
+
+/// The magazine hit of [`free`] alone ([`FreeHit`] says what was done and
+/// what to call next). It makes no calls (crate doc, section 2).
 ///
 /// # Safety
 /// As for [`free`].
 #[inline(always)]
-pub unsafe fn free_hit(p: *mut u8) -> bool {
+pub unsafe fn free_hit(p: *mut u8) -> FreeHit {
     let a = p as usize;
     let e = match region::stripe_class(a) {
         Some(c) => hit_tables::free_entry_of(c),
@@ -105,40 +131,90 @@ pub unsafe fn free_hit(p: *mut u8) -> bool {
         // the page map's entry.
         None => {
             let Some(slot) = pagemap::slot(a) else {
-                return false;
+                return FreeHit::Miss;
             };
             hit_tables::free_entry_at(slot.load())
         }
     };
     if !e.is_start(a) {
-        return false;
+        return FreeHit::Miss;
     }
-    let key = hit_tables::free_key();
     // SAFETY: `a` is in one of class c's stripes, which only class c's
-    // arena imports from, or on a page the page map gives to class c; and
-    // a chunk start of its slab grid (or aligned like its buffers): by the
+    // arena imports from, or on a page the page map gives to class c; and a
+    // chunk start of its slab grid (or aligned like its buffers): by the
     // caller's contract a block of class c (region.rs says what this
-    // trusts), so its first word is readable and, once pushed, ours to
-    // mark. The entry holds the class cache's inline index (or MISS).
-    unsafe {
-        if *(a as *const usize) == key {
-            // Perhaps a double free: the miss path checks.
-            return false;
-        }
-        if umem_slab::hit_free(e.inline_index(), a) {
-            *(a as *mut usize) = key;
-            return true;
-        }
-    }
-    false
+    // trusts). The slot holds the class cache's inline index (or MISS).
+    unsafe { mark_and_push(e.inline_index(), a) }
 }
 
-/// [`free`] past the magazine hit.
+/// The free key test and the magazine push of a hit: [`FreeHit::Miss`]
+/// (block unchanged) when block `a`'s first word holds the free key already
+/// (perhaps a double free: the miss path checks); else it marks the block
+/// with the key and pushes it: [`FreeHit::Done`], or [`FreeHit::Marked`]
+/// when the magazines have no room (the key stays: [`free_marked`] frees
+/// the block past its checks, so no miss finds its own key). The key goes
+/// in before the push, so the hit needs no register for it and no second
+/// path after the push.
+///
+/// # Safety
+/// `a` is a block start of the class whose cache's inline index is `ii`,
+/// and the caller's to free: its first word is readable and, once pushed,
+/// ours to mark.
+#[inline(always)]
+unsafe fn mark_and_push(ii: umem_slab::InlineIndex, a: usize) -> FreeHit {
+    let key = hit_tables::free_key();
+    let w = a as *mut usize;
+    // SAFETY: by the caller.
+    unsafe {
+        if *w == key {
+            return FreeHit::Miss;
+        }
+        *w = key;
+        if umem_slab::hit_free(ii, a) {
+            FreeHit::Done
+        } else {
+            FreeHit::Marked
+        }
+    }
+}
+
+/// Frees a block that [`free_hit`] answered [`FreeHit::Marked`] for: it
+/// passed the block-start and free-key checks and holds the key; its class
+/// cache takes it past the magazine hit.
+///
+/// # Safety
+/// `p` had [`FreeHit::Marked`] from [`free_hit`] just now.
+#[inline(never)]
+pub unsafe fn free_marked(p: *mut u8) {
+    no_unwind(|| {
+        if debug_options::debug_path() {
+            // Not reached under debugging (`hit_tables::publish` gives the
+            // hit no block start to pass, so it never marks a debug block);
+            // should a hit mark one anyway, the debug path frees it (a marked
+            // block reads as allocated to its checks). SAFETY: by the caller.
+            unsafe { debug::free(p) };
+            return;
+        }
+        let a = p as usize;
+        let c = match region::stripe_class(a) {
+            Some(c) => c,
+            None => pagemap::entry(a).small_class(),
+        };
+        let Some(k) = caches::class_cache(c) else {
+            sys::fatal(format_args!("umem: free({a:#x}): class {c} has no cache"));
+        };
+        // SAFETY: a checked block start of class c, not free (free_hit).
+        unsafe { k.free(p) };
+    })
+}
+
+/// [`free`] past the magazine hit: what to call when [`free_hit`]
+/// answered [`FreeHit::Miss`] (it does not try the hit again).
 ///
 /// # Safety
 /// As for [`free`].
 #[inline(never)]
-unsafe fn free_miss(p: *mut u8) -> Result<(), FreeError> {
+pub unsafe fn free_miss(p: *mut u8) -> Result<(), FreeError> {
     no_unwind(|| {
         if debug_options::debug_path() {
             // SAFETY: by the caller.
@@ -151,9 +227,27 @@ unsafe fn free_miss(p: *mut u8) -> Result<(), FreeError> {
             // Every buffer of class c is aligned to the class's alignment,
             // so a misaligned pointer is certainly not a block start.
             let c = e.small_class();
+            if classes::one_block_slab(c)
+                && hit_tables::is_block_start(c, a)
+                && !options::DEBUG.load(Ordering::Relaxed)
+            {
+                // The hit these classes skip, now that the page map says a
+                // slab lives here: the key test and the magazine push.
+                // SAFETY: a block start of a live slab of class c; the
+                // slot holds that class cache's inline index (or MISS).
+                match unsafe { mark_and_push(hit_tables::free_entry_of(c).inline_index(), a) } {
+                    FreeHit::Done => return Ok(()),
+                    FreeHit::Marked => {
+                        // SAFETY: just marked, as by the hit.
+                        unsafe { free_marked(p) };
+                        return Ok(());
+                    }
+                    FreeHit::Miss => {} // the key is there: the checks below
+                }
+            }
             if a & (classes::align(c) - 1) == 0 {
                 if let Some(k) = caches::class_cache(c) {
-                    check_and_mark("free", a, c, k);
+                    check_and_mark("free", a, c, k, true);
                     // SAFETY: the page belongs to class c's slabs and `a` is
                     // a block start of it that is not free (checked above).
                     unsafe { k.free(p) };
@@ -161,6 +255,9 @@ unsafe fn free_miss(p: *mut u8) -> Result<(), FreeError> {
                 }
             }
             return Err(FreeError::InvalidPointer(a));
+        }
+        if let Some(c) = e.dead_class() {
+            dead_free("free", a, c);
         }
         free_slow(p)
     })
@@ -221,17 +318,19 @@ pub unsafe fn free_sized(p: *mut u8, size: usize, align: usize) {
         }
         let e = hit_tables::free_entry_of(c);
         let a = p as usize;
-        let key = hit_tables::free_key();
         // SAFETY: the caller's contract: a block of class c, so its first
-        // word is readable and, once pushed, ours to mark; the entry holds
+        // word is readable and, once pushed, ours to mark; the slot holds
         // that class cache's inline index (or MISS).
-        unsafe {
-            if e.is_start(a)
-                && *(a as *const usize) != key
-                && umem_slab::hit_free(e.inline_index(), a)
-            {
-                *(a as *mut usize) = key;
-                return;
+        if e.is_start(a) {
+            // SAFETY: as above.
+            match unsafe { mark_and_push(e.inline_index(), a) } {
+                FreeHit::Done => return,
+                FreeHit::Miss => {}
+                FreeHit::Marked => {
+                    // SAFETY: just marked by the hit.
+                    unsafe { free_marked(p) };
+                    return;
+                }
             }
         }
     }
@@ -261,7 +360,7 @@ unsafe fn free_sized_miss(p: *mut u8, size: usize, align: usize) {
         }
         if let Some(c) = classes::layout_class(size, align) {
             if let Some(k) = caches::class_cache(c) {
-                check_and_mark("dealloc", p as usize, c, k);
+                check_and_mark("dealloc", p as usize, c, k, false);
                 // SAFETY: the caller's contract: a block of the class's cache
                 // (and not a free one: checked above).
                 unsafe { k.free(p) };

@@ -4,12 +4,12 @@
 //! * [`ALLOC_TABLE`] (libumem's `umem_alloc_table`, for the C ABI's 16-byte
 //!   alignment): per 16-byte granule of a size up to
 //!   [`classes::C_TABLE_MAX`], the [`InlineIndex`] of its class's cache.
-//! * `FREE_TABLE`: a [`FreeSlot`] per class (its [`FreeEntry`] and the two
-//!   words of its block-start test, on one cache line), indexed by a page-map entry's
-//!   top byte (`0x40 | class`, [`PageEntry::free_table_index`]); every other
-//!   byte finds the zero entry, on which every hit misses. So `free` indexes it by the page map's
-//!   top byte with no tag test, and by `0x40 | class` (a constant
-//!   displacement) when the class comes from the region.
+//! * `FREE_TABLE`: per class, its cache's [`InlineIndex`] and the two
+//!   words of its block-start test, indexed by a page-map entry's top byte
+//!   (`0x40 | class`, [`PageEntry::free_table_index`]; a [`FreeSlot`]);
+//!   every other byte finds a slot on which every hit misses. So `free`
+//!   indexes it by the page map's top byte with no tag test, and by
+//!   `0x40 | class` when the class comes from the region.
 //!
 //! Both are zero (every hit misses into the slow path, which initialises and
 //! makes the class) until [`publish`] fills a class's entries, when its
@@ -19,51 +19,16 @@
 use crate::classes;
 use crate::pagemap::PageEntry;
 use crate::sys::PAGE;
-use core::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering};
+use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicUsize, Ordering};
 use umem_slab::{InlineIndex, SlabGrid};
 
 #[allow(clippy::declare_interior_mutable_const)]
-const NO_ALLOC_ENTRY: AtomicU16 = AtomicU16::new(0);
-/// Per 16-byte granule of a `malloc` size up to `C_TABLE_MAX`: the raw
-/// [`InlineIndex`] of its class's cache (0 until the class is made).
-static ALLOC_TABLE: [AtomicU16; classes::C_TABLE_MAX / 16 + 1] =
+const NO_ALLOC_ENTRY: AtomicUsize = AtomicUsize::new(0);
+/// Per 16-byte granule of a `malloc` size up to `C_TABLE_MAX`: the
+/// [`InlineIndex::word`] of its class's cache (0 until the class is made).
+static ALLOC_TABLE: [AtomicUsize; classes::C_TABLE_MAX / 16 + 1] =
     [NO_ALLOC_ENTRY; classes::C_TABLE_MAX / 16 + 1];
-
-/// A `FREE_TABLE` entry, packed in a `u64`:
-///
-/// ```text
-///  63            16 15            0
-/// | align - 1      | inline index  |   class made: its alignment mask and slot
-/// | 0              | 0             |   a miss: not a class page, or class not made yet
-/// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(transparent)]
-pub struct FreeEntry(u64);
-
-impl FreeEntry {
-    /// The entry of a class whose buffers are `align`-aligned and whose
-    /// cache's inline index is `ii`.
-    #[inline]
-    pub const fn new(align: usize, ii: InlineIndex) -> FreeEntry {
-        FreeEntry(((align as u64 - 1) << 16) | ii.raw() as u64)
-    }
-
-    /// Bits 16..: whether `a` is off the class's alignment (so certainly not
-    /// one of its blocks: the hit misses and the slow path decides).
-    #[cfg(test)]
-    pub const fn misaligned(self, a: usize) -> bool {
-        a as u64 & (self.0 >> 16) != 0
-    }
-
-    /// Bits 0..16: the class cache's inline index ([`InlineIndex::MISS`]
-    /// for the zero entry).
-    #[inline(always)]
-    pub const fn inline_index(self) -> InlineIndex {
-        // SAFETY: the low 16 bits were stored from an `InlineIndex`'s `raw`
-        // by `new`, or are 0 (the zero entry of a table).
-        unsafe { InlineIndex::from_raw(self.0 as u16) }
-    }
-}
 
 /// The block-start test of a class whose blocks are `chunk` bytes apart
 /// from the start of each page, `chunks` of them per page: the multiplier
@@ -74,11 +39,13 @@ impl FreeEntry {
 /// `1 <= r <= chunk`; so for `o = k * chunk + j` (`0 <= j < chunk`),
 /// `o * m ≡ k * r + j * m`: below `chunks * r` when `j = 0` and `k <
 /// chunks`, and at least `m` (about `2^64 / chunk`, far above it) when
-/// `j > 0`, with no wrap since `o < PAGE`. (Lemire, Kaser and Kurz's
+/// `j > 0`, with no wrap since `o` is below the grid's period (a page, or
+/// at most 256 KiB for a hashed class), far below `m`. (Lemire, Kaser and Kurz's
 /// divisibility test, with the index bound folded into the compare.) One
 /// multiply and one compare: an interior pointer, or one into the slab's
-/// record at the end of its page, fails it. For a class checked for
-/// alignment only, `chunk` is the alignment and `chunks = PAGE / align`.
+/// record at the end of its page (or past a hashed slab's end), fails it.
+/// For an alignment test, `chunk` is the alignment and `chunks = PAGE /
+/// align`.
 pub const fn start_test(chunk: usize, chunks: usize) -> (u64, u64) {
     let m = ((1u128 << 64) / chunk as u128) as u64 + 1;
     let r = m.wrapping_mul(chunk as u64);
@@ -89,126 +56,181 @@ pub const fn start_test(chunk: usize, chunks: usize) -> (u64, u64) {
 /// against each class cache's [`SlabGrid`] when the class is made).
 const SLAB_RECORD: usize = 64;
 
-/// The one-page slab grid umem-slab gives class `c` with `FREE_KEY` and no
-/// debugging: chunks of the class size (a multiple of its alignment) from
-/// the page's start, the slab record at its end; `None` for the classes of
-/// 512 bytes and more (hashed slabs, not one page).
-pub const fn class_grid(c: usize) -> Option<SlabGrid> {
+/// The slab grid umem-slab gives class `c` with `FREE_KEY` and no
+/// debugging. Below 512 bytes: one-page in-slab slabs, chunks of the class
+/// size (a multiple of its alignment; 16 for the 8-byte class, so that the
+/// free key and the slab's free-list link both fit) from the page's start,
+/// the slab record at its end. From 512 bytes: hashed slabs of
+/// `umem_slab::hashed_slab_size` bytes (page quantum), aligned to that size
+/// rounded up to a power of two (the grid's period), chunks from the slab's
+/// start.
+pub const fn class_grid(c: usize) -> SlabGrid {
     let size = classes::SIZES[c];
-    if size >= PAGE / 8 {
-        return None;
+    if size < PAGE / 8 {
+        // Two words at least: the free key and the free-list link (FREE_KEY).
+        let chunk = if size < 16 { 16 } else { size };
+        return SlabGrid {
+            slab_size: PAGE,
+            chunk_size: chunk,
+            chunks: (PAGE - SLAB_RECORD) / chunk,
+        };
     }
-    Some(SlabGrid {
-        slab_size: PAGE,
+    let s = match umem_slab::hashed_slab_size(size, PAGE) {
+        Some(s) => s,
+        None => panic!("class too large for a slab"),
+    };
+    SlabGrid {
+        slab_size: s.next_power_of_two(),
         chunk_size: size,
-        chunks: (PAGE - SLAB_RECORD) / size,
-    })
+        chunks: s / size,
+    }
 }
 
-/// A `FREE_TABLE` slot: the class's [`FreeEntry`] and its block-start
-/// test ([`start_test`]); 32 bytes, two slots per cache line. The test's
-/// words are constants (from [`class_grid`]), so the hit reads them as
-/// memory operands of its `imul` and `cmp`. A slot of no class fails the
-/// test (so the hit misses).
-#[repr(C, align(32))]
-pub struct FreeSlot {
-    entry: AtomicU64,
-    mul: u64,
-    bound: u64,
+/// The `FREE_TABLE`: per page-map top byte, four words in four arrays (so
+/// that one base register and the byte, scaled by 8, reach all four): the
+/// class cache's [`InlineIndex`] word and the three words of the class's
+/// block-start test: the grid's period mask and [`start_test`]'s
+/// multiplier and bound, read as memory operands of the hit's `and`,
+/// `imul` and `cmp`. The index is a whole word, so the hit loads it with
+/// no zero-extension. A byte of no class has a test no address passes (so
+/// the hit misses). The test words are constants, from [`class_grid`]
+/// (which [`publish`] checks against each class cache's grid), but for the
+/// bound of a class made under debugging, which [`publish`] sets to 0 (no
+/// address passes: the hit never touches a debug block).
+#[repr(C, align(64))]
+struct FreeTable {
+    ii: [AtomicUsize; 256],
+    mask: [u64; 256],
+    mul: [u64; 256],
+    bound: UnsafeCell<[u64; 256]>,
 }
+
+// SAFETY: `ii` is atomic and `mask`/`mul` are never written. `bound` is
+// written only by `publish`, under the class lock, for the class being made,
+// before any block of that class exists; it is read by `FreeSlot::is_start`
+// for a pointer being freed, and a slot of class `c` is reached only through
+// a page-map entry or a region stripe of class `c`. A block of class `c`
+// reaches `free` through the program's own hand-over from the `malloc` that
+// returned it, which came after `publish` (that allocation found the class
+// made): the write happens-before the read, as for the page map's entries.
+// A pointer umem never handed out that falls in class `c`'s stripe before
+// the class is made is undefined behaviour of the program (`free` of a
+// pointer no allocator returned).
+unsafe impl Sync for FreeTable {}
+
+/// A class's place in the `FREE_TABLE` (a page-map top byte: `0x40 | c`
+/// for class `c`, anything else for no class).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FreeSlot(usize);
 
 impl FreeSlot {
-    /// The class cache's inline index ([`InlineIndex::MISS`] for a zero
-    /// slot).
+    /// The class cache's inline index ([`InlineIndex::MISS`] for a slot of
+    /// no class, or of a class not made yet).
     #[inline(always)]
-    pub fn inline_index(&self) -> InlineIndex {
-        FreeEntry(self.entry.load(Ordering::Relaxed)).inline_index()
+    pub fn inline_index(self) -> InlineIndex {
+        // SAFETY: `self.0 < 256` (every constructor masks it so); the word
+        // was stored from an `InlineIndex`'s `word` by `publish`, or is 0.
+        unsafe {
+            InlineIndex::from_word(FREE_TABLE.ii.get_unchecked(self.0).load(Ordering::Relaxed))
+        }
     }
 
-    /// Whether `a` may be a block of the class: exactly its block starts for
-    /// a class below 512 bytes (one-page, colour-free slabs), its aligned
-    /// addresses for the others (see [`start_test`]).
+    /// Whether `a` may be a block of the class: exactly its block starts
+    /// (offset in the grid's period a multiple of the chunk size, below the
+    /// chunks' end; see [`start_test`]).
     #[inline(always)]
-    pub fn is_start(&self, a: usize) -> bool {
-        ((a & (PAGE - 1)) as u64).wrapping_mul(self.mul) < self.bound
+    pub fn is_start(self, a: usize) -> bool {
+        // SAFETY: `self.0 < 256`, as in `inline_index`; the bound is read in
+        // place with a plain load, ordered after its one write (`FreeTable`'s
+        // Sync impl).
+        let (k, m, t) = unsafe {
+            (
+                *FREE_TABLE.mask.get_unchecked(self.0),
+                *FREE_TABLE.mul.get_unchecked(self.0),
+                FREE_TABLE.bound.get().cast::<u64>().add(self.0).read(),
+            )
+        };
+        (a as u64 & k).wrapping_mul(m) < t
     }
 }
 
 #[allow(clippy::declare_interior_mutable_const)]
-const NO_FREE_SLOT: FreeSlot = FreeSlot {
-    entry: AtomicU64::new(0),
-    mul: 0,
-    bound: 0,
-};
+const NO_II: AtomicUsize = AtomicUsize::new(0);
 
-/// The test words of class `c`'s slot: its grid, or its alignment.
-const fn class_test(c: usize) -> (u64, u64) {
-    match class_grid(c) {
-        Some(g) => start_test(g.chunk_size, g.chunks),
-        None => {
-            let align = classes::natural_align(c);
-            start_test(align, PAGE / align)
-        }
+const fn build_free_table() -> FreeTable {
+    let mut mask = [0; 256];
+    let mut mul = [0; 256];
+    let mut bound = [0; 256];
+    let mut c = 0;
+    while c < classes::COUNT {
+        let (k, m, b) = MISS_TEST[c];
+        let i = PageEntry::small(c).free_table_index();
+        mask[i] = k;
+        mul[i] = m;
+        // A class whose slabs hold one block each: no address passes on the
+        // hit (the miss reads the page map, which says where a slab lives).
+        bound[i] = if classes::one_block_slab(c) { 0 } else { b };
+        c += 1;
+    }
+    FreeTable {
+        ii: [NO_II; 256],
+        mask,
+        mul,
+        bound: UnsafeCell::new(bound),
     }
 }
 
-const fn build_free_table() -> [FreeSlot; 256] {
-    let mut t = [NO_FREE_SLOT; 256];
+/// Per class, its exact block-start test (mask, multiplier, bound), as the
+/// miss path applies it; the hit's is the same but for the classes whose
+/// slabs hold one block each (`classes::one_block_slab`), which always miss.
+const MISS_TEST: [(u64, u64, u64); classes::COUNT] = {
+    let mut t = [(0u64, 0u64, 0u64); classes::COUNT];
     let mut c = 0;
     while c < classes::COUNT {
-        let (m, b) = class_test(c);
-        let i = PageEntry::small(c).free_table_index();
-        t[i] = FreeSlot {
-            entry: AtomicU64::new(0),
-            mul: m,
-            bound: b,
-        };
+        let g = class_grid(c);
+        let (m, b) = start_test(g.chunk_size, g.chunks);
+        t[c] = (g.slab_size as u64 - 1, m, b);
         c += 1;
     }
     t
+};
+
+/// Whether `a` is a block start of class `c` (the miss path's test: exact
+/// for every class, the one-block ones included).
+#[inline]
+pub fn is_block_start(c: usize, a: usize) -> bool {
+    let (k, m, b) = MISS_TEST[c];
+    (a as u64 & k).wrapping_mul(m) < b
 }
 
-/// By a page-map entry's top byte: the [`FreeSlot`] of the class of a
-/// small-class entry, a slot of no class for every other byte.
-static FREE_TABLE: [FreeSlot; 256] = build_free_table();
+/// By a page-map entry's top byte: class `c`'s words at `0x40 | c`, a
+/// slot of no class for every other byte.
+static FREE_TABLE: FreeTable = build_free_table();
 const _: () = assert!(classes::COUNT <= 64);
 
-/// The slot of class `c`'s entry (`0x40 | c`).
+/// Class `c`'s [`FreeSlot`] (`0x40 | c`).
 #[inline(always)]
-fn free_slot(c: usize) -> &'static FreeSlot {
-    &FREE_TABLE[PageEntry::small(c & 63).free_table_index()]
+pub fn free_entry_of(c: usize) -> FreeSlot {
+    FreeSlot(PageEntry::small(c & 63).free_table_index() & 255)
 }
 
-/// Class `c`'s [`FreeSlot`].
+/// The [`FreeSlot`] for a page whose entry is `e` (a slot of no class
+/// unless `e` is a small-class entry).
 #[inline(always)]
-pub fn free_entry_of(c: usize) -> &'static FreeSlot {
-    free_slot(c)
+pub fn free_entry_at(e: PageEntry) -> FreeSlot {
+    FreeSlot(e.free_table_index() & 255)
 }
 
-/// The [`FreeSlot`] for a page whose entry is `e` (a zero slot unless `e`
-/// is a small-class entry of a class already made).
-#[inline(always)]
-pub fn free_entry_at(e: PageEntry) -> &'static FreeSlot {
-    &FREE_TABLE[e.free_table_index()]
-}
-
-/// The *free key* (issue 11, defect 4): `umem_slab::process_secret()`,
+/// The *free key* (issue 11, defect 4): `umem_slab::FREE_KEY_WORD`,
 /// written into the first word of every small block when it is freed and
 /// cleared when it is handed out, so that a free finding it already there
 /// takes the slow check for a double free (`free.rs`). The class caches are
 /// made with `CacheFlags::FREE_KEY`, which marks never-allocated chunks
-/// with it too. 0 until the first class is made (no block exists before).
-static FREE_KEY: AtomicUsize = AtomicUsize::new(0);
-
-/// The free key (see [`FREE_KEY`]).
+/// with it too. A constant (a 32-bit immediate to the hit path's compare
+/// and store); see `FREE_KEY_WORD` for why it need not be secret.
 #[inline(always)]
 pub fn free_key() -> usize {
-    FREE_KEY.load(Ordering::Relaxed)
-}
-
-/// Sets the free key (before the first class's entries are published).
-pub fn init_free_key() {
-    FREE_KEY.store(umem_slab::process_secret(), Ordering::Relaxed);
+    umem_slab::FREE_KEY_WORD
 }
 
 /// The inline index of the cache of `malloc` size `size`'s class
@@ -216,9 +238,9 @@ pub fn init_free_key() {
 #[inline(always)]
 pub fn alloc_index(size: usize) -> InlineIndex {
     debug_assert!(size <= classes::C_TABLE_MAX);
-    let raw = ALLOC_TABLE[(size + 15) >> 4].load(Ordering::Relaxed);
-    // SAFETY: ALLOC_TABLE holds `InlineIndex` raws (`publish`) or 0.
-    unsafe { InlineIndex::from_raw(raw) }
+    let w = ALLOC_TABLE[(size + 15) >> 4].load(Ordering::Relaxed);
+    // SAFETY: ALLOC_TABLE holds `InlineIndex` words (`publish`) or 0.
+    unsafe { InlineIndex::from_word(w) }
 }
 
 /// Fills class `c`'s entries, once its cache (inline index `ii`, slab grid
@@ -226,21 +248,39 @@ pub fn alloc_index(size: usize) -> InlineIndex {
 /// debugging its grid must be the one the block-start test assumes
 /// ([`class_grid`]): anything else aborts here rather than refuse good
 /// frees later. (A debug cache never hits; its frees take the miss path,
-/// which tests by the cache's real grid.)
-pub fn publish(c: usize, ii: InlineIndex, grid: Option<SlabGrid>, debug: bool) {
-    if !debug && grid != class_grid(c) {
+/// which tests by the cache's real grid.) `no_hit` (any `UMEM_DEBUG` or
+/// `UMEM_LOGGING` word: every allocation and free takes `debug.rs`): no
+/// address passes the class's free block-start test, so the free hit misses
+/// at once and never writes its free key into a block (the key goes in
+/// before the push, which `ii` = MISS would fail).
+///
+/// Called under `caches::CLASS_LOCK`, once per class, before any block of
+/// the class exists.
+pub fn publish(c: usize, ii: InlineIndex, grid: Option<SlabGrid>, debug: bool, no_hit: bool) {
+    if !debug && grid != Some(class_grid(c)) {
         crate::sys::fatal(format_args!(
             "umem: class {}: slab grid {grid:?} is not the hit table's {:?}",
             classes::NAMES[c],
             class_grid(c)
         ));
     }
-    let s = free_slot(c);
-    s.entry
-        .store(FreeEntry::new(classes::align(c), ii).0, Ordering::Relaxed);
+    if no_hit {
+        // SAFETY: see `FreeTable`'s Sync: the one writer of this class's
+        // bound (under the class lock), before any block of the class
+        // exists; `free_entry_of` masks the index below 256.
+        unsafe {
+            FREE_TABLE
+                .bound
+                .get()
+                .cast::<u64>()
+                .add(free_entry_of(c).0)
+                .write(0)
+        };
+    }
+    FREE_TABLE.ii[free_entry_of(c).0].store(ii.word(), Ordering::Relaxed);
     for (g, h) in ALLOC_TABLE.iter().enumerate() {
         if classes::c_small_size_class(g * 16) == c {
-            h.store(ii.raw(), Ordering::Relaxed);
+            h.store(ii.word(), Ordering::Relaxed);
         }
     }
 }
@@ -250,28 +290,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn free_entries_decode_to_what_they_encode() {
-        // SAFETY: a made-up index, only decoded here, never used for a hit.
-        let ii = unsafe { InlineIndex::from_raw(0x1230) };
-        let e = FreeEntry::new(64, ii);
-        assert_eq!(e.inline_index(), ii);
-        assert!(!e.misaligned(0x1000) && !e.misaligned(0x1040));
-        assert!(e.misaligned(0x1010) && e.misaligned(0x1001));
-        // The zero entry (a class not made, or not a class page): the
-        // alignment test passes and the inline index always misses.
-        assert_eq!(FreeEntry(0).inline_index(), InlineIndex::MISS);
-        assert!(!FreeEntry(0).misaligned(0x1001));
+    fn free_slots_start_empty() {
+        // A slot of no class, or of a class not made yet: the inline index
+        // always misses.
+        assert_eq!(FreeSlot(0).inline_index(), InlineIndex::MISS);
+        assert_eq!(FreeSlot(255).inline_index(), InlineIndex::MISS);
+        assert_eq!(free_entry_at(PageEntry::NONE), FreeSlot(0));
+        assert_eq!(free_entry_of(3), free_entry_at(PageEntry::small(3)));
     }
 
     #[test]
     fn block_start_test_is_exact() {
-        // A zero slot fails every test (a miss).
-        assert!(!FREE_TABLE[0].is_start(0x1000));
-        let slot = |(m, t): (u64, u64)| FreeSlot {
-            entry: AtomicU64::new(0),
-            mul: m,
-            bound: t,
-        };
+        // A slot of no class fails every test (a miss).
+        assert!(!FreeSlot(0).is_start(0x1000));
+        struct Test(u64, u64);
+        impl Test {
+            fn is_start(&self, a: usize) -> bool {
+                ((a & (PAGE - 1)) as u64).wrapping_mul(self.0) < self.1
+            }
+        }
+        let slot = |(m, t): (u64, u64)| Test(m, t);
         // Every class's one-page grid (64 bytes of slab record at the end).
         for &cs in classes::SIZES.iter().filter(|&&s| s < 512) {
             let chunks = (PAGE - 64) / cs;
@@ -283,10 +321,24 @@ mod tests {
                 }
             }
         }
-        // The table holds every class's test.
+        // The table holds every class's test, exact over its grid's period
+        // (a page below 512 bytes; the hashed classes' power of two).
         for c in 0..classes::COUNT {
-            assert_eq!(free_slot(c).mul, class_test(c).0);
-            assert_eq!(free_slot(c).bound, class_test(c).1);
+            let g = class_grid(c);
+            assert!(g.slab_size.is_power_of_two() && g.chunks >= 1);
+            assert!(g.chunks * g.chunk_size <= g.slab_size);
+            let e = free_entry_of(c);
+            let step = if g.slab_size > PAGE { 8 } else { 1 };
+            for base in [0x7f00_0000_0000usize, 0x4000_0000] {
+                for o in (0..2 * g.slab_size).step_by(step) {
+                    let p = o % g.slab_size;
+                    let want = p % g.chunk_size == 0 && p / g.chunk_size < g.chunks;
+                    assert_eq!(is_block_start(c, base + o), want, "class {c} offset {o}");
+                    // The hit: the same, but nothing for one-block classes.
+                    let hit = want && !classes::one_block_slab(c);
+                    assert_eq!(e.is_start(base + o), hit, "class {c} offset {o}");
+                }
+            }
         }
         // Alignment-only entries: exactly the aligned addresses.
         for align in [8usize, 16, 64, 512, 4096] {

@@ -131,4 +131,12 @@ fn after_init() {
     }
     // SAFETY: registering plain extern "C" functions.
     unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) };
+    if options::AUDIT.load(Ordering::Relaxed) {
+        // The unwinder is loaded here, outside every umem lock (dlopen
+        // allocates), and only with auditing on (`stack.rs`).
+        umem_slab::set_error_hook(crate::symbolize::error_hook);
+        // The debug reports (`debug_report.rs`) print the same history.
+        crate::debug_report::set_stacks_printer(crate::symbolize::report_stacks);
+        crate::stack::load_unwinder();
+    }
 }

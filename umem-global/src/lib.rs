@@ -50,6 +50,11 @@
 //!   SIGABRT (`debug_options.rs` has each word's meaning; [`verify`] checks
 //!   the whole heap on demand, [`umem_log::read_log`] reads the logs,
 //!   [`debug_report::set_stacks_printer`] adds stacks to reports);
+//!   `audit[=frames]` (part of `default`) records each buffer's last
+//!   allocation and free with thread, time and stack (`stack.rs`, printed
+//!   by [`print_buffer_history`], and in every report), and then
+//!   `UMEM_OPTIONS=findleaks` prints a leak report at exit ([`find_leaks`]
+//!   runs the same scan on demand);
 //! * `UMEM_STATS=1` (or `stderr`) prints the statistics table to stderr at
 //!   exit, `UMEM_STATS=all` lists every cache and arena in it, not only the
 //!   used ones (so does the `UMEM_OPTIONS` word `stats_all`), and any other
@@ -127,18 +132,32 @@
 //! | file | holds |
 //! |---|---|
 //! | `sys.rs` | system calls, errno, the page size, `fatal`, `flush_to`, `no_unwind` |
+//! | `debug_options.rs` | the `UMEM_DEBUG` and `UMEM_LOGGING` words |
 //! | `options.rs` | `UMEM_OPTIONS` and friends |
+//! | `debug_report.rs` | the debug reports (kind, buffer, detail, stacks), abort or carry on |
+//! | `umem_log.rs` | the `UMEM_LOGGING` rings: transaction, contents, fail |
+//! | `fault.rs` | `mtbf`'s fault injection |
 //! | `boot.rs` | the bootstrap arena for allocations made during init |
 //! | `classes.rs` | the size classes and the size → class tables |
 //! | `pagemap.rs` | the page map and its packed `PageEntry` |
 //! | `region.rs` | the class region, its stripes and their bitmaps |
 //! | `arenas.rs` | the tree's published arenas and the init state |
-//! | `source.rs` | the page source and the class arenas' source |
+//! | `source.rs` | the page source, the class arenas' source, the one-block classes' slab source |
+//! | `cfi.rs` | DWARF CFI: a cached frame-step rule per code address |
+//! | `stack.rs` | audit stacks: the unwinder, loaded only with `audit`, and the capture guard |
+//! | `large_audit.rs` | audit records of large blocks (`audit`): a side table |
 //! | `large.rs` | large blocks and the cache of freed ones |
-//! | `hit_tables.rs` | the hit paths' tables and their packed `FreeEntry` |
+//! | `debug_large.rs` | large and firewall blocks under debugging: exact sizes, tail redzones |
+//! | `hit_tables.rs` | the hit paths' tables (`ALLOC_TABLE`, `FREE_TABLE`: `FreeSlot`) |
 //! | `caches.rs` | the class caches and the making of a class |
+//! | `free_check.rs` | the default mode's checks of a free past the hit (interior, double, dead-slab) |
+//! | `verify.rs` | [`verify`]: every arena, cache, buftag and debug large block |
+//! | `symbolize.rs` | `module!symbol+0xoff` frames and a buffer's audit history |
+//! | `roots.rs` | a leak scan's roots and its fault-proof reader |
+//! | `leaks.rs` | the leak scan, [`find_leaks`] and the report at exit |
 //! | `fork.rs` | the `pthread_atfork` handlers |
 //! | `init.rs` | building the tree on the first allocation |
+//! | `debug.rs` | the debug path: every allocation and free under `UMEM_DEBUG` |
 //! | `alloc.rs` | the allocation path: hit, miss, slow |
 //! | `free.rs` | the free path, owner lookup, `FreeError` |
 //! | `realloc.rs` | the C `realloc` and its reserved room |
@@ -161,15 +180,15 @@
 //!   `alloc16_miss` → the class's cache (`caches.rs`, `ClassCache::alloc`)
 //!   → `alloc_slow` (init, the class's first allocation, large blocks).
 //! * `free(p)`: `free_hit` (`free.rs`) takes the class from the address
-//!   (`region::stripe_class`) and its `FreeEntry`, or, outside the region,
-//!   the `FreeEntry` indexed by the page map entry's top byte
+//!   (`region::stripe_class`) and its `FreeSlot`, or, outside the region,
+//!   the `FreeSlot` indexed by the page map entry's top byte
 //!   (`pagemap::slot`, `hit_tables::free_entry_at`); a pointer off the
 //!   class's alignment misses; else it pushes onto the thread's magazine
 //!   (`umem_slab::hit_free`). On a miss: `free_miss` (the page map's class,
 //!   the class's cache) → `free_slow` (large blocks, bootstrap blocks,
 //!   foreign pointers).
 //! * `Umem::alloc`/`dealloc`: the class from the layout
-//!   (`classes::layout_class`), its `FreeEntry`'s inline index, the same
+//!   (`classes::layout_class`), its `FreeSlot`'s inline index, the same
 //!   magazine pop or push; the misses as above.
 //!
 //! **Why a page map as well as the region:** blocks outside the region
@@ -192,13 +211,15 @@
 //! allocation or free (every one reads it): working-set reaping of the
 //! depots, magazine resize, hash rescale of caches and arenas, retained
 //! spans back to their sources, and then its hook, `reclaim::after_update`,
-//! which discards (`MADV_DONTNEED`) free segments of 64 KiB and more in
-//! umem's own arenas (`reclaim.rs`). A depot magazine goes back once it was
-//! unused for a whole interval, so memory a program frees is given back by
-//! the second update after the free: within two intervals of further
-//! allocator activity that leaves the magazine hit; an update that finds two
-//! intervals or more passed without one (an idle process) catches up and
-//! gives everything unused back at once.
+//! which ages the large-block cache (blocks cached at the previous update
+//! and not reused since go back: `large.rs`) and discards (`MADV_DONTNEED`)
+//! free segments of 64 KiB and more in umem's own arenas (`reclaim.rs`).
+//! The update runs every half interval and a depot magazine goes back once
+//! it was unused for a whole half interval, so memory a program frees is
+//! given back by the second update after the free: within one interval of
+//! further allocator activity that leaves the magazine hit; an update that
+//! finds two half intervals or more passed without one (an idle process)
+//! catches up and gives everything unused back at once.
 //!
 //! **An idle process gives nothing back** until its next allocation slow
 //! path or large-block call (or `malloc_trim`, or [`reap`]): there is no
@@ -237,7 +258,10 @@
 //! all in it):
 //!
 //! 1. the large-block cache lock (`large::BLOCK_CACHE`): nothing else is
-//!    taken while it is held today; its place first is for `prefork`;
+//!    taken while it is held today; its place first is for `prefork`. The
+//!    periodic update's hook, which runs with umem-slab's update flag held,
+//!    only try-locks it (`large::age`) and leaves the pass pending when it
+//!    is taken;
 //! 2. the class-creation lock (`caches::CLASS_LOCK`), held while a class's
 //!    arena and cache are made, which takes the locks below; then, under
 //!    `UMEM_DEBUG`, the debug large-block table's lock (`debug_large::TABLE`),
@@ -245,7 +269,9 @@
 //! 3. umem-slab's locks, then umem-vmem's, in their own documented order
 //!    (`umem_slab::lockup` takes both groups in order);
 //! 4. leaf locks, under which nothing is taken: the page map's leaf pool
-//!    (`pagemap::POOL`) and the region's stripe bitmaps (`region::STRIPES`).
+//!    (`pagemap::POOL`), the region's stripe bitmaps (`region::STRIPES`)
+//!    and, with `audit`, the large blocks' audit table
+//!    (`large_audit::TABLE`; the leak scan reads it under an arena lock).
 //!
 //! The init state (`arenas.rs`) is not a lock held across calls: threads
 //! that find it `BUSY` yield until it is `READY` or `FAILED`.
@@ -310,6 +336,7 @@ mod alloc;
 mod arenas;
 mod boot;
 mod caches;
+mod cfi;
 mod classes;
 mod debug;
 mod debug_large;
@@ -323,6 +350,8 @@ mod global_alloc;
 mod hit_tables;
 mod init;
 mod large;
+mod large_audit;
+mod leaks;
 mod options;
 mod pagemap;
 #[doc(hidden)]
@@ -330,14 +359,19 @@ pub mod preload_abi;
 mod realloc;
 mod reclaim;
 mod region;
+mod roots;
 mod source;
+mod stack;
 mod stats;
+mod symbolize;
 mod sys;
 pub mod umem_log;
 mod verify;
 
 pub use global_alloc::Umem;
+pub use leaks::{find_leaks, LeakGroup, LeakReport};
 pub use stats::{print_stats, stats, ArenaStats, ClassStats, LargeStats, Stats, MAX_ARENAS};
+pub use symbolize::{has_buffer_history, print_buffer_history, print_stack, write_frame};
 pub use verify::{verify, VerifyReport};
 
 /// Gives back to the system every cached object, magazine and freed large

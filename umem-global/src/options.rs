@@ -7,10 +7,12 @@
 //!
 //! `UMEM_OPTIONS` is a comma-separated list, as in libumem:
 //! * `nomagazines` — caches run without the magazine (per-thread) layer;
-//! * `reap_interval=N` — seconds between periodic update/reap steps
-//!   (default 10; 0 disables the periodic step);
+//! * `reap_interval=N` — seconds within which freed memory goes back (the
+//!   periodic update/reap steps run every N/2 s; default 10; 0 disables
+//!   them);
 //! * `large_cache=N` — bytes of recently freed large blocks kept for reuse
-//!   (default 64 MiB; suffixes k, m, g);
+//!   (default 64 MiB; suffixes k, m, g); a kept block that is not reused
+//!   goes back by the second periodic update after its free;
 //! * `noregion` — no class region (`region.rs`): size classes take their
 //!   spans from `umem_default` and `free` finds every block through the
 //!   page map (slower; for comparison, and what happens when the region
@@ -19,6 +21,9 @@
 //!   only those that were used;
 //! * `verify_at_exit` — check every cache, slab, buftag and arena at exit
 //!   (`umem_global::verify`) and report what is wrong;
+//! * `findleaks` — with `UMEM_DEBUG=audit`, print a leak report at exit
+//!   (`leaks.rs`; libumem has no such option: its leaks are found with
+//!   mdb's `::findleaks`);
 //! * `backend=mmap` — accepted (the only backend); `backend=sbrk` warns;
 //! * `concurrency=N`, `max_contention=N`, `perthread_cache=N` — accepted
 //!   for compatibility, no effect (magazines are per thread and resize on
@@ -31,7 +36,8 @@
 //! working directory at exit (`UMEM_STATS=stats.txt`). A file that cannot
 //! be opened gets a warning and the table goes to stderr.
 //!
-//! `UMEM_DEBUG` and `UMEM_LOGGING` are `debug_options.rs`'s.
+//! `UMEM_DEBUG` and `UMEM_LOGGING` are `debug_options.rs`'s (`audit[=frames]`
+//! records stacks: `stack.rs`).
 
 use core::ffi::CStr;
 use core::fmt::Write;
@@ -41,7 +47,10 @@ use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 pub static NOMAGAZINES: AtomicBool = AtomicBool::new(false);
 /// `noregion`: no class region.
 pub static NOREGION: AtomicBool = AtomicBool::new(false);
-pub use crate::debug_options::DEBUG;
+pub use crate::debug_options::{AUDIT, DEBUG};
+/// `UMEM_OPTIONS=findleaks`: with `audit`, report unreferenced buffers at
+/// exit (`leaks.rs`).
+pub static FINDLEAKS: AtomicBool = AtomicBool::new(false);
 /// `stats_all` (or `UMEM_STATS=all`): the table lists every cache and
 /// arena, not only those that were used.
 pub static STATS_ALL: AtomicBool = AtomicBool::new(false);
@@ -115,6 +124,7 @@ const WORDS: &[(&str, &str, &str)] = &[
     ("noregion", "", "noregion"),
     ("stats_all", "", "stats_all"),
     ("verify_at_exit", "", "verify_at_exit"),
+    ("findleaks", "", "findleaks"),
     (
         "reap_interval",
         "a whole number of seconds (e.g. reap_interval=5; 0 turns the periodic update off)",
@@ -174,6 +184,7 @@ pub fn apply(item: &[u8]) -> Result<(), Problem> {
         (b"verify_at_exit", None) => {
             crate::debug_options::VERIFY_AT_EXIT.store(true, Ordering::Relaxed)
         }
+        (b"findleaks", None) => FINDLEAKS.store(true, Ordering::Relaxed),
         (b"reap_interval", Some(_)) if num.is_some() => {
             let s = num.unwrap_or(0);
             REAP_INTERVAL_NS.store(s.saturating_mul(1_000_000_000), Ordering::Relaxed)
@@ -320,6 +331,12 @@ pub fn read_env() {
         }
     }
     crate::debug_options::read(getenv(c"UMEM_DEBUG"), getenv(c"UMEM_LOGGING"));
+    if FINDLEAKS.load(Ordering::Relaxed) && !AUDIT.load(Ordering::Relaxed) {
+        crate::sys::warn(format_args!(
+            "umem: UMEM_OPTIONS: findleaks needs UMEM_DEBUG=audit (the leak report groups buffers by their allocation stacks); ignored\n"
+        ));
+        FINDLEAKS.store(false, Ordering::Relaxed);
+    }
 }
 
 #[cfg(test)]

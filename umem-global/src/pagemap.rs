@@ -44,6 +44,7 @@ pub const MAX_PAGES: usize = (1 << 30) - 1;
 ///  31 30 29    24 23                 0
 /// | 0  0 |             0             |  not umem's (or inside a large block)
 /// | 0  0 |      pages (30 bits)      |  2nd page of a large block: its noted length
+/// | 0  0 | 0x3fffff << 6 |  class    |  a page of class `class` where no slab lives
 /// | 0  1 | class |        0          |  a page of class `class`'s slabs
 /// | 1  0 |      pages (30 bits)      |  1st page of a large block (umem_oversize)
 /// | 1  1 |      pages (30 bits)      |  1st page of an aligned block (umem_memalign)
@@ -62,6 +63,8 @@ impl PageEntry {
     const SMALL: u32 = 0x4000_0000;
     const LARGE: u32 = 0x8000_0000;
     const ALIGNED: u32 = 0xC000_0000;
+    /// A dead class page, less its class (see [`PageEntry::dead`]).
+    const DEAD: u32 = 0x3FFF_FF00;
     /// Where a small entry keeps its class: bits 24..30, just below the
     /// tag, so that the top byte alone says "small, class c".
     const CLASS_SHIFT: u32 = 24;
@@ -84,6 +87,25 @@ impl PageEntry {
     #[inline(always)]
     pub const fn aligned(pages: usize) -> PageEntry {
         PageEntry(Self::ALIGNED | pages as u32)
+    }
+    /// A page of class `class`'s arena where no slab lives (a class whose
+    /// slabs hold one block each, `classes::one_block_slab`): tag 0, not a
+    /// block start, and its top byte (`0x3f`) finds no class in
+    /// `FREE_TABLE`, so `free`'s hit misses and the miss names the class. (A
+    /// noted length of `0x3fffff00 | class` pages, some 4 TiB, would read
+    /// the same; no block is that large.)
+    #[inline(always)]
+    pub const fn dead(class: usize) -> PageEntry {
+        PageEntry(Self::DEAD | class as u32)
+    }
+    /// The class of a [`PageEntry::dead`] entry.
+    #[inline(always)]
+    pub const fn dead_class(self) -> Option<usize> {
+        if self.0 & !0x3f == Self::DEAD {
+            Some((self.0 & 0x3f) as usize)
+        } else {
+            None
+        }
     }
     /// A large block's second page: its last requested length, `pages`
     /// pages (tag 0: not a block start).
@@ -162,13 +184,16 @@ impl PageSlot {
     }
 }
 
-#[inline]
+/// The root and leaf indices of `addr`, or `None` above 2^48. (The root
+/// index is shifted out first and compared with `ROOT_LEN`: one shift and
+/// a compare, where testing `addr >> 48` would take a second shift.)
+#[inline(always)]
 fn split(addr: usize) -> Option<(usize, usize)> {
-    if addr >> ADDR_BITS != 0 {
+    let r = addr >> (sys::PAGE_SHIFT + LEAF_BITS);
+    if r >= ROOT_LEN {
         return None;
     }
-    let pn = addr >> sys::PAGE_SHIFT;
-    Some((pn >> LEAF_BITS, pn & (LEAF_LEN - 1)))
+    Some((r, (addr >> sys::PAGE_SHIFT) & (LEAF_LEN - 1)))
 }
 
 /// Whether the map can describe `[addr, addr + len)` (below 2^48).
@@ -305,6 +330,20 @@ pub fn set_range(addr: usize, len: usize, value: PageEntry) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dead_entries_name_their_class_and_miss() {
+        for c in 0..64 {
+            let e = PageEntry::dead(c);
+            assert_eq!(e.dead_class(), Some(c));
+            assert_eq!(e.decode(), PageKind::None);
+            assert!(!e.is_small());
+            assert!(!(0x40..0x80).contains(&e.free_table_index()));
+            assert_eq!(PageEntry::small(c).dead_class(), None);
+        }
+        assert_eq!(PageEntry::NONE.dead_class(), None);
+        assert_eq!(PageEntry::noted_len(5).dead_class(), None);
+    }
 
     #[test]
     fn entries_decode_to_what_they_encode() {

@@ -23,7 +23,10 @@
 //! exit are umem-global's own and need nothing from the preload crate.
 
 pub use crate::alloc::{alloc, alloc16, alloc16_hit};
-pub use crate::free::{free, free_hit, free_sized, owner, usable_size, FreeError, Owner};
+pub use crate::free::{
+    free, free_hit, free_marked, free_miss, free_sized, owner, usable_size, FreeError, FreeHit,
+    Owner,
+};
 pub use crate::realloc::{realloc, REALLOC_GROW_LARGE};
 pub use crate::reclaim::trim;
 pub use crate::sys::no_unwind;

@@ -82,11 +82,16 @@ pub fn discard_free(min: usize) -> usize {
 }
 
 /// umem-slab's update hook (installed at init): after a periodic update
-/// (`full` false) discard free segments of [`PERIODIC_DISCARD_MIN`] and
-/// more; after a reap-all (`full`), every free page.
+/// (`full` false) age the large-block cache (`large::age`: blocks unused
+/// since the previous update go back) and discard free segments of
+/// [`PERIODIC_DISCARD_MIN`] and more; after a reap-all (`full`), every free
+/// page.
 pub fn after_update(full: bool) {
     let min = if full { PAGE } else { PERIODIC_DISCARD_MIN };
     sys::keep_errno(|| {
+        if !full {
+            large::age();
+        }
         discard_free(min);
     });
 }

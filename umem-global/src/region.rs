@@ -43,13 +43,18 @@
 //! so `free`'s out-of-line path, `malloc_usable_size` and the bad-pointer
 //! checks read it exactly as for other memory.
 //!
-//! What the hit path trusts: any pointer inside a class's stripe, aligned
-//! like the class's buffers, is taken as a block of that class. Every such
-//! address is umem's own reserved memory, so only a pointer made up from
-//! umem's memory (not one from the stack, a global, another allocator, or
-//! the inside of a large block) gets past it; a double free is
-//! the same undetected error it is for the magazine layer in libumem (use
-//! `UMEM_DEBUG=default` to catch it).
+//! What the hit path trusts: any pointer inside a class's stripe that is a
+//! chunk start of the class's slab grid (`hit_tables::FreeSlot::is_start`)
+//! and does not hold the free key is taken as an allocated block of that
+//! class. Every such address is umem's own reserved memory, so only a
+//! pointer made up from umem's memory (not one from the stack, a global,
+//! another allocator, or the inside of a block) gets past it. The classes
+//! whose slabs hold one block each (whole pages from 4 KiB) never hit: their
+//! frees read the page map, which says where their slabs live
+//! (`source::LiveSource`). Not caught: a free of a chunk start of a
+//! smaller class where no slab lives any more (all its blocks freed, its
+//! span given back and its page discarded, so the key is gone), for
+//! which the hit would have to read per-page state.
 
 use crate::classes;
 use crate::pagemap;

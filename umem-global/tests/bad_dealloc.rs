@@ -1,6 +1,7 @@
 //! Issue 11, defect 4, through `Umem` (Rust's `dealloc`, which knows the
 //! layout) and `umem_global`'s C-style `free`: a double free (the block in
-//! the thread's magazine, or in the depot) and a free of a pointer inside a
+//! the thread's magazine, or in the depot, or an 8-byte block back on its
+//! slab) and a free of a pointer inside a
 //! block abort
 //! with one line naming the pointer and the class (a never-allocated chunk
 //! start is tested in C, `tests/tests/hardening.rs`, where the heap is
@@ -80,6 +81,24 @@ fn bad_deallocs_abort_naming_pointer_and_class() {
                 }
                 announce(v[0]);
                 A.dealloc(v[0], l32);
+            }
+        },
+    );
+    expect(
+        "dealloc twice (8-byte block back on its slab)",
+        "double free",
+        "umem_alloc_8",
+        || {
+            // SAFETY: as above. The reap sends the magazines' blocks back to
+            // their slabs; the blocks kept alive keep the slab there.
+            unsafe {
+                let l8 = Layout::from_size_align(8, 8).unwrap();
+                let keep: Vec<*mut u8> = (0..64).map(|_| A.alloc(l8)).collect();
+                let p = keep[32];
+                A.dealloc(p, l8);
+                umem_global::reap();
+                announce(p);
+                A.dealloc(p, l8);
             }
         },
     );

@@ -6,25 +6,92 @@
 //! handlers the way `lockup`/`release` need. Every lock of vmem (the arena
 //! lock, the arena-list lock, the populate lock, the segment-pool lock, the
 //! quantum-cache factory lock) and of the crates above it is one of these: a
-//! test-and-test-and-set spin lock that spins briefly with `spin_loop`
-//! hints and then gives the CPU away with `sched_yield`, so that a holder
-//! preempted on a machine with few cores gets to run. It never allocates.
+//! test-and-test-and-set lock that spins briefly with `spin_loop` hints and
+//! then sleeps on a futex until the holder wakes it (the three-state mutex
+//! of Drepper's "Futexes are tricky", as glibc's and parking_lot's locks
+//! do). It never allocates, and every step (a compare-and-swap, an
+//! exchange, the `futex` system call) is async-signal-safe, so fork
+//! handlers take and release these locks as before.
+//!
+//! **States:** 0 free, 1 held, 2 held and maybe someone sleeps. Taking it
+//! uncontended is one compare-and-swap 0 → 1; releasing it is one locked
+//! decrement, and only when it was 2 a store of 0 and a `FUTEX_WAKE` of one
+//! sleeper. A waiter
+//! spins [`SPINS_BEFORE_SLEEP`] times on loads (a holder that runs on the
+//! other core is usually out within that), then exchanges in 2 and, while
+//! the lock stays taken, sleeps with `FUTEX_WAIT` on the value 2.
+//!
+//! **Why not spin-then-yield** (what this lock did before): with more
+//! threads than cores, `sched_yield` only helps when the holder is runnable
+//! on this core, and a waiter that yields keeps being rescheduled to find
+//! the lock still held — a reproduction of sh6bench's growth-and-free
+//! pattern with 8 threads on 2 cores made 57,000 context switches that way.
+//! A sleeping waiter costs nothing until the holder lets go.
+//!
+//! Outside Linux there is no futex: the sleep phase yields instead.
 //!
 //! This file depends on nothing else in the crate.
 
 use core::cell::UnsafeCell;
 use core::ops::{Deref, DerefMut};
-use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use core::sync::atomic::{AtomicU32, Ordering};
 
-/// Spins (with `spin_loop` hints) before the waiter starts yielding.
-const SPINS_BEFORE_YIELD: u32 = 64;
+/// Spins (with `spin_loop` hints) before the waiter goes to sleep.
+pub const SPINS_BEFORE_SLEEP: u32 = 100;
+
+/// Lock states (module comment).
+const FREE: u32 = 0;
+const HELD: u32 = 1;
+const SLEEPERS: u32 = 2;
+
+/// Sleeps while `*word == val` (or until woken, or spuriously).
+#[cfg(target_os = "linux")]
+fn futex_wait(word: &AtomicU32, val: u32) {
+    // SAFETY: `word` is a live, aligned u32 for the duration of the call;
+    // FUTEX_WAIT only reads it; a null timeout means no timeout.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
+            val,
+            core::ptr::null::<libc::timespec>(),
+        );
+    }
+}
+
+/// Wakes one thread sleeping on `word`.
+#[cfg(target_os = "linux")]
+fn futex_wake(word: &AtomicU32) {
+    // SAFETY: `word` is a live, aligned u32; FUTEX_WAKE does not touch it.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
+            1,
+        );
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn futex_wait(_word: &AtomicU32, _val: u32) {
+    // SAFETY: sched_yield has no preconditions.
+    unsafe {
+        libc::sched_yield();
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn futex_wake(_word: &AtomicU32) {}
 
 /// A spin lock with no data. Used where the lock must be held across
 /// function calls — the fork `lockup`/`release` protocol, an arena lock
 /// dropped and retaken around an import — which a guard cannot express.
 pub struct RawSpin {
-    locked: AtomicBool,
-    /// Threads spinning in the slow path (diagnostics and tests).
+    /// [`FREE`], [`HELD`] or [`SLEEPERS`].
+    state: AtomicU32,
+    /// Threads waiting in the slow path (diagnostics and tests).
     waiters: AtomicU32,
 }
 
@@ -38,7 +105,7 @@ impl RawSpin {
     /// An unlocked lock.
     pub const fn new() -> Self {
         RawSpin {
-            locked: AtomicBool::new(false),
+            state: AtomicU32::new(FREE),
             waiters: AtomicU32::new(0),
         }
     }
@@ -47,14 +114,14 @@ impl RawSpin {
     /// (the "failed trylock" that slab's depot counts as contention).
     #[inline]
     pub fn try_lock(&self) -> bool {
-        !self.locked.load(Ordering::Relaxed)
+        self.state.load(Ordering::Relaxed) == FREE
             && self
-                .locked
-                .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+                .state
+                .compare_exchange(FREE, HELD, Ordering::Acquire, Ordering::Relaxed)
                 .is_ok()
     }
 
-    /// Take the lock, spinning and then yielding while another thread
+    /// Take the lock, spinning and then sleeping while another thread
     /// holds it.
     ///
     /// The first attempt is a bare compare-and-swap (no load before it, as
@@ -63,8 +130,8 @@ impl RawSpin {
     #[inline]
     pub fn lock(&self) {
         if self
-            .locked
-            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .state
+            .compare_exchange_weak(FREE, HELD, Ordering::Acquire, Ordering::Relaxed)
             .is_err()
         {
             self.lock_slow();
@@ -85,24 +152,17 @@ impl RawSpin {
     }
 
     fn lock_spin(&self) {
-        let mut spins = 0u32;
-        loop {
-            while self.locked.load(Ordering::Relaxed) {
-                spins += 1;
-                if spins < SPINS_BEFORE_YIELD {
-                    core::hint::spin_loop();
-                } else {
-                    // The holder may have been preempted: give the CPU away
-                    // instead of burning the rest of our time slice.
-                    // SAFETY: sched_yield has no preconditions.
-                    unsafe {
-                        libc::sched_yield();
-                    }
-                }
-            }
+        for _ in 0..SPINS_BEFORE_SLEEP {
             if self.try_lock() {
                 return;
             }
+            core::hint::spin_loop();
+        }
+        // Sleep phase: announce a sleeper (state 2) and sleep while it is
+        // held. Taking it here leaves state 2, so its release wakes one
+        // more sleeper than may exist: a spurious wake, never a lost one.
+        while self.state.swap(SLEEPERS, Ordering::Acquire) != FREE {
+            futex_wait(&self.state, SLEEPERS);
         }
     }
 
@@ -114,7 +174,20 @@ impl RawSpin {
     /// requires), and whatever the lock protects is consistent.
     #[inline]
     pub unsafe fn unlock(&self) {
-        self.locked.store(false, Ordering::Release);
+        // One locked decrement: 1 -> 0 is the whole uncontended release
+        // (Drepper's second mutex); from 2 it leaves 1, still held, and
+        // the slow path frees it and wakes a sleeper.
+        if self.state.fetch_sub(1, Ordering::Release) != HELD {
+            self.unlock_wake();
+        }
+    }
+
+    /// The release when sleepers may wait: free the lock, wake one.
+    #[cold]
+    #[inline(never)]
+    fn unlock_wake(&self) {
+        self.state.store(FREE, Ordering::Release);
+        futex_wake(&self.state);
     }
 }
 

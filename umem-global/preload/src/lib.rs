@@ -82,9 +82,19 @@ const MIN_ALIGN: usize = 16;
 
 #[cold]
 fn invalid(func: &str, p: *const c_void) -> ! {
+    let a = p as usize;
+    if umem_global::has_buffer_history(a) {
+        // UMEM_DEBUG=audit: the line, then the history of the block the
+        // pointer falls in.
+        sys::warn(format_args!(
+            "umem: {func}(): invalid pointer {a:#x} (not a block allocated by umem)\n"
+        ));
+        umem_global::print_buffer_history(2, a);
+        // SAFETY: abort has no preconditions.
+        unsafe { libc::abort() };
+    }
     sys::fatal(format_args!(
-        "umem: {func}(): invalid pointer {:#x} (not a block allocated by umem)",
-        p as usize
+        "umem: {func}(): invalid pointer {a:#x} (not a block allocated by umem)"
     ))
 }
 
@@ -132,18 +142,22 @@ pub unsafe extern "C" fn free(p: *mut c_void) {
     // SAFETY: the caller passes a block it owns (or a foreign pointer,
     // which free_miss refuses).
     unsafe {
-        if !abi::free_hit(p.cast()) {
-            free_miss(p)
+        match abi::free_hit(p.cast()) {
+            abi::FreeHit::Done => {}
+            abi::FreeHit::Miss => free_miss(p),
+            abi::FreeHit::Marked => abi::free_marked(p.cast()),
         }
     }
 }
 
+/// `free` past a hit that answered `Miss` (not trying the hit again).
+///
 /// # Safety
 /// As for `free`.
 #[inline(never)]
 unsafe fn free_miss(p: *mut c_void) {
     // SAFETY: by the caller.
-    if let Err(FreeError::InvalidPointer(_)) = unsafe { abi::free(p.cast()) } {
+    if let Err(FreeError::InvalidPointer(_)) = unsafe { abi::free_miss(p.cast()) } {
         invalid("free", p);
     }
 }

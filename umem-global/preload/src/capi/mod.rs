@@ -15,6 +15,8 @@
 //!   caches whose callbacks are C functions (Rust trampolines, see there);
 //! * [`vmem`] — `vmem_create/destroy/alloc/xalloc/free/xfree/add/contains/
 //!   walk/size` — umem-vmem arenas, with C `afunc`/`ffunc` sources;
+//! * [`leaks`] — `umem_findleaks`, an extension: the leak scan on demand
+//!   (`UMEM_DEBUG=audit`);
 //! * [`introspect`] — glibc's `mallinfo`, `mallinfo2`, `malloc_stats`,
 //!   `malloc_info` and `mallopt`, answered from [`umem_global::stats`].
 //!
@@ -67,6 +69,7 @@
 pub mod cache;
 pub mod debug;
 pub mod introspect;
+pub mod leaks;
 pub mod umem;
 pub mod vmem;
 
