@@ -76,6 +76,24 @@ int main(int argc, char **argv) {
         free(p);
         void *volatile again = p;
         free(again);
+    } else if (!strcmp(mode, "double-reuse")) {
+        /* Under noabort: double frees of blocks of several classes, then
+         * their buffers handed out again (the fill check sees them). */
+        static const size_t sizes[] = {16, 32, 48, 64, 96, 128, 256, 512, 640, 4096};
+        for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
+            char *p = malloc(sizes[i]);
+            free(p);
+            void *volatile again = p;
+            free(again);
+        }
+        for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
+            void *a[64];
+            for (int j = 0; j < 64; j++)
+                a[j] = malloc(sizes[i]);
+            for (int j = 0; j < 64; j++)
+                free(a[j]);
+        }
+        printf("double-reuse done\n");
     } else if (!strcmp(mode, "interior")) {
         char *p = malloc(64);
         say("buf", p);

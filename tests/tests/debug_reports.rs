@@ -75,6 +75,32 @@ fn double_free() {
     assert!(hist.contains("umem: aborting"), "{}", show(&o));
 }
 
+/// A double free of a debug buffer must not touch it: the free hit never
+/// takes a debug block (no address passes its block-start test under
+/// `UMEM_DEBUG`), so no free key lands on a free buffer's fill and its
+/// reuse finds nothing wrong. Under `noabort`: one report per double free,
+/// none when the buffers are handed out again.
+#[test]
+fn double_frees_under_noabort_leave_the_buffer_alone() {
+    for debug in ["guards,noabort", "default,noabort"] {
+        let o = bug("double-reuse", debug);
+        assert!(o.status.success(), "{debug}: {}", show(&o));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(
+            err.matches("umem: heap error: double free").count(),
+            10,
+            "{debug}: {}",
+            show(&o)
+        );
+        assert_eq!(
+            err.matches("umem: heap error:").count(),
+            10,
+            "{debug}: {}",
+            show(&o)
+        );
+    }
+}
+
 #[test]
 fn interior_free() {
     let o = bug("interior", "default");
