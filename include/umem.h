@@ -60,6 +60,43 @@ extern void umem_reap(void);
 extern void umem_setmtbf(uint32_t);
 
 /*
+ * Extensions of this libumem (not in illumos's <umem.h>): what illumos
+ * gets from mdb's ::umem_verify and ::umalog, as calls.
+ *
+ * umem_verify() checks every cache, slab, buftag and arena of the process,
+ * prints a heap-error report to stderr for each problem, and returns how
+ * many it found (0: all is well).
+ */
+extern int umem_verify(void);
+
+/* The UMEM_LOGGING logs. */
+#define	UMEM_LOG_TRANSACTION	0
+#define	UMEM_LOG_CONTENTS	1
+#define	UMEM_LOG_FAIL		2
+
+#define	UMEM_LOG_ALLOC		1	/* umem_log_entry_t.op */
+#define	UMEM_LOG_FREE		2
+#define	UMEM_LOG_FAILED		3
+
+typedef struct umem_log_entry {
+	int op;				/* UMEM_LOG_ALLOC, _FREE, _FAILED */
+	unsigned long thread;		/* pthread_self() */
+	unsigned long long timestamp_ns; /* CLOCK_MONOTONIC */
+	void *addr;			/* the block (NULL: a failure) */
+	size_t size;			/* bytes requested or freed */
+	const void *contents;		/* UMEM_LOG_CONTENTS: first bytes */
+	size_t contents_len;
+} umem_log_entry_t;
+
+/*
+ * Calls cb with each record of log `log`, oldest first, until cb returns
+ * non-zero; returns the number of records seen, or -1 for a log that is
+ * not on (see UMEM_LOGGING). The entry is valid during the call only.
+ */
+extern int umem_log_walk(int log,
+    int (*cb)(const umem_log_entry_t *, void *), void *arg);
+
+/*
  * Extension (not in illumos libumem): with UMEM_DEBUG=audit, scan the
  * process for blocks nothing references and print the report (grouped by
  * allocation stack) to fd when fd >= 0. Returns the number of leaked

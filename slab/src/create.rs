@@ -296,9 +296,7 @@ pub(crate) fn slab_geometry(
     } else {
         size.checked_next_multiple_of(ALIGN).ok_or(too_large)?
     };
-    let mut buftag_off = 0;
     if debug {
-        buftag_off = chunksize;
         chunksize = chunksize.checked_add(BUFTAG_SIZE).ok_or(too_large)?;
     }
     chunksize = chunksize.checked_next_multiple_of(align).ok_or(too_large)?;
@@ -307,6 +305,9 @@ pub(crate) fn slab_geometry(
         // a buffer free on its slab still reads as free (a double free of it is caught).
         chunksize = 2 * size_of::<usize>();
     }
+    // The buftag ends the chunk (its status word is the last word before the next
+    // buffer, and the alignment padding is redzone slack: `redzone.rs`).
+    let buftag_off = if debug { chunksize - BUFTAG_SIZE } else { 0 };
     let link_off = if debug {
         buftag_off + 8
     } else {

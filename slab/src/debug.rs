@@ -2,28 +2,26 @@
 //! after each buffer, the fill patterns, the checks made when a buffer leaves or comes
 //! back. The audit record of each buffer (`AUDIT`) is `audit.rs`'s.
 //!
-//! A debug chunk is `[buffer][buftag: redzone u64, link word, status]`: the link word is
-//! the free-list link of in-slab caches and the bufctl pointer of hashed ones; the status
-//! is [`Cache::buftag_status`] of the buffer's state.
+//! A debug chunk is `[buffer][slack][buftag: redzone u64, link word, status]`: the link
+//! word is the free-list link of in-slab caches and the bufctl pointer of hashed ones; the
+//! status is [`Cache::buftag_status`] of the buffer's state. The redzone (the slack and the
+//! redzone word) is `redzone.rs`'s.
 
+use core::ptr::NonNull;
 use core::sync::atomic::Ordering;
 
 use crate::cache::Cache;
-use crate::diag::fatal_error;
+use crate::debug_report::debug_report;
 use crate::error::SlabError;
+
+pub(crate) use crate::redzone::{BUFTAG_ALLOC, BUFTAG_FREE, REDZONE_PATTERN};
 
 /// Bytes of the buftag after each buffer.
 pub(crate) const BUFTAG_SIZE: usize = 24;
-/// The redzone word, right after the buffer.
-pub(crate) const REDZONE_PATTERN: u64 = 0xfeed_face_feed_face;
 /// What a free buffer is filled with (checked when it leaves the cache).
 pub(crate) const FREE_PATTERN: u64 = 0xdead_beef_dead_beef;
 /// What an allocated, never-written buffer holds.
 pub(crate) const UNINIT_PATTERN: u64 = 0xbadd_cafe_badd_cafe;
-/// Buftag status state: allocated.
-pub(crate) const BUFTAG_ALLOC: usize = 0xa110_c8ed;
-/// Buftag status state: free.
-pub(crate) const BUFTAG_FREE: usize = 0xf4ee_f4ee;
 
 impl Cache {
     /// The buftag status word of `buf` in `state` ([`BUFTAG_ALLOC`] or [`BUFTAG_FREE`]):
@@ -34,37 +32,51 @@ impl Cache {
         buf ^ (self as *const Cache as usize) ^ state
     }
 
-    /// Check a buffer leaving the cache: buftag says free, fill pattern intact; then mark
-    /// it allocated and construct it.
+    /// Check a buffer leaving the cache: buftag says free, fill pattern intact (up to
+    /// `maxverify` bytes; none under `lite`); then mark it allocated, arm its redzone
+    /// (`redzone.rs`) and construct it. A broken buftag or fill is reported
+    /// (`debug_report.rs`): abort, or carry on with the buffer refilled.
     pub(crate) fn debug_alloc(&self, buf: usize) -> Option<usize> {
         let off = self.buftag_off;
-        // SAFETY: debug caches are touchable; the buftag follows the buffer in its chunk.
+        let lite = crate::redzone::lite();
+        // SAFETY: debug caches are touchable; the buftag ends the buffer's chunk.
         unsafe {
             let bt = (buf + off) as *mut usize;
             if *bt.add(2) != self.buftag_status(buf, BUFTAG_FREE) {
-                fatal_error(&SlabError::Corrupt {
-                    what: "buftag corrupted on allocation",
-                    addr: buf,
-                    cache: self.name,
-                });
-            }
-            let p = buf as *mut u64;
-            for i in 0..off / 8 {
-                if *p.add(i) != FREE_PATTERN {
-                    fatal_error(&SlabError::ModifiedAfterFree {
+                debug_report(
+                    self,
+                    &SlabError::Corrupt {
+                        what: "buftag corrupted on allocation",
                         addr: buf,
-                        offset: i * 8,
                         cache: self.name,
-                    });
+                    },
+                );
+            }
+            if !lite {
+                let p = buf as *const u64;
+                for i in 0..crate::redzone::verify_len(off) / 8 {
+                    let w = *p.add(i);
+                    if w != FREE_PATTERN {
+                        debug_report(
+                            self,
+                            &SlabError::ModifiedAfterFree {
+                                addr: buf,
+                                offset: i * 8,
+                                found: w,
+                                cache: self.name,
+                            },
+                        );
+                        break;
+                    }
                 }
-                *p.add(i) = UNINIT_PATTERN;
+                fill(buf, off, UNINIT_PATTERN);
             }
             *bt.add(2) = self.buftag_status(buf, BUFTAG_ALLOC);
-            *(bt as *mut u64) = REDZONE_PATTERN;
+            self.arm_redzone(buf);
         }
         if self.audit {
             if let Err(e) = self.audit_record(buf, true) {
-                fatal_error(&e);
+                debug_report(self, &e);
             }
         }
         if !self.construct(buf) {
@@ -81,7 +93,8 @@ impl Cache {
     }
 
     /// Check a buffer coming back: buftag says allocated (else double free), redzone
-    /// intact; destruct, mark free, fill with the free pattern.
+    /// intact up to the size asked for, the word before it intact (underrun); destruct,
+    /// mark free, fill with the free pattern (not under `lite`).
     pub(crate) fn debug_free(&self, buf: usize) -> Result<(), SlabError> {
         let off = self.buftag_off;
         // SAFETY: the caller promised `buf` is a buffer of this (touchable) cache.
@@ -101,21 +114,20 @@ impl Cache {
                     None => SlabError::Redzone {
                         addr: buf,
                         cache: self.name,
+                        found: st as u64,
                     },
                 });
             }
-            if *(bt as *const u64) != REDZONE_PATTERN {
-                return Err(SlabError::Redzone {
-                    addr: buf,
-                    cache: self.name,
-                });
-            }
+            self.check_redzone(buf)?;
+            self.check_underrun(buf)?;
             if self.audit {
                 self.audit_record(buf, false)?;
             }
             self.destruct(buf);
             *bt.add(2) = self.buftag_status(buf, BUFTAG_FREE);
-            fill(buf, off, FREE_PATTERN);
+            if !crate::redzone::lite() {
+                fill(buf, off, FREE_PATTERN);
+            }
         }
         Ok(())
     }
@@ -130,5 +142,111 @@ pub(crate) unsafe fn fill(buf: usize, len: usize, pat: u64) {
     for i in 0..len / 8 {
         // SAFETY: by the caller.
         unsafe { *p.add(i) = pat };
+    }
+}
+
+impl Cache {
+    /// Whether `addr` is the start of a chunk this debug cache has handed out of its slab
+    /// layer, found in constant time where the layout allows (`None`: it cannot tell
+    /// cheaply; the caller locates it the slow way).
+    fn debug_start(&self, addr: usize) -> Option<bool> {
+        if self.hashed {
+            let g = self.slab.0.lock();
+            // SAFETY: slab lock held; the hash chains hold live bufctls.
+            unsafe {
+                let mut bc = *self.hash_bucket(&g, addr);
+                while !bc.is_null() {
+                    if (*bc).addr == addr {
+                        return Some(true);
+                    }
+                    bc = (*bc).next;
+                }
+            }
+            return Some(false);
+        }
+        if addr % 8 != 0 {
+            return None;
+        }
+        let size = self.slabsize();
+        let sp = ((addr & !(size - 1)) + size - crate::slab::SLAB_HDR) as *const crate::slab::Slab;
+        // SAFETY: an in-slab slab is `size` bytes aligned to `size` (taken aligned to its
+        // size, or its size is the source's quantum), so when `addr` is one of our
+        // buffers the record at its slab's end is ours; it is trusted only after its
+        // owner tag says so. The caller's `addr` lies in memory the source handed out
+        // (umem-global: a page its page map gives to this cache's class).
+        unsafe {
+            if !(*sp).owned_by(self.owner()) {
+                return None;
+            }
+            let s = &*sp;
+            Some(
+                addr >= s.base
+                    && addr < s.base + s.chunks * self.chunksize
+                    && self.chunk_div.divides(addr - s.base),
+            )
+        }
+    }
+
+    /// The start-of-buffer check of a debug free: `Ok` when `addr` is a buffer start of
+    /// this cache (its buftag then says whether it is allocated), else why not.
+    fn debug_owned(&self, addr: usize) -> Result<(), SlabError> {
+        match self.debug_start(addr) {
+            Some(true) => Ok(()),
+            _ => match self.diagnose(addr) {
+                None => Ok(()),
+                Some(e) => Err(e),
+            },
+        }
+    }
+
+    /// Checks, without freeing, that `ptr` is an allocated buffer of this debug cache with
+    /// its redzones intact (what a `realloc` checks before it copies). `Ok` for a cache
+    /// without debugging.
+    pub fn check_allocated(&self, ptr: NonNull<u8>) -> Result<(), SlabError> {
+        if self.buftag_off == 0 {
+            return Ok(());
+        }
+        let buf = ptr.as_ptr() as usize;
+        self.debug_owned(buf)?;
+        // SAFETY: a buffer start of this touchable debug cache (checked above).
+        unsafe {
+            let st = *((buf + self.buftag_off) as *const usize).add(2);
+            if st == self.buftag_status(buf, BUFTAG_FREE) {
+                return Err(SlabError::DoubleFree {
+                    addr: buf,
+                    cache: self.name,
+                });
+            }
+            if st != self.buftag_status(buf, BUFTAG_ALLOC) {
+                return Err(SlabError::Redzone {
+                    addr: buf,
+                    cache: self.name,
+                    found: st as u64,
+                });
+            }
+            self.check_redzone(buf)?;
+            self.check_underrun(buf)
+        }
+    }
+
+    /// The debug free with its error given back instead of reported: the start-of-buffer
+    /// check (constant time where the layout allows), then the buftag, redzone and
+    /// underrun checks; `Ok` when the buffer was freed, `Err` (and nothing freed) when
+    /// something is wrong. For a cache without debugging, the checked free
+    /// ([`Cache::free_checked`]).
+    ///
+    /// # Safety
+    /// When it returns `Ok` the buffer was freed: the caller must not use it again.
+    pub unsafe fn free_debug(&self, ptr: NonNull<u8>) -> Result<(), SlabError> {
+        if self.buftag_off == 0 {
+            // SAFETY: by the caller.
+            return unsafe { self.free_checked(ptr) };
+        }
+        let buf = ptr.as_ptr() as usize;
+        self.debug_owned(buf)?;
+        self.debug_free(buf)?;
+        // SAFETY: checked and marked free by debug_free: ours to free once.
+        unsafe { self.free_to_layers(buf) };
+        Ok(())
     }
 }

@@ -99,10 +99,38 @@ pub enum SlabError {
         /// The cache it was freed to.
         cache: CacheName,
     },
-    /// Debugging found a write past the end of the buffer.
+    /// Debugging found the redzone word after the buffer overwritten (it is neither the
+    /// redzone pattern nor an encoded size), or the buftag's status word neither
+    /// allocated nor free.
     Redzone {
         /// The buffer.
         addr: usize,
+        /// Its cache.
+        cache: CacheName,
+        /// The word found.
+        found: u64,
+    },
+    /// Debugging found a byte past the requested end of the buffer changed (a write of
+    /// `offset - size + 1` bytes past the end, at least).
+    Overrun {
+        /// The buffer.
+        addr: usize,
+        /// The size asked for (where the redzone starts).
+        size: usize,
+        /// Offset from the buffer's start of the first changed byte.
+        offset: usize,
+        /// The byte found there (the redzone holds `0xbb`).
+        found: u8,
+        /// Its cache.
+        cache: CacheName,
+    },
+    /// Debugging found the word just before the buffer (the previous chunk's buftag
+    /// status) changed: a write before the buffer's start.
+    Underrun {
+        /// The buffer.
+        addr: usize,
+        /// The word found before it.
+        found: usize,
         /// Its cache.
         cache: CacheName,
     },
@@ -112,6 +140,8 @@ pub enum SlabError {
         addr: usize,
         /// Offset of the first modified word.
         offset: usize,
+        /// The word found there (the fill is `0xdeadbeefdeadbeef`).
+        found: u64,
         /// Its cache.
         cache: CacheName,
     },
@@ -176,17 +206,32 @@ impl fmt::Display for SlabError {
             DoubleFree { addr, cache } => {
                 write!(f, "duplicate free of {addr:#x} to cache {cache}")
             }
-            Redzone { addr, cache } => write!(
+            Redzone { addr, cache, found } => write!(
                 f,
-                "redzone violation: write past the end of {addr:#x} in cache {cache}"
+                "redzone violation: write past the end of {addr:#x} in cache {cache} (redzone word {found:#018x})"
+            ),
+            Overrun {
+                addr,
+                size,
+                offset,
+                found,
+                cache,
+            } => write!(
+                f,
+                "redzone violation: write past the end of {addr:#x} in cache {cache}: {size}-byte request, byte at offset {offset} ({offset:#x}) is {found:#04x}, not 0xbb"
+            ),
+            Underrun { addr, found, cache } => write!(
+                f,
+                "redzone violation: write before the start of {addr:#x} in cache {cache} (the word before it is {found:#018x})"
             ),
             ModifiedAfterFree {
                 addr,
                 offset,
+                found,
                 cache,
             } => write!(
                 f,
-                "buffer {addr:#x} of cache {cache} modified after being freed (offset {offset:#x})"
+                "buffer {addr:#x} of cache {cache} modified after being freed (offset {offset:#x}: {found:#018x}, not 0xdeadbeefdeadbeef)"
             ),
             NotEmpty { live, cache } => {
                 write!(f, "destroy of cache {cache} with {live} live buffers")

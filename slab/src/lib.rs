@@ -172,18 +172,25 @@
 //! start every new buffer marked with [`FREE_KEY_WORD`], the *free key* their user
 //! writes into freed buffers, and answer [`Cache::check_free`], the slow check behind it.
 //!
-//! **Debugging** (`debug.rs`). With [`CacheFlags::DEBUG`] each chunk is `[buffer][buftag:
-//! redzone word, link word, status]`; free buffers are filled with `0xdeadbeef…` (checked
-//! when they leave the cache, replaced by `0xbaddcafe…`), frees check the status (double
-//! free) and the redzone, and objects are destructed on every free so that the fill can be
-//! checked. [`CacheFlags::AUDIT`] (`audit.rs`) adds a record of each buffer's last
-//! allocation and last free — thread, time and a stack of [`audit_depth`] frames taken by
-//! the hook of [`set_stack_hook`] ([`Cache::audit`], [`Cache::audit_detail`],
-//! [`Cache::walk_audited`]); a fatal error about a buffer calls the hook of
-//! [`set_error_hook`] so the layer above can print that history. Debug caches have fast
-//! index 0, so they never hit and non-debug caches pay nothing for debugging. Not yet
-//! written: the transaction and content logs, firewall arenas, `mtbf`, and the per-byte redzone after
-//! the requested size (that one is `umem_alloc`'s, in umem-global).
+//! **Debugging** (`debug.rs`, `redzone.rs`, `audit.rs`). With [`CacheFlags::DEBUG`] each
+//! chunk is `[buffer][slack][buftag: redzone word, link word, status]`, the buftag ending
+//! the chunk; free buffers are filled with `0xdeadbeef…` (checked when they leave the
+//! cache, up to `maxverify` bytes, replaced by `0xbaddcafe…`; no patterns under `lite`:
+//! [`set_debug_tuning`]), frees check the status (double free), the redzone and the word
+//! before the buffer (the neighbour's status: an underrun), and objects are destructed on
+//! every free so that the fill can be checked. The redzone is byte-precise: the slack
+//! holds [`REDZONE_BYTE`] from the size the user asked for ([`Cache::set_requested`], a
+//! size-encoded redzone word as in libumem's `umem_alloc`) up to the buftag.
+//! [`CacheFlags::AUDIT`] (`audit.rs`) adds a record of each buffer's last allocation and
+//! last free — thread, time and a stack of [`audit_depth`] frames taken by the hook of
+//! [`set_stack_hook`] ([`Cache::audit`], [`Cache::audit_detail`],
+//! [`Cache::walk_audited`]). Errors the debug checks find go to the user's report hook
+//! ([`set_debug_report_hook`], `debug_report.rs`: print — with the buffer's history — and
+//! abort, or carry on) or abort; other fatal errors about a buffer call the hook of
+//! [`set_error_hook`] so the layer above can print that history. [`Cache::free_debug`] and
+//! [`Cache::check_allocated`] give errors back instead; [`Cache::verify_buffers`] checks
+//! every buftag of a cache (`buftag_verify.rs`). Debug caches have fast index 0, so they
+//! never hit and non-debug caches pay nothing for debugging.
 //!
 //! ## 3. Locks and their order
 //!
@@ -304,11 +311,13 @@
 //   update, miss, qcache                  update/reap; slow paths; vmem's quantum caches
 //   create, verify, stats                 creation and init; checking; statistics
 mod audit;
+mod buftag_verify;
 mod cache;
 mod clock;
 mod create;
 pub use create::hashed_slab_size;
 mod debug;
+mod debug_report;
 mod depot;
 mod diag;
 mod error;
@@ -323,6 +332,7 @@ mod ops;
 mod percpu;
 mod percpu_layer;
 mod qcache;
+mod redzone;
 mod registry;
 mod rseq;
 mod secret;
@@ -337,12 +347,14 @@ pub use audit::{
     AuditStack, AuditedBuffer, StackHook, DEFAULT_AUDIT_DEPTH, MAX_AUDIT_DEPTH,
 };
 pub use cache::Cache;
+pub use debug_report::{set_debug_report_hook, DebugReportHook};
 pub use diag::{set_error_hook, ErrorHook};
 pub use error::{CacheName, SlabError};
 pub use flags::{CacheFlags, FREE_KEY_WORD};
 pub use hit::{hit_alloc, hit_free, FastIndex, InlineIndex};
 pub use magazine_block::{live_thread_blocks, thread_exit_flush};
 pub use ops::{CacheOps, CtorFn, DtorFn, ObjectOps, ReclaimFn};
+pub use redzone::{set_debug_tuning, REDZONE_BYTE};
 pub use registry::for_each_cache;
 pub use secret::process_secret;
 pub use stats::CacheStats;

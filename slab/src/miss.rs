@@ -6,7 +6,7 @@
 use core::sync::atomic::Ordering;
 
 use crate::cache::Cache;
-use crate::diag::fatal_error;
+use crate::debug_report::debug_report;
 use crate::magazine::bump;
 use crate::percpu::{self, TAG};
 use crate::registry::internal_caches;
@@ -158,11 +158,10 @@ impl Cache {
     }
 
     /// The free slow path: the debug checks of a debug cache, then [`Cache::free_to_layers`].
+    /// In per-CPU mode the per-CPU hit comes first (see [`Cache::alloc_slow`]).
     ///
     /// # Safety
     /// As [`Cache::free`].
-    ///
-    /// In per-CPU mode the per-CPU hit comes first (see [`Cache::alloc_slow`]).
     #[inline(never)]
     pub(crate) unsafe fn free_slow(&self, addr: usize) {
         if percpu::on() && self.fast_index.wrapping_sub(1) < percpu::SLOTS - 1 {
@@ -174,7 +173,9 @@ impl Cache {
         }
         if self.buftag_off != 0 {
             if let Err(e) = self.debug_free(addr) {
-                fatal_error(&e);
+                // Carrying on (`noabort`): the buffer is left alone, not freed.
+                debug_report(self, &e);
+                return;
             }
         }
         // SAFETY: by the caller; checked above for debug caches.

@@ -1,7 +1,8 @@
 /* umem_alloc family through <umem.h>, linked with -lumem (not preloaded).
  * Modes: (none) = the checks below; "nofail" = UMEM_NOFAIL under a lowered
  * RLIMIT_AS (exits 7 through the callback); "nofail-default" = no callback
- * (exits 255); "badsize" / "foreign" = bad umem_free (abort under UMEM_DEBUG). */
+ * (exits 255); "badsize" / "badsize-sameclass" / "foreign" = bad umem_free
+ * (abort under UMEM_DEBUG). */
 #include <umem.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -53,6 +54,13 @@ main(int argc, char **argv)
 	if (strcmp(mode, "badsize") == 0) {
 		void *p = umem_alloc(100, UMEM_DEFAULT);
 		umem_free(p, 300);
+		return (3);
+	}
+	if (strcmp(mode, "badsize-sameclass") == 0) {
+		/* 100 and 110 share the 112-byte class: the size-encoded
+		 * redzone still tells them apart. */
+		void *p = umem_alloc(100, UMEM_DEFAULT);
+		umem_free(p, 110);
 		return (3);
 	}
 	if (strcmp(mode, "foreign") == 0) {

@@ -149,6 +149,14 @@ fn umem_free_with_the_wrong_size_aborts_under_umem_debug() {
     );
     let o = run("capi_umem", &["foreign"], &[("UMEM_DEBUG", "default")]);
     aborted_with(&o, "not a buffer from umem_alloc");
+    // Within one class too: the redzone word records the size allocated.
+    let o = run(
+        "capi_umem",
+        &["badsize-sameclass"],
+        &[("UMEM_DEBUG", "default")],
+    );
+    aborted_with(&o, "umem_free(");
+    aborted_with(&o, "wrong size: the buffer was allocated with 100 bytes");
 }
 
 #[test]

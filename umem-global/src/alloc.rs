@@ -12,7 +12,7 @@ use crate::caches::{self, ClassCache};
 use crate::hit_tables;
 use crate::init::ensure_init;
 use crate::sys::no_unwind;
-use crate::{boot, classes, large, reclaim};
+use crate::{boot, classes, debug, debug_options, large, reclaim};
 use core::ptr::null_mut;
 use core::sync::atomic::Ordering;
 use umem_slab::InlineIndex;
@@ -83,6 +83,9 @@ fn class_alloc(c: usize, size: usize, zero: bool) -> Option<*mut u8> {
 /// [`alloc`] past the magazine hit.
 #[inline(never)]
 fn alloc_miss(size: usize, align: usize, zero: bool) -> *mut u8 {
+    if debug_options::debug_path() {
+        return no_unwind(|| debug::alloc(size, align, zero));
+    }
     no_unwind(|| match alloc_once(size, align, zero) {
         p if p.is_null() => alloc_retry(size, align, zero, false),
         p => p,
@@ -139,6 +142,9 @@ pub fn alloc16_hit(size: usize) -> Option<*mut u8> {
 /// and calls before init.
 #[inline(never)]
 fn alloc16_miss(size: usize, zero: bool) -> *mut u8 {
+    if debug_options::debug_path() {
+        return no_unwind(|| debug::alloc(size, 16, zero));
+    }
     no_unwind(|| match alloc16_once(size, zero) {
         p if p.is_null() => alloc_retry(size, 16, zero, true),
         p => p,
@@ -166,6 +172,10 @@ fn alloc_slow(size: usize, align: usize, zero: bool) -> *mut u8 {
             return null_mut();
         }
         return boot::alloc(size, align);
+    }
+    if debug_options::debug_path() {
+        // The process's first allocation, made before UMEM_DEBUG was read.
+        return debug::alloc(size, align, zero);
     }
     if let Some(c) = classes::layout_class(size, align) {
         // The class's first allocation (or its cache could not be made).

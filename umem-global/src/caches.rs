@@ -206,11 +206,19 @@ pub fn class_or_create(c: usize) -> Option<ClassCache> {
     slot.fast.store(cache.fast_index().raw(), Ordering::Relaxed);
     slot.cache
         .store(cache as *const Cache as *mut Cache, Ordering::Release);
+    // Under UMEM_DEBUG every allocation and free takes the debug path
+    // (`debug.rs`): the hit tables get no index.
+    let ii = if crate::debug_options::debug_path() {
+        umem_slab::InlineIndex::MISS
+    } else {
+        cache.fast_index().inline()
+    };
     hit_tables::publish(
         c,
-        cache.fast_index().inline(),
+        ii,
         cache.grid(),
         options::DEBUG.load(Ordering::Relaxed),
+        crate::debug_options::debug_path(),
     );
     class_cache(c)
 }

@@ -22,6 +22,7 @@ pub fn prefork() {
     }
     BLOCK_CACHE.raw().lock();
     CLASS_LOCK.raw().lock();
+    crate::debug_large::TABLE.raw().lock();
     // umem-slab's lockup takes its own locks and then every vmem lock.
     umem_slab::lockup();
     // Leaf locks, last.
@@ -67,6 +68,7 @@ unsafe fn release_all() {
         region::STRIPES.raw().unlock();
         pagemap::POOL.raw().unlock();
         umem_slab::release();
+        crate::debug_large::TABLE.raw().unlock();
         CLASS_LOCK.raw().unlock();
         BLOCK_CACHE.raw().unlock();
     }

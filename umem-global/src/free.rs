@@ -43,12 +43,13 @@
 //! or a free of an interior address finds no block start and is refused.
 
 use crate::caches;
+use crate::free_check::{check_and_mark, dead_free};
 use crate::hit_tables;
 use crate::options;
 use crate::pagemap::{self, PageKind};
 use crate::region;
 use crate::sys::{self, no_unwind, PAGE};
-use crate::{boot, classes, large};
+use crate::{boot, classes, debug, debug_large, debug_options, large};
 use core::sync::atomic::Ordering;
 
 /// What kind of pointer `p` is: by the page map, or `Boot`/`Foreign`.
@@ -186,6 +187,14 @@ unsafe fn mark_and_push(ii: umem_slab::InlineIndex, a: usize) -> FreeHit {
 #[inline(never)]
 pub unsafe fn free_marked(p: *mut u8) {
     no_unwind(|| {
+        if debug_options::debug_path() {
+            // Not reached under debugging (`hit_tables::publish` gives the
+            // hit no block start to pass, so it never marks a debug block);
+            // should a hit mark one anyway, the debug path frees it (a marked
+            // block reads as allocated to its checks). SAFETY: by the caller.
+            unsafe { debug::free(p) };
+            return;
+        }
         let a = p as usize;
         let c = match region::stripe_class(a) {
             Some(c) => c,
@@ -199,54 +208,6 @@ pub unsafe fn free_marked(p: *mut u8) {
     })
 }
 
-/// The checks of a small block `a` of class `c` (cache `k`) being freed
-/// past the hit, which abort naming `func`, the pointer and the class: a
-/// block start (`hit_tables::is_block_start`) on a live slab that does not hold the free
-/// key, or does and is allocated (`ClassCache::check_free`). Then marks it
-/// with the key. Not with `UMEM_DEBUG` (the debug caches' own checks).
-#[inline]
-fn check_and_mark(func: &str, a: usize, c: usize, k: caches::ClassCache, page_read: bool) {
-    if options::DEBUG.load(Ordering::Relaxed) {
-        // Debug caches check every free themselves (buftags), and their
-        // chunks are not the grid the block-start test assumes.
-        return;
-    }
-    let size = classes::size(c);
-    let name = classes::NAMES[c];
-    if !hit_tables::is_block_start(c, a) {
-        sys::fatal(format_args!(
-            "umem: {func}({a:#x}): not the start of a block: a pointer inside a {size}-byte block (class {name})"
-        ));
-    }
-    if !page_read && classes::one_block_slab(c) {
-        // Its slab's pages say whether it lives (`source::LiveSource`); the
-        // C path read the entry already (`page_read`), `dealloc`'s did not.
-        if let Some(d) = pagemap::entry(a).dead_class() {
-            dead_free(func, a, d);
-        }
-    }
-    let key = hit_tables::free_key();
-    // SAFETY: a block start of class c's slab grid, or an aligned address on
-    // one of the class's pages (the caller checked the page map): readable.
-    if unsafe { *(a as *const usize) } == key {
-        match k.check_free(a) {
-            Ok(()) => {}
-            Err(umem_slab::SlabError::DoubleFree { .. }) => sys::fatal(format_args!(
-                "umem: {func}({a:#x}): double free of a {size}-byte block (class {name})"
-            )),
-            Err(umem_slab::SlabError::BadAddress { buffer, .. }) => sys::fatal(format_args!(
-                "umem: {func}({a:#x}): not the start of a block: inside the {size}-byte block at {buffer:#x} (class {name})"
-            )),
-            Err(_) => sys::fatal(format_args!(
-                "umem: {func}({a:#x}): not an allocated {size}-byte block of class {name} (freed already, or never allocated)"
-            )),
-        }
-    }
-    // SAFETY: as above; the block is ours to free, and its first word is
-    // free-list state from now on.
-    unsafe { *(a as *mut usize) = key };
-}
-
 /// [`free`] past the magazine hit: what to call when [`free_hit`]
 /// answered [`FreeHit::Miss`] (it does not try the hit again).
 ///
@@ -255,6 +216,11 @@ fn check_and_mark(func: &str, a: usize, c: usize, k: caches::ClassCache, page_re
 #[inline(never)]
 pub unsafe fn free_miss(p: *mut u8) -> Result<(), FreeError> {
     no_unwind(|| {
+        if debug_options::debug_path() {
+            // SAFETY: by the caller.
+            unsafe { debug::free(p) };
+            return Ok(());
+        }
         let a = p as usize;
         let e = pagemap::entry(a);
         if e.is_small() {
@@ -297,18 +263,6 @@ pub unsafe fn free_miss(p: *mut u8) -> Result<(), FreeError> {
     })
 }
 
-/// A free of `a` on a page of class `c`'s arena where no slab lives (a
-/// class whose slabs hold one block each: `source::LiveSource`): its block
-/// was freed and its slab given back (a double free), or it never was one.
-#[cold]
-#[inline(never)]
-fn dead_free(func: &str, a: usize, c: usize) -> ! {
-    let (size, name) = (classes::size(c), classes::NAMES[c]);
-    sys::fatal(format_args!(
-        "umem: {func}({a:#x}): not an allocated {size}-byte block of class {name}: no slab holds it (a double free after its slab went back, or never allocated)"
-    ))
-}
-
 /// Null, large blocks, bootstrap blocks (ignored) and foreign pointers.
 #[cold]
 fn free_slow(p: *mut u8) -> Result<(), FreeError> {
@@ -333,7 +287,10 @@ pub fn usable_size(p: *const u8) -> Option<usize> {
         Owner::Large(n) => Some(large::len_of(p as usize, n)),
         // SAFETY: a bootstrap block has its header.
         Owner::Boot => Some(unsafe { boot::size_of(p as usize) }),
-        Owner::Foreign => None,
+        Owner::Foreign => debug_large::lookup(p as usize).map(|b| match b.kind {
+            debug_large::Kind::Firewall => b.size,
+            _ => b.len,
+        }),
     }
 }
 
@@ -349,6 +306,7 @@ pub unsafe fn free_sized(p: *mut u8, size: usize, align: usize) {
         // abort with a message (as libumem's debug mode does for a bad
         // free; a panic here would unwind out of `dealloc`).
         if cfg!(debug_assertions)
+            && !debug_options::debug_path()
             && !(matches!(owner(p), Owner::Small(pc) if pc == c) || boot::owns(p as usize))
         {
             layout_mismatch(p, size, align);
@@ -395,6 +353,11 @@ fn layout_mismatch(p: *mut u8, size: usize, align: usize) -> ! {
 #[inline(never)]
 unsafe fn free_sized_miss(p: *mut u8, size: usize, align: usize) {
     no_unwind(|| {
+        if debug_options::debug_path() {
+            // SAFETY: by the caller.
+            unsafe { debug::free(p) };
+            return;
+        }
         if let Some(c) = classes::layout_class(size, align) {
             if let Some(k) = caches::class_cache(c) {
                 check_and_mark("dealloc", p as usize, c, k, false);

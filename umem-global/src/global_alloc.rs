@@ -50,6 +50,12 @@ unsafe impl GlobalAlloc for Umem {
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         let (old, align) = (layout.size(), layout.align());
+        if crate::debug_options::debug_path() {
+            // SAFETY: GlobalAlloc's contract is realloc's.
+            return crate::sys::no_unwind(|| unsafe {
+                crate::debug::realloc(ptr, new_size, align)
+            });
+        }
         let oc = classes::layout_class(old, align);
         let nc = classes::layout_class(new_size, align);
         if oc.is_some() && oc == nc {

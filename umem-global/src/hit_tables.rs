@@ -19,6 +19,7 @@
 use crate::classes;
 use crate::pagemap::PageEntry;
 use crate::sys::PAGE;
+use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicUsize, Ordering};
 use umem_slab::{InlineIndex, SlabGrid};
 
@@ -93,14 +94,29 @@ pub const fn class_grid(c: usize) -> SlabGrid {
 /// `imul` and `cmp`. The index is a whole word, so the hit loads it with
 /// no zero-extension. A byte of no class has a test no address passes (so
 /// the hit misses). The test words are constants, from [`class_grid`]
-/// (which [`publish`] checks against each class cache's grid).
+/// (which [`publish`] checks against each class cache's grid), but for the
+/// bound of a class made under debugging, which [`publish`] sets to 0 (no
+/// address passes: the hit never touches a debug block).
 #[repr(C, align(64))]
 struct FreeTable {
     ii: [AtomicUsize; 256],
     mask: [u64; 256],
     mul: [u64; 256],
-    bound: [u64; 256],
+    bound: UnsafeCell<[u64; 256]>,
 }
+
+// SAFETY: `ii` is atomic and `mask`/`mul` are never written. `bound` is
+// written only by `publish`, under the class lock, for the class being made,
+// before any block of that class exists; it is read by `FreeSlot::is_start`
+// for a pointer being freed, and a slot of class `c` is reached only through
+// a page-map entry or a region stripe of class `c`. A block of class `c`
+// reaches `free` through the program's own hand-over from the `malloc` that
+// returned it, which came after `publish` (that allocation found the class
+// made): the write happens-before the read, as for the page map's entries.
+// A pointer umem never handed out that falls in class `c`'s stripe before
+// the class is made is undefined behaviour of the program (`free` of a
+// pointer no allocator returned).
+unsafe impl Sync for FreeTable {}
 
 /// A class's place in the `FREE_TABLE` (a page-map top byte: `0x40 | c`
 /// for class `c`, anything else for no class).
@@ -124,12 +140,14 @@ impl FreeSlot {
     /// chunks' end; see [`start_test`]).
     #[inline(always)]
     pub fn is_start(self, a: usize) -> bool {
-        // SAFETY: `self.0 < 256`, as in `inline_index`.
+        // SAFETY: `self.0 < 256`, as in `inline_index`; the bound is read in
+        // place with a plain load, ordered after its one write (`FreeTable`'s
+        // Sync impl).
         let (k, m, t) = unsafe {
             (
                 *FREE_TABLE.mask.get_unchecked(self.0),
                 *FREE_TABLE.mul.get_unchecked(self.0),
-                *FREE_TABLE.bound.get_unchecked(self.0),
+                FREE_TABLE.bound.get().cast::<u64>().add(self.0).read(),
             )
         };
         (a as u64 & k).wrapping_mul(m) < t
@@ -140,24 +158,26 @@ impl FreeSlot {
 const NO_II: AtomicUsize = AtomicUsize::new(0);
 
 const fn build_free_table() -> FreeTable {
-    let mut t = FreeTable {
-        ii: [NO_II; 256],
-        mask: [0; 256],
-        mul: [0; 256],
-        bound: [0; 256],
-    };
+    let mut mask = [0; 256];
+    let mut mul = [0; 256];
+    let mut bound = [0; 256];
     let mut c = 0;
     while c < classes::COUNT {
         let (k, m, b) = MISS_TEST[c];
         let i = PageEntry::small(c).free_table_index();
-        t.mask[i] = k;
-        t.mul[i] = m;
+        mask[i] = k;
+        mul[i] = m;
         // A class whose slabs hold one block each: no address passes on the
         // hit (the miss reads the page map, which says where a slab lives).
-        t.bound[i] = if classes::one_block_slab(c) { 0 } else { b };
+        bound[i] = if classes::one_block_slab(c) { 0 } else { b };
         c += 1;
     }
-    t
+    FreeTable {
+        ii: [NO_II; 256],
+        mask,
+        mul,
+        bound: UnsafeCell::new(bound),
+    }
 }
 
 /// Per class, its exact block-start test (mask, multiplier, bound), as the
@@ -228,14 +248,34 @@ pub fn alloc_index(size: usize) -> InlineIndex {
 /// debugging its grid must be the one the block-start test assumes
 /// ([`class_grid`]): anything else aborts here rather than refuse good
 /// frees later. (A debug cache never hits; its frees take the miss path,
-/// which tests by the cache's real grid.)
-pub fn publish(c: usize, ii: InlineIndex, grid: Option<SlabGrid>, debug: bool) {
+/// which tests by the cache's real grid.) `no_hit` (any `UMEM_DEBUG` or
+/// `UMEM_LOGGING` word: every allocation and free takes `debug.rs`): no
+/// address passes the class's free block-start test, so the free hit misses
+/// at once and never writes its free key into a block (the key goes in
+/// before the push, which `ii` = MISS would fail).
+///
+/// Called under `caches::CLASS_LOCK`, once per class, before any block of
+/// the class exists.
+pub fn publish(c: usize, ii: InlineIndex, grid: Option<SlabGrid>, debug: bool, no_hit: bool) {
     if !debug && grid != Some(class_grid(c)) {
         crate::sys::fatal(format_args!(
             "umem: class {}: slab grid {grid:?} is not the hit table's {:?}",
             classes::NAMES[c],
             class_grid(c)
         ));
+    }
+    if no_hit {
+        // SAFETY: see `FreeTable`'s Sync: the one writer of this class's
+        // bound (under the class lock), before any block of the class
+        // exists; `free_entry_of` masks the index below 256.
+        unsafe {
+            FREE_TABLE
+                .bound
+                .get()
+                .cast::<u64>()
+                .add(free_entry_of(c).0)
+                .write(0)
+        };
     }
     FREE_TABLE.ii[free_entry_of(c).0].store(ii.word(), Ordering::Relaxed);
     for (g, h) in ALLOC_TABLE.iter().enumerate() {

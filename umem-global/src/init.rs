@@ -76,6 +76,10 @@ fn build_tree() -> bool {
     let _ = umem_vmem::init(&source::PAGES, PAGE);
     magazines::choose();
     umem_slab::init();
+    if crate::debug_options::debug_path() {
+        umem_slab::set_debug_report_hook(crate::debug_report::slab_hook);
+        crate::umem_log::init();
+    }
     let heap: &'static dyn Source = umem_vmem::heap();
     let Ok(default) = Vmem::create(
         "umem_default",
@@ -133,6 +137,8 @@ fn after_init() {
         // The unwinder is loaded here, outside every umem lock (dlopen
         // allocates), and only with auditing on (`stack.rs`).
         umem_slab::set_error_hook(crate::symbolize::error_hook);
+        // The debug reports (`debug_report.rs`) print the same history.
+        crate::debug_report::set_stacks_printer(crate::symbolize::report_stacks);
         crate::stack::load_unwinder();
     }
 }

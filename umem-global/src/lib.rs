@@ -41,10 +41,19 @@
 //!   `noregion` (no class region: slower `free`), `backend=mmap`; the
 //!   tuning options `concurrency`, `max_contention`, `perthread_cache` are
 //!   accepted and have no effect;
-//! * `UMEM_DEBUG=default` (or `guards`, `contents`): the slab caches' debug
-//!   layout (redzones, fill patterns, double-free checks); `audit[=frames]`
-//!   adds each buffer's last allocation and free with thread, time and
-//!   stack (`stack.rs`, printed by [`print_buffer_history`]), and then
+//! * `UMEM_DEBUG` (libumem's words: `default`, `audit[=frames]`,
+//!   `contents[=count]`, `guards`, `verbose`, `nosignal`, `firewall=size`,
+//!   `lite`, `maxverify=size`, `noabort`, `mtbf=n`, `checknull`) and
+//!   `UMEM_LOGGING` (`transaction`, `contents`, `fail` logs): finding heap
+//!   bugs at run time — byte-precise redzones after every block, fill
+//!   patterns, double, interior and invalid frees, firewall pages, fault
+//!   injection — each reported with the buffer, its size and cache, then
+//!   SIGABRT (`debug_options.rs` has each word's meaning; [`verify`] checks
+//!   the whole heap on demand, [`umem_log::read_log`] reads the logs,
+//!   [`debug_report::set_stacks_printer`] adds stacks to reports);
+//!   `audit[=frames]` (part of `default`) records each buffer's last
+//!   allocation and free with thread, time and stack (`stack.rs`, printed
+//!   by [`print_buffer_history`], and in every report), and then
 //!   `UMEM_OPTIONS=findleaks` prints a leak report at exit ([`find_leaks`]
 //!   runs the same scan on demand);
 //! * `UMEM_STATS=1` (or `stderr`) prints the statistics table to stderr at
@@ -124,7 +133,11 @@
 //! | file | holds |
 //! |---|---|
 //! | `sys.rs` | system calls, errno, the page size, `fatal`, `flush_to`, `no_unwind` |
+//! | `debug_options.rs` | the `UMEM_DEBUG` and `UMEM_LOGGING` words |
 //! | `options.rs` | `UMEM_OPTIONS` and friends |
+//! | `debug_report.rs` | the debug reports (kind, buffer, detail, stacks), abort or carry on |
+//! | `umem_log.rs` | the `UMEM_LOGGING` rings: transaction, contents, fail |
+//! | `fault.rs` | `mtbf`'s fault injection |
 //! | `boot.rs` | the bootstrap arena for allocations made during init |
 //! | `classes.rs` | the size classes and the size → class tables |
 //! | `pagemap.rs` | the page map and its packed `PageEntry` |
@@ -135,14 +148,18 @@
 //! | `stack.rs` | audit stacks: the unwinder, loaded only with `audit`, and the capture guard |
 //! | `large_audit.rs` | audit records of large blocks (`audit`): a side table |
 //! | `large.rs` | large blocks and the cache of freed ones |
+//! | `debug_large.rs` | large and firewall blocks under debugging: exact sizes, tail redzones |
 //! | `hit_tables.rs` | the hit paths' tables (`ALLOC_TABLE`, `FREE_TABLE`: `FreeSlot`) |
 //! | `caches.rs` | the class caches and the making of a class |
 //! | `magazines.rs` | the magazine mode (per thread or per CPU) and per-CPU occupancy |
+//! | `free_check.rs` | the default mode's checks of a free past the hit (interior, double, dead-slab) |
+//! | `verify.rs` | [`verify`]: every arena, cache, buftag and debug large block |
 //! | `symbolize.rs` | `module!symbol+0xoff` frames and a buffer's audit history |
 //! | `roots.rs` | a leak scan's roots and its fault-proof reader |
 //! | `leaks.rs` | the leak scan, [`find_leaks`] and the report at exit |
 //! | `fork.rs` | the `pthread_atfork` handlers |
 //! | `init.rs` | building the tree on the first allocation |
+//! | `debug.rs` | the debug path: every allocation and free under `UMEM_DEBUG` |
 //! | `alloc.rs` | the allocation path: hit, miss, slow |
 //! | `free.rs` | the free path, owner lookup, `FreeError` |
 //! | `realloc.rs` | the C `realloc` and its reserved room |
@@ -248,7 +265,9 @@
 //!    only try-locks it (`large::age`) and leaves the pass pending when it
 //!    is taken;
 //! 2. the class-creation lock (`caches::CLASS_LOCK`), held while a class's
-//!    arena and cache are made, which takes the locks below;
+//!    arena and cache are made, which takes the locks below; then, under
+//!    `UMEM_DEBUG`, the debug large-block table's lock (`debug_large::TABLE`),
+//!    held while the table grows into pages of the heap (umem-vmem's locks);
 //! 3. umem-slab's locks, then umem-vmem's, in their own documented order
 //!    (`umem_slab::lockup` takes both groups in order);
 //! 4. leaf locks, under which nothing is taken: the page map's leaf pool
@@ -305,9 +324,12 @@
 //!   only by fragmentation of the heap's spans is not resident.
 //! * **Re-entrant init** is served by a static bootstrap arena instead of
 //!   waiting (a libc routine called during init may allocate).
-//! * **mmap only** (no `sbrk` backend); `UMEM_DEBUG` supports the debug
-//!   layout (`default`, `guards`, `contents`) and `audit[=frames]` only, and
-//!   `UMEM_LOGGING` is not supported.
+//! * **mmap only** (no `sbrk` backend). `UMEM_DEBUG=nosignal` cannot apply
+//!   on Linux (a library cannot tell that it runs in a signal handler: it
+//!   turns `audit` on and warns), `random` and `UMEM_LOGGING=slab` are not
+//!   supported, `mtbf` is deterministic (every n-th allocation), and every
+//!   report is written to stderr (there is no `::umem_status` buffer for mdb
+//!   to read; `verbose` adds a dump of the damaged bytes).
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
@@ -318,8 +340,14 @@ mod boot;
 mod caches;
 mod cfi;
 mod classes;
+mod debug;
+mod debug_large;
+mod debug_options;
+pub mod debug_report;
+mod fault;
 mod fork;
 mod free;
+mod free_check;
 mod global_alloc;
 mod hit_tables;
 mod init;
@@ -340,12 +368,15 @@ mod stack;
 mod stats;
 mod symbolize;
 mod sys;
+pub mod umem_log;
+mod verify;
 
 pub use global_alloc::Umem;
 pub use leaks::{find_leaks, LeakGroup, LeakReport};
 pub use magazines::{MagazineMode, MAX_CPU_ROWS};
 pub use stats::{print_stats, stats, ArenaStats, ClassStats, LargeStats, Stats, MAX_ARENAS};
 pub use symbolize::{has_buffer_history, print_buffer_history, print_stack, write_frame};
+pub use verify::{verify, VerifyReport};
 
 /// Gives back to the system every cached object, magazine and freed large
 /// block that can go (libumem's `umem_reap`), runs the periodic update step,

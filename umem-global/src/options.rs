@@ -23,6 +23,8 @@
 //!   cannot be reserved);
 //! * `stats_all` — the statistics table lists every cache and arena, not
 //!   only those that were used;
+//! * `verify_at_exit` — check every cache, slab, buftag and arena at exit
+//!   (`umem_global::verify`) and report what is wrong;
 //! * `findleaks` — with `UMEM_DEBUG=audit`, print a leak report at exit
 //!   (`leaks.rs`; libumem has no such option: its leaks are found with
 //!   mdb's `::findleaks`);
@@ -38,10 +40,8 @@
 //! working directory at exit (`UMEM_STATS=stats.txt`). A file that cannot
 //! be opened gets a warning and the table goes to stderr.
 //!
-//! `UMEM_DEBUG=default` (or `guards`, `contents`) turns on umem-slab's debug
-//! layout in the size-class caches; `audit[=frames]` adds the audit records
-//! with stacks (`stack.rs`); its other words (`firewall=`, …) and
-//! `UMEM_LOGGING` are not supported yet: a warning says so.
+//! `UMEM_DEBUG` and `UMEM_LOGGING` are `debug_options.rs`'s (`audit[=frames]`
+//! records stacks: `stack.rs`).
 
 use core::ffi::CStr;
 use core::fmt::Write;
@@ -53,15 +53,7 @@ pub static NOMAGAZINES: AtomicBool = AtomicBool::new(false);
 pub static PERCPU: AtomicBool = AtomicBool::new(false);
 /// `noregion`: no class region.
 pub static NOREGION: AtomicBool = AtomicBool::new(false);
-/// `UMEM_DEBUG=default|guards|contents`: size-class caches get umem-slab's
-/// debug layout (redzone + buftag after each buffer, 0xdeadbeef fill
-/// checked on reuse, double-free and redzone checks on free, abort with a
-/// message naming the buffer).
-pub static DEBUG: AtomicBool = AtomicBool::new(false);
-/// `UMEM_DEBUG=audit[=frames]`: the size-class caches also keep an audit
-/// record with the stacks of each buffer's last allocation and free
-/// (umem-slab's `AUDIT`; implies [`DEBUG`]; `stack.rs`).
-pub static AUDIT: AtomicBool = AtomicBool::new(false);
+pub use crate::debug_options::{AUDIT, DEBUG};
 /// `UMEM_OPTIONS=findleaks`: with `audit`, report unreferenced buffers at
 /// exit (`leaks.rs`).
 pub static FINDLEAKS: AtomicBool = AtomicBool::new(false);
@@ -126,7 +118,7 @@ fn parse_num(v: &[u8]) -> Option<u64> {
     n.checked_mul(mul)
 }
 
-fn show(b: &[u8]) -> &str {
+pub(crate) fn show(b: &[u8]) -> &str {
     core::str::from_utf8(b).unwrap_or("<non-utf8>")
 }
 
@@ -139,6 +131,7 @@ const WORDS: &[(&str, &str, &str)] = &[
     ("percpu", "", "percpu"),
     ("nopercpu", "", "nopercpu"),
     ("stats_all", "", "stats_all"),
+    ("verify_at_exit", "", "verify_at_exit"),
     ("findleaks", "", "findleaks"),
     (
         "reap_interval",
@@ -198,6 +191,9 @@ pub fn apply(item: &[u8]) -> Result<(), Problem> {
         (b"percpu", None) => PERCPU.store(true, Ordering::Relaxed),
         (b"nopercpu", None) => PERCPU.store(false, Ordering::Relaxed),
         (b"stats_all", None) => STATS_ALL.store(true, Ordering::Relaxed),
+        (b"verify_at_exit", None) => {
+            crate::debug_options::VERIFY_AT_EXIT.store(true, Ordering::Relaxed)
+        }
         (b"findleaks", None) => FINDLEAKS.store(true, Ordering::Relaxed),
         (b"reap_interval", Some(_)) if num.is_some() => {
             let s = num.unwrap_or(0);
@@ -307,28 +303,6 @@ pub fn stats_to(v: &[u8]) -> StatsTo<'_> {
     }
 }
 
-/// `UMEM_DEBUG=audit[=frames]`: auditing with `frames` stack frames per
-/// record (default umem-slab's `DEFAULT_AUDIT_DEPTH`, 15 as in libumem; at
-/// most `MAX_AUDIT_DEPTH`).
-fn apply_audit(item: &[u8]) {
-    let frames = match item.strip_prefix(b"audit=") {
-        None if item == b"audit" => Some(umem_slab::DEFAULT_AUDIT_DEPTH as u64),
-        Some(v) => parse_num(v).filter(|&n| n >= 1 && n <= umem_slab::MAX_AUDIT_DEPTH as u64),
-        None => None,
-    };
-    let Some(frames) = frames else {
-        crate::sys::warn(format_args!(
-            "umem: UMEM_DEBUG: '{}' ignored: audit takes a number of frames from 1 to {} (e.g. audit=20)\n",
-            show(item),
-            umem_slab::MAX_AUDIT_DEPTH
-        ));
-        return;
-    };
-    umem_slab::set_audit_depth(frames as usize);
-    DEBUG.store(true, Ordering::Relaxed);
-    AUDIT.store(true, Ordering::Relaxed);
-}
-
 /// Reads and applies the environment. Called once during initialisation.
 pub fn read_env() {
     if let Some(v) = getenv(c"UMEM_OPTIONS") {
@@ -366,38 +340,12 @@ pub fn read_env() {
             }
         }
     }
-    if let Some(v) = getenv(c"UMEM_DEBUG") {
-        for item in v.split(|&c| c == b',') {
-            let name = item.split(|&c| c == b'=').next().unwrap_or(b"");
-            match name {
-                b"" => {}
-                b"default" | b"guards" | b"contents" => DEBUG.store(true, Ordering::Relaxed),
-                b"audit" => apply_audit(item),
-                b"verbose" | b"nosignal" | b"firewall" | b"lite" | b"maxverify" | b"noabort"
-                | b"mtbf" | b"checknull" => crate::sys::warn(format_args!(
-                    "umem: UMEM_DEBUG: '{}' is not supported yet; ignored\n",
-                    show(item)
-                )),
-                _ => crate::sys::warn(format_args!(
-                    "umem: UMEM_DEBUG: unknown option '{}' ignored\n",
-                    show(item)
-                )),
-            }
-        }
-    }
+    crate::debug_options::read(getenv(c"UMEM_DEBUG"), getenv(c"UMEM_LOGGING"));
     if FINDLEAKS.load(Ordering::Relaxed) && !AUDIT.load(Ordering::Relaxed) {
         crate::sys::warn(format_args!(
             "umem: UMEM_OPTIONS: findleaks needs UMEM_DEBUG=audit (the leak report groups buffers by their allocation stacks); ignored\n"
         ));
         FINDLEAKS.store(false, Ordering::Relaxed);
-    }
-    if let Some(v) = getenv(c"UMEM_LOGGING") {
-        if !v.is_empty() {
-            crate::sys::warn(format_args!(
-                "umem: UMEM_LOGGING={} is not supported yet; ignored\n",
-                show(v)
-            ));
-        }
     }
 }
 

@@ -31,6 +31,18 @@ pub use crate::realloc::{realloc, REALLOC_GROW_LARGE};
 pub use crate::reclaim::trim;
 pub use crate::sys::no_unwind;
 
+/// `UMEM_DEBUG`'s view for the C ABI.
+pub mod debug {
+    pub use crate::debug::requested_size;
+    pub use crate::debug_options::debug_path;
+
+    /// Whether the size classes have the debug layout (`guards` or a word
+    /// that implies it).
+    pub fn guards() -> bool {
+        crate::debug_options::DEBUG.load(core::sync::atomic::Ordering::Relaxed)
+    }
+}
+
 /// The system-call and diagnostic helpers the C ABI uses.
 pub mod sys {
     pub use crate::sys::{fatal, keep_errno, set_errno, warn, PAGE};

@@ -68,6 +68,12 @@ pub fn room_for_move(size: usize) -> usize {
 /// As for [`free`]; on success the old block must no longer be used.
 #[inline]
 pub unsafe fn realloc(p: *mut u8, size: usize, align: usize) -> Result<*mut u8, FreeError> {
+    if crate::debug_options::debug_path() {
+        // SAFETY: by the caller.
+        return Ok(no_unwind(|| unsafe {
+            crate::debug::realloc(p, size, align)
+        }));
+    }
     // The in-place cases first, inlined into the caller: a small block
     // whose class still fits, and a large block growing within its room
     // (what a buffer grown by many small reallocs does at every step).

@@ -568,6 +568,9 @@ fn print_table(fd: i32, all: bool) {
 /// relative to the working directory at exit, appended to). A file that
 /// cannot be opened gets a warning and the table goes to stderr.
 extern "C" fn at_exit() {
+    if is_initialized() {
+        crate::verify::at_exit();
+    }
     if is_initialized() && options::STATS_AT_EXIT.load(Ordering::Relaxed) {
         match options::STATS_PATH.get() {
             None => print_stats(2),

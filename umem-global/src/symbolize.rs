@@ -140,3 +140,9 @@ pub fn print_buffer_history(fd: i32, addr: usize) -> bool {
 pub fn error_hook(addr: usize) {
     print_buffer_history(2, addr);
 }
+
+/// The stacks section of a debug report (`debug_report::set_stacks_printer`,
+/// installed with `audit`): the history of the buffer the report is about.
+pub fn report_stacks(buf: usize, fd: i32) {
+    print_buffer_history(fd, buf);
+}

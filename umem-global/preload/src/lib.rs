@@ -279,6 +279,12 @@ pub unsafe extern "C" fn malloc_usable_size(p: *mut c_void) -> usize {
     if p.is_null() {
         return 0;
     }
+    if abi::debug::debug_path() {
+        // Under UMEM_DEBUG, the size requested: the redzone starts there.
+        if let Some(n) = abi::debug::requested_size(p.cast()) {
+            return n;
+        }
+    }
     match abi::usable_size(p.cast()) {
         Some(n) => n,
         None => invalid("malloc_usable_size", p),

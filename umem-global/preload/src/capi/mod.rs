@@ -53,7 +53,10 @@
 //! naming the buffer and both sizes if not; `umem_cache_free` uses the slab
 //! layer's checked free (wrong cache, interior pointer, double free); user
 //! caches get the slab debug layout unless created `UMC_NODEBUG` or
-//! `UMC_NOTOUCH`.
+//! `UMC_NOTOUCH`. A `umem_free` whose size is not the size allocated (the
+//! size-encoded redzone says) aborts too. [`debug`] adds `umem_verify()` and
+//! `umem_log_walk()` (extensions: mdb's `::umem_verify` and `::umalog` as
+//! calls).
 //!
 //! Nothing here takes a lock of its own except the exit lock of the nofail
 //! path (a word that is never released); C callbacks (constructors,
@@ -64,6 +67,7 @@
 #![deny(clippy::missing_safety_doc)]
 
 pub mod cache;
+pub mod debug;
 pub mod introspect;
 pub mod leaks;
 pub mod umem;
@@ -201,7 +205,10 @@ pub(crate) fn debugging() -> bool {
                 let v = unsafe { CStr::from_ptr(p) }.to_bytes();
                 v.split(|&c| c == b',').any(|w| {
                     let name = w.split(|&c| c == b'=').next().unwrap_or(b"");
-                    matches!(name, b"default" | b"guards" | b"contents")
+                    matches!(
+                        name,
+                        b"default" | b"guards" | b"contents" | b"audit" | b"lite" | b"nosignal"
+                    )
                 })
             };
             DEBUGGING.store(if on { 2 } else { 1 }, Ordering::Relaxed);

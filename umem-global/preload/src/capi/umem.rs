@@ -114,7 +114,8 @@ pub unsafe extern "C" fn umem_free(buf: *mut c_void, size: usize) {
             format_args!("no umem_alloc block has this size"),
         );
     };
-    if debugging() {
+    let requested = umem_global::preload_abi::debug::requested_size(buf.cast());
+    if debugging() && requested != Some(size) {
         let want = expected_usable(size);
         match umem_global::preload_abi::usable_size(buf.cast()) {
             None => bad_free(
@@ -132,6 +133,14 @@ pub unsafe extern "C" fn umem_free(buf: *mut c_void, size: usize) {
                 ),
             ),
             Some(_) => {}
+        }
+        if let Some(r) = requested {
+            bad_free(
+                "umem_free",
+                buf,
+                size,
+                format_args!("wrong size: the buffer was allocated with {r} bytes"),
+            );
         }
     }
     // SAFETY: by the caller, `buf` is a live block allocated with `layout`.
