@@ -12,6 +12,10 @@
 //! * [`InlineIndex`] is the byte offset of an inline thread cache in the block
 //!   (`id * 64`): `0` again means *always miss*.
 //!
+//! With per-CPU magazines (`percpu.rs`) these hits always miss (the threads' inline slots
+//! stay empty) and the per-CPU hit runs at the start of the slow paths (`miss.rs`): the
+//! hit below does not know the mode.
+//!
 //! The hit itself is [`magazine::pop`](crate::magazine::pop) /
 //! [`magazine::push`](crate::magazine::push): a TLS load, a compare, a load and a store,
 //! plus an owner-only counter; no lock and no atomic read-modify-write.
@@ -21,6 +25,7 @@ use core::ptr::NonNull;
 use crate::cache::Cache;
 use crate::magazine::{pop, push, ThreadCache};
 use crate::magazine_block::{self, INLINE_SLOT_NEVER_NULL, SLOTS_PER_CHUNK};
+use crate::percpu;
 
 /// A cache's index for the per-thread fast path ([`Cache::fast_index`]); 0 (always a
 /// miss) for caches without a magazine layer and debug caches.
@@ -119,6 +124,39 @@ pub unsafe fn hit_alloc(ii: InlineIndex) -> Option<usize> {
 pub unsafe fn hit_free(ii: InlineIndex, addr: usize) -> bool {
     // SAFETY: as in hit_alloc; the buffer is the slot's cache's by the caller.
     unsafe { push::<{ !INLINE_SLOT_NEVER_NULL }>(magazine_block::inline_slot(ii.0), addr) }
+}
+
+/// The per-CPU hit (`percpu.rs`) of the cache whose inline index is `ii`: the top round of
+/// the current CPU's magazines, or `None` in per-thread mode, for
+/// [`InlineIndex::MISS`] and when the CPU's magazines are empty. In per-CPU mode
+/// [`hit_alloc`] always misses (the threads' inline slots stay empty), so a caller tries
+/// this first on its miss path, out of line: the per-thread hit pays nothing for the mode.
+/// (The Cache API's own slow paths try it too, `miss.rs`.)
+///
+/// # Safety
+/// As [`hit_alloc`].
+#[inline(always)]
+pub unsafe fn cpu_hit_alloc(ii: InlineIndex) -> Option<usize> {
+    if !percpu::on() || ii.0 == 0 {
+        return None;
+    }
+    // SAFETY: per-CPU mode and an inline slot of a cache with an id below 64.
+    unsafe { percpu::hit_pop(ii.0 | percpu::TAG) }
+}
+
+/// The free-side twin of [`cpu_hit_alloc`]: pushes `addr` onto the current CPU's
+/// magazines and returns `true`, or `false` (nothing done) in per-thread mode, for
+/// [`InlineIndex::MISS`] and when they are full.
+///
+/// # Safety
+/// As [`hit_free`].
+#[inline(always)]
+pub unsafe fn cpu_hit_free(ii: InlineIndex, addr: usize) -> bool {
+    if !percpu::on() || ii.0 == 0 {
+        return false;
+    }
+    // SAFETY: as in cpu_hit_alloc; the buffer is the slot's cache's by the caller.
+    unsafe { percpu::hit_push(ii.0 | percpu::TAG, addr) }
 }
 
 // ---------------------------------------------------------------------------------------

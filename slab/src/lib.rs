@@ -264,7 +264,10 @@
 //!   magazines instead, over Linux restartable sequences (`rseq.rs`, `percpu.rs`,
 //!   `percpu_layer.rs`), still with no lock and no atomic read-modify-write on a hit:
 //!   memory bounded by the CPUs (issue 16), at the price of a longer hit (the CPU number,
-//!   the section descriptor, two tries). A CPU slot is written only by sections on that
+//!   the section descriptor, two tries). The per-thread hit is not touched by the mode: per
+//!   CPU the threads' inline slots stay empty, so it misses, and the slow paths
+//!   (`miss.rs`) run the per-CPU hit first — the default mode pays nothing for the
+//!   switch, the per-CPU mode a miss and a call before its hit. A CPU slot is written only by sections on that
 //!   CPU, so a slow path *takes* the CPU's magazines by rseq exchanges, works on them as a
 //!   thread works on its own, and puts them back; a reap moves the reaping thread to each
 //!   CPU in turn. Caches with ids from 64 on keep per-thread magazines.
@@ -351,7 +354,7 @@ pub use debug_report::{set_debug_report_hook, DebugReportHook};
 pub use diag::{set_error_hook, ErrorHook};
 pub use error::{CacheName, SlabError};
 pub use flags::{CacheFlags, FREE_KEY_WORD};
-pub use hit::{hit_alloc, hit_free, FastIndex, InlineIndex};
+pub use hit::{cpu_hit_alloc, cpu_hit_free, hit_alloc, hit_free, FastIndex, InlineIndex};
 pub use magazine_block::{live_thread_blocks, thread_exit_flush};
 pub use ops::{CacheOps, CtorFn, DtorFn, ObjectOps, ReclaimFn};
 pub use redzone::{set_debug_tuning, REDZONE_BYTE};

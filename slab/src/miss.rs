@@ -7,8 +7,8 @@ use core::sync::atomic::Ordering;
 
 use crate::cache::Cache;
 use crate::debug_report::debug_report;
+use crate::hit::{cpu_hit_alloc, cpu_hit_free};
 use crate::magazine::bump;
-use crate::percpu::{self, TAG};
 use crate::registry::internal_caches;
 
 /// Batch refill from the slab layer (see `Cache::batch_refill`): buffers up to this size
@@ -25,15 +25,13 @@ impl Cache {
     /// In per-CPU mode this is also where the per-CPU hit lives: the per-thread hit finds
     /// nothing there (the thread's inline slots stay empty: `Cache::with_my_slot` never
     /// loads them per CPU), so every allocation comes here and tries the CPU's magazines
-    /// first (`percpu::hit_pop`). The per-thread mode thus pays nothing for the switch.
+    /// first ([`cpu_hit_alloc`]; umem-global's miss paths try it before they come here).
+    /// The per-thread mode thus pays nothing for the switch.
     #[inline(never)]
     pub(crate) fn alloc_slow(&self) -> Option<usize> {
-        if percpu::on() && self.fast_index.wrapping_sub(1) < percpu::SLOTS - 1 {
-            // SAFETY: per-CPU mode and an inline id (1..SLOTS) of a cache whose hits may
-            // use magazines (a nonzero fast index: no debug cache).
-            if let Some(b) = unsafe { percpu::hit_pop(self.fast_index * percpu::SLOT | TAG) } {
-                return Some(b);
-            }
+        // SAFETY: the cache's own inline index (MISS for a debug cache: no per-CPU hit).
+        if let Some(b) = unsafe { cpu_hit_alloc(self.fast_index().inline()) } {
+            return Some(b);
         }
         crate::update::maybe_update();
         if self.id != 0 {
@@ -164,12 +162,9 @@ impl Cache {
     /// As [`Cache::free`].
     #[inline(never)]
     pub(crate) unsafe fn free_slow(&self, addr: usize) {
-        if percpu::on() && self.fast_index.wrapping_sub(1) < percpu::SLOTS - 1 {
-            // SAFETY: as in alloc_slow; a nonzero fast index means no debug cache, and the
-            // buffer is this cache's, freed once, by the caller.
-            if unsafe { percpu::hit_push(self.fast_index * percpu::SLOT | TAG, addr) } {
-                return;
-            }
+        // SAFETY: as in alloc_slow; the buffer is this cache's, freed once, by the caller.
+        if unsafe { cpu_hit_free(self.fast_index().inline(), addr) } {
+            return;
         }
         if self.buftag_off != 0 {
             if let Err(e) = self.debug_free(addr) {

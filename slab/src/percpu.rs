@@ -11,7 +11,7 @@
 //! `umem_internal`, plus two zero pages below CPU 0's that are never written (a thread
 //! whose `cpu_id` is `-1` or `-2` reads them and misses). A page holds 64 slots of 64
 //! bytes at the same offsets as the inline slots of a thread's magazine block (cache id
-//! × 64, so a cache's [`InlineIndex`](crate::InlineIndex) names its slot in both modes);
+//! × 64: a cache's id names its slot in both modes);
 //! slot 0 (the reserved id) is the CPU's header: its word 0 stays zero, so id 0 always
 //! misses; words 4 and 5 hold the reap generation this CPU has flushed up to and a tick
 //! counter for the periodic update. A slot's words:
@@ -25,6 +25,11 @@
 //! Words 0 and 1 are written only by critical sections running on that CPU (the hits, and
 //! the exchanges of the slow path, `percpu_layer.rs`), except by `Cache::destroy` (no
 //! thread uses the cache then) and in a forked child (one thread).
+//!
+//! **The hit** ([`hit_pop`], [`hit_push`]) runs at the start of the slow paths
+//! (`Cache::alloc_slow`/`free_slow`, `miss.rs`), not in the per-thread hit: per CPU the
+//! threads' inline slots are never loaded, so the per-thread hit always misses into them,
+//! and the default per-thread mode pays no instruction for the switch.
 //!
 //! **The mode** is chosen once, in `init`, before any cache exists: per CPU when
 //! [`set_percpu`] asked for it and glibc registered an rseq area the kernel keeps up to date

@@ -29,6 +29,11 @@ use crate::percpu::{self, LOADED, PREV, SLOT};
 use crate::registry;
 use crate::rseq;
 
+// A cache's inline index (`id * 64`, `hit.rs`) is also its slot's offset in a CPU page: the
+// per-CPU hits (`cpu_hit_alloc`/`cpu_hit_free`) take it as it is.
+const _: () =
+    assert!(percpu::SLOTS == SLOTS_PER_CHUNK && SLOT == core::mem::size_of::<ThreadCache>());
+
 impl Cache {
     /// Whether this cache's magazines are per CPU.
     #[inline]

@@ -42,6 +42,17 @@ fn hit_alloc_at(ii: InlineIndex) -> Option<*mut u8> {
     unsafe { umem_slab::hit_alloc(ii).map(|a| unclaim(a as *mut u8)) }
 }
 
+/// The per-CPU hit (`UMEM_OPTIONS=percpu`) at the inline index `ii`, which
+/// the miss paths try first: in that mode the per-thread hit always
+/// misses (`umem_slab::cpu_hit_alloc`), so the default mode's hit pays
+/// nothing for the switch. `None` per thread, for `MISS` (every index
+/// under `UMEM_DEBUG`) and when the CPU's magazines are empty.
+#[inline(always)]
+fn cpu_hit_alloc_at(ii: InlineIndex) -> Option<*mut u8> {
+    // SAFETY: as in hit_alloc_at.
+    unsafe { umem_slab::cpu_hit_alloc(ii).map(|a| unclaim(a as *mut u8)) }
+}
+
 /// Clears the free key from the first word of block `p`, just handed out.
 ///
 /// # Safety
@@ -85,6 +96,11 @@ fn class_alloc(c: usize, size: usize, zero: bool) -> Option<*mut u8> {
 fn alloc_miss(size: usize, align: usize, zero: bool) -> *mut u8 {
     if debug_options::debug_path() {
         return no_unwind(|| debug::alloc(size, align, zero));
+    }
+    if let Some(c) = classes::layout_class(size, align) {
+        if let Some(p) = cpu_hit_alloc_at(hit_tables::free_entry_of(c).inline_index()) {
+            return zeroed_if(p, size, zero);
+        }
     }
     no_unwind(|| match alloc_once(size, align, zero) {
         p if p.is_null() => alloc_retry(size, align, zero, false),
@@ -138,12 +154,26 @@ pub fn alloc16_hit(size: usize) -> Option<*mut u8> {
     hit_alloc_at(hit_tables::alloc_index(size))
 }
 
+/// The per-CPU hit of [`alloc16`] alone (`None`: call [`alloc16`]): what a
+/// C entry point tries first when [`alloc16_hit`] missed (in per-CPU mode
+/// that hit always misses; per thread this is one load and a branch).
+#[inline(always)]
+pub fn alloc16_cpu_hit(size: usize) -> Option<*mut u8> {
+    if size > classes::C_TABLE_MAX {
+        return None;
+    }
+    cpu_hit_alloc_at(hit_tables::alloc_index(size))
+}
+
 /// [`alloc16`] past the magazine hit: the slow paths, sizes above 1 KiB,
 /// and calls before init.
 #[inline(never)]
 fn alloc16_miss(size: usize, zero: bool) -> *mut u8 {
     if debug_options::debug_path() {
         return no_unwind(|| debug::alloc(size, 16, zero));
+    }
+    if let Some(p) = alloc16_cpu_hit(size) {
+        return zeroed_if(p, size, zero);
     }
     no_unwind(|| match alloc16_once(size, zero) {
         p if p.is_null() => alloc_retry(size, 16, zero, true),

@@ -200,6 +200,14 @@ pub unsafe fn free_marked(p: *mut u8) {
             Some(c) => c,
             None => pagemap::entry(a).small_class(),
         };
+        // The per-CPU hit (`UMEM_OPTIONS=percpu`), where the per-thread hit
+        // always misses (`umem_slab::cpu_hit_free`): the default mode's hit
+        // pays nothing for the switch.
+        // SAFETY: a checked block start of class c holding the key, not free;
+        // the slot holds that class cache's inline index (or MISS).
+        if unsafe { umem_slab::cpu_hit_free(hit_tables::free_entry_of(c).inline_index(), a) } {
+            return;
+        }
         let Some(k) = caches::class_cache(c) else {
             sys::fatal(format_args!("umem: free({a:#x}): class {c} has no cache"));
         };

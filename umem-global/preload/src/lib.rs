@@ -127,6 +127,11 @@ pub extern "C" fn malloc(size: usize) -> *mut c_void {
 
 #[inline(never)]
 fn malloc_miss(size: usize) -> *mut c_void {
+    // Per-CPU magazines (`UMEM_OPTIONS=percpu`): the hit above always
+    // misses, so their hit comes first here.
+    if let Some(p) = abi::alloc16_cpu_hit(size) {
+        return p.cast();
+    }
     let p = abi::alloc16(size, false);
     if p.is_null() {
         return nomem();
