@@ -96,6 +96,9 @@ pub(crate) struct Inner {
     hash_mask: usize,
     /// Live allocated segments above which the hash asks to grow.
     grow_at: usize,
+    /// After a failed rescale: the value of `ks.alloc` (allocations made)
+    /// before which growth is not tried again (0: no failure pending).
+    grow_retry: u64,
     segfree: *mut Seg,
     nsegfree: usize,
     /// Structures promised to imports in flight (lock dropped); the reserve

@@ -84,6 +84,7 @@ impl Vmem {
                 hash_table: ptr::null_mut(),
                 hash_mask: HASH_INITIAL - 1,
                 grow_at: HASH_INITIAL,
+                grow_retry: 0,
                 segfree: ptr::null_mut(),
                 nsegfree: 0,
                 nsegresv: 0,

@@ -9,6 +9,15 @@
 //! (`grow_hash`), and `update()` grows or shrinks every table
 //! (`rescale_list_held`). New tables come from the `vmem_hash` arena
 //! (`internal.rs`). Handle segments are never hashed (`arena/handle.rs`).
+//!
+//! Growth is deferred, never given up. When the list lock is busy the
+//! allocation simply returns, and the next one over the limit asks again.
+//! When no table can be had, the arena waits for as many further
+//! allocations as its table has buckets (`grow_retry`, so the failed tries
+//! cost O(1) per allocation) and then tries again, whether or not the live
+//! count has moved: an arena that stays at a plateau after a moment of
+//! memory pressure still gets its table. (Raising the limit instead would
+//! leave such an arena with long chains for good.)
 
 use super::{Inner, Vmem, HASH_INITIAL};
 use crate::arena::populate::populating_thread;
@@ -48,6 +57,13 @@ pub(super) fn hash_index(addr: Addr, qshift: u32, hash_shift: u32) -> usize {
 // -------------------------------------------------------------------------
 
 impl Inner {
+    /// Whether the allocation just made should grow the hash: the live
+    /// count passed the grow limit and no failed rescale asked to wait.
+    #[inline(always)]
+    pub(super) fn grow_due(&self) -> bool {
+        self.nalloc > self.grow_at && self.ks.alloc >= self.grow_retry
+    }
+
     #[inline(always)]
     pub(super) fn bucket(&self, addr: Addr) -> *mut *mut Seg {
         // SAFETY: the index is masked to the table size.
@@ -180,12 +196,18 @@ impl Vmem {
             }
             return;
         }
-        let Some(table) = alloc_hash_table(target) else {
+        let table = if table_refused(self) {
+            None
+        } else {
+            alloc_hash_table(target)
+        };
+        let Some(table) = table else {
             self.lock();
-            // SAFETY: lock held. Back off so we do not retry on every alloc.
+            // SAFETY: lock held. Not on every allocation: wait for `old`
+            // more (any sizes, frees between them or not), then try again.
             unsafe {
                 let i = self.inner();
-                i.grow_at = i.grow_at.saturating_mul(2);
+                i.grow_retry = i.ks.alloc.saturating_add(old as u64);
             }
             self.unlock();
             return;
@@ -201,6 +223,7 @@ impl Vmem {
             i.hash_mask = target - 1;
             i.hash_shift = 64 - target.trailing_zeros();
             i.grow_at = grow_limit(target);
+            i.grow_retry = 0;
             for h in 0..old_size {
                 let mut s = *old_table.add(h);
                 while !s.is_null() {
@@ -218,6 +241,86 @@ impl Vmem {
         self.unlock();
         if !was_embedded {
             free_hash_table(old_table, old_size);
+        }
+    }
+}
+
+/// Whether a test made `vmem_hash` refuse `vm` its next table; never
+/// outside the crate's tests.
+#[cfg(not(test))]
+#[inline(always)]
+fn table_refused(_vm: &Vmem) -> bool {
+    false
+}
+
+#[cfg(test)]
+use tests::table_refused;
+
+#[cfg(test)]
+mod tests {
+    use super::Vmem;
+    use crate::types::{Addr, CreateFlags, Policy};
+    use core::ptr;
+    use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
+
+    /// The arena whose tables are refused (null: none), and how many
+    /// rescales were refused one.
+    static REFUSE: AtomicPtr<Vmem> = AtomicPtr::new(ptr::null_mut());
+    static REFUSED: AtomicUsize = AtomicUsize::new(0);
+
+    pub(super) fn table_refused(vm: &Vmem) -> bool {
+        let refuse = ptr::eq(REFUSE.load(Ordering::Acquire), vm);
+        if refuse {
+            REFUSED.fetch_add(1, Ordering::Relaxed);
+        }
+        refuse
+    }
+
+    /// An arena that climbs while no table can be had and then stays at a
+    /// plateau (as many allocations as frees) after the pressure is gone
+    /// still gets its table: failed growth is tried again after a number of
+    /// allocations, not only once the live count has passed a raised limit.
+    #[test]
+    fn growth_resumes_at_a_plateau_after_failed_tables() {
+        // A process of its own: no other test may hold the list lock and
+        // defer the growth this test waits for.
+        let out = umem_testkit::Child::new("plateau").run(|| {
+            let a = Vmem::create(
+                "plateau",
+                Some((0x1000_0000, 1 << 24)),
+                1,
+                None,
+                0,
+                CreateFlags::NONE,
+            )
+            .unwrap();
+            let live = 100;
+            REFUSE.store(a as *const Vmem as *mut Vmem, Ordering::Release);
+            let mut v: Vec<Addr> = (0..live)
+                .map(|_| a.alloc(1, Policy::InstantFit).unwrap())
+                .collect();
+            assert!(REFUSED.load(Ordering::Relaxed) >= 3, "tables refused");
+            assert_eq!(a.stats().hash_size, 16, "nothing grew while refused");
+            REFUSE.store(ptr::null_mut(), Ordering::Release);
+            for i in 0..4 * live {
+                a.free(v[i % live], 1).unwrap();
+                v[i % live] = a.alloc(1, Policy::InstantFit).unwrap();
+            }
+            let st = a.stats();
+            assert!(
+                st.hash_size >= 2 * live,
+                "hash stuck at {} buckets for {live} live segments",
+                st.hash_size
+            );
+            a.verify().unwrap();
+            for &x in &v {
+                a.free(x, 1).unwrap();
+            }
+            // SAFETY: made here, used by nobody else, not used after this.
+            unsafe { a.destroy() };
+        });
+        if let Some(o) = out {
+            assert_eq!(o.code(), Some(0), "child failed:\n{}", o.show());
         }
     }
 }
