@@ -96,9 +96,6 @@ pub(crate) struct Inner {
     hash_mask: usize,
     /// Live allocated segments above which the hash asks to grow.
     grow_at: usize,
-    /// After a failed rescale: the value of `ks.alloc` (allocations made)
-    /// before which growth is not tried again (0: no failure pending).
-    grow_retry: u64,
     segfree: *mut Seg,
     nsegfree: usize,
     /// Structures promised to imports in flight (lock dropped); the reserve
@@ -141,6 +138,9 @@ pub struct Vmem {
     import_min: usize,
     cflags: CreateFlags,
     qcache: UnsafeCell<[Option<&'static dyn QCache>; QCACHE_MAX_CACHES]>,
+    /// After a rescale found no table: allocations over the grow limit to
+    /// let pass before trying again (`arena/hash.rs`; 0 when none failed).
+    grow_wait: AtomicUsize,
     /// Next arena on the arena list (protected by the list lock).
     pub(crate) next: AtomicPtr<Vmem>,
     name: [u8; NAME_MAX + 1],

@@ -290,7 +290,7 @@ impl Vmem {
                         let addr = (*head).start;
                         let s = inner.seg_alloc::<H>(head, addr, size, realsize);
                         inner.ks.search += 1;
-                        let grow = !H && inner.grow_due();
+                        let grow = !H && inner.nalloc > inner.grow_at;
                         self.unlock();
                         if grow {
                             self.grow_hash();
@@ -318,7 +318,7 @@ impl Vmem {
             (addr, inner.seg_alloc::<H>(vsp, addr, size, realsize))
         };
         inner.ks.search += 1;
-        let grow = !H && inner.grow_due();
+        let grow = !H && inner.nalloc > inner.grow_at;
         self.unlock();
         if grow {
             self.grow_hash();
@@ -357,7 +357,7 @@ impl Vmem {
                     (*vsp).start = addr + realsize;
                     let s = inner.seg_create((*rotor).aprev, addr, addr + size);
                     inner.alloc_insert::<H>(s, realsize);
-                    let grow = !H && inner.grow_due();
+                    let grow = !H && inner.nalloc > inner.grow_at;
                     self.unlock();
                     if grow {
                         self.grow_hash();
@@ -392,7 +392,7 @@ impl Vmem {
             let s = inner.seg_alloc::<H>(vsp, addr, size, realsize);
             self.advance(rotor, s);
             let inner = self.inner();
-            let grow = !H && inner.grow_due();
+            let grow = !H && inner.nalloc > inner.grow_at;
             self.unlock();
             if grow {
                 self.grow_hash();
@@ -465,7 +465,7 @@ impl Vmem {
             if let Some((seg, addr)) = found {
                 // SAFETY: seg is a free segment containing the fit.
                 let s = unsafe { inner.seg_alloc::<H>(seg, addr, r.size, r.realsize) };
-                let grow = !H && inner.grow_due();
+                let grow = !H && inner.nalloc > inner.grow_at;
                 self.unlock();
                 if grow {
                     self.grow_hash();

@@ -12,12 +12,14 @@
 //!
 //! Growth is deferred, never given up. When the list lock is busy the
 //! allocation simply returns, and the next one over the limit asks again.
-//! When no table can be had, the arena waits for as many further
-//! allocations as its table has buckets (`grow_retry`, so the failed tries
-//! cost O(1) per allocation) and then tries again, whether or not the live
-//! count has moved: an arena that stays at a plateau after a moment of
+//! When no table can be had, the arena lets as many further allocations
+//! over the limit pass as its table has buckets (`grow_wait`, so the failed
+//! tries cost O(1) per allocation) and then tries again, whether or not the
+//! live count has moved: an arena that stays at a plateau after a moment of
 //! memory pressure still gets its table. (Raising the limit instead would
-//! leave such an arena with long chains for good.)
+//! leave such an arena with long chains for good.) The allocation fast
+//! paths only compare the live count with the limit; the waiting is
+//! counted here, on the cold path.
 
 use super::{Inner, Vmem, HASH_INITIAL};
 use crate::arena::populate::populating_thread;
@@ -29,6 +31,7 @@ use crate::seg::{Seg, T_ALLOC};
 use crate::sys::thread_id;
 use crate::types::Addr;
 use core::ptr;
+use core::sync::atomic::Ordering;
 
 // -------------------------------------------------------------------------
 // Hashing
@@ -57,13 +60,6 @@ pub(super) fn hash_index(addr: Addr, qshift: u32, hash_shift: u32) -> usize {
 // -------------------------------------------------------------------------
 
 impl Inner {
-    /// Whether the allocation just made should grow the hash: the live
-    /// count passed the grow limit and no failed rescale asked to wait.
-    #[inline(always)]
-    pub(super) fn grow_due(&self) -> bool {
-        self.nalloc > self.grow_at && self.ks.alloc >= self.grow_retry
-    }
-
     #[inline(always)]
     pub(super) fn bucket(&self, addr: Addr) -> *mut *mut Seg {
         // SAFETY: the index is masked to the table size.
@@ -159,6 +155,13 @@ impl Vmem {
         if populating_thread() == thread_id() {
             return;
         }
+        // A plain load and store: a decrement lost to a race only makes
+        // the wait a little longer, and a seen non-zero never wraps.
+        let wait = self.grow_wait.load(Ordering::Relaxed);
+        if wait != 0 {
+            self.grow_wait.store(wait - 1, Ordering::Relaxed);
+            return;
+        }
         if try_with_list_lock(|| self.rescale_list_held(true)).is_none() {
             // Someone holds the list lock (update, create, another rescale);
             // we will ask again on a later allocation.
@@ -202,14 +205,12 @@ impl Vmem {
             alloc_hash_table(target)
         };
         let Some(table) = table else {
-            self.lock();
-            // SAFETY: lock held. Not on every allocation: wait for `old`
-            // more (any sizes, frees between them or not), then try again.
-            unsafe {
-                let i = self.inner();
-                i.grow_retry = i.ks.alloc.saturating_add(old as u64);
+            // A growth is not tried on every allocation: let `old` more
+            // over the limit pass (frees between them or not), then try
+            // again. (A failed shrink leaves the bigger table; no wait.)
+            if target > old {
+                self.grow_wait.store(old, Ordering::Relaxed);
             }
-            self.unlock();
             return;
         };
         self.lock();
@@ -223,7 +224,6 @@ impl Vmem {
             i.hash_mask = target - 1;
             i.hash_shift = 64 - target.trailing_zeros();
             i.grow_at = grow_limit(target);
-            i.grow_retry = 0;
             for h in 0..old_size {
                 let mut s = *old_table.add(h);
                 while !s.is_null() {
@@ -239,6 +239,7 @@ impl Vmem {
             (old_table, old_size, was_embedded)
         };
         self.unlock();
+        self.grow_wait.store(0, Ordering::Relaxed);
         if !was_embedded {
             free_hash_table(old_table, old_size);
         }

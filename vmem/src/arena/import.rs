@@ -83,7 +83,7 @@ impl Vmem {
             let seg = inner.span_create(va, asize, true);
             let addr = va + r.phase;
             let s = inner.seg_alloc::<H>(seg, addr, r.size, r.realsize);
-            let grow = !H && inner.grow_due();
+            let grow = !H && inner.nalloc > inner.grow_at;
             self.unlock();
             if grow {
                 self.grow_hash();
@@ -178,7 +178,7 @@ impl Vmem {
             inner.seg_alloc::<false>(vsp, a, alloc, alloc);
             a
         };
-        let grow = inner.grow_due();
+        let grow = inner.nalloc > inner.grow_at;
         self.unlock();
         if grow {
             self.grow_hash();
