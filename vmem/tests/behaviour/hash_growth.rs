@@ -15,21 +15,12 @@
 
 use std::sync::mpsc;
 use std::thread;
-use umem_testkit::{span_arena, Child, Rng};
+use umem_testkit::{run_alone, span_arena, Rng};
 use umem_vmem::{Policy, Vmem};
-
-/// Runs `body` in a fresh child process (no sibling test threads) and asserts
-/// that it passed.
-#[track_caller]
-fn alone(name: &str, body: impl FnOnce()) {
-    if let Some(o) = Child::new(name).run(body) {
-        assert_eq!(o.code(), Some(0), "child {name:?} failed:\n{}", o.show());
-    }
-}
 
 #[test]
 fn hash_grows_on_demand_and_update_shrinks() {
-    alone("grow", || {
+    run_alone("grow", || {
         let a = span_arena("hash", 0, 1 << 30, 1);
         let n = 200_000;
         let v: Vec<usize> = (0..n)
@@ -93,7 +84,7 @@ fn hold_list_lock() -> (mpsc::Sender<()>, thread::JoinHandle<()>) {
 /// one rescale to the size the live count wants.
 #[test]
 fn hash_growth_deferred_while_list_lock_held() {
-    alone("deferred", || {
+    run_alone("deferred", || {
         let a = span_arena("hash_busy", 0, 1 << 30, 1);
         let n = 200_000;
         let (go, holder) = hold_list_lock();
