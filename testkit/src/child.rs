@@ -188,3 +188,17 @@ pub fn assert_aborts_with(name: &str, body: impl FnOnce(), message: &str) -> Opt
     );
     Some(o)
 }
+
+/// Runs `body` in a child process of its own (see [`Child::run`]) and asserts that it
+/// passed (exit status 0). For a test whose checks read process-wide state that sibling
+/// tests of the same binary may change meanwhile (the arena-list lock, the global free
+/// list of segment structures): in the child no other test runs.
+///
+/// # Panics
+/// If the child failed; the message shows its output.
+#[track_caller]
+pub fn run_alone(name: &str, body: impl FnOnce()) {
+    if let Some(o) = run_child(name, body) {
+        assert_eq!(o.code(), Some(0), "child {name:?} failed:\n{}", o.show());
+    }
+}

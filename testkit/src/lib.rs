@@ -33,7 +33,7 @@ mod rng;
 pub use arena::{child_arena, heap_arena, span_arena, ArenaBuilder, POLICIES};
 #[cfg(feature = "slab")]
 pub use cache::{cache, magazine_mode_from_env, CacheBuilder};
-pub use child::{assert_aborts_with, run_child, Child, ChildOutput};
+pub use child::{assert_aborts_with, run_alone, run_child, Child, ChildOutput};
 pub use rng::Rng;
 
 use std::sync::{Mutex, MutexGuard};

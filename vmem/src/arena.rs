@@ -138,6 +138,9 @@ pub struct Vmem {
     import_min: usize,
     cflags: CreateFlags,
     qcache: UnsafeCell<[Option<&'static dyn QCache>; QCACHE_MAX_CACHES]>,
+    /// After a rescale found no table: allocations over the grow limit to
+    /// let pass before trying again (`arena/hash.rs`; 0 when none failed).
+    grow_wait: AtomicUsize,
     /// Next arena on the arena list (protected by the list lock).
     pub(crate) next: AtomicPtr<Vmem>,
     name: [u8; NAME_MAX + 1],

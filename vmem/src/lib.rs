@@ -128,7 +128,10 @@
 //! thread that pushes the live count past half the table rescales it after
 //! dropping the arena lock, and [`update`] grows or shrinks every table
 //! (`vmem_hash_rescale`), so the load stays between 1/8 and 1/2. Larger
-//! tables come from the `vmem_hash` arena. Handle segments are not hashed.
+//! tables come from the `vmem_hash` arena. Growth is deferred, never given
+//! up: with the arena-list lock busy the next allocation asks again; with
+//! no table to be had, one is tried again after as many allocations as the
+//! table has buckets. Handle segments are not hashed.
 //!
 //! **The internal arenas and bootstrap** (`internal.rs`, `bootstrap.rs`).
 //! vmem hosts itself: segment structures, hash tables and `Vmem`

@@ -106,6 +106,7 @@ impl Vmem {
             import_min: a.import_min,
             cflags: a.flags,
             qcache: UnsafeCell::new([None; QCACHE_MAX_CACHES]),
+            grow_wait: AtomicUsize::new(0),
             next: AtomicPtr::new(ptr::null_mut()),
             name,
             name_len: n as u8,

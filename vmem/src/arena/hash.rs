@@ -9,6 +9,17 @@
 //! (`grow_hash`), and `update()` grows or shrinks every table
 //! (`rescale_list_held`). New tables come from the `vmem_hash` arena
 //! (`internal.rs`). Handle segments are never hashed (`arena/handle.rs`).
+//!
+//! Growth is deferred, never given up. When the list lock is busy the
+//! allocation simply returns, and the next one over the limit asks again.
+//! When no table can be had, the arena lets as many further allocations
+//! over the limit pass as its table has buckets (`grow_wait`, so the failed
+//! tries cost O(1) per allocation) and then tries again, whether or not the
+//! live count has moved: an arena that stays at a plateau after a moment of
+//! memory pressure still gets its table. (Raising the limit instead would
+//! leave such an arena with long chains for good.) The allocation fast
+//! paths only compare the live count with the limit; the waiting is
+//! counted here, on the cold path.
 
 use super::{Inner, Vmem, HASH_INITIAL};
 use crate::arena::populate::populating_thread;
@@ -20,6 +31,7 @@ use crate::seg::{Seg, T_ALLOC};
 use crate::sys::thread_id;
 use crate::types::Addr;
 use core::ptr;
+use core::sync::atomic::Ordering;
 
 // -------------------------------------------------------------------------
 // Hashing
@@ -143,6 +155,13 @@ impl Vmem {
         if populating_thread() == thread_id() {
             return;
         }
+        // A plain load and store: a decrement lost to a race only makes
+        // the wait a little longer, and a seen non-zero never wraps.
+        let wait = self.grow_wait.load(Ordering::Relaxed);
+        if wait != 0 {
+            self.grow_wait.store(wait - 1, Ordering::Relaxed);
+            return;
+        }
         if try_with_list_lock(|| self.rescale_list_held(true)).is_none() {
             // Someone holds the list lock (update, create, another rescale);
             // we will ask again on a later allocation.
@@ -180,14 +199,18 @@ impl Vmem {
             }
             return;
         }
-        let Some(table) = alloc_hash_table(target) else {
-            self.lock();
-            // SAFETY: lock held. Back off so we do not retry on every alloc.
-            unsafe {
-                let i = self.inner();
-                i.grow_at = i.grow_at.saturating_mul(2);
+        let table = if table_refused(self) {
+            None
+        } else {
+            alloc_hash_table(target)
+        };
+        let Some(table) = table else {
+            // A growth is not tried on every allocation: let `old` more
+            // over the limit pass (frees between them or not), then try
+            // again. (A failed shrink leaves the bigger table; no wait.)
+            if target > old {
+                self.grow_wait.store(old, Ordering::Relaxed);
             }
-            self.unlock();
             return;
         };
         self.lock();
@@ -216,8 +239,86 @@ impl Vmem {
             (old_table, old_size, was_embedded)
         };
         self.unlock();
+        self.grow_wait.store(0, Ordering::Relaxed);
         if !was_embedded {
             free_hash_table(old_table, old_size);
         }
+    }
+}
+
+/// Whether a test made `vmem_hash` refuse `vm` its next table; never
+/// outside the crate's tests.
+#[cfg(not(test))]
+#[inline(always)]
+fn table_refused(_vm: &Vmem) -> bool {
+    false
+}
+
+#[cfg(test)]
+use tests::table_refused;
+
+#[cfg(test)]
+mod tests {
+    use super::Vmem;
+    use crate::types::{Addr, CreateFlags, Policy};
+    use core::ptr;
+    use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
+
+    /// The arena whose tables are refused (null: none), and how many
+    /// rescales were refused one.
+    static REFUSE: AtomicPtr<Vmem> = AtomicPtr::new(ptr::null_mut());
+    static REFUSED: AtomicUsize = AtomicUsize::new(0);
+
+    pub(super) fn table_refused(vm: &Vmem) -> bool {
+        let refuse = ptr::eq(REFUSE.load(Ordering::Acquire), vm);
+        if refuse {
+            REFUSED.fetch_add(1, Ordering::Relaxed);
+        }
+        refuse
+    }
+
+    /// An arena that climbs while no table can be had and then stays at a
+    /// plateau (as many allocations as frees) after the pressure is gone
+    /// still gets its table: failed growth is tried again after a number of
+    /// allocations, not only once the live count has passed a raised limit.
+    #[test]
+    fn growth_resumes_at_a_plateau_after_failed_tables() {
+        // A process of its own: no other test may hold the list lock and
+        // defer the growth this test waits for.
+        umem_testkit::run_alone("plateau", || {
+            let a = Vmem::create(
+                "plateau",
+                Some((0x1000_0000, 1 << 24)),
+                1,
+                None,
+                0,
+                CreateFlags::NONE,
+            )
+            .unwrap();
+            let live = 100;
+            REFUSE.store(a as *const Vmem as *mut Vmem, Ordering::Release);
+            let mut v: Vec<Addr> = (0..live)
+                .map(|_| a.alloc(1, Policy::InstantFit).unwrap())
+                .collect();
+            assert!(REFUSED.load(Ordering::Relaxed) >= 3, "tables refused");
+            assert_eq!(a.stats().hash_size, 16, "nothing grew while refused");
+            REFUSE.store(ptr::null_mut(), Ordering::Release);
+            for i in 0..4 * live {
+                a.free(v[i % live], 1).unwrap();
+                v[i % live] = a.alloc(1, Policy::InstantFit).unwrap();
+            }
+            let st = a.stats();
+            assert!(
+                st.hash_size >= 2 * live,
+                "hash stuck at {} buckets for {live} live segments",
+                st.hash_size
+            );
+            a.verify().unwrap();
+            for &x in &v {
+                a.free(x, 1).unwrap();
+            }
+            // SAFETY: made here, used by nobody else, not used after this.
+            unsafe { a.destroy() };
+        });
     }
 }

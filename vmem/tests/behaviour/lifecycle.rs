@@ -1,37 +1,42 @@
-//! Create, destroy, the arena list, `init`, and the allocated-segment hash's growth and shrink.
+//! Create, destroy, the arena list and `init` (the hash's growth and shrink: `hash_growth.rs`).
 
-use umem_testkit::{child_arena, span_arena, Rng};
+use umem_testkit::{child_arena, run_alone, span_arena};
 use umem_vmem::{Policy, Vmem, VmemError, XAllocRequest};
 
+/// In a child process of its own: `global_free_segs()` counts a
+/// process-wide list that sibling tests' allocations and `update()` calls
+/// (which give wholly free chunks back) change at any moment.
 #[test]
 fn destroy_reports_leaks_and_releases_imports() {
-    let parent = span_arena("dparent", 0x100000, 0x100000, 4096);
-    let child = child_arena("dchild", 16, parent);
-    let _leak1 = child.alloc(100, Policy::InstantFit).unwrap();
-    let _leak2 = child.alloc(5000, Policy::InstantFit).unwrap();
-    child.add(0x900000, 0x1000).unwrap();
-    let _leak3 = child
-        .xalloc(&XAllocRequest::new(32).minaddr(0x900000))
-        .unwrap();
-    child.verify().unwrap();
-    assert!(parent.stats().mem_inuse > 0);
-    let segs_before = umem_vmem::global_free_segs();
-    // SAFETY: the test made it and nothing uses it after this (no other users).
-    let leaked = unsafe { child.destroy() };
-    assert_eq!(leaked, 112 + 5008 + 32);
-    assert_eq!(
-        parent.stats().mem_inuse,
-        0,
-        "imported spans released on destroy"
-    );
-    assert!(
-        umem_vmem::global_free_segs() > segs_before,
-        "segments returned"
-    );
-    parent.verify().unwrap();
-    umem_vmem::verify().unwrap();
-    // SAFETY: the test made it and nothing uses it after this (no other users).
-    unsafe { assert_eq!(parent.destroy(), 0) };
+    run_alone("destroy", || {
+        let parent = span_arena("dparent", 0x100000, 0x100000, 4096);
+        let child = child_arena("dchild", 16, parent);
+        let _leak1 = child.alloc(100, Policy::InstantFit).unwrap();
+        let _leak2 = child.alloc(5000, Policy::InstantFit).unwrap();
+        child.add(0x900000, 0x1000).unwrap();
+        let _leak3 = child
+            .xalloc(&XAllocRequest::new(32).minaddr(0x900000))
+            .unwrap();
+        child.verify().unwrap();
+        assert!(parent.stats().mem_inuse > 0);
+        let segs_before = umem_vmem::global_free_segs();
+        // SAFETY: the test made it and nothing uses it after this (no other users).
+        let leaked = unsafe { child.destroy() };
+        assert_eq!(leaked, 112 + 5008 + 32);
+        assert_eq!(
+            parent.stats().mem_inuse,
+            0,
+            "imported spans released on destroy"
+        );
+        assert!(
+            umem_vmem::global_free_segs() > segs_before,
+            "segments returned"
+        );
+        parent.verify().unwrap();
+        umem_vmem::verify().unwrap();
+        // SAFETY: the test made it and nothing uses it after this (no other users).
+        unsafe { assert_eq!(parent.destroy(), 0) };
+    });
 }
 
 /// The arena list stays whole through creates and destroys at either end and
@@ -110,41 +115,4 @@ fn init_is_idempotent() {
         assert!(names.iter().any(|m| m == n), "{n} missing from {names:?}");
     }
     umem_vmem::verify().unwrap();
-}
-
-#[test]
-fn hash_grows_on_demand_and_update_shrinks() {
-    let a = span_arena("hash", 0, 1 << 30, 1);
-    let n = 200_000;
-    let v: Vec<usize> = (0..n)
-        .map(|_| a.alloc(1, Policy::InstantFit).unwrap())
-        .collect();
-    let st = a.stats();
-    assert!(st.hash_size >= n / 2, "hash did not grow: {}", st.hash_size);
-    assert!(st.hash_rescale >= 3);
-    a.verify().unwrap();
-    let lookups = a.stats().lookup;
-    for &x in &v {
-        a.free(x, 1).unwrap();
-    }
-    let per_free = (a.stats().lookup - lookups) as f64 / n as f64;
-    assert!(
-        per_free < 2.0,
-        "hash chains too long: {per_free} extra steps per free"
-    );
-    umem_vmem::update();
-    assert_eq!(a.stats().hash_size, 16, "update() shrinks the idle hash");
-    a.verify().unwrap();
-    let mut rng = Rng::new(5);
-    let w: Vec<usize> = (0..50_000)
-        .map(|_| {
-            a.alloc(1 + rng.below(3) as usize, Policy::InstantFit)
-                .unwrap()
-        })
-        .collect();
-    a.rescale();
-    assert!(a.stats().hash_size >= 32_768);
-    let _ = w;
-    // SAFETY: the test made it and nothing uses it after this (no other users).
-    unsafe { a.destroy() };
 }

@@ -6,6 +6,7 @@
 mod errors;
 mod fit;
 mod handles;
+mod hash_growth;
 mod import;
 mod lifecycle;
 mod walk;
