@@ -79,6 +79,61 @@ fn mode_follows_rseq_and_hits_fill_cpu_magazines() {
     c.verify().unwrap();
 }
 
+/// The default mode's hit does not know the mode: per CPU the threads' inline slots stay
+/// empty, so `hit_alloc`/`hit_free` always miss, and the per-CPU hit (`cpu_hit_alloc`/
+/// `cpu_hit_free`, which the miss paths try first) serves instead. Per thread the per-CPU
+/// hit always misses.
+#[test]
+fn per_thread_hit_misses_and_cpu_hit_serves_per_cpu() {
+    setup();
+    let _s = serial();
+    let c = cache("pc_split", 64, heap_arena("pc_split", 4096));
+    let ii = c.fast_index().inline();
+    assert_ne!(ii, umem_slab::InlineIndex::MISS);
+    let v: Vec<NonNull<u8>> = (0..40).map(|_| c.alloc().unwrap()).collect();
+    for p in &v {
+        // SAFETY: buffers of `c`, each freed once.
+        unsafe { c.free(*p) };
+    }
+    let per_cpu = umem_slab::magazine_mode() != MagazineMode::PerThread;
+    // SAFETY: `ii` is the cache's own inline index; a buffer handed out is given back
+    // through the same cache below.
+    let got = unsafe { umem_slab::hit_alloc(ii) };
+    if per_cpu {
+        assert_eq!(
+            got, None,
+            "the per-thread hit served a buffer in per-CPU mode"
+        );
+    }
+    let mut taken: Vec<usize> = got.into_iter().collect();
+    // SAFETY: as above.
+    let cpu = unsafe { umem_slab::cpu_hit_alloc(ii) };
+    if per_cpu {
+        // The 40 frees went to this CPU's magazines (or, after a migration, another's):
+        // some CPU holds rounds.
+        assert!(c.stats().cpu_rounds > 0 || cpu.is_some());
+    } else {
+        assert_eq!(
+            cpu, None,
+            "the per-CPU hit served a buffer in per-thread mode"
+        );
+    }
+    taken.extend(cpu);
+    for a in taken {
+        // SAFETY: a buffer of `c` handed out above, freed once. Per CPU the per-thread
+        // free hit must miss (nothing done) as well.
+        unsafe {
+            if per_cpu {
+                assert!(!umem_slab::hit_free(ii, a));
+            }
+            c.free(NonNull::new(a as *mut u8).unwrap());
+        }
+    }
+    c.verify().unwrap();
+    // SAFETY: no buffer of `c` is in use, and no other thread uses it.
+    unsafe { c.destroy() }.unwrap();
+}
+
 /// 32 threads on the machine's CPUs, an affinity shuffler moving them between CPUs (one,
 /// another, all) every few hundred microseconds, and a yielding load thread: every
 /// block is written with its owner's tag and checked before it is freed, and a global
