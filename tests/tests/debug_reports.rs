@@ -311,6 +311,43 @@ fn mtbf_injects_failures_and_the_fail_log_has_them() {
     assert_eq!(printed(&o, "logged"), "20", "{}", show(&o));
 }
 
+/// `mtbf` with `audit`: umem's own allocations while it loads the unwinder
+/// are not failed (the stacks stay on, the program's 100 mallocs still get
+/// every 5th failed), and with `checknull` the injected failure's report
+/// prints the failing call's stack, which names the C function.
+#[test]
+fn mtbf_under_audit_keeps_stacks_and_checknull_prints_the_failing_call() {
+    let o = run_c(
+        "debug_bugs",
+        &["mtbf"],
+        &[("UMEM_DEBUG", "mtbf=5,audit"), ("UMEM_LOGGING", "fail")],
+        true,
+    );
+    assert!(o.status.success(), "{}", show(&o));
+    assert_eq!(printed(&o, "nulls"), "20", "{}", show(&o));
+    assert!(
+        !String::from_utf8_lossy(&o.stderr).contains("cannot load"),
+        "{}",
+        show(&o)
+    );
+    let o = bug("mtbf", "mtbf=5,checknull,audit");
+    assert_eq!(o.status.signal(), Some(libc::SIGABRT), "{}", show(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("UMEM_DEBUG=mtbf injects failures"),
+        "{}",
+        show(&o)
+    );
+    let at = err
+        .find("umem: the failing call, by thread")
+        .unwrap_or_else(|| panic!("no stack of the failing call\n{}", show(&o)));
+    assert!(
+        err[at..].contains("debug_bugs!alloc_for_mtbf+"),
+        "{}",
+        show(&o)
+    );
+}
+
 #[test]
 fn firewall_faults_on_the_store_past_the_end() {
     let o = bug("firewall", "firewall=4k");
