@@ -7,17 +7,12 @@
 //! so `dladdr` names its global functions).
 
 use std::os::unix::process::ExitStatusExt;
-use std::process::{Command, Output};
-use umem_testkit::preload::{compile_c_flags, run, show};
+use std::process::Output;
+use umem_testkit::preload::{run_c_flags, show};
 
 /// Runs `tests/c/debug_bugs.c` (built `-rdynamic`) under the preload.
 fn run_c(name: &str, args: &[&str], env: &[(&str, &str)], preload: bool) -> Output {
-    let mut c = Command::new(compile_c_flags(name, &["-rdynamic"]));
-    c.args(args);
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    run(c, preload)
+    run_c_flags(name, &["-rdynamic"], args, env, preload)
 }
 
 fn bug(mode: &str, debug: &str) -> Output {
