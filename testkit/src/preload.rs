@@ -128,7 +128,20 @@ pub fn run(mut cmd: Command, preload: bool) -> Output {
 /// Runs `tests/c/<name>.c` (compiled by [`compile_c`]) with `args` and `env`,
 /// under umem when `preload`.
 pub fn run_c(name: &str, args: &[&str], env: &[(&str, &str)], preload: bool) -> Output {
-    let mut c = Command::new(compile_c(name));
+    run_c_flags(name, &[], args, env, preload)
+}
+
+/// [`run_c`] for a program built with extra compiler `flags`
+/// ([`compile_c_flags`]; `-rdynamic` lets `dladdr` name its functions in
+/// audit stacks).
+pub fn run_c_flags(
+    name: &str,
+    flags: &[&str],
+    args: &[&str],
+    env: &[(&str, &str)],
+    preload: bool,
+) -> Output {
+    let mut c = Command::new(compile_c_flags(name, flags));
     c.args(args);
     for (k, v) in env {
         c.env(k, v);

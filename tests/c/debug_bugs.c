@@ -41,6 +41,27 @@ static int log_walk(int log, int (*cb)(const umem_log_entry_t *, void *), void *
     return f ? f(log, cb, arg) : -100;
 }
 
+/* Each mode allocates its buffer in a function of its own, so a report's
+ * audit stack can be checked for that function's name: the test builds this
+ * program -rdynamic (dladdr then names global functions), and the functions
+ * are global, noipa (never inlined, cloned or folded with one another) and
+ * do work after the call (no tail call to malloc drops their frame). */
+#define ALLOCATOR(name)                                  \
+    __attribute__((noipa)) void *name(size_t n) {        \
+        void *p = malloc(n);                             \
+        __asm__ volatile("" : : "r"(p) : "memory");      \
+        return p;                                        \
+    }
+ALLOCATOR(alloc_for_double)
+ALLOCATOR(alloc_for_interior)
+ALLOCATOR(alloc_for_overrun)
+ALLOCATOR(alloc_for_overrun_big)
+ALLOCATOR(alloc_for_underrun)
+ALLOCATOR(alloc_for_write_after_free)
+ALLOCATOR(alloc_for_bad_realloc)
+ALLOCATOR(alloc_for_checknull)
+ALLOCATOR(alloc_for_mtbf)
+
 /* Stores through a volatile pointer: the compiler may not drop a store
  * before free() or warn about the bug the test makes on purpose. */
 static void poke(void *p, long i, char v) {
@@ -71,7 +92,7 @@ static int count_fail(const umem_log_entry_t *e, void *arg) {
 int main(int argc, char **argv) {
     const char *mode = argc > 1 ? argv[1] : "";
     if (!strcmp(mode, "double")) {
-        char *p = malloc(40);
+        char *p = alloc_for_double(40);
         say("buf", p);
         free(p);
         void *volatile again = p;
@@ -95,14 +116,14 @@ int main(int argc, char **argv) {
         }
         printf("double-reuse done\n");
     } else if (!strcmp(mode, "interior")) {
-        char *p = malloc(64);
+        char *p = alloc_for_interior(64);
         say("buf", p);
         void *volatile inside = p + 16;
         free(inside);
     } else if (!strcmp(mode, "overrun")) {
         /* Under noabort: one report per size, each block leaked. */
         for (size_t n = 1; n <= 256; n++) {
-            char *p = malloc(n);
+            char *p = alloc_for_overrun(n);
             printf("size=%zu buf=%p\n", n, (void *)p);
             fflush(stdout);
             poke(p, n, 0x42);
@@ -110,7 +131,7 @@ int main(int argc, char **argv) {
         }
     } else if (!strcmp(mode, "overrun-big")) {
         size_t n = 1 << 20;
-        char *p = malloc(n);
+        char *p = alloc_for_overrun_big(n);
         say("buf", p);
         poke(p, n, 0x42);
         free(p);
@@ -119,7 +140,7 @@ int main(int argc, char **argv) {
         char *p[64];
         int pick = -1;
         for (int i = 0; i < 64; i++) {
-            p[i] = malloc(64);
+            p[i] = alloc_for_underrun(64);
             if (pick < 0 && i > 0 && ((uintptr_t)p[i] & 4095) != 0)
                 pick = i;
         }
@@ -127,7 +148,7 @@ int main(int argc, char **argv) {
         poke(p[pick], -1, 0x42);
         free(p[pick]);
     } else if (!strcmp(mode, "write-after-free")) {
-        char *p = malloc(40);
+        char *p = alloc_for_write_after_free(40);
         say("buf", p);
         free(p);
         poke(p, 8, 0x42);
@@ -140,18 +161,18 @@ int main(int argc, char **argv) {
         printf("word=%08x\n", p[0]);
         free(p);
     } else if (!strcmp(mode, "bad-realloc")) {
-        char *p = malloc(30);
+        char *p = alloc_for_bad_realloc(30);
         say("buf", p);
         poke(p, 30, 0);
         p = realloc(p, 100);
     } else if (!strcmp(mode, "checknull")) {
-        void *p = malloc((size_t)1 << 62);
+        void *p = alloc_for_checknull((size_t)1 << 62);
         printf("returned %p\n", p);
     } else if (!strcmp(mode, "mtbf")) {
         int nulls = 0, logged = 0;
         void *keep[100];
         for (int i = 0; i < 100; i++) {
-            keep[i] = malloc(32);
+            keep[i] = alloc_for_mtbf(32);
             nulls += keep[i] == NULL;
         }
         printf("nulls=%d\n", nulls);

@@ -5,18 +5,13 @@
 //! default) and linked `-rdynamic`, so `dladdr` names their functions.
 
 use std::os::unix::process::ExitStatusExt;
-use std::process::{Command, Output};
-use umem_testkit::preload::{compile_c_flags, run, show};
+use std::process::Output;
+use umem_testkit::preload::{run_c_flags, show};
 
 const AUDIT: &[(&str, &str)] = &[("UMEM_DEBUG", "audit"), ("UMEM_OPTIONS", "findleaks")];
 
 fn prog(name: &str, args: &[&str], env: &[(&str, &str)], preload: bool) -> Output {
-    let mut c = Command::new(compile_c_flags(name, &["-rdynamic"]));
-    c.args(args);
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    run(c, preload)
+    run_c_flags(name, &["-rdynamic"], args, env, preload)
 }
 
 /// The report's table rows: (cache, leaked, caller).
@@ -127,15 +122,20 @@ fn findleaks_without_audit_warns() {
     assert!(!err.contains("leaked block"), "{}", show(&o));
 }
 
+/// The block the program printed on its `PTR` line.
+fn printed_ptr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("PTR ").map(str::to_string))
+        .expect("PTR line")
+}
+
 #[test]
 fn double_free_report_shows_the_audit_stacks() {
     let o = prog("audit_double", &[], &[("UMEM_DEBUG", "audit")], true);
     assert_eq!(o.status.signal(), Some(libc::SIGABRT), "{}", show(&o));
     let err = String::from_utf8_lossy(&o.stderr);
-    let ptr = String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .find_map(|l| l.strip_prefix("PTR ").map(str::to_string))
-        .expect("PTR line");
+    let ptr = printed_ptr(&o);
     // The debug report (`umem_global::debug_report`), its stacks section
     // the buffer's history.
     assert!(err.contains("heap error: double free"), "{}", show(&o));
@@ -159,10 +159,7 @@ fn double_free_report_shows_the_audit_stacks() {
     );
     assert_eq!(o.status.signal(), Some(libc::SIGABRT), "{}", show(&o));
     let err = String::from_utf8_lossy(&o.stderr);
-    let ptr = String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .find_map(|l| l.strip_prefix("PTR ").map(str::to_string))
-        .expect("PTR line");
+    let ptr = printed_ptr(&o);
     assert!(err.contains("heap error: invalid free"), "{}", show(&o));
     assert!(err.contains(&format!("buffer {ptr} ")), "{}", show(&o));
     assert!(err.contains("!make_block+"), "{}", show(&o));

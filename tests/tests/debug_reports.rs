@@ -1,11 +1,19 @@
 //! `UMEM_DEBUG` finds heap bugs in C programs run under the preload: one
 //! program (`tests/c/debug_bugs.c`), one mode per bug kind; each report must
 //! name the kind and the right buffer, then abort with SIGABRT (or carry on
-//! under `noabort`).
+//! under `noabort`). Under `audit` (part of `default`) each report also
+//! prints the buffer's history, whose allocation stack names the C function
+//! that allocated it (`alloc_for_<mode>`: the program is built `-rdynamic`,
+//! so `dladdr` names its global functions).
 
 use std::os::unix::process::ExitStatusExt;
 use std::process::Output;
-use umem_testkit::preload::{run_c, show};
+use umem_testkit::preload::{run_c_flags, show};
+
+/// Runs `tests/c/debug_bugs.c` (built `-rdynamic`) under the preload.
+fn run_c(name: &str, args: &[&str], env: &[(&str, &str)], preload: bool) -> Output {
+    run_c_flags(name, &["-rdynamic"], args, env, preload)
+}
 
 fn bug(mode: &str, debug: &str) -> Output {
     run_c(
@@ -14,6 +22,48 @@ fn bug(mode: &str, debug: &str) -> Output {
         &[("UMEM_DEBUG", debug), ("UMEM_LOGGING", "")],
         true,
     )
+}
+
+/// The allocation stack in `report` (one report's text) of the buffer
+/// `buf`'s history: the lines from "allocated by thread" to the last free
+/// (or the end).
+fn alloc_stack<'a>(report: &'a str, buf: &str) -> Option<&'a str> {
+    let hist = &report[report.find(&format!("umem: buffer {buf} ("))?..];
+    let hist = &hist[hist.find("allocated by thread")?..];
+    Some(&hist[..hist.find("last freed").unwrap_or(hist.len())])
+}
+
+/// Asserts that the report in `o` prints the history of the buffer the
+/// program printed, and that its allocation stack contains `func`.
+fn allocated_in(o: &Output, func: &str) {
+    let err = String::from_utf8_lossy(&o.stderr);
+    let buf = printed(o, "buf");
+    let stack = alloc_stack(&err, &buf)
+        .unwrap_or_else(|| panic!("no allocation stack of {buf}\n{}", show(o)));
+    assert!(
+        stack.contains(&format!("debug_bugs!{func}+")),
+        "{func} is not in the allocation stack of {buf}\n{}",
+        show(o)
+    );
+}
+
+/// Asserts that the history of the buffer the program printed has a
+/// last-freeing stack with a frame of the program's `main`.
+fn freed_in_main(o: &Output) {
+    let err = String::from_utf8_lossy(&o.stderr);
+    let buf = printed(o, "buf");
+    let hist = err
+        .find(&format!("umem: buffer {buf} ("))
+        .map(|at| &err[at..])
+        .unwrap_or_else(|| panic!("no history of {buf}\n{}", show(o)));
+    let freed = hist
+        .find("last freed by thread")
+        .unwrap_or_else(|| panic!("no free stack\n{}", show(o)));
+    assert!(
+        hist[freed..].contains("debug_bugs!main+"),
+        "the free stack has no frame of main\n{}",
+        show(o)
+    );
 }
 
 /// The value printed as `key=<value>` on stdout.
@@ -73,6 +123,8 @@ fn double_free() {
     assert!(hist[alloc..freed].contains("debug_bugs"), "{}", show(&o));
     assert!(hist[freed..].contains("debug_bugs"), "{}", show(&o));
     assert!(hist.contains("umem: aborting"), "{}", show(&o));
+    // The C function that allocated it is named.
+    allocated_in(&o, "alloc_for_double");
 }
 
 /// A double free of a debug buffer must not touch it: the free hit never
@@ -110,6 +162,7 @@ fn interior_free() {
         "invalid free",
         &format!("16 bytes into the buffer at {buf}"),
     );
+    allocated_in(&o, "alloc_for_interior");
 }
 
 #[test]
@@ -141,6 +194,13 @@ fn overrun_by_one_past_the_request_for_every_size_up_to_256() {
                 && r.contains("1 byte past the request"),
             "size {size}: {r}"
         );
+        // `default` includes audit: the buffer's allocation stack.
+        let stack = alloc_stack(r, buf)
+            .unwrap_or_else(|| panic!("size {size}: no allocation stack of {buf}\n{r}"));
+        assert!(
+            stack.contains("debug_bugs!alloc_for_overrun+"),
+            "size {size}: {r}"
+        );
     }
 }
 
@@ -153,12 +213,16 @@ fn overrun_of_a_one_mebibyte_block() {
         "byte at offset 1048576 (0x100000) is 0x42",
     );
     assert!(String::from_utf8_lossy(&o.stderr).contains("a large block"));
+    // A large block's history: its allocation (its free record goes with
+    // the block).
+    allocated_in(&o, "alloc_for_overrun_big");
 }
 
 #[test]
 fn underrun() {
     let o = bug("underrun", "default");
     reported(&o, "redzone underrun", "the word before the buffer");
+    allocated_in(&o, "alloc_for_underrun");
 }
 
 #[test]
@@ -169,6 +233,8 @@ fn write_after_free() {
         "modified free buffer",
         "word at offset 8 (0x8) is 0xdeadbeefdeadbe42",
     );
+    allocated_in(&o, "alloc_for_write_after_free");
+    freed_in_main(&o);
 }
 
 #[test]
@@ -182,6 +248,10 @@ fn fresh_blocks_hold_baddcafe() {
 fn bad_realloc() {
     let o = bug("bad-realloc", "guards");
     reported(&o, "bad realloc: redzone overrun", "byte at offset 30");
+    // Under `default` (with audit) the report has the allocation stack.
+    let o = bug("bad-realloc", "default");
+    reported(&o, "bad realloc: redzone overrun", "byte at offset 30");
+    allocated_in(&o, "alloc_for_bad_realloc");
 }
 
 #[test]
@@ -208,6 +278,18 @@ fn checknull_aborts_instead_of_returning_null() {
         "{}",
         show(&o)
     );
+    // With audit: no buffer, so the report prints the failing call's stack.
+    let o = bug("checknull", "checknull,audit");
+    assert_eq!(o.status.signal(), Some(libc::SIGABRT), "{}", show(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    let at = err
+        .find("umem: the failing call, by thread")
+        .unwrap_or_else(|| panic!("no stack of the failing call\n{}", show(&o)));
+    assert!(
+        err[at..].contains("debug_bugs!alloc_for_checknull+"),
+        "{}",
+        show(&o)
+    );
 }
 
 #[test]
@@ -222,6 +304,43 @@ fn mtbf_injects_failures_and_the_fail_log_has_them() {
     // 100 consecutive mallocs, every 5th fails.
     assert_eq!(printed(&o, "nulls"), "20", "{}", show(&o));
     assert_eq!(printed(&o, "logged"), "20", "{}", show(&o));
+}
+
+/// `mtbf` with `audit`: umem's own allocations while it loads the unwinder
+/// are not failed (the stacks stay on, the program's 100 mallocs still get
+/// every 5th failed), and with `checknull` the injected failure's report
+/// prints the failing call's stack, which names the C function.
+#[test]
+fn mtbf_under_audit_keeps_stacks_and_checknull_prints_the_failing_call() {
+    let o = run_c(
+        "debug_bugs",
+        &["mtbf"],
+        &[("UMEM_DEBUG", "mtbf=5,audit"), ("UMEM_LOGGING", "fail")],
+        true,
+    );
+    assert!(o.status.success(), "{}", show(&o));
+    assert_eq!(printed(&o, "nulls"), "20", "{}", show(&o));
+    assert!(
+        !String::from_utf8_lossy(&o.stderr).contains("cannot load"),
+        "{}",
+        show(&o)
+    );
+    let o = bug("mtbf", "mtbf=5,checknull,audit");
+    assert_eq!(o.status.signal(), Some(libc::SIGABRT), "{}", show(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("UMEM_DEBUG=mtbf injects failures"),
+        "{}",
+        show(&o)
+    );
+    let at = err
+        .find("umem: the failing call, by thread")
+        .unwrap_or_else(|| panic!("no stack of the failing call\n{}", show(&o)));
+    assert!(
+        err[at..].contains("debug_bugs!alloc_for_mtbf+"),
+        "{}",
+        show(&o)
+    );
 }
 
 #[test]

@@ -28,10 +28,12 @@ use crate::sys::{flush_to, StackStr};
 use umem_slab::{Cache, SlabError};
 
 /// Prints a buffer's stacks as part of a report: called with the buffer's
-/// start and the file descriptor the report goes to, after the audit line
-/// (the lines before it are written already). umem-global installs
-/// `symbolize::print_buffer_history` under `audit`: the buffer's last
-/// allocation and free with threads, times and symbolized stacks.
+/// start (0 for a report about no buffer: an allocation failure) and the
+/// file descriptor the report goes to, after the audit line (the lines
+/// before it are written already). umem-global installs
+/// `symbolize::report_stacks` under `audit`: the buffer's last allocation
+/// and free with threads, times and symbolized stacks, or the failing
+/// call's stack.
 pub type StacksPrinter = fn(buf: usize, fd: i32);
 
 static STACKS: AtomicUsize = AtomicUsize::new(0);
@@ -135,7 +137,7 @@ pub fn report(r: &Report<'_>, never_abort: bool) {
         }
     }
     let f = STACKS.load(Ordering::Acquire);
-    if f != 0 && !never_abort && r.buf != 0 {
+    if f != 0 && !never_abort {
         // SAFETY: only `set_stacks_printer` stores here, a `StacksPrinter`.
         let f: StacksPrinter = unsafe { core::mem::transmute::<usize, StacksPrinter>(f) };
         // The stacks are longer than the report's buffer holds: what is

@@ -2,7 +2,10 @@
 //! through the debug path fails, so that a program's out-of-memory paths can
 //! be tested. Deterministic (a process-wide counter) where illumos draws on
 //! the high-resolution clock; its promise — 0 is off, 1 fails everything,
-//! larger is rarer — holds.
+//! larger is rarer — holds. Allocations umem makes for itself while it
+//! loads the unwinder or captures a stack (`UMEM_DEBUG=audit`: `dlopen`'s,
+//! libgcc's) are never failed: the audit stacks would be lost, not the
+//! program's out-of-memory paths tested. They do not count.
 
 use core::sync::atomic::{AtomicUsize, Ordering};
 
@@ -16,7 +19,7 @@ pub static INJECTED: AtomicUsize = AtomicUsize::new(0);
 #[inline]
 pub fn inject() -> bool {
     let n = MTBF.load(Ordering::Relaxed);
-    if n == 0 || (COUNT.fetch_add(1, Ordering::Relaxed) + 1) % n != 0 {
+    if n == 0 || crate::stack::capturing() || (COUNT.fetch_add(1, Ordering::Relaxed) + 1) % n != 0 {
         return false;
     }
     INJECTED.fetch_add(1, Ordering::Relaxed);

@@ -120,6 +120,13 @@ pub fn guarded<R>(f: impl FnOnce() -> R) -> Option<R> {
     Some(r)
 }
 
+/// Whether this thread is capturing a stack or loading the unwinder now:
+/// an allocation made meanwhile is umem's own (`dlopen`'s, the
+/// unwinder's), which `mtbf` must not fail (`fault.rs`).
+pub fn capturing() -> bool {
+    guard_word::get() != 0
+}
+
 /// Whether the unwinder is loaded (auditing records stacks).
 pub fn unwinder_loaded() -> bool {
     BACKTRACE.load(Ordering::Acquire) != 0

@@ -14,7 +14,10 @@
 //! their threads, times and stacks. It is installed as umem-slab's error
 //! hook (so a double free or a redzone violation detected by the debug
 //! caches prints it before aborting) and called by umem-global's own
-//! messages about small blocks.
+//! messages about small blocks. [`report_stacks`], the stacks section of a
+//! debug report, prints it, or a large block's allocation
+//! ([`print_large_history`]), or for an allocation failure under
+//! `checknull` the failing call's stack ([`print_current_stack`]).
 
 use crate::caches;
 use crate::pagemap::{self, PageKind};
@@ -141,8 +144,58 @@ pub fn error_hook(addr: usize) {
     print_buffer_history(2, addr);
 }
 
+/// Prints the audit record of the large block at `addr` (its start; a
+/// large block's record is kept by the start of its pages, which is
+/// `addr`'s page for every kind of debug large block): its allocating
+/// thread and stack. Large blocks keep no free record (theirs is dropped
+/// with the block). `false` (nothing printed) when there is no record.
+pub fn print_large_history(fd: i32, addr: usize) -> bool {
+    let Some(r) = crate::large_audit::lookup(addr & !(crate::sys::PAGE - 1)) else {
+        return false;
+    };
+    let mut b = StackStr::<256>::new();
+    let _ = writeln!(b, "umem: buffer {addr:#x} (a large block), allocated now:");
+    let _ = writeln!(b, "  allocated by thread {:#x}:", r.thread);
+    flush_to(&mut b, fd);
+    let frames = r.stack.frames();
+    if frames.is_empty() {
+        let _ = writeln!(b, "    (no stack recorded)");
+        flush_to(&mut b, fd);
+    }
+    print_stack(fd, &frames[..frames.len().min(MAX_AUDIT_DEPTH)], 4);
+    true
+}
+
+/// Prints the stack of the call being made now (a failed allocation under
+/// `checknull`), callers of umem first-innermost; nothing before the
+/// unwinder is loaded (auditing off).
+pub fn print_current_stack(fd: i32, what: &str) {
+    let mut frames = [0usize; MAX_AUDIT_DEPTH];
+    let depth = umem_slab::audit_depth().min(MAX_AUDIT_DEPTH);
+    let n = crate::stack::capture(&mut frames[..depth]);
+    if n == 0 {
+        return;
+    }
+    let mut b = StackStr::<128>::new();
+    let _ = writeln!(b, "umem: {what}, by thread {:#x}:", current_thread());
+    flush_to(&mut b, fd);
+    print_stack(fd, &frames[..n], 4);
+}
+
+fn current_thread() -> usize {
+    // SAFETY: pthread_self has no preconditions.
+    unsafe { libc::pthread_self() as usize }
+}
+
 /// The stacks section of a debug report (`debug_report::set_stacks_printer`,
-/// installed with `audit`): the history of the buffer the report is about.
+/// installed with `audit`): the history of the buffer the report is about
+/// (a small buffer's allocation and last free, a large block's
+/// allocation), or for a report about no buffer (`buf == 0`: an allocation
+/// failure) the stack of the failing call.
 pub fn report_stacks(buf: usize, fd: i32) {
-    print_buffer_history(fd, buf);
+    if buf == 0 {
+        print_current_stack(fd, "the failing call");
+    } else if !print_buffer_history(fd, buf) {
+        print_large_history(fd, buf);
+    }
 }
