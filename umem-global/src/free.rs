@@ -29,8 +29,9 @@
 //!   there (else the user's data matched the key by chance: the free goes
 //!   on). Never-allocated chunks start with the key (`FREE_KEY` caches), so
 //!   a free of one is caught the same way. The hit writes the key
-//!   before its push and puts the old word back when the push fails, so a
-//!   miss never finds its own key.
+//!   before its push; when the magazines have no room it answers
+//!   `FreeHit::Marked` and the caller frees the block past the checks
+//!   ([`free_marked`]), so no miss ever finds its own key.
 //!
 //! * *frees where no slab lives* (classes whose slabs hold one block each,
 //!   whole pages from 4 KiB): their hit always misses; their slabs' pages
