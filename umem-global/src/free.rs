@@ -31,7 +31,9 @@
 //!   a free of one is caught the same way. The hit writes the key
 //!   before its push; when the magazines have no room it answers
 //!   `FreeHit::Marked` and the caller frees the block past the checks
-//!   ([`free_marked`]), so no miss ever finds its own key.
+//!   ([`free_marked`]), so no miss ever finds its own key. With per-CPU
+//!   magazines (`UMEM_OPTIONS=percpu`) that push always fails, and
+//!   `free_marked` tries the CPU's magazines first.
 //!
 //! * *frees where no slab lives* (classes whose slabs hold one block each,
 //!   whole pages from 4 KiB): their hit always misses; their slabs' pages
