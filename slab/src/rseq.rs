@@ -236,6 +236,34 @@ pub(crate) unsafe fn read_cpu(_rs: isize) -> i32 {
     -1
 }
 
+/// The head every section below starts with, as one `asm!` template string: the
+/// section's descriptor (`struct rseq_cs`: version and flags 0, start `3f`, length up to
+/// the commit's end `4f`, abort handler `6f`) in `__rseq_cs`, and the abort handler in
+/// `__rseq_failure` — the kernel's signature (`ud1` with `RSEQ_SIG`, the operand `{sig}`)
+/// right before it, and a jump back to `2:`, which re-arms the section and starts it over
+/// from its unchanged inputs. Each section then stores `7b` into the area's `rseq_cs`
+/// field, runs from `3:` and commits by its last store before `4:`.
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+macro_rules! rseq_section_header {
+    () => {
+        concat!(
+            ".pushsection __rseq_cs, \"aw\"\n",
+            ".balign 32\n",
+            "7:\n",
+            ".long 0, 0\n",
+            ".quad 3f, (4f - 3f), 6f\n",
+            ".popsection\n",
+            ".pushsection __rseq_failure, \"ax\"\n",
+            ".byte 0x0f, 0xb9, 0x3d\n",
+            ".long {sig}\n",
+            "6:\n",
+            "jmp 2f\n",
+            ".popsection\n",
+            "2:"
+        )
+    };
+}
+
 /// Pops the top round of the magazine packed in word `off + WORD` of the current CPU's
 /// page: returns `(round, rounds before)`, or `(_, 0)` when the magazine is empty (or the
 /// thread has no CPU number). Counts the pop in word `off + CTR`. (`WORD` and `CTR` are
@@ -259,19 +287,7 @@ pub(crate) unsafe fn pop<const WORD: isize, const CTR: isize>(
     // that is aborted before its commit changed nothing.
     unsafe {
         core::arch::asm!(
-            ".pushsection __rseq_cs, \"aw\"",
-            ".balign 32",
-            "7:",
-            ".long 0, 0",
-            ".quad 3f, (4f - 3f), 6f",
-            ".popsection",
-            ".pushsection __rseq_failure, \"ax\"",
-            ".byte 0x0f, 0xb9, 0x3d",
-            ".long {sig}",
-            "6:",
-            "jmp 2f",
-            ".popsection",
-            "2:",
+            rseq_section_header!(),
             "lea {buf}, [rip + 7b]",
             "mov qword ptr fs:[{rs} + 8], {buf}",
             "3:",
@@ -327,19 +343,7 @@ pub(crate) unsafe fn push<const WORD: isize, const CTR: isize>(
     // `stc` just before the commit (the `mov` of the commit keeps it).
     unsafe {
         core::arch::asm!(
-            ".pushsection __rseq_cs, \"aw\"",
-            ".balign 32",
-            "7:",
-            ".long 0, 0",
-            ".quad 3f, (4f - 3f), 6f",
-            ".popsection",
-            ".pushsection __rseq_failure, \"ax\"",
-            ".byte 0x0f, 0xb9, 0x3d",
-            ".long {sig}",
-            "6:",
-            "jmp 2f",
-            ".popsection",
-            "2:",
+            rseq_section_header!(),
             "lea {m}, [rip + 7b]",
             "mov qword ptr fs:[{rs} + 8], {m}",
             "3:",
@@ -391,19 +395,7 @@ pub(crate) unsafe fn exchange(table: usize, rs: isize, off: usize, new: usize) -
     // SAFETY: by the caller; the commit is the store of `new`.
     unsafe {
         core::arch::asm!(
-            ".pushsection __rseq_cs, \"aw\"",
-            ".balign 32",
-            "7:",
-            ".long 0, 0",
-            ".quad 3f, (4f - 3f), 6f",
-            ".popsection",
-            ".pushsection __rseq_failure, \"ax\"",
-            ".byte 0x0f, 0xb9, 0x3d",
-            ".long {sig}",
-            "6:",
-            "jmp 2f",
-            ".popsection",
-            "2:",
+            rseq_section_header!(),
             "lea {t}, [rip + 7b]",
             "mov qword ptr fs:[{rs} + 8], {t}",
             "3:",
