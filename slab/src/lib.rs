@@ -97,9 +97,10 @@
 //! Data structures, from the thread down (file in brackets):
 //!
 //! * The **magazine block** (`magazine_block.rs`): one page per thread, reached through
-//!   one TLS word, holding a `ThreadCache` (loaded and previous magazine, their
-//!   fills, the loaded one's capacity, counters) for each cache, indexed by the cache's
-//!   id. Ids 1..64 are inline; higher ids go through a directory.
+//!   one TLS word, holding a `ThreadCache` (the loaded magazine as pointers to its
+//!   top and last rounds, the previous magazine and its fill, the capacity, counters) for
+//!   each cache, indexed by the cache's id. Ids 1..64 are inline; higher ids go through a
+//!   directory.
 //! * **Magazines** (`magazine.rs`): a link word and the rounds; nine types of 1 to 143
 //!   rounds as libumem's `umem_magtype`.
 //! * The **depot** (`depot.rs`): two magazine lists with their working-set counters, the
@@ -125,9 +126,10 @@
 //! A thread with no block yet points at a static *unborn* block whose slots are empty,
 //! so the hit path needs no null test.
 //!
-//! **The slow paths** (`miss.rs`): trade with the depot (`magazine_layer.rs`); else take a
-//! buffer from the slab layer and construct it (`slab_layer.rs`); debug caches check and
-//! fill their buffers (`debug.rs`).
+//! **The slow paths** (`miss.rs`): per CPU, first the CPU's magazines (`percpu.rs`); trade
+//! with the depot (`magazine_layer.rs`); else take a buffer from the slab layer and
+//! construct it (`slab_layer.rs`), and a run of its neighbours for the thread's magazine
+//! (batch refill, section 5); debug caches check and fill their buffers (`debug.rs`).
 //!
 //! **Memory.** Nothing comes from the system allocator. `init()` creates, under
 //! `umem_vmem::heap()`, the metadata arenas `umem_internal` (page quantum: slabs of the
@@ -301,18 +303,21 @@
 
 // The files, lowest concept first; a file imports (`use crate::…`) only files on lines
 // above its own, so the imports form no cycle:
-//   error, flags, ops, clock        locks; public value types; the coarse clock
+//   error, flags, ops, clock, rseq        public value types; the coarse clock; rseq sections
 //   diag, secret                          fatal with the umem-slab prefix (umem_vmem::diag);
 //                                         the secret of the in-band links
 //   magazine, metadata                    magazines and thread caches; metadata arenas
 //   magazine_block                        the thread's magazine block and its TLS word
+//   percpu                                per-CPU slots, the mode switch, the per-CPU hit
 //   depot, slab                           depot state; slab and bufctl records
 //   cache                                 the `Cache` type
+//   audit, debug_report, redzone          audit records; debug reports; redzones
 //   registry                              cache list, ids, internal caches, fork lockup
 //   hit                                   the hit paths and their index types
 //   debug, slab_layer, magazine_layer     buftags; slab-layer and depot-exchange paths
+//   percpu_layer                          per-CPU slow paths; `with_my_slot` (either mode)
 //   update, miss, qcache                  update/reap; slow paths; vmem's quantum caches
-//   create, verify, stats                 creation and init; checking; statistics
+//   create, verify, buftag_verify, stats  creation and init; checking; statistics
 mod audit;
 mod buftag_verify;
 mod cache;

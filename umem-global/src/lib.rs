@@ -28,28 +28,33 @@
 //! `malloc`, the way libumem's `umem_init` and `malloc.c` do, and offers it
 //! as [`Umem`] (a `#[global_allocator]`) and, through the `umem-preload`
 //! crate, as the C malloc family (`libumem.so`). Its public face is small:
-//! [`Umem`], [`stats`] and [`print_stats`], [`reap`]. What the C ABI crate
+//! [`Umem`], [`stats`] and [`print_stats`], [`reap`], and the debugging
+//! aids ([`verify`], [`find_leaks`], [`print_buffer_history`],
+//! [`umem_log`], [`debug_report`]). What the C ABI crate
 //! needs besides is in `preload_abi`, which is not public API.
 //!
 //! **Options** are read from the environment once, by the first allocation:
 //!
 //! * `UMEM_OPTIONS`, a comma-separated list as in libumem: `nomagazines`
-//!   (no per-thread layer), `percpu` (per-CPU magazines over rseq,
-//!   `magazines.rs`), `reap_interval=N` (seconds between periodic
-//!   update steps, default 10, 0 = never), `large_cache=N` (bytes of freed
+//!   (no per-thread layer), `percpu` / `nopercpu` (per-CPU magazines over
+//!   rseq, `magazines.rs`; off by default), `reap_interval=N` (the update
+//!   interval in seconds: the periodic update steps run every `N/2`;
+//!   default 10, 0 = never), `large_cache=N` (bytes of freed
 //!   large blocks kept for reuse, default 64m; suffixes k, m, g),
-//!   `noregion` (no class region: slower `free`), `backend=mmap`; the
+//!   `noregion` (no class region: slower `free`), `backend=mmap`,
+//!   `stats_all`, `verify_at_exit` and `findleaks` (below); the
 //!   tuning options `concurrency`, `max_contention`, `perthread_cache` are
 //!   accepted and have no effect;
 //! * `UMEM_DEBUG` (libumem's words: `default`, `audit[=frames]`,
-//!   `contents[=count]`, `guards`, `verbose`, `nosignal`, `firewall=size`,
-//!   `lite`, `maxverify=size`, `noabort`, `mtbf=n`, `checknull`) and
+//!   `contents[=count]`, `guards`, `verbose` (or `allverbose`), `nosignal`,
+//!   `firewall=size`, `lite`, `maxverify=size`, `noabort`, `mtbf=n`, `checknull`) and
 //!   `UMEM_LOGGING` (`transaction`, `contents`, `fail` logs): finding heap
 //!   bugs at run time — byte-precise redzones after every block, fill
 //!   patterns, double, interior and invalid frees, firewall pages, fault
 //!   injection — each reported with the buffer, its size and cache, then
 //!   SIGABRT (`debug_options.rs` has each word's meaning; [`verify`] checks
-//!   the whole heap on demand, [`umem_log::read_log`] reads the logs,
+//!   the whole heap on demand, and at exit with `UMEM_OPTIONS=verify_at_exit`;
+//!   [`umem_log::read_log`] reads the logs,
 //!   [`debug_report::set_stacks_printer`] adds stacks to reports);
 //!   `audit[=frames]` (part of `default`) records each buffer's last
 //!   allocation and free with thread, time and stack (`stack.rs`, printed
@@ -103,9 +108,11 @@
 //! up in the **page map**, a radix tree from page to `PageEntry`
 //! (`pagemap.rs`): every page of a class arena's spans is marked with the
 //! class (by the class arena's source, before the span is used), a large
-//! block's first page with its page count. A page marked 0, or a pointer off
-//! the class's alignment, is not a block umem handed out: the C `free`
-//! aborts naming it. Rust's `dealloc` is told the size, so it takes the
+//! block's first page with its page count. A page marked 0, or a pointer
+//! that is not a block start of its class (the exact test of the class's
+//! `FreeSlot`, `hit_tables.rs`), is not a block umem handed out: the C
+//! `free` aborts naming it; so does a page of a class whose slabs hold one
+//! block each where no slab lives now (marked *dead*, `PageEntry::dead`). Rust's `dealloc` is told the size, so it takes the
 //! class from the layout.
 //!
 //! ### 2. Implementation
@@ -124,6 +131,8 @@
 //!  │   256 KiB stripes dealt to classes)        │         region.rs
 //!  │   └─ StripeSource(c) ── ClassSource(c) ────┘         source.rs
 //!  │        → umem_alloc_<n> arena → umem_alloc_<n> cache caches.rs
+//!  │          (classes of whole pages from 4 KiB: the cache's slabs come
+//!  │          through umem_alloc_<n>_slabs, over a LiveSource)  source.rs
 //!  ├─ umem_oversize (page quantum)  large blocks   large.rs
 //!  └─ umem_memalign (page quantum)  large blocks aligned above a page
 //! ```
@@ -184,14 +193,22 @@
 //! * `free(p)`: `free_hit` (`free.rs`) takes the class from the address
 //!   (`region::stripe_class`) and its `FreeSlot`, or, outside the region,
 //!   the `FreeSlot` indexed by the page map entry's top byte
-//!   (`pagemap::slot`, `hit_tables::free_entry_at`); a pointer off the
-//!   class's alignment misses; else it pushes onto the thread's magazine
-//!   (`umem_slab::hit_free`). On a miss: `free_miss` (the page map's class,
+//!   (`pagemap::slot`, `hit_tables::free_entry_at`); a pointer that is not
+//!   a block start of its class misses, and so does a block whose first
+//!   word already holds the free key (`umem_slab::FREE_KEY_WORD`); else it
+//!   writes the key and pushes onto the thread's magazine
+//!   (`umem_slab::hit_free`); with both magazines full it answers
+//!   `FreeHit::Marked` and the caller frees past the checks
+//!   (`free_marked`). On a miss: `free_miss` (the page map's class,
 //!   the class's cache) → `free_slow` (large blocks, bootstrap blocks,
 //!   foreign pointers).
 //! * `Umem::alloc`/`dealloc`: the class from the layout
 //!   (`classes::layout_class`), its `FreeSlot`'s inline index, the same
 //!   magazine pop or push; the misses as above.
+//! * With `UMEM_OPTIONS=percpu` the threads' magazines stay empty, so these
+//!   hits always miss, and the miss paths try the CPU's magazines first
+//!   (`alloc16_cpu_hit`, `umem_slab::cpu_hit_alloc`/`cpu_hit_free`, also
+//!   from `free_marked`); the default mode's hits do not test the mode.
 //!
 //! **Why a page map as well as the region:** blocks outside the region
 //! (large blocks; small blocks without a region or past a class's stripes)
@@ -207,7 +224,7 @@
 //! their arena, so free memory in those arenas is zero and `calloc` of a
 //! fresh block skips the memset.
 //!
-//! **Periodic work** (libumem's `umem_update`): every `reap_interval`
+//! **Periodic work** (libumem's `umem_update`): every half `reap_interval`
 //! (default 10 s) umem-slab runs [`umem_slab::update`] inline on an alloc
 //! slow path (every 64th per thread reads the clock) or a large-block
 //! allocation or free (every one reads it): working-set reaping of the
@@ -282,9 +299,11 @@
 //!
 //! * Every page of a span held by a class arena is marked with that class in
 //!   the page map, from before the span is used until after it is given
-//!   back; the page map never describes memory umem does not own.
+//!   back (for the classes whose slabs hold one block each: while a slab
+//!   lives there, and dead between slabs); the page map never describes
+//!   memory umem does not own.
 //! * Every stripe of class `c` is imported only by class `c`'s arena, so an
-//!   address in it, aligned like the class's buffers, is a block of `c`
+//!   address in it that passes the class's block-start test is a block of `c`
 //!   (or a wild pointer made up from umem's memory; `region.rs` says what
 //!   the hit path trusts).
 //! * A live large block's first page holds its exact page count, its second
