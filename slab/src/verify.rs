@@ -127,43 +127,29 @@ impl Cache {
     /// When it returns `Ok`, the object was freed: the caller must not use it again.
     pub unsafe fn free_checked(&self, ptr: NonNull<u8>) -> Result<(), SlabError> {
         let addr = ptr.as_ptr() as usize;
-        match self.locate(addr) {
-            BufferLookup::Allocated => {
-                if self.in_magazines(addr) {
-                    return Err(SlabError::DoubleFree {
-                        addr,
-                        cache: self.name,
-                    });
-                }
-                if self.buftag_off != 0 {
-                    self.debug_free(addr)?;
-                    // Re-mark allocated: free_addr runs the debug path again.
-                    // SAFETY: the buffer is ours (located above).
-                    unsafe {
-                        *((addr + self.buftag_off) as *mut usize).add(2) =
-                            self.buftag_status(addr, BUFTAG_ALLOC)
-                    };
-                    // Content was already destructed and filled; a second destruct would be
-                    // wrong, so hand it to the magazine layer directly.
-                    // SAFETY: validated above.
-                    unsafe { self.free_after_debug(addr) };
-                    return Ok(());
-                }
-                // SAFETY: validated above.
-                unsafe { self.free_addr(addr) };
-                Ok(())
-            }
-            BufferLookup::Free => Err(SlabError::DoubleFree {
-                addr,
-                cache: self.name,
-            }),
-            BufferLookup::Interior(buffer) => Err(SlabError::BadAddress {
-                addr,
-                buffer,
-                cache: self.name,
-            }),
-            BufferLookup::NotInCache => Err(self.not_ours(addr)),
+        // The same classification as the free key's slow check; an address no slab of
+        // ours holds is looked up in the other caches too (`WrongCache`).
+        self.check_free(addr).map_err(|e| match e {
+            SlabError::NotOwned { .. } => self.not_ours(addr),
+            e => e,
+        })?;
+        if self.buftag_off != 0 {
+            self.debug_free(addr)?;
+            // Re-mark allocated: free_addr runs the debug path again.
+            // SAFETY: the buffer is ours (located by check_free).
+            unsafe {
+                *((addr + self.buftag_off) as *mut usize).add(2) =
+                    self.buftag_status(addr, BUFTAG_ALLOC)
+            };
+            // Content was already destructed and filled; a second destruct would be
+            // wrong, so hand it to the magazine layer directly.
+            // SAFETY: validated above.
+            unsafe { self.free_after_debug(addr) };
+            return Ok(());
         }
+        // SAFETY: validated above: an allocated buffer of this cache, in no magazine.
+        unsafe { self.free_addr(addr) };
+        Ok(())
     }
 
     /// The error for an address no slab of this cache holds: `WrongCache` naming the cache
