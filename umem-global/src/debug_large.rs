@@ -260,23 +260,22 @@ pub fn alloc(size: usize, align: usize) -> *mut u8 {
             end: guard,
             kind: Kind::Firewall,
         }
-    } else if align <= PAGE {
-        let Ok(base) = ARENAS.oversize().alloc(data, Policy::InstantFit) else {
-            return core::ptr::null_mut();
-        };
-        Block {
-            ptr: base,
-            base,
-            len: data,
-            size,
-            end: base + data,
-            kind: Kind::Plain,
-        }
     } else {
-        let Ok(base) = ARENAS
-            .memalign()
-            .xalloc(&XAllocRequest::new(data).align(align))
-        else {
+        // Page alignment comes with any oversize block; more takes the memalign arena.
+        let (got, kind) = if align <= PAGE {
+            (
+                ARENAS.oversize().alloc(data, Policy::InstantFit),
+                Kind::Plain,
+            )
+        } else {
+            (
+                ARENAS
+                    .memalign()
+                    .xalloc(&XAllocRequest::new(data).align(align)),
+                Kind::Aligned,
+            )
+        };
+        let Ok(base) = got else {
             return core::ptr::null_mut();
         };
         Block {
@@ -285,7 +284,7 @@ pub fn alloc(size: usize, align: usize) -> *mut u8 {
             len: data,
             size,
             end: base + data,
-            kind: Kind::Aligned,
+            kind,
         }
     };
     // SAFETY: the redzone is inside the block's pages, before the guard.
