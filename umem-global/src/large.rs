@@ -43,7 +43,6 @@
 //! request finds fewer cached blocks big enough) and no less peak RSS.
 
 use crate::arenas::ARENAS;
-use crate::large_audit;
 use crate::options;
 use crate::pagemap::{self, PageEntry, PageKind, MAX_PAGES};
 use crate::sys::{self, PAGE, PAGE_SHIFT};
@@ -331,9 +330,6 @@ fn alloc_pages(size: usize, pages: usize, align: usize, zero: bool) -> *mut u8 {
     note_len(addr, pages << PAGE_SHIFT, size);
     ALLOCS.fetch_add(1, Ordering::Relaxed);
     IN_USE.fetch_add((pages << PAGE_SHIFT) as u64, Ordering::Relaxed);
-    if options::AUDIT.load(Ordering::Relaxed) {
-        large_audit::record(addr);
-    }
     addr as *mut u8
 }
 
@@ -365,9 +361,6 @@ pub fn free(addr: usize, e: PageKind) {
         _ => unreachable!(),
     };
     let bytes = noted_len(addr, pages);
-    if options::AUDIT.load(Ordering::Relaxed) {
-        large_audit::forget(addr);
-    }
     pagemap::set(addr, PageEntry::NONE);
     if pages >= 2 {
         pagemap::set(addr + PAGE, PageEntry::NONE);

@@ -3,7 +3,9 @@
 //!
 //! Size-class buffers keep their audit record in their umem-slab bufctl;
 //! large blocks have no bufctl (their only metadata is the page map), so
-//! with auditing on each live large block gets an entry in a side table:
+//! with auditing on each live large block (auditing implies guards, so every
+//! large block is then a debug large block: `debug_large.rs` records and forgets
+//! it) gets an entry in a side table:
 //! its address, the allocating thread and time, and its allocation stack.
 //! The table is an open-addressed hash (linear probing, deletion by
 //! shifting the following entries back, so no tombstones pile up) in one
