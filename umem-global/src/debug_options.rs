@@ -96,24 +96,36 @@ fn warn_item(var: &str, item: &[u8], why: core::fmt::Arguments<'_>) {
 
 /// A size value with an optional k/m/g/t suffix (libumem's rule).
 fn size_value(v: &[u8]) -> Option<usize> {
-    let (digits, shift) = match v.last()? {
-        b'k' | b'K' => (&v[..v.len() - 1], 10),
-        b'm' | b'M' => (&v[..v.len() - 1], 20),
-        b'g' | b'G' => (&v[..v.len() - 1], 30),
-        b't' | b'T' => (&v[..v.len() - 1], 40),
-        _ => (v, 0),
+    scaled_number(v, 40).and_then(|n| usize::try_from(n).ok())
+}
+
+/// Decimal digits with an optional binary suffix — k, m, g and, when
+/// `max_shift` is 40, t (either case) — as umem's environment variables
+/// write numbers; `None` when it is not one or overflows. `UMEM_OPTIONS`
+/// (`options.rs`) takes up to g, `UMEM_DEBUG`/`UMEM_LOGGING` sizes up to t.
+pub(crate) fn scaled_number(v: &[u8], max_shift: u32) -> Option<u64> {
+    let shift = match v.last()? {
+        b'k' | b'K' => 10,
+        b'm' | b'M' => 20,
+        b'g' | b'G' => 30,
+        b't' | b'T' => 40,
+        _ => 0,
     };
+    if shift > max_shift {
+        return None;
+    }
+    let digits = if shift == 0 { v } else { &v[..v.len() - 1] };
     if digits.is_empty() {
         return None;
     }
-    let mut n: usize = 0;
+    let mut n: u64 = 0;
     for &d in digits {
         if !d.is_ascii_digit() {
             return None;
         }
-        n = n.checked_mul(10)?.checked_add((d - b'0') as usize)?;
+        n = n.checked_mul(10)?.checked_add((d - b'0') as u64)?;
     }
-    n.checked_mul(1usize << shift)
+    n.checked_mul(1u64 << shift)
 }
 
 fn guards() {

@@ -99,23 +99,7 @@ fn getenv(name: &CStr) -> Option<&'static [u8]> {
 }
 
 fn parse_num(v: &[u8]) -> Option<u64> {
-    let (digits, mul) = match v.last()? {
-        b'k' | b'K' => (&v[..v.len() - 1], 1u64 << 10),
-        b'm' | b'M' => (&v[..v.len() - 1], 1 << 20),
-        b'g' | b'G' => (&v[..v.len() - 1], 1 << 30),
-        _ => (v, 1),
-    };
-    if digits.is_empty() {
-        return None;
-    }
-    let mut n: u64 = 0;
-    for &d in digits {
-        if !d.is_ascii_digit() {
-            return None;
-        }
-        n = n.checked_mul(10)?.checked_add((d - b'0') as u64)?;
-    }
-    n.checked_mul(mul)
+    crate::debug_options::scaled_number(v, 30)
 }
 
 pub(crate) fn show(b: &[u8]) -> &str {
