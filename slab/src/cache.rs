@@ -55,6 +55,8 @@ pub struct Cache {
     pub(crate) audit: bool,
     /// `CacheFlags::FREE_KEY`: new in-slab chunks start marked with the free key.
     pub(crate) free_key: bool,
+    /// The slab-watch cookie (`slab_watch.rs`; 0: not watched).
+    pub(crate) watch: AtomicUsize,
     pub(crate) slab_xalloc: bool,
     pub(crate) qcache: bool,
     /// Caches created after `init` (not the internal ones, not quantum caches) without

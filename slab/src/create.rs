@@ -458,6 +458,7 @@ impl Cache {
             hashed: geo.hashed,
             audit: flags.contains(CacheFlags::AUDIT),
             free_key: flags.contains(CacheFlags::FREE_KEY),
+            watch: AtomicUsize::new(0),
             slab_xalloc: slab_align > quantum,
             qcache: flags.contains(CacheFlags::QCACHE),
             grow_on_traffic: is_ready()

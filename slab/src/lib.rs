@@ -346,6 +346,7 @@ mod rseq;
 mod secret;
 mod slab;
 mod slab_layer;
+mod slab_watch;
 mod stats;
 mod update;
 mod verify;
@@ -365,6 +366,7 @@ pub use ops::{CacheOps, CtorFn, DtorFn, ObjectOps, ReclaimFn};
 pub use redzone::{set_debug_tuning, REDZONE_BYTE};
 pub use registry::for_each_cache;
 pub use secret::process_secret;
+pub use slab_watch::{set_slab_watch_hook, SlabWatchHook};
 pub use stats::CacheStats;
 /// The spin lock umem-slab uses (no allocation, no poisoning), for the
 /// crates above it that need one for their own short critical sections.

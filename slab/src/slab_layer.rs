@@ -202,6 +202,7 @@ impl Cache {
                 }
                 ptr::write(sp, Slab::fresh(sp, self.owner(), mem, base, base, chunks));
             }
+            self.announce_slab(mem, true);
             return Some(sp);
         }
         let g = internal_caches();
@@ -287,6 +288,7 @@ impl Cache {
                 Slab::fresh(sp, self.owner(), mem, base, head as usize, chunks),
             )
         };
+        self.announce_slab(mem, true);
         Some(sp)
     }
 
@@ -303,6 +305,7 @@ impl Cache {
                 g.slabs.free_addr(sp as usize);
             }
         }
+        self.announce_slab(mem, false);
         arena_free(self.source, mem, self.slabsize(), slab_align);
     }
 

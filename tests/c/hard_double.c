@@ -6,6 +6,9 @@
  *            first one again -- the block is in the depot
  *   slab     as depot, then malloc_trim(0) (magazines go back to the slabs)
  *            before the second free -- the block is free in its slab
+ *   dead     as slab, but the second free is of the last block: every block
+ *            of its slab was freed, so the trim gives the slab back and
+ *            discards its pages (the free key with them) -- no slab holds it
  *   interior free(p + 16) of a live block (p + 8 for 16-byte blocks; from
  *            512 bytes p + the block's alignment, where that is inside it)
  *   wild     free() of a never-allocated, chunk-aligned address inside the
@@ -46,12 +49,12 @@ int main(int argc, char **argv) {
         bad = malloc(size);
         victim = bad;
         free(victim);
-    } else if (!strcmp(mode, "depot") || !strcmp(mode, "slab")) {
+    } else if (!strcmp(mode, "depot") || !strcmp(mode, "slab") || !strcmp(mode, "dead")) {
         void **tmp = (void **)(live + N);
         for (int i = 0; i < N; i++) tmp[i] = malloc(size);
         for (int i = 0; i < N; i++) { victim = tmp[i]; free(victim); }
-        bad = tmp[0];
-        if (!strcmp(mode, "slab")) malloc_trim(0);
+        bad = !strcmp(mode, "dead") ? tmp[N - 1] : tmp[0];
+        if (strcmp(mode, "depot")) malloc_trim(0);
     } else if (!strcmp(mode, "interior")) {
         /* From 512 bytes: the block's own alignment in, where that is inside
          * the block (aligned like a block start: only the chunk-boundary

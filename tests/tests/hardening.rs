@@ -181,6 +181,25 @@ fn double_frees_abort_in_every_layer() {
     }
 }
 
+/// A double free after the block's slab went back (`hard_double dead`:
+/// every block of the slab freed, then `malloc_trim(0)`, which destroys the
+/// slab and discards its pages, so the block no longer holds the free key):
+/// the slab watch marked the slab's pages dead, so the hit misses and the
+/// miss aborts naming the pointer — "no slab holds it" while the class keeps
+/// the span, "invalid pointer" once the span went back too. Every class
+/// from 16 bytes to one-block slabs, with and without magazines.
+#[test]
+fn double_free_after_the_slab_went_back_aborts() {
+    for env in [&[][..], &[("UMEM_OPTIONS", "nomagazines")][..]] {
+        for size in [
+            "16", "32", "48", "64", "128", "256", "448", "512", "640", "1024", "2048", "3072",
+            "4096", "8192", "40960",
+        ] {
+            aborts_naming_the_pointer("dead", size, env);
+        }
+    }
+}
+
 #[test]
 fn interior_pointers_into_hashed_classes_abort() {
     // Aligned like a block start (the block's alignment into it), so only
@@ -290,7 +309,7 @@ fn bad_frees_of_every_class_end_cleanly() {
     let mut failures = Vec::new();
     for env in [&[][..], &[("UMEM_OPTIONS", "nomagazines")][..]] {
         for size in ["16", "32", "64", "128", "256", "448", "896"] {
-            for mode in ["mag", "depot", "slab", "interior", "wild"] {
+            for mode in ["mag", "depot", "slab", "dead", "interior", "wild"] {
                 let o = prog("hard_double", &[mode, size], env, true);
                 let aborted = o.status.signal() == Some(libc::SIGABRT) && !o.stderr.is_empty();
                 if !(o.status.success() || aborted) {

@@ -77,10 +77,6 @@ impl Arenas {
     pub fn memalign(&self) -> &'static Vmem {
         deref_arena(&self.memalign)
     }
-    /// Class `c`'s arena (once the class is made).
-    pub fn class_arena(&self, c: usize) -> &'static Vmem {
-        deref_arena(&self.class[c])
-    }
     /// `umem_default`, once it exists.
     pub fn default_arena(&self) -> Option<&'static Vmem> {
         let v = self.default.load(Ordering::Acquire);

@@ -11,8 +11,9 @@ use crate::arenas::{self, ARENAS};
 use crate::classes;
 use crate::hit_tables;
 use crate::options;
+use crate::pagemap::{self, PageEntry};
 use crate::region;
-use crate::source::{ClassSource, LiveSource};
+use crate::source::ClassSource;
 use crate::sys::PAGE;
 use core::ptr::{null_mut, NonNull};
 use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
@@ -110,33 +111,29 @@ static CLASS_SOURCES: [ClassSource; classes::COUNT] = {
     t
 };
 
-static LIVE_SOURCES: [LiveSource; classes::COUNT] = {
-    const S: LiveSource = LiveSource { class: 0 };
-    let mut t = [S; classes::COUNT];
-    let mut c = 0;
-    while c < classes::COUNT {
-        t[c] = LiveSource { class: c };
-        c += 1;
-    }
-    t
-};
+/// The class caches' slab watch (umem-slab's `set_slab_watch_hook`; a
+/// class cache's cookie is its class + 1): a slab's pages are marked live
+/// with its class in the page map and the region's slab map while it lives,
+/// dead before and after (`ClassSource` marks a span dead when the class
+/// arena imports it). So every free path knows whether a slab lives where a
+/// block is freed: the region hit by the slab map (`region::page_tag`), the
+/// page-map hit and the miss by the page map (a dead entry finds a slot on
+/// which every hit misses, and the miss aborts: `free_check::dead_free`).
+fn slab_watch(cookie: u32, mem: usize, len: usize, live: bool) {
+    let c = cookie as usize - 1;
+    let e = if live {
+        PageEntry::small(c)
+    } else {
+        PageEntry::dead(c)
+    };
+    // The class arena's span put leaves under every page of it already.
+    pagemap::set_range(mem, len, e);
+    region::mark_slab(mem, len, c, live);
+}
 
-/// The arena class `c`'s cache takes its slabs from: the class arena, or,
-/// for a class whose slabs hold one block each, an arena over its
-/// [`LiveSource`] (`umem_alloc_<n>_slabs`, no retained spans), so that the
-/// page map says where a slab lives.
-fn slab_arena(c: usize, arena: &'static Vmem) -> Option<&'static Vmem> {
-    if !classes::one_block_slab(c) {
-        return Some(arena);
-    }
-    let mut buf = [0u8; 32];
-    let (base, tail) = (classes::NAMES[c].as_bytes(), b"_slabs");
-    let n = base.len() + tail.len();
-    buf[..base.len()].copy_from_slice(base);
-    buf[base.len()..n].copy_from_slice(tail);
-    let name = core::str::from_utf8(&buf[..n]).unwrap_or("umem_alloc_slabs");
-    let src: &'static dyn Source = &LIVE_SOURCES[c];
-    Vmem::create(name, None, PAGE, Some(src), 0, CreateFlags::NO_QCACHE).ok()
+/// Installs the class caches' slab watch (init, before any class exists).
+pub fn init_slab_watch() {
+    umem_slab::set_slab_watch_hook(slab_watch);
 }
 
 /// Serialises the making of classes ([`class_or_create`]). Lock order:
@@ -201,7 +198,8 @@ pub fn class_or_create(c: usize) -> Option<ClassCache> {
         arena.set_retain(region::CLASS_RETAIN);
     }
     arenas::publish(&ARENAS.class[c], arena);
-    let cache = create_cache(c, slab_arena(c, arena)?)?;
+    let cache = create_cache(c, arena)?;
+    cache.watch_slabs(c as u32 + 1);
     let slot = &CLASS_CACHES[c];
     slot.fast.store(cache.fast_index().raw(), Ordering::Relaxed);
     slot.cache

@@ -44,33 +44,6 @@ pub const fn natural_align(c: usize) -> usize {
     }
 }
 
-/// Whether class `c`'s slabs hold one block each (umem-slab's hashed
-/// layout with page quantum, `umem_slab::hashed_slab_size`): the classes of
-/// whole pages from 4 KiB. Their slabs come through a
-/// [`LiveSource`](crate::source::LiveSource), which keeps the page map
-/// told where a slab lives, and their frees skip the hit for the miss,
-/// which reads it: a free where no slab lives is caught.
-#[inline]
-pub const fn one_block_slab(c: usize) -> bool {
-    ONE_BLOCK[c]
-}
-
-/// [`one_block_slab`] of every class, worked out at build time.
-const ONE_BLOCK: [bool; COUNT] = {
-    let mut t = [false; COUNT];
-    let mut c = 0;
-    while c < COUNT {
-        let s = SIZES[c];
-        t[c] = s >= PAGE / 8
-            && match umem_slab::hashed_slab_size(s, PAGE) {
-                Some(n) => n / s == 1,
-                None => false,
-            };
-        c += 1;
-    }
-    t
-};
-
 const fn first_class_at_least(n: usize) -> u8 {
     let mut c = 0;
     while SIZES[c] < n {

@@ -1,7 +1,7 @@
 //! The free path (libumem's `umem_free` and `free`) and how it finds a
 //! block's owner with no size and no header.
 //!
-//! * hit ([`free_hit`]): the class from the address (region) or from the
+//! * hit ([`free_hit`]): the class from the region's slab map or from the
 //!   page map's top byte, the class's `FREE_TABLE` entry (block-start test,
 //!   inline index), the free key, then `umem_slab::hit_free`;
 //! * miss (`free_miss`): the page map's small-class entry, the same tests
@@ -35,12 +35,14 @@
 //!   magazines (`UMEM_OPTIONS=percpu`) that push always fails, and
 //!   `free_marked` tries the CPU's magazines first.
 //!
-//! * *frees where no slab lives* (classes whose slabs hold one block each,
-//!   whole pages from 4 KiB): their hit always misses; their slabs' pages
-//!   are marked live in the page map while the slab exists and dead after
-//!   (`source::LiveSource`), and a dead entry aborts (`dead_free`) — the
-//!   double free after a reap gave the block's slab back and discarded its
-//!   page (key and all).
+//! * *frees where no slab lives* (a double free after the block's slab
+//!   went back, its page perhaps discarded, key and all; a wild pointer
+//!   into free class memory): the class caches' slab watch marks each
+//!   slab's pages live while the slab exists and dead before and after
+//!   (`caches::slab_watch`), in the page map and in the region's slab map.
+//!   The hit reads one or the other to find the class, and a dead page
+//!   gives it a slot on which it misses; the miss finds the dead entry and
+//!   aborts (`dead_free`).
 //!
 //! Large blocks: their page-map entry is cleared on free, so a second free
 //! or a free of an interior address finds no block start and is refused.
@@ -48,12 +50,10 @@
 use crate::caches;
 use crate::free_check::{check_and_mark, dead_free};
 use crate::hit_tables;
-use crate::options;
 use crate::pagemap::{self, PageKind};
 use crate::region;
 use crate::sys::{self, no_unwind, PAGE};
 use crate::{boot, classes, debug, debug_large, debug_options, large};
-use core::sync::atomic::Ordering;
 
 /// What kind of pointer `p` is: by the page map, or `Boot`/`Foreign`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -128,8 +128,10 @@ pub enum FreeHit {
 #[inline(always)]
 pub unsafe fn free_hit(p: *mut u8) -> FreeHit {
     let a = p as usize;
-    let e = match region::stripe_class(a) {
-        Some(c) => hit_tables::free_entry_of(c),
+    let e = match region::page_tag(a) {
+        // In the region: by the slab map (a slot of no class where no slab
+        // lives).
+        Some(t) => hit_tables::free_entry_by_tag(t),
         // Outside the region (no region, no stripe left, a large block): by
         // the page map's entry.
         None => {
@@ -238,24 +240,6 @@ pub unsafe fn free_miss(p: *mut u8) -> Result<(), FreeError> {
             // Every buffer of class c is aligned to the class's alignment,
             // so a misaligned pointer is certainly not a block start.
             let c = e.small_class();
-            if classes::one_block_slab(c)
-                && hit_tables::is_block_start(c, a)
-                && !options::DEBUG.load(Ordering::Relaxed)
-            {
-                // The hit these classes skip, now that the page map says a
-                // slab lives here: the key test and the magazine push.
-                // SAFETY: a block start of a live slab of class c; the
-                // slot holds that class cache's inline index (or MISS).
-                match unsafe { mark_and_push(hit_tables::free_entry_of(c).inline_index(), a) } {
-                    FreeHit::Done => return Ok(()),
-                    FreeHit::Marked => {
-                        // SAFETY: just marked, as by the hit.
-                        unsafe { free_marked(p) };
-                        return Ok(());
-                    }
-                    FreeHit::Miss => {} // the key is there: the checks below
-                }
-            }
             if a & (classes::align(c) - 1) == 0 {
                 if let Some(k) = caches::class_cache(c) {
                     check_and_mark("free", a, c, k, true);

@@ -29,9 +29,10 @@ pub fn check_and_mark(func: &str, a: usize, c: usize, k: caches::ClassCache, pag
             "umem: {func}({a:#x}): not the start of a block: a pointer inside a {size}-byte block (class {name})"
         ));
     }
-    if !page_read && classes::one_block_slab(c) {
-        // Its slab's pages say whether it lives (`source::LiveSource`); the
-        // C path read the entry already (`page_read`), `dealloc`'s did not.
+    if !page_read {
+        // Its page says whether a slab lives there (`caches::slab_watch`);
+        // the C path read the entry already (`page_read`), `dealloc`'s did
+        // not.
         if let Some(d) = pagemap::entry(a).dead_class() {
             dead_free(func, a, d);
         }
@@ -58,9 +59,9 @@ pub fn check_and_mark(func: &str, a: usize, c: usize, k: caches::ClassCache, pag
     unsafe { *(a as *mut usize) = key };
 }
 
-/// A free of `a` on a page of class `c`'s arena where no slab lives (a
-/// class whose slabs hold one block each: `source::LiveSource`): its block
-/// was freed and its slab given back (a double free), or it never was one.
+/// A free of `a` on a page of class `c`'s arena where no slab lives
+/// (`caches::slab_watch`): its block was freed and its slab given back (a
+/// double free), or it never was one.
 #[cold]
 #[inline(never)]
 pub fn dead_free(func: &str, a: usize, c: usize) -> ! {

@@ -167,9 +167,7 @@ const fn build_free_table() -> FreeTable {
         let i = PageEntry::small(c).free_table_index();
         mask[i] = k;
         mul[i] = m;
-        // A class whose slabs hold one block each: no address passes on the
-        // hit (the miss reads the page map, which says where a slab lives).
-        bound[i] = if classes::one_block_slab(c) { 0 } else { b };
+        bound[i] = b;
         c += 1;
     }
     FreeTable {
@@ -181,8 +179,8 @@ const fn build_free_table() -> FreeTable {
 }
 
 /// Per class, its exact block-start test (mask, multiplier, bound), as the
-/// miss path applies it; the hit's is the same but for the classes whose
-/// slabs hold one block each (`classes::one_block_slab`), which always miss.
+/// miss path applies it (the hit's is the same, unless `publish` turned the
+/// class's hit off).
 const MISS_TEST: [(u64, u64, u64); classes::COUNT] = {
     let mut t = [(0u64, 0u64, 0u64); classes::COUNT];
     let mut c = 0;
@@ -212,6 +210,14 @@ const _: () = assert!(classes::COUNT <= 64);
 #[inline(always)]
 pub fn free_entry_of(c: usize) -> FreeSlot {
     FreeSlot(PageEntry::small(c & 63).free_table_index() & 255)
+}
+
+/// The [`FreeSlot`] for a region page whose slab-map byte is `t`
+/// (`region::page_tag`: `0x40 | class` where a slab lives, else 0, a slot
+/// of no class).
+#[inline(always)]
+pub fn free_entry_by_tag(t: usize) -> FreeSlot {
+    FreeSlot(t & 255)
 }
 
 /// The [`FreeSlot`] for a page whose entry is `e` (a slot of no class
@@ -334,9 +340,8 @@ mod tests {
                     let p = o % g.slab_size;
                     let want = p % g.chunk_size == 0 && p / g.chunk_size < g.chunks;
                     assert_eq!(is_block_start(c, base + o), want, "class {c} offset {o}");
-                    // The hit: the same, but nothing for one-block classes.
-                    let hit = want && !classes::one_block_slab(c);
-                    assert_eq!(e.is_start(base + o), hit, "class {c} offset {o}");
+                    // The hit: the same.
+                    assert_eq!(e.is_start(base + o), want, "class {c} offset {o}");
                 }
             }
         }

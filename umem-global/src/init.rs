@@ -76,6 +76,7 @@ fn build_tree() -> bool {
     let _ = umem_vmem::init(&source::PAGES, PAGE);
     magazines::choose();
     umem_slab::init();
+    crate::caches::init_slab_watch();
     if crate::debug_options::debug_path() {
         umem_slab::set_debug_report_hook(crate::debug_report::slab_hook);
         crate::umem_log::init();

@@ -104,16 +104,19 @@
 //! (page-rounded), noted in the page map, not its reserved capacity.
 //!
 //! **How `free` finds the owner**, with no size and no header: a pointer in
-//! the region names its class by its address; any other pointer is looked
-//! up in the **page map**, a radix tree from page to `PageEntry`
-//! (`pagemap.rs`): every page of a class arena's spans is marked with the
-//! class (by the class arena's source, before the span is used), a large
-//! block's first page with its page count. A page marked 0, or a pointer
-//! that is not a block start of its class (the exact test of the class's
-//! `FreeSlot`, `hit_tables.rs`), is not a block umem handed out: the C
-//! `free` aborts naming it; so does a page of a class whose slabs hold one
-//! block each where no slab lives now (marked *dead*, `PageEntry::dead`). Rust's `dealloc` is told the size, so it takes the
-//! class from the layout.
+//! the region names its class by its page's byte in the region's **slab
+//! map** (`region.rs`); any other pointer is looked up in the **page map**,
+//! a radix tree from page to `PageEntry` (`pagemap.rs`). A class arena's
+//! spans are marked with the class but *dead* (`PageEntry::dead`) when the
+//! arena imports them, and each slab's pages live (page map and slab map)
+//! from the slab's making to its destruction, by the class cache's slab
+//! watch (`caches.rs`); a large block's first page is marked with its page
+//! count. A page marked 0 or dead, or a pointer that is not a block start
+//! of its class (the exact test of the class's `FreeSlot`,
+//! `hit_tables.rs`), is not a block umem handed out: the C `free` aborts
+//! naming it (a dead page: a double free after the slab went back, its
+//! memory perhaps discarded with the free key in it). Rust's `dealloc` is
+//! told the size, so it takes the class from the layout.
 //!
 //! ### 2. Implementation
 //!
@@ -131,8 +134,8 @@
 //!  │   256 KiB stripes dealt to classes)        │         region.rs
 //!  │   └─ StripeSource(c) ── ClassSource(c) ────┘         source.rs
 //!  │        → umem_alloc_<n> arena → umem_alloc_<n> cache caches.rs
-//!  │          (classes of whole pages from 4 KiB: the cache's slabs come
-//!  │          through umem_alloc_<n>_slabs, over a LiveSource)  source.rs
+//!  │          (its slab watch marks where slabs live: page map and
+//!  │          the region's slab map)
 //!  ├─ umem_oversize (page quantum)  large blocks   large.rs
 //!  └─ umem_memalign (page quantum)  large blocks aligned above a page
 //! ```
@@ -190,8 +193,8 @@
 //!   magazine through it (`umem_slab::hit_alloc`). On a miss: `alloc16` →
 //!   `alloc16_miss` → the class's cache (`caches.rs`, `ClassCache::alloc`)
 //!   → `alloc_slow` (init, the class's first allocation, large blocks).
-//! * `free(p)`: `free_hit` (`free.rs`) takes the class from the address
-//!   (`region::stripe_class`) and its `FreeSlot`, or, outside the region,
+//! * `free(p)`: `free_hit` (`free.rs`) takes the `FreeSlot` of the class
+//!   from the slab map (`region::page_tag`), or, outside the region,
 //!   the `FreeSlot` indexed by the page map entry's top byte
 //!   (`pagemap::slot`, `hit_tables::free_entry_at`); a pointer that is not
 //!   a block start of its class misses, and so does a block whose first

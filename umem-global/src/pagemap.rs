@@ -88,8 +88,8 @@ impl PageEntry {
     pub const fn aligned(pages: usize) -> PageEntry {
         PageEntry(Self::ALIGNED | pages as u32)
     }
-    /// A page of class `class`'s arena where no slab lives (a class whose
-    /// slabs hold one block each, `classes::one_block_slab`): tag 0, not a
+    /// A page of class `class`'s arena where no slab lives
+    /// (`caches::slab_watch`): tag 0, not a
     /// block start, and its top byte (`0x3f`) finds no class in
     /// `FREE_TABLE`, so `free`'s hit misses and the miss names the class. (A
     /// noted length of `0x3fffff00 | class` pages, some 4 TiB, would read

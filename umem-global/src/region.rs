@@ -45,16 +45,25 @@
 //!
 //! What the hit path trusts: any pointer inside a class's stripe that is a
 //! chunk start of the class's slab grid (`hit_tables::FreeSlot::is_start`)
-//! and does not hold the free key is taken as an allocated block of that
-//! class. Every such address is umem's own reserved memory, so only a
-//! pointer made up from umem's memory (not one from the stack, a global,
-//! another allocator, or the inside of a block) gets past it. The classes
-//! whose slabs hold one block each (whole pages from 4 KiB) never hit: their
-//! frees read the page map, which says where their slabs live
-//! (`source::LiveSource`). Not caught: a free of a chunk start of a
-//! smaller class where no slab lives any more (all its blocks freed, its
-//! span given back and its page discarded, so the key is gone), for
-//! which the hit would have to read per-page state.
+//! on a page where a slab of the class lives (the slab map, below) and does
+//! not hold the free key is taken as an allocated block of that class.
+//! Every such address is umem's own reserved memory, so only a pointer made
+//! up from umem's memory (not one from the stack, a global, another
+//! allocator, or the inside of a block) gets past it.
+//!
+//! **The slab map** says which pages of the region hold a live slab: a byte
+//! per page, `0x40 | class` (the class's `FREE_TABLE` index, as the page
+//! map's top byte) while a slab of the class lives there, 0 (a slot on
+//! which every hit misses) before and after. It lies just below `BASE`, so
+//! the hit reads it with one instruction from the registers it has
+//! (`BASE` and `a - BASE`), and it gives the hit its class at the same time
+//! ([`page_tag`]) — in place of the stripe arithmetic, one instruction
+//! fewer. The class caches announce their slabs (umem-slab's slab watch,
+//! `caches::slab_watch`), and the map is committed a page per round with
+//! the rounds. Without it a free into a page whose slab died would be
+//! taken: the slab's memory, discarded, reads zero where the free key
+//! was, so a double free after a reap or `malloc_trim` went onto a
+//! magazine and the block was handed out twice (issue 11).
 
 use crate::classes;
 use crate::pagemap;
@@ -82,6 +91,20 @@ pub const STRIPES_SHIFT: u32 = match option_env!("UMEM_STRIPES_SHIFT") {
 pub const STRIPES_PER_CLASS: usize = 1 << STRIPES_SHIFT;
 /// Size of the whole reservation (1 TiB by default).
 pub const LEN: usize = CLASS_SLOTS << (STRIPE_SHIFT + STRIPES_SHIFT);
+/// log2 of the bytes of region one slab-map byte describes (a page).
+const MAP_SHIFT: u32 = sys::PAGE.trailing_zeros();
+/// Bytes reserved for the slab map below `BASE`: a byte per page of the
+/// region (256 MiB of address space for 1 TiB), at least a stripe (so that
+/// `BASE` stays stripe-aligned).
+const MAP_SPAN: usize = {
+    let m = LEN >> MAP_SHIFT;
+    if m < STRIPE {
+        STRIPE
+    } else {
+        m
+    }
+};
+const _: () = assert!(MAP_SPAN % STRIPE == 0 && MAP_SPAN < 1 << 31);
 /// Bytes of wholly free spans a class arena keeps before giving spans back.
 pub const CLASS_RETAIN: usize = 1 << 20;
 
@@ -102,6 +125,54 @@ const fn parse_shift(b: &[u8]) -> u32 {
 const NO_BASE: usize = 0usize.wrapping_sub(LEN);
 static BASE: AtomicUsize = AtomicUsize::new(NO_BASE);
 
+/// The slab-map byte of `a`'s page, if `a` is in the region: `0x40 | c`
+/// (class `c`'s `FREE_TABLE` index) when a slab of class `c` lives on the
+/// page, 0 when none does (module comment). A subtraction, a compare, a
+/// shift and a byte load.
+///
+/// `a` in the region but in a round not yet committed (no pointer umem
+/// handed out is there) faults here, as reading the block would.
+#[inline(always)]
+pub fn page_tag(a: usize) -> Option<usize> {
+    let base = BASE.load(Ordering::Relaxed);
+    let off = a.wrapping_sub(base);
+    if off >= LEN {
+        return None;
+    }
+    // SAFETY: `off < LEN`, so the byte is inside the map reserved below
+    // `BASE` (`reserve`); it is committed with `off`'s round, and every
+    // round holding a pointer umem handed out is committed.
+    Some(unsafe { *((base - MAP_SPAN + (off >> MAP_SHIFT)) as *const u8) } as usize)
+}
+
+/// Records in the slab map that the pages of `[addr, addr + len)` hold a
+/// live slab of class `c` (`live`) or none; nothing outside the region.
+/// Called by the class caches' slab watch, under the class cache's slab
+/// lock: its slabs' pages are written by no one else.
+pub fn mark_slab(addr: usize, len: usize, c: usize, live: bool) {
+    let base = BASE.load(Ordering::Relaxed);
+    let off = addr.wrapping_sub(base);
+    if off >= LEN {
+        return;
+    }
+    let tag = if live {
+        pagemap::PageEntry::small(c).free_table_index() as u8
+    } else {
+        0
+    };
+    let first = base - MAP_SPAN + (off >> MAP_SHIFT);
+    let n = len.div_ceil(sys::PAGE);
+    for i in 0..n {
+        // SAFETY: the slab lies in a committed round of the region (its
+        // class arena imported it), so its map bytes are committed; they are
+        // this slab's alone, written under its cache's slab lock. The hit
+        // reads them with plain loads: a byte store is atomic on every target
+        // umem runs on, and a free racing with the slab's birth or death is
+        // a free of a block that is not allocated.
+        unsafe { core::ptr::write_volatile((first + i) as *mut u8, tag) };
+    }
+}
+
 /// The class whose stripe holds `a`, if `a` is in the region. A subtraction,
 /// a compare, a shift and a mask; no memory but `BASE` (read-mostly).
 #[inline(always)]
@@ -120,7 +191,13 @@ pub fn stripe_addr(base: usize, c: usize, i: usize) -> usize {
     base + ((i * CLASS_SLOTS + c) << STRIPE_SHIFT)
 }
 
-/// Start of the reservation, if there is one.
+/// The slab map and the region together, `(start, end)`, if there is a
+/// region (what a leak scan must not take for roots).
+pub fn reservation() -> Option<(usize, usize)> {
+    base().map(|b| (b - MAP_SPAN, b + LEN))
+}
+
+/// Start of the region (`BASE`), if there is one.
 pub fn base() -> Option<usize> {
     let b = BASE.load(Ordering::Relaxed);
     (b != NO_BASE).then_some(b)
@@ -130,16 +207,18 @@ pub fn base() -> Option<usize> {
 /// region) when the mapping cannot be made; the classes then import from
 /// `umem_default`.
 pub fn reserve() -> bool {
-    // One stripe more, to align the base to a stripe (so that stripes, and
-    // the class spans in them, can be aligned up to a stripe).
-    let Some(b) = sys::reserve(LEN + STRIPE) else {
+    // The slab map, then the region; one stripe more, to align the base to
+    // a stripe (so that stripes, and the class spans in them, can be
+    // aligned up to a stripe).
+    let Some(b) = sys::reserve(MAP_SPAN + LEN + STRIPE) else {
         return false;
     };
     // SAFETY: our own fresh reservation, never handed out.
-    let base = unsafe { sys::trim_to_aligned(b, LEN + STRIPE, LEN, STRIPE) };
+    let start = unsafe { sys::trim_to_aligned(b, MAP_SPAN + LEN + STRIPE, MAP_SPAN + LEN, STRIPE) };
+    let base = start + MAP_SPAN;
     if !pagemap::in_range(base, LEN) {
         // SAFETY: our own fresh reservation, never handed out.
-        unsafe { sys::unmap(base, LEN) };
+        unsafe { sys::unmap(start, MAP_SPAN + LEN) };
         return false;
     }
     BASE.store(base, Ordering::Release);
@@ -213,9 +292,14 @@ impl Source for StripeSource {
         if i >= t.rounds {
             let from = base + t.rounds * ROUND;
             let len = (i + 1 - t.rounds) * ROUND;
-            // SAFETY: rounds of the reservation not yet committed; only
-            // class arenas use the region, each within its own stripes.
-            if !sys::keep_errno(|| unsafe { sys::commit(from, len) }) {
+            let map = base - MAP_SPAN + ((t.rounds * ROUND) >> MAP_SHIFT);
+            // SAFETY: rounds of the reservation not yet committed, and
+            // their slab-map pages below `BASE` (whole pages: a round is 4096
+            // pages); only class arenas use the region, each within its own
+            // stripes, and only `mark_slab` writes the map.
+            if !sys::keep_errno(|| unsafe {
+                sys::commit(map, len >> MAP_SHIFT) && sys::commit(from, len)
+            }) {
                 return None;
             }
             t.rounds = i + 1;

@@ -198,10 +198,7 @@ pub fn collect_stacks(roots: &mut Roots<'_>, sp: usize, buf: &mut [u8], avoid: R
     }
     // SAFETY: the descriptor opened above, closed once.
     unsafe { libc::close(fd) };
-    let (rlo, rhi) = match region::base() {
-        Some(b) => (b, b + region::LEN),
-        None => (0, 0),
-    };
+    let (rlo, rhi) = region::reservation().unwrap_or((0, 0));
     let mut prev = Mapping::default();
     for line in buf[..len].split(|&c| c == b'\n') {
         let Some(m) = parse_line(line) else {

@@ -1,11 +1,10 @@
 //! Span sources: the mmap page source at the root of umem's arena tree, and
 //! the recording source under each size class's arena, which takes spans
-//! from the class's stripes of the region (or from `umem_default`) and keeps
-//! the page map in step with the slabs, and, for the classes whose slabs
-//! hold one block each, the slab source that marks each slab live or dead.
+//! from the class's stripes of the region (or from `umem_default`) and puts
+//! them in the page map (the class caches' slab watch marks where slabs
+//! live: `caches::slab_watch`).
 
 use crate::arenas::ARENAS;
-use crate::classes;
 use crate::pagemap::{self, PageEntry};
 use crate::region;
 use crate::sys::{self, PAGE};
@@ -102,20 +101,16 @@ impl Source for ClassSource {
     /// From the class's stripes of the region when there is one and the
     /// class has a stripe left, else from `umem_default`.
     ///
-    /// A class whose slabs hold one block each (`classes::one_block_slab`)
-    /// marks its spans dead: its [`LiveSource`] marks each slab live as it
-    /// is made.
+    /// The span's pages are marked dead (`PageEntry::dead`: the class's,
+    /// but no slab lives there); the class cache's slab watch marks each
+    /// slab live as it is made and dead again when it goes
+    /// (`caches::slab_watch`).
     fn import(&self, size: usize, align: usize) -> Option<Addr> {
         let a = match region::import(self.class, size, align) {
             Some(a) => a,
             None => Source::import(default_arena(), size, align)?,
         };
-        let e = if classes::one_block_slab(self.class) {
-            PageEntry::dead(self.class)
-        } else {
-            PageEntry::small(self.class)
-        };
-        if !pagemap::set_range(a, size, e) {
+        if !pagemap::set_range(a, size, PageEntry::dead(self.class)) {
             self.give_back(a, size);
             return None;
         }
@@ -144,41 +139,5 @@ impl ClassSource {
         if !region::release(addr, size) {
             Source::release(default_arena(), addr, size);
         }
-    }
-}
-
-/// The slabs' source of a class whose slabs hold one block each
-/// (`classes::one_block_slab`; issue 11, item 2b): an arena between the
-/// class's cache and its arena, with no retained spans, imports each slab
-/// from here, so every slab made and destroyed passes through: its pages
-/// are marked with the class in the page map while it lives and dead
-/// (`PageEntry::dead`) once it is gone. A free of a block whose slab went
-/// back (a double free after a reap or `malloc_trim`, whose page was
-/// discarded with the key in it) or of an address where no slab ever was
-/// aborts naming the class: the hit of these classes always misses
-/// (`hit_tables`), and the miss reads the page map.
-pub struct LiveSource {
-    /// The size class.
-    pub class: usize,
-}
-
-impl Source for LiveSource {
-    fn import(&self, size: usize, align: usize) -> Option<Addr> {
-        let arena = ARENAS.class_arena(self.class);
-        let a = Source::import(arena, size, align)?;
-        if !pagemap::set_range(a, size, PageEntry::small(self.class)) {
-            Source::release(arena, a, size);
-            return None;
-        }
-        Some(a)
-    }
-
-    fn release(&self, addr: Addr, size: usize) {
-        pagemap::set_range(addr, size, PageEntry::dead(self.class));
-        Source::release(ARENAS.class_arena(self.class), addr, size);
-    }
-
-    fn quantum(&self) -> usize {
-        PAGE
     }
 }
