@@ -140,6 +140,21 @@ static uint64_t run_threads(const params *p, int n, void *(*fn)(void *), void **
     return sum;
 }
 
+/* A threaded workload's per-thread slot tables are allocated by the main thread before any
+ * worker runs, not by each worker. The workers then make only allocations whose content is
+ * checked, so a wrong allocator (the tests' broken_malloc, which spares the first 64
+ * allocations) can only damage checked blocks: a fault that overlapped a table another thread
+ * was filling would crash the run (a wild slot pointer) instead of failing its check. */
+static void **slot_tables(int n, size_t k) {
+    void **v = malloc(sizeof(void *) * n);
+    for (int i = 0; i < n; i++) v[i] = calloc(k, sizeof(slot));
+    return v;
+}
+static void free_slot_tables(void **v, int n) {
+    for (int i = 0; i < n; i++) free(v[i]);
+    free(v);
+}
+
 /* ------------------------------------------------------------------ larson */
 #define LARSON_SLOTS 2000
 #define LARSON_ROUNDS 8
@@ -326,7 +341,7 @@ static void *sh6_thread(void *a) {
     targ *t = a;
     rng r = rstream(t->p->seed, t->id);
     enum { N = 1000 };
-    slot *v = malloc(sizeof(slot) * N);
+    slot *v = t->arg;
     uint64_t n = 0;
     for (size_t rep = 0; rep < sh6_reps; rep++) {
         for (int k = 0; k < N; k++) {
@@ -342,12 +357,14 @@ static void *sh6_thread(void *a) {
         }
         for (int k = N - 1; k >= 0; k--) t->sum += free_block(v[k].b, v[k].n, v[k].tag, "sh6bench");
     }
-    free(v);
     return NULL;
 }
 static uint64_t sh6bench(const params *p) {
     sh6_reps = ops(p, 600, 4) / p->threads;
-    return run_threads(p, p->threads, sh6_thread, NULL);
+    void **tables = slot_tables(p->threads, 1000);
+    uint64_t sum = run_threads(p, p->threads, sh6_thread, tables);
+    free_slot_tables(tables, p->threads);
+    return sum;
 }
 
 /* ------------------------------------------------------------------ glibc bench-malloc-simple / thread */
@@ -371,7 +388,7 @@ static size_t gt_ops;
 static void *gt_thread(void *a) {
     targ *t = a;
     rng r = rstream(t->p->seed, t->id);
-    slot *s = calloc(1024, sizeof(slot));
+    slot *s = t->arg;
     for (size_t k = 0; k < gt_ops; k++) {
         size_t j = rbelow(&r, 1024), sz = rlog(&r, 4, 32768);
         if (s[j].b) t->sum += free_block(s[j].b, s[j].n, s[j].tag, "glibc-thread");
@@ -379,12 +396,14 @@ static void *gt_thread(void *a) {
         s[j] = (slot){ new_block(sz, tag), sz, tag };
     }
     t->sum += free_slots(s, 1024, "glibc-thread");
-    free(s);
     return NULL;
 }
 static uint64_t glibc_thread(const params *p) {
     gt_ops = ops(p, 5e5, 5000) / p->threads;
-    return run_threads(p, p->threads, gt_thread, NULL);
+    void **tables = slot_tables(p->threads, 1024);
+    uint64_t sum = run_threads(p, p->threads, gt_thread, tables);
+    free_slot_tables(tables, p->threads);
+    return sum;
 }
 
 /* ------------------------------------------------------------------ large */

@@ -59,6 +59,11 @@ impl FastIndex {
     }
 }
 
+/// The step between two [`InlineIndex`]es: every index is a multiple of it.
+pub const INLINE_STRIDE: usize = core::mem::size_of::<ThreadCache>();
+/// Every [`InlineIndex`] word is below this.
+pub const INLINE_END: usize = SLOTS_PER_CHUNK * INLINE_STRIDE;
+
 /// A [`FastIndex`] that names an inline slot of a thread block (below 64), or the reserved
 /// slot 0, which always misses; kept as the slot's byte offset in the block. [`hit_alloc`]
 /// and [`hit_free`] reach its slot straight from the thread's block pointer: one add, no

@@ -360,7 +360,10 @@ pub use debug_report::{set_debug_report_hook, DebugReportHook};
 pub use diag::{set_error_hook, ErrorHook};
 pub use error::{CacheName, SlabError};
 pub use flags::{CacheFlags, FREE_KEY_WORD};
-pub use hit::{cpu_hit_alloc, cpu_hit_free, hit_alloc, hit_free, FastIndex, InlineIndex};
+pub use hit::{
+    cpu_hit_alloc, cpu_hit_free, hit_alloc, hit_free, FastIndex, InlineIndex, INLINE_END,
+    INLINE_STRIDE,
+};
 pub use magazine_block::{live_thread_blocks, thread_exit_flush};
 pub use ops::{CacheOps, CtorFn, DtorFn, ObjectOps, ReclaimFn};
 pub use redzone::{set_debug_tuning, REDZONE_BYTE};

@@ -17,7 +17,7 @@ use crate::source::ClassSource;
 use crate::sys::PAGE;
 use core::ptr::{null_mut, NonNull};
 use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
-use umem_slab::{Cache, CacheFlags, CacheOps, FastIndex};
+use umem_slab::{Cache, CacheFlags, CacheOps, FastIndex, InlineIndex};
 use umem_vmem::{CreateFlags, Source, Vmem};
 
 /// A class's cache and its fast index side by side (one cache line holds
@@ -112,15 +112,16 @@ static CLASS_SOURCES: [ClassSource; classes::COUNT] = {
 };
 
 /// The class caches' slab watch (umem-slab's `set_slab_watch_hook`; a
-/// class cache's cookie is its class + 1): a slab's pages are marked live
-/// with its class in the page map and the region's slab map while it lives,
+/// class cache's cookie is its class and inline index, [`watch_cookie`]):
+/// a slab's pages are marked live in the page map (with its class) and in
+/// the region's slab map (with its cache's inline index) while it lives,
 /// dead before and after (`ClassSource` marks a span dead when the class
 /// arena imports it). So every free path knows whether a slab lives where a
-/// block is freed: the region hit by the slab map (`region::page_tag`), the
+/// block is freed: the region hit by the slab map (`region::inline_word`), the
 /// page-map hit and the miss by the page map (a dead entry finds a slot on
 /// which every hit misses, and the miss aborts: `free_check::dead_free`).
 fn slab_watch(cookie: u32, mem: usize, len: usize, live: bool) {
-    let c = cookie as usize - 1;
+    let (c, ii) = watch_cookie_parts(cookie);
     let e = if live {
         PageEntry::small(c)
     } else {
@@ -128,7 +129,20 @@ fn slab_watch(cookie: u32, mem: usize, len: usize, live: bool) {
     };
     // The class arena's span put leaves under every page of it already.
     pagemap::set_range(mem, len, e);
-    region::mark_slab(mem, len, c, live);
+    region::mark_slab(mem, len, if live { ii } else { 0 });
+}
+
+/// A class cache's slab-watch cookie: its class + 1 (never 0) and, above
+/// it, its inline index word (what the slab map holds where its slabs
+/// live; 0 when its hit is off).
+fn watch_cookie(c: usize, ii: InlineIndex) -> u32 {
+    const _: () = assert!(umem_slab::INLINE_END << 8 <= 1 << 32);
+    ((ii.word() << 8) | (c + 1)) as u32
+}
+
+/// The class and the inline index word of a [`watch_cookie`].
+fn watch_cookie_parts(cookie: u32) -> (usize, usize) {
+    ((cookie & 0xff) as usize - 1, (cookie >> 8) as usize)
 }
 
 /// Installs the class caches' slab watch (init, before any class exists).
@@ -199,18 +213,19 @@ pub fn class_or_create(c: usize) -> Option<ClassCache> {
     }
     arenas::publish(&ARENAS.class[c], arena);
     let cache = create_cache(c, arena)?;
-    cache.watch_slabs(c as u32 + 1);
+    // Under UMEM_DEBUG every allocation and free takes the debug path
+    // (`debug.rs`): the hit tables get no index.
+    let ii = if crate::debug_options::debug_path() {
+        InlineIndex::MISS
+    } else {
+        cache.fast_index().inline()
+    };
+    // Before the cache is published, so that every slab it makes is told.
+    cache.watch_slabs(watch_cookie(c, ii));
     let slot = &CLASS_CACHES[c];
     slot.fast.store(cache.fast_index().raw(), Ordering::Relaxed);
     slot.cache
         .store(cache as *const Cache as *mut Cache, Ordering::Release);
-    // Under UMEM_DEBUG every allocation and free takes the debug path
-    // (`debug.rs`): the hit tables get no index.
-    let ii = if crate::debug_options::debug_path() {
-        umem_slab::InlineIndex::MISS
-    } else {
-        cache.fast_index().inline()
-    };
     hit_tables::publish(
         c,
         ii,

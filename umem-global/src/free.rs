@@ -128,10 +128,21 @@ pub enum FreeHit {
 #[inline(always)]
 pub unsafe fn free_hit(p: *mut u8) -> FreeHit {
     let a = p as usize;
-    let e = match region::page_tag(a) {
-        // In the region: by the slab map (a slot of no class where no slab
-        // lives).
-        Some(t) => hit_tables::free_entry_by_tag(t),
+    let e = match region::inline_word(a) {
+        // In the region: by the slab map's word, the class cache's inline
+        // index where a slab of the class lives (0 where none does, on
+        // which every test fails).
+        Some(w) => {
+            // SAFETY: a slab-map word is an inline index word.
+            if !unsafe { hit_tables::row_is_start(w, a) } {
+                return FreeHit::Miss;
+            }
+            // SAFETY: `a` is a chunk start of the slab grid of the class
+            // whose live slab is on its page (the map names its cache): by
+            // the caller's contract a block of that class (region.rs says
+            // what this trusts); `w` is its cache's inline index.
+            return unsafe { mark_and_push(umem_slab::InlineIndex::from_word(w), a) };
+        }
         // Outside the region (no region, no stripe left, a large block): by
         // the page map's entry.
         None => {
@@ -144,11 +155,10 @@ pub unsafe fn free_hit(p: *mut u8) -> FreeHit {
     if !e.is_start(a) {
         return FreeHit::Miss;
     }
-    // SAFETY: `a` is in one of class c's stripes, which only class c's
-    // arena imports from, or on a page the page map gives to class c; and a
-    // chunk start of its slab grid (or aligned like its buffers): by the
-    // caller's contract a block of class c (region.rs says what this
-    // trusts). The slot holds the class cache's inline index (or MISS).
+    // SAFETY: `a` is on a page the page map gives to a live slab of class
+    // c, and a chunk start of its slab grid: by the caller's contract a
+    // block of class c. The slot holds the class cache's inline index (or
+    // MISS).
     unsafe { mark_and_push(e.inline_index(), a) }
 }
 

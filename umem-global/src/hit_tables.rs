@@ -20,6 +20,7 @@ use crate::classes;
 use crate::pagemap::PageEntry;
 use crate::sys::PAGE;
 use core::cell::UnsafeCell;
+use core::ptr;
 use core::sync::atomic::{AtomicUsize, Ordering};
 use umem_slab::{InlineIndex, SlabGrid};
 
@@ -212,19 +213,66 @@ pub fn free_entry_of(c: usize) -> FreeSlot {
     FreeSlot(PageEntry::small(c & 63).free_table_index() & 255)
 }
 
-/// The [`FreeSlot`] for a region page whose slab-map byte is `t`
-/// (`region::page_tag`: `0x40 | class` where a slab lives, else 0, a slot
-/// of no class).
-#[inline(always)]
-pub fn free_entry_by_tag(t: usize) -> FreeSlot {
-    FreeSlot(t & 255)
-}
-
 /// The [`FreeSlot`] for a page whose entry is `e` (a slot of no class
 /// unless `e` is a small-class entry).
 #[inline(always)]
 pub fn free_entry_at(e: PageEntry) -> FreeSlot {
     FreeSlot(e.free_table_index() & 255)
+}
+
+/// The block-start test of the class whose cache has inline index word
+/// `w`, as a row of 64 bytes (one `InlineIndex` stride) so that the word
+/// itself is the row's byte offset in `FREE_ROWS`: the region hit goes from
+/// the slab map's word to the test with no scaling and no class number
+/// (`region::inline_word`). Row 0 (the index that always misses, the slab
+/// map's word where no slab lives) and the rows of no class cache have a
+/// test no address passes.
+#[repr(C, align(64))]
+struct FreeRow {
+    mask: u64,
+    mul: u64,
+    bound: u64,
+}
+const _: () = assert!(core::mem::size_of::<FreeRow>() == umem_slab::INLINE_STRIDE);
+
+/// `FREE_ROWS`: one [`FreeRow`] per inline slot, filled by [`publish`].
+#[repr(C, align(64))]
+struct FreeRows(UnsafeCell<[FreeRow; umem_slab::INLINE_END / umem_slab::INLINE_STRIDE]>);
+
+// SAFETY: a row is written only by `publish`, once, under the class lock,
+// for the class being made, bound last; the hit reads a row only for a word
+// the slab map holds, which a slab's birth wrote, and a block of the slab
+// reaches `free` through the program's hand-over from the `malloc` that
+// found the class made (after `publish`): the write happens-before the
+// read. A row read while it is written (a free of a pointer no allocation
+// returned, racing with the class's making) has bound 0: a miss.
+unsafe impl Sync for FreeRows {}
+
+static FREE_ROWS: FreeRows = {
+    const R: FreeRow = FreeRow {
+        mask: 0,
+        mul: 0,
+        bound: 0,
+    };
+    FreeRows(UnsafeCell::new(
+        [R; umem_slab::INLINE_END / umem_slab::INLINE_STRIDE],
+    ))
+};
+
+/// Whether `a` passes the block-start test of the class whose cache has
+/// inline index word `w` (a slab-map word: `region::inline_word`). Always
+/// false for `w` = 0 (no slab lives on the page) and for a class whose hit
+/// is off.
+///
+/// # Safety
+/// `w` is an `InlineIndex` word (a multiple of `umem_slab::INLINE_STRIDE`
+/// below `umem_slab::INLINE_END`): what the slab map holds.
+#[inline(always)]
+pub unsafe fn row_is_start(w: usize, a: usize) -> bool {
+    // SAFETY: by the caller, `w` is a row's byte offset in FREE_ROWS; rows
+    // are read in place (see `FreeRows`' Sync).
+    let r = unsafe { &*(FREE_ROWS.0.get().cast::<u8>().add(w) as *const FreeRow) };
+    (a as u64 & r.mask).wrapping_mul(r.mul) < r.bound
 }
 
 /// The *free key* (issue 11, defect 4): `umem_slab::FREE_KEY_WORD`,
@@ -284,6 +332,25 @@ pub fn publish(c: usize, ii: InlineIndex, grid: Option<SlabGrid>, debug: bool, n
         };
     }
     FREE_TABLE.ii[free_entry_of(c).0].store(ii.word(), Ordering::Relaxed);
+    if ii != InlineIndex::MISS {
+        let (mask, mul, bound) = MISS_TEST[c];
+        // SAFETY: see `FreeRows`' Sync: the one writer of this index's row
+        // (the class lock is held; the index is the new cache's alone),
+        // before any slab of the class exists; `ii` is below INLINE_END.
+        // The bound last: a row read half-written has bound 0 (no address
+        // passes), never a bound with no mask and multiplier.
+        unsafe {
+            let r = FREE_ROWS
+                .0
+                .get()
+                .cast::<FreeRow>()
+                .add(ii.word() / umem_slab::INLINE_STRIDE);
+            ptr::write_volatile(&raw mut (*r).mask, mask);
+            ptr::write_volatile(&raw mut (*r).mul, mul);
+            core::sync::atomic::fence(Ordering::Release);
+            ptr::write_volatile(&raw mut (*r).bound, if no_hit { 0 } else { bound });
+        };
+    }
     for (g, h) in ALLOC_TABLE.iter().enumerate() {
         if classes::c_small_size_class(g * 16) == c {
             h.store(ii.word(), Ordering::Relaxed);

@@ -193,8 +193,9 @@
 //!   magazine through it (`umem_slab::hit_alloc`). On a miss: `alloc16` →
 //!   `alloc16_miss` → the class's cache (`caches.rs`, `ClassCache::alloc`)
 //!   → `alloc_slow` (init, the class's first allocation, large blocks).
-//! * `free(p)`: `free_hit` (`free.rs`) takes the `FreeSlot` of the class
-//!   from the slab map (`region::page_tag`), or, outside the region,
+//! * `free(p)`: `free_hit` (`free.rs`) takes the class cache's inline
+//!   index from the slab map (`region::inline_word`) and its block-start
+//!   test from `hit_tables::row_is_start`, or, outside the region,
 //!   the `FreeSlot` indexed by the page map entry's top byte
 //!   (`pagemap::slot`, `hit_tables::free_entry_at`); a pointer that is not
 //!   a block start of its class misses, and so does a block whose first

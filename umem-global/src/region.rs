@@ -51,19 +51,22 @@
 //! up from umem's memory (not one from the stack, a global, another
 //! allocator, or the inside of a block) gets past it.
 //!
-//! **The slab map** says which pages of the region hold a live slab: a byte
-//! per page, `0x40 | class` (the class's `FREE_TABLE` index, as the page
-//! map's top byte) while a slab of the class lives there, 0 (a slot on
-//! which every hit misses) before and after. It lies just below `BASE`, so
-//! the hit reads it with one instruction from the registers it has
-//! (`BASE` and `a - BASE`), and it gives the hit its class at the same time
-//! ([`page_tag`]) — in place of the stripe arithmetic, one instruction
-//! fewer. The class caches announce their slabs (umem-slab's slab watch,
-//! `caches::slab_watch`), and the map is committed a page per round with
-//! the rounds. Without it a free into a page whose slab died would be
-//! taken: the slab's memory, discarded, reads zero where the free key
-//! was, so a double free after a reap or `malloc_trim` went onto a
-//! magazine and the block was handed out twice (issue 11).
+//! **The slab map** says which pages of the region hold a live slab, and
+//! what the hit needs to free a block there: a 16-bit word per page, the
+//! `InlineIndex` of the class cache (its magazines' place in a thread's
+//! block) while a slab of the class lives on the page, 0 (the index on
+//! which every hit misses) before and after, and for a class whose hit is
+//! off. It lies just below `BASE`, so the hit reads it with one instruction
+//! from the registers it has (`BASE` and the page number), and the index
+//! it reads leads straight to the magazine and, through
+//! `hit_tables::row_is_start`, to the class's block-start test, with no
+//! class number in between ([`inline_word`]). The
+//! class caches announce their slabs (umem-slab's slab watch,
+//! `caches::slab_watch`), and the map is committed with the rounds (two
+//! pages a round). Without it a free into a page whose slab died would be
+//! taken: the slab's memory, discarded, reads zero where the free key was,
+//! so a double free after a reap or `malloc_trim` went onto a magazine and
+//! the block was handed out twice (issue 11).
 
 use crate::classes;
 use crate::pagemap;
@@ -91,13 +94,16 @@ pub const STRIPES_SHIFT: u32 = match option_env!("UMEM_STRIPES_SHIFT") {
 pub const STRIPES_PER_CLASS: usize = 1 << STRIPES_SHIFT;
 /// Size of the whole reservation (1 TiB by default).
 pub const LEN: usize = CLASS_SLOTS << (STRIPE_SHIFT + STRIPES_SHIFT);
-/// log2 of the bytes of region one slab-map byte describes (a page).
+/// log2 of the bytes of region one slab-map word describes (a page).
 const MAP_SHIFT: u32 = sys::PAGE.trailing_zeros();
-/// Bytes reserved for the slab map below `BASE`: a byte per page of the
-/// region (256 MiB of address space for 1 TiB), at least a stripe (so that
+/// A slab-map word: an `InlineIndex` word (below `umem_slab::INLINE_END`).
+type MapWord = u16;
+const _: () = assert!(umem_slab::INLINE_END <= MapWord::MAX as usize + 1);
+/// Bytes reserved for the slab map below `BASE`: a word per page of the
+/// region (512 MiB of address space for 1 TiB), at least a stripe (so that
 /// `BASE` stays stripe-aligned).
 const MAP_SPAN: usize = {
-    let m = LEN >> MAP_SHIFT;
+    let m = (LEN >> MAP_SHIFT) * core::mem::size_of::<MapWord>();
     if m < STRIPE {
         STRIPE
     } else {
@@ -124,52 +130,54 @@ const fn parse_shift(b: &[u8]) -> u32 {
 /// where no user pointer lives, so [`stripe_class`] finds nothing.
 const NO_BASE: usize = 0usize.wrapping_sub(LEN);
 static BASE: AtomicUsize = AtomicUsize::new(NO_BASE);
+/// Pages in the region (`LEN` in pages), 0 until it is reserved (so that
+/// [`inline_word`] finds nothing in it).
+static PAGES: AtomicUsize = AtomicUsize::new(0);
 
-/// The slab-map byte of `a`'s page, if `a` is in the region: `0x40 | c`
-/// (class `c`'s `FREE_TABLE` index) when a slab of class `c` lives on the
-/// page, 0 when none does (module comment). A subtraction, a compare, a
-/// shift and a byte load.
+/// The slab-map word of `a`'s page, if `a` is in the region: the class
+/// cache's `InlineIndex` word where a slab of the class lives, 0 where none
+/// does (module comment). A subtraction, a shift, a compare and a load.
 ///
 /// `a` in the region but in a round not yet committed (no pointer umem
 /// handed out is there) faults here, as reading the block would.
 #[inline(always)]
-pub fn page_tag(a: usize) -> Option<usize> {
+pub fn inline_word(a: usize) -> Option<usize> {
     let base = BASE.load(Ordering::Relaxed);
-    let off = a.wrapping_sub(base);
-    if off >= LEN {
+    // The page's number in the region, tested against a bound read from
+    // memory: a constant bound would be folded back into a test of the
+    // offset, which then needs a copy to shift for the map.
+    let page = a.wrapping_sub(base) >> MAP_SHIFT;
+    if page >= PAGES.load(Ordering::Relaxed) {
         return None;
     }
-    // SAFETY: `off < LEN`, so the byte is inside the map reserved below
-    // `BASE` (`reserve`); it is committed with `off`'s round, and every
-    // round holding a pointer umem handed out is committed.
-    Some(unsafe { *((base - MAP_SPAN + (off >> MAP_SHIFT)) as *const u8) } as usize)
+    // SAFETY: `page` is below the region's page count, so the word is inside
+    // the map reserved below `BASE` (`reserve`); it is committed with the
+    // page's round, and every round holding a pointer umem handed out is
+    // committed.
+    Some(unsafe { *((base - MAP_SPAN) as *const MapWord).add(page) } as usize)
 }
 
 /// Records in the slab map that the pages of `[addr, addr + len)` hold a
-/// live slab of class `c` (`live`) or none; nothing outside the region.
-/// Called by the class caches' slab watch, under the class cache's slab
-/// lock: its slabs' pages are written by no one else.
-pub fn mark_slab(addr: usize, len: usize, c: usize, live: bool) {
+/// live slab of the class whose cache's `InlineIndex` word is `word` (0:
+/// no slab, or no hit); nothing outside the region. Called by the class
+/// caches' slab watch, under the class cache's slab lock: its slabs' pages
+/// are written by no one else.
+pub fn mark_slab(addr: usize, len: usize, word: usize) {
     let base = BASE.load(Ordering::Relaxed);
     let off = addr.wrapping_sub(base);
     if off >= LEN {
         return;
     }
-    let tag = if live {
-        pagemap::PageEntry::small(c).free_table_index() as u8
-    } else {
-        0
-    };
-    let first = base - MAP_SPAN + (off >> MAP_SHIFT);
-    let n = len.div_ceil(sys::PAGE);
-    for i in 0..n {
+    debug_assert!(word < umem_slab::INLINE_END);
+    let first = ((base - MAP_SPAN) as *mut MapWord).wrapping_add(off >> MAP_SHIFT);
+    for i in 0..len.div_ceil(sys::PAGE) {
         // SAFETY: the slab lies in a committed round of the region (its
-        // class arena imported it), so its map bytes are committed; they are
-        // this slab's alone, written under its cache's slab lock. The hit
-        // reads them with plain loads: a byte store is atomic on every target
-        // umem runs on, and a free racing with the slab's birth or death is
-        // a free of a block that is not allocated.
-        unsafe { core::ptr::write_volatile((first + i) as *mut u8, tag) };
+        // class arena imported it), so its map words are committed; they
+        // are this slab's alone, written under its cache's slab lock. The
+        // hit reads them with plain loads: an aligned 16-bit store is atomic
+        // on every target umem runs on, and a free racing with the slab's
+        // birth or death is a free of a block that is not allocated.
+        unsafe { core::ptr::write_volatile(first.add(i), word as MapWord) };
     }
 }
 
@@ -222,6 +230,7 @@ pub fn reserve() -> bool {
         return false;
     }
     BASE.store(base, Ordering::Release);
+    PAGES.store(LEN >> MAP_SHIFT, Ordering::Release);
     true
 }
 
@@ -292,13 +301,14 @@ impl Source for StripeSource {
         if i >= t.rounds {
             let from = base + t.rounds * ROUND;
             let len = (i + 1 - t.rounds) * ROUND;
-            let map = base - MAP_SPAN + ((t.rounds * ROUND) >> MAP_SHIFT);
+            let words = core::mem::size_of::<MapWord>();
+            let map = base - MAP_SPAN + ((t.rounds * ROUND) >> MAP_SHIFT) * words;
             // SAFETY: rounds of the reservation not yet committed, and
             // their slab-map pages below `BASE` (whole pages: a round is 4096
             // pages); only class arenas use the region, each within its own
             // stripes, and only `mark_slab` writes the map.
             if !sys::keep_errno(|| unsafe {
-                sys::commit(map, len >> MAP_SHIFT) && sys::commit(from, len)
+                sys::commit(map, (len >> MAP_SHIFT) * words) && sys::commit(from, len)
             }) {
                 return None;
             }
