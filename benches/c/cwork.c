@@ -144,10 +144,11 @@ static uint64_t run_threads(const params *p, int n, void *(*fn)(void *), void **
  * worker runs, not by each worker. The workers then make only allocations whose content is
  * checked, so a wrong allocator (the tests' broken_malloc, which spares the first 64
  * allocations) can only damage checked blocks: a fault that overlapped a table another thread
- * was filling would crash the run (a wild slot pointer) instead of failing its check. */
-static void **slot_tables(int n, size_t k) {
+ * was filling would crash the run (a wild slot pointer) instead of failing its check. `zero`
+ * where the worker reads slots it has not filled yet (glibc-thread), as calloc did before. */
+static void **slot_tables(int n, size_t k, int zero) {
     void **v = malloc(sizeof(void *) * n);
-    for (int i = 0; i < n; i++) v[i] = calloc(k, sizeof(slot));
+    for (int i = 0; i < n; i++) v[i] = zero ? calloc(k, sizeof(slot)) : malloc(k * sizeof(slot));
     return v;
 }
 static void free_slot_tables(void **v, int n) {
@@ -361,7 +362,7 @@ static void *sh6_thread(void *a) {
 }
 static uint64_t sh6bench(const params *p) {
     sh6_reps = ops(p, 600, 4) / p->threads;
-    void **tables = slot_tables(p->threads, 1000);
+    void **tables = slot_tables(p->threads, 1000, 0);
     uint64_t sum = run_threads(p, p->threads, sh6_thread, tables);
     free_slot_tables(tables, p->threads);
     return sum;
@@ -400,7 +401,7 @@ static void *gt_thread(void *a) {
 }
 static uint64_t glibc_thread(const params *p) {
     gt_ops = ops(p, 5e5, 5000) / p->threads;
-    void **tables = slot_tables(p->threads, 1024);
+    void **tables = slot_tables(p->threads, 1024, 1);
     uint64_t sum = run_threads(p, p->threads, gt_thread, tables);
     free_slot_tables(tables, p->threads);
     return sum;
@@ -526,11 +527,11 @@ static uint64_t mstress(const params *p) {
  * size_base*3/2+1 below 1000; for each, size = size_base, size/2, ... 1; 10x as many below
  * 10000, 5x more below 1000, 5x more below 100) until the thread holds 300 MB * scale / threads,
  * then every other block freed forward and the rest in reverse; two rounds. */
-static size_t hg_target;
+static size_t hg_target, hg_cap;
 static void *hg_thread(void *a) {
     targ *t = a;
-    size_t cap = hg_target / 8 + 16, n = 0;
-    slot *v = malloc(sizeof(slot) * cap);
+    size_t cap = hg_cap, n = 0;
+    slot *v = t->arg;
     uint64_t tags = 0;
     for (int round = 0; round < 2; round++) {
         size_t bytes = 0;
@@ -551,13 +552,16 @@ static void *hg_thread(void *a) {
         for (size_t k = n; k-- > 0;)
             if (k & 1) t->sum += free_block(v[k].b, v[k].n, v[k].tag, "heap-growth");
     }
-    free(v);
     return NULL;
 }
 static uint64_t heap_growth(const params *p) {
     hg_target = (size_t)(300e6 * p->scale) / (size_t)p->threads;
     if (hg_target < (64 << 10)) hg_target = 64 << 10;
-    return run_threads(p, p->threads, hg_thread, NULL);
+    hg_cap = hg_target / 8 + 16;
+    void **tables = slot_tables(p->threads, hg_cap, 0);
+    uint64_t sum = run_threads(p, p->threads, hg_thread, tables);
+    free_slot_tables(tables, p->threads);
+    return sum;
 }
 
 /* ------------------------------------------------------------------ huge-block reuse (issue 15) */
