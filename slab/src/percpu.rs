@@ -32,8 +32,9 @@
 //! and the default per-thread mode pays no instruction for the switch.
 //!
 //! **The mode** is chosen once, in `init`, before any cache exists: per CPU when
-//! [`set_percpu`] asked for it and glibc registered an rseq area the kernel keeps up to date
-//! (`rseq.rs`), else per thread. Caches with ids from 64 on keep per-thread magazines in
+//! [`set_percpu`] asked for it and the thread has an rseq area the kernel keeps up to date —
+//! glibc's, or where glibc registered none one umem registers itself (`rseq.rs`) — else per
+//! thread. Caches with ids from 64 on keep per-thread magazines in
 //! both modes (they have no inline slot).
 
 use core::sync::atomic::{AtomicBool, AtomicIsize, AtomicUsize, Ordering};

@@ -7,6 +7,7 @@
 //! in memory the scan cannot see, such as its own mmap'd pools), and may be
 //! missing (coreutils close stderr before they exit).
 
+use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::Command;
 use umem_testkit::preload::{have, run, scratch, show, stats_file, stats_seen_in};
@@ -126,6 +127,59 @@ fn python_threads() {
         c.args(["-c", PY_THREADS]);
         c
     });
+}
+
+/// Frees one block twice through ctypes: a heap bug inside a distribution binary.
+const PY_DOUBLE_FREE: &str = r#"
+import ctypes
+libc = ctypes.CDLL(None)
+libc.malloc.restype = ctypes.c_void_p
+libc.free.argtypes = [ctypes.c_void_p]
+p = libc.malloc(40)
+print(hex(p), flush=True)
+libc.free(p)
+libc.free(p)
+"#;
+
+/// Audit stacks are useful in an ordinary distribution binary, built with
+/// -O2 and no frame pointers (issue 12): Debian's python3 frees a block
+/// twice through ctypes, and the report's allocating and freeing stacks walk
+/// from libffi through the interpreter's evaluator down to
+/// `__libc_start_main`, each frame named `module!symbol+0xoff` where the
+/// module exports the symbol.
+#[test]
+fn python_double_free_report_walks_the_interpreter() {
+    require("python3");
+    let mut c = Command::new("python3");
+    c.args(["-c", PY_DOUBLE_FREE]).env("UMEM_DEBUG", "audit=40");
+    let o = run(c, true);
+    assert_eq!(o.status.signal(), Some(libc::SIGABRT), "{}", show(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let ptr = out.lines().next().expect("the pointer").trim();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("heap error: double free"), "{}", show(&o));
+    assert!(err.contains(&format!("buffer  {ptr},")), "{}", show(&o));
+    // The buffer's history follows the report's one-line audit summary.
+    let hist = err
+        .find(&format!("umem: buffer {ptr} ("))
+        .expect("buffer history");
+    let err = &err[hist..];
+    let alloc = err.find("allocated by thread").expect("allocating stack");
+    let freed = err.find("last freed by thread").expect("freeing stack");
+    for stack in [&err[alloc..freed], &err[freed..]] {
+        let frames: Vec<&str> = stack
+            .lines()
+            .skip(1)
+            .take_while(|l| l.starts_with("    "))
+            .collect();
+        let names = |s: &str| frames.iter().any(|f| f.contains(s));
+        assert!(
+            names("!_PyEval_EvalFrameDefault+") && names("!__libc_start_main+"),
+            "the stack does not reach from the interpreter to main's caller:\n{}",
+            show(&o)
+        );
+        assert!(frames.len() >= 8, "{} frames:\n{}", frames.len(), show(&o));
+    }
 }
 
 #[test]
