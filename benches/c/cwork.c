@@ -448,9 +448,9 @@ static uint64_t large(const params *p) {
 static unsigned char grow_byte(uint64_t tag, size_t i) {
     return (unsigned char)(((unsigned char)tag + (unsigned char)(i >> 3)) ^ (unsigned char)i);
 }
-static uint64_t realloc_check(unsigned char *v, size_t n, uint64_t tag) {
+static uint64_t realloc_check(unsigned char *v, size_t n, uint64_t tag, const char *what) {
     for (size_t i = 0; i < n; i++)
-        if (v[i] != grow_byte(tag, i)) { fail("realloc", v, n, tag, i); break; }
+        if (v[i] != grow_byte(tag, i)) { fail(what, v, n, tag, i); break; }
     free(v);
     return tag + n;
 }
@@ -468,11 +468,11 @@ static uint64_t realloc_w(const params *p) {
         b[j].v = nv;
         b[j].len += k;
         if (b[j].len >= b[j].max) {
-            sum += realloc_check(b[j].v, b[j].len, b[j].tag);
+            sum += realloc_check(b[j].v, b[j].len, b[j].tag, "realloc");
             b[j].v = NULL; b[j].len = 0; b[j].max = rlog(&r, 256, 256 << 10); b[j].tag = ++tags;
         }
     }
-    for (int j = 0; j < 64; j++) if (b[j].v) sum += realloc_check(b[j].v, b[j].len, b[j].tag);
+    for (int j = 0; j < 64; j++) if (b[j].v) sum += realloc_check(b[j].v, b[j].len, b[j].tag, "realloc");
     return sum;
 }
 
@@ -633,13 +633,47 @@ static uint64_t tiny_bursts(const params *p) {
     return run_threads(p, p->threads, tb_thread, NULL);
 }
 
+/* ------------------------------------------------------------------ mixed realloc (issue 15) */
+/* Per thread: 256 slots, each a buffer grown by realloc from nothing in steps of 1 to
+ * len/4 + 16 bytes up to a size drawn log-uniformly from 16 B-8 KiB; a buffer that reaches its
+ * size is checked and freed, and its slot starts again. The slots are on the thread's stack. */
+#define MR_SLOTS 256
+static size_t mr_ops;
+static void *mr_thread(void *a) {
+    targ *t = a;
+    rng r = rstream(t->p->seed, t->id);
+    struct { unsigned char *v; size_t len, max; uint64_t tag; } b[MR_SLOTS];
+    uint64_t tags = 0;
+    for (int j = 0; j < MR_SLOTS; j++)
+        b[j].v = NULL, b[j].len = 0, b[j].max = rlog(&r, 16, 8192), b[j].tag = ((uint64_t)t->id << 40) | ++tags;
+    for (size_t op = 0; op < mr_ops; op++) {
+        size_t j = rbelow(&r, MR_SLOTS), k = rrange(&r, 1, b[j].len / 4 + 16);
+        unsigned char *nv = realloc(b[j].v, b[j].len + k);
+        if (!nv) { printf("FAIL realloc returned NULL\n"); exit(1); }
+        for (size_t i = b[j].len; i < b[j].len + k; i++) nv[i] = grow_byte(b[j].tag, i);
+        b[j].v = nv;
+        b[j].len += k;
+        if (b[j].len >= b[j].max) {
+            t->sum += realloc_check(b[j].v, b[j].len, b[j].tag, "mixed-realloc");
+            b[j].v = NULL, b[j].len = 0, b[j].max = rlog(&r, 16, 8192), b[j].tag = ((uint64_t)t->id << 40) | ++tags;
+        }
+    }
+    for (int j = 0; j < MR_SLOTS; j++)
+        if (b[j].v) t->sum += realloc_check(b[j].v, b[j].len, b[j].tag, "mixed-realloc");
+    return NULL;
+}
+static uint64_t mixed_realloc(const params *p) {
+    mr_ops = ops(p, 3e6, 4000) / (size_t)p->threads;
+    return run_threads(p, p->threads, mr_thread, NULL);
+}
+
 /* ------------------------------------------------------------------ main */
 static const struct { const char *name; uint64_t (*fn)(const params *); } W[] = {
     { "larson", larson },           { "xmalloc", xmalloc_w },         { "cache-scratch", cache_scratch },
     { "cache-thrash", cache_thrash }, { "mstress", mstress },         { "sh6bench", sh6bench },
     { "glibc-simple", glibc_simple }, { "glibc-thread", glibc_thread }, { "large", large },
     { "realloc", realloc_w },       { "heap-growth", heap_growth },   { "huge", huge },
-    { "tiny-bursts", tiny_bursts },
+    { "tiny-bursts", tiny_bursts },   { "mixed-realloc", mixed_realloc },
 };
 
 int main(int argc, char **argv) {

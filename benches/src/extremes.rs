@@ -1,11 +1,12 @@
 //! Workloads at the extremes of heap shape (issue 15): a heap that grows to hundreds of MB of
 //! small blocks and is freed in batches far larger than a magazine (`heap-growth`, sh6bench's
 //! shape), blocks of 5-25 MiB allocated and freed over and over (`huge`, mimalloc-bench's
-//! malloc-large), and bursts of 100 tiny blocks of mixed sizes freed together
-//! (`tiny-bursts`). Their C twins are in `c/cwork.c`. Like every workload they check each
+//! malloc-large), bursts of 100 tiny blocks of mixed sizes freed together
+//! (`tiny-bursts`), and buffers of mixed sizes up to 8 KiB grown by realloc in every thread
+//! (`mixed-realloc`). Their C twins are in `c/cwork.c`. Like every workload they check each
 //! object before freeing it and return a checksum that depends only on the parameters.
 
-use crate::{free_block, new_block, Params, Rng, WResult};
+use crate::{free_block, grow_byte, log_size, new_block, realloc_check, Params, Rng, WResult};
 use std::mem::MaybeUninit;
 use std::thread;
 
@@ -178,6 +179,43 @@ pub fn tiny_bursts(p: &Params) -> WResult {
             for (b, tag) in v.drain(..) {
                 sum = sum.wrapping_add(free_block(b, tag, "tiny-bursts")?);
             }
+        }
+        Ok(sum)
+    })
+}
+
+/// `mixed-realloc`: per thread, 256 slots, each a buffer grown by realloc from nothing in
+/// steps of 1 to len/4 + 16 bytes up to a size drawn log-uniformly from 16 B-8 KiB; a buffer
+/// that reaches its size is checked and freed, and its slot starts again. The slots live on
+/// the thread's stack, so the only heap blocks are the checked buffers.
+pub fn mixed_realloc(p: &Params) -> WResult {
+    const SLOTS: usize = 256;
+    let ops = p.ops(3_000_000, 4000) / p.threads;
+    on_threads(p, |i| {
+        let mut rng = Rng::stream(p.seed, i as u64);
+        let mut n = 0u64;
+        let mut fresh = |rng: &mut Rng| {
+            n += 1;
+            (Vec::new(), ((i as u64) << 40) | n, log_size(rng, 16, 8192))
+        };
+        let mut bufs: [(Vec<u8>, u64, usize); SLOTS] = std::array::from_fn(|_| fresh(&mut rng));
+        let mut sum = 0u64;
+        for _ in 0..ops {
+            let j = rng.below(SLOTS);
+            let (v, tag, max) = &mut bufs[j];
+            let len = v.len();
+            let k = rng.range(1, len / 4 + 16);
+            // Exactly `k` more: one realloc per step, the way C code grows buffers.
+            v.reserve_exact(k);
+            let t = *tag;
+            v.extend((len..len + k).map(|x| grow_byte(t, x)));
+            if v.len() >= *max {
+                let (old, tag, _) = std::mem::replace(&mut bufs[j], fresh(&mut rng));
+                sum = sum.wrapping_add(realloc_check(&old, tag, "mixed-realloc")?);
+            }
+        }
+        for (v, tag, _) in bufs {
+            sum = sum.wrapping_add(realloc_check(&v, tag, "mixed-realloc")?);
         }
         Ok(sum)
     })

@@ -149,3 +149,30 @@ pub fn free_block(b: Box<[u8]>, tag: u64, what: &str) -> Result<u64, String> {
     drop(b);
     Ok(v)
 }
+
+/// Log-uniform size in `lo..=hi` (both powers of two or not).
+pub fn log_size(rng: &mut Rng, lo: usize, hi: usize) -> usize {
+    let u = (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+    let s = (lo as f64) * ((hi as f64) / (lo as f64)).powf(u);
+    (s as usize).clamp(lo, hi)
+}
+
+/// Byte `i` of a buffer tagged `tag` that grows by realloc: it depends on the position, so a
+/// realloc that moved the bytes wrongly (or lost some) is seen.
+#[inline]
+pub fn grow_byte(tag: u64, i: usize) -> u8 {
+    (tag as u8).wrapping_add((i >> 3) as u8) ^ (i as u8)
+}
+
+/// Checks every byte of a buffer grown with [`grow_byte`]; returns what it adds to a checksum.
+pub fn realloc_check(v: &[u8], tag: u64, what: &str) -> Result<u64, String> {
+    if let Some(i) = (0..v.len()).find(|&i| v[i] != grow_byte(tag, i)) {
+        return Err(format!(
+            "content check failed in {what}: buffer of {} bytes at {:p} tagged {tag:#x}, byte {i} is {:#04x}",
+            v.len(),
+            v.as_ptr(),
+            v[i]
+        ));
+    }
+    Ok(tag.wrapping_add(v.len() as u64))
+}

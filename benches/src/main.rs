@@ -310,6 +310,7 @@ fn main() {
         "heap-growth",
         "huge",
         "tiny-bursts",
+        "mixed-realloc",
     ];
     if cwork.is_empty() || !Path::new(cwork).exists() {
         notes.push(

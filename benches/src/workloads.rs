@@ -4,7 +4,10 @@
 //! Thread-using workloads use `Params::threads`; the others say `threads: false` in [`ALL`]
 //! and the harness reports them as single-threaded.
 
-use crate::{check, extremes, fill, free_block, new_block, Params, Rng, WResult};
+use crate::{
+    check, extremes, fill, free_block, grow_byte, log_size, new_block, realloc_check, Params, Rng,
+    WResult,
+};
 use std::collections::{BTreeMap, HashMap};
 use std::hint::black_box;
 use std::sync::mpsc;
@@ -100,6 +103,12 @@ pub static ALL: &[Workload] = &[
         run: extremes::tiny_bursts,
     },
     Workload {
+        name: "mixed-realloc",
+        threads: true,
+        about: "per thread, 256 buffers grown by realloc (steps up to a quarter) from nothing to 16 B-8 KiB (log-uniform), then freed",
+        run: extremes::mixed_realloc,
+    },
+    Workload {
         name: "rust-collections",
         threads: true,
         about: "Box/Vec/String/BTreeMap/HashMap churn per thread, every entry checked",
@@ -156,13 +165,6 @@ fn free_slots(slots: &mut [Slot], what: &str) -> WResult {
         }
     }
     Ok(sum)
-}
-
-/// Log-uniform size in `lo..=hi` (both powers of two or not).
-fn log_size(rng: &mut Rng, lo: usize, hi: usize) -> usize {
-    let u = (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
-    let s = (lo as f64) * ((hi as f64) / (lo as f64)).powf(u);
-    (s as usize).clamp(lo, hi)
 }
 
 // ---------------------------------------------------------------- larson
@@ -580,23 +582,6 @@ fn large(p: &Params) -> WResult {
 
 // ---------------------------------------------------------------- realloc growth
 
-#[inline]
-fn grow_byte(tag: u64, i: usize) -> u8 {
-    (tag as u8).wrapping_add((i >> 3) as u8) ^ (i as u8)
-}
-
-fn realloc_check(v: &[u8], tag: u64) -> Result<u64, String> {
-    if let Some(i) = (0..v.len()).find(|&i| v[i] != grow_byte(tag, i)) {
-        return Err(format!(
-            "content check failed in realloc: buffer of {} bytes at {:p} tagged {tag:#x}, byte {i} is {:#04x}",
-            v.len(),
-            v.as_ptr(),
-            v[i]
-        ));
-    }
-    Ok(tag.wrapping_add(v.len() as u64))
-}
-
 fn realloc_growth(p: &Params) -> WResult {
     let ops = p.ops(600_000, 4000);
     let mut rng = Rng::new(p.seed);
@@ -627,11 +612,11 @@ fn realloc_growth(p: &Params) -> WResult {
         b.v.extend((len..len + k).map(|i| grow_byte(tag, i)));
         if b.v.len() >= b.max {
             let old = std::mem::replace(b, fresh(&mut rng));
-            sum = sum.wrapping_add(realloc_check(&old.v, old.tag)?);
+            sum = sum.wrapping_add(realloc_check(&old.v, old.tag, "realloc")?);
         }
     }
     for b in bufs {
-        sum = sum.wrapping_add(realloc_check(&b.v, b.tag)?);
+        sum = sum.wrapping_add(realloc_check(&b.v, b.tag, "realloc")?);
     }
     Ok(sum)
 }
