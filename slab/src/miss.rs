@@ -138,15 +138,21 @@ impl Cache {
                 // (both null, so none, when no magazine is loaded).
                 let room = (s.limit as usize - s.top as usize) / core::mem::size_of::<usize>();
                 let k = got.min(room);
-                for &b in &extra[..k] {
+                // Highest address first: the magazine pops the last round put, so the
+                // thread then gets the batch in address order, as a fresh slab is laid out —
+                // a heap that grows is then written and read in ascending runs the
+                // hardware prefetcher follows (put in order, each batch came out backwards).
+                for &b in extra[..k].iter().rev() {
                     s.put(b);
                 }
                 k
             };
-            for (i, &b) in extra[..got].iter().enumerate().skip(direct) {
+            // Highest first here too, for the same reason.
+            let rest = &extra[direct..got];
+            for (i, &b) in rest.iter().enumerate().rev() {
                 // SAFETY: as above.
                 if !unsafe { self.mag_free(slot, b) } {
-                    for &r in &extra[i..got] {
+                    for &r in &rest[..=i] {
                         self.slab_free_trusted(r);
                     }
                     return;

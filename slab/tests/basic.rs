@@ -774,3 +774,31 @@ fn threads_refilling_from_the_slab_layer_do_not_share_cache_lines() {
     // SAFETY: the test made it and nothing uses it after this (no other users).
     unsafe { c.destroy().unwrap() };
 }
+
+/// A thread whose heap grows gets a fresh slab's buffers in address order, as a bump
+/// allocator would hand them out: the batch refill loads the magazine highest address first
+/// (loaded in order, the magazine handed each batch out backwards, and a growing heap was
+/// then written and read in descending runs that broke the prefetcher's stream).
+#[test]
+fn a_growing_heap_gets_buffers_in_address_order() {
+    let a = arena("t_order");
+    let c = cache("order", 48, a);
+    let addrs = std::thread::spawn(move || {
+        let v: Vec<_> = (0..64).map(|_| c.alloc().unwrap()).collect();
+        let addrs: Vec<usize> = v.iter().map(|p| p.as_ptr() as usize).collect();
+        for p in v {
+            // SAFETY: the buffer came from this cache's `alloc` and is freed once.
+            unsafe { c.free(p) };
+        }
+        addrs
+    })
+    .join()
+    .unwrap();
+    // Each next buffer is the one just above, except where a new slab begins.
+    let ups = addrs.windows(2).filter(|w| w[1] == w[0] + 48).count();
+    assert!(ups >= 60, "{ups} of 63 steps go one buffer up: {addrs:x?}");
+    umem_slab::thread_exit_flush();
+    c.reap();
+    // SAFETY: the test made it and nothing uses it after this (no other users).
+    unsafe { c.destroy().unwrap() };
+}
