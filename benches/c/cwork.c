@@ -454,20 +454,27 @@ static uint64_t realloc_check(unsigned char *v, size_t n, uint64_t tag, const ch
     free(v);
     return tag + n;
 }
+/* A buffer that grows by realloc: `len` bytes of grow_byte(tag, i) so far, `max` its goal. */
+typedef struct { unsigned char *v; size_t len, max; uint64_t tag; } growbuf;
+/* One realloc step: exactly k more bytes (one realloc, the way C code grows buffers), each new
+ * byte set; returns whether the buffer has reached its goal. */
+static int grow_step(growbuf *b, size_t k) {
+    unsigned char *nv = realloc(b->v, b->len + k);
+    if (!nv) { printf("FAIL realloc returned NULL\n"); exit(1); }
+    for (size_t i = b->len; i < b->len + k; i++) nv[i] = grow_byte(b->tag, i);
+    b->v = nv;
+    b->len += k;
+    return b->len >= b->max;
+}
 static uint64_t realloc_w(const params *p) {
     size_t n = ops(p, 6e5, 4000);
     rng r = rstream(p->seed, 0);
-    struct { unsigned char *v; size_t len, max; uint64_t tag; } b[64];
+    growbuf b[64];
     uint64_t tags = 0, sum = 0;
     for (int j = 0; j < 64; j++) { b[j].v = NULL; b[j].len = 0; b[j].max = rlog(&r, 256, 256 << 10); b[j].tag = ++tags; }
     for (size_t op = 0; op < n; op++) {
         size_t j = rbelow(&r, 64), k = rrange(&r, 1, b[j].len / 8 + 16);
-        unsigned char *nv = realloc(b[j].v, b[j].len + k);
-        if (!nv) { printf("FAIL realloc returned NULL\n"); exit(1); }
-        for (size_t i = b[j].len; i < b[j].len + k; i++) nv[i] = grow_byte(b[j].tag, i);
-        b[j].v = nv;
-        b[j].len += k;
-        if (b[j].len >= b[j].max) {
+        if (grow_step(&b[j], k)) {
             sum += realloc_check(b[j].v, b[j].len, b[j].tag, "realloc");
             b[j].v = NULL; b[j].len = 0; b[j].max = rlog(&r, 256, 256 << 10); b[j].tag = ++tags;
         }
@@ -642,18 +649,13 @@ static size_t mr_ops;
 static void *mr_thread(void *a) {
     targ *t = a;
     rng r = rstream(t->p->seed, t->id);
-    struct { unsigned char *v; size_t len, max; uint64_t tag; } b[MR_SLOTS];
+    growbuf b[MR_SLOTS];
     uint64_t tags = 0;
     for (int j = 0; j < MR_SLOTS; j++)
         b[j].v = NULL, b[j].len = 0, b[j].max = rlog(&r, 16, 8192), b[j].tag = ((uint64_t)t->id << 40) | ++tags;
     for (size_t op = 0; op < mr_ops; op++) {
         size_t j = rbelow(&r, MR_SLOTS), k = rrange(&r, 1, b[j].len / 4 + 16);
-        unsigned char *nv = realloc(b[j].v, b[j].len + k);
-        if (!nv) { printf("FAIL realloc returned NULL\n"); exit(1); }
-        for (size_t i = b[j].len; i < b[j].len + k; i++) nv[i] = grow_byte(b[j].tag, i);
-        b[j].v = nv;
-        b[j].len += k;
-        if (b[j].len >= b[j].max) {
+        if (grow_step(&b[j], k)) {
             t->sum += realloc_check(b[j].v, b[j].len, b[j].tag, "mixed-realloc");
             b[j].v = NULL, b[j].len = 0, b[j].max = rlog(&r, 16, 8192), b[j].tag = ((uint64_t)t->id << 40) | ++tags;
         }

@@ -203,3 +203,17 @@ pub fn stats_seen_in(path: &Path) -> bool {
 pub fn stats_seen(stderr: &[u8]) -> bool {
     String::from_utf8_lossy(stderr).contains("umem_alloc_")
 }
+
+/// The stacks of buffer `ptr` in a debug report under `UMEM_DEBUG=audit`, from the buffer's
+/// history after the report's one-line audit summary: `(allocated, last freed)`, each from its
+/// heading line on.
+pub fn audit_stacks<'a>(stderr: &'a str, ptr: &str) -> (&'a str, &'a str) {
+    let at = stderr
+        .find(&format!("umem: buffer {ptr} ("))
+        .expect("buffer history");
+    let h = &stderr[at..];
+    let alloc = h.find("allocated by thread").expect("allocating stack");
+    let freed = h.find("last freed by thread").expect("freeing stack");
+    assert!(alloc < freed, "the allocating stack comes first:\n{h}");
+    (&h[alloc..freed], &h[freed..])
+}

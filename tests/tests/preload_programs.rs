@@ -10,7 +10,7 @@
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::Command;
-use umem_testkit::preload::{have, run, scratch, show, stats_file, stats_seen_in};
+use umem_testkit::preload::{audit_stacks, have, run, scratch, show, stats_file, stats_seen_in};
 
 /// Runs `make()` with and without the preload and compares stdout.
 fn compare(what: &str, make: impl Fn(bool) -> Command) {
@@ -159,14 +159,8 @@ fn python_double_free_report_walks_the_interpreter() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("heap error: double free"), "{}", show(&o));
     assert!(err.contains(&format!("buffer  {ptr},")), "{}", show(&o));
-    // The buffer's history follows the report's one-line audit summary.
-    let hist = err
-        .find(&format!("umem: buffer {ptr} ("))
-        .expect("buffer history");
-    let err = &err[hist..];
-    let alloc = err.find("allocated by thread").expect("allocating stack");
-    let freed = err.find("last freed by thread").expect("freeing stack");
-    for stack in [&err[alloc..freed], &err[freed..]] {
+    let (allocated, freed) = audit_stacks(&err, ptr);
+    for stack in [allocated, freed] {
         let frames: Vec<&str> = stack
             .lines()
             .skip(1)
