@@ -12,11 +12,14 @@ use crate::magazine::bump;
 use crate::registry::internal_caches;
 
 /// Batch refill from the slab layer (see `Cache::batch_refill`): buffers up to this size
-/// take part, and a batch covers at most this many bytes (and one magazine).
+/// take part, and a batch covers at most this many bytes (and one magazine). A page: two
+/// threads growing their heaps in one class then interleave page by page, not kilobyte by
+/// kilobyte, so each thread's blocks lie on half as many pages (issue 15; the numbers are in
+/// docs/performance.md).
 const BATCH_MAX_BUFSIZE: usize = 512;
-const BATCH_BYTES: usize = 1024;
-/// The most extra buffers one batch takes (1024 bytes of the smallest, 16-byte, buffers).
-const BATCH_MAX: usize = 64;
+const BATCH_BYTES: usize = 4096;
+/// The most extra buffers one batch takes (4096 bytes of the smallest, 16-byte, buffers).
+const BATCH_MAX: usize = 256;
 
 impl Cache {
     /// The alloc slow path: the periodic update when due, the magazine layer (depot), else

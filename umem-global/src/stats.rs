@@ -3,7 +3,7 @@
 //! fixed-size value and the table is formatted into a stack buffer and
 //! written with write(2).
 
-use crate::arenas::is_initialized;
+use crate::arenas::{is_initialized, ARENAS};
 use crate::magazines::{self, MagazineMode, MAX_CPU_ROWS};
 use crate::sys::{flush_to, StackStr};
 use crate::{caches, classes, large, options, region, source};
@@ -41,6 +41,10 @@ pub struct ClassStats {
     pub mag_resize: u64,
     /// Buffers in the class's per-CPU magazines now, all CPUs (0 per thread).
     pub cpu_rounds: u64,
+    /// Bytes free in the class's own arena now: spans it imported that hold
+    /// no slab (a slab whose buffers are all free goes back there, e.g. when
+    /// a magazine resize purges the depot), kept for the class's next slabs.
+    pub arena_free: u64,
 }
 
 /// One vmem arena (the `::umastat` vmem columns; a row of the second part
@@ -217,6 +221,12 @@ pub fn stats() -> Stats {
             cs.mag_size = ks.mag_size;
             cs.mag_resize = ks.mag_resize;
             cs.cpu_rounds = ks.cpu_rounds as u64;
+        }
+        let vm = ARENAS.class[c].load(Ordering::Acquire);
+        if !vm.is_null() {
+            // SAFETY: a published class arena is never destroyed (`arenas.rs`).
+            let vs = unsafe { &*vm }.stats();
+            cs.arena_free = vs.mem_total.saturating_sub(vs.mem_inuse);
         }
         s.classes[c] = cs;
     }

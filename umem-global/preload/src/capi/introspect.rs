@@ -15,7 +15,10 @@
 //! * `smblks`: large blocks kept in the freed-block cache; `fsmblks`: their bytes;
 //! * `hblks`/`hblkhd`: live large blocks and their bytes;
 //! * `uordblks`: bytes of live size-class blocks (class sizes, not requests);
-//! * `fordblks`: bytes of free size-class buffers;
+//! * `fordblks`: bytes umem holds for size-class blocks that the program
+//!   is not using: free buffers (in slabs, magazines and the depot) and the
+//!   free space of the class arenas (slabs that went back there), as glibc
+//!   counts its top chunk;
 //! * `usmblks`, `keepcost`: 0 (no equivalent).
 //!
 //! `malloc_stats()` prints umem's statistics table (the one `UMEM_STATS=1`
@@ -77,6 +80,7 @@ fn class_free(s: &Stats) -> (u64, u64) {
 
 fn info(s: &Stats) -> Mallinfo2 {
     let (free_bufs, free_bytes) = class_free(s);
+    let arena_free: u64 = s.classes.iter().map(|c| c.arena_free).sum();
     let used: u64 = s.classes.iter().map(|c| c.mem_in_use).sum();
     Mallinfo2 {
         arena: s.mapped as usize,
@@ -87,7 +91,7 @@ fn info(s: &Stats) -> Mallinfo2 {
         usmblks: 0,
         fsmblks: s.large.cached_bytes,
         uordblks: used as usize,
-        fordblks: free_bytes as usize,
+        fordblks: (free_bytes + arena_free) as usize,
         keepcost: 0,
     }
 }
