@@ -6,7 +6,7 @@
 //! (`mixed-realloc`). Their C twins are in `c/cwork.c`. Like every workload they check each
 //! object before freeing it and return a checksum that depends only on the parameters.
 
-use crate::{free_block, grow_byte, log_size, new_block, realloc_check, Params, Rng, WResult};
+use crate::{free_block, log_size, new_block, GrowBuf, Params, Rng, WResult};
 use std::mem::MaybeUninit;
 use std::thread;
 
@@ -196,26 +196,20 @@ pub fn mixed_realloc(p: &Params) -> WResult {
         let mut n = 0u64;
         let mut fresh = |rng: &mut Rng| {
             n += 1;
-            (Vec::new(), ((i as u64) << 40) | n, log_size(rng, 16, 8192))
+            GrowBuf::new(((i as u64) << 40) | n, log_size(rng, 16, 8192))
         };
-        let mut bufs: [(Vec<u8>, u64, usize); SLOTS] = std::array::from_fn(|_| fresh(&mut rng));
+        let mut bufs: [GrowBuf; SLOTS] = std::array::from_fn(|_| fresh(&mut rng));
         let mut sum = 0u64;
         for _ in 0..ops {
             let j = rng.below(SLOTS);
-            let (v, tag, max) = &mut bufs[j];
-            let len = v.len();
-            let k = rng.range(1, len / 4 + 16);
-            // Exactly `k` more: one realloc per step, the way C code grows buffers.
-            v.reserve_exact(k);
-            let t = *tag;
-            v.extend((len..len + k).map(|x| grow_byte(t, x)));
-            if v.len() >= *max {
-                let (old, tag, _) = std::mem::replace(&mut bufs[j], fresh(&mut rng));
-                sum = sum.wrapping_add(realloc_check(&old, tag, "mixed-realloc")?);
+            let k = rng.range(1, bufs[j].v.len() / 4 + 16);
+            if bufs[j].step(k) {
+                let old = std::mem::replace(&mut bufs[j], fresh(&mut rng));
+                sum = sum.wrapping_add(old.check("mixed-realloc")?);
             }
         }
-        for (v, tag, _) in bufs {
-            sum = sum.wrapping_add(realloc_check(&v, tag, "mixed-realloc")?);
+        for b in bufs {
+            sum = sum.wrapping_add(b.check("mixed-realloc")?);
         }
         Ok(sum)
     })

@@ -164,6 +164,38 @@ pub fn grow_byte(tag: u64, i: usize) -> u8 {
     (tag as u8).wrapping_add((i >> 3) as u8) ^ (i as u8)
 }
 
+/// A buffer that grows by realloc: `v` holds `grow_byte(tag, i)` at every `i`, and grows until
+/// it reaches `max` bytes (the C twin is `growbuf` in `c/cwork.c`).
+pub struct GrowBuf {
+    pub v: Vec<u8>,
+    pub tag: u64,
+    pub max: usize,
+}
+
+impl GrowBuf {
+    /// An empty buffer tagged `tag` that will grow to `max` bytes.
+    pub fn new(tag: u64, max: usize) -> GrowBuf {
+        GrowBuf {
+            v: Vec::new(),
+            tag,
+            max,
+        }
+    }
+    /// One realloc step: exactly `k` more bytes (one realloc, the way C code grows buffers),
+    /// each new byte set; returns whether the buffer has reached its size.
+    pub fn step(&mut self, k: usize) -> bool {
+        let len = self.v.len();
+        self.v.reserve_exact(k);
+        let tag = self.tag;
+        self.v.extend((len..len + k).map(|i| grow_byte(tag, i)));
+        self.v.len() >= self.max
+    }
+    /// Checks every byte ([`realloc_check`]) and drops the buffer.
+    pub fn check(self, what: &str) -> Result<u64, String> {
+        realloc_check(&self.v, self.tag, what)
+    }
+}
+
 /// Checks every byte of a buffer grown with [`grow_byte`]; returns what it adds to a checksum.
 pub fn realloc_check(v: &[u8], tag: u64, what: &str) -> Result<u64, String> {
     if let Some(i) = (0..v.len()).find(|&i| v[i] != grow_byte(tag, i)) {

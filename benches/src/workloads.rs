@@ -5,8 +5,7 @@
 //! and the harness reports them as single-threaded.
 
 use crate::{
-    check, extremes, fill, free_block, grow_byte, log_size, new_block, realloc_check, Params, Rng,
-    WResult,
+    check, extremes, fill, free_block, log_size, new_block, GrowBuf, Params, Rng, WResult,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::hint::black_box;
@@ -585,38 +584,23 @@ fn large(p: &Params) -> WResult {
 fn realloc_growth(p: &Params) -> WResult {
     let ops = p.ops(600_000, 4000);
     let mut rng = Rng::new(p.seed);
-    struct Buf {
-        v: Vec<u8>,
-        tag: u64,
-        max: usize,
-    }
     let mut n = 0u64;
     let mut fresh = |rng: &mut Rng| {
         n += 1;
-        Buf {
-            v: Vec::new(),
-            tag: n,
-            max: log_size(rng, 256, 256 << 10),
-        }
+        GrowBuf::new(n, log_size(rng, 256, 256 << 10))
     };
-    let mut bufs: Vec<Buf> = (0..64).map(|_| fresh(&mut rng)).collect();
+    let mut bufs: Vec<GrowBuf> = (0..64).map(|_| fresh(&mut rng)).collect();
     let mut sum = 0u64;
     for _ in 0..ops {
         let j = rng.below(bufs.len());
-        let b = &mut bufs[j];
-        let len = b.v.len();
-        let k = rng.range(1, len / 8 + 16);
-        // Exactly `k` more: one realloc per step, the way C code grows buffers.
-        b.v.reserve_exact(k);
-        let tag = b.tag;
-        b.v.extend((len..len + k).map(|i| grow_byte(tag, i)));
-        if b.v.len() >= b.max {
-            let old = std::mem::replace(b, fresh(&mut rng));
-            sum = sum.wrapping_add(realloc_check(&old.v, old.tag, "realloc")?);
+        let k = rng.range(1, bufs[j].v.len() / 8 + 16);
+        if bufs[j].step(k) {
+            let old = std::mem::replace(&mut bufs[j], fresh(&mut rng));
+            sum = sum.wrapping_add(old.check("realloc")?);
         }
     }
     for b in bufs {
-        sum = sum.wrapping_add(realloc_check(&b.v, b.tag, "realloc")?);
+        sum = sum.wrapping_add(b.check("realloc")?);
     }
     Ok(sum)
 }
