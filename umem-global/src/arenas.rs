@@ -68,6 +68,13 @@ fn deref_arena(p: &AtomicPtr<Vmem>) -> &'static Vmem {
     unsafe { &*v }
 }
 
+/// The arena published in `p`, if one is.
+fn published(p: &AtomicPtr<Vmem>) -> Option<&'static Vmem> {
+    let v = p.load(Ordering::Acquire);
+    // SAFETY: published once from a `&'static Vmem` and never destroyed.
+    (!v.is_null()).then(|| unsafe { &*v })
+}
+
 impl Arenas {
     /// `umem_oversize` (after init).
     pub fn oversize(&self) -> &'static Vmem {
@@ -79,8 +86,10 @@ impl Arenas {
     }
     /// `umem_default`, once it exists.
     pub fn default_arena(&self) -> Option<&'static Vmem> {
-        let v = self.default.load(Ordering::Acquire);
-        // SAFETY: published once from a `&'static Vmem` and never destroyed.
-        (!v.is_null()).then(|| unsafe { &*v })
+        published(&self.default)
+    }
+    /// Class `c`'s arena (`umem_alloc_<n>`), once the class is made.
+    pub fn class_arena(&self, c: usize) -> Option<&'static Vmem> {
+        published(&self.class[c])
     }
 }

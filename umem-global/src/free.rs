@@ -128,30 +128,26 @@ pub enum FreeHit {
 #[inline(always)]
 pub unsafe fn free_hit(p: *mut u8) -> FreeHit {
     let a = p as usize;
-    let e = match region::inline_word(a) {
-        // In the region: by the slab map's word, the class cache's inline
-        // index where a slab of the class lives (0 where none does, on
-        // which every test fails).
-        Some(w) => {
-            // SAFETY: a slab-map word is an inline index word.
-            if !unsafe { hit_tables::row_is_start(w, a) } {
-                return FreeHit::Miss;
-            }
-            // SAFETY: `a` is a chunk start of the slab grid of the class
-            // whose live slab is on its page (the map names its cache): by
-            // the caller's contract a block of that class (region.rs says
-            // what this trusts); `w` is its cache's inline index.
-            return unsafe { mark_and_push(umem_slab::InlineIndex::from_word(w), a) };
+    // In the region: by the slab map's word, the class cache's inline index
+    // where a slab of the class lives (0 where none does, on which every
+    // test fails).
+    if let Some(w) = region::inline_word(a) {
+        // SAFETY: a slab-map word is an inline index word.
+        if !unsafe { hit_tables::row_is_start(w, a) } {
+            return FreeHit::Miss;
         }
-        // Outside the region (no region, no stripe left, a large block): by
-        // the page map's entry.
-        None => {
-            let Some(slot) = pagemap::slot(a) else {
-                return FreeHit::Miss;
-            };
-            hit_tables::free_entry_at(slot.load())
-        }
+        // SAFETY: `a` is a chunk start of the slab grid of the class whose
+        // live slab is on its page (the map names its cache): by the
+        // caller's contract a block of that class (region.rs says what this
+        // trusts); `w` is its cache's inline index.
+        return unsafe { mark_and_push(umem_slab::InlineIndex::from_word(w), a) };
+    }
+    // Outside the region (no region, no stripe left, a large block): by the
+    // page map's entry.
+    let Some(slot) = pagemap::slot(a) else {
+        return FreeHit::Miss;
     };
+    let e = hit_tables::free_entry_at(slot.load());
     if !e.is_start(a) {
         return FreeHit::Miss;
     }

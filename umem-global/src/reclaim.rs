@@ -37,12 +37,7 @@ static DISCARDED: AtomicU64 = AtomicU64::new(0);
 
 /// Whether `vm` is one of the class arenas.
 fn is_class_arena(vm: &Vmem) -> bool {
-    (0..classes::COUNT).any(|c| {
-        core::ptr::eq(
-            ARENAS.class[c].load(Ordering::Acquire) as *const Vmem,
-            vm as *const Vmem,
-        )
-    })
+    (0..classes::COUNT).any(|c| ARENAS.class_arena(c).is_some_and(|a| core::ptr::eq(a, vm)))
 }
 
 /// Discards the whole pages of every free segment of at least `min` bytes

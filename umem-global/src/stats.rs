@@ -222,10 +222,8 @@ pub fn stats() -> Stats {
             cs.mag_resize = ks.mag_resize;
             cs.cpu_rounds = ks.cpu_rounds as u64;
         }
-        let vm = ARENAS.class[c].load(Ordering::Acquire);
-        if !vm.is_null() {
-            // SAFETY: a published class arena is never destroyed (`arenas.rs`).
-            let vs = unsafe { &*vm }.stats();
+        if let Some(vm) = ARENAS.class_arena(c) {
+            let vs = vm.stats();
             cs.arena_free = vs.mem_total.saturating_sub(vs.mem_inuse);
         }
         s.classes[c] = cs;
