@@ -8,13 +8,17 @@
 #        target/release/libumem.so
 #
 # WORKLOAD is one of mbench's (hit, churn, cross, grow, large); a library "glibc" means no
-# preload. mbench is compiled into $TMPDIR on first use.
+# preload; "LIB@OPTS" runs LIB with UMEM_OPTIONS=OPTS (e.g. libumem.so@percpu). mbench is
+# compiled into $TMPDIR on first use.
 set -euo pipefail
 w=$1; n=$2; ref=$3; shift 3
 here=$(cd "$(dirname "$0")" && pwd)
 bin=${MBENCH:-${TMPDIR:-/tmp}/umem-mbench}
 [ -x "$bin" ] || cc -O2 -pthread -fno-builtin-malloc -o "$bin" "$here/mbench.c"
-one() { local p=$1; [ "$p" = glibc ] && p=; LD_PRELOAD=$p "$bin" "$w" | awk '{print $2}'; }
+one() {
+  local p=${1%@*} o=; [ "$p" != "$1" ] && o=${1#*@}; [ "$p" = glibc ] && p=
+  LD_PRELOAD=$p UMEM_OPTIONS=$o "$bin" "$w" | awk '{print $2}'
+}
 median() { tr ' ' '\n' | grep . | sort -g | awk '{a[NR]=$1} END{print a[int((NR+1)/2)], "(" a[1] ".." a[NR] ")"}'; }
 declare -A ratio abs
 refs=""

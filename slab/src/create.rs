@@ -138,9 +138,11 @@ pub(crate) fn init() {
         let n = fmt_name(&mut names[i], "umem_magazine_", mt.rounds);
         // Cache-line aligned (libumem uses 8..64): a loaded magazine is written on every
         // hit by its thread, so two threads' magazines must never share a line.
+        // Per CPU a magazine has one more word, its upper fence (`percpu.rs`).
+        let words = mt.rounds + 1 + usize::from(crate::percpu::enabled());
         mags[i] = Some(internal_cache(
             n,
-            (mt.rounds + 1) * size_of::<usize>(),
+            words * size_of::<usize>(),
             mt.align.max(64),
         ));
     }

@@ -12,13 +12,11 @@
 //! * [`InlineIndex`] is the byte offset of an inline thread cache in the block
 //!   (`id * 64`): `0` again means *always miss*.
 //!
-//! With per-CPU magazines (`percpu.rs`) these hits always miss (the threads' inline slots
-//! stay empty) and the per-CPU hit runs at the start of the slow paths (`miss.rs`): the
-//! hit below does not know the mode.
-//!
-//! The hit itself is [`magazine::pop`](crate::magazine::pop) /
+//! The hit itself is, per thread, [`magazine::pop`](crate::magazine::pop) /
 //! [`magazine::push`](crate::magazine::push): a TLS load, a compare, a load and a store,
-//! plus an owner-only counter; no lock and no atomic read-modify-write.
+//! plus an owner-only counter; per CPU (`percpu.rs`), the same on the current CPU's slot
+//! inside a restartable sequence. One test of the mode chooses; either way no lock and no
+//! atomic read-modify-write. The inline index is also the slot's offset in a CPU page.
 
 use core::ptr::NonNull;
 
@@ -114,6 +112,11 @@ impl InlineIndex {
 /// `ii` is `cache.fast_index().inline()` of a live cache (the buffer comes from it).
 #[inline(always)]
 pub unsafe fn hit_alloc(ii: InlineIndex) -> Option<usize> {
+    let t = percpu::table();
+    if t != 0 {
+        // SAFETY: per-CPU mode; ii is an inline slot's offset (0 always misses).
+        return unsafe { percpu::hit_pop(t, ii.0) };
+    }
     // SAFETY: ii < 64; the slot, if any, is the calling thread's.
     unsafe { pop::<{ !INLINE_SLOT_NEVER_NULL }>(magazine_block::inline_slot(ii.0)) }
 }
@@ -127,41 +130,46 @@ pub unsafe fn hit_alloc(ii: InlineIndex) -> Option<usize> {
 /// [`Cache::free`]).
 #[inline(always)]
 pub unsafe fn hit_free(ii: InlineIndex, addr: usize) -> bool {
+    let t = percpu::table();
+    if t != 0 {
+        // SAFETY: as in hit_alloc; the buffer is the slot's cache's by the caller.
+        return unsafe { percpu::hit_push(t, ii.0, addr) };
+    }
     // SAFETY: as in hit_alloc; the buffer is the slot's cache's by the caller.
     unsafe { push::<{ !INLINE_SLOT_NEVER_NULL }>(magazine_block::inline_slot(ii.0), addr) }
 }
 
-/// The per-CPU hit (`percpu.rs`) of the cache whose inline index is `ii`: the top round of
-/// the current CPU's magazines, or `None` in per-thread mode, for
-/// [`InlineIndex::MISS`] and when the CPU's magazines are empty. In per-CPU mode
-/// [`hit_alloc`] always misses (the threads' inline slots stay empty), so a caller tries
-/// this first on its miss path, out of line: the per-thread hit pays nothing for the mode.
-/// (The Cache API's own slow paths try it too, `miss.rs`.)
+/// The rest of the per-CPU hit (`percpu.rs`) for a caller whose [`hit_alloc`] missed:
+/// the top round of the current CPU's loaded magazine, else of its previous one; `None`
+/// in per-thread mode and when both are empty. Out of line, on the miss path: the inline
+/// hit tries only the loaded magazine.
 ///
 /// # Safety
 /// As [`hit_alloc`].
-#[inline(always)]
+#[inline]
 pub unsafe fn cpu_hit_alloc(ii: InlineIndex) -> Option<usize> {
-    if !percpu::on() || ii.0 == 0 {
+    let t = percpu::table();
+    if t == 0 {
         return None;
     }
-    // SAFETY: per-CPU mode and an inline slot of a cache with an id below 64.
-    unsafe { percpu::hit_pop(ii.0 | percpu::TAG) }
+    // SAFETY: per-CPU mode and an inline slot's offset.
+    unsafe { percpu::hit_pop(t, ii.0).or_else(|| percpu::hit_pop_prev(t, ii.0)) }
 }
 
-/// The free-side twin of [`cpu_hit_alloc`]: pushes `addr` onto the current CPU's
-/// magazines and returns `true`, or `false` (nothing done) in per-thread mode, for
-/// [`InlineIndex::MISS`] and when they are full.
+/// The free-side twin of [`cpu_hit_alloc`]: pushes `addr` onto the current CPU's loaded
+/// or previous magazine and returns `true`, or `false` (nothing done) in per-thread mode
+/// and when both are full.
 ///
 /// # Safety
 /// As [`hit_free`].
-#[inline(always)]
+#[inline]
 pub unsafe fn cpu_hit_free(ii: InlineIndex, addr: usize) -> bool {
-    if !percpu::on() || ii.0 == 0 {
+    let t = percpu::table();
+    if t == 0 {
         return false;
     }
     // SAFETY: as in cpu_hit_alloc; the buffer is the slot's cache's by the caller.
-    unsafe { percpu::hit_push(ii.0 | percpu::TAG, addr) }
+    unsafe { percpu::hit_push(t, ii.0, addr) || percpu::hit_push_prev(t, ii.0, addr) }
 }
 
 // ---------------------------------------------------------------------------------------

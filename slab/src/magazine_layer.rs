@@ -119,6 +119,14 @@ impl Cache {
                     Some(m) => m as *mut Magazine,
                     None => return false,
                 };
+                if crate::percpu::enabled() {
+                    // A CPU magazine's rounds above its top are never tagged
+                    // (`percpu.rs`): clear what the magazine cache's slab layer may
+                    // have left in it (its encoded free-list link).
+                    // A fresh magazine of type `mt`: its link word, rounds and the extra
+                    // word of per-CPU mode (`create.rs`).
+                    core::ptr::write_bytes(m as *mut usize, 0, MAGTYPES[mt].rounds + 2);
+                }
                 let mut d = self.depot.0.lock();
                 if d.magtype == mt {
                     d.empty.push(m);

@@ -8,28 +8,42 @@
 //!
 //! **The table.** One 4 KiB page per *possible* CPU (`/sys/devices/system/cpu/possible`,
 //! read once at start, so a CPU brought online later already has its page), from
-//! `umem_internal`, plus two zero pages below CPU 0's that are never written (a thread
+//! `umem_internal`, plus two *guard pages* below CPU 0's that are never written (a thread
 //! whose `cpu_id` is `-1` or `-2` reads them and misses). A page holds 64 slots of 64
 //! bytes at the same offsets as the inline slots of a thread's magazine block (cache id
-//! × 64: a cache's id names its slot in both modes);
-//! slot 0 (the reserved id) is the CPU's header: its word 0 stays zero, so id 0 always
-//! misses; words 4 and 5 hold the reap generation this CPU has flushed up to and a tick
-//! counter for the periodic update. A slot's words:
+//! × 64: a cache's id names its slot in both modes); slot 0 (the reserved id) is the CPU's
+//! header: its words 0 and 1 always point at [`NONE`], so id 0 always misses; words 4 and
+//! 5 hold the reap generation this CPU has flushed up to and a tick counter for the
+//! periodic update. A slot's words:
 //!
-//! * 0: the *loaded* magazine, packed `address << 16 | capacity << 8 | rounds` (0: none;
-//!   capacity 0 makes every push miss, rounds 0 every pop);
-//! * 1: the *previous* magazine, packed the same way;
+//! * 0: the *loaded* magazine's top pointer ([`pack`]): the address of its top round, or
+//!   of its link word when it is empty; [`NONE`]'s address when there is no magazine;
+//! * 1: the *previous* magazine's, the same way;
 //! * 2, 3: pops and pushes by the hit path on this CPU (counted inside the section before
-//!   the commit, so an abort at that instruction counts one operation twice).
+//!   the commit, so an abort at that instruction counts one operation twice);
+//! * 4, 5: the link-word addresses of the loaded and previous magazines, stored by the
+//!   exchange that installs each one, inside its section: so the occupancy is `(top -
+//!   base) / 8` ([`occupancy`]), read without following a top pointer into a magazine
+//!   that another thread may be taking.
+//!
+//! **Fences.** While a magazine is in a CPU slot its link word and the word above its last
+//! round (every magazine has one more word in per-CPU mode) hold its address with bit 0
+//! set: a *tagged* word, which no round is (buffers are at least 2-aligned: a cache whose
+//! buffers may be odd keeps per-thread magazines). The rounds above the top are 0 or stale
+//! rounds, never tagged (a fresh magazine is zeroed). So the hits need neither a count nor
+//! a capacity: a pop takes the word at the top unless it is tagged (the link word: empty),
+//! a push stores above the top unless the word there is tagged (the upper fence: full).
+//! [`NONE`] is a pair of tagged words: a slot without a magazine is empty and full at once.
+//! [`unpack`] finds a magazine again from its top pointer by walking up to the upper fence.
 //!
 //! Words 0 and 1 are written only by critical sections running on that CPU (the hits, and
 //! the exchanges of the slow path, `percpu_layer.rs`), except by `Cache::destroy` (no
 //! thread uses the cache then) and in a forked child (one thread).
 //!
-//! **The hit** ([`hit_pop`], [`hit_push`]) runs at the start of the slow paths
-//! (`Cache::alloc_slow`/`free_slow`, `miss.rs`), not in the per-thread hit: per CPU the
-//! threads' inline slots are never loaded, so the per-thread hit always misses into them,
-//! and the default per-thread mode pays no instruction for the switch.
+//! **The hit** ([`hit_pop`], [`hit_push`]: the loaded magazine) is the hit path itself in
+//! per-CPU mode: `hit.rs` chooses between it and the per-thread hit by one test of
+//! [`table`]. The previous magazine is tried on the miss path ([`hit_pop_prev`],
+//! [`hit_push_prev`]), before the slow path proper.
 //!
 //! **The mode** is chosen once, in `init`, before any cache exists: per CPU when
 //! [`set_percpu`] asked for it and the thread has an rseq area the kernel keeps up to date —
@@ -53,9 +67,20 @@ pub(crate) const SLOTS: usize = CPU_PAGE / SLOT;
 /// Byte offsets of a slot's words.
 pub(crate) const LOADED: usize = 0;
 pub(crate) const PREV: usize = 8;
+/// A pair of tagged words (see the module doc): the top pointer of "no magazine", on
+/// which every pop and every push misses.
+static NONE: [usize; 2] = [1, 1];
+
+/// The top pointer of "no magazine" ([`NONE`]'s address).
+#[inline]
+pub(crate) fn none() -> usize {
+    NONE.as_ptr() as usize
+}
 /// Pops and pushes counted (the sections in `rseq.rs` write them at these offsets).
 const POPS: usize = 16;
 const PUSHES: usize = 24;
+/// How far after a top pointer its magazine's link-word address is kept.
+const BASE: usize = 32;
 /// Header words (slot 0).
 const HDR_GEN: usize = 32;
 const HDR_TICKS: usize = 40;
@@ -66,7 +91,7 @@ const GUARD_PAGES: usize = 2;
 /// CPUs beyond it would read other memory, so the mode then stays per thread).
 const MAX_CPUS: usize = 4096;
 
-static WANTED: AtomicBool = AtomicBool::new(false);
+static WANTED: AtomicBool = AtomicBool::new(true);
 /// CPU 0's page; 0 in per-thread mode (the one word the hit paths test).
 static TABLE: AtomicUsize = AtomicUsize::new(0);
 /// The rseq area's offset from the thread pointer.
@@ -95,11 +120,28 @@ pub(crate) fn setup() {
         return;
     };
     // SAFETY: fresh memory of `bytes` bytes from umem_internal, ours.
-    unsafe { core::ptr::write_bytes(base as *mut u8, 0, bytes) };
+    unsafe { clear_pages(base, n + GUARD_PAGES) };
     RS.store(rs, Ordering::Relaxed);
     NCPUS.store(n, Ordering::Relaxed);
     TABLE.store(base + GUARD_PAGES * CPU_PAGE, Ordering::Release);
-    ON.store(true, Ordering::Release);
+}
+
+/// Clear `pages` CPU pages from `base`: every word 0, every slot's top pointers [`NONE`].
+///
+/// # Safety
+/// `base` is writable for `pages * CPU_PAGE` bytes, 8-aligned, and ours.
+pub(crate) unsafe fn clear_pages(base: usize, pages: usize) {
+    // SAFETY: by the caller.
+    unsafe {
+        core::ptr::write_bytes(base as *mut u8, 0, pages * CPU_PAGE);
+        for slot in 0..pages * SLOTS {
+            let s = (base + slot * SLOT) as *mut usize;
+            for w in [LOADED, PREV] {
+                *s.byte_add(w) = none();
+                *s.byte_add(w + BASE) = none();
+            }
+        }
+    }
 }
 
 /// The number of possible CPUs (highest number in `/sys/devices/system/cpu/possible`,
@@ -151,17 +193,8 @@ pub(crate) fn highest_cpu(text: &[u8]) -> Option<usize> {
     max
 }
 
-/// Set (once, in `setup`) when the magazines are per CPU: the one byte the slow paths test
-/// before anything else (`miss.rs`: the per-CPU hit), then [`table`].
-static ON: AtomicBool = AtomicBool::new(false);
-
-/// Whether the hit paths go per CPU (see [`ON`]).
-#[inline(always)]
-pub(crate) fn on() -> bool {
-    ON.load(Ordering::Relaxed)
-}
-
-/// CPU 0's page, or 0 in per-thread mode.
+/// CPU 0's page, or 0 in per-thread mode: the one word the hit path loads to choose the
+/// mode, and then uses as the table's address (`hit.rs`).
 #[inline(always)]
 pub(crate) fn table() -> usize {
     TABLE.load(Ordering::Relaxed)
@@ -187,85 +220,142 @@ fn rs() -> isize {
     RS.load(Ordering::Relaxed)
 }
 
-/// The bit a per-CPU slot offset carries (`id * SLOT | TAG`) where the hit paths take it:
-/// the sections' constant displacements subtract it again. (It kept the mode in the
-/// per-thread hit's index once; now the per-CPU hit runs in the slow paths, `miss.rs`, and
-/// the per-thread hit pays nothing for the mode.)
-pub(crate) const TAG: usize = 0x8000;
-const T: isize = TAG as isize;
-
 /// The per-CPU hit of an allocation: the top round of the current CPU's loaded magazine
-/// in slot `off` (tagged with [`TAG`]), else of its previous one, or `None` (the caller
-/// takes the slow path). Each try is its own section: the previous magazine serves a
-/// working set a little larger than one magazine (the per-thread hit swaps the two; a
-/// swap writes two words, too many for one commit).
+/// in slot `off`, or `None` (the caller tries [`hit_pop_prev`], then its slow path).
 ///
 /// # Safety
-/// Per-CPU mode; `off` is `id * SLOT | TAG` of a cache with `id < SLOTS`.
+/// `t` is [`table`]'s value, not 0 (per-CPU mode); `off` is `id * SLOT` with `id <
+/// SLOTS` (0 always misses).
 #[inline(always)]
-pub(crate) unsafe fn hit_pop(off: usize) -> Option<usize> {
-    let (t, rs) = (table(), rs());
+pub(crate) unsafe fn hit_pop(t: usize, off: usize) -> Option<usize> {
     // SAFETY: by the caller; the table and the rseq area were set up together.
-    let (buf, n) =
-        unsafe { rseq::pop::<{ LOADED as isize - T }, { POPS as isize - T }>(t, rs, off) };
-    if n != 0 {
-        return Some(buf);
-    }
-    // SAFETY: as above.
-    let (buf, n) = unsafe { rseq::pop::<{ PREV as isize - T }, { POPS as isize - T }>(t, rs, off) };
-    if n != 0 {
-        Some(buf)
-    } else {
-        None
-    }
+    let b = unsafe { rseq::pop::<{ LOADED as isize }, { POPS as isize }>(t, rs(), off) };
+    (b & 1 == 0).then_some(b)
 }
 
-/// The per-CPU hit of a free: onto the current CPU's loaded magazine in slot `off`
-/// (tagged), else its previous one; `false` when neither has room (the caller takes the
-/// slow path).
+/// [`hit_pop`] on the current CPU's previous magazine: it serves a working set a little
+/// larger than one magazine (the per-thread hit swaps the two; a swap writes two words,
+/// too many for one commit).
+///
+/// # Safety
+/// As [`hit_pop`].
+#[inline]
+pub(crate) unsafe fn hit_pop_prev(t: usize, off: usize) -> Option<usize> {
+    // SAFETY: as in hit_pop.
+    let b = unsafe { rseq::pop::<{ PREV as isize }, { POPS as isize }>(t, rs(), off) };
+    (b & 1 == 0).then_some(b)
+}
+
+/// The per-CPU hit of a free: onto the current CPU's loaded magazine in slot `off`;
+/// `false` when it has no room (the caller tries [`hit_push_prev`], then its slow path).
 ///
 /// # Safety
 /// As [`hit_pop`]; `addr` is a free buffer of the slot's cache.
 #[inline(always)]
-pub(crate) unsafe fn hit_push(off: usize, addr: usize) -> bool {
-    let (t, rs) = (table(), rs());
+pub(crate) unsafe fn hit_push(t: usize, off: usize, addr: usize) -> bool {
     // SAFETY: by the caller.
-    unsafe {
-        rseq::push::<{ LOADED as isize - T }, { PUSHES as isize - T }>(t, rs, off, addr)
-            || rseq::push::<{ PREV as isize - T }, { PUSHES as isize - T }>(t, rs, off, addr)
-    }
+    unsafe { rseq::push::<{ LOADED as isize }, { PUSHES as isize }>(t, rs(), off, addr) }
 }
 
-/// Exchange word `word` (`LOADED` or `PREV`) of slot `off` on the current CPU for `new`:
-/// the old word, or `None` (nothing done) when the thread has no CPU number.
+/// [`hit_push`] onto the current CPU's previous magazine.
 ///
 /// # Safety
-/// Per-CPU mode; `off` is a slot of a cache with `id < SLOTS` (not 0); `new` is 0 or a
-/// packed magazine of that cache that the caller hands over; the caller takes over the
-/// magazine of the old word.
-pub(crate) unsafe fn exchange(off: usize, word: usize, new: usize) -> Option<usize> {
+/// As [`hit_push`].
+#[inline]
+pub(crate) unsafe fn hit_push_prev(t: usize, off: usize, addr: usize) -> bool {
     // SAFETY: by the caller.
-    let (old, cpu) = unsafe { rseq::exchange(table(), rs(), off + word, new) };
+    unsafe { rseq::push::<{ PREV as isize }, { PUSHES as isize }>(t, rs(), off, addr) }
+}
+
+/// Exchange word `word` (`LOADED` or `PREV`) of slot `off` on the current CPU for `new`,
+/// the top pointer of the magazine whose link word is at `base` ([`base_of`]): the old
+/// word, or `None` (nothing done) when the thread has no CPU number.
+///
+/// # Safety
+/// Per-CPU mode; `off` is a slot of a cache with `id < SLOTS` (not 0); `new` is [`none`]
+/// or the top pointer of a magazine of that cache that the caller hands over ([`pack`]);
+/// the caller takes over the magazine of the old word.
+pub(crate) unsafe fn exchange(off: usize, word: usize, new: usize, base: usize) -> Option<usize> {
+    // SAFETY: by the caller.
+    let (old, cpu) =
+        unsafe { rseq::exchange::<{ BASE as isize }>(table(), rs(), off + word, new, base) };
     (cpu >= 0).then_some(old)
 }
 
-/// Pack a magazine with `rounds` rounds of `cap` (0 for a null magazine).
+/// The `base` for [`exchange`] of a top pointer made by [`pack`] from magazine `m`.
 #[inline]
-pub(crate) fn pack(m: *mut Magazine, rounds: usize, cap: usize) -> usize {
+pub(crate) fn base_of(m: *mut Magazine) -> usize {
     if m.is_null() {
-        return 0;
+        none()
+    } else {
+        m as usize
     }
-    let a = m as usize;
-    if a >> 48 != 0 || cap > 255 || rounds > cap {
-        fatal("umem-slab: a magazine cannot be packed for the per-CPU layer");
-    }
-    (a << 16) | (cap << 8) | rounds
 }
 
-/// Unpack a word: (magazine, rounds, capacity).
+/// Rounds in CPU `cpu`'s magazines of slot `off` (racy: a magazine being exchanged may
+/// count as empty).
+fn rounds_on(cpu: usize, off: usize) -> usize {
+    let w = core::mem::size_of::<usize>();
+    [LOADED, PREV]
+        .iter()
+        .map(|&m| {
+            let top = word(cpu, off + m).load(Ordering::Relaxed);
+            let base = word(cpu, off + m + BASE).load(Ordering::Relaxed);
+            match top.checked_sub(base) {
+                Some(d) if d <= 255 * w => d / w,
+                _ => 0,
+            }
+        })
+        .sum()
+}
+
+/// The top pointer of magazine `m` holding `rounds` of `cap` rounds, fenced for a CPU
+/// slot (its link word and the word above its last round tagged: see the module doc);
+/// [`none`] for a null magazine.
+///
+/// # Safety
+/// `m` is null or a magazine of `cap` rounds (with the extra word of per-CPU mode) that
+/// the caller owns, whose rounds from `rounds` up are untagged.
 #[inline]
-pub(crate) fn unpack(w: usize) -> (*mut Magazine, usize, usize) {
-    ((w >> 16) as *mut Magazine, w & 0xff, (w >> 8) & 0xff)
+pub(crate) unsafe fn pack(m: *mut Magazine, rounds: usize, cap: usize) -> usize {
+    if m.is_null() {
+        return none();
+    }
+    if rounds > cap {
+        fatal("umem-slab: a magazine cannot be packed for the per-CPU layer");
+    }
+    let tag = m as usize | 1;
+    // SAFETY: by the caller; `round(m, cap)` is the extra word above the last round.
+    unsafe {
+        (*m).next = tag as *mut Magazine;
+        *Magazine::round(m, cap) = tag;
+        Magazine::round(m, rounds) as usize - core::mem::size_of::<usize>()
+    }
+}
+
+/// Where a top pointer leads: (magazine, rounds, capacity); a null magazine for [`none`].
+/// Walks up from the top to the upper fence (at most a magazine's capacity of words).
+///
+/// # Safety
+/// `p` came from [`pack`] (through a CPU slot), and the caller owns its magazine.
+#[inline]
+pub(crate) unsafe fn unpack(p: usize) -> (*mut Magazine, usize, usize) {
+    if p == none() {
+        return (core::ptr::null_mut(), 0, 0);
+    }
+    let mut a = p + 8;
+    let fence = loop {
+        // SAFETY: by the caller the words from the top up to the upper fence are the
+        // magazine's own.
+        let w = unsafe { *(a as *const usize) };
+        if w & 1 != 0 {
+            break w;
+        }
+        a += 8;
+    };
+    let m = fence & !1;
+    let w = core::mem::size_of::<usize>();
+    ((m as *mut Magazine), (p - m) / w, (a - m) / w - 1)
 }
 
 /// The word at byte `off` of CPU `cpu`'s page.
@@ -281,9 +371,7 @@ fn word(cpu: usize, off: usize) -> &'static AtomicUsize {
 pub(crate) fn occupancy(off: usize) -> (usize, u64, u64) {
     let (mut rounds, mut pops, mut pushes) = (0, 0, 0);
     for cpu in 0..cpus() {
-        for w in [LOADED, PREV] {
-            rounds += unpack(word(cpu, off + w).load(Ordering::Relaxed)).1;
-        }
+        rounds += rounds_on(cpu, off);
         pops += word(cpu, off + POPS).load(Ordering::Relaxed) as u64;
         pushes += word(cpu, off + PUSHES).load(Ordering::Relaxed) as u64;
     }
@@ -295,10 +383,7 @@ pub(crate) fn occupancy(off: usize) -> (usize, u64, u64) {
 pub(crate) fn occupancy_per_cpu(off: usize, out: &mut [usize]) -> usize {
     let n = cpus();
     for (cpu, o) in out.iter_mut().enumerate().take(n) {
-        *o = [LOADED, PREV]
-            .iter()
-            .map(|&w| unpack(word(cpu, off + w).load(Ordering::Relaxed)).1)
-            .sum();
+        *o = rounds_on(cpu, off);
     }
     n
 }
@@ -311,8 +396,10 @@ pub(crate) fn occupancy_per_cpu(off: usize, out: &mut [usize]) -> usize {
 /// the magazines of the words it gets.
 pub(crate) unsafe fn take_all(off: usize, f: &mut dyn FnMut(usize, usize, u64, u64)) {
     for cpu in 0..cpus() {
-        let l = word(cpu, off + LOADED).swap(0, Ordering::Relaxed);
-        let p = word(cpu, off + PREV).swap(0, Ordering::Relaxed);
+        let l = word(cpu, off + LOADED).swap(none(), Ordering::Relaxed);
+        let p = word(cpu, off + PREV).swap(none(), Ordering::Relaxed);
+        word(cpu, off + LOADED + BASE).store(none(), Ordering::Relaxed);
+        word(cpu, off + PREV + BASE).store(none(), Ordering::Relaxed);
         let pops = word(cpu, off + POPS).swap(0, Ordering::Relaxed) as u64;
         let pushes = word(cpu, off + PUSHES).swap(0, Ordering::Relaxed) as u64;
         f(l, p, pops, pushes);
@@ -398,8 +485,8 @@ mod tests {
     /// number of tokens popped (0 or 1), and the token when its CPU had no room for it.
     fn cycle(t: usize, rs: isize) -> (u64, Option<usize>) {
         // SAFETY: `t` is the test table, slot 64 holds a packed magazine.
-        let (tok, n) = unsafe { rseq::pop::<0, 16>(t, rs, SLOT) };
-        if n == 0 {
+        let tok = unsafe { rseq::pop::<0, 16>(t, rs, SLOT) };
+        if tok & 1 != 0 {
             return (0, None);
         }
         let i = tok >> 3;
@@ -440,19 +527,23 @@ mod tests {
             std::alloc::Layout::from_size_align((n + GUARD_PAGES) * CPU_PAGE, CPU_PAGE).unwrap();
         // SAFETY: a non-zero size.
         let base = unsafe { std::alloc::alloc_zeroed(layout) } as usize;
+        // SAFETY: the fresh table, ours.
+        unsafe { clear_pages(base, n + GUARD_PAGES) };
         let t = base + GUARD_PAGES * CPU_PAGE;
-        let mag_layout = std::alloc::Layout::from_size_align(144 * 8, 64).unwrap();
+        let mag_layout = std::alloc::Layout::from_size_align(145 * 8, 64).unwrap();
         let mut mags = Vec::new();
         for cpu in 0..n.min(4096 / TOKENS) {
             // SAFETY: a non-zero size.
             let m = unsafe { std::alloc::alloc_zeroed(mag_layout) } as *mut usize;
             for i in 0..TOKENS {
-                // SAFETY: rounds follow the link word; 144 words.
+                // SAFETY: rounds follow the link word; 145 words.
                 unsafe { *m.add(1 + i) = (cpu * TOKENS + i) << 3 };
             }
             let w = (t + cpu * CPU_PAGE + SLOT) as *mut usize;
             // SAFETY: the slot's word 0 in CPU `cpu`'s page.
             unsafe { *w = pack(m.cast(), TOKENS, 143) };
+            // SAFETY: as above; the magazine is ours and zeroed above its rounds.
+            assert_eq!(unsafe { unpack(*w) }, (m.cast(), TOKENS, 143));
             mags.push(m);
         }
         let total = mags.len() * TOKENS;
@@ -524,7 +615,7 @@ mod tests {
         SIG_TABLE.store(0, Ordering::Relaxed);
         for cpu in 0..n {
             // SAFETY: the slot's word 0 of CPU `cpu`'s page; all threads are done.
-            let (m, r, _) = unpack(unsafe { *((t + cpu * CPU_PAGE + SLOT) as *const usize) });
+            let (m, r, _) = unsafe { unpack(*((t + cpu * CPU_PAGE + SLOT) as *const usize)) };
             for i in 0..r {
                 // SAFETY: a test magazine with `r` rounds.
                 let tok = unsafe { *(m as *const usize).add(1 + i) };
@@ -548,12 +639,27 @@ mod tests {
         assert_eq!(highest_cpu(b""), None);
     }
 
+    /// The top pointer of a magazine and its fences, for every fill from empty to full:
+    /// `unpack` gives back what `pack` was given; the word at the top is tagged only when
+    /// empty, the word above it only when full; "no magazine" is both.
     #[test]
-    fn packing_round_trips() {
-        let m = 0x7f12_3456_7840usize as *mut Magazine;
-        let w = pack(m, 5, 143);
-        assert_eq!(unpack(w), (m, 5, 143));
-        assert_eq!(pack(core::ptr::null_mut(), 0, 15), 0);
-        assert_eq!(unpack(0).1, 0);
+    fn top_pointers_round_trip_and_fence() {
+        let mut words = vec![0usize; 8 + 2];
+        let m = words.as_mut_ptr() as *mut Magazine;
+        for r in 0..=8 {
+            // SAFETY: a magazine of 8 rounds plus its fence word, ours.
+            let p = unsafe { pack(m, r, 8) };
+            // SAFETY: as above.
+            assert_eq!(unsafe { unpack(p) }, (m, r, 8));
+            // SAFETY: `p` and the word above it lie in `words`.
+            let (at, above) = unsafe { (*(p as *const usize), *((p + 8) as *const usize)) };
+            assert_eq!(at & 1 != 0, r == 0, "fill {r}");
+            assert_eq!(above & 1 != 0, r == 8, "fill {r}");
+        }
+        // SAFETY: a null magazine.
+        assert_eq!(unsafe { pack(core::ptr::null_mut(), 0, 15) }, none());
+        // SAFETY: as above.
+        assert!(unsafe { unpack(none()) }.0.is_null());
+        assert!(NONE.iter().all(|w| w & 1 != 0));
     }
 }

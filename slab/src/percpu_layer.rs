@@ -23,7 +23,7 @@
 use core::sync::atomic::Ordering;
 
 use crate::cache::Cache;
-use crate::magazine::{reload, ThreadCache};
+use crate::magazine::{reload, Magazine, ThreadCache};
 use crate::magazine_block::{self, SLOTS_PER_CHUNK};
 use crate::percpu::{self, LOADED, PREV, SLOT};
 use crate::registry;
@@ -38,7 +38,16 @@ impl Cache {
     /// Whether this cache's magazines are per CPU.
     #[inline]
     pub(crate) fn on_cpu_layer(&self) -> bool {
-        self.id != 0 && self.id < SLOTS_PER_CHUNK && percpu::enabled()
+        self.id != 0 && self.id < SLOTS_PER_CHUNK && percpu::enabled() && Self::cpu_fit(self.align)
+    }
+
+    /// Whether buffers aligned to `align` can be rounds of a CPU magazine, whose fences are
+    /// tagged words (bit 0 set; `percpu.rs`): every buffer's bit 0 must be clear. A cache
+    /// of odd buffers (a NOTOUCH cache of an integer arena with quantum 1) keeps per-thread
+    /// magazines, reached through its slow paths (`registry.rs` gives it fast index 0).
+    #[inline]
+    pub(crate) fn cpu_fit(align: usize) -> bool {
+        align % 2 == 0
     }
 
     /// Run `f` on the calling thread's magazines for this cache — its slot in its block
@@ -77,14 +86,15 @@ impl Cache {
     /// thread has no CPU number.
     fn cpu_take(&self, tc: &mut ThreadCache) -> bool {
         let off = self.id * SLOT;
+        let none = percpu::none();
         // SAFETY: per-CPU mode, an inline id; we take over the magazines we get.
-        let Some(l) = (unsafe { percpu::exchange(off, LOADED, 0) }) else {
+        let Some(l) = (unsafe { percpu::exchange(off, LOADED, none, none) }) else {
             return false;
         };
         // SAFETY: as above.
-        let p = unsafe { percpu::exchange(off, PREV, 0) }.unwrap_or(0);
-        let (lm, lr, lc) = percpu::unpack(l);
-        let (pm, pr, pc) = percpu::unpack(p);
+        let p = unsafe { percpu::exchange(off, PREV, none, none) }.unwrap_or(none);
+        // SAFETY: both magazines are ours now.
+        let ((lm, lr, lc), (pm, pr, pc)) = unsafe { (percpu::unpack(l), percpu::unpack(p)) };
         tc.magsize = if lm.is_null() { pc } else { lc };
         tc.set_loaded(lm, lr);
         if !pm.is_null() && (lm.is_null() || pc == lc) {
@@ -92,7 +102,7 @@ impl Cache {
             tc.prounds = pr;
         } else if !pm.is_null() {
             // Two CPUs' magazines of different sizes (a migration across a resize).
-            self.give_back(p);
+            self.give_back(pm, pr, pc);
         }
         // The per-CPU hits fill and drain the previous magazine too, so it may be partly
         // full; the depot exchange (`mag_free`) sends a previous magazine to the *full*
@@ -110,29 +120,37 @@ impl Cache {
     fn cpu_put(&self, tc: &mut ThreadCache) {
         let off = self.id * SLOT;
         let cap = tc.magsize;
-        let l = percpu::pack(tc.loaded, tc.rounds(), cap);
-        let p = percpu::pack(tc.ploaded, tc.prounds, cap);
+        // SAFETY: our magazines (of `cap` rounds, zeroed when made: `mag_free`).
+        let (l, p) = unsafe {
+            (
+                percpu::pack(tc.loaded, tc.rounds(), cap),
+                percpu::pack(tc.ploaded, tc.prounds, cap),
+            )
+        };
         // SAFETY: per-CPU mode, an inline id; we hand over our magazines and take over
         // the ones we displace.
-        let Some(old_l) = (unsafe { percpu::exchange(off, LOADED, l) }) else {
+        let Some(old_l) = (unsafe { percpu::exchange(off, LOADED, l, percpu::base_of(tc.loaded)) })
+        else {
             // No CPU number any more: back to the depot.
             // SAFETY: `tc` is ours alone.
             unsafe { self.flush_slot(tc, false) };
             return;
         };
-        // SAFETY: as above.
-        let old_p = match unsafe { percpu::exchange(off, PREV, p) } {
-            Some(w) => w,
-            None => p,
-        };
-        self.give_back(old_l);
-        self.give_back(old_p);
+        // SAFETY: as above. Not installed: ours still, back to the depot below.
+        let old_p =
+            unsafe { percpu::exchange(off, PREV, p, percpu::base_of(tc.ploaded)) }.unwrap_or(p);
+        // SAFETY: the displaced magazines are ours now.
+        unsafe {
+            let (m, r, c) = percpu::unpack(old_l);
+            self.give_back(m, r, c);
+            let (m, r, c) = percpu::unpack(old_p);
+            self.give_back(m, r, c);
+        }
     }
 
-    /// A packed magazine the thread took over and cannot keep: to the depot when it is
+    /// A magazine the thread took over and cannot keep: to the depot when it is
     /// full or empty and of the current size, else destroyed.
-    fn give_back(&self, w: usize) {
-        let (m, r, c) = percpu::unpack(w);
+    fn give_back(&self, m: *mut Magazine, r: usize, c: usize) {
         if m.is_null() {
             return;
         }
@@ -156,11 +174,11 @@ impl Cache {
                     self.folded_allocs.fetch_add(pops, Ordering::Relaxed);
                     self.folded_frees.fetch_add(pushes, Ordering::Relaxed);
                     let (lm, lr, lc) = percpu::unpack(l);
+                    let (pm, pr, pc) = percpu::unpack(p);
                     let mut tc = ThreadCache::EMPTY;
                     tc.magsize = lc;
                     tc.set_loaded(lm, lr);
                     self.drain_slot(&mut tc);
-                    let (pm, pr, pc) = percpu::unpack(p);
                     let mut tc = ThreadCache::EMPTY;
                     tc.magsize = pc;
                     tc.set_loaded(pm, pr);

@@ -75,7 +75,10 @@ pub(crate) unsafe fn register(cp: *mut Cache, wants_id: bool, debug: bool) {
         // SAFETY: not yet visible to anyone else.
         unsafe {
             (*cp).id = id;
-            (*cp).fast_index = if debug { 0 } else { id };
+            // A cache whose buffers may be odd keeps per-thread magazines, reached through
+            // its slow paths, where the hits go per CPU (`percpu_layer.rs`).
+            let odd = crate::percpu::enabled() && !Cache::cpu_fit((*cp).align);
+            (*cp).fast_index = if debug || odd { 0 } else { id };
         }
         if id != 0 {
             IDS[id].store(cp, Ordering::Release);

@@ -16,12 +16,17 @@
 //! **The per-CPU table.** Every section here works on the table of `percpu.rs`: one
 //! 4 KiB page per CPU (`table + cpu * 4096`), and a byte offset in the page (a cache's
 //! slot: the same offsets as the inline slots of a thread's magazine block). A slot's
-//! first two words are its *loaded* and *previous* magazines, each packed as
-//! `address << 16 | capacity << 8 | rounds` (`percpu.rs`), so pushing or popping a round
-//! changes one word and the commit is that word's store. `cpu_id` is read sign-extended: a thread the kernel does not know
-//! (`-1`, not registered; `-2`, registration failed) lands on one of the two pages below
-//! the table, which are zero and never written, so its hits miss; the sections that
-//! write anywhere else test the sign first.
+//! first two words are the *top pointers* of its loaded and previous magazines
+//! (`percpu.rs`): the address of the top round, or of the magazine's link word when it is
+//! empty. A magazine on a CPU is fenced by two *tagged* words (bit 0 set; a round never
+//! has it): its link word below the first round and a word above the last. So a pop is
+//! "the word at the top is untagged: take it, lower the pointer" and a push "the word
+//! above the top is untagged: store there, raise the pointer" — no count to decode, and
+//! the commit is the store of the pointer. `cpu_id` is read sign-extended: a thread the
+//! kernel does not know (`-1`, not registered; `-2`, registration failed) lands on one of
+//! the two guard pages below the table, whose words all point at a pair of tagged words
+//! and are never written, so its hits miss; the sections that write anywhere else test
+//! the sign first.
 //!
 //! **Aborts restart.** Each section's abort handler (in section `__rseq_failure`, after
 //! the 4-byte signature the kernel checks) jumps back to the store of the descriptor
@@ -264,46 +269,44 @@ macro_rules! rseq_section_header {
     };
 }
 
-/// Pops the top round of the magazine packed in word `off + WORD` of the current CPU's
-/// page: returns `(round, rounds before)`, or `(_, 0)` when the magazine is empty (or the
-/// thread has no CPU number). Counts the pop in word `off + CTR`. (`WORD` and `CTR` are
-/// displacements: they may take back a tag bit `off` carries.)
+/// Pops the top round of the magazine whose top pointer is word `off + WORD` of the
+/// current CPU's page (`percpu.rs`: the word points at the top round, or at the
+/// magazine's tagged link word when it is empty): returns the word it read there — the
+/// round (bit 0 clear), or a tagged word (bit 0 set: nothing popped, the magazine is empty
+/// or absent, or the thread has no CPU number). Counts the pop in word `off + CTR`.
+/// (`WORD` and `CTR` are displacements: they may take back a tag bit `off` carries.)
 ///
 /// # Safety
-/// `table` is the per-CPU table (with its two zero pages below), `rs` is
+/// `table` is the per-CPU table (with its two guard pages below), `rs` is
 /// [`area_offset`]'s value, `off` a slot's byte offset in a CPU's page and `off + WORD`
-/// that of a packed magazine word as in `percpu.rs`.
+/// that of a top pointer as in `percpu.rs`.
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 #[inline(always)]
 pub(crate) unsafe fn pop<const WORD: isize, const CTR: isize>(
     table: usize,
     rs: isize,
     off: usize,
-) -> (usize, usize) {
+) -> usize {
     let buf: usize;
-    let n: usize;
     // SAFETY: by the caller; see the module doc for the section's protocol. The commit is
-    // the store of the decremented word; the round read lies below `rounds`, so a pop
-    // that is aborted before its commit changed nothing.
+    // the store of the lowered top pointer; the round read lies at the top, so a pop that
+    // is aborted before its commit changed nothing.
     unsafe {
         core::arch::asm!(
             rseq_section_header!(),
-            "lea {buf}, [rip + 7b]",
-            "mov qword ptr fs:[{rs} + 8], {buf}",
+            "lea {t}, [rip + 7b]",
+            "mov qword ptr fs:[{rs} + 8], {t}",
             "3:",
             "movsxd {c}, dword ptr fs:[{rs} + 4]",
             "shl {c}, {shift}",
             "add {c}, {tab}",
-            "mov {w}, qword ptr [{c} + {off} + {word}]",
-            "movzx {n:e}, {w:l}",
-            "test {n:e}, {n:e}",
-            "jz 4f",
-            "mov {buf}, {w}",
-            "shr {buf}, 16",
-            "mov {buf}, qword ptr [{buf} + {n} * 8]",
+            "mov {t}, qword ptr [{c} + {off} + {word}]",
+            "mov {buf}, qword ptr [{t}]",
+            "test {buf:l}, 1",
+            "jnz 4f",
+            "sub {t}, 8",
             "inc qword ptr [{c} + {off} + {ctr}]",
-            "dec {w}",
-            "mov qword ptr [{c} + {off} + {word}], {w}",
+            "mov qword ptr [{c} + {off} + {word}], {t}",
             "4:",
             sig = const RSEQ_SIG,
             shift = const CPU_SHIFT,
@@ -313,21 +316,22 @@ pub(crate) unsafe fn pop<const WORD: isize, const CTR: isize>(
             tab = in(reg) table,
             off = in(reg) off,
             c = out(reg) _,
-            w = out(reg) _,
-            n = out(reg) n,
+            t = out(reg) _,
             buf = out(reg) buf,
             options(nostack),
         );
     }
-    (buf, n)
+    buf
 }
 
-/// Pushes `addr` onto the magazine packed in word `off + WORD` of the current CPU's page:
-/// `false` (nothing done) when it is full, absent, or the thread has no CPU number.
-/// Counts the push in word `off + CTR`.
+/// Pushes `addr` onto the magazine whose top pointer is word `off + WORD` of the current
+/// CPU's page: `true` when it did, `false` (nothing done) when the word above the top is
+/// tagged — the magazine is full or absent, or the thread has no CPU number. Counts the
+/// push in word `off + CTR`.
 ///
 /// # Safety
-/// As [`pop`]; `addr` is a free buffer of the slot's cache that the caller gives up.
+/// As [`pop`]; `addr` is a free buffer of the slot's cache that the caller gives up (its
+/// bit 0 clear).
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 #[inline(always)]
 pub(crate) unsafe fn push<const WORD: isize, const CTR: isize>(
@@ -336,60 +340,79 @@ pub(crate) unsafe fn push<const WORD: isize, const CTR: isize>(
     off: usize,
     addr: usize,
 ) -> bool {
-    let ok: usize;
-    // SAFETY: by the caller. The round is written above `rounds` before the commit (the
-    // store of the incremented word), so an aborted push left only a dead slot written.
-    // The success flag is CF: clear when the `rounds < cap` compare jumps out, set by
-    // `stc` just before the commit (the `mov` of the commit keeps it).
+    // The section, with `{above}` the word above the top and `{full}` where a tagged one
+    // goes (a label, or the end of the section).
+    macro_rules! push_section {
+        ($full:literal, $($operands:tt)*) => {
+            core::arch::asm!(
+                rseq_section_header!(),
+                "lea {t}, [rip + 7b]",
+                "mov qword ptr fs:[{rs} + 8], {t}",
+                "3:",
+                "movsxd {c}, dword ptr fs:[{rs} + 4]",
+                "shl {c}, {shift}",
+                "add {c}, {tab}",
+                "mov {t}, qword ptr [{c} + {off} + {word}]",
+                "mov {above}, qword ptr [{t} + 8]",
+                "test {above:l}, 1",
+                concat!("jnz ", $full),
+                "mov qword ptr [{t} + 8], {addr}",
+                "add {t}, 8",
+                "inc qword ptr [{c} + {off} + {ctr}]",
+                "mov qword ptr [{c} + {off} + {word}], {t}",
+                "4:",
+                sig = const RSEQ_SIG,
+                shift = const CPU_SHIFT,
+                word = const WORD,
+                ctr = const CTR,
+                rs = in(reg) rs,
+                tab = in(reg) table,
+                off = in(reg) off,
+                addr = in(reg) addr,
+                c = out(reg) _,
+                t = out(reg) _,
+                $($operands)*
+            )
+        };
+    }
+    // SAFETY: by the caller. The round is written above the top before the commit (the
+    // store of the raised top pointer), so an aborted push left only a dead slot written
+    // (with a buffer address: bit 0 clear, as a dead slot must be).
+    #[cfg(umem_asm_goto)]
     unsafe {
-        core::arch::asm!(
-            rseq_section_header!(),
-            "lea {m}, [rip + 7b]",
-            "mov qword ptr fs:[{rs} + 8], {m}",
-            "3:",
-            "movsxd {c}, dword ptr fs:[{rs} + 4]",
-            "shl {c}, {shift}",
-            "add {c}, {tab}",
-            "mov {w}, qword ptr [{c} + {off} + {word}]",
-            "movzx {n:e}, {w:l}",
-            "mov {m}, {w}",
-            "shr {m}, 8",
-            "cmp {n:l}, {m:l}",
-            "jae 4f",
-            "shr {m}, 8",
-            "mov qword ptr [{m} + {n} * 8 + 8], {addr}",
-            "inc qword ptr [{c} + {off} + {ctr}]",
-            "inc {w}",
-            "stc",
-            "mov qword ptr [{c} + {off} + {word}], {w}",
-            "4:",
-            "setb {n:l}",
-            sig = const RSEQ_SIG,
-            shift = const CPU_SHIFT,
-            word = const WORD,
-            ctr = const CTR,
-            rs = in(reg) rs,
-            tab = in(reg) table,
-            off = in(reg) off,
-            addr = in(reg) addr,
-            c = out(reg) _,
-            w = out(reg) _,
-            n = out(reg) ok,
-            m = out(reg) _,
+        push_section!(
+            "{full}",
+            above = out(reg) _,
+            full = label { return false; },
             options(nostack),
         );
+        true
     }
-    ok & 0xff != 0
+    // SAFETY: as above.
+    #[cfg(not(umem_asm_goto))]
+    unsafe {
+        let above: usize;
+        push_section!("4f", above = out(reg) above, options(nostack));
+        above & 1 == 0
+    }
 }
 
-/// Exchanges word `off` of the current CPU's page for `new`: returns the old word and the
-/// CPU, or a negative CPU (nothing done) when the thread has no CPU number.
+/// Exchanges word `off` of the current CPU's page for `new`, and stores `base` in word
+/// `off + BASE` first (before the commit): returns the old word and the CPU, or a negative
+/// CPU (nothing done) when the thread has no CPU number.
 ///
 /// # Safety
-/// As [`pop`]; `off` is a word of a CPU's page that only such sections write.
+/// As [`pop`]; `off` and `off + BASE` are words of a CPU's page that only such sections
+/// write.
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 #[inline]
-pub(crate) unsafe fn exchange(table: usize, rs: isize, off: usize, new: usize) -> (usize, isize) {
+pub(crate) unsafe fn exchange<const BASE: isize>(
+    table: usize,
+    rs: isize,
+    off: usize,
+    new: usize,
+    base: usize,
+) -> (usize, isize) {
     let old: usize;
     let cpu: isize;
     // SAFETY: by the caller; the commit is the store of `new`.
@@ -406,14 +429,17 @@ pub(crate) unsafe fn exchange(table: usize, rs: isize, off: usize, new: usize) -
             "shl {t}, {shift}",
             "add {t}, {tab}",
             "mov {old}, qword ptr [{t} + {off}]",
+            "mov qword ptr [{t} + {off} + {bw}], {base}",
             "mov qword ptr [{t} + {off}], {new}",
             "4:",
             sig = const RSEQ_SIG,
             shift = const CPU_SHIFT,
+            bw = const BASE,
             rs = in(reg) rs,
             tab = in(reg) table,
             off = in(reg) off,
             new = in(reg) new,
+            base = in(reg) base,
             t = out(reg) _,
             cpu = out(reg) cpu,
             old = out(reg) old,
@@ -433,8 +459,8 @@ pub(crate) unsafe fn pop<const WORD: isize, const CTR: isize>(
     _t: usize,
     _rs: isize,
     _off: usize,
-) -> (usize, usize) {
-    (0, 0)
+) -> usize {
+    1
 }
 
 /// See the x86_64 version (never called: [`area_offset`] is `None` here).
@@ -457,7 +483,13 @@ pub(crate) unsafe fn push<const WORD: isize, const CTR: isize>(
 /// # Safety
 /// None needed.
 #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
-pub(crate) unsafe fn exchange(_t: usize, _rs: isize, _off: usize, _new: usize) -> (usize, isize) {
+pub(crate) unsafe fn exchange<const BASE: isize>(
+    _t: usize,
+    _rs: isize,
+    _off: usize,
+    _new: usize,
+    _base: usize,
+) -> (usize, isize) {
     (0, -1)
 }
 

@@ -73,18 +73,16 @@ pub fn cache(name: &str, size: usize, arena: &'static Vmem) -> &'static Cache {
     CacheBuilder::new(name, size, arena).create()
 }
 
-/// umem-slab's tests run in either magazine mode: where `UMEM_OPTIONS` names the word
-/// `percpu` (as umem-global reads it), ask umem-slab for per-CPU magazines before its
-/// `init` (the kit's arena and cache builders call this first; after `init` it changes
-/// nothing).
+/// umem-slab's tests run in either magazine mode: per CPU by default, per thread where
+/// `UMEM_OPTIONS` names the word `nopercpu` (as umem-global reads it), set in umem-slab
+/// before its `init` (the kit's arena and cache builders call this first; after `init`
+/// it changes nothing).
 pub fn magazine_mode_from_env() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
-        let on = std::env::var("UMEM_OPTIONS")
-            .map(|v| v.split(',').any(|w| w == "percpu"))
+        let off = std::env::var("UMEM_OPTIONS")
+            .map(|v| v.split(',').any(|w| w == "nopercpu"))
             .unwrap_or(false);
-        if on {
-            umem_slab::set_percpu(true);
-        }
+        umem_slab::set_percpu(!off);
     });
 }

@@ -50,7 +50,7 @@ use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 /// `nomagazines`: caches without the per-thread magazine layer.
 pub static NOMAGAZINES: AtomicBool = AtomicBool::new(false);
 /// `percpu` / `nopercpu`: per-CPU magazines asked for.
-pub static PERCPU: AtomicBool = AtomicBool::new(false);
+pub static PERCPU: AtomicBool = AtomicBool::new(true);
 /// `noregion`: no class region.
 pub static NOREGION: AtomicBool = AtomicBool::new(false);
 pub use crate::debug_options::{AUDIT, DEBUG};
