@@ -24,6 +24,7 @@ use crate::cache::Cache;
 use crate::magazine::{pop, push, ThreadCache};
 use crate::magazine_block::{self, INLINE_SLOT_NEVER_NULL, SLOTS_PER_CHUNK};
 use crate::percpu;
+use crate::registry;
 
 /// A cache's index for the per-thread fast path ([`Cache::fast_index`]); 0 (always a
 /// miss) for caches without a magazine layer and debug caches.
@@ -153,7 +154,14 @@ pub unsafe fn cpu_hit_alloc(ii: InlineIndex) -> Option<usize> {
         return None;
     }
     // SAFETY: per-CPU mode and an inline slot's offset.
-    unsafe { percpu::hit_pop(t, ii.0).or_else(|| percpu::hit_pop_prev(t, ii.0)) }
+    unsafe {
+        if let Some(b) = percpu::hit_pop(t, ii.0) {
+            return Some(b);
+        }
+        let b = percpu::hit_pop_prev(t, ii.0)?;
+        prev_hit(ii);
+        Some(b)
+    }
 }
 
 /// The free-side twin of [`cpu_hit_alloc`]: pushes `addr` onto the current CPU's loaded
@@ -169,7 +177,28 @@ pub unsafe fn cpu_hit_free(ii: InlineIndex, addr: usize) -> bool {
         return false;
     }
     // SAFETY: as in cpu_hit_alloc; the buffer is the slot's cache's by the caller.
-    unsafe { percpu::hit_push(t, ii.0, addr) || percpu::hit_push_prev(t, ii.0, addr) }
+    unsafe {
+        if percpu::hit_push(t, ii.0, addr) {
+            return true;
+        }
+        if !percpu::hit_push_prev(t, ii.0, addr) {
+            return false;
+        }
+    }
+    prev_hit(ii);
+    true
+}
+
+/// The previous magazine served a per-CPU hit: count it, and every so often count a depot
+/// visit for the cache (`Cache::prev_traffic`), which grows its magazines when they are
+/// too small for the working set.
+#[inline]
+fn prev_hit(ii: InlineIndex) {
+    if percpu::prev_hit_due(ii.0) {
+        if let Some(c) = registry::cache_by_id(ii.0 / INLINE_STRIDE) {
+            c.prev_traffic();
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------

@@ -146,7 +146,7 @@ impl Cache {
     ///
     /// # Safety
     /// `slot` is the calling thread's slot for this cache.
-    unsafe fn lock_depot_for(
+    pub(crate) unsafe fn lock_depot_for(
         &self,
         slot: *mut ThreadCache,
     ) -> Option<(SpinGuard<'_, Depot>, usize)> {

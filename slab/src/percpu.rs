@@ -24,7 +24,10 @@
 //! * 4, 5: the link-word addresses of the loaded and previous magazines, stored by the
 //!   exchange that installs each one, inside its section: so the occupancy is `(top -
 //!   base) / 8` ([`occupancy`]), read without following a top pointer into a magazine
-//!   that another thread may be taking.
+//!   that another thread may be taking;
+//! * 6: hits on the previous magazine, which the miss path serves ([`prev_hit_due`]): the
+//!   per-CPU analogue of the per-thread hit's inline swap, which no commit of one word can
+//!   do; many of them make the magazines grow, as depot visits do.
 //!
 //! **Fences.** While a magazine is in a CPU slot its link word and the word above its last
 //! round (every magazine has one more word in per-CPU mode) hold its address with bit 0
@@ -81,6 +84,11 @@ const POPS: usize = 16;
 const PUSHES: usize = 24;
 /// How far after a top pointer its magazine's link-word address is kept.
 const BASE: usize = 32;
+/// Hits on the previous magazine (the miss path's), counted without a section.
+const PREV_HITS: usize = 48;
+/// Every this many previous-magazine hits on a CPU count as one depot visit
+/// ([`prev_hit_due`]).
+const PREV_HITS_PER_VISIT: usize = 64;
 /// Header words (slot 0).
 const HDR_GEN: usize = 32;
 const HDR_TICKS: usize = 40;
@@ -290,6 +298,21 @@ pub(crate) fn base_of(m: *mut Magazine) -> usize {
     } else {
         m as usize
     }
+}
+
+/// Count a hit on the previous magazine of slot `off` on the current CPU: true every
+/// [`PREV_HITS_PER_VISIT`]th, when the caller counts a depot visit for the cache (so that a
+/// working set that keeps crossing a magazine boundary grows the magazines, as depot
+/// traffic grows them). A plain load and store, outside any section: a count another
+/// thread on the CPU loses meanwhile only delays that.
+pub(crate) fn prev_hit_due(off: usize) -> bool {
+    let Some(cpu) = cpu_now() else {
+        return false;
+    };
+    let w = word(cpu, off + PREV_HITS);
+    let k = w.load(Ordering::Relaxed).wrapping_add(1);
+    w.store(k, Ordering::Relaxed);
+    k % PREV_HITS_PER_VISIT == 0
 }
 
 /// Rounds in CPU `cpu`'s magazines of slot `off` (racy: a magazine being exchanged may

@@ -82,6 +82,20 @@ impl Cache {
         Some(r)
     }
 
+    /// Many hits on this CPU's previous magazine (`hit.rs`): count a depot visit, which
+    /// grows the magazines on traffic, and replace this CPU's magazines when they are of an
+    /// older size (the depot's `lock_depot_for` does both). Only then do the new sizes reach
+    /// a CPU whose loaded and previous magazines between them serve every operation.
+    pub(crate) fn prev_traffic(&self) {
+        if !self.on_cpu_layer() {
+            return;
+        }
+        self.with_my_slot(|slot| {
+            // SAFETY: our private copy of the CPU's magazines.
+            drop(unsafe { self.lock_depot_for(slot) });
+        });
+    }
+
     /// Take the current CPU's magazines of this cache into `tc` (empty); `false` when the
     /// thread has no CPU number.
     fn cpu_take(&self, tc: &mut ThreadCache) -> bool {
