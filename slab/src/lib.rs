@@ -112,7 +112,13 @@
 //!   on its own cache line.
 //! * The **registry** (`registry.rs`): the list of caches, the ids, the internal caches.
 //!
-//! **The hit path** (`hit.rs`, `magazine.rs`): `alloc` loads the TLS word, adds the
+//! **The hit path** (`hit.rs`, `magazine.rs`, `percpu.rs`): one load of the per-CPU
+//! table's address chooses the mode (0: per thread). *Per CPU* (the default), `alloc`
+//! arms a restartable sequence, reads the CPU number, and in the CPU's slot for the cache
+//! takes the word at the loaded magazine's top pointer unless it is *tagged* (bit 0: the
+//! magazine's link word, so it is empty), then commits the lowered pointer with one store;
+//! `free` stores above the top unless the word there is tagged (the upper fence: full) and
+//! commits the raised pointer. *Per thread*, `alloc` loads the TLS word, adds the
 //! cache's slot offset, and if `top != loaded` (the loaded magazine is kept as the address
 //! of its top round, `top`, and of its last, `limit`) takes `*top` and steps `top` down;
 //! else, if the previous magazine is full, swaps the two and takes from it. `free` is the
@@ -126,7 +132,7 @@
 //! A thread with no block yet points at a static *unborn* block whose slots are empty,
 //! so the hit path needs no null test.
 //!
-//! **The slow paths** (`miss.rs`): per CPU, first the CPU's magazines (`percpu.rs`); trade
+//! **The slow paths** (`miss.rs`): per CPU, first the CPU's previous magazine; trade
 //! with the depot (`magazine_layer.rs`); else take a buffer from the slab layer and
 //! construct it (`slab_layer.rs`), and a run of its neighbours for the thread's magazine
 //! (batch refill, section 5); debug caches check and fill their buffers (`debug.rs`).
@@ -235,9 +241,11 @@
 //! * (Not walked, kept by construction.) Per CPU, a magazine is in exactly one place: a
 //!   CPU slot word, one thread's hands (between the take and the put-back of a slow path),
 //!   or the depot; a slot word is written only by rseq sections on its CPU (and by
-//!   `destroy`, which no thread races by contract). Per CPU, the inline slots of the
-//!   threads' blocks stay empty (the per-thread hit misses into the slow path, where the
-//!   per-CPU hit runs).
+//!   `destroy`, which no thread races by contract). A magazine in a CPU slot is fenced:
+//!   its link word and the word above its last round are tagged, its rounds and the dead
+//!   slots above the top are not. Per CPU, the inline slots of the threads' blocks stay
+//!   empty (the Cache API's per-thread hit misses into the slow path, where the per-CPU
+//!   hit runs).
 //! * (Not walked, kept by construction.) A thread cache's `loaded <= top <= limit`, all
 //!   three null when it has no loaded magazine, so the hit path needs no null test; a
 //!   thread cache whose
@@ -253,26 +261,27 @@
 //!
 //! ## 5. Deviations from illumos, and why
 //!
-//! * **Per-thread magazines by default, per-CPU ones on request.** libumem on Linux maps
-//!   every thread to CPU slot 0 and takes that slot's lock on every operation. Here each
-//!   thread owns its magazines by default: no lock on a hit and no shared cache line
-//!   written (measured 3–4× faster than a per-CPU design with `sched_getcpu()`;
-//!   `docs/performance.md`). The cost: memory grows with the threads, other threads'
-//!   magazines cannot be taken while they run, so a reap only *asks* threads to flush, and
-//!   an idle thread keeps its (at most two per cache) magazines until it exits; a
-//!   `pthread_key_create` destructor flushes them then and points the thread at a static
-//!   *dead* block, so allocations from later TLS destructors go to the slab layer.
-//!   [`set_percpu`] (umem-global: `UMEM_OPTIONS=percpu`) gives Bonwick's per-*CPU*
-//!   magazines instead, over Linux restartable sequences (`rseq.rs`, `percpu.rs`,
-//!   `percpu_layer.rs`), still with no lock and no atomic read-modify-write on a hit:
-//!   memory bounded by the CPUs (issue 16), at the price of a longer hit (the CPU number,
-//!   the section descriptor, two tries). The per-thread hit is not touched by the mode: per
-//!   CPU the threads' inline slots stay empty, so it misses, and the slow paths
-//!   (`miss.rs`) run the per-CPU hit first — the default mode pays nothing for the
-//!   switch, the per-CPU mode a miss and a call before its hit. A CPU slot is written only by sections on that
-//!   CPU, so a slow path *takes* the CPU's magazines by rseq exchanges, works on them as a
-//!   thread works on its own, and puts them back; a reap moves the reaping thread to each
-//!   CPU in turn. Caches with ids from 64 on keep per-thread magazines.
+//! * **Per-CPU magazines by default, per-thread ones as the fallback.** libumem on Linux
+//!   maps every thread to CPU slot 0 and takes that slot's lock on every operation. Here
+//!   the magazines are Bonwick's per-*CPU* ones, over Linux restartable sequences
+//!   (`rseq.rs`, `percpu.rs`, `percpu_layer.rs`): no lock and no atomic read-modify-write
+//!   on a hit, and memory bounded by the CPUs, not the threads (issue 16: a pool of 512
+//!   threads holds about 8 MB, not 300 MB). The price is a longer hit than a thread's own
+//!   magazine (the section descriptor stored, the CPU number read and scaled: about seven
+//!   instructions per operation, a few per cent in time; `docs/performance.md`), and a
+//!   miss path for the previous magazine, since swapping two words is more than one
+//!   commit (hits there count towards magazine growth). A CPU slot is written only by
+//!   sections on that CPU, so a slow path *takes* the CPU's magazines by rseq exchanges,
+//!   works on them as a thread works on its own, and puts them back; a reap moves the
+//!   reaping thread to each CPU in turn. Caches with ids from 64 on, and caches of odd
+//!   buffers, keep per-thread magazines. Where rseq cannot be used (no kernel support,
+//!   valgrind, seccomp, another architecture) or [`set_percpu`]`(false)` asks
+//!   (umem-global: `UMEM_OPTIONS=nopercpu`), each thread owns its magazines: the cost is
+//!   memory that grows with the threads, and other threads' magazines cannot be taken
+//!   while they run, so a reap only *asks* threads to flush, and an idle thread keeps its
+//!   (at most two per cache) magazines until it exits; a `pthread_key_create` destructor
+//!   flushes them then and points the thread at a static *dead* block, so allocations from
+//!   later TLS destructors go to the slab layer.
 //! * **One initial-exec TLS word** on x86_64 Linux (a `global_asm!` `.tdata` word), since a
 //!   cdylib's `thread_local!` costs a `__tls_get_addr` call per access; elsewhere a
 //!   const-initialised `thread_local!`.
@@ -383,9 +392,10 @@ pub fn init() {
     create::init();
 }
 
-/// Ask for per-CPU magazines (restartable sequences): takes effect in [`init`] (call it
-/// before), when glibc registered an rseq area for the threads; else, and by default,
-/// magazines are per thread. See [`magazine_mode`].
+/// Per-CPU magazines (restartable sequences; the default) or per-thread ones (`false`):
+/// takes effect in [`init`] (call it before). Per CPU needs an rseq area the kernel keeps
+/// up to date — glibc's, or one umem registers where glibc registered none; without one
+/// the magazines are per thread. See [`magazine_mode`].
 pub fn set_percpu(on: bool) {
     percpu::set_wanted(on);
 }
@@ -393,10 +403,10 @@ pub fn set_percpu(on: bool) {
 /// Where the magazine layer keeps its loaded magazines.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MagazineMode {
-    /// One pair per thread and cache (the default, and the fallback without rseq).
+    /// One pair per thread and cache (the fallback without rseq, or when asked for).
     PerThread,
-    /// One pair per CPU and cache (ids below 64; higher ids stay per thread), for this
-    /// many possible CPUs.
+    /// One pair per CPU and cache (the default; ids below 64, higher ids stay per
+    /// thread), for this many possible CPUs.
     PerCpu {
         /// Possible CPUs (slots per cache).
         cpus: usize,

@@ -20,16 +20,18 @@ const BATCH_MAX_BUFSIZE: usize = 512;
 const BATCH_BYTES: usize = 4096;
 /// The most extra buffers one batch takes (4096 bytes of the smallest, 16-byte, buffers).
 const BATCH_MAX: usize = 256;
+/// The cache line a batch spreads small buffers over (see `Cache::batch_refill`).
+const LINE: usize = 64;
 
 impl Cache {
     /// The alloc slow path: the periodic update when due, the magazine layer (depot), else
     /// a buffer from the slab layer, constructed.
     ///
-    /// In per-CPU mode this is also where the per-CPU hit lives: the per-thread hit finds
-    /// nothing there (the thread's inline slots stay empty: `Cache::with_my_slot` never
-    /// loads them per CPU), so every allocation comes here and tries the CPU's magazines
-    /// first ([`cpu_hit_alloc`]; umem-global's miss paths try it before they come here).
-    /// The per-thread mode thus pays nothing for the switch.
+    /// In per-CPU mode the Cache API's hit (`alloc_addr_at`, per thread) finds nothing
+    /// (the thread's inline slots stay empty: `Cache::with_my_slot` never loads them per
+    /// CPU), so its allocations come here and try the CPU's magazines first
+    /// ([`cpu_hit_alloc`]: loaded, then previous); umem-global's hit runs the per-CPU hit
+    /// itself (`hit_alloc`) and tries the previous magazine before it comes here.
     #[inline(never)]
     pub(crate) fn alloc_slow(&self) -> Option<usize> {
         // SAFETY: the cache's own inline index (MISS for a debug cache: no per-CPU hit).
@@ -71,7 +73,7 @@ impl Cache {
             self.slab_free_trusted(buf);
             return None;
         }
-        self.batch_refill();
+        self.batch_refill(buf);
         Some(buf)
     }
 
@@ -83,8 +85,15 @@ impl Cache {
     /// glibc's time in cache-thrash). Only small buffers of user magazine caches without
     /// constructor, destructor or debugging take part; the extra buffers move from the
     /// slab layer to the magazine layer without touching the client alloc/free counts.
+    ///
+    /// Buffers smaller than a cache line come out a line apart (`first`, the buffer the
+    /// slow path hands out now, first): all those at `first`'s offset in their lines in
+    /// address order, then the next offset, and so on. Two buffers allocated one after the
+    /// other then never share a line, so when they end up with different threads (per-CPU
+    /// magazines hand a CPU's buffers to whichever thread runs there next) the threads do
+    /// not write one line.
     #[inline(never)]
-    fn batch_refill(&self) {
+    fn batch_refill(&self, first: usize) {
         // `grow_on_traffic` is false for quantum caches and caches with a constructor or
         // destructor. Magazine caches never batch: a batch there would recurse through
         // `mag_free`'s magazine allocation.
@@ -126,6 +135,9 @@ impl Cache {
                 extra[got] = b;
                 got += 1;
             }
+            if self.chunksize < LINE {
+                extra[..got].sort_unstable_by_key(|&b| (b.wrapping_sub(first) % LINE, b));
+            }
             // Straight into the loaded magazine while it has room (it is empty after the
             // miss that brought us here); through `mag_free`, which may trade with the
             // depot or make a magazine, for any rest.
@@ -165,7 +177,7 @@ impl Cache {
     }
 
     /// The free slow path: the debug checks of a debug cache, then [`Cache::free_to_layers`].
-    /// In per-CPU mode the per-CPU hit comes first (see [`Cache::alloc_slow`]).
+    /// In per-CPU mode the CPU's magazines come first (see [`Cache::alloc_slow`]).
     ///
     /// # Safety
     /// As [`Cache::free`].

@@ -42,11 +42,10 @@ fn hit_alloc_at(ii: InlineIndex) -> Option<*mut u8> {
     unsafe { umem_slab::hit_alloc(ii).map(|a| unclaim(a as *mut u8)) }
 }
 
-/// The per-CPU hit (`UMEM_OPTIONS=percpu`) at the inline index `ii`, which
-/// the miss paths try first: in that mode the per-thread hit always
-/// misses (`umem_slab::cpu_hit_alloc`), so the default mode's hit pays
-/// nothing for the switch. `None` per thread, for `MISS` (every index
-/// under `UMEM_DEBUG`) and when the CPU's magazines are empty.
+/// The rest of the per-CPU hit at the inline index `ii`, which the miss
+/// paths try first: the CPU's loaded magazine again, then its previous
+/// one (`umem_slab::cpu_hit_alloc`). `None` per thread, for `MISS` (every
+/// index under `UMEM_DEBUG`) and when the CPU's magazines are empty.
 #[inline(always)]
 fn cpu_hit_alloc_at(ii: InlineIndex) -> Option<*mut u8> {
     // SAFETY: as in hit_alloc_at.
@@ -154,9 +153,9 @@ pub fn alloc16_hit(size: usize) -> Option<*mut u8> {
     hit_alloc_at(hit_tables::alloc_index(size))
 }
 
-/// The per-CPU hit of [`alloc16`] alone (`None`: call [`alloc16`]): what a
-/// C entry point tries first when [`alloc16_hit`] missed (in per-CPU mode
-/// that hit always misses; per thread this is one load and a branch).
+/// The rest of the per-CPU hit of [`alloc16`] (`None`: call [`alloc16`]):
+/// what a C entry point tries first when [`alloc16_hit`] missed — the CPU's
+/// previous magazine (per thread this is one load and a branch).
 #[inline(always)]
 pub fn alloc16_cpu_hit(size: usize) -> Option<*mut u8> {
     if size > classes::C_TABLE_MAX {

@@ -32,8 +32,8 @@
 //!   before its push; when the magazines have no room it answers
 //!   `FreeHit::Marked` and the caller frees the block past the checks
 //!   ([`free_marked`]), so no miss ever finds its own key. With per-CPU
-//!   magazines (`UMEM_OPTIONS=percpu`) that push always fails, and
-//!   `free_marked` tries the CPU's magazines first.
+//!   magazines (the default) `free_marked` tries the CPU's previous
+//!   magazine first.
 //!
 //! * *frees where no slab lives* (a double free after the block's slab
 //!   went back, its page perhaps discarded, key and all; a wild pointer
@@ -211,9 +211,8 @@ pub unsafe fn free_marked(p: *mut u8) {
             Some(c) => c,
             None => pagemap::entry(a).small_class(),
         };
-        // The per-CPU hit (`UMEM_OPTIONS=percpu`), where the per-thread hit
-        // always misses (`umem_slab::cpu_hit_free`): the default mode's hit
-        // pays nothing for the switch.
+        // The rest of the per-CPU hit (`umem_slab::cpu_hit_free`): the
+        // CPU's previous magazine, which the inline hit does not try.
         // SAFETY: a checked block start of class c holding the key, not free;
         // the slot holds that class cache's inline index (or MISS).
         if unsafe { umem_slab::cpu_hit_free(hit_tables::free_entry_of(c).inline_index(), a) } {

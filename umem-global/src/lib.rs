@@ -36,8 +36,8 @@
 //! **Options** are read from the environment once, by the first allocation:
 //!
 //! * `UMEM_OPTIONS`, a comma-separated list as in libumem: `nomagazines`
-//!   (no per-thread layer), `percpu` / `nopercpu` (per-CPU magazines over
-//!   rseq, `magazines.rs`; off by default), `reap_interval=N` (the update
+//!   (no magazine layer), `percpu` / `nopercpu` (per-CPU magazines over
+//!   rseq, `magazines.rs`, the default / per-thread ones), `reap_interval=N` (the update
 //!   interval in seconds: the periodic update steps run every `N/2`;
 //!   default 10, 0 = never), `large_cache=N` (bytes of freed
 //!   large blocks kept for reuse, default 64m; suffixes k, m, g),
@@ -209,10 +209,12 @@
 //! * `Umem::alloc`/`dealloc`: the class from the layout
 //!   (`classes::layout_class`), its `FreeSlot`'s inline index, the same
 //!   magazine pop or push; the misses as above.
-//! * With `UMEM_OPTIONS=percpu` the threads' magazines stay empty, so these
-//!   hits always miss, and the miss paths try the CPU's magazines first
+//! * The magazine pop or push is umem-slab's `hit_alloc`/`hit_free`: per
+//!   CPU (the default) a restartable sequence on the current CPU's loaded
+//!   magazine, per thread (`nopercpu`, or no rseq) the thread's own; one
+//!   load chooses. The miss paths try the CPU's previous magazine first
 //!   (`alloc16_cpu_hit`, `umem_slab::cpu_hit_alloc`/`cpu_hit_free`, also
-//!   from `free_marked`); the default mode's hits do not test the mode.
+//!   from `free_marked`): two words cannot be swapped by one commit.
 //!
 //! **Why a page map as well as the region:** blocks outside the region
 //! (large blocks; small blocks without a region or past a class's stripes)

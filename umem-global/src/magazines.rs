@@ -1,6 +1,6 @@
 //! Which magazine layer umem-slab runs (issue 16): per-CPU magazines over restartable
-//! sequences, or per-thread magazines (the default, and the fallback where rseq cannot be
-//! used). Chosen once, before umem-slab's `init`, from `UMEM_OPTIONS` (`percpu` /
+//! sequences (the default), or per-thread magazines (`nopercpu`, and the fallback where
+//! rseq cannot be used). Chosen once, before umem-slab's `init`, from `UMEM_OPTIONS` (`percpu` /
 //! `nopercpu`); [`stats`](crate::stats) reports the mode and how many buffers each CPU's
 //! magazines hold.
 //!

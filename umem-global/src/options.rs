@@ -14,9 +14,9 @@
 //!   (default 64 MiB; suffixes k, m, g); a kept block that is not reused
 //!   goes back by the second periodic update after its free;
 //! * `percpu` — per-CPU magazines over restartable sequences (memory bounded
-//!   by the CPUs, not the threads; `magazines.rs`), where glibc registered
-//!   an rseq area; else per-thread ones. `nopercpu` — per-thread magazines
-//!   (the default);
+//!   by the CPUs, not the threads; `magazines.rs`; the default), where the
+//!   kernel keeps an rseq area up to date; else per-thread ones. `nopercpu`
+//!   — per-thread magazines;
 //! * `noregion` — no class region (`region.rs`): size classes take their
 //!   spans from `umem_default` and `free` finds every block through the
 //!   page map (slower; for comparison, and what happens when the region

@@ -127,8 +127,8 @@ pub extern "C" fn malloc(size: usize) -> *mut c_void {
 
 #[inline(never)]
 fn malloc_miss(size: usize) -> *mut c_void {
-    // Per-CPU magazines (`UMEM_OPTIONS=percpu`): the hit above always
-    // misses, so their hit comes first here.
+    // Per-CPU magazines (the default): the CPU's previous magazine, which
+    // the hit above does not try.
     if let Some(p) = abi::alloc16_cpu_hit(size) {
         return p.cast();
     }
