@@ -780,9 +780,9 @@ fn threads_refilling_from_the_slab_layer_do_not_share_cache_lines() {
 /// allocator would hand them out: the batch refill loads the magazine highest address first
 /// (loaded in order, the magazine handed each batch out backwards, and a growing heap was
 /// then written and read in descending runs that broke the prefetcher's stream). Buffers
-/// smaller than a cache line come out a line apart instead (ascending runs over the batch,
-/// one per offset in the line), so that no two buffers allocated one after the other
-/// share a line: handed to different threads, they would be written from two CPUs.
+/// smaller than a cache line come out a line apart instead, a batch (at most a page) at a
+/// time, so that no two buffers allocated one after the other share a line: handed to
+/// different threads, they would be written from two CPUs.
 #[test]
 fn a_growing_heap_gets_buffers_in_address_order() {
     let a = arena("t_order");
@@ -813,7 +813,16 @@ fn a_growing_heap_gets_buffers_in_address_order() {
                 same_line, 0,
                 "{size} B: consecutive buffers share a line: {addrs:x?}"
             );
-            assert!(ups >= 48, "{size} B: {ups} of 63 steps go up: {addrs:x?}");
+            // ... while the heap still grows through its memory a few lines at a time.
+            let near = addrs
+                .windows(2)
+                .filter(|w| w[0].abs_diff(w[1]) < 4096)
+                .count();
+            assert!(
+                near >= 60,
+                "{size} B: {near} of 63 steps stay near: {addrs:x?}"
+            );
+            assert!(ups >= 16, "{size} B: {ups} of 63 steps go up: {addrs:x?}");
         }
         umem_slab::thread_exit_flush();
         c.reap();
