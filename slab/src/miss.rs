@@ -113,10 +113,10 @@ impl Cache {
     /// constructor, destructor or debugging take part; the extra buffers move from the
     /// slab layer to the magazine layer without touching the client alloc/free counts.
     ///
-    /// Buffers smaller than a cache line come out a line apart ([`spread_over_lines`]). Two buffers allocated one after the other then do not
-    /// share a line, so when they end up with different threads (per-CPU magazines hand a
-    /// CPU's buffers to whichever thread runs there next) the threads do not write one
-    /// line.
+    /// Buffers smaller than a cache line come out a line apart ([`spread_over_lines`]):
+    /// two buffers allocated one after the other then do not share a line, so when they
+    /// end up with different threads (per-CPU magazines hand a CPU's buffers to whichever
+    /// thread runs there next) the threads do not write one line.
     #[inline(never)]
     fn batch_refill(&self) {
         // `grow_on_traffic` is false for quantum caches and caches with a constructor or
