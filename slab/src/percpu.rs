@@ -334,7 +334,9 @@ fn rounds_on(cpu: usize, off: usize) -> usize {
 
 /// The top pointer of magazine `m` holding `rounds` of `cap` rounds, fenced for a CPU
 /// slot (its link word and the word above its last round tagged: see the module doc);
-/// [`none`] for a null magazine.
+/// [`none`] for a null magazine. The link word also carries the capacity in its top 16
+/// bits (user addresses stay below 2^48), so that [`unpack`] finds an empty magazine's
+/// size without walking to its upper fence.
 ///
 /// # Safety
 /// `m` is null or a magazine of `cap` rounds (with the extra word of per-CPU mode) that
@@ -344,20 +346,30 @@ pub(crate) unsafe fn pack(m: *mut Magazine, rounds: usize, cap: usize) -> usize 
     if m.is_null() {
         return none();
     }
-    if rounds > cap {
+    if rounds > cap || cap >> 16 != 0 {
         fatal("umem-slab: a magazine cannot be packed for the per-CPU layer");
     }
     let tag = m as usize | 1;
+    let link = if tag >> ADDR_BITS == 0 {
+        tag | cap << ADDR_BITS
+    } else {
+        tag
+    };
     // SAFETY: by the caller; `round(m, cap)` is the extra word above the last round.
     unsafe {
-        (*m).next = tag as *mut Magazine;
+        (*m).next = link as *mut Magazine;
         *Magazine::round(m, cap) = tag;
         Magazine::round(m, rounds) as usize - core::mem::size_of::<usize>()
     }
 }
 
+/// Address bits of a link word made by [`pack`] (the capacity is above them).
+const ADDR_BITS: u32 = 48;
+
 /// Where a top pointer leads: (magazine, rounds, capacity); a null magazine for [`none`].
-/// Walks up from the top to the upper fence (at most a magazine's capacity of words).
+/// An empty magazine is known by its link word at the top, a full one by its upper fence
+/// just above; a partly full one is walked up to its upper fence (at most a magazine's
+/// capacity of words).
 ///
 /// # Safety
 /// `p` came from [`pack`] (through a CPU slot), and the caller owns its magazine.
@@ -366,18 +378,25 @@ pub(crate) unsafe fn unpack(p: usize) -> (*mut Magazine, usize, usize) {
     if p == none() {
         return (core::ptr::null_mut(), 0, 0);
     }
-    let mut a = p + 8;
+    let w = core::mem::size_of::<usize>();
+    // SAFETY: by the caller `p` is the top round or the link word of a magazine of ours.
+    let at = unsafe { *(p as *const usize) };
+    if at & 1 != 0 && at >> ADDR_BITS != 0 {
+        // Empty: the link word, with the capacity.
+        let m = at & ((1 << ADDR_BITS) - 1) & !1;
+        return (m as *mut Magazine, 0, at >> ADDR_BITS);
+    }
+    let mut a = p + w;
     let fence = loop {
         // SAFETY: by the caller the words from the top up to the upper fence are the
         // magazine's own.
-        let w = unsafe { *(a as *const usize) };
-        if w & 1 != 0 {
-            break w;
+        let v = unsafe { *(a as *const usize) };
+        if v & 1 != 0 {
+            break v;
         }
-        a += 8;
+        a += w;
     };
     let m = fence & !1;
-    let w = core::mem::size_of::<usize>();
     ((m as *mut Magazine), (p - m) / w, (a - m) / w - 1)
 }
 

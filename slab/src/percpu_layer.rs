@@ -74,10 +74,17 @@ impl Cache {
             return None;
         }
         let r = f(&mut tc);
-        self.folded_allocs
-            .fetch_add(tc.allocs.load(Ordering::Relaxed), Ordering::Relaxed);
-        self.folded_frees
-            .fetch_add(tc.frees.load(Ordering::Relaxed), Ordering::Relaxed);
+        // Shared counters: an atomic add only when there is something to add (a slow path
+        // mostly counts on one side).
+        for (n, to) in [
+            (&tc.allocs, &self.folded_allocs),
+            (&tc.frees, &self.folded_frees),
+        ] {
+            let n = n.load(Ordering::Relaxed);
+            if n != 0 {
+                to.fetch_add(n, Ordering::Relaxed);
+            }
+        }
         self.cpu_put(&mut tc);
         Some(r)
     }
