@@ -48,11 +48,11 @@
 //! [`table`]. The previous magazine is tried on the miss path ([`hit_pop_prev`],
 //! [`hit_push_prev`]), before the slow path proper.
 //!
-//! **The mode** is chosen once, in `init`, before any cache exists: per CPU when
-//! [`set_percpu`] asked for it and the thread has an rseq area the kernel keeps up to date —
-//! glibc's, or where glibc registered none one umem registers itself (`rseq.rs`) — else per
-//! thread. Caches with ids from 64 on keep per-thread magazines in
-//! both modes (they have no inline slot).
+//! **The mode** is chosen once, in `init`, before any cache exists: per CPU (the default;
+//! `set_percpu(false)` asks for per thread) when the thread has an rseq area the kernel
+//! keeps up to date — glibc's, or where glibc registered none one umem registers itself
+//! (`rseq.rs`) — else per thread. Caches with ids from 64 on keep per-thread magazines in
+//! both modes (they have no inline slot), and so do caches whose buffers may be odd.
 
 use core::sync::atomic::{AtomicBool, AtomicIsize, AtomicUsize, Ordering};
 

@@ -269,6 +269,41 @@ macro_rules! rseq_section_header {
     };
 }
 
+/// The critical section of a hit on a CPU slot, around its own instructions (`[...]`):
+/// arm the section, find the current CPU's page and load the top pointer of word `off +
+/// WORD` into `{t}`; then the hit's body, which leaves the new top pointer in `{t}` or
+/// jumps out; then the count in word `off + CTR` and the commit, the store of `{t}`.
+/// Operands after the body are the hit's own (and `options`).
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+macro_rules! slot_section {
+    (($table:expr, $rs:expr, $off:expr, $word:expr, $ctr:expr), [$($body:expr),* $(,)?], $($operands:tt)*) => {
+        core::arch::asm!(
+            rseq_section_header!(),
+            "lea {t}, [rip + 7b]",
+            "mov qword ptr fs:[{rs} + 8], {t}",
+            "3:",
+            "movsxd {c}, dword ptr fs:[{rs} + 4]",
+            "shl {c}, {shift}",
+            "add {c}, {tab}",
+            "mov {t}, qword ptr [{c} + {off} + {word}]",
+            $($body,)*
+            "inc qword ptr [{c} + {off} + {ctr}]",
+            "mov qword ptr [{c} + {off} + {word}], {t}",
+            "4:",
+            sig = const RSEQ_SIG,
+            shift = const CPU_SHIFT,
+            word = const $word,
+            ctr = const $ctr,
+            rs = in(reg) $rs,
+            tab = in(reg) $table,
+            off = in(reg) $off,
+            c = out(reg) _,
+            t = out(reg) _,
+            $($operands)*
+        )
+    };
+}
+
 /// Pops the top round of the magazine whose top pointer is word `off + WORD` of the
 /// current CPU's page (`percpu.rs`: the word points at the top round, or at the
 /// magazine's tagged link word when it is empty): returns the word it read there — the
@@ -292,31 +327,14 @@ pub(crate) unsafe fn pop<const WORD: isize, const CTR: isize>(
     // the store of the lowered top pointer; the round read lies at the top, so a pop that
     // is aborted before its commit changed nothing.
     unsafe {
-        core::arch::asm!(
-            rseq_section_header!(),
-            "lea {t}, [rip + 7b]",
-            "mov qword ptr fs:[{rs} + 8], {t}",
-            "3:",
-            "movsxd {c}, dword ptr fs:[{rs} + 4]",
-            "shl {c}, {shift}",
-            "add {c}, {tab}",
-            "mov {t}, qword ptr [{c} + {off} + {word}]",
-            "mov {buf}, qword ptr [{t}]",
-            "test {buf:l}, 1",
-            "jnz 4f",
-            "sub {t}, 8",
-            "inc qword ptr [{c} + {off} + {ctr}]",
-            "mov qword ptr [{c} + {off} + {word}], {t}",
-            "4:",
-            sig = const RSEQ_SIG,
-            shift = const CPU_SHIFT,
-            word = const WORD,
-            ctr = const CTR,
-            rs = in(reg) rs,
-            tab = in(reg) table,
-            off = in(reg) off,
-            c = out(reg) _,
-            t = out(reg) _,
+        slot_section!(
+            (table, rs, off, WORD, CTR),
+            [
+                "mov {buf}, qword ptr [{t}]",
+                "test {buf:l}, 1",
+                "jnz 4f",
+                "sub {t}, 8",
+            ],
             buf = out(reg) buf,
             options(nostack),
         );
@@ -340,37 +358,20 @@ pub(crate) unsafe fn push<const WORD: isize, const CTR: isize>(
     off: usize,
     addr: usize,
 ) -> bool {
-    // The section, with `{above}` the word above the top and `{full}` where a tagged one
+    // The section, with `{above}` the word above the top and `$full` where a tagged one
     // goes (a label, or the end of the section).
     macro_rules! push_section {
         ($full:literal, $($operands:tt)*) => {
-            core::arch::asm!(
-                rseq_section_header!(),
-                "lea {t}, [rip + 7b]",
-                "mov qword ptr fs:[{rs} + 8], {t}",
-                "3:",
-                "movsxd {c}, dword ptr fs:[{rs} + 4]",
-                "shl {c}, {shift}",
-                "add {c}, {tab}",
-                "mov {t}, qword ptr [{c} + {off} + {word}]",
-                "mov {above}, qword ptr [{t} + 8]",
-                "test {above:l}, 1",
-                concat!("jnz ", $full),
-                "mov qword ptr [{t} + 8], {addr}",
-                "add {t}, 8",
-                "inc qword ptr [{c} + {off} + {ctr}]",
-                "mov qword ptr [{c} + {off} + {word}], {t}",
-                "4:",
-                sig = const RSEQ_SIG,
-                shift = const CPU_SHIFT,
-                word = const WORD,
-                ctr = const CTR,
-                rs = in(reg) rs,
-                tab = in(reg) table,
-                off = in(reg) off,
+            slot_section!(
+                (table, rs, off, WORD, CTR),
+                [
+                    "mov {above}, qword ptr [{t} + 8]",
+                    "test {above:l}, 1",
+                    concat!("jnz ", $full),
+                    "mov qword ptr [{t} + 8], {addr}",
+                    "add {t}, 8",
+                ],
                 addr = in(reg) addr,
-                c = out(reg) _,
-                t = out(reg) _,
                 $($operands)*
             )
         };
