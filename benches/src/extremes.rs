@@ -6,7 +6,7 @@
 //! (`mixed-realloc`). Their C twins are in `c/cwork.c`. Like every workload they check each
 //! object before freeing it and return a checksum that depends only on the parameters.
 
-use crate::{free_block, log_size, new_block, GrowBuf, Params, Rng, WResult};
+use crate::{free_block, grow_slots, log_size, new_block, GrowBuf, Params, Rng, WResult};
 use std::mem::MaybeUninit;
 use std::thread;
 
@@ -199,18 +199,6 @@ pub fn mixed_realloc(p: &Params) -> WResult {
             GrowBuf::new(((i as u64) << 40) | n, log_size(rng, 16, 8192))
         };
         let mut bufs: [GrowBuf; SLOTS] = std::array::from_fn(|_| fresh(&mut rng));
-        let mut sum = 0u64;
-        for _ in 0..ops {
-            let j = rng.below(SLOTS);
-            let k = rng.range(1, bufs[j].v.len() / 4 + 16);
-            if bufs[j].step(k) {
-                let old = std::mem::replace(&mut bufs[j], fresh(&mut rng));
-                sum = sum.wrapping_add(old.check("mixed-realloc")?);
-            }
-        }
-        for b in bufs {
-            sum = sum.wrapping_add(b.check("mixed-realloc")?);
-        }
-        Ok(sum)
+        grow_slots(&mut bufs, &mut rng, ops, 4, "mixed-realloc", fresh)
     })
 }

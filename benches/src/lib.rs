@@ -196,6 +196,32 @@ impl GrowBuf {
     }
 }
 
+/// The realloc-growth loop of `realloc` and `mixed-realloc`: `ops` times, a random slot of
+/// `bufs` grows by 1 to `len / div + 16` bytes; a buffer that reaches its size is checked,
+/// freed and replaced by `fresh`. Then every buffer is checked. Returns the checksum.
+pub fn grow_slots(
+    bufs: &mut [GrowBuf],
+    rng: &mut Rng,
+    ops: usize,
+    div: usize,
+    what: &str,
+    mut fresh: impl FnMut(&mut Rng) -> GrowBuf,
+) -> Result<u64, String> {
+    let mut sum = 0u64;
+    for _ in 0..ops {
+        let j = rng.below(bufs.len());
+        let k = rng.range(1, bufs[j].v.len() / div + 16);
+        if bufs[j].step(k) {
+            let old = std::mem::replace(&mut bufs[j], fresh(rng));
+            sum = sum.wrapping_add(old.check(what)?);
+        }
+    }
+    for b in bufs.iter() {
+        sum = sum.wrapping_add(realloc_check(&b.v, b.tag, what)?);
+    }
+    Ok(sum)
+}
+
 /// Checks every byte of a buffer grown with [`grow_byte`]; returns what it adds to a checksum.
 pub fn realloc_check(v: &[u8], tag: u64, what: &str) -> Result<u64, String> {
     if let Some(i) = (0..v.len()).find(|&i| v[i] != grow_byte(tag, i)) {

@@ -5,7 +5,8 @@
 //! and the harness reports them as single-threaded.
 
 use crate::{
-    check, extremes, fill, free_block, log_size, new_block, GrowBuf, Params, Rng, WResult,
+    check, extremes, fill, free_block, grow_slots, log_size, new_block, GrowBuf, Params, Rng,
+    WResult,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::hint::black_box;
@@ -590,19 +591,7 @@ fn realloc_growth(p: &Params) -> WResult {
         GrowBuf::new(n, log_size(rng, 256, 256 << 10))
     };
     let mut bufs: Vec<GrowBuf> = (0..64).map(|_| fresh(&mut rng)).collect();
-    let mut sum = 0u64;
-    for _ in 0..ops {
-        let j = rng.below(bufs.len());
-        let k = rng.range(1, bufs[j].v.len() / 8 + 16);
-        if bufs[j].step(k) {
-            let old = std::mem::replace(&mut bufs[j], fresh(&mut rng));
-            sum = sum.wrapping_add(old.check("realloc")?);
-        }
-    }
-    for b in bufs {
-        sum = sum.wrapping_add(b.check("realloc")?);
-    }
-    Ok(sum)
+    grow_slots(&mut bufs, &mut rng, ops, 8, "realloc", fresh)
 }
 
 // ---------------------------------------------------------------- Rust collections
