@@ -147,6 +147,16 @@ impl ThreadCache {
 }
 
 impl ThreadCache {
+    /// A private thread cache whose loaded magazine is `mag` (null: none) with `rounds` of
+    /// `magsize` rounds: how a magazine taken from a CPU slot is handed to the code that
+    /// works on a thread's magazines (`percpu_layer.rs`).
+    pub(crate) fn holding(mag: *mut Magazine, rounds: usize, magsize: usize) -> ThreadCache {
+        let mut tc = ThreadCache::EMPTY;
+        tc.magsize = magsize;
+        tc.set_loaded(mag, rounds);
+        tc
+    }
+
     /// Rounds in the loaded magazine.
     #[inline(always)]
     pub(crate) fn rounds(&self) -> usize {

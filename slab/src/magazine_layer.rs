@@ -122,9 +122,8 @@ impl Cache {
                 if crate::percpu::enabled() {
                     // A CPU magazine's rounds above its top are never tagged
                     // (`percpu.rs`): clear what the magazine cache's slab layer may
-                    // have left in it (its encoded free-list link).
-                    // A fresh magazine of type `mt`: its link word, rounds and the extra
-                    // word of per-CPU mode (`create.rs`).
+                    // have left in the fresh magazine (its encoded free-list link) —
+                    // link word, rounds and the extra word of per-CPU mode (`create.rs`).
                     core::ptr::write_bytes(m as *mut usize, 0, MAGTYPES[mt].rounds + 2);
                 }
                 let mut d = self.depot.0.lock();

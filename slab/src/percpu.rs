@@ -31,13 +31,15 @@
 //!
 //! **Fences.** While a magazine is in a CPU slot its link word and the word above its last
 //! round (every magazine has one more word in per-CPU mode) hold its address with bit 0
-//! set: a *tagged* word, which no round is (buffers are at least 2-aligned: a cache whose
+//! set (the link word also its capacity, in its top 16 bits): a *tagged* word, which no
+//! round is (buffers are at least 2-aligned: a cache whose
 //! buffers may be odd keeps per-thread magazines). The rounds above the top are 0 or stale
 //! rounds, never tagged (a fresh magazine is zeroed). So the hits need neither a count nor
 //! a capacity: a pop takes the word at the top unless it is tagged (the link word: empty),
 //! a push stores above the top unless the word there is tagged (the upper fence: full).
 //! [`NONE`] is a pair of tagged words: a slot without a magazine is empty and full at once.
-//! [`unpack`] finds a magazine again from its top pointer by walking up to the upper fence.
+//! [`unpack`] finds a magazine again from its top pointer: from the link word when it is
+//! empty, else by walking up to the upper fence.
 //!
 //! Words 0 and 1 are written only by critical sections running on that CPU (the hits, and
 //! the exchanges of the slow path, `percpu_layer.rs`), except by `Cache::destroy` (no

@@ -175,9 +175,7 @@ impl Cache {
         if m.is_null() {
             return;
         }
-        let mut tc = ThreadCache::EMPTY;
-        tc.magsize = c;
-        tc.set_loaded(m, r);
+        let mut tc = ThreadCache::holding(m, r, c);
         // SAFETY: `tc` is ours alone.
         unsafe { self.flush_slot(&mut tc, false) };
     }
@@ -194,16 +192,10 @@ impl Cache {
                 percpu::take_all(self.id * SLOT, &mut |l, p, pops, pushes| {
                     self.folded_allocs.fetch_add(pops, Ordering::Relaxed);
                     self.folded_frees.fetch_add(pushes, Ordering::Relaxed);
-                    let (lm, lr, lc) = percpu::unpack(l);
-                    let (pm, pr, pc) = percpu::unpack(p);
-                    let mut tc = ThreadCache::EMPTY;
-                    tc.magsize = lc;
-                    tc.set_loaded(lm, lr);
-                    self.drain_slot(&mut tc);
-                    let mut tc = ThreadCache::EMPTY;
-                    tc.magsize = pc;
-                    tc.set_loaded(pm, pr);
-                    self.drain_slot(&mut tc);
+                    for w in [l, p] {
+                        let (m, r, c) = percpu::unpack(w);
+                        self.drain_slot(&mut ThreadCache::holding(m, r, c));
+                    }
                 });
             }
         });
