@@ -146,20 +146,12 @@ impl Cache {
             if n < 2 {
                 return;
             }
-            // The extra buffers under one slab-lock round trip (issue 15: one lock per
-            // buffer made the refill cost about 94 instructions a buffer in a growing heap).
+            // The extra buffers a slab per slab-lock round trip, making slabs as needed
+            // (issue 15: one lock per buffer made the refill cost about 94 instructions a
+            // buffer in a growing heap; shorter batches meant more depot visits and
+            // earlier magazine growth).
             let mut extra = [0usize; BATCH_MAX];
-            let mut got = self.slab_alloc_batch(&mut extra[..n - 1]);
-            // The partly used slabs ran out: the rest one at a time, making a slab as
-            // needed (so a batch is as long as before; shorter ones meant more depot visits
-            // and earlier magazine growth).
-            while got < n - 1 {
-                let Some(b) = self.slab_alloc() else {
-                    break;
-                };
-                extra[got] = b;
-                got += 1;
-            }
+            let got = self.slab_alloc_batch(&mut extra[..n - 1]);
             if self.chunksize < LINE {
                 spread_over_lines(&mut extra[..got]);
             }

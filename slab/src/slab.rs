@@ -37,7 +37,9 @@ pub(crate) struct Slab {
     pub next: *mut Slab,
     pub prev: *mut Slab,
     /// Free list: small caches, address of the first free buffer; hashed caches, the
-    /// first free bufctl. 0 when the slab is fully allocated.
+    /// first free bufctl. 0 when the slab is fully allocated. In a small cache's slab the
+    /// list may end in a *fresh tail*: a word with [`FRESH`] set, whose address part is
+    /// the first of the chunks never handed out, all of them free up to the slab's end.
     pub head: usize,
     /// Buffers allocated from this slab.
     pub refcnt: usize,
@@ -47,6 +49,15 @@ pub(crate) struct Slab {
 
 /// Bytes of a [`Slab`] record (what an in-slab slab keeps at its end).
 pub(crate) const SLAB_HDR: usize = size_of::<Slab>();
+
+/// The tag of a *fresh tail* on an in-slab free list (see [`Slab::head`]). A new slab's
+/// list is one fresh tail, `base | FRESH`: its chunks get no links when the slab is made,
+/// and a run of them leaves the slab as consecutive addresses, with no link read, decoded
+/// or checked (issue 15: threading and then following a link through every chunk was
+/// most of a growing heap's slab-layer cost). Frees push linked buffers in front of the
+/// tail, so it is always the list's last element; a link that decodes to a tagged word is
+/// the tail (chunks are at least 8-aligned, so bit 0 of a buffer address is free).
+pub(crate) const FRESH: usize = 1;
 
 impl Slab {
     /// A slab of cache `cache` on no list, none of its `chunks` buffers allocated, its free

@@ -16,8 +16,8 @@ use crate::metadata::{arena_alloc, arena_free, arenas};
 use crate::registry::internal_caches;
 use crate::secret;
 use crate::slab::{
-    list_push, list_remove, Bufctl, BufctlAudit, BufferLookup, Slab, SlabLayer, HASH_INITIAL,
-    SLAB_HDR,
+    list_push, list_remove, Bufctl, BufctlAudit, BufferLookup, Slab, SlabLayer, FRESH,
+    HASH_INITIAL, SLAB_HDR,
 };
 
 impl Cache {
@@ -46,77 +46,80 @@ impl Cache {
 
     /// Take a raw (unconstructed) buffer from the slab layer.
     pub(crate) fn slab_alloc(&self) -> Option<usize> {
+        let mut buf = 0;
+        (self.slab_alloc_batch(core::slice::from_mut(&mut buf)) == 1).then_some(buf)
+    }
+
+    /// Up to `out.len()` raw buffers from the slab layer, making slabs as needed, a slab's
+    /// worth per lock round trip; returns how many were taken (fewer only when the
+    /// source arena is out of memory). The batch refill of `miss.rs` uses it.
+    pub(crate) fn slab_alloc_batch(&self, out: &mut [usize]) -> usize {
         let mut g = self.slab.0.lock();
-        g.slab_alloc += 1;
+        let mut n = 0;
         let mut rescale = false;
-        let mut sp = g.partial;
-        if sp.is_null() {
-            if self.slabsize() == 0 {
-                self.qcache_geometry();
+        while n < out.len() {
+            let mut sp = g.partial;
+            if sp.is_null() {
+                if self.slabsize() == 0 {
+                    self.qcache_geometry();
+                }
+                let mut color = g.color + self.align;
+                if color > self.maxcolor() {
+                    color = 0;
+                }
+                g.color = color;
+                drop(g);
+                let made = self.slab_create(color);
+                g = self.slab.0.lock();
+                let Some(fresh) = made else {
+                    break;
+                };
+                sp = fresh;
+                g.slab_create += 1;
+                g.nslabs += 1;
+                // SAFETY: fresh slab.
+                g.buftotal += unsafe { (*sp).chunks };
+                list_push(&mut g.partial, sp);
+                rescale |= self.hashed && g.buftotal > 2 * (g.hash_mask + 1);
             }
-            let mut color = g.color + self.align;
-            if color > self.maxcolor() {
-                color = 0;
-            }
-            g.color = color;
-            drop(g);
-            sp = self.slab_create(color)?;
-            g = self.slab.0.lock();
-            g.slab_create += 1;
-            g.nslabs += 1;
-            // SAFETY: fresh slab.
-            g.buftotal += unsafe { (*sp).chunks };
-            list_push(&mut g.partial, sp);
-            rescale = self.hashed && g.buftotal > 2 * (g.hash_mask + 1);
+            // SAFETY: slab lock held (`g`); sp is on the partial list.
+            let k = unsafe { self.take_run(&mut g, sp, &mut out[n..]) };
+            // Counted before the lock is next let go (`verify` sums the slabs' counts).
+            g.slab_alloc += k as u64;
+            g.bufalloc += k;
+            n += k;
         }
-        // SAFETY: slab lock held (`g`); sp is on the partial list.
-        let buf = unsafe { self.take_buffer(&mut g, sp) };
-        g.bufalloc += 1;
         drop(g);
         if rescale {
             self.hash_rescale();
         }
-        Some(buf)
-    }
-
-    /// Up to `out.len()` raw buffers from the slab layer's partly used slabs, under one
-    /// lock round trip (no new slab is made: the caller has just made or found one);
-    /// returns how many were taken. The batch refill of `miss.rs` uses it.
-    pub(crate) fn slab_alloc_batch(&self, out: &mut [usize]) -> usize {
-        let mut g = self.slab.0.lock();
-        let mut n = 0;
-        while n < out.len() {
-            let sp = g.partial;
-            if sp.is_null() {
-                break;
-            }
-            // SAFETY: slab lock held (`g`); sp is on the partial list.
-            out[n] = unsafe { self.take_buffer(&mut g, sp) };
-            n += 1;
-        }
-        g.slab_alloc += n as u64;
-        g.bufalloc += n;
         n
     }
 
-    /// Takes the first free buffer of slab `sp` (moving the slab to the full list when it
-    /// was its last) and returns its address; the slab-layer counters are the caller's.
+    /// Takes up to `out.len()` (at least one) free buffers of slab `sp` into `out` and
+    /// returns how many, moving the slab to the full list when they were its last; the
+    /// slab-layer counters are the caller's. Stops at the end of the linked part of the
+    /// free list, so a fresh tail is taken as a run of addresses in a later call.
     ///
     /// # Safety
     /// The slab lock is held (`g` is its data) and `sp` is on `g`'s partial list.
     #[inline(always)]
-    unsafe fn take_buffer(&self, g: &mut SlabLayer, sp: *mut Slab) -> usize {
+    unsafe fn take_run(&self, g: &mut SlabLayer, sp: *mut Slab, out: &mut [usize]) -> usize {
         // SAFETY: by the caller: the lock is held and sp is partial, so it has a free
-        // buffer.
+        // buffer; in-slab chunks are this cache's touchable memory.
         unsafe {
-            let buf;
+            let mut n = 0;
             if self.hashed {
-                let bc = (*sp).head as *mut Bufctl;
-                (*sp).head = (*bc).next as usize;
-                buf = (*bc).addr;
-                let b = self.hash_bucket(g, buf);
-                (*bc).next = *b;
-                *b = bc;
+                while n < out.len() && (*sp).head != 0 {
+                    let bc = (*sp).head as *mut Bufctl;
+                    (*sp).head = (*bc).next as usize;
+                    let buf = (*bc).addr;
+                    let b = self.hash_bucket(g, buf);
+                    (*bc).next = *b;
+                    *b = bc;
+                    out[n] = buf;
+                    n += 1;
+                }
             } else {
                 if !(*sp).owned_by(self.owner()) {
                     fatal_error(&SlabError::CorruptSlab {
@@ -126,18 +129,41 @@ impl Cache {
                         cache: self.name,
                     });
                 }
-                buf = (*sp).head;
-                let at = buf + self.link_off;
-                (*sp).head = self.next_free(sp, at);
-                // The encoded link is not left for the new owner to read.
-                *(at as *mut usize) = 0;
+                let mut head = (*sp).head;
+                if head & FRESH == 0 {
+                    // Linked buffers, each link decoded and checked before it is followed.
+                    while n < out.len() && head != 0 && head & FRESH == 0 {
+                        let at = head + self.link_off;
+                        out[n] = head;
+                        head = self.next_free(sp, at);
+                        // The encoded link is not left for the new owner to read.
+                        *(at as *mut usize) = 0;
+                        n += 1;
+                    }
+                } else {
+                    // The fresh tail: consecutive chunks up to the slab's end.
+                    let first = head & !FRESH;
+                    let end = (*sp).base + (*sp).chunks * self.chunksize;
+                    let k = ((end - first) / self.chunksize).min(out.len());
+                    for (i, o) in out[..k].iter_mut().enumerate() {
+                        let buf = first + i * self.chunksize;
+                        // Never linked, but the memory may hold an older slab's links:
+                        // none reaches the new owner either.
+                        *((buf + self.link_off) as *mut usize) = 0;
+                        *o = buf;
+                    }
+                    let next = first + k * self.chunksize;
+                    head = if next < end { next | FRESH } else { 0 };
+                    n = k;
+                }
+                (*sp).head = head;
             }
-            (*sp).refcnt += 1;
+            (*sp).refcnt += n;
             if (*sp).head == 0 {
                 list_remove(&mut g.partial, sp);
                 list_push(&mut g.full, sp);
             }
-            buf
+            n
         }
     }
 
@@ -179,28 +205,24 @@ impl Cache {
                 0
             };
             // SAFETY: the slab memory is ours and writable (touchable cache); buffers and
-            // header are inside it.
+            // header are inside it. The free list is one fresh tail: no links are written.
             unsafe {
-                for i in 0..chunks {
-                    let buf = base + i * self.chunksize;
-                    let next = if i + 1 < chunks {
-                        buf + self.chunksize
-                    } else {
-                        0
-                    };
-                    if self.buftag_off != 0 {
-                        fill(buf, self.buftag_off, FREE_PATTERN);
-                        let bt = (buf + self.buftag_off) as *mut usize;
-                        *(bt as *mut u64) = REDZONE_PATTERN;
-                        *bt.add(2) = self.buftag_status(buf, BUFTAG_FREE);
+                if self.buftag_off != 0 || key != 0 {
+                    for i in 0..chunks {
+                        let buf = base + i * self.chunksize;
+                        if self.buftag_off != 0 {
+                            fill(buf, self.buftag_off, FREE_PATTERN);
+                            let bt = (buf + self.buftag_off) as *mut usize;
+                            *(bt as *mut u64) = REDZONE_PATTERN;
+                            *bt.add(2) = self.buftag_status(buf, BUFTAG_FREE);
+                        }
+                        if key != 0 {
+                            *(buf as *mut usize) = key;
+                        }
                     }
-                    if key != 0 {
-                        *(buf as *mut usize) = key;
-                    }
-                    let at = buf + self.link_off;
-                    *(at as *mut usize) = secret::encode(next, at);
                 }
-                ptr::write(sp, Slab::fresh(sp, self.owner(), mem, base, base, chunks));
+                let head = base | FRESH;
+                ptr::write(sp, Slab::fresh(sp, self.owner(), mem, base, head, chunks));
             }
             self.announce_slab(mem, true);
             return Some(sp);
@@ -413,7 +435,7 @@ impl Cache {
         // SAFETY: by the caller, `at` is inside a free chunk of the live slab `sp`.
         let (stored, s) = unsafe { (*(at as *const usize), &*sp) };
         let next = secret::decode(stored, at);
-        if next == 0 || self.is_chunk_of(s, next) {
+        if next == 0 || self.is_chunk_of(s, next & !FRESH) {
             return next;
         }
         fatal_error(&SlabError::CorruptSlab {
@@ -493,6 +515,12 @@ impl Cache {
                                     return BufferLookup::Free;
                                 }
                                 f = (*bc).next as usize;
+                            } else if f & FRESH != 0 {
+                                // The fresh tail: every chunk from there on is free.
+                                if addr >= f & !FRESH {
+                                    return BufferLookup::Free;
+                                }
+                                break;
                             } else {
                                 if f == addr {
                                     return BufferLookup::Free;

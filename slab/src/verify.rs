@@ -10,7 +10,7 @@ use crate::error::SlabError;
 use crate::magazine::Magazine;
 use crate::registry;
 use crate::secret;
-use crate::slab::{Bufctl, BufferLookup, Slab, SlabLayer, SLAB_HDR};
+use crate::slab::{Bufctl, BufferLookup, Slab, SlabLayer, FRESH, SLAB_HDR};
 
 /// Where a cache's buffers start, from the address alone ([`Cache::grid`]): `a` is a
 /// buffer start iff `a % slab_size` is a multiple of `chunk_size` below
@@ -243,6 +243,32 @@ impl Cache {
                     let mut nfree = 0;
                     let mut f = s.head;
                     while f != 0 {
+                        if !self.hashed && f & FRESH != 0 {
+                            // The fresh tail: every chunk from there to the end is free.
+                            let first = f & !FRESH;
+                            let end = s.base + s.chunks * self.chunksize;
+                            if first < s.base
+                                || first >= end
+                                || (first - s.base) % self.chunksize != 0
+                            {
+                                return Err(corrupt("fresh tail not a chunk of its slab", first));
+                            }
+                            let mut buf = first;
+                            while buf < end {
+                                if self.buftag_off != 0 {
+                                    let st = *((buf + self.buftag_off) as *const usize).add(2);
+                                    if st != self.buftag_status(buf, BUFTAG_FREE) {
+                                        return Err(corrupt("free buffer's buftag not free", buf));
+                                    }
+                                }
+                                nfree += 1;
+                                buf += self.chunksize;
+                            }
+                            if nfree > s.chunks {
+                                return Err(corrupt("free list cycle", sp as usize));
+                            }
+                            break;
+                        }
                         let buf = if self.hashed {
                             let bc = f as *const Bufctl;
                             if (*bc).slab != sp {
@@ -394,6 +420,10 @@ impl Cache {
                         }
                         let mut f = s.head;
                         while f != 0 {
+                            if f & FRESH != 0 {
+                                // The fresh tail: free from there to the end.
+                                return buf < f & !FRESH;
+                            }
                             if f == buf {
                                 return false;
                             }

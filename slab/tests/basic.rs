@@ -830,3 +830,63 @@ fn a_growing_heap_gets_buffers_in_address_order() {
         unsafe { c.destroy().unwrap() };
     }
 }
+
+#[test]
+fn a_new_slab_is_a_fresh_tail_taken_in_address_order() {
+    // A new in-slab slab's free list is one *fresh tail* (`slab.rs`, `FRESH`): its chunks
+    // get no links and leave in address order; a freed buffer is linked in front of it.
+    let a = arena("t_fresh");
+    let c = CacheBuilder::new("fresh", 64, a)
+        .flags(CacheFlags::NOMAGAZINE)
+        .create();
+    let chunk = c.chunk_size();
+    let p: Vec<NonNull<u8>> = (0..4).map(|_| c.alloc().unwrap()).collect();
+    for w in p.windows(2) {
+        assert_eq!(w[1].as_ptr() as usize, w[0].as_ptr() as usize + chunk);
+    }
+    c.verify().unwrap();
+    // The next chunk of the tail was never handed out: free, so freeing it is a double
+    // free (the slow check walks the list to the tail and finds it there).
+    let never = p[3].as_ptr() as usize + chunk;
+    assert!(matches!(
+        c.check_free(never),
+        Err(SlabError::DoubleFree { .. })
+    ));
+    assert!(c.check_free(p[1].as_ptr() as usize).is_ok());
+    // SAFETY: the buffer came from this cache's `alloc` and is freed once.
+    unsafe { c.free(p[1]) };
+    c.verify().unwrap();
+    assert!(matches!(
+        c.check_free(p[1].as_ptr() as usize),
+        Err(SlabError::DoubleFree { .. })
+    ));
+    // The linked buffer first, then the tail again where it stopped.
+    let q = c.alloc().unwrap();
+    assert_eq!(q, p[1]);
+    let r = c.alloc().unwrap();
+    assert_eq!(r.as_ptr() as usize, never);
+    c.verify().unwrap();
+    // A link that leads to a made-up tail is caught like any other bad link: free r
+    // (its link now encodes the tail) and overwrite the link with a raw tagged address.
+    // SAFETY: the buffer came from this cache's `alloc` and is freed once.
+    unsafe { c.free(r) };
+    // SAFETY: r is free in a NOMAGAZINE cache: only the slab layer, driven by this test
+    // thread alone, reads its link word (the chunk's last word).
+    let link = unsafe { r.as_ptr().add(chunk - 8) as *mut usize };
+    // SAFETY: as above; restored before the next allocation.
+    let saved = unsafe { *link };
+    // SAFETY: as above.
+    unsafe { *link = p[0].as_ptr() as usize | 1 };
+    assert!(matches!(c.verify(), Err(SlabError::Corrupt { .. })));
+    // SAFETY: as above (restoring the saved link).
+    unsafe { *link = saved };
+    c.verify().unwrap();
+    // SAFETY: the test made this cache and nothing uses it after this; each buffer came
+    // from its `alloc` and is freed once.
+    unsafe {
+        for b in [p[0], q, p[2], p[3]] {
+            c.free(b);
+        }
+        c.destroy().unwrap();
+    }
+}
