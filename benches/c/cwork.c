@@ -119,11 +119,17 @@ static uint64_t free_slots(slot *s, size_t k, const char *what) {
 }
 
 /* ------------------------------------------------------------------ thread helper */
+/* A worker adds to its `sum` on every free in some workloads: the padding keeps two
+ * workers' sums (the array comes from the allocator under test, 16-aligned) at least a
+ * cache line apart, so the harness does not measure its own false sharing (heap-growth
+ * with two threads spent 3-4x the single-thread time in its own loop, under every
+ * allocator). */
 typedef struct {
     const params *p;
     int id;
     void *arg;
     uint64_t sum;
+    char pad[64];
 } targ;
 
 static uint64_t run_threads(const params *p, int n, void *(*fn)(void *), void **args) {
@@ -131,7 +137,7 @@ static uint64_t run_threads(const params *p, int n, void *(*fn)(void *), void **
     targ *ta = malloc(sizeof *ta * n);
     uint64_t sum = 0;
     for (int i = 0; i < n; i++) {
-        ta[i] = (targ){ p, i, args ? args[i] : NULL, 0 };
+        ta[i] = (targ){ .p = p, .id = i, .arg = args ? args[i] : NULL, .sum = 0 };
         if (pthread_create(&th[i], NULL, fn, &ta[i])) { printf("FAIL pthread_create\n"); exit(1); }
     }
     for (int i = 0; i < n; i++) { pthread_join(th[i], NULL); sum += ta[i].sum; }
