@@ -78,7 +78,9 @@
 //!
 //! **Bufctls.** A free buffer has to be found, and an allocated one traced back to its
 //! slab. Caches of small buffers keep the `Slab` record at the end of the slab and thread
-//! the free list through the free buffers themselves (*in-slab*). Caches of larger
+//! the free list through the free buffers themselves (*in-slab*); a new slab's list is a
+//! *fresh tail* (its first chunk's address, tagged), so its chunks are handed out in
+//! address order with no link written or read until one is freed. Caches of larger
 //! buffers, and caches that may not touch their buffers (`NOTOUCH`: vmem's quantum
 //! caches), describe each buffer with an external *bufctl* and find the bufctl of an
 //! allocated buffer through a hash (*hashed*).
