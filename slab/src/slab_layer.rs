@@ -207,18 +207,20 @@ impl Cache {
             // SAFETY: the slab memory is ours and writable (touchable cache); buffers and
             // header are inside it. The free list is one fresh tail: no links are written.
             unsafe {
-                if self.buftag_off != 0 || key != 0 {
+                if self.buftag_off != 0 {
                     for i in 0..chunks {
                         let buf = base + i * self.chunksize;
-                        if self.buftag_off != 0 {
-                            fill(buf, self.buftag_off, FREE_PATTERN);
-                            let bt = (buf + self.buftag_off) as *mut usize;
-                            *(bt as *mut u64) = REDZONE_PATTERN;
-                            *bt.add(2) = self.buftag_status(buf, BUFTAG_FREE);
-                        }
-                        if key != 0 {
-                            *(buf as *mut usize) = key;
-                        }
+                        fill(buf, self.buftag_off, FREE_PATTERN);
+                        let bt = (buf + self.buftag_off) as *mut usize;
+                        *(bt as *mut u64) = REDZONE_PATTERN;
+                        *bt.add(2) = self.buftag_status(buf, BUFTAG_FREE);
+                    }
+                } else if key != 0 {
+                    // The one store per chunk a new slab costs (issue 15's growth path).
+                    let mut buf = base;
+                    for _ in 0..chunks {
+                        *(buf as *mut usize) = key;
+                        buf += self.chunksize;
                     }
                 }
                 let head = base | FRESH;
