@@ -2,7 +2,8 @@
 # The standard allocator benchmark suite (mimalloc-bench's bench/ programs) under
 # LD_PRELOAD: umem against glibc, mimalloc, jemalloc and tcmalloc, in interleaved rounds
 # (every round runs every program under every allocator, in turn), median wall time and
-# peak RSS per program and allocator, and umem's ratio to the best other allocator.
+# peak RSS per program and allocator, and umem's ratio to the best other allocator (glibc
+# counts as one here, unlike in the harness: the suite compares allocators as peers).
 #
 #   benches/suite/mimalloc-bench.sh BENCH_DIR [ROUNDS] [PROGRAM...]
 #
