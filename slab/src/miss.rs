@@ -8,7 +8,7 @@ use core::sync::atomic::Ordering;
 use crate::cache::Cache;
 use crate::debug_report::debug_report;
 use crate::hit::{cpu_hit_alloc, cpu_hit_free};
-use crate::magazine::bump;
+use crate::magazine::{bump, ThreadCache};
 use crate::registry::internal_caches;
 
 /// Batch refill from the slab layer (see `Cache::batch_refill`): buffers up to this size
@@ -18,7 +18,8 @@ use crate::registry::internal_caches;
 /// docs/performance.md).
 const BATCH_MAX_BUFSIZE: usize = 512;
 const BATCH_BYTES: usize = 4096;
-/// The most extra buffers one batch takes (4096 bytes of the smallest, 16-byte, buffers).
+/// The most buffers in one batch (4096 bytes of 16-byte buffers, the smallest but Rust's
+/// 8-byte class).
 const BATCH_MAX: usize = 256;
 /// The cache line a batch spreads small buffers over (see `Cache::batch_refill`).
 const LINE: usize = 64;
@@ -66,33 +67,54 @@ impl Cache {
             return Some(b);
         }
         crate::update::maybe_update();
+        // The thread's magazines, else (a cache that batches) a batch from the slab layer,
+        // the first buffer for the caller and the rest into those same magazines — one
+        // visit to them (per CPU: one take and put back) for both.
+        let mut got = None;
         if self.id != 0 {
+            let batches = self.batches();
             // SAFETY: our own slot (or our private copy of the CPU's).
-            let got = self.with_my_slot(|slot| unsafe {
-                let b = self.mag_alloc(slot);
-                if b.is_some() {
-                    bump(&(*slot).allocs);
-                }
-                b
-            });
-            if let Some(Some(buf)) = got {
-                if self.buftag_off != 0 {
-                    return self.debug_alloc(buf);
-                }
-                return Some(buf);
-            }
+            got = self
+                .with_my_slot(|slot| unsafe {
+                    if let Some(b) = self.mag_alloc(slot) {
+                        bump(&(*slot).allocs);
+                        return Some((b, true));
+                    }
+                    if batches {
+                        return self.batch_refill(slot).map(|b| (b, false));
+                    }
+                    None
+                })
+                .flatten();
         }
-        self.slow_allocs.fetch_add(1, Ordering::Relaxed);
-        let buf = match self.slab_alloc() {
-            Some(b) => b,
+        let (buf, from_magazine) = match got {
+            Some((b, m)) => {
+                if !m {
+                    self.slow_allocs.fetch_add(1, Ordering::Relaxed);
+                }
+                (b, m)
+            }
             None => {
-                self.slow_allocs.fetch_sub(1, Ordering::Relaxed);
-                self.alloc_fail.fetch_add(1, Ordering::Relaxed);
-                return None;
+                self.slow_allocs.fetch_add(1, Ordering::Relaxed);
+                match self.slab_alloc() {
+                    Some(b) => (b, false),
+                    None => {
+                        self.slow_allocs.fetch_sub(1, Ordering::Relaxed);
+                        self.alloc_fail.fetch_add(1, Ordering::Relaxed);
+                        return None;
+                    }
+                }
             }
         };
         if self.buftag_off != 0 {
+            // One call for both layers: an audited allocation then records the same stack
+            // whichever layer served it, and a leak report keeps one call site's blocks in
+            // one group (with per-CPU magazines a block another thread freed can serve any
+            // allocation on the CPU).
             return self.debug_alloc(buf);
+        }
+        if from_magazine {
+            return Some(buf);
         }
         if !self.construct(buf) {
             self.slow_allocs.fetch_sub(1, Ordering::Relaxed);
@@ -100,10 +122,29 @@ impl Cache {
             self.slab_free_trusted(buf);
             return None;
         }
-        self.batch_refill();
         Some(buf)
     }
 
+    /// Whether this cache's slab-layer allocations come in batches ([`Cache::batch_refill`]):
+    /// small buffers of user magazine caches without constructor, destructor or debugging.
+    fn batches(&self) -> bool {
+        // `grow_on_traffic` is false for quantum caches and caches with a constructor or
+        // destructor. Magazine caches never batch: a batch there would recurse through
+        // `mag_free`'s magazine allocation.
+        self.id != 0
+            && self.grow_on_traffic
+            && self.buftag_off == 0
+            && self.bufsize <= BATCH_MAX_BUFSIZE
+            && !internal_caches()
+                .magazines
+                .iter()
+                .any(|&m| core::ptr::eq(m, self))
+    }
+
+    /// A buffer from the slab layer for a cache that [batches](Cache::batches), with the
+    /// rest of its batch loaded into `slot`'s magazines; `None` when the source arena is
+    /// out of memory.
+    ///
     /// Deviation from libumem (measured by umem-bench's cache-thrash/cache-scratch): when
     /// the depot has no full magazine and this thread had to go to the slab layer, take a
     /// short run of neighbouring buffers for the thread's magazine at once. Otherwise two
@@ -117,80 +158,73 @@ impl Cache {
     /// two buffers allocated one after the other then do not share a line, so when they
     /// end up with different threads (per-CPU magazines hand a CPU's buffers to whichever
     /// thread runs there next) the threads do not write one line.
+    ///
+    /// # Safety
+    /// `slot` is the calling thread's slot for this cache (or its private copy of the
+    /// CPU's), whose magazines just missed.
     #[inline(never)]
-    fn batch_refill(&self) {
-        // `grow_on_traffic` is false for quantum caches and caches with a constructor or
-        // destructor. Magazine caches never batch: a batch there would recurse through
-        // `mag_free`'s magazine allocation.
-        if self.id == 0
-            || !self.grow_on_traffic
-            || self.buftag_off != 0
-            || self.bufsize > BATCH_MAX_BUFSIZE
-            || internal_caches()
-                .magazines
-                .iter()
-                .any(|&m| core::ptr::eq(m, self))
-        {
-            return;
+    unsafe fn batch_refill(&self, slot: *mut ThreadCache) -> Option<usize> {
+        // SAFETY: our own slot. A per-CPU slot taken empty has no size yet (its words
+        // keep none): the depot's current one.
+        let magsize = unsafe {
+            if (*slot).magsize == 0 && (*slot).loaded.is_null() && (*slot).ploaded.is_null() {
+                (*slot).magsize = self.depot.0.lock().rounds();
+            }
+            (*slot).magsize
+        };
+        let n = magsize.min(BATCH_BYTES / self.bufsize).min(BATCH_MAX);
+        if n < 2 {
+            return self.slab_alloc();
         }
-        self.with_my_slot(|slot| {
-            // SAFETY: our own slot. A per-CPU slot taken empty has no size yet (its words
-            // keep none): the depot's current one.
-            let magsize = unsafe {
-                if (*slot).magsize == 0 && (*slot).loaded.is_null() && (*slot).ploaded.is_null() {
-                    (*slot).magsize = self.depot.0.lock().rounds();
-                }
-                (*slot).magsize
-            };
-            let n = magsize.min(BATCH_BYTES / self.bufsize).min(BATCH_MAX + 1);
-            if n < 2 {
-                return;
+        // The batch a slab per slab-lock round trip, making slabs as needed (issue 15: one
+        // lock per buffer made the refill cost about 94 instructions a buffer in a growing
+        // heap; shorter batches meant more depot visits and earlier magazine growth).
+        let mut batch = [0usize; BATCH_MAX];
+        let got = self.slab_alloc_batch(&mut batch[..n]);
+        if got == 0 {
+            return None;
+        }
+        if self.chunksize < LINE {
+            spread_over_lines(&mut batch[..got]);
+        }
+        let first = batch[0];
+        let extra = &batch[1..got];
+        // Straight into the loaded magazine while it has room (it is empty after the
+        // miss that brought us here); through `mag_free`, which may trade with the
+        // depot or make a magazine, for any rest.
+        // SAFETY: `slot` is our own slot (or our private copy of the CPU's): only this
+        // thread touches its magazine fields, and `put` stores only while `top <
+        // limit`, inside the loaded magazine. The buffers are free buffers of this
+        // cache that nobody else holds (no constructor to run: see above); the
+        // client-visible alloc/free counts don't change: they go straight from the
+        // slab layer to the magazine layer.
+        let direct = unsafe {
+            let s = &mut *slot;
+            // Room left in the loaded magazine: the rounds between `top` and `limit`
+            // (both null, so none, when no magazine is loaded).
+            let room = (s.limit as usize - s.top as usize) / core::mem::size_of::<usize>();
+            let k = extra.len().min(room);
+            // Highest address first: the magazine pops the last round put, so the
+            // thread then gets the batch in address order, as a fresh slab is laid out —
+            // a heap that grows is then written and read in ascending runs the
+            // hardware prefetcher follows (put in order, each batch came out backwards).
+            for &b in extra[..k].iter().rev() {
+                s.put(b);
             }
-            // The extra buffers a slab per slab-lock round trip, making slabs as needed
-            // (issue 15: one lock per buffer made the refill cost about 94 instructions a
-            // buffer in a growing heap; shorter batches meant more depot visits and
-            // earlier magazine growth).
-            let mut extra = [0usize; BATCH_MAX];
-            let got = self.slab_alloc_batch(&mut extra[..n - 1]);
-            if self.chunksize < LINE {
-                spread_over_lines(&mut extra[..got]);
-            }
-            // Straight into the loaded magazine while it has room (it is empty after the
-            // miss that brought us here); through `mag_free`, which may trade with the
-            // depot or make a magazine, for any rest.
-            // SAFETY: `slot` is our own slot (or our private copy of the CPU's): only this
-            // thread touches its magazine fields, and `put` stores only while `top <
-            // limit`, inside the loaded magazine. The buffers are free buffers of this
-            // cache that nobody else holds (no constructor to run: see above); the
-            // client-visible alloc/free counts don't change: they go straight from the
-            // slab layer to the magazine layer.
-            let direct = unsafe {
-                let s = &mut *slot;
-                // Room left in the loaded magazine: the rounds between `top` and `limit`
-                // (both null, so none, when no magazine is loaded).
-                let room = (s.limit as usize - s.top as usize) / core::mem::size_of::<usize>();
-                let k = got.min(room);
-                // Highest address first: the magazine pops the last round put, so the
-                // thread then gets the batch in address order, as a fresh slab is laid out —
-                // a heap that grows is then written and read in ascending runs the
-                // hardware prefetcher follows (put in order, each batch came out backwards).
-                for &b in extra[..k].iter().rev() {
-                    s.put(b);
+            k
+        };
+        // Highest first here too, for the same reason.
+        let rest = &extra[direct..];
+        for (i, &b) in rest.iter().enumerate().rev() {
+            // SAFETY: as above.
+            if !unsafe { self.mag_free(slot, b) } {
+                for &r in &rest[..=i] {
+                    self.slab_free_trusted(r);
                 }
-                k
-            };
-            // Highest first here too, for the same reason.
-            let rest = &extra[direct..got];
-            for (i, &b) in rest.iter().enumerate().rev() {
-                // SAFETY: as above.
-                if !unsafe { self.mag_free(slot, b) } {
-                    for &r in &rest[..=i] {
-                        self.slab_free_trusted(r);
-                    }
-                    return;
-                }
+                break;
             }
-        });
+        }
+        Some(first)
     }
 
     /// The free slow path: the debug checks of a debug cache, then [`Cache::free_to_layers`].
