@@ -27,9 +27,13 @@ pub struct CacheStats {
     pub buf_inuse: u64,
     /// Constructed buffers held in depot magazines.
     pub buf_depot: usize,
-    /// Allocations (all layers).
+    /// Allocations (all layers). Per CPU (`MagazineMode::PerCpu`) a hit counts itself
+    /// inside its restartable section, one instruction before the commit: a section
+    /// preempted at exactly that point is counted twice. That happens rarely (a few times
+    /// in hundreds of thousands of contended operations), so the count may run a few
+    /// ahead. Per thread it is exact. `buf_inuse` is exact in both modes.
     pub alloc: u64,
-    /// Frees (all layers).
+    /// Frees (all layers); per CPU it may run a few ahead, as `alloc`.
     pub free: u64,
     /// Failed allocations.
     pub alloc_fail: u64,
