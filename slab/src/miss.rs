@@ -72,7 +72,6 @@ impl Cache {
         // visit to them (per CPU: one take and put back) for both.
         let mut got = None;
         if self.id != 0 {
-            let batches = self.batches();
             // SAFETY: our own slot (or our private copy of the CPU's).
             got = self
                 .with_my_slot(|slot| unsafe {
@@ -80,7 +79,7 @@ impl Cache {
                         bump(&(*slot).allocs);
                         return Some((b, true));
                     }
-                    if batches {
+                    if self.batches() {
                         return self.batch_refill(slot).map(|b| (b, false));
                     }
                     None

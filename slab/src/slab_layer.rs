@@ -424,6 +424,30 @@ impl Cache {
         off < s.chunks * self.chunksize && self.chunk_div.divides(off)
     }
 
+    /// Whether chunk `addr` of in-slab slab `sp` is free: on its linked free list or in
+    /// its fresh tail (every chunk from the tail's first on). Walks the list, checking
+    /// each link as [`Cache::next_free`] does.
+    ///
+    /// # Safety
+    /// Slab lock held; `sp` is a live in-slab slab of this cache and `addr` one of its
+    /// chunk starts.
+    pub(crate) unsafe fn on_free_list(&self, sp: *const Slab, addr: usize) -> bool {
+        // SAFETY: by the caller; every link is checked before it is followed.
+        unsafe {
+            let mut f = (*sp).head;
+            while f != 0 {
+                if f & FRESH != 0 {
+                    return addr >= f & !FRESH;
+                }
+                if f == addr {
+                    return true;
+                }
+                f = self.next_free(sp, f + self.link_off);
+            }
+        }
+        false
+    }
+
     /// The free buffer after the one whose (encoded) link word is at `at`, in in-slab slab
     /// `sp`: the link decoded and checked — 0, or a chunk start of `sp` — before anyone
     /// follows it. A bad link (a heap overflow or a write after free reached a free
@@ -509,26 +533,16 @@ impl Cache {
                             return BufferLookup::Interior(start);
                         }
                         // On the slab's free list?
-                        let mut f = s.head;
-                        while f != 0 {
-                            if self.hashed {
-                                let bc = f as *const Bufctl;
+                        if self.hashed {
+                            let mut bc = s.head as *const Bufctl;
+                            while !bc.is_null() {
                                 if (*bc).addr == addr {
                                     return BufferLookup::Free;
                                 }
-                                f = (*bc).next as usize;
-                            } else if f & FRESH != 0 {
-                                // The fresh tail: every chunk from there on is free.
-                                if addr >= f & !FRESH {
-                                    return BufferLookup::Free;
-                                }
-                                break;
-                            } else {
-                                if f == addr {
-                                    return BufferLookup::Free;
-                                }
-                                f = self.next_free(sp, f + self.link_off);
+                                bc = (*bc).next;
                             }
+                        } else if self.on_free_list(sp, addr) {
+                            return BufferLookup::Free;
                         }
                         return BufferLookup::Allocated;
                     }

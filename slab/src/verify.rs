@@ -418,18 +418,7 @@ impl Cache {
                         {
                             return false;
                         }
-                        let mut f = s.head;
-                        while f != 0 {
-                            if f & FRESH != 0 {
-                                // The fresh tail: free from there to the end.
-                                return buf < f & !FRESH;
-                            }
-                            if f == buf {
-                                return false;
-                            }
-                            f = self.next_free(sp, f + self.link_off);
-                        }
-                        return true;
+                        return !self.on_free_list(sp, buf);
                     }
                     sp = (*sp).next;
                 }
