@@ -236,6 +236,9 @@ impl Cache {
     /// to their slabs; empty slabs go back to the source arena). Magazines loaded in other
     /// threads stay there (they are flushed at those threads' exit). With per-CPU
     /// magazines, every CPU's go back (the calling thread visits each CPU it may run on).
+    /// A reap running at the same time in another thread (a global [`reap`](crate::reap),
+    /// or vmem's reap hook when an arena is full) may still be returning magazines it took
+    /// off this depot when this one returns.
     pub fn reap(&self) {
         if let Some(r) = self.ops.reclaim {
             r(self.ops.private);

@@ -8,7 +8,7 @@ use std::sync::mpsc;
 
 use umem_slab::{Cache, CacheFlags, CacheOps, MagazineMode, SlabError};
 use umem_testkit::cpus::{online_cpus, pin};
-use umem_testkit::{cache, heap_arena, serial, span_arena, CacheBuilder};
+use umem_testkit::{cache, heap_arena, run_alone, serial, span_arena, CacheBuilder};
 use umem_vmem::Vmem;
 
 // Tests in this binary that measure arena usage or global counters take turns (`serial()`).
@@ -633,71 +633,76 @@ fn audit_records_last_transaction() {
 
 #[test]
 fn exhausted_arena_and_failing_constructor() {
-    // An arena over a fixed 64 KiB of real memory and no source: allocation must fail
-    // cleanly when it is full and work again after frees.
-    let heap = umem_vmem::heap();
-    let mem = heap.alloc(65536, umem_vmem::Policy::InstantFit).unwrap();
-    let a = span_arena("t_oom", mem, 65536, 4096);
-    for &size in &[64usize, 1000, 9000] {
-        let c = cache("oom", size, a);
-        let mut v = Vec::new();
-        while let Some(p) = c.alloc() {
-            v.push(p);
-            assert!(v.len() < 100_000);
+    // In a process of its own: a full arena makes vmem reap every cache (the reap hook),
+    // and a sibling test that checks a cache is empty after its own `reap` could look
+    // while that global reap still holds the magazines it took from its depot.
+    run_alone("oom", || {
+        // An arena over a fixed 64 KiB of real memory and no source: allocation must fail
+        // cleanly when it is full and work again after frees.
+        let heap = umem_vmem::heap();
+        let mem = heap.alloc(65536, umem_vmem::Policy::InstantFit).unwrap();
+        let a = span_arena("t_oom", mem, 65536, 4096);
+        for &size in &[64usize, 1000, 9000] {
+            let c = cache("oom", size, a);
+            let mut v = Vec::new();
+            while let Some(p) = c.alloc() {
+                v.push(p);
+                assert!(v.len() < 100_000);
+            }
+            let st = c.stats();
+            assert!(st.alloc_fail >= 1);
+            assert!(st.mem_total <= 65536);
+            assert_eq!(st.buf_inuse as usize, v.len());
+            c.verify().unwrap();
+            for p in v.drain(..) {
+                // SAFETY: the buffer came from this cache's `alloc` and is freed once.
+                unsafe { c.free(p) };
+            }
+            // SAFETY: the buffer came from this cache's `alloc` and is freed once.
+            assert!(c.alloc().map(|p| unsafe { c.free(p) }).is_some());
+            c.reap();
+            assert_eq!(a.stats().mem_inuse, 0);
+            // SAFETY: the test made it and nothing uses it after this (no other users).
+            unsafe { c.destroy().unwrap() };
         }
+        // Constructor failure: the allocation fails, the buffer goes back, nothing leaks.
+        let ops = CacheOps {
+            ctor: Some(|p, _| (p.as_ptr() as usize / 64) % 3 != 0),
+            dtor: None,
+            reclaim: None,
+            private: std::ptr::null_mut(),
+        };
+        let c = CacheBuilder::new("ctorfail", 64, a)
+            .align(64)
+            .ops(ops)
+            .create();
+        let mut got = Vec::new();
+        let mut fails = 0;
+        for _ in 0..300 {
+            match c.alloc() {
+                Some(p) => got.push(p),
+                None => fails += 1,
+            }
+        }
+        assert!(fails > 0);
         let st = c.stats();
-        assert!(st.alloc_fail >= 1);
-        assert!(st.mem_total <= 65536);
-        assert_eq!(st.buf_inuse as usize, v.len());
+        assert_eq!(st.alloc_fail, fails);
+        assert_eq!(st.buf_slab_alloc, got.len());
         c.verify().unwrap();
-        for p in v.drain(..) {
+        for p in got {
             // SAFETY: the buffer came from this cache's `alloc` and is freed once.
             unsafe { c.free(p) };
         }
-        // SAFETY: the buffer came from this cache's `alloc` and is freed once.
-        assert!(c.alloc().map(|p| unsafe { c.free(p) }).is_some());
         c.reap();
         assert_eq!(a.stats().mem_inuse, 0);
-        // SAFETY: the test made it and nothing uses it after this (no other users).
-        unsafe { c.destroy().unwrap() };
-    }
-    // Constructor failure: the allocation fails, the buffer goes back, nothing leaks.
-    let ops = CacheOps {
-        ctor: Some(|p, _| (p.as_ptr() as usize / 64) % 3 != 0),
-        dtor: None,
-        reclaim: None,
-        private: std::ptr::null_mut(),
-    };
-    let c = CacheBuilder::new("ctorfail", 64, a)
-        .align(64)
-        .ops(ops)
-        .create();
-    let mut got = Vec::new();
-    let mut fails = 0;
-    for _ in 0..300 {
-        match c.alloc() {
-            Some(p) => got.push(p),
-            None => fails += 1,
+        // SAFETY: the test made these arenas/caches and nothing uses them after this (no
+        // other users); any buffer freed here came from its cache's `alloc`, freed once.
+        unsafe {
+            c.destroy().unwrap();
+            a.destroy();
         }
-    }
-    assert!(fails > 0);
-    let st = c.stats();
-    assert_eq!(st.alloc_fail, fails);
-    assert_eq!(st.buf_slab_alloc, got.len());
-    c.verify().unwrap();
-    for p in got {
-        // SAFETY: the buffer came from this cache's `alloc` and is freed once.
-        unsafe { c.free(p) };
-    }
-    c.reap();
-    assert_eq!(a.stats().mem_inuse, 0);
-    // SAFETY: the test made these arenas/caches and nothing uses them after this (no
-    // other users); any buffer freed here came from its cache's `alloc`, freed once.
-    unsafe {
-        c.destroy().unwrap();
-        a.destroy();
-    }
-    heap.free(mem, 65536).unwrap();
+        heap.free(mem, 65536).unwrap();
+    });
 }
 
 #[test]
