@@ -138,8 +138,9 @@ pub(crate) fn init() {
         let n = fmt_name(&mut names[i], "umem_magazine_", mt.rounds);
         // Cache-line aligned (libumem uses 8..64): a loaded magazine is written on every
         // hit by its thread, so two threads' magazines must never share a line.
-        // Per CPU a magazine has one more word, its upper fence (`percpu.rs`).
-        let words = mt.rounds + 1 + usize::from(crate::percpu::enabled());
+        // A magazine has one more word above its last round: its upper fence per CPU
+        // (`percpu.rs`), a link of the depot's address-ordered full list (`depot.rs`).
+        let words = mt.rounds + 2;
         mags[i] = Some(internal_cache(
             n,
             words * size_of::<usize>(),

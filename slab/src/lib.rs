@@ -103,9 +103,11 @@
 //!   top and last rounds, the previous magazine and its fill, the capacity, counters) for
 //!   each cache, indexed by the cache's id. Ids 1..64 are inline; higher ids go through a
 //!   directory.
-//! * **Magazines** (`magazine.rs`): a link word and the rounds; nine types of 1 to 143
-//!   rounds as libumem's `umem_magtype`.
-//! * The **depot** (`depot.rs`): two magazine lists with their working-set counters, the
+//! * **Magazines** (`magazine.rs`): a link word, the rounds and an extra word; nine types
+//!   of 1 to 143 rounds as libumem's `umem_magtype`.
+//! * The **depot** (`depot.rs`): two magazine lists with their working-set counters (the
+//!   empty one a stack, the full one a deque that hands out the lowest magazine once it
+//!   is long, so that a heap freed and grown again is reused in address order), the
 //!   current magazine type, the contention and traffic counters.
 //! * The **slab layer** (`slab.rs`, `slab_layer.rs`): the partial and full slab lists, the
 //!   hash of hashed caches, the counts.

@@ -87,7 +87,9 @@ pub(crate) fn magtype_index(rounds: usize) -> usize {
         .unwrap_or_else(|| fatal("umem-slab: bad magazine size"))
 }
 
-/// A magazine: a link word followed by `rounds` buffer addresses.
+/// A magazine: a link word, `rounds` buffer addresses and one extra word above the last
+/// round (the upper fence per CPU, `percpu.rs`; the back link of the depot's full list,
+/// `depot.rs`).
 #[repr(C)]
 pub(crate) struct Magazine {
     pub(crate) next: *mut Magazine,

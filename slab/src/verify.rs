@@ -104,17 +104,12 @@ impl Cache {
         unsafe {
             let d = self.depot.0.lock();
             let n = d.rounds();
-            let mut m = d.full.head;
-            while !m.is_null() {
-                for i in 0..n {
-                    if *Magazine::round(m, i) == addr {
-                        return true;
-                    }
-                }
-                m = (*m).next;
-            }
+            let mut found = false;
+            d.full.for_each(&mut |m| {
+                found |= (0..n).any(|i| *Magazine::round(m, i) == addr);
+            });
+            found
         }
-        false
     }
 
     /// Free with every check this allocator can make: the address must be the start of an
@@ -356,39 +351,30 @@ impl Cache {
         drop(g);
         let d = self.depot.0.lock();
         for l in [&d.full, &d.empty] {
-            let mut n = 0;
-            let mut m = l.head;
-            while !m.is_null() {
-                n += 1;
-                if n > l.total {
-                    return Err(corrupt("depot list longer than its total", m as usize));
-                }
-                // SAFETY: depot magazines are live under the depot lock.
-                m = unsafe { (*m).next };
-            }
-            if n != l.total || l.min > l.total {
-                return Err(corrupt("depot list totals", n));
+            if !l.for_each(&mut |_| {}) || l.min > l.total {
+                return Err(corrupt("depot list totals", l.total));
             }
         }
         // Every round of a full depot magazine is a buffer the slab layer counts as
         // allocated (depot lock, then slab lock: the documented order).
         let rounds = d.rounds();
         let g = self.slab.0.lock();
-        let mut m = d.full.head;
-        while !m.is_null() {
+        let mut bad = None;
+        d.full.for_each(&mut |m| {
             for i in 0..rounds {
                 // SAFETY: depot magazines are live under the depot lock; slabs under the
                 // slab lock. A small cache's round is looked up through its slab header
                 // only after checking the header belongs to a slab on our lists.
                 let buf = unsafe { *Magazine::round(m, i) };
-                if !self.slab_holds_allocated(&g, buf) {
-                    return Err(corrupt("depot round is not an allocated buffer", buf));
+                if bad.is_none() && !self.slab_holds_allocated(&g, buf) {
+                    bad = Some(buf);
                 }
             }
-            // SAFETY: as above.
-            m = unsafe { (*m).next };
+        });
+        match bad {
+            Some(buf) => Err(corrupt("depot round is not an allocated buffer", buf)),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// Is `buf` a buffer the slab layer has handed out (slab lock held)?
