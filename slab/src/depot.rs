@@ -230,9 +230,107 @@ impl MagList {
     }
 }
 
+/// Partitions of the full list ([`FullLists`]).
+pub(crate) const PARTS: usize = 8;
+
+/// The depot's full magazines, in [`PARTS`] address-ordered lists by the CPU that
+/// freed their buffers (its number modulo `PARTS`), with the working-set counters of all
+/// of them together.
+///
+/// A CPU takes full magazines from its own list first, so that a thread reuses the heap
+/// it freed. Shared lists handed each thread magazines that other threads had filled:
+/// after two threads each freed their own half of a heap, each grew again over both
+/// halves, every other magazine, and the two then wrote one another's lines (a two-thread
+/// heap-growth model read its reused blocks no faster than one thread did). A CPU whose
+/// list is empty takes from the next one that is not (a bitmap finds it), as a consumer
+/// takes what its producer's frees filled.
+pub(crate) struct FullLists {
+    parts: [MagList; PARTS],
+    /// Bit `i` set when `parts[i]` holds a magazine.
+    nonempty: u32,
+    /// Magazines on all the lists.
+    pub total: usize,
+    /// The lowest `total` since the last working-set update.
+    pub min: usize,
+    /// The previous interval's `min` (see [`MagList`]).
+    pub reaplimit: usize,
+    /// Magazines taken off the lists (statistics).
+    pub alloc: u64,
+}
+
+impl FullLists {
+    /// Empty lists of full magazines of `cap` rounds.
+    pub(crate) fn new(cap: usize) -> FullLists {
+        FullLists {
+            parts: core::array::from_fn(|_| MagList::ordered(cap)),
+            nonempty: 0,
+            total: 0,
+            min: 0,
+            reaplimit: 0,
+            alloc: 0,
+        }
+    }
+
+    /// Take a full magazine for CPU `cpu`: from its own list, else from the next list
+    /// that has one; null when there is none.
+    pub(crate) fn pop(&mut self, cpu: usize) -> *mut Magazine {
+        if self.nonempty == 0 {
+            return core::ptr::null_mut();
+        }
+        let own = cpu % PARTS;
+        // The first non-empty list from `own` on, round the ring.
+        let i = (own + self.nonempty.rotate_right(own as u32).trailing_zeros() as usize) % PARTS;
+        let l = &mut self.parts[i];
+        let m = l.pop();
+        if l.total == 0 {
+            self.nonempty &= !(1 << i);
+        }
+        self.total -= 1;
+        if self.total < self.min {
+            self.min = self.total;
+        }
+        self.alloc += 1;
+        m
+    }
+
+    /// Put full magazine `m`, filled on CPU `cpu`, on that CPU's list.
+    pub(crate) fn push(&mut self, m: *mut Magazine, cpu: usize) {
+        let i = cpu % PARTS;
+        self.parts[i].push(m);
+        self.nonempty |= 1 << i;
+        self.total += 1;
+    }
+
+    /// Call `f` on every full magazine, at most `total`; true when there were exactly
+    /// `total` (and each list held its own count).
+    pub(crate) fn for_each(&self, f: &mut dyn FnMut(*mut Magazine)) -> bool {
+        let mut n = 0;
+        let mut ok = true;
+        for l in &self.parts {
+            ok &= l.for_each(&mut |m| {
+                n += 1;
+                if n <= self.total {
+                    f(m);
+                }
+            });
+        }
+        ok && n == self.total
+    }
+
+    fn ws_update(&mut self) {
+        self.reaplimit = self.min;
+        self.min = self.total;
+    }
+
+    /// How many magazines lay unused for the whole last interval.
+    pub(crate) fn reapable(&self) -> usize {
+        self.reaplimit.min(self.min)
+    }
+}
+
 /// The depot (under the cache's depot lock).
 pub(crate) struct Depot {
-    pub full: MagList,
+    pub full: FullLists,
     pub empty: MagList,
     /// Index into `MAGTYPES` of the magazines on both lists.
     pub magtype: usize,
@@ -248,9 +346,9 @@ pub(crate) struct Depot {
 
 impl Depot {
     /// An empty depot whose magazines will be of type `magtype`.
-    pub(crate) const fn new(magtype: usize) -> Depot {
+    pub(crate) fn new(magtype: usize) -> Depot {
         Depot {
-            full: MagList::ordered(MAGTYPES[magtype].rounds),
+            full: FullLists::new(MAGTYPES[magtype].rounds),
             empty: MagList::new(),
             magtype,
             contention: 0,
@@ -299,12 +397,12 @@ impl Depot {
     /// Switch to the next magazine type for a cache of `chunksize`-byte chunks, handing
     /// back the (full, empty) lists of the old type and its index; `None` when the type
     /// cannot grow.
-    pub(crate) fn grow(&mut self, chunksize: usize) -> Option<(MagList, MagList, usize)> {
+    pub(crate) fn grow(&mut self, chunksize: usize) -> Option<(FullLists, MagList, usize)> {
         let old = self.magtype;
         if old + 1 >= MAGTYPES.len() || chunksize >= MAGTYPES[old].maxbuf {
             return None;
         }
-        let f = core::mem::replace(&mut self.full, MagList::ordered(MAGTYPES[old + 1].rounds));
+        let f = core::mem::replace(&mut self.full, FullLists::new(MAGTYPES[old + 1].rounds));
         let e = core::mem::replace(&mut self.empty, MagList::new());
         self.magtype = old + 1;
         self.resizes += 1;
@@ -402,6 +500,29 @@ mod tests {
             widest = widest.max(i - f);
         }
         assert!(widest <= 12 * cap, "a KiB reused over {widest} allocations");
+    }
+
+    #[test]
+    fn a_cpu_takes_its_own_full_magazines_first() {
+        let cap = 2;
+        let mut mags = magazines(&[vec![2, 1], vec![4, 3], vec![6, 5], vec![8, 7]]);
+        let ps: Vec<_> = mags.iter_mut().map(|m| ptr(m)).collect();
+        let mut f = FullLists::new(cap);
+        assert!(f.pop(0).is_null());
+        f.push(ps[0], 1);
+        f.push(ps[1], 3 + PARTS); // CPU 3's list: numbers are taken modulo PARTS
+        f.push(ps[2], 1);
+        f.push(ps[3], 6);
+        assert!(f.for_each(&mut |_| {}));
+        assert_eq!(f.total, 4);
+        assert_eq!(f.pop(3), ps[1]);
+        assert_eq!(f.pop(1), ps[2]);
+        // CPU 2's list is empty: the next one round the ring that is not (CPU 6's).
+        assert_eq!(f.pop(2), ps[3]);
+        // From CPU 7 the ring wraps to CPU 1's.
+        assert_eq!(f.pop(7), ps[0]);
+        assert!(f.pop(7).is_null());
+        assert_eq!((f.total, f.min, f.alloc), (0, 0, 4));
     }
 
     #[test]

@@ -105,10 +105,11 @@
 //!   directory.
 //! * **Magazines** (`magazine.rs`): a link word, the rounds and an extra word; nine types
 //!   of 1 to 143 rounds as libumem's `umem_magtype`.
-//! * The **depot** (`depot.rs`): two magazine lists with their working-set counters (the
-//!   empty one a stack, the full one a deque that hands out the lowest magazine once it
-//!   is long, so that a heap freed and grown again is reused in address order), the
-//!   current magazine type, the contention and traffic counters.
+//! * The **depot** (`depot.rs`): the empty magazines (a stack) and the full ones, in
+//!   a list per CPU that freed them (a CPU takes its own first, so a thread reuses the
+//!   heap it freed), each a deque that hands out its lowest magazine once it is long (a
+//!   heap freed and grown again is reused in address order); the working-set counters,
+//!   the current magazine type, the contention and traffic counters.
 //! * The **slab layer** (`slab.rs`, `slab_layer.rs`): the partial and full slab lists, the
 //!   hash of hashed caches, the counts.
 //! * The **cache** (`cache.rs`): geometry (chunk size, slab size, colour range, layout

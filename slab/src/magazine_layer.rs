@@ -60,7 +60,7 @@ impl Cache {
                 };
                 let s = &mut *slot;
                 let cur = MAGTYPES[mt].rounds;
-                let full = d.full.pop();
+                let full = d.full.pop(crate::percpu::cpu_hint());
                 if full.is_null() {
                     return None;
                 }
@@ -104,7 +104,7 @@ impl Cache {
                 let empty = d.empty.pop();
                 if !empty.is_null() {
                     if !s.ploaded.is_null() {
-                        d.full.push(s.ploaded);
+                        d.full.push(s.ploaded, crate::percpu::cpu_hint());
                         s.ploaded = null_mut();
                     }
                     drop(d);
@@ -225,7 +225,7 @@ impl Cache {
                         continue;
                     }
                     if same && r == s.magsize {
-                        d.full.push(m);
+                        d.full.push(m, crate::percpu::cpu_hint());
                     } else if same && r == 0 {
                         d.empty.push(m);
                     } else {
@@ -294,7 +294,7 @@ impl Cache {
                 let (m, idx) = {
                     let mut d = self.depot.0.lock();
                     let idx = d.magtype;
-                    let m = if full { d.full.pop() } else { d.empty.pop() };
+                    let m = if full { d.full.pop(0) } else { d.empty.pop() };
                     (m, idx)
                 };
                 if m.is_null() {
@@ -321,7 +321,7 @@ impl Cache {
             return;
         };
         loop {
-            let m = fulls.pop();
+            let m = fulls.pop(0);
             if m.is_null() {
                 break;
             }

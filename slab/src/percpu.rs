@@ -488,6 +488,17 @@ fn cpu_now() -> Option<usize> {
     usize::try_from(c).ok().filter(|&c| c < cpus())
 }
 
+/// The CPU the calling thread runs on, for the depot's per-CPU lists of full magazines
+/// (`depot.rs`): a hint (it may move at once), 0 when unknown.
+pub(crate) fn cpu_hint() -> usize {
+    if enabled() {
+        return cpu_now().unwrap_or(0);
+    }
+    // SAFETY: no preconditions (glibc reads the rseq area or the vDSO; no allocation).
+    let c = unsafe { libc::sched_getcpu() };
+    usize::try_from(c).unwrap_or(0)
+}
+
 /// Whether the current CPU has not flushed since reap generation `gen` was asked for;
 /// marks it flushed (a hint: another thread on this CPU may flush it too, which is
 /// harmless).

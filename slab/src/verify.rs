@@ -350,10 +350,11 @@ impl Cache {
         }
         drop(g);
         let d = self.depot.0.lock();
-        for l in [&d.full, &d.empty] {
-            if !l.for_each(&mut |_| {}) || l.min > l.total {
-                return Err(corrupt("depot list totals", l.total));
-            }
+        if !d.full.for_each(&mut |_| {}) || d.full.min > d.full.total {
+            return Err(corrupt("depot full list totals", d.full.total));
+        }
+        if !d.empty.for_each(&mut |_| {}) || d.empty.min > d.empty.total {
+            return Err(corrupt("depot empty list totals", d.empty.total));
         }
         // Every round of a full depot magazine is a buffer the slab layer counts as
         // allocated (depot lock, then slab lock: the documented order).

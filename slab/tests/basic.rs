@@ -946,3 +946,75 @@ fn a_heap_freed_in_a_zigzag_is_reused_in_address_order() {
     }
     heap.free(mem, size).unwrap();
 }
+
+#[test]
+fn a_thread_reuses_the_heap_it_freed() {
+    // Two threads on two CPUs each grow a heap and free it; when each grows again it gets
+    // its own blocks back, from its CPU's list of full magazines in the depot
+    // (`depot.rs`, `FullLists`), not the other thread's lines. B's heap lies lower (it grew
+    // first), so one shared address-ordered list would hand A B's blocks.
+    let cpus = online_cpus();
+    if cpus.len() < 2 {
+        eprintln!("one CPU: nothing to test");
+        return;
+    }
+    let a = arena("t_own");
+    let c = cache("own", 64, a);
+    let n = 20_000;
+    let phase = std::sync::Arc::new(std::sync::Barrier::new(2));
+    let run = |cpu: usize, first: bool| {
+        let phase = phase.clone();
+        std::thread::spawn(move || {
+            pin(0, &[cpu]);
+            let grow = || (0..n).map(|_| c.alloc().unwrap()).collect::<Vec<_>>();
+            // B grows first, then A; both free; A grows again first, then B.
+            if !first {
+                phase.wait();
+            }
+            let v = grow();
+            if first {
+                phase.wait();
+            }
+            phase.wait();
+            for p in &v {
+                // SAFETY: allocated above, freed once.
+                unsafe { c.free(*p) };
+            }
+            phase.wait();
+            if first {
+                phase.wait();
+            }
+            let w = grow();
+            if !first {
+                phase.wait();
+            }
+            let mine: std::collections::HashSet<usize> =
+                v.iter().map(|p| p.as_ptr() as usize).collect();
+            let own = w
+                .iter()
+                .filter(|p| mine.contains(&(p.as_ptr() as usize)))
+                .count();
+            for p in w {
+                // SAFETY: allocated above, freed once.
+                unsafe { c.free(p) };
+            }
+            own
+        })
+    };
+    let b = run(cpus[1], true);
+    let a_ = run(cpus[0], false);
+    let (own_a, own_b) = (a_.join().unwrap(), b.join().unwrap());
+    assert!(
+        own_a * 10 >= n * 9,
+        "A got {own_a} of {n} of its own blocks back"
+    );
+    assert!(
+        own_b * 10 >= n * 9,
+        "B got {own_b} of {n} of its own blocks back"
+    );
+    c.reap();
+    umem_slab::thread_exit_flush();
+    c.reap();
+    // SAFETY: the test made it and nothing uses it after this (no other users).
+    unsafe { c.destroy().unwrap() };
+}
