@@ -2,7 +2,7 @@
 //! `vmem_hash_rescale`): how `free` finds the segment of an address in
 //! O(1).
 //!
-//! Keyed by start address (a multiplicative hash of `addr >> log2(quantum)`),
+//! Keyed by start address (`addr >> log2(quantum)`, runs of it hashed),
 //! chained through the segments' `knext`. An arena starts with the 16-bucket
 //! table embedded in `Inner`; the allocating thread that pushes the live
 //! count past the grow limit rescales it after dropping the arena lock
@@ -37,8 +37,6 @@ use core::sync::atomic::Ordering;
 // Hashing
 // -------------------------------------------------------------------------
 
-pub(super) const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
-
 /// Live allocated segments above which a table of `buckets` grows: a
 /// load of 1/2 (the embedded table fills up first), so a rescale to twice
 /// the live count keeps the load between 1/4 and 1/2.
@@ -50,9 +48,25 @@ pub(super) fn grow_limit(buckets: usize) -> usize {
     }
 }
 
+/// Quanta per run that keeps address order in the hash (see [`hash_index`]).
+const RUN_SHIFT: u32 = 6;
+
+/// The bucket of a segment starting at `addr` in a table of `2^(64 - hash_shift)`
+/// buckets: its quantum number `k = addr >> qshift` plus a multiplicative hash of its
+/// *run* (`k >> 6`, 64 quanta). Within a run consecutive quanta go to consecutive buckets,
+/// so an arena that hands out segments in address order (a growing slab cache's pages)
+/// inserts into one cache line of buckets after another: a multiplicative hash of `k`
+/// itself sent every insert to a random, cold bucket (57% of a growing heap's
+/// `vmem_alloc` samples, on that one load). Each run starts at a random bucket, so any
+/// pattern of addresses spreads over the table at the granularity of runs (illumos's
+/// `VMEM_HASH_INDEX` adds `k`'s higher bits instead: address order too, but a pattern
+/// aligned with the table's size is left to the fold).
 #[inline(always)]
 pub(super) fn hash_index(addr: Addr, qshift: u32, hash_shift: u32) -> usize {
-    (((addr >> qshift) as u64).wrapping_mul(GOLDEN) >> hash_shift) as usize
+    const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
+    let k = (addr >> qshift) as u64;
+    let run = (k >> RUN_SHIFT).wrapping_mul(GOLDEN) >> hash_shift;
+    (k.wrapping_add(run) & (u64::MAX >> hash_shift)) as usize
 }
 
 // -------------------------------------------------------------------------
@@ -275,6 +289,31 @@ mod tests {
             REFUSED.fetch_add(1, Ordering::Relaxed);
         }
         refuse
+    }
+
+    /// Consecutive quanta of a run go to consecutive buckets (one line of buckets after
+    /// another for segments handed out in address order), and segments of a fixed size
+    /// of several quanta, or strides that are multiples of the table, still spread over
+    /// many buckets instead of piling onto a few.
+    #[test]
+    fn the_hash_keeps_address_order_and_spreads_strides() {
+        use super::hash_index;
+        let (q, shift) = (12, 64 - 10); // 4 KiB quanta, 1,024 buckets
+        let base = 0x7f12_3440_0000usize; // a multiple of 64 quanta
+        for run in 0..8 {
+            let b = base + (run << (q + 6));
+            let first = hash_index(b, q, shift);
+            for i in 1..64 {
+                assert_eq!(hash_index(b + (i << q), q, shift), (first + i) % 1024);
+            }
+        }
+        for stride in [2usize, 4, 16, 1024, 1 << 20] {
+            let mut seen = std::collections::HashSet::new();
+            for i in 0..512 {
+                seen.insert(hash_index(base + i * (stride << q), q, shift));
+            }
+            assert!(seen.len() >= 256, "stride {stride}: {} buckets", seen.len());
+        }
     }
 
     /// An arena that climbs while no table can be had and then stays at a
