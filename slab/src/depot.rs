@@ -16,18 +16,10 @@ pub(crate) const DEPOT_CONTENTION: u64 = 2;
 const TRAFFIC_VISITS: u32 = 64;
 const TRAFFIC_WINDOW_MS: u64 = 50;
 
-/// A list of magazines (all full or all empty) with its working-set counters.
-///
-/// The empty list is a stack (any empty magazine is as good as another). The full list
-/// ([`MagList::ordered`]) is a deque that prefers low addresses once it is long: see
-/// "Address order" below.
-pub(crate) struct MagList {
-    /// The first magazine (the stack's top; the deque's front, its oldest).
-    head: *mut Magazine,
-    /// The deque's back, its newest (null for a stack).
-    tail: *mut Magazine,
-    /// Rounds per magazine when the list is ordered; 0 for a stack.
-    cap: usize,
+/// The working-set counters of a depot list (umem.c's `umem_maglist_t` counts): how many
+/// magazines it holds, the fewest it held since the last update, and so how many lay
+/// unused for a whole interval and may be freed.
+pub(crate) struct WorkingSet {
     /// Magazines on the list.
     pub total: usize,
     /// The lowest `total` since the last working-set update.
@@ -39,6 +31,100 @@ pub(crate) struct MagList {
     pub alloc: u64,
 }
 
+impl WorkingSet {
+    const fn new() -> WorkingSet {
+        WorkingSet {
+            total: 0,
+            min: 0,
+            reaplimit: 0,
+            alloc: 0,
+        }
+    }
+
+    /// A magazine went onto the list.
+    fn put(&mut self) {
+        self.total += 1;
+    }
+
+    /// A magazine came off the list.
+    fn took(&mut self) {
+        self.total -= 1;
+        if self.total < self.min {
+            self.min = self.total;
+        }
+        self.alloc += 1;
+    }
+
+    /// Start a new working-set interval (`umem_depot_ws_update`).
+    fn update(&mut self) {
+        self.reaplimit = self.min;
+        self.min = self.total;
+    }
+
+    /// How many magazines lay unused for the whole last interval.
+    pub(crate) fn reapable(&self) -> usize {
+        self.reaplimit.min(self.min)
+    }
+}
+
+/// The depot's empty magazines: a stack (any empty magazine is as good as another) with
+/// its working-set counters.
+pub(crate) struct MagList {
+    head: *mut Magazine,
+    pub ws: WorkingSet,
+}
+
+impl MagList {
+    pub(crate) const fn new() -> MagList {
+        MagList {
+            head: null_mut(),
+            ws: WorkingSet::new(),
+        }
+    }
+
+    /// Take the top magazine (null when the list is empty).
+    pub(crate) fn pop(&mut self) -> *mut Magazine {
+        let m = self.head;
+        if !m.is_null() {
+            // SAFETY: magazines on the list are live and owned by the depot.
+            self.head = unsafe { (*m).next };
+            self.ws.took();
+        }
+        m
+    }
+
+    /// Put `m` (a live magazine handed over by the caller) on top.
+    pub(crate) fn push(&mut self, m: *mut Magazine) {
+        // SAFETY: the caller hands over a live magazine.
+        unsafe { (*m).next = self.head };
+        self.head = m;
+        self.ws.put();
+    }
+
+    /// Call `f` on every magazine of the list, at most `total` of them; true when the list
+    /// held exactly `total`.
+    pub(crate) fn for_each(&self, f: &mut dyn FnMut(*mut Magazine)) -> bool {
+        walk(self.head, self.ws.total, f)
+    }
+}
+
+/// Call `f` on the magazines linked from `head` through their link words, at most `n`
+/// of them; true when there were exactly `n`.
+fn walk(head: *mut Magazine, n: usize, f: &mut dyn FnMut(*mut Magazine)) -> bool {
+    let mut seen = 0;
+    let mut m = head;
+    while !m.is_null() {
+        if seen == n {
+            return false;
+        }
+        seen += 1;
+        f(m);
+        // SAFETY: magazines on a depot list are live and owned by the depot.
+        m = unsafe { (*m).next };
+    }
+    seen == n
+}
+
 // Address order.
 //
 // A program that grows its heap by hundreds of MB and frees it again fills the depot with
@@ -48,11 +134,12 @@ pub(crate) struct MagList {
 // odd blocks over the whole heap first, then even ones over the whole heap again: the
 // program's passes over its blocks then touch every line twice, and its next frees meet
 // them in cold memory. Reused in address order, the heap is taken a few KB at a time, as a
-// fresh one is (measured on that pattern, 3.3 M blocks of 16 bytes: a block's page
-// changes from one allocation of the class to the next 20 k times against 72 k).
+// fresh one is (measured on that pattern, 150 MB of sh6bench's sizes: 95% of successive
+// allocations of a class step up instead of half, and reading the reused heap back took
+// 0.043 s instead of 0.062 s; docs/performance.md).
 //
-// So the full list is a deque, and two cheap rules give address order to the usual free
-// orders (forward, backward, and the two interleaved) at O(1) a magazine:
+// So each full list is a [`Deque`], and two cheap rules give address order to the usual
+// free orders (forward, backward, and the two interleaved) at O(1) a magazine:
 //
 // * A magazine entering the list is turned so that its rounds descend from round 0
 //   (judged by its two ends; reversed in place if they ascend, about 40 ns for 143
@@ -68,108 +155,75 @@ pub(crate) struct MagList {
 // the depot does not use (every magazine has it, `create.rs`; per-CPU mode writes its
 // fence there when it loads one).
 
-/// Full magazines on the list above which pops prefer the lower end to the newest.
+/// Full magazines on a list above which pops prefer the lower end to the newest.
 const ORDER_MIN: usize = 8;
 
-impl MagList {
-    pub(crate) const fn new() -> MagList {
-        MagList::with_cap(0)
-    }
+/// One address-ordered list of full magazines of `cap` rounds (see "Address order").
+struct Deque {
+    /// The front, its oldest magazine.
+    head: *mut Magazine,
+    /// The back, its newest.
+    tail: *mut Magazine,
+    /// Rounds per magazine.
+    cap: usize,
+    /// Magazines on the list.
+    len: usize,
+}
 
-    /// An address-ordered list of full magazines of `cap` rounds.
-    pub(crate) const fn ordered(cap: usize) -> MagList {
-        MagList::with_cap(cap)
-    }
-
-    const fn with_cap(cap: usize) -> MagList {
-        MagList {
+impl Deque {
+    const fn new(cap: usize) -> Deque {
+        Deque {
             head: null_mut(),
             tail: null_mut(),
             cap,
-            total: 0,
-            min: 0,
-            reaplimit: 0,
-            alloc: 0,
+            len: 0,
         }
     }
 
-    /// Take a magazine (null when the list is empty): a stack's top; an ordered list's
-    /// newest, or its lower end's when it is long.
-    pub(crate) fn pop(&mut self) -> *mut Magazine {
-        let m = if self.cap == 0 {
-            let m = self.head;
-            if !m.is_null() {
-                // SAFETY: magazines on the list are live and owned by the depot.
-                self.head = unsafe { (*m).next };
-            }
-            m
-        } else if self.total > ORDER_MIN
-            // SAFETY: both ends are live full magazines of `cap` rounds (total > 0).
+    /// Take a magazine (null when the list is empty): the newest, or the lower end's when
+    /// the list is long.
+    fn pop(&mut self) -> *mut Magazine {
+        if self.len > ORDER_MIN
+            // SAFETY: both ends are live full magazines of `cap` rounds (len > 0).
             && unsafe { self.lowest(self.head) < self.lowest(self.tail) }
         {
             self.pop_front()
         } else {
             self.pop_back()
-        };
-        if !m.is_null() {
-            self.total -= 1;
-            if self.total < self.min {
-                self.min = self.total;
-            }
-            self.alloc += 1;
         }
-        m
     }
 
-    /// Put `m` (a live magazine handed over by the caller, full when the list is ordered)
-    /// on the list.
-    pub(crate) fn push(&mut self, m: *mut Magazine) {
-        if self.cap == 0 {
-            // SAFETY: the caller hands over a live magazine.
-            unsafe { (*m).next = self.head };
-            self.head = m;
-        } else {
-            // SAFETY: the caller hands over a live full magazine of `cap` rounds; its link
-            // and extra words are the deque's while it is on the list.
-            unsafe {
-                let r = core::slice::from_raw_parts_mut(Magazine::round(m, 0), self.cap);
-                if r[0] < r[self.cap - 1] {
-                    r.reverse();
-                }
-                (*m).next = null_mut();
-                *self.back_link(m) = self.tail;
-                if self.tail.is_null() {
-                    self.head = m;
-                } else {
-                    (*self.tail).next = m;
-                }
+    /// Put full magazine `m` (live, handed over by the caller) at the back, turned.
+    fn push(&mut self, m: *mut Magazine) {
+        // SAFETY: the caller hands over a live full magazine of `cap` rounds; its link and
+        // extra words are the deque's while it is on the list.
+        unsafe {
+            let r = core::slice::from_raw_parts_mut(Magazine::round(m, 0), self.cap);
+            if r[0] < r[self.cap - 1] {
+                r.reverse();
             }
-            self.tail = m;
+            (*m).next = null_mut();
+            *self.back_link(m) = self.tail;
+            if self.tail.is_null() {
+                self.head = m;
+            } else {
+                (*self.tail).next = m;
+            }
         }
-        self.total += 1;
+        self.tail = m;
+        self.len += 1;
     }
 
-    /// Call `f` on every magazine of the list, front to back, at most `total` of them;
-    /// true when the list held exactly `total`.
-    pub(crate) fn for_each(&self, f: &mut dyn FnMut(*mut Magazine)) -> bool {
-        let mut n = 0;
-        let mut m = self.head;
-        while !m.is_null() {
-            if n == self.total {
-                return false;
-            }
-            n += 1;
-            f(m);
-            // SAFETY: magazines on the list are live and owned by the depot.
-            m = unsafe { (*m).next };
-        }
-        n == self.total
+    /// Call `f` on every magazine, front to back, at most `len` of them; true when the
+    /// list held exactly `len`.
+    fn for_each(&self, f: &mut dyn FnMut(*mut Magazine)) -> bool {
+        walk(self.head, self.len, f)
     }
 
     fn pop_front(&mut self) -> *mut Magazine {
         let m = self.head;
         if !m.is_null() {
-            // SAFETY: live magazines of this ordered list.
+            // SAFETY: live magazines of this list.
             unsafe {
                 self.head = (*m).next;
                 if self.head.is_null() {
@@ -178,6 +232,7 @@ impl MagList {
                     *self.back_link(self.head) = null_mut();
                 }
             }
+            self.len -= 1;
         }
         m
     }
@@ -185,7 +240,7 @@ impl MagList {
     fn pop_back(&mut self) -> *mut Magazine {
         let m = self.tail;
         if !m.is_null() {
-            // SAFETY: live magazines of this ordered list.
+            // SAFETY: live magazines of this list.
             unsafe {
                 self.tail = *self.back_link(m);
                 if self.tail.is_null() {
@@ -194,6 +249,7 @@ impl MagList {
                     (*self.tail).next = null_mut();
                 }
             }
+            self.len -= 1;
         }
         m
     }
@@ -217,17 +273,6 @@ impl MagList {
         // SAFETY: by the caller.
         unsafe { *Magazine::round(m, self.cap - 1) }
     }
-
-    /// Start a new working-set interval (`umem_depot_ws_update`).
-    fn ws_update(&mut self) {
-        self.reaplimit = self.min;
-        self.min = self.total;
-    }
-
-    /// How many magazines lay unused for the whole last interval.
-    pub(crate) fn reapable(&self) -> usize {
-        self.reaplimit.min(self.min)
-    }
 }
 
 /// Partitions of the full list ([`FullLists`]).
@@ -245,29 +290,19 @@ pub(crate) const PARTS: usize = 8;
 /// list is empty takes from the next one that is not (a bitmap finds it), as a consumer
 /// takes what its producer's frees filled.
 pub(crate) struct FullLists {
-    parts: [MagList; PARTS],
+    parts: [Deque; PARTS],
     /// Bit `i` set when `parts[i]` holds a magazine.
     nonempty: u32,
-    /// Magazines on all the lists.
-    pub total: usize,
-    /// The lowest `total` since the last working-set update.
-    pub min: usize,
-    /// The previous interval's `min` (see [`MagList`]).
-    pub reaplimit: usize,
-    /// Magazines taken off the lists (statistics).
-    pub alloc: u64,
+    pub ws: WorkingSet,
 }
 
 impl FullLists {
     /// Empty lists of full magazines of `cap` rounds.
     pub(crate) fn new(cap: usize) -> FullLists {
         FullLists {
-            parts: core::array::from_fn(|_| MagList::ordered(cap)),
+            parts: core::array::from_fn(|_| Deque::new(cap)),
             nonempty: 0,
-            total: 0,
-            min: 0,
-            reaplimit: 0,
-            alloc: 0,
+            ws: WorkingSet::new(),
         }
     }
 
@@ -275,21 +310,17 @@ impl FullLists {
     /// that has one; null when there is none.
     pub(crate) fn pop(&mut self, cpu: usize) -> *mut Magazine {
         if self.nonempty == 0 {
-            return core::ptr::null_mut();
+            return null_mut();
         }
         let own = cpu % PARTS;
         // The first non-empty list from `own` on, round the ring.
         let i = (own + self.nonempty.rotate_right(own as u32).trailing_zeros() as usize) % PARTS;
         let l = &mut self.parts[i];
         let m = l.pop();
-        if l.total == 0 {
+        if l.len == 0 {
             self.nonempty &= !(1 << i);
         }
-        self.total -= 1;
-        if self.total < self.min {
-            self.min = self.total;
-        }
-        self.alloc += 1;
+        self.ws.took();
         m
     }
 
@@ -298,7 +329,7 @@ impl FullLists {
         let i = cpu % PARTS;
         self.parts[i].push(m);
         self.nonempty |= 1 << i;
-        self.total += 1;
+        self.ws.put();
     }
 
     /// Call `f` on every full magazine, at most `total`; true when there were exactly
@@ -309,22 +340,12 @@ impl FullLists {
         for l in &self.parts {
             ok &= l.for_each(&mut |m| {
                 n += 1;
-                if n <= self.total {
+                if n <= self.ws.total {
                     f(m);
                 }
             });
         }
-        ok && n == self.total
-    }
-
-    fn ws_update(&mut self) {
-        self.reaplimit = self.min;
-        self.min = self.total;
-    }
-
-    /// How many magazines lay unused for the whole last interval.
-    pub(crate) fn reapable(&self) -> usize {
-        self.reaplimit.min(self.min)
+        ok && n == self.ws.total
     }
 }
 
@@ -381,8 +402,8 @@ impl Depot {
 
     /// Start a new working-set interval on both lists.
     pub(crate) fn ws_update(&mut self) {
-        self.full.ws_update();
-        self.empty.ws_update();
+        self.full.ws.update();
+        self.empty.ws.update();
     }
 
     /// At an update: did the depot lock see enough contention since the last update for
@@ -445,19 +466,19 @@ mod tests {
     fn a_short_list_is_last_in_first_out() {
         let cap = 4;
         let mut mags = magazines(&[vec![40, 30, 20, 10], vec![1, 2, 3, 4], vec![9, 8, 7, 6]]);
-        let mut l = MagList::ordered(cap);
+        let mut l = FullLists::new(cap);
         let ps: Vec<_> = mags.iter_mut().map(|m| ptr(m)).collect();
         for &p in &ps {
-            l.push(p);
+            l.push(p, 0);
         }
         assert!(l.for_each(&mut |_| {}));
-        assert_eq!(l.pop(), ps[2]);
-        assert_eq!(l.pop(), ps[1]);
+        assert_eq!(l.pop(0), ps[2]);
+        assert_eq!(l.pop(0), ps[1]);
         // Turned on entry: its buffers leave in ascending order.
         assert_eq!(hits(ps[1], cap), vec![1, 2, 3, 4]);
-        assert_eq!(l.pop(), ps[0]);
-        assert!(l.pop().is_null());
-        assert_eq!((l.total, l.alloc), (0, 3));
+        assert_eq!(l.pop(0), ps[0]);
+        assert!(l.pop(0).is_null());
+        assert_eq!((l.ws.total, l.ws.alloc), (0, 3));
     }
 
     /// sh6bench's free order (every other block forward, the rest backward) over a heap of
@@ -472,11 +493,11 @@ mod tests {
         let mut freed: Vec<usize> = (0..n).step_by(2).map(block).collect();
         freed.extend((0..n).rev().filter(|k| k % 2 == 1).map(block));
         let mut mags = magazines(&freed.chunks(cap).map(<[usize]>::to_vec).collect::<Vec<_>>());
-        let mut l = MagList::ordered(cap);
+        let mut l = Deque::new(cap);
         for m in mags.iter_mut() {
             l.push(ptr(m));
         }
-        assert_eq!(l.total, 64);
+        assert_eq!(l.len, 64);
         assert!(l.for_each(&mut |_| {}));
         let mut order = Vec::new();
         loop {
@@ -514,7 +535,7 @@ mod tests {
         f.push(ps[2], 1);
         f.push(ps[3], 6);
         assert!(f.for_each(&mut |_| {}));
-        assert_eq!(f.total, 4);
+        assert_eq!(f.ws.total, 4);
         assert_eq!(f.pop(3), ps[1]);
         assert_eq!(f.pop(1), ps[2]);
         // CPU 2's list is empty: the next one round the ring that is not (CPU 6's).
@@ -522,23 +543,23 @@ mod tests {
         // From CPU 7 the ring wraps to CPU 1's.
         assert_eq!(f.pop(7), ps[0]);
         assert!(f.pop(7).is_null());
-        assert_eq!((f.total, f.min, f.alloc), (0, 0, 4));
+        assert_eq!((f.ws.total, f.ws.min, f.ws.alloc), (0, 0, 4));
     }
 
     #[test]
     fn for_each_sees_a_wrong_total() {
         let cap = 2;
         let mut mags = magazines(&[vec![1, 2], vec![3, 4]]);
-        let mut l = MagList::ordered(cap);
+        let mut l = Deque::new(cap);
         for m in mags.iter_mut() {
             l.push(ptr(m));
         }
         let mut seen = 0;
         assert!(l.for_each(&mut |_| seen += 1));
         assert_eq!(seen, 2);
-        l.total = 1;
+        l.len = 1;
         assert!(!l.for_each(&mut |_| {}));
-        l.total = 3;
+        l.len = 3;
         assert!(!l.for_each(&mut |_| {}));
     }
 }

@@ -284,9 +284,9 @@ impl Cache {
             let mut n = {
                 let d = self.depot.0.lock();
                 if full {
-                    d.full.reapable()
+                    d.full.ws.reapable()
                 } else {
-                    d.empty.reapable()
+                    d.empty.ws.reapable()
                 }
             };
             while n > 0 {

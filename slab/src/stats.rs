@@ -105,12 +105,12 @@ impl Cache {
         };
         {
             let d = self.depot.0.lock();
-            st.depot_full = d.full.total;
-            st.depot_empty = d.empty.total;
+            st.depot_full = d.full.ws.total;
+            st.depot_empty = d.empty.ws.total;
             st.depot_contention = d.contention;
             st.mag_size = if self.id == 0 { 0 } else { d.rounds() };
             st.mag_resize = d.resizes;
-            st.buf_depot = d.full.total * d.rounds();
+            st.buf_depot = d.full.ws.total * d.rounds();
         }
         {
             let g = self.slab.0.lock();

@@ -350,11 +350,11 @@ impl Cache {
         }
         drop(g);
         let d = self.depot.0.lock();
-        if !d.full.for_each(&mut |_| {}) || d.full.min > d.full.total {
-            return Err(corrupt("depot full list totals", d.full.total));
+        if !d.full.for_each(&mut |_| {}) || d.full.ws.min > d.full.ws.total {
+            return Err(corrupt("depot full list totals", d.full.ws.total));
         }
-        if !d.empty.for_each(&mut |_| {}) || d.empty.min > d.empty.total {
-            return Err(corrupt("depot empty list totals", d.empty.total));
+        if !d.empty.for_each(&mut |_| {}) || d.empty.ws.min > d.empty.ws.total {
+            return Err(corrupt("depot empty list totals", d.empty.ws.total));
         }
         // Every round of a full depot magazine is a buffer the slab layer counts as
         // allocated (depot lock, then slab lock: the documented order).
