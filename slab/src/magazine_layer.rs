@@ -55,12 +55,15 @@ impl Cache {
                     reload(s, m, r);
                     continue;
                 }
+                // The CPU's own list of full magazines first (`depot.rs`): asked before
+                // the lock is taken, not under it.
+                let cpu = crate::percpu::cpu_hint();
                 let Some((mut d, mt)) = self.lock_depot_for(slot) else {
                     continue;
                 };
                 let s = &mut *slot;
                 let cur = MAGTYPES[mt].rounds;
-                let full = d.full.pop(crate::percpu::cpu_hint());
+                let full = d.full.pop(cpu);
                 if full.is_null() {
                     return None;
                 }
@@ -97,6 +100,7 @@ impl Cache {
                     reload(s, m, r);
                     continue;
                 }
+                let cpu = crate::percpu::cpu_hint();
                 let Some((mut d, mt)) = self.lock_depot_for(slot) else {
                     continue;
                 };
@@ -104,7 +108,7 @@ impl Cache {
                 let empty = d.empty.pop();
                 if !empty.is_null() {
                     if !s.ploaded.is_null() {
-                        d.full.push(s.ploaded, crate::percpu::cpu_hint());
+                        d.full.push(s.ploaded, cpu);
                         s.ploaded = null_mut();
                     }
                     drop(d);
@@ -214,6 +218,7 @@ impl Cache {
             }
             let idx = magtype_index(s.magsize);
             let mut destroy: [(*mut Magazine, usize); 2] = [(null_mut(), 0); 2];
+            let cpu = crate::percpu::cpu_hint();
             {
                 let mut d = self.depot.0.lock();
                 let same = d.magtype == idx;
@@ -225,7 +230,7 @@ impl Cache {
                         continue;
                     }
                     if same && r == s.magsize {
-                        d.full.push(m, crate::percpu::cpu_hint());
+                        d.full.push(m, cpu);
                     } else if same && r == 0 {
                         d.empty.push(m);
                     } else {
