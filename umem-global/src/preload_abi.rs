@@ -56,7 +56,7 @@ pub mod classes {
 /// The class region (for tests that check where classes live).
 pub mod region {
     pub use crate::region::{
-        base, in_use, stripe_class, stripe_source, StripeSource, CLASS_SLOTS, LEN, ROUND, STRIPE,
-        STRIPES_PER_CLASS, STRIPE_SHIFT,
+        base, bitmap_span, in_use, stripe_class, stripe_source, StripeSource, CLASS_SLOTS, LEN,
+        ROUND, STRIPE, STRIPES_PER_CLASS, STRIPE_SHIFT,
     };
 }

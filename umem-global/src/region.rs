@@ -240,13 +240,19 @@ pub fn reserve() -> bool {
 /// taken and given back rarely. A leaf lock (nothing is taken under it);
 /// `prefork` takes it last.
 pub struct Stripes {
-    taken: [[u64; STRIPES_PER_CLASS / 64]; classes::COUNT],
+    /// Bit `b` of `taken[w][c]`: class `c`'s stripe `64 * w + b` is taken.
+    /// Word-major, so that the first 64 stripes of every class (16 MiB of
+    /// each) share one row of `8 * classes::COUNT` bytes: a process touches
+    /// one page of this 368 KiB table, where class-major rows (8 KiB a class)
+    /// cost a page for every class it used (32 pages, 128 KiB of resident
+    /// memory, for glibc's `bench-malloc-thread`).
+    taken: [[u64; classes::COUNT]; STRIPES_PER_CLASS / 64],
     rounds: usize,
     in_use: usize,
 }
 
 pub static STRIPES: umem_slab::SpinLock<Stripes> = umem_slab::SpinLock::new(Stripes {
-    taken: [[0; STRIPES_PER_CLASS / 64]; classes::COUNT],
+    taken: [[0; classes::COUNT]; STRIPES_PER_CLASS / 64],
     rounds: 0,
     in_use: 0,
 });
@@ -295,9 +301,8 @@ impl Source for StripeSource {
         }
         let c = self.class;
         let mut t = STRIPES.lock();
-        let words = &mut t.taken[c];
-        let w = words.iter().position(|&w| w != u64::MAX)?;
-        let i = w * 64 + (!words[w]).trailing_zeros() as usize;
+        let w = t.taken.iter().position(|row| row[c] != u64::MAX)?;
+        let i = w * 64 + (!t.taken[w][c]).trailing_zeros() as usize;
         if i >= t.rounds {
             let from = base + t.rounds * ROUND;
             let len = (i + 1 - t.rounds) * ROUND;
@@ -314,7 +319,7 @@ impl Source for StripeSource {
             }
             t.rounds = i + 1;
         }
-        t.taken[c][i / 64] |= 1 << (i % 64);
+        t.taken[i / 64][c] |= 1 << (i % 64);
         t.in_use += 1;
         Some(stripe_addr(base, c, i))
     }
@@ -326,7 +331,7 @@ impl Source for StripeSource {
         debug_assert_eq!(size, STRIPE);
         let i = (addr - base) >> STRIPE_SHIFT >> CLASS_SLOTS.trailing_zeros();
         let mut t = STRIPES.lock();
-        t.taken[self.class][i / 64] &= !(1 << (i % 64));
+        t.taken[i / 64][self.class] &= !(1 << (i % 64));
         t.in_use -= 1;
     }
 
@@ -364,4 +369,11 @@ pub fn in_use() -> usize {
 /// Bytes of the region made accessible so far (whole rounds, from its start).
 pub fn committed() -> usize {
     STRIPES.lock().rounds * ROUND
+}
+
+/// Where the stripe bitmaps lie: the address and size of the table (tests
+/// count its resident pages).
+pub fn bitmap_span() -> (usize, usize) {
+    let t = STRIPES.lock();
+    (t.taken.as_ptr() as usize, core::mem::size_of_val(&t.taken))
 }

@@ -10,7 +10,7 @@ use umem_global::preload_abi::classes;
 use umem_global::preload_abi::region::{self, STRIPE, STRIPE_SHIFT};
 use umem_global::preload_abi::{alloc, free, owner, usable_size, Owner};
 use umem_global::{reap, stats};
-use umem_testkit::serial;
+use umem_testkit::{run_alone, serial};
 use umem_vmem::Source;
 
 fn class_of_size(n: usize) -> usize {
@@ -223,4 +223,41 @@ fn the_region_is_committed_in_rounds_as_one_mapping() {
         // SAFETY: a live block from `alloc`/`realloc`, freed once.
         unsafe { free(p) }.unwrap();
     }
+}
+
+/// Pages of `[addr, addr + len)` in memory, by `mincore`.
+fn resident_pages(addr: usize, len: usize) -> usize {
+    let lo = addr & !4095;
+    let n = (addr + len - lo).div_ceil(4096);
+    let mut v = vec![0u8; n];
+    // SAFETY: `[lo, lo + n pages)` lies in the mapping of the static it
+    // measures; `v` has a byte per page.
+    let r = unsafe { libc::mincore(lo as *mut libc::c_void, n * 4096, v.as_mut_ptr()) };
+    assert_eq!(r, 0, "mincore: {}", std::io::Error::last_os_error());
+    v.iter().filter(|&&b| b & 1 != 0).count()
+}
+
+#[test]
+fn a_small_process_touches_one_row_of_the_stripe_bitmaps() {
+    // In a process of its own: the test that takes every stripe of a class
+    // touches the class's bit in every row.
+    run_alone("stripe_bitmap_rows", || {
+        let blocks: Vec<*mut u8> = (0..classes::COUNT)
+            .map(|c| alloc(classes::SIZES[c], classes::natural_align(c), false))
+            .collect();
+        for &p in &blocks {
+            assert!(region::stripe_class(p as usize).is_some());
+        }
+        // Every class took a stripe, each of them among its first 64: the
+        // bitmaps' first words, one row of the word-major table. Class-major
+        // bitmaps (a page each) had a page resident for every class.
+        let (addr, len) = region::bitmap_span();
+        assert!(len >= classes::COUNT * 4096, "a table of {len} bytes");
+        let pages = resident_pages(addr, len);
+        assert!(pages <= 2, "{pages} pages of the stripe bitmaps resident");
+        for p in blocks {
+            // SAFETY: a live block from `alloc`, freed once.
+            unsafe { free(p) }.unwrap();
+        }
+    });
 }
