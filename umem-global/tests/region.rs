@@ -249,12 +249,14 @@ fn a_small_process_touches_one_row_of_the_stripe_bitmaps() {
             assert!(region::stripe_class(p as usize).is_some());
         }
         // Every class took a stripe, each of them among its first 64: the
-        // bitmaps' first words, one row of the word-major table. Class-major
-        // bitmaps (a page each) had a page resident for every class.
+        // bitmaps' first words, one row of the word-major table, on one page
+        // or across two. A third may be the table's last, shared with the
+        // lock's other fields that every import writes. Class-major bitmaps
+        // (a page each) had a page resident for every class (47).
         let (addr, len) = region::bitmap_span();
         assert!(len >= classes::COUNT * 4096, "a table of {len} bytes");
         let pages = resident_pages(addr, len);
-        assert!(pages <= 2, "{pages} pages of the stripe bitmaps resident");
+        assert!(pages <= 3, "{pages} pages of the stripe bitmaps resident");
         for p in blocks {
             // SAFETY: a live block from `alloc`, freed once.
             unsafe { free(p) }.unwrap();
