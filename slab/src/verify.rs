@@ -105,8 +105,9 @@ impl Cache {
             let d = self.depot.0.lock();
             let n = d.rounds();
             let mut found = false;
+            // The walk has no early exit; once found, the rest of it reads no rounds.
             d.full.for_each(&mut |m| {
-                found |= (0..n).any(|i| *Magazine::round(m, i) == addr);
+                found = found || (0..n).any(|i| *Magazine::round(m, i) == addr);
             });
             found
         }
