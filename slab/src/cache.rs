@@ -16,7 +16,7 @@ use crate::error::CacheName;
 use crate::flags::CacheFlags;
 use crate::magazine::ThreadCache;
 use crate::ops::CacheOps;
-use crate::slab::{ChunkDivisor, SlabLayer, SLAB_HDR};
+use crate::slab::{ChunkDivisor, Slab, SlabLayer};
 use umem_vmem::sync::SpinLock;
 
 /// A value alone on its cache line(s), so that two locks never share a line.
@@ -52,6 +52,11 @@ pub struct Cache {
     pub(crate) maxcolor_: AtomicUsize,
     pub(crate) hash_shift: u32,
     pub(crate) hashed: bool,
+    /// An in-slab cache whose slabs keep a free map, not a linked free list (`slab.rs`).
+    pub(crate) free_map: bool,
+    /// Bytes an in-slab slab keeps at its end: the `Slab` record (`SLAB_HDR`), and the
+    /// free map after it (`MAP_HDR`).
+    pub(crate) slab_hdr: usize,
     pub(crate) audit: bool,
     /// `CacheFlags::FREE_KEY`: new in-slab chunks start marked with the free key.
     pub(crate) free_key: bool,
@@ -95,6 +100,15 @@ impl Cache {
     #[inline(always)]
     pub(crate) fn maxcolor(&self) -> usize {
         self.maxcolor_.load(Ordering::Relaxed)
+    }
+
+    /// The record of the in-slab slab holding address `a` (in-slab slabs are aligned to
+    /// their size; the record is `slab_hdr` bytes before the slab's end). Only an address:
+    /// trusted once its owner tag says so ([`Slab::owned_by`]).
+    #[inline(always)]
+    pub(crate) fn record_of(&self, a: usize) -> *mut Slab {
+        let size = self.slabsize();
+        ((a & !(size - 1)) + size - self.slab_hdr) as *mut Slab
     }
 
     /// This cache's identity as stored in its slabs and audit bufctls.
@@ -174,7 +188,7 @@ impl Cache {
         if self.hashed {
             self.slabsize() / self.chunksize
         } else {
-            (self.slabsize() - SLAB_HDR) / self.chunksize
+            (self.slabsize() - self.slab_hdr) / self.chunksize
         }
     }
     /// Whether slabs use external bufctls and the hash (vs. in-slab header and free list).

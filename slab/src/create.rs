@@ -25,7 +25,9 @@ use crate::ops::CacheOps;
 use crate::qcache;
 use crate::registry::{self, InternalCaches};
 use crate::secret;
-use crate::slab::{Bufctl, ChunkDivisor, SlabLayer, HASH_INITIAL, SLAB_HDR};
+use crate::slab::{
+    Bufctl, ChunkDivisor, SlabLayer, HASH_INITIAL, MAP_CHUNK, MAP_HDR, MAP_WORDS, SLAB_HDR,
+};
 use crate::slab_layer::highbit;
 use crate::update;
 use umem_vmem::sync::SpinLock;
@@ -231,6 +233,9 @@ pub(crate) struct SlabGeometry {
     /// External bufctls and the hash (else the `Slab` at the end of the slab and the
     /// free list through the buffers).
     pub hashed: bool,
+    /// An in-slab cache whose free list is a bitmap after the `Slab` record (`slab.rs`,
+    /// [`MAP_CHUNK`]).
+    pub free_map: bool,
     /// Bytes per slab; 0 for a quantum cache (decided at its first slab).
     pub slabsize: usize,
     /// The largest colour (offset of a slab's first buffer).
@@ -244,7 +249,16 @@ impl SlabGeometry {
         if self.hashed {
             self.slabsize / self.chunksize
         } else {
-            (self.slabsize - SLAB_HDR) / self.chunksize
+            (self.slabsize - self.hdr()) / self.chunksize
+        }
+    }
+
+    /// Bytes an in-slab slab keeps at its end (record, and free map if any).
+    pub fn hdr(&self) -> usize {
+        if self.free_map {
+            MAP_HDR
+        } else {
+            SLAB_HDR
         }
     }
 }
@@ -303,10 +317,19 @@ pub(crate) fn slab_geometry(
         chunksize = chunksize.checked_add(BUFTAG_SIZE).ok_or(too_large)?;
     }
     chunksize = chunksize.checked_next_multiple_of(align).ok_or(too_large)?;
+    let small_slab = quantum.max(page);
+    let mut free_map = false;
     if flags.contains(CacheFlags::FREE_KEY) && !debug && chunksize < 2 * size_of::<usize>() {
-        // Room for both the free key (first word) and the free-list link (last word), so
-        // a buffer free on its slab still reads as free (a double free of it is caught).
-        chunksize = 2 * size_of::<usize>();
+        // A free chunk must hold the free key (first word), so that a buffer free on its
+        // slab still reads as free (a double free of it is caught), and a free-list link
+        // (last word). One word cannot hold both: a free map when the slab's chunks fit
+        // one, else room for two words.
+        if chunksize == MAP_CHUNK && !audit && (small_slab - MAP_HDR) / MAP_CHUNK <= MAP_WORDS * 64
+        {
+            free_map = true;
+        } else {
+            chunksize = 2 * size_of::<usize>();
+        }
     }
     // The buftag ends the chunk (its status word is the last word before the next
     // buffer, and the alignment padding is redzone slack: `redzone.rs`).
@@ -316,15 +339,15 @@ pub(crate) fn slab_geometry(
     } else {
         chunksize.saturating_sub(size_of::<usize>())
     };
+    let hdr = if free_map { MAP_HDR } else { SLAB_HDR };
 
-    let small_slab = quantum.max(page);
     let hashed;
     let slabsize;
     let maxcolor;
     if flags.contains(CacheFlags::NOHASH)
         || (!notouch && !audit && chunksize < small_slab / VOID_FRACTION)
     {
-        if chunksize + SLAB_HDR > small_slab {
+        if chunksize + hdr > small_slab {
             return Err(too_large);
         }
         hashed = false;
@@ -332,7 +355,7 @@ pub(crate) fn slab_geometry(
         maxcolor = if flags.contains(CacheFlags::FREE_KEY) {
             0
         } else {
-            (slabsize - SLAB_HDR) % chunksize
+            (slabsize - hdr) % chunksize
         };
     } else {
         hashed = true;
@@ -355,6 +378,7 @@ pub(crate) fn slab_geometry(
         buftag_off,
         link_off,
         hashed,
+        free_map,
         slabsize,
         maxcolor,
     })
@@ -459,6 +483,8 @@ impl Cache {
             maxcolor_: AtomicUsize::new(geo.maxcolor),
             hash_shift: highbit(geo.chunksize) - 1,
             hashed: geo.hashed,
+            free_map: geo.free_map,
+            slab_hdr: geo.hdr(),
             audit: flags.contains(CacheFlags::AUDIT),
             free_key: flags.contains(CacheFlags::FREE_KEY),
             watch: AtomicUsize::new(0),

@@ -167,8 +167,7 @@ impl Cache {
         if addr % 8 != 0 {
             return None;
         }
-        let size = self.slabsize();
-        let sp = ((addr & !(size - 1)) + size - crate::slab::SLAB_HDR) as *const crate::slab::Slab;
+        let sp = self.record_of(addr);
         // SAFETY: an in-slab slab is `size` bytes aligned to `size` (taken aligned to its
         // size, or its size is the source's quantum), so when `addr` is one of our
         // buffers the record at its slab's end is ours; it is trusted only after its

@@ -18,8 +18,8 @@ use crate::registry::internal_caches;
 /// docs/performance.md).
 const BATCH_MAX_BUFSIZE: usize = 512;
 const BATCH_BYTES: usize = 4096;
-/// The most buffers in one batch (4096 bytes of 16-byte buffers, the smallest but Rust's
-/// 8-byte class).
+/// The most buffers in one batch (4096 bytes of 16-byte buffers; half a page of the 8-byte
+/// class's, though a magazine holds fewer than this anyway).
 const BATCH_MAX: usize = 256;
 /// The cache line a batch spreads small buffers over (see `Cache::batch_refill`).
 const LINE: usize = 64;

@@ -26,7 +26,7 @@ use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use crate::cache::Cache;
 use crate::error::SlabError;
-use crate::slab::{BufctlAudit, Slab, SLAB_HDR};
+use crate::slab::{BufctlAudit, Slab};
 
 /// The redzone word of a buffer without a recorded size (libumem's `0xfeedface`).
 pub(crate) const REDZONE_PATTERN: u64 = 0xfeed_face_feed_face;
@@ -203,8 +203,7 @@ impl Cache {
                 (*bc).bc.slab
             } else {
                 // An in-slab slab is aligned to its size (see `Cache::debug_start`).
-                let size = self.slabsize();
-                ((buf & !(size - 1)) + size - SLAB_HDR) as *const Slab
+                self.record_of(buf)
             };
             if sp.is_null() || !(*sp).owned_by(self.owner()) {
                 return Ok(());

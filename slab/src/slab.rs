@@ -6,8 +6,10 @@
 //!
 //! Two layouts: caches of buffers smaller than 1/8 of a page keep the `Slab` at the end of
 //! a one-page slab and thread the free list through the buffers (a link word at the end
-//! of each chunk); larger buffers, `NOTOUCH` and `AUDIT` caches use external bufctls and
-//! `Slab`s from the internal caches and a hash from buffer address to bufctl.
+//! of each chunk; a bitmap after the record instead when a chunk is one word and must
+//! hold the free key, [`MAP_CHUNK`]); larger buffers, `NOTOUCH` and `AUDIT` caches use
+//! external bufctls and `Slab`s from the internal caches and a hash from buffer address to
+//! bufctl.
 
 use core::mem::size_of;
 use core::ptr::null_mut;
@@ -59,6 +61,23 @@ pub(crate) const SLAB_HDR: usize = size_of::<Slab>();
 /// the tail (chunks are at least 8-aligned, so bit 0 of a buffer address is free).
 pub(crate) const FRESH: usize = 1;
 
+/// Chunk size of a *free-map* slab: an in-slab `FREE_KEY` cache whose chunks are one word
+/// each, so a free chunk has no room for both the free key (its first word) and a
+/// free-list link (its last). Such a slab keeps its free list out of the chunks, as a
+/// bitmap of [`MAP_WORDS`] words right after its [`Slab`] record (bit `i` set: chunk `i`
+/// is free), and its free chunks hold only the key. [`Slab::head`] is then 1 while any
+/// chunk is free and 0 when none is.
+///
+/// The map lies past the record's owner tag, so a linear overflow out of the last chunk
+/// reaches the tag first, and every use of the map follows a check of the tag (as every
+/// use of a linked list's head does). A free that finds its bit already set is a double
+/// free, caught here even when the magazine layer's key test missed it.
+pub(crate) const MAP_CHUNK: usize = 8;
+/// Words of a free-map slab's bitmap: room for 512 chunks, as many as a 4 KiB slab holds.
+pub(crate) const MAP_WORDS: usize = 8;
+/// Bytes a free-map slab keeps at its end: the record, then the bitmap.
+pub(crate) const MAP_HDR: usize = SLAB_HDR + MAP_WORDS * 8;
+
 impl Slab {
     /// A slab of cache `cache` on no list, none of its `chunks` buffers allocated, its free
     /// list starting at `head`, to be written at `at` (its tag depends on where it lives).
@@ -93,6 +112,65 @@ impl Slab {
     pub(crate) fn raw_tag(&self) -> usize {
         self.tag
     }
+}
+
+/// The free map after free-map slab `sp`'s record ([`MAP_CHUNK`]).
+///
+/// # Safety
+/// `sp` is the record of a slab of a free-map cache (the map's words follow it inside
+/// the slab).
+#[inline(always)]
+pub(crate) unsafe fn map_words(sp: *mut Slab) -> *mut [u64; MAP_WORDS] {
+    (sp as usize + SLAB_HDR) as *mut [u64; MAP_WORDS]
+}
+
+/// Marks the first `chunks` chunks of a new free-map slab free, the rest of its map not.
+///
+/// # Safety
+/// As [`map_words`]; `chunks <= MAP_WORDS * 64`.
+pub(crate) unsafe fn init_map(sp: *mut Slab, chunks: usize) {
+    debug_assert!(chunks <= MAP_WORDS * 64);
+    // SAFETY: by the caller.
+    let map = unsafe { &mut *map_words(sp) };
+    for (i, w) in map.iter_mut().enumerate() {
+        let n = chunks.saturating_sub(i * 64).min(64);
+        *w = if n == 64 { !0 } else { (1u64 << n) - 1 };
+    }
+}
+
+/// Whether any chunk of free-map slab `sp` is free.
+///
+/// # Safety
+/// As [`map_words`].
+#[inline(always)]
+pub(crate) unsafe fn map_has_free(sp: *mut Slab) -> bool {
+    // SAFETY: by the caller.
+    unsafe { (*map_words(sp)).iter().any(|&w| w != 0) }
+}
+
+/// Marks chunk `k` of free-map slab `sp` free; `false` (and nothing changed) when it was
+/// free already.
+///
+/// # Safety
+/// As [`map_words`]; `k` is below the slab's chunk count.
+#[inline(always)]
+pub(crate) unsafe fn map_set(sp: *mut Slab, k: usize) -> bool {
+    // SAFETY: by the caller, `k / 64 < MAP_WORDS`.
+    let w = unsafe { &mut (*map_words(sp))[k / 64] };
+    let bit = 1u64 << (k % 64);
+    let was_free = *w & bit != 0;
+    *w |= bit;
+    !was_free
+}
+
+/// Whether chunk `k` of free-map slab `sp` is free.
+///
+/// # Safety
+/// As [`map_set`].
+#[inline(always)]
+pub(crate) unsafe fn map_test(sp: *const Slab, k: usize) -> bool {
+    // SAFETY: by the caller.
+    unsafe { (*map_words(sp as *mut Slab))[k / 64] & (1u64 << (k % 64)) != 0 }
 }
 
 /// An exact test of "`off` is a multiple of the chunk size" without a division: with

@@ -16,8 +16,8 @@ use crate::metadata::{arena_alloc, arena_free, arenas};
 use crate::registry::internal_caches;
 use crate::secret;
 use crate::slab::{
-    list_push, list_remove, Bufctl, BufctlAudit, BufferLookup, Slab, SlabLayer, FRESH,
-    HASH_INITIAL, SLAB_HDR,
+    init_map, list_push, list_remove, map_has_free, map_set, map_test, map_words, Bufctl,
+    BufctlAudit, BufferLookup, Slab, SlabLayer, FRESH, HASH_INITIAL, MAP_CHUNK,
 };
 
 impl Cache {
@@ -130,7 +130,10 @@ impl Cache {
                     });
                 }
                 let mut head = (*sp).head;
-                if head & FRESH == 0 {
+                if self.free_map {
+                    n = self.take_from_map(sp, out);
+                    head = usize::from(map_has_free(sp));
+                } else if head & FRESH == 0 {
                     // Linked buffers, each link decoded and checked before it is followed.
                     while n < out.len() && head != 0 && head & FRESH == 0 {
                         let at = head + self.link_off;
@@ -167,6 +170,35 @@ impl Cache {
         }
     }
 
+    /// [`Cache::take_run`] for a free-map slab: up to `out.len()` of its free chunks, in
+    /// address order (the lowest set bits of its map, cleared), and how many.
+    ///
+    /// # Safety
+    /// The slab lock is held and `sp` is a live, owner-checked slab of this free-map cache.
+    #[inline(always)]
+    unsafe fn take_from_map(&self, sp: *mut Slab, out: &mut [usize]) -> usize {
+        // SAFETY: by the caller, the map's words follow the live record.
+        unsafe {
+            let base = (*sp).base;
+            let map = map_words(sp);
+            let mut n = 0;
+            for (i, w) in (*map).iter_mut().enumerate() {
+                let mut bits = *w;
+                while bits != 0 && n < out.len() {
+                    let k = i * 64 + bits.trailing_zeros() as usize;
+                    out[n] = base + k * MAP_CHUNK;
+                    n += 1;
+                    bits &= bits - 1;
+                }
+                *w = bits;
+                if n == out.len() {
+                    break;
+                }
+            }
+            n
+        }
+    }
+
     /// The alignment slabs are taken from the source with: their size for in-page slabs
     /// made by `xalloc` (so a chunk start follows from the address), the buffer
     /// alignment for hashed ones, else none beyond the arena's quantum.
@@ -194,16 +226,17 @@ impl Cache {
         let slab_align = self.slab_align();
         let mem = arena_alloc(self.source, self.slabsize(), slab_align)?;
         if !self.hashed {
-            let sp = (mem + self.slabsize() - SLAB_HDR) as *mut Slab;
+            let sp = self.record_of(mem);
             let base = mem + color;
-            let chunks = (self.slabsize() - SLAB_HDR - color) / self.chunksize;
+            let chunks = (self.slabsize() - self.slab_hdr - color) / self.chunksize;
             // FREE_KEY caches: a never-allocated chunk reads as free (its first word, when
             // that is not the link word, holds the free key; debug caches have their fill).
-            let key = if self.free_key && self.buftag_off == 0 && self.link_off != 0 {
-                crate::flags::FREE_KEY_WORD
-            } else {
-                0
-            };
+            let key =
+                if self.free_key && self.buftag_off == 0 && (self.link_off != 0 || self.free_map) {
+                    crate::flags::FREE_KEY_WORD
+                } else {
+                    0
+                };
             // SAFETY: the slab memory is ours and writable (touchable cache); buffers and
             // header are inside it. The free list is one fresh tail: no links are written.
             unsafe {
@@ -223,7 +256,12 @@ impl Cache {
                         buf += self.chunksize;
                     }
                 }
-                let head = base | FRESH;
+                let head = if self.free_map {
+                    init_map(sp, chunks);
+                    1
+                } else {
+                    base | FRESH
+                };
                 ptr::write(sp, Slab::fresh(sp, self.owner(), mem, base, head, chunks));
             }
             self.announce_slab(mem, true);
@@ -376,7 +414,7 @@ impl Cache {
                 }
                 g.lookup_depth += depth;
             } else {
-                sp = ((buf & !(self.slabsize() - 1)) + self.slabsize() - SLAB_HDR) as *mut Slab;
+                sp = self.record_of(buf);
                 if !(*sp).owned_by(self.owner()) {
                     drop(g);
                     return Err(SlabError::NotOwned {
@@ -394,13 +432,24 @@ impl Cache {
                         cache: self.name,
                     });
                 }
+                if self.free_map && !map_set(sp, (buf - (*sp).base) / MAP_CHUNK) {
+                    drop(g);
+                    return Err(SlabError::DoubleFree {
+                        addr: buf,
+                        cache: self.name,
+                    });
+                }
                 if (*sp).head == 0 {
                     list_remove(&mut g.full, sp);
                     list_push(&mut g.partial, sp);
                 }
-                let at = buf + self.link_off;
-                *(at as *mut usize) = secret::encode((*sp).head, at);
-                (*sp).head = buf;
+                if self.free_map {
+                    (*sp).head = 1;
+                } else {
+                    let at = buf + self.link_off;
+                    *(at as *mut usize) = secret::encode((*sp).head, at);
+                    (*sp).head = buf;
+                }
             }
             (*sp).refcnt -= 1;
             g.bufalloc -= 1;
@@ -432,6 +481,10 @@ impl Cache {
     /// Slab lock held; `sp` is a live in-slab slab of this cache and `addr` one of its
     /// chunk starts.
     pub(crate) unsafe fn on_free_list(&self, sp: *const Slab, addr: usize) -> bool {
+        if self.free_map {
+            // SAFETY: by the caller (a live in-slab slab of a free-map cache).
+            return unsafe { map_test(sp, (addr - (*sp).base) / MAP_CHUNK) };
+        }
         // SAFETY: by the caller; every link is checked before it is followed.
         unsafe {
             let mut f = (*sp).head;

@@ -10,7 +10,7 @@ use crate::error::SlabError;
 use crate::magazine::Magazine;
 use crate::registry;
 use crate::secret;
-use crate::slab::{Bufctl, BufferLookup, Slab, SlabLayer, FRESH, SLAB_HDR};
+use crate::slab::{map_words, Bufctl, BufferLookup, Slab, SlabLayer, FRESH};
 
 /// Where a cache's buffers start, from the address alone ([`Cache::grid`]): `a` is a
 /// buffer start iff `a % slab_size` is a multiple of `chunk_size` below
@@ -53,7 +53,7 @@ impl Cache {
         Some(SlabGrid {
             slab_size: self.slabsize(),
             chunk_size: self.chunksize,
-            chunks: (self.slabsize() - SLAB_HDR) / self.chunksize,
+            chunks: (self.slabsize() - self.slab_hdr) / self.chunksize,
         })
     }
 
@@ -238,6 +238,25 @@ impl Cache {
                     }
                     let mut nfree = 0;
                     let mut f = s.head;
+                    if self.free_map {
+                        // The map: no bit at or past the chunk count, and the head says
+                        // whether any bit is set.
+                        let map = &*map_words(sp);
+                        for (i, &w) in map.iter().enumerate() {
+                            let n = s.chunks.saturating_sub(i * 64).min(64);
+                            if n < 64 && w >> n != 0 {
+                                return Err(corrupt(
+                                    "free map bit past the last chunk",
+                                    sp as usize,
+                                ));
+                            }
+                            nfree += w.count_ones() as usize;
+                        }
+                        if (s.head != 0) != (nfree != 0) {
+                            return Err(corrupt("free map head", sp as usize));
+                        }
+                        f = 0;
+                    }
                     while f != 0 {
                         if !self.hashed && f & FRESH != 0 {
                             // The fresh tail: every chunk from there to the end is free.
@@ -394,7 +413,7 @@ impl Cache {
                 }
                 return false;
             }
-            let want = ((buf & !(self.slabsize() - 1)) + self.slabsize() - SLAB_HDR) as *mut Slab;
+            let want = self.record_of(buf);
             for head in [g.partial, g.full] {
                 let mut sp = head;
                 while !sp.is_null() {

@@ -194,3 +194,62 @@ fn overflows_into_slab_words_abort() {
         assert_eq!(c.stats().buf_inuse, 0);
     }
 }
+
+/// A free-map slab (8-byte `FREE_KEY` chunks: the free list is a bitmap after the record,
+/// `slab.rs`): a linear overflow out of the last chunk reaches the record's owner tag
+/// before the map; a double free that reaches the slab layer finds its bit set and aborts
+/// instead of handing the buffer out twice; `verify` reports a map bit past the last chunk.
+#[test]
+fn free_map_slabs_refuse_overflows_and_double_frees() {
+    umem_slab::set_update_interval_ms(0);
+    let a = Vmem::create(
+        "corrupt_map_arena",
+        None,
+        4096,
+        Some(umem_vmem::heap()),
+        0,
+        CreateFlags::NONE,
+    )
+    .unwrap();
+    let flags = CacheFlags::NOMAGAZINE | CacheFlags::FREE_KEY;
+    let c = Cache::create("corrmap", 8, 0, CacheOps::NONE, a, flags).unwrap();
+    let name = c.name().to_string();
+    assert_eq!((c.chunk_size(), c.buffers_per_slab()), (8, 496));
+    let p = c.alloc().unwrap().as_ptr() as usize;
+    let slab_end = (p & !(c.slab_size() - 1)) + c.slab_size();
+
+    // 1. A second free of a buffer already on its slab's map.
+    expect_abort("free map: double free", &["duplicate free", &name], || {
+        // SAFETY: p is live; the second free is the bug under test.
+        unsafe {
+            c.free(NonNull::new(p as *mut u8).unwrap());
+            c.free(NonNull::new(p as *mut u8).unwrap());
+        }
+    });
+    // 2. An overflow from the last chunk over the record and the map.
+    expect_abort(
+        "free map: slab record",
+        &["corrupt slab record", &name, "slab 0x"],
+        || {
+            // SAFETY: the record and map at the end of p's slab are this cache's memory.
+            unsafe { smash(slab_end - 128, 128, target()) };
+            alloc_n(c, 2 * c.buffers_per_slab());
+        },
+    );
+    // 3. A map bit for a chunk the slab does not have: verify says so; repaired, all is
+    //    well. (496 chunks: bit 48 of the last word is the first past them.)
+    let last = (slab_end - 8) as *mut u64;
+    // SAFETY: the last map word of p's slab; restored below.
+    unsafe { *last |= 1 << 48 };
+    match c.verify() {
+        Err(SlabError::Corrupt { .. }) => {}
+        other => panic!("verify of a bad map gave {other:?}"),
+    }
+    // SAFETY: as above.
+    unsafe { *last &= !(1 << 48) };
+    c.verify().unwrap();
+    // SAFETY: allocated above, freed once.
+    unsafe { c.free(NonNull::new(p as *mut u8).unwrap()) };
+    c.verify().unwrap();
+    assert_eq!(c.stats().buf_inuse, 0);
+}

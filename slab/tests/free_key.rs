@@ -59,7 +59,9 @@ fn free_key_caches() {
     ));
 
     for (size, flags) in [
-        (48usize, CacheFlags::FREE_KEY),
+        (8usize, CacheFlags::FREE_KEY),
+        (8, CacheFlags::FREE_KEY | CacheFlags::NOMAGAZINE),
+        (48, CacheFlags::FREE_KEY),
         (80, CacheFlags::FREE_KEY),
         (160, CacheFlags::FREE_KEY | CacheFlags::NOMAGAZINE),
         (448, CacheFlags::FREE_KEY),
@@ -90,7 +92,7 @@ fn free_key_caches() {
         assert_eq!(c.check_free(p), Ok(()));
         // Interior and foreign pointers.
         assert!(matches!(
-            c.check_free(p + 16),
+            c.check_free(p + c.chunk_size() / 2),
             Err(SlabError::BadAddress { buffer, .. }) if buffer == p
         ));
         let mut local = 0usize;
@@ -162,4 +164,87 @@ fn free_key_caches() {
     // Hashed caches without FREE_KEY have none.
     let n = Cache::create("nk_big", 1000, 0, CacheOps::NONE, a, CacheFlags::NONE).unwrap();
     assert!(n.is_hashed() && n.grid().is_none());
+}
+
+/// An 8-byte `FREE_KEY` cache: one word per chunk, so its slabs keep a free map after the
+/// record instead of links in the chunks (`slab.rs`, `MAP_CHUNK`). Its free chunks hold
+/// the key wherever they are; a random sequence of allocations and frees, checked against
+/// a model, never hands out a live buffer and never loses one.
+#[test]
+fn one_word_chunks_keep_a_free_map() {
+    umem_slab::set_update_interval_ms(0);
+    let a = Vmem::create(
+        "fm_arena",
+        None,
+        4096,
+        Some(umem_vmem::heap()),
+        0,
+        CreateFlags::NONE,
+    )
+    .unwrap();
+    let key = umem_slab::FREE_KEY_WORD;
+    // Without the key the chunk is one word, linked as any other in-slab cache's.
+    let plain = Cache::create("fm_plain", 8, 0, CacheOps::NONE, a, CacheFlags::NONE).unwrap();
+    assert_eq!(
+        (plain.chunk_size(), plain.buffers_per_slab()),
+        (8, (4096 - 64) / 8)
+    );
+    for flags in [CacheFlags::NOMAGAZINE, CacheFlags::NONE] {
+        let c = Cache::create("fm", 8, 0, CacheOps::NONE, a, CacheFlags::FREE_KEY | flags).unwrap();
+        // Record (64 bytes) and map (64) at the slab's end: 496 chunks, not 252 of 16.
+        assert_eq!((c.chunk_size(), c.buffers_per_slab()), (8, 496));
+        let g = c.grid().unwrap();
+        assert_eq!((g.slab_size, g.chunk_size, g.chunks), (4096, 8, 496));
+
+        let mut rng = umem_testkit::Rng::new(0x8b17);
+        let mut live: Vec<usize> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for step in 0..60_000 {
+            if live.is_empty() || (rng.below(100) < 55 && live.len() < 3000) {
+                let p = c.alloc().unwrap().as_ptr() as usize;
+                let o = p % 4096;
+                assert!(o % 8 == 0 && o / 8 < 496, "{p:#x} off the grid");
+                assert!(seen.insert(p), "step {step}: {p:#x} handed out while live");
+                // A buffer from the slab layer or a magazine holds the key until its user
+                // clears it (umem-global does, on every allocation).
+                assert_eq!(key_of(p), key, "step {step}: {p:#x} free without the key");
+                // SAFETY: a live buffer of c, one word.
+                unsafe { *(p as *mut usize) = p ^ 0x5a5a };
+                live.push(p);
+            } else {
+                let p = live.swap_remove(rng.below(live.len() as u64) as usize);
+                assert_eq!(key_of(p), p ^ 0x5a5a, "step {step}: {p:#x} overwritten");
+                assert_eq!(c.check_free(p), Ok(()));
+                // SAFETY: a live buffer, freed once (the key first, as umem-global's free
+                // path writes it).
+                unsafe {
+                    *(p as *mut usize) = key;
+                    c.free(NonNull::new(p as *mut u8).unwrap());
+                }
+                seen.remove(&p);
+                // Free in a magazine or on its slab's map; without magazines, a slab with
+                // no live buffer left is gone back to the arena.
+                let slab_kept = live.iter().any(|&q| q / 4096 == p / 4096);
+                match c.check_free(p) {
+                    Err(SlabError::DoubleFree { addr, .. }) if addr == p => {}
+                    Err(SlabError::NotOwned { .. })
+                        if !slab_kept && flags == CacheFlags::NOMAGAZINE => {}
+                    other => panic!("step {step}: check_free of free {p:#x} gave {other:?}"),
+                }
+            }
+            if step % 10_000 == 0 {
+                c.verify().unwrap();
+            }
+        }
+        c.verify().unwrap();
+        for p in live.drain(..) {
+            // SAFETY: the remaining live buffers.
+            unsafe {
+                *(p as *mut usize) = key;
+                c.free(NonNull::new(p as *mut u8).unwrap());
+            }
+        }
+        c.verify().unwrap();
+        assert_eq!(c.stats().buf_inuse, 0);
+    }
 }

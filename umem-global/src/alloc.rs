@@ -1,7 +1,7 @@
 //! The allocation path (libumem's `umem_alloc` and `malloc`): the magazine
 //! hit inline, everything else out of line.
 //!
-//! * hit: [`alloc16_hit`] (C sizes up to 1 KiB: one `ALLOC_TABLE` load) or
+//! * hit: [`c_alloc_hit`] (C sizes up to 1 KiB: one `ALLOC_TABLE` load) or
 //!   the class's `FREE_TABLE` entry ([`alloc`]), then `umem_slab::hit_alloc`;
 //! * miss (`*_miss`): the class's cache past its magazines;
 //! * slow (`alloc_slow`): initialisation, the bootstrap arena during it, a
@@ -20,7 +20,7 @@ use umem_slab::InlineIndex;
 /// Allocates `size` bytes aligned to `align` (a power of two). Null on
 /// failure. The block is zeroed when `zero`.
 ///
-/// As in [`alloc16`], only the magazine hit is inline.
+/// As in [`c_alloc`], only the magazine hit is inline.
 #[inline(always)]
 pub fn alloc(size: usize, align: usize, zero: bool) -> *mut u8 {
     if let Some(c) = classes::layout_class(size, align) {
@@ -120,75 +120,80 @@ fn alloc_once(size: usize, align: usize, zero: bool) -> *mut u8 {
 /// libumem does when its backend fails. Bounded: one reap, one retry.
 #[cold]
 #[inline(never)]
-fn alloc_retry(size: usize, align: usize, zero: bool, c16: bool) -> *mut u8 {
+fn alloc_retry(size: usize, align: usize, zero: bool, c_abi: bool) -> *mut u8 {
     // A request no block can serve fails without a reap.
     if large::pages_for(size).is_none() || !reclaim::reap_for_retry() {
         return null_mut();
     }
-    if c16 {
-        alloc16_once(size, zero)
+    if c_abi {
+        c_alloc_once(size, zero)
     } else {
         alloc_once(size, align, zero)
     }
 }
 
-/// [`alloc`] for the C ABI's default 16-byte alignment (`malloc`,
-/// `calloc`): every class from 16 bytes up is 16-aligned, so the class
-/// comes straight from the size table. Only the magazine hit is inline.
+/// [`alloc`] for the C ABI's default alignment (`malloc`, `calloc`): 16
+/// bytes, or 8 for a block of at most 8 bytes (`classes.rs`). Every class
+/// is aligned so, so the class comes straight from the size table. Only the
+/// magazine hit is inline.
 #[inline(always)]
-pub fn alloc16(size: usize, zero: bool) -> *mut u8 {
-    match alloc16_hit(size) {
+pub fn c_alloc(size: usize, zero: bool) -> *mut u8 {
+    match c_alloc_hit(size) {
         Some(p) => zeroed_if(p, size, zero),
-        None => alloc16_miss(size, zero),
+        None => c_alloc_miss(size, zero),
     }
 }
 
-/// The magazine hit of [`alloc16`] alone (sizes up to 1 KiB; `None`: call
-/// [`alloc16`]). It makes no calls (crate doc, section 2).
+/// The magazine hit of [`c_alloc`] alone (sizes up to 1 KiB; `None`: call
+/// [`c_alloc`]). It makes no calls (crate doc, section 2).
 #[inline(always)]
-pub fn alloc16_hit(size: usize) -> Option<*mut u8> {
+pub fn c_alloc_hit(size: usize) -> Option<*mut u8> {
     if size > classes::C_TABLE_MAX {
         return None;
     }
     hit_alloc_at(hit_tables::alloc_index(size))
 }
 
-/// The rest of the per-CPU hit of [`alloc16`] (`None`: call [`alloc16`]):
-/// what a C entry point tries first when [`alloc16_hit`] missed — the CPU's
+/// The rest of the per-CPU hit of [`c_alloc`] (`None`: call [`c_alloc`]):
+/// what a C entry point tries first when [`c_alloc_hit`] missed — the CPU's
 /// previous magazine (per thread this is one load and a branch).
 #[inline(always)]
-pub fn alloc16_cpu_hit(size: usize) -> Option<*mut u8> {
+pub fn c_alloc_cpu_hit(size: usize) -> Option<*mut u8> {
     if size > classes::C_TABLE_MAX {
         return None;
     }
     cpu_hit_alloc_at(hit_tables::alloc_index(size))
 }
 
-/// [`alloc16`] past the magazine hit: the slow paths, sizes above 1 KiB,
+/// [`c_alloc`] past the magazine hit: the slow paths, sizes above 1 KiB,
 /// and calls before init.
 #[inline(never)]
-fn alloc16_miss(size: usize, zero: bool) -> *mut u8 {
+fn c_alloc_miss(size: usize, zero: bool) -> *mut u8 {
     if debug_options::debug_path() {
+        // 16 for every size under debugging: an 8-byte request then gets a
+        // 16-byte class, whose debug chunk leaves redzone bytes after it, so
+        // a one-byte overrun is reported at its byte (the 8-byte class's
+        // buftag follows the buffer with no slack).
         return no_unwind(|| debug::alloc(size, 16, zero));
     }
-    if let Some(p) = alloc16_cpu_hit(size) {
+    if let Some(p) = c_alloc_cpu_hit(size) {
         return zeroed_if(p, size, zero);
     }
-    no_unwind(|| match alloc16_once(size, zero) {
-        p if p.is_null() => alloc_retry(size, 16, zero, true),
+    no_unwind(|| match c_alloc_once(size, zero) {
+        p if p.is_null() => alloc_retry(size, classes::c_align(size), zero, true),
         p => p,
     })
 }
 
-/// [`alloc16_miss`]'s one try.
+/// [`c_alloc_miss`]'s one try.
 #[inline(always)]
-fn alloc16_once(size: usize, zero: bool) -> *mut u8 {
+fn c_alloc_once(size: usize, zero: bool) -> *mut u8 {
     if size <= classes::MAX_SMALL {
-        if let Some(p) = class_alloc(classes::c_size_class(size), size, zero) {
+        if let Some(p) = class_alloc(classes::size_class(size), size, zero) {
             return p;
         }
     }
-    alloc_slow(size, 16, zero)
+    alloc_slow(size, classes::c_align(size), zero)
 }
 
 /// Initialisation, the bootstrap arena, a class's first allocation, and

@@ -1,9 +1,9 @@
 //! The hit paths' own tables: what a magazine hit needs, so that `malloc`
 //! and `free` never load a cache pointer on a hit.
 //!
-//! * [`ALLOC_TABLE`] (libumem's `umem_alloc_table`, for the C ABI's 16-byte
-//!   alignment): per 16-byte granule of a size up to
-//!   [`classes::C_TABLE_MAX`], the [`InlineIndex`] of its class's cache.
+//! * [`ALLOC_TABLE`] (libumem's `umem_alloc_table`): per 8-byte granule of a
+//!   `malloc` size up to [`classes::C_TABLE_MAX`], the [`InlineIndex`] of its
+//!   class's cache.
 //! * `FREE_TABLE`: per class, its cache's [`InlineIndex`] and the two
 //!   words of its block-start test, indexed by a page-map entry's top byte
 //!   (`0x40 | class`, [`PageEntry::free_table_index`]; a [`FreeSlot`]);
@@ -26,10 +26,10 @@ use umem_slab::{InlineIndex, SlabGrid};
 
 #[allow(clippy::declare_interior_mutable_const)]
 const NO_ALLOC_ENTRY: AtomicUsize = AtomicUsize::new(0);
-/// Per 16-byte granule of a `malloc` size up to `C_TABLE_MAX`: the
+/// Per 8-byte granule of a `malloc` size up to `C_TABLE_MAX`: the
 /// [`InlineIndex::word`] of its class's cache (0 until the class is made).
-static ALLOC_TABLE: [AtomicUsize; classes::C_TABLE_MAX / 16 + 1] =
-    [NO_ALLOC_ENTRY; classes::C_TABLE_MAX / 16 + 1];
+static ALLOC_TABLE: [AtomicUsize; classes::C_TABLE_MAX / 8 + 1] =
+    [NO_ALLOC_ENTRY; classes::C_TABLE_MAX / 8 + 1];
 
 /// The block-start test of a class whose blocks are `chunk` bytes apart
 /// from the start of each page, `chunks` of them per page: the multiplier
@@ -56,24 +56,29 @@ pub const fn start_test(chunk: usize, chunks: usize) -> (u64, u64) {
 /// Bytes of umem-slab's `Slab` record at the end of an in-slab slab (checked
 /// against each class cache's [`SlabGrid`] when the class is made).
 const SLAB_RECORD: usize = 64;
+/// Bytes after the record of a slab of one-word chunks: its free map (a
+/// free 8-byte chunk holds the free key and has no room for a link).
+const FREE_MAP: usize = 64;
 
 /// The slab grid umem-slab gives class `c` with `FREE_KEY` and no
 /// debugging. Below 512 bytes: one-page in-slab slabs, chunks of the class
-/// size (a multiple of its alignment; 16 for the 8-byte class, so that the
-/// free key and the slab's free-list link both fit) from the page's start,
-/// the slab record at its end. From 512 bytes: hashed slabs of
-/// `umem_slab::hashed_slab_size` bytes (page quantum), aligned to that size
-/// rounded up to a power of two (the grid's period), chunks from the slab's
-/// start.
+/// size (a multiple of its alignment) from the page's start, the slab
+/// record at its end (and, for the 8-byte class, the slab's free map after
+/// it). From 512 bytes: hashed slabs of `umem_slab::hashed_slab_size` bytes
+/// (page quantum), aligned to that size rounded up to a power of two (the
+/// grid's period), chunks from the slab's start.
 pub const fn class_grid(c: usize) -> SlabGrid {
     let size = classes::SIZES[c];
     if size < PAGE / 8 {
-        // Two words at least: the free key and the free-list link (FREE_KEY).
-        let chunk = if size < 16 { 16 } else { size };
+        let end = if size == 8 {
+            SLAB_RECORD + FREE_MAP
+        } else {
+            SLAB_RECORD
+        };
         return SlabGrid {
             slab_size: PAGE,
-            chunk_size: chunk,
-            chunks: (PAGE - SLAB_RECORD) / chunk,
+            chunk_size: size,
+            chunks: (PAGE - end) / size,
         };
     }
     let s = match umem_slab::hashed_slab_size(size, PAGE) {
@@ -292,7 +297,7 @@ pub fn free_key() -> usize {
 #[inline(always)]
 pub fn alloc_index(size: usize) -> InlineIndex {
     debug_assert!(size <= classes::C_TABLE_MAX);
-    let w = ALLOC_TABLE[(size + 15) >> 4].load(Ordering::Relaxed);
+    let w = ALLOC_TABLE[(size + 7) >> 3].load(Ordering::Relaxed);
     // SAFETY: ALLOC_TABLE holds `InlineIndex` words (`publish`) or 0.
     unsafe { InlineIndex::from_word(w) }
 }
@@ -352,7 +357,7 @@ pub fn publish(c: usize, ii: InlineIndex, grid: Option<SlabGrid>, debug: bool, n
         };
     }
     for (g, h) in ALLOC_TABLE.iter().enumerate() {
-        if classes::c_small_size_class(g * 16) == c {
+        if classes::size_class(g * 8) == c {
             h.store(ii.word(), Ordering::Relaxed);
         }
     }

@@ -187,11 +187,11 @@
 //! magazines, sizes above 1 KiB for `malloc`, init, errors — is in
 //! out-of-line `*_miss` functions. Step by step:
 //!
-//! * `malloc(n)` (C, 16-byte alignment): `alloc16_hit` (`alloc.rs`) checks
-//!   `n <= 1024`, loads the class cache's `InlineIndex` from `ALLOC_TABLE`
-//!   by `n`'s 16-byte granule (`hit_tables.rs`) and pops the thread's
-//!   magazine through it (`umem_slab::hit_alloc`). On a miss: `alloc16` →
-//!   `alloc16_miss` → the class's cache (`caches.rs`, `ClassCache::alloc`)
+//! * `malloc(n)` (C: 16-byte alignment, 8 for `n <= 8`): `c_alloc_hit`
+//!   (`alloc.rs`) checks `n <= 1024`, loads the class cache's `InlineIndex`
+//!   from `ALLOC_TABLE` by `n`'s 8-byte granule (`hit_tables.rs`) and pops the thread's
+//!   magazine through it (`umem_slab::hit_alloc`). On a miss: `c_alloc` →
+//!   `c_alloc_miss` → the class's cache (`caches.rs`, `ClassCache::alloc`)
 //!   → `alloc_slow` (init, the class's first allocation, large blocks).
 //! * `free(p)`: `free_hit` (`free.rs`) takes the class cache's inline
 //!   index from the slab map (`region::inline_word`) and its block-start
@@ -213,7 +213,7 @@
 //!   CPU (the default) a restartable sequence on the current CPU's loaded
 //!   magazine, per thread (`nopercpu`, or no rseq) the thread's own; one
 //!   load chooses. The miss paths try the CPU's previous magazine first
-//!   (`alloc16_cpu_hit`, `umem_slab::cpu_hit_alloc`/`cpu_hit_free`, also
+//!   (`c_alloc_cpu_hit`, `umem_slab::cpu_hit_alloc`/`cpu_hit_free`, also
 //!   from `free_marked`): two words cannot be swapped by one commit.
 //!
 //! **Why a page map as well as the region:** blocks outside the region

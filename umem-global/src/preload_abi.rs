@@ -9,9 +9,9 @@
 //! * umem-global supplies the allocator's core with Rust types: `alloc`
 //!   (size, alignment, zeroing), `free` (no size; `Err` for a pointer umem
 //!   does not own), `realloc`, `usable_size`, and the magazine hits alone
-//!   (`alloc16_hit`, `free_hit`), which make no calls so that a C entry
+//!   (`c_alloc_hit`, `free_hit`), which make no calls so that a C entry
 //!   point that tail-calls the full function on a miss needs no stack
-//!   frame, and the per-CPU hit a miss tries first (`alloc16_cpu_hit`);
+//!   frame, and the per-CPU hit a miss tries first (`c_alloc_cpu_hit`);
 //! * it never unwinds (out-of-line paths run under `no_unwind`), never
 //!   allocates from anything but its own tree, and keeps `errno` on `free`;
 //! * the preload crate adds the C semantics (ENOMEM and errno, overflow
@@ -22,7 +22,7 @@
 //! Fork handling, initialisation, the bootstrap arena and the statistics at
 //! exit are umem-global's own and need nothing from the preload crate.
 
-pub use crate::alloc::{alloc, alloc16, alloc16_cpu_hit, alloc16_hit};
+pub use crate::alloc::{alloc, c_alloc, c_alloc_cpu_hit, c_alloc_hit};
 pub use crate::free::{
     free, free_hit, free_marked, free_miss, free_sized, owner, usable_size, FreeError, FreeHit,
     Owner,

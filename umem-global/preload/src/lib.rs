@@ -11,8 +11,10 @@
 //! `calloc`/`reallocarray` check for overflow, `posix_memalign` returns
 //! `EINVAL`/`ENOMEM` without touching `*memptr` or errno, `realloc(p, 0)`
 //! frees and returns NULL, a failed `realloc` keeps the old block, `free`
-//! keeps errno, `malloc_usable_size(NULL)` is 0. Every C block is at least
-//! 16-byte aligned (`max_align_t`), so the 8-byte size class is never used.
+//! keeps errno, `malloc_usable_size(NULL)` is 0. A C block is 16-byte
+//! aligned (`max_align_t`), except that one of at most 8 bytes (and
+//! `malloc(0)`'s) is 8-byte aligned, as C17 allows and mimalloc, jemalloc
+//! and tcmalloc do (`umem_global`'s `classes.rs`).
 //!
 //! A pointer umem does not own (by the page map) given to `free`, `realloc`
 //! or `malloc_usable_size` aborts the process with a one-line message that
@@ -119,7 +121,7 @@ fn alloc_c(size: usize, align: usize, zero: bool) -> *mut c_void {
 
 #[no_mangle]
 pub extern "C" fn malloc(size: usize) -> *mut c_void {
-    match abi::alloc16_hit(size) {
+    match abi::c_alloc_hit(size) {
         Some(p) => p.cast(),
         None => malloc_miss(size),
     }
@@ -129,10 +131,10 @@ pub extern "C" fn malloc(size: usize) -> *mut c_void {
 fn malloc_miss(size: usize) -> *mut c_void {
     // Per-CPU magazines (the default): the CPU's previous magazine, which
     // the hit above does not try.
-    if let Some(p) = abi::alloc16_cpu_hit(size) {
+    if let Some(p) = abi::c_alloc_cpu_hit(size) {
         return p.cast();
     }
-    let p = abi::alloc16(size, false);
+    let p = abi::c_alloc(size, false);
     if p.is_null() {
         return nomem();
     }
@@ -180,7 +182,7 @@ pub unsafe extern "C" fn cfree(p: *mut c_void) {
 pub extern "C" fn calloc(n: usize, size: usize) -> *mut c_void {
     match n.checked_mul(size) {
         Some(total) => {
-            let p = abi::alloc16(total, true);
+            let p = abi::c_alloc(total, true);
             if p.is_null() {
                 return nomem();
             }
