@@ -256,13 +256,16 @@ impl Cache {
     /// # Safety
     /// `m` is a magazine of type `idx` owned by the caller, with `rounds` valid rounds.
     unsafe fn magazine_destroy(&self, m: *mut Magazine, rounds: usize, idx: usize) {
-        for i in 0..rounds {
-            // SAFETY: by the caller.
-            let buf = unsafe { *Magazine::round(m, i) };
+        if rounds > 0 {
+            // SAFETY: by the caller, the rounds are `rounds` consecutive words of `m`.
+            let bufs = unsafe { core::slice::from_raw_parts(Magazine::round(m, 0), rounds) };
             if self.buftag_off == 0 {
-                self.destruct(buf);
+                for &buf in bufs {
+                    self.destruct(buf);
+                }
             }
-            self.slab_free_trusted(buf);
+            // One batch: the slab lock is taken once, not once a round.
+            self.slab_free_batch_trusted(bufs);
         }
         let mc = internal_caches().magazines[idx];
         if mc.buftag_off == 0 {

@@ -381,18 +381,59 @@ impl Cache {
 
     pub(crate) fn slab_free(&self, buf: usize) -> Result<(), SlabError> {
         let mut g = self.slab.0.lock();
+        // SAFETY: the slab lock is held (`g`).
+        let r = unsafe { self.slab_free_locked(&mut g, buf) };
+        drop(g);
+        if let Some(sp) = r? {
+            self.slab_destroy(sp);
+        }
+        Ok(())
+    }
+
+    /// Frees `bufs` (buffers known to be allocated from this cache's slab layer) under one
+    /// taking of the slab lock, released only to destroy a slab they empty; aborts as
+    /// [`Cache::slab_free_trusted`] does.
+    pub(crate) fn slab_free_batch_trusted(&self, bufs: &[usize]) {
+        let mut g = self.slab.0.lock();
+        for &buf in bufs {
+            // SAFETY: the slab lock is held (`g`).
+            match unsafe { self.slab_free_locked(&mut g, buf) } {
+                Ok(None) => {}
+                Ok(Some(sp)) => {
+                    drop(g);
+                    self.slab_destroy(sp);
+                    g = self.slab.0.lock();
+                }
+                Err(e) => {
+                    drop(g);
+                    fatal_error(&e);
+                }
+            }
+        }
+    }
+
+    /// [`Cache::slab_free`] under the slab lock (`g` is its data): the buffer back on its
+    /// slab, and the slab, when that emptied it, off every list and counted destroyed, for
+    /// the caller to give back ([`Cache::slab_destroy`]) once it has dropped the lock.
+    ///
+    /// # Safety
+    /// The slab lock is held and `g` is its data.
+    unsafe fn slab_free_locked(
+        &self,
+        g: &mut SlabLayer,
+        buf: usize,
+    ) -> Result<Option<*mut Slab>, SlabError> {
         let sp;
         // SAFETY: slab lock held. For small caches the buffer is trusted to be ours (the
         // header sits at the end of its slab); hashed caches check the hash.
         unsafe {
             if self.hashed {
-                let mut pp = self.hash_bucket(&g, buf);
+                let mut pp = self.hash_bucket(g, buf);
                 let mut depth = 0;
                 loop {
                     let bc = *pp;
                     if bc.is_null() {
                         g.lookup_depth += depth;
-                        drop(g);
                         return Err(SlabError::NotOwned {
                             addr: buf,
                             cache: self.name,
@@ -416,7 +457,6 @@ impl Cache {
             } else {
                 sp = self.record_of(buf);
                 if !(*sp).owned_by(self.owner()) {
-                    drop(g);
                     return Err(SlabError::NotOwned {
                         addr: buf,
                         cache: self.name,
@@ -425,7 +465,6 @@ impl Cache {
                 if !self.is_chunk_of(&*sp, buf) {
                     let s = &*sp;
                     let i = (buf.saturating_sub(s.base) / self.chunksize).min(s.chunks - 1);
-                    drop(g);
                     return Err(SlabError::BadAddress {
                         addr: buf,
                         buffer: s.base + i * self.chunksize,
@@ -433,7 +472,6 @@ impl Cache {
                     });
                 }
                 if self.free_map && !map_set(sp, (buf - (*sp).base) / MAP_CHUNK) {
-                    drop(g);
                     return Err(SlabError::DoubleFree {
                         addr: buf,
                         cache: self.name,
@@ -459,11 +497,10 @@ impl Cache {
                 g.nslabs -= 1;
                 g.buftotal -= (*sp).chunks;
                 g.slab_destroy += 1;
-                drop(g);
-                self.slab_destroy(sp);
+                return Ok(Some(sp));
             }
         }
-        Ok(())
+        Ok(None)
     }
 
     /// Whether `a` is the start of one of slab `s`'s chunks (no division: `ChunkDivisor`).
