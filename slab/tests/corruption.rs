@@ -202,17 +202,11 @@ fn overflows_into_slab_words_abort() {
 #[test]
 fn free_map_slabs_refuse_overflows_and_double_frees() {
     umem_slab::set_update_interval_ms(0);
-    let a = Vmem::create(
-        "corrupt_map_arena",
-        None,
-        4096,
-        Some(umem_vmem::heap()),
-        0,
-        CreateFlags::NONE,
-    )
-    .unwrap();
+    let a = umem_testkit::heap_arena("corrupt_map_arena", 4096);
     let flags = CacheFlags::NOMAGAZINE | CacheFlags::FREE_KEY;
-    let c = Cache::create("corrmap", 8, 0, CacheOps::NONE, a, flags).unwrap();
+    let c = umem_testkit::CacheBuilder::new("corrmap", 8, a)
+        .flags(flags)
+        .create();
     let name = c.name().to_string();
     assert_eq!((c.chunk_size(), c.buffers_per_slab()), (8, 496));
     let p = c.alloc().unwrap().as_ptr() as usize;

@@ -173,24 +173,18 @@ fn free_key_caches() {
 #[test]
 fn one_word_chunks_keep_a_free_map() {
     umem_slab::set_update_interval_ms(0);
-    let a = Vmem::create(
-        "fm_arena",
-        None,
-        4096,
-        Some(umem_vmem::heap()),
-        0,
-        CreateFlags::NONE,
-    )
-    .unwrap();
+    let a = umem_testkit::heap_arena("fm_arena", 4096);
     let key = umem_slab::FREE_KEY_WORD;
     // Without the key the chunk is one word, linked as any other in-slab cache's.
-    let plain = Cache::create("fm_plain", 8, 0, CacheOps::NONE, a, CacheFlags::NONE).unwrap();
+    let plain = umem_testkit::cache("fm_plain", 8, a);
     assert_eq!(
         (plain.chunk_size(), plain.buffers_per_slab()),
         (8, (4096 - 64) / 8)
     );
     for flags in [CacheFlags::NOMAGAZINE, CacheFlags::NONE] {
-        let c = Cache::create("fm", 8, 0, CacheOps::NONE, a, CacheFlags::FREE_KEY | flags).unwrap();
+        let c = umem_testkit::CacheBuilder::new("fm", 8, a)
+            .flags(CacheFlags::FREE_KEY | flags)
+            .create();
         // Record (64 bytes) and map (64) at the slab's end: 496 chunks, not 252 of 16.
         assert_eq!((c.chunk_size(), c.buffers_per_slab()), (8, 496));
         let g = c.grid().unwrap();

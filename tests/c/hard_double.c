@@ -9,8 +9,9 @@
  *   dead     as slab, but the second free is of the last block: every block
  *            of its slab was freed, so the trim gives the slab back and
  *            discards its pages (the free key with them) -- no slab holds it
- *   interior free(p + 16) of a live block (p + 8 for 16-byte blocks; from
- *            512 bytes p + the block's alignment, where that is inside it)
+ *   interior free(p + 16) of a live block (p + 8 for 16-byte blocks, p + 4
+ *            for 8-byte ones; from 512 bytes p + the block's alignment, where
+ *            that is inside it)
  *   wild     free() of a never-allocated, chunk-aligned address inside the
  *            slab of a live block (p + 3 * SIZE)
  * Prints "PTR <pointer>" before the bad free. Then allocates 4100 blocks of
@@ -60,7 +61,7 @@ int main(int argc, char **argv) {
          * the block (aligned like a block start: only the chunk-boundary
          * test of its slab refuses it). */
         size_t al = size & -size;
-        bad = keep + (size >= 512 && al < size ? al : size >= 32 ? 16 : 8);
+        bad = keep + (size >= 512 && al < size ? al : size >= 32 ? 16 : size >= 16 ? 8 : 4);
     } else if (!strcmp(mode, "wild")) {
         bad = keep + 3 * size;
     } else {

@@ -147,6 +147,9 @@ fn double_free_in_the_slab_aborts() {
 fn interior_pointer_free_aborts() {
     aborts_naming_the_pointer("interior", "48", &[]);
     aborts_naming_the_pointer("interior", "48", &[("UMEM_OPTIONS", "nomagazines")]);
+    // 4 bytes into an 8-byte block (a free-map slab's chunk).
+    aborts_naming_the_pointer("interior", "8", &[]);
+    aborts_naming_the_pointer("interior", "8", &[("UMEM_OPTIONS", "nomagazines")]);
 }
 
 #[test]
@@ -158,7 +161,7 @@ fn never_allocated_address_free_aborts() {
 #[test]
 fn double_frees_abort_in_every_layer() {
     for env in [&[][..], &[("UMEM_OPTIONS", "nomagazines")][..]] {
-        for size in [16usize, 32, 48, 64, 128, 448, 512, 640, 4096, 8192] {
+        for size in [8usize, 16, 32, 48, 64, 128, 448, 512, 640, 4096, 8192] {
             for mode in ["mag", "depot"] {
                 // Without magazines a freed block of a one-block slab (4096
                 // bytes and up) takes its slab back to the arena, so the
@@ -175,7 +178,7 @@ fn double_frees_abort_in_every_layer() {
         // 8192-byte classes the trim gives the block's one-block slab back and
         // discards its page (the free key with it); the page map, kept told
         // where such a class's slabs live, catches the second free.
-        for size in [16usize, 32, 48, 64, 128, 448, 512, 640, 4096, 8192] {
+        for size in [8usize, 16, 32, 48, 64, 128, 448, 512, 640, 4096, 8192] {
             aborts_naming("slab", size, env, "double free");
         }
     }
@@ -187,12 +190,12 @@ fn double_frees_abort_in_every_layer() {
 /// the slab watch marked the slab's pages dead, so the hit misses and the
 /// miss aborts naming the pointer — "no slab holds it" while the class keeps
 /// the span, "invalid pointer" once the span went back too. Every class
-/// from 16 bytes to one-block slabs, with and without magazines.
+/// from 8 bytes to one-block slabs, with and without magazines.
 #[test]
 fn double_free_after_the_slab_went_back_aborts() {
     for env in [&[][..], &[("UMEM_OPTIONS", "nomagazines")][..]] {
         for size in [
-            "16", "32", "48", "64", "128", "256", "448", "512", "640", "1024", "2048", "3072",
+            "8", "16", "32", "48", "64", "128", "256", "448", "512", "640", "1024", "2048", "3072",
             "4096", "8192", "40960",
         ] {
             aborts_naming_the_pointer("dead", size, env);
@@ -226,7 +229,7 @@ fn interior_and_never_allocated_frees_abort() {
         aborts_naming("interior", size, &[], "not the start of a block");
     }
     // A never-allocated chunk start in a live block's slab.
-    for size in [16usize, 32, 48, 64, 128, 448, 512, 640] {
+    for size in [8usize, 16, 32, 48, 64, 128, 448, 512, 640] {
         aborts_naming("wild", size, &[], "double free");
     }
 }
