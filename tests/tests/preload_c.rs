@@ -345,15 +345,7 @@ fn no_libgcc_s_and_cxx_exceptions_still_work() {
         "libumem.so brought in libgcc_s\n{maps}"
     );
 
-    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("c/cxx_throw.cc");
-    let exe = std::env::temp_dir().join(format!("umem-cxx-throw-{}", std::process::id()));
-    let cc = Command::new("c++")
-        .args(["-O2", "-pthread", "-o"])
-        .arg(&exe)
-        .arg(&src)
-        .output()
-        .expect("c++ (g++) is needed: ci/install-deps installs it");
-    assert!(cc.status.success(), "c++ failed: {}", show(&cc));
+    let exe = cxx_program("cxx_throw", &["-pthread"]);
     let base = run(Command::new(&exe), false);
     assert!(base.status.success(), "under glibc: {}", show(&base));
     let o = run(Command::new(&exe), true);
@@ -362,6 +354,46 @@ fn no_libgcc_s_and_cxx_exceptions_still_work() {
     assert!(
         String::from_utf8_lossy(&o.stdout).contains("cxx_throw: OK"),
         "{}",
+        show(&o)
+    );
+}
+
+/// Compiles `c/<name>.cc` with `c++ -O2` and `flags` into a temporary
+/// executable (removed by the caller).
+fn cxx_program(name: &str, flags: &[&str]) -> std::path::PathBuf {
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("c/{name}.cc"));
+    let exe = std::env::temp_dir().join(format!("umem-{name}-{}", std::process::id()));
+    let cc = Command::new("c++")
+        .arg("-O2")
+        .args(flags)
+        .arg("-o")
+        .arg(&exe)
+        .arg(&src)
+        .output()
+        .expect("c++ (g++) is needed: ci/install-deps installs it");
+    assert!(cc.status.success(), "c++ failed: {}", show(&cc));
+    exe
+}
+
+/// C++'s `operator new` and `operator delete`, every form, come from
+/// libumem.so under the preload (not libstdc++'s wrappers around `malloc`),
+/// and keep the standard's semantics: aligned forms aligned, a failed `new`
+/// calls the new-handler and then throws `std::bad_alloc`, the nothrow forms
+/// return null (`c/cxx_new.cc`, written from [new.delete]).
+#[test]
+fn cxx_operator_new_and_delete_come_from_umem() {
+    let exe = cxx_program("cxx_new", &["-fsized-deallocation"]);
+    let base = run(Command::new(&exe), false);
+    assert!(base.status.success(), "under glibc: {}", show(&base));
+    let o = run(Command::new(&exe), true);
+    let _ = std::fs::remove_file(&exe);
+    assert!(o.status.success(), "under libumem: {}", show(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("cxx_new: OK"), "{}", show(&o));
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("operator new from") && l.contains("libumem")),
+        "operator new is not libumem's: {}",
         show(&o)
     );
 }

@@ -45,6 +45,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod capi;
+mod cxx;
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 mod nounwind;
 
@@ -146,6 +147,17 @@ fn malloc_miss(size: usize) -> *mut c_void {
 /// pointer it never handed out is detected and aborts).
 #[no_mangle]
 pub unsafe extern "C" fn free(p: *mut c_void) {
+    // SAFETY: by the caller.
+    unsafe { free_inline(p) }
+}
+
+/// `free`'s body, for the entry points that free as `free` does (C++'s
+/// `operator delete`) without a call through the GOT to `free`.
+///
+/// # Safety
+/// As for `free`.
+#[inline(always)]
+unsafe fn free_inline(p: *mut c_void) {
     // SAFETY: the caller passes a block it owns (or a foreign pointer,
     // which free_miss refuses).
     unsafe {
