@@ -345,12 +345,7 @@ fn no_libgcc_s_and_cxx_exceptions_still_work() {
         "libumem.so brought in libgcc_s\n{maps}"
     );
 
-    let exe = cxx_program("cxx_throw", &["-pthread"]);
-    let base = run(Command::new(&exe), false);
-    assert!(base.status.success(), "under glibc: {}", show(&base));
-    let o = run(Command::new(&exe), true);
-    let _ = std::fs::remove_file(&exe);
-    assert!(o.status.success(), "under libumem: {}", show(&o));
+    let o = cxx_under_both("cxx_throw", &["-pthread"]);
     assert!(
         String::from_utf8_lossy(&o.stdout).contains("cxx_throw: OK"),
         "{}",
@@ -358,9 +353,10 @@ fn no_libgcc_s_and_cxx_exceptions_still_work() {
     );
 }
 
-/// Compiles `c/<name>.cc` with `c++ -O2` and `flags` into a temporary
-/// executable (removed by the caller).
-fn cxx_program(name: &str, flags: &[&str]) -> std::path::PathBuf {
+/// Compiles `c/<name>.cc` with `c++ -O2` and `flags`, runs it under glibc
+/// and then under the preload, requires both to succeed, and returns the
+/// preloaded run's output.
+fn cxx_under_both(name: &str, flags: &[&str]) -> std::process::Output {
     let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("c/{name}.cc"));
     let exe = std::env::temp_dir().join(format!("umem-{name}-{}", std::process::id()));
     let cc = Command::new("c++")
@@ -372,7 +368,12 @@ fn cxx_program(name: &str, flags: &[&str]) -> std::path::PathBuf {
         .output()
         .expect("c++ (g++) is needed: ci/install-deps installs it");
     assert!(cc.status.success(), "c++ failed: {}", show(&cc));
-    exe
+    let base = run(Command::new(&exe), false);
+    assert!(base.status.success(), "under glibc: {}", show(&base));
+    let o = run(Command::new(&exe), true);
+    let _ = std::fs::remove_file(&exe);
+    assert!(o.status.success(), "under libumem: {}", show(&o));
+    o
 }
 
 /// C++'s `operator new` and `operator delete`, every form, come from
@@ -382,12 +383,7 @@ fn cxx_program(name: &str, flags: &[&str]) -> std::path::PathBuf {
 /// return null (`c/cxx_new.cc`, written from [new.delete]).
 #[test]
 fn cxx_operator_new_and_delete_come_from_umem() {
-    let exe = cxx_program("cxx_new", &["-fsized-deallocation"]);
-    let base = run(Command::new(&exe), false);
-    assert!(base.status.success(), "under glibc: {}", show(&base));
-    let o = run(Command::new(&exe), true);
-    let _ = std::fs::remove_file(&exe);
-    assert!(o.status.success(), "under libumem: {}", show(&o));
+    let o = cxx_under_both("cxx_new", &["-fsized-deallocation"]);
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("cxx_new: OK"), "{}", show(&o));
     assert!(
