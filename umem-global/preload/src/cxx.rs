@@ -25,7 +25,7 @@
 //! straight into the program (the release build's `panic = "abort"` gives
 //! umem's frames no landing pads, and none are needed).
 
-use crate::{free_inline, malloc, memalign};
+use crate::{free_inline, malloc_miss, memalign};
 use core::ffi::{c_void, CStr};
 use core::sync::atomic::{AtomicUsize, Ordering};
 use umem_global::preload_abi as abi;
@@ -53,7 +53,8 @@ fn runtime_definition(slot: &AtomicUsize, name: &CStr) -> usize {
 
 /// Defines an `operator new` form named `$name` (its mangled name) with
 /// arguments `$a`: `$hit` is the magazine hit (`None`: miss), tried with no
-/// call and no stack frame; then `$alloc` gives the block, and on null the
+/// call and no stack frame; then `$alloc` (what is left of `malloc` after
+/// its hit, or `memalign`) gives the block, and on null the
 /// same arguments go to the C++ runtime's `$name`, in a tail call (module
 /// doc).
 macro_rules! operator_new {
@@ -114,10 +115,10 @@ macro_rules! operator_delete {
 type NoThrow = usize;
 type Align = usize;
 
-operator_new!(_Znwm(size: usize) => hit(size), malloc(size));
-operator_new!(_Znam(size: usize) => hit(size), malloc(size));
-operator_new!(_ZnwmRKSt9nothrow_t(size: usize, nt: NoThrow) => hit(size), malloc(size));
-operator_new!(_ZnamRKSt9nothrow_t(size: usize, nt: NoThrow) => hit(size), malloc(size));
+operator_new!(_Znwm(size: usize) => hit(size), malloc_miss(size));
+operator_new!(_Znam(size: usize) => hit(size), malloc_miss(size));
+operator_new!(_ZnwmRKSt9nothrow_t(size: usize, nt: NoThrow) => hit(size), malloc_miss(size));
+operator_new!(_ZnamRKSt9nothrow_t(size: usize, nt: NoThrow) => hit(size), malloc_miss(size));
 operator_new!(_ZnwmSt11align_val_t(size: usize, al: Align) => None, memalign(al, size));
 operator_new!(_ZnamSt11align_val_t(size: usize, al: Align) => None, memalign(al, size));
 operator_new!(_ZnwmSt11align_val_tRKSt9nothrow_t(size: usize, al: Align, nt: NoThrow) => None, memalign(al, size));

@@ -129,7 +129,7 @@ pub extern "C" fn malloc(size: usize) -> *mut c_void {
 }
 
 #[inline(never)]
-fn malloc_miss(size: usize) -> *mut c_void {
+pub(crate) fn malloc_miss(size: usize) -> *mut c_void {
     // Per-CPU magazines (the default): the CPU's previous magazine, which
     // the hit above does not try.
     if let Some(p) = abi::c_alloc_cpu_hit(size) {
