@@ -80,7 +80,9 @@
 //! slab. Caches of small buffers keep the `Slab` record at the end of the slab and thread
 //! the free list through the free buffers themselves (*in-slab*); a new slab's list is a
 //! *fresh tail* (its first chunk's address, tagged), so its chunks are handed out in
-//! address order with no link written or read until one is freed. Caches of larger
+//! address order with no link written or read until one is freed. (An in-slab
+//! `FREE_KEY` cache of one-word chunks has no room for a link beside the free key: its
+//! slabs keep a bitmap of free chunks after the record instead, a *free map*.) Caches of larger
 //! buffers, and caches that may not touch their buffers (`NOTOUCH`: vmem's quantum
 //! caches), describe each buffer with an external *bufctl* and find the bufctl of an
 //! allocated buffer through a hash (*hashed*).
@@ -174,7 +176,8 @@
 //!
 //! **In-band words** (`secret.rs`, issue 11). The only allocator state kept in memory a
 //! program can overflow into is the free-list link of each free chunk of an in-slab cache
-//! and the `Slab` record at the end of its slab. Both are protected with a per-process
+//! and the `Slab` record (with a free-map slab's bitmap after it) at the end of its slab.
+//! Both are protected with a per-process
 //! secret (getrandom at `init`): a link is stored as `((next ^ K) * M) ^ at` and checked
 //! after decoding (0, or a chunk start of its own slab, by a division-free test) before it
 //! is followed; the record begins with its owner cache encoded the same way, checked on
