@@ -82,8 +82,8 @@
 //! *fresh tail* (its first chunk's address, tagged), so its chunks are handed out in
 //! address order with no link written or read until one is freed. (An in-slab
 //! `FREE_KEY` cache of one-word chunks has no room for a link beside the free key: its
-//! slabs keep a bitmap of free chunks after the record instead, a *free map*.) Caches of larger
-//! buffers, and caches that may not touch their buffers (`NOTOUCH`: vmem's quantum
+//! slabs keep a bitmap of free chunks after the record instead, a *free map*.) Caches of
+//! larger buffers, and caches that may not touch their buffers (`NOTOUCH`: vmem's quantum
 //! caches), describe each buffer with an external *bufctl* and find the bufctl of an
 //! allocated buffer through a hash (*hashed*).
 //!
@@ -176,12 +176,12 @@
 //!
 //! **In-band words** (`secret.rs`, issue 11). The only allocator state kept in memory a
 //! program can overflow into is the free-list link of each free chunk of an in-slab cache
-//! and the `Slab` record (with a free-map slab's bitmap after it) at the end of its slab.
-//! Both are protected with a per-process
+//! and the `Slab` record at the end of its slab. Both are protected with a per-process
 //! secret (getrandom at `init`): a link is stored as `((next ^ K) * M) ^ at` and checked
 //! after decoding (0, or a chunk start of its own slab, by a division-free test) before it
 //! is followed; the record begins with its owner cache encoded the same way, checked on
-//! every use. A bad word aborts with a message naming the slab, the cache and the word
+//! every use. A free map lies after its record, so a linear overflow out of the last chunk
+//! breaks the checked tag before it reaches the map. A bad word aborts with a message naming the slab, the cache and the word
 //! (`SlabError::CorruptSlab`); a link is cleared when its chunk is handed out.
 //! [`CacheFlags::FREE_KEY`] caches (umem-global's size classes) also lay their slabs out
 //! without colour, so that a chunk start is a function of the address ([`Cache::grid`]),
