@@ -181,8 +181,9 @@
 //! after decoding (0, or a chunk start of its own slab, by a division-free test) before it
 //! is followed; the record begins with its owner cache encoded the same way, checked on
 //! every use. A free map lies after its record, so a linear overflow out of the last chunk
-//! breaks the checked tag before it reaches the map. A bad word aborts with a message naming the slab, the cache and the word
-//! (`SlabError::CorruptSlab`); a link is cleared when its chunk is handed out.
+//! breaks the checked tag before it reaches the map. A bad word aborts with a message
+//! naming the slab, the cache and the word (`SlabError::CorruptSlab`); a link is cleared
+//! when its chunk is handed out.
 //! [`CacheFlags::FREE_KEY`] caches (umem-global's size classes) also lay their slabs out
 //! without colour, so that a chunk start is a function of the address ([`Cache::grid`]),
 //! start every new buffer marked with [`FREE_KEY_WORD`], the *free key* their user
