@@ -255,11 +255,17 @@ impl SlabGeometry {
 
     /// Bytes an in-slab slab keeps at its end (record, and free map if any).
     pub fn hdr(&self) -> usize {
-        if self.free_map {
-            MAP_HDR
-        } else {
-            SLAB_HDR
-        }
+        in_slab_hdr(self.free_map)
+    }
+}
+
+/// Bytes an in-slab slab keeps at its end: the `Slab` record, and the free map after it
+/// when the cache has one.
+const fn in_slab_hdr(free_map: bool) -> usize {
+    if free_map {
+        MAP_HDR
+    } else {
+        SLAB_HDR
     }
 }
 
@@ -339,7 +345,7 @@ pub(crate) fn slab_geometry(
     } else {
         chunksize.saturating_sub(size_of::<usize>())
     };
-    let hdr = if free_map { MAP_HDR } else { SLAB_HDR };
+    let hdr = in_slab_hdr(free_map);
 
     let hashed;
     let slabsize;
