@@ -124,6 +124,17 @@ pub(crate) unsafe fn map_words(sp: *mut Slab) -> *mut [u64; MAP_WORDS] {
     (sp as usize + SLAB_HDR) as *mut [u64; MAP_WORDS]
 }
 
+/// The bits of map word `i` that stand for chunks of a slab of `chunks` chunks (the
+/// rest of the word is never set).
+pub(crate) fn map_word_chunks(chunks: usize, i: usize) -> u64 {
+    let n = chunks.saturating_sub(i * 64).min(64);
+    if n == 64 {
+        !0
+    } else {
+        (1u64 << n) - 1
+    }
+}
+
 /// Marks the first `chunks` chunks of a new free-map slab free, the rest of its map not.
 ///
 /// # Safety
@@ -133,8 +144,7 @@ pub(crate) unsafe fn init_map(sp: *mut Slab, chunks: usize) {
     // SAFETY: by the caller.
     let map = unsafe { &mut *map_words(sp) };
     for (i, w) in map.iter_mut().enumerate() {
-        let n = chunks.saturating_sub(i * 64).min(64);
-        *w = if n == 64 { !0 } else { (1u64 << n) - 1 };
+        *w = map_word_chunks(chunks, i);
     }
 }
 

@@ -10,7 +10,7 @@ use crate::error::SlabError;
 use crate::magazine::Magazine;
 use crate::registry;
 use crate::secret;
-use crate::slab::{map_words, Bufctl, BufferLookup, Slab, SlabLayer, FRESH};
+use crate::slab::{map_word_chunks, map_words, Bufctl, BufferLookup, Slab, SlabLayer, FRESH};
 
 /// Where a cache's buffers start, from the address alone ([`Cache::grid`]): `a` is a
 /// buffer start iff `a % slab_size` is a multiple of `chunk_size` below
@@ -243,8 +243,7 @@ impl Cache {
                         // whether any bit is set.
                         let map = &*map_words(sp);
                         for (i, &w) in map.iter().enumerate() {
-                            let n = s.chunks.saturating_sub(i * 64).min(64);
-                            if n < 64 && w >> n != 0 {
+                            if w & !map_word_chunks(s.chunks, i) != 0 {
                                 return Err(corrupt(
                                     "free map bit past the last chunk",
                                     sp as usize,
