@@ -275,6 +275,22 @@ impl Deque {
     }
 }
 
+/// Full magazines another CPU's list must hold before a CPU whose own list is empty takes
+/// one of them, for caches of small chunks ([`steal_min`]; see [`FullLists`]).
+const STEAL_MIN: usize = 2;
+
+/// Chunks up to this size count as small for [`steal_min`].
+const SMALL_CHUNK: usize = 512;
+
+/// The `steal_min` of [`FullLists::pop`] for a cache of `chunksize`-byte chunks.
+pub(crate) fn steal_min(chunksize: usize, hashed: bool) -> usize {
+    if !hashed && chunksize <= SMALL_CHUNK {
+        STEAL_MIN
+    } else {
+        1
+    }
+}
+
 /// Partitions of the full list ([`FullLists`]).
 pub(crate) const PARTS: usize = 8;
 
@@ -287,8 +303,14 @@ pub(crate) const PARTS: usize = 8;
 /// after two threads each freed their own half of a heap, each grew again over both
 /// halves, every other magazine, and the two then wrote one another's lines (a two-thread
 /// heap-growth model read its reused blocks no faster than one thread did). A CPU whose
-/// list is empty takes from the next one that is not (a bitmap finds it), as a consumer
-/// takes what its producer's frees filled.
+/// list is empty takes from the next one round the ring (a bitmap finds it), as a consumer
+/// takes what its producer's frees filled — for a cache of small chunks only once that
+/// list holds [`STEAL_MIN`] magazines ([`steal_min`]). Two threads that each allocate and
+/// free about as much (glibc's bench-malloc-thread) each run short of their own list now
+/// and then; taking the other's magazine then handed each thread buffers that lie between
+/// the other's live ones, on its lines. Below the threshold the CPU refills from its own
+/// slab (`slab_layer.rs`, "CPU claims") instead; a producer still gets its consumer's
+/// frees, with up to `STEAL_MIN` magazines more in the depot.
 pub(crate) struct FullLists {
     parts: [Deque; PARTS],
     /// Bit `i` set when `parts[i]` holds a magazine.
@@ -307,14 +329,23 @@ impl FullLists {
     }
 
     /// Take a full magazine for CPU `cpu`: from its own list, else from the next list
-    /// that has one; null when there is none.
-    pub(crate) fn pop(&mut self, cpu: usize) -> *mut Magazine {
-        if self.nonempty == 0 {
-            return null_mut();
-        }
+    /// round the ring that holds at least `steal_min` (1 or more) magazines; null when
+    /// there is none.
+    pub(crate) fn pop(&mut self, cpu: usize, steal_min: usize) -> *mut Magazine {
         let own = cpu % PARTS;
-        // The first non-empty list from `own` on, round the ring.
-        let i = (own + self.nonempty.rotate_right(own as u32).trailing_zeros() as usize) % PARTS;
+        let mut bits = self.nonempty.rotate_right(own as u32);
+        // The first list from `own` on, round the ring, that may give one: its own
+        // whenever that is not empty, another only with `steal_min` magazines.
+        let i = loop {
+            if bits == 0 {
+                return null_mut();
+            }
+            let i = (own + bits.trailing_zeros() as usize) % PARTS;
+            if i == own || self.parts[i].len >= steal_min {
+                break i;
+            }
+            bits &= bits - 1;
+        };
         let l = &mut self.parts[i];
         let m = l.pop();
         if l.len == 0 {
@@ -472,12 +503,12 @@ mod tests {
             l.push(p, 0);
         }
         assert!(l.for_each(&mut |_| {}));
-        assert_eq!(l.pop(0), ps[2]);
-        assert_eq!(l.pop(0), ps[1]);
+        assert_eq!(l.pop(0, 1), ps[2]);
+        assert_eq!(l.pop(0, 1), ps[1]);
         // Turned on entry: its buffers leave in ascending order.
         assert_eq!(hits(ps[1], cap), vec![1, 2, 3, 4]);
-        assert_eq!(l.pop(0), ps[0]);
-        assert!(l.pop(0).is_null());
+        assert_eq!(l.pop(0, 1), ps[0]);
+        assert!(l.pop(0, 1).is_null());
         assert_eq!((l.ws.total, l.ws.alloc), (0, 3));
     }
 
@@ -529,21 +560,41 @@ mod tests {
         let mut mags = magazines(&[vec![2, 1], vec![4, 3], vec![6, 5], vec![8, 7]]);
         let ps: Vec<_> = mags.iter_mut().map(|m| ptr(m)).collect();
         let mut f = FullLists::new(cap);
-        assert!(f.pop(0).is_null());
+        assert!(f.pop(0, 1).is_null());
         f.push(ps[0], 1);
         f.push(ps[1], 3 + PARTS); // CPU 3's list: numbers are taken modulo PARTS
         f.push(ps[2], 1);
         f.push(ps[3], 6);
         assert!(f.for_each(&mut |_| {}));
         assert_eq!(f.ws.total, 4);
-        assert_eq!(f.pop(3), ps[1]);
-        assert_eq!(f.pop(1), ps[2]);
+        assert_eq!(f.pop(3, 1), ps[1]);
+        assert_eq!(f.pop(1, 1), ps[2]);
         // CPU 2's list is empty: the next one round the ring that is not (CPU 6's).
-        assert_eq!(f.pop(2), ps[3]);
+        assert_eq!(f.pop(2, 1), ps[3]);
         // From CPU 7 the ring wraps to CPU 1's.
-        assert_eq!(f.pop(7), ps[0]);
-        assert!(f.pop(7).is_null());
+        assert_eq!(f.pop(7, 1), ps[0]);
+        assert!(f.pop(7, 1).is_null());
         assert_eq!((f.ws.total, f.ws.min, f.ws.alloc), (0, 0, 4));
+    }
+
+    #[test]
+    fn another_cpus_list_gives_only_from_steal_min_on() {
+        let cap = 2;
+        let mut mags = magazines(&[vec![2, 1], vec![4, 3], vec![6, 5]]);
+        let ps: Vec<_> = mags.iter_mut().map(|m| ptr(m)).collect();
+        let mut f = FullLists::new(cap);
+        f.push(ps[0], 1);
+        // CPU 0's list is empty and CPU 1's holds one: not enough to take from.
+        assert!(f.pop(0, 2).is_null());
+        // Its own CPU takes it whatever the threshold.
+        assert_eq!(f.pop(1, 2), ps[0]);
+        f.push(ps[1], 1);
+        f.push(ps[2], 1);
+        // Two now: CPU 0 takes the newer (a short list is last in, first out).
+        assert_eq!(f.pop(0, 2), ps[2]);
+        assert!(f.pop(0, 2).is_null());
+        assert_eq!(f.pop(0, 1), ps[1]);
+        assert_eq!(f.ws.total, 0);
     }
 
     #[test]

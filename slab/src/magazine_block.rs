@@ -70,7 +70,11 @@ struct Header {
     /// The global reap generation this thread has flushed up to (its low 32 bits).
     gen: u32,
     /// Alloc slow-path calls (see [`clock_due`]).
-    ticks: u32,
+    ticks: u16,
+    /// The thread's group for the depot's full lists and the slab layer's claims in
+    /// per-thread mode ([`thread_group`]): threads are numbered in the order their blocks
+    /// were made.
+    group: u16,
 }
 
 impl Header {
@@ -168,6 +172,7 @@ const STATIC_BLOCK: MagazineBlock = MagazineBlock {
         prev: null_mut(),
         gen: 0,
         ticks: 0,
+        group: 0,
     },
     slots: [ThreadCache::EMPTY; SLOTS_PER_CHUNK - 1],
 };
@@ -373,6 +378,21 @@ pub(crate) fn clock_due() -> bool {
 /// See [`clock_due`].
 pub(crate) const CLOCK_EVERY: u64 = 64;
 
+/// The next thread's group ([`Header::group`]).
+static NEXT_GROUP: AtomicUsize = AtomicUsize::new(0);
+
+/// The calling thread's group (`percpu::group_hint` in per-thread mode): its block's
+/// number, 0 for a thread without a block.
+pub(crate) fn thread_group() -> usize {
+    let t = current();
+    if t.is_null() {
+        return 0;
+    }
+    // SAFETY: a non-null current block is live or static, and only its owner writes
+    // `group` (once, before the block is installed).
+    usize::from(unsafe { (*t).hdr.group })
+}
+
 /// What a flush does with one thread cache: give its magazines back to the depot of the
 /// cache with id `id` and fold its counters into that cache (umem-slab's registry knows
 /// the caches; this file only knows ids). Installed once by [`init_key`].
@@ -478,6 +498,7 @@ fn new_block() -> *mut MagazineBlock {
     unsafe {
         ptr::write_bytes(p as *mut u8, 0, core::mem::size_of::<MagazineBlock>());
         (*p).hdr.gen = REAP_GEN.load(Ordering::Relaxed) as u32;
+        (*p).hdr.group = NEXT_GROUP.fetch_add(1, Ordering::Relaxed) as u16;
         let mut g = BLOCK_LIST.lock();
         (*p).hdr.next = g.head;
         if !g.head.is_null() {

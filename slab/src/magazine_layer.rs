@@ -57,13 +57,13 @@ impl Cache {
                 }
                 // The CPU's own list of full magazines first (`depot.rs`): asked before
                 // the lock is taken, not under it.
-                let cpu = crate::percpu::cpu_hint();
+                let group = crate::percpu::group_hint();
                 let Some((mut d, mt)) = self.lock_depot_for(slot) else {
                     continue;
                 };
                 let s = &mut *slot;
                 let cur = MAGTYPES[mt].rounds;
-                let full = d.full.pop(cpu);
+                let full = d.full.pop(group, self.steal_min);
                 if full.is_null() {
                     return None;
                 }
@@ -100,7 +100,7 @@ impl Cache {
                     reload(s, m, r);
                     continue;
                 }
-                let cpu = crate::percpu::cpu_hint();
+                let group = crate::percpu::group_hint();
                 let Some((mut d, mt)) = self.lock_depot_for(slot) else {
                     continue;
                 };
@@ -108,7 +108,7 @@ impl Cache {
                 let empty = d.empty.pop();
                 if !empty.is_null() {
                     if !s.ploaded.is_null() {
-                        d.full.push(s.ploaded, cpu);
+                        d.full.push(s.ploaded, group);
                         s.ploaded = null_mut();
                     }
                     drop(d);
@@ -218,7 +218,7 @@ impl Cache {
             }
             let idx = magtype_index(s.magsize);
             let mut destroy: [(*mut Magazine, usize); 2] = [(null_mut(), 0); 2];
-            let cpu = crate::percpu::cpu_hint();
+            let group = crate::percpu::group_hint();
             {
                 let mut d = self.depot.0.lock();
                 let same = d.magtype == idx;
@@ -230,7 +230,7 @@ impl Cache {
                         continue;
                     }
                     if same && r == s.magsize {
-                        d.full.push(m, cpu);
+                        d.full.push(m, group);
                     } else if same && r == 0 {
                         d.empty.push(m);
                     } else {
@@ -302,7 +302,11 @@ impl Cache {
                 let (m, idx) = {
                     let mut d = self.depot.0.lock();
                     let idx = d.magtype;
-                    let m = if full { d.full.pop(0) } else { d.empty.pop() };
+                    let m = if full {
+                        d.full.pop(0, 1)
+                    } else {
+                        d.empty.pop()
+                    };
                     (m, idx)
                 };
                 if m.is_null() {
@@ -329,7 +333,7 @@ impl Cache {
             return;
         };
         loop {
-            let m = fulls.pop(0);
+            let m = fulls.pop(0, 1);
             if m.is_null() {
                 break;
             }

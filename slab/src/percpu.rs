@@ -488,15 +488,16 @@ fn cpu_now() -> Option<usize> {
     usize::try_from(c).ok().filter(|&c| c < cpus())
 }
 
-/// The CPU the calling thread runs on, for the depot's per-CPU lists of full magazines
-/// (`depot.rs`): a hint (it may move at once), 0 when unknown.
-pub(crate) fn cpu_hint() -> usize {
+/// The group the calling thread's buffers are kept under: the depot's list of full
+/// magazines it fills and takes from first (`depot.rs`) and the slab it claims
+/// (`slab_layer.rs`, "CPU claims"). Per CPU, its CPU: a CPU's magazines serve whichever
+/// thread runs there. Per thread, the thread itself (its number, `magazine_block.rs`), so
+/// a thread the scheduler moves keeps reusing its own heap. A hint: it may change at once.
+pub(crate) fn group_hint() -> usize {
     if enabled() {
         return cpu_now().unwrap_or(0);
     }
-    // SAFETY: no preconditions (glibc reads the rseq area or the vDSO; no allocation).
-    let c = unsafe { libc::sched_getcpu() };
-    usize::try_from(c).unwrap_or(0)
+    crate::magazine_block::thread_group()
 }
 
 /// Whether the current CPU has not flushed since reap generation `gen` was asked for;

@@ -43,8 +43,10 @@ pub(crate) struct Slab {
     /// list may end in a *fresh tail*: a word with [`FRESH`] set, whose address part is
     /// the first of the chunks never handed out, all of them free up to the slab's end.
     pub head: usize,
-    /// Buffers allocated from this slab.
-    pub refcnt: usize,
+    /// Buffers allocated from this slab (at most `chunks`: a slab holds fewer than 2^32).
+    pub refcnt: u32,
+    /// The CPU group that last claimed this slab ([`SlabLayer::claim_for`]).
+    pub group: u32,
     /// Buffers in this slab.
     pub chunks: usize,
 }
@@ -97,6 +99,7 @@ impl Slab {
             prev: null_mut(),
             head,
             refcnt: 0,
+            group: 0,
             chunks,
         }
     }
@@ -243,12 +246,23 @@ pub(crate) struct BufctlAudit {
     pub stack_hash: u64,
 }
 
+/// CPU groups that claim slabs of an in-slab cache (see [`SlabLayer::claimed`]): a CPU
+/// claims for the group of its number modulo this (as the depot's full lists do).
+pub(crate) const CLAIMS: usize = 8;
+
+/// Partial slabs [`SlabLayer::claim_for`] looks at for one of the group's own.
+const CLAIM_SCAN: usize = 16;
+
 /// The slab layer's state (under the cache's slab lock).
 pub(crate) struct SlabLayer {
     /// Slabs with at least one free buffer (doubly linked, most recently used first).
     pub partial: *mut Slab,
     /// Fully allocated slabs.
     pub full: *mut Slab,
+    /// The slab each CPU group takes an in-slab cache's buffers from, or null: a live slab
+    /// of this cache (on either list), claimed by one group only (`slab_layer.rs`, "CPU
+    /// claims"), cleared when it is destroyed.
+    pub claimed: [*mut Slab; CLAIMS],
     pub nslabs: usize,
     /// Buffers in all slabs.
     pub buftotal: usize,
@@ -274,6 +288,7 @@ impl SlabLayer {
         SlabLayer {
             partial: null_mut(),
             full: null_mut(),
+            claimed: [null_mut(); CLAIMS],
             nslabs: 0,
             buftotal: 0,
             bufalloc: 0,
@@ -286,6 +301,63 @@ impl SlabLayer {
             slab_free: 0,
             rescale: 0,
             lookup_depth: 0,
+        }
+    }
+
+    /// The slab CPU group `c` takes buffers from: its claimed slab while that has a free
+    /// buffer, else one of the first [`CLAIM_SCAN`] partial slabs that no other group
+    /// claims, claimed now — one this group claimed before, else one at least half free,
+    /// else (when the scan did not reach the end of the list: many partial slabs) the
+    /// first; null (and nothing claimed) when none qualifies, for the caller to make one.
+    pub(crate) fn claim_for(&mut self, c: usize) -> *mut Slab {
+        let mine = self.claimed[c];
+        // SAFETY: a claimed slab is live (a claim goes when its slab is destroyed).
+        if !mine.is_null() && unsafe { (*mine).head } != 0 {
+            return mine;
+        }
+        let (mut half_free, mut first): (*mut Slab, *mut Slab) = (null_mut(), null_mut());
+        let mut sp = self.partial;
+        let mut scanned = 0;
+        // SAFETY: slabs on the partial list are live (slab lock held by the caller).
+        let pick = unsafe {
+            loop {
+                if sp.is_null() {
+                    break half_free;
+                }
+                if scanned == CLAIM_SCAN {
+                    break if half_free.is_null() {
+                        first
+                    } else {
+                        half_free
+                    };
+                }
+                scanned += 1;
+                if !self.claimed.contains(&sp) {
+                    if (*sp).group as usize == c {
+                        break sp;
+                    }
+                    if half_free.is_null() && 2 * (*sp).refcnt as usize <= (*sp).chunks {
+                        half_free = sp;
+                    }
+                    if first.is_null() {
+                        first = sp;
+                    }
+                }
+                sp = (*sp).next;
+            }
+        };
+        self.claimed[c] = pick;
+        if !pick.is_null() {
+            // SAFETY: a live partial slab (above).
+            unsafe { (*pick).group = c as u32 };
+        }
+        pick
+    }
+
+    /// Drop every claim on `sp` (a slab about to be destroyed).
+    pub(crate) fn unclaim(&mut self, sp: *mut Slab) {
+        for c in self.claimed.iter_mut().filter(|c| **c == sp) {
+            *c = null_mut();
         }
     }
 

@@ -208,6 +208,7 @@ impl Cache {
         let mut nslabs = 0;
         let mut buftotal = 0;
         let mut bufalloc = 0;
+        let mut claims_seen = 0;
         for (is_full, head) in [(false, g.partial), (true, g.full)] {
             let mut sp = head;
             let mut prev: *mut Slab = null_mut();
@@ -225,7 +226,7 @@ impl Cache {
                     if !self.source.contains(s.mem, self.slabsize()) {
                         return Err(corrupt("slab outside the source arena", s.mem));
                     }
-                    if s.chunks == 0 || s.refcnt > s.chunks {
+                    if s.chunks == 0 || s.refcnt as usize > s.chunks {
                         return Err(corrupt("slab refcnt", sp as usize));
                     }
                     if s.base < s.mem
@@ -317,7 +318,7 @@ impl Cache {
                             secret::decode(*(at as *const usize), at)
                         };
                     }
-                    if nfree + s.refcnt != s.chunks {
+                    if nfree + s.refcnt as usize != s.chunks {
                         return Err(corrupt("free count + refcnt != chunks", sp as usize));
                     }
                     if is_full != (nfree == 0) {
@@ -328,7 +329,8 @@ impl Cache {
                     }
                     nslabs += 1;
                     buftotal += s.chunks;
-                    bufalloc += s.refcnt;
+                    bufalloc += s.refcnt as usize;
+                    claims_seen += g.claimed.iter().filter(|&&c| c == sp).count();
                     prev = sp;
                     sp = s.next;
                 }
@@ -336,6 +338,17 @@ impl Cache {
         }
         if nslabs != g.nslabs || buftotal != g.buftotal || bufalloc != g.bufalloc {
             return Err(corrupt("slab counts", 0));
+        }
+        // Every claim is a listed slab of this cache, and no slab is claimed twice (each
+        // listed slab counted its claims above).
+        let claims = g.claimed.iter().filter(|c| !c.is_null()).count();
+        if claims_seen != claims || (self.hashed && claims != 0) {
+            return Err(corrupt("slab claim not a listed slab", 0));
+        }
+        for (i, &c) in g.claimed.iter().enumerate() {
+            if !c.is_null() && g.claimed[i + 1..].contains(&c) {
+                return Err(corrupt("slab claimed twice", c as usize));
+            }
         }
         if self.hashed {
             let mut n = 0;
