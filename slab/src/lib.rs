@@ -306,7 +306,16 @@
 //!   keeps the extras in its own magazine; libumem takes one at a time, and two threads
 //!   refilling together got interleaved neighbours on one cache line (false sharing).
 //!   Only small buffers of caches without constructor, destructor or debugging take part,
-//!   never the magazine caches (`Cache::batch_refill`).
+//!   never the magazine caches (`Cache::batch_refill`). A batch of buffers smaller than a
+//!   line covers at least eight lines and comes out a line apart.
+//! * **Buffers stay with their CPU group** (a CPU modulo 8; per-thread mode, the thread):
+//!   the group refills from a slab it *claims* in the slab layer (`slab_layer.rs`, "CPU
+//!   claims"), and for chunks up to 512 bytes takes another group's full magazines only
+//!   from a depot list of two or more (`depot.rs`). libumem's slab layer hands its next
+//!   free buffer to whoever asks, and its depot any full magazine: two threads that
+//!   allocate and free about as much then end up with their small buffers on the same
+//!   lines, written from two cores (glibc's bench-malloc-thread: 80-170 M iterations
+//!   against mimalloc's 200 M, before).
 //! * **Magazines are cache-line aligned** (libumem: 8 to 64 bytes), since a loaded
 //!   magazine is written on every hit by its thread.
 //! * **Hash rescale on growth**: a hashed cache rescales its hash inline when its buffers
