@@ -7,6 +7,7 @@
 use core::ptr::null_mut;
 
 use crate::magazine::{Magazine, MAGTYPES};
+use crate::percpu::GROUPS;
 
 /// Failed depot trylocks per update interval above which magazines grow.
 pub(crate) const DEPOT_CONTENTION: u64 = 2;
@@ -291,11 +292,8 @@ pub(crate) fn steal_min(chunksize: usize, hashed: bool) -> usize {
     }
 }
 
-/// Partitions of the full list ([`FullLists`]).
-pub(crate) const PARTS: usize = 8;
-
-/// The depot's full magazines, in [`PARTS`] address-ordered lists by the CPU that
-/// freed their buffers (its number modulo `PARTS`), with the working-set counters of all
+/// The depot's full magazines, in [`GROUPS`] address-ordered lists by the CPU that
+/// freed their buffers (its number modulo `GROUPS`, `percpu::group_hint`), with the working-set counters of all
 /// of them together.
 ///
 /// A CPU takes full magazines from its own list first, so that a thread reuses the heap
@@ -312,7 +310,7 @@ pub(crate) const PARTS: usize = 8;
 /// slab (`slab_layer.rs`, "CPU claims") instead; a producer still gets its consumer's
 /// frees, with up to `STEAL_MIN` magazines more in the depot.
 pub(crate) struct FullLists {
-    parts: [Deque; PARTS],
+    parts: [Deque; GROUPS],
     /// Bit `i` set when `parts[i]` holds a magazine.
     nonempty: u32,
     pub ws: WorkingSet,
@@ -332,7 +330,7 @@ impl FullLists {
     /// round the ring that holds at least `steal_min` (1 or more) magazines; null when
     /// there is none.
     pub(crate) fn pop(&mut self, cpu: usize, steal_min: usize) -> *mut Magazine {
-        let own = cpu % PARTS;
+        let own = cpu % GROUPS;
         let mut bits = self.nonempty.rotate_right(own as u32);
         // The first list from `own` on, round the ring, that may give one: its own
         // whenever that is not empty, another only with `steal_min` magazines.
@@ -340,7 +338,7 @@ impl FullLists {
             if bits == 0 {
                 return null_mut();
             }
-            let i = (own + bits.trailing_zeros() as usize) % PARTS;
+            let i = (own + bits.trailing_zeros() as usize) % GROUPS;
             if i == own || self.parts[i].len >= steal_min {
                 break i;
             }
@@ -357,7 +355,7 @@ impl FullLists {
 
     /// Put full magazine `m`, filled on CPU `cpu`, on that CPU's list.
     pub(crate) fn push(&mut self, m: *mut Magazine, cpu: usize) {
-        let i = cpu % PARTS;
+        let i = cpu % GROUPS;
         self.parts[i].push(m);
         self.nonempty |= 1 << i;
         self.ws.put();
@@ -562,7 +560,7 @@ mod tests {
         let mut f = FullLists::new(cap);
         assert!(f.pop(0, 1).is_null());
         f.push(ps[0], 1);
-        f.push(ps[1], 3 + PARTS); // CPU 3's list: numbers are taken modulo PARTS
+        f.push(ps[1], 3 + GROUPS); // CPU 3's list: numbers are taken modulo GROUPS
         f.push(ps[2], 1);
         f.push(ps[3], 6);
         assert!(f.for_each(&mut |_| {}));

@@ -488,6 +488,11 @@ fn cpu_now() -> Option<usize> {
     usize::try_from(c).ok().filter(|&c| c < cpus())
 }
 
+/// How many groups [`group_hint`] is taken modulo by the depot's full lists and the slab
+/// layer's claims: the two must agree, so that a group's own list and its own slab stand
+/// for the same CPUs (or threads).
+pub(crate) const GROUPS: usize = 8;
+
 /// The group the calling thread's buffers are kept under: the depot's list of full
 /// magazines it fills and takes from first (`depot.rs`) and the slab it claims
 /// (`slab_layer.rs`, "CPU claims"). Per CPU, its CPU: a CPU's magazines serve whichever

@@ -14,6 +14,7 @@
 use core::mem::size_of;
 use core::ptr::null_mut;
 
+use crate::percpu::GROUPS;
 use crate::secret;
 
 /// Buckets of a new hash table.
@@ -246,10 +247,6 @@ pub(crate) struct BufctlAudit {
     pub stack_hash: u64,
 }
 
-/// CPU groups that claim slabs of an in-slab cache (see [`SlabLayer::claimed`]): a CPU
-/// claims for the group of its number modulo this (as the depot's full lists do).
-pub(crate) const CLAIMS: usize = 8;
-
 /// Partial slabs [`SlabLayer::claim_for`] looks at for one of the group's own.
 const CLAIM_SCAN: usize = 16;
 
@@ -262,7 +259,7 @@ pub(crate) struct SlabLayer {
     /// The slab each CPU group takes an in-slab cache's buffers from, or null: a live slab
     /// of this cache (on either list), claimed by one group only (`slab_layer.rs`, "CPU
     /// claims"), cleared when it is destroyed.
-    pub claimed: [*mut Slab; CLAIMS],
+    pub claimed: [*mut Slab; GROUPS],
     pub nslabs: usize,
     /// Buffers in all slabs.
     pub buftotal: usize,
@@ -288,7 +285,7 @@ impl SlabLayer {
         SlabLayer {
             partial: null_mut(),
             full: null_mut(),
-            claimed: [null_mut(); CLAIMS],
+            claimed: [null_mut(); GROUPS],
             nslabs: 0,
             buftotal: 0,
             bufalloc: 0,

@@ -13,11 +13,12 @@ use crate::debug::{fill, BUFTAG_FREE, FREE_PATTERN, REDZONE_PATTERN};
 use crate::diag::fatal_error;
 use crate::error::SlabError;
 use crate::metadata::{arena_alloc, arena_free, arenas};
+use crate::percpu::GROUPS;
 use crate::registry::internal_caches;
 use crate::secret;
 use crate::slab::{
     init_map, list_push, list_remove, map_has_free, map_set, map_test, map_words, Bufctl,
-    BufctlAudit, BufferLookup, Slab, SlabLayer, CLAIMS, FRESH, HASH_INITIAL, MAP_CHUNK,
+    BufctlAudit, BufferLookup, Slab, SlabLayer, FRESH, HASH_INITIAL, MAP_CHUNK,
 };
 
 impl Cache {
@@ -51,7 +52,7 @@ impl Cache {
     // share moves between the two cores on every write either makes (false sharing). The
     // depot's full lists already hand a CPU back the buffers it freed (`depot.rs`), so
     // what mixes them is where the buffers first come from. So each CPU group (its number
-    // modulo `CLAIMS`; per-thread mode: the thread, `percpu::group_hint`) *claims* a slab
+    // modulo `percpu::GROUPS`; per-thread mode: the thread, `percpu::group_hint`) *claims* a slab
     // of an in-slab cache and takes its refills from that slab while it has a free
     // buffer; then from the first partial slab that no other group claims, else a fresh
     // one (`SlabLayer::claim_for`). A group's buffers then share lines only with its own,
@@ -75,7 +76,7 @@ impl Cache {
     /// source arena is out of memory). The batch refill of `miss.rs` uses it.
     pub(crate) fn slab_alloc_batch(&self, out: &mut [usize]) -> usize {
         // An in-slab cache takes from the slab of the calling CPU's group ("CPU claims").
-        let group = (!self.hashed).then(|| crate::percpu::group_hint() % CLAIMS);
+        let group = (!self.hashed).then(|| crate::percpu::group_hint() % GROUPS);
         let mut g = self.slab.0.lock();
         let mut n = 0;
         let mut rescale = false;
