@@ -343,12 +343,23 @@ impl SlabLayer {
                 sp = (*sp).next;
             }
         };
-        self.claimed[c] = pick;
-        if !pick.is_null() {
+        if pick.is_null() {
+            self.claimed[c] = null_mut();
+        } else {
             // SAFETY: a live partial slab (above).
-            unsafe { (*pick).group = c as u32 };
+            unsafe { self.claim(c, pick) };
         }
         pick
+    }
+
+    /// Make `sp` group `c`'s claimed slab, and the group it was last claimed by.
+    ///
+    /// # Safety
+    /// `sp` is a live slab of this layer that no other group claims (slab lock held).
+    pub(crate) unsafe fn claim(&mut self, c: usize, sp: *mut Slab) {
+        self.claimed[c] = sp;
+        // SAFETY: by the caller.
+        unsafe { (*sp).group = c as u32 };
     }
 
     /// Drop every claim on `sp` (a slab about to be destroyed).

@@ -107,9 +107,8 @@ impl Cache {
                 g.buftotal += unsafe { (*sp).chunks };
                 list_push(&mut g.partial, sp);
                 if let Some(c) = group {
-                    g.claimed[c] = sp;
-                    // SAFETY: fresh slab.
-                    unsafe { (*sp).group = c as u32 };
+                    // SAFETY: a fresh slab, on the partial list, claimed by nobody.
+                    unsafe { g.claim(c, sp) };
                 }
                 rescale |= self.hashed && g.buftotal > 2 * (g.hash_mask + 1);
             }
