@@ -70,6 +70,11 @@ fn the_code_programs_run_lies_in_one_aligned_section() {
         "aligned_alloc",
         "malloc_usable_size",
         "operator new(unsigned long)",
+        // libumem's own allocation entry points
+        "umem_alloc",
+        "umem_free",
+        "umem_cache_alloc",
+        "umem_cache_free",
         // start-up, the slow paths down to vmem, the update
         "umem_global::init::ensure_init",
         "umem_global::alloc::c_alloc_miss",
