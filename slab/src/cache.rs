@@ -68,9 +68,6 @@ pub struct Cache {
     /// constructor or destructor grow their magazines on depot traffic as well as on
     /// contention (a resize destroys cached objects, which costs a constructed cache more).
     pub(crate) grow_on_traffic: bool,
-    /// How many full magazines another CPU's depot list must hold before this cache takes
-    /// one of them (`depot::steal_min`).
-    pub(crate) steal_min: usize,
     pub(crate) ops: CacheOps,
     pub(crate) source: &'static Vmem,
     pub(crate) name: CacheName,

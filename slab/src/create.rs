@@ -500,7 +500,6 @@ impl Cache {
                 && !flags.contains(CacheFlags::QCACHE)
                 && ops.ctor.is_none()
                 && ops.dtor.is_none(),
-            steal_min: crate::depot::steal_min(geo.chunksize, geo.hashed),
             ops,
             source,
             name: CacheName::new(name),

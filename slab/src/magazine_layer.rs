@@ -8,7 +8,7 @@ use core::ptr::null_mut;
 use core::sync::atomic::Ordering;
 
 use crate::cache::Cache;
-use crate::depot::Depot;
+use crate::depot::{steal_min, Depot};
 use crate::magazine::{magtype_index, reload, Magazine, ThreadCache, MAGTYPES};
 use crate::magazine_block;
 use crate::registry::internal_caches;
@@ -63,7 +63,7 @@ impl Cache {
                 };
                 let s = &mut *slot;
                 let cur = MAGTYPES[mt].rounds;
-                let full = d.full.pop(group, self.steal_min);
+                let full = d.full.pop(group, steal_min(self.chunksize, self.hashed));
                 if full.is_null() {
                     return None;
                 }
